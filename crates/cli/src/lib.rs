@@ -1,0 +1,1 @@
+//! The `protolab` command line (work in progress).

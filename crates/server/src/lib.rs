@@ -1,0 +1,1 @@
+//! The lab's servers (work in progress).

@@ -1,0 +1,1 @@
+//! Local certificate authority and TLS configuration for the lab (work in progress).

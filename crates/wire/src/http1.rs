@@ -1,0 +1,203 @@
+//! HTTP/1.x message heads (RFC 9112): request and response parsing, body framing, chunked
+//! decoding, and response head encoding.
+//!
+//! Parsing is strict where leniency enables request smuggling (RFC 9112 §6.3, §11.2):
+//! Transfer-Encoding together with Content-Length, differing duplicate Content-Length values,
+//! obs-fold, and malformed chunk sizes are errors, never guesses.
+
+use thiserror::Error;
+
+/// Limits applied while parsing a head. Both bound memory a peer can make us hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Largest head in bytes, from the first byte of the start line to the end of the blank
+    /// line. Default 16 KiB (nginx's `large_client_header_buffers` is 4 × 8 KiB; HAProxy's
+    /// `tune.bufsize` is 16 KiB). Exceeding it yields [`HeadError::TooLarge`] (431 for requests).
+    pub max_head_bytes: usize,
+    /// Most header fields accepted. Default 100 (Apache's `LimitRequestFields`).
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        Self { max_head_bytes: 16 * 1024, max_headers: 100 }
+    }
+}
+
+/// Why a head could not be parsed. Each variant maps to one response status via
+/// [`HeadError::status`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum HeadError {
+    /// The head did not end within [`HeadLimits::max_head_bytes`].
+    #[error("request head is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// More header fields than [`HeadLimits::max_headers`].
+    #[error("more than {limit} header fields")]
+    TooManyHeaders {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// The bytes are not an HTTP/1.x head (bad token, bad version, stray bytes, obs-fold ...).
+    #[error("malformed head: {reason}")]
+    Malformed {
+        /// A short description of the first violation found.
+        reason: &'static str,
+    },
+    /// The head is well-formed but its body framing is ambiguous or invalid (RFC 9112 §6.3).
+    #[error("invalid message framing: {reason}")]
+    Framing {
+        /// Which rule was broken, e.g. "both Content-Length and Transfer-Encoding".
+        reason: &'static str,
+    },
+}
+
+impl HeadError {
+    /// The HTTP status a server answers with before closing the connection.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::TooLarge { .. } | Self::TooManyHeaders { .. } => 431,
+            Self::Malformed { .. } | Self::Framing { .. } => 400,
+        }
+    }
+}
+
+/// One header field. Names keep the peer's spelling; compare them with
+/// [`str::eq_ignore_ascii_case`]. Values are raw bytes (RFC 9110 §5.5 allows obs-text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Field name as sent.
+    pub name: String,
+    /// Field value with surrounding whitespace trimmed.
+    pub value: Vec<u8>,
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Method token, e.g. `GET`.
+    pub method: String,
+    /// Request target as sent, e.g. `/api/birds?year=2020`.
+    pub target: String,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    /// Header fields in order.
+    pub headers: Vec<Header>,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    /// Status code, e.g. 101.
+    pub status: u16,
+    /// Reason phrase as sent (may be empty).
+    pub reason: String,
+    /// Header fields in order.
+    pub headers: Vec<Header>,
+}
+
+/// How the body that follows a head is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes follow.
+    ContentLength(u64),
+    /// `Transfer-Encoding: chunked`; decode with [`ChunkedDecoder`].
+    Chunked,
+    /// Responses only: the body runs until the connection closes.
+    UntilClose,
+}
+
+/// Finds header values by case-insensitive name.
+pub trait Headers {
+    /// All fields, in order.
+    fn fields(&self) -> &[Header];
+
+    /// The first value of `name`, if present.
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.fields()
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_slice())
+    }
+
+    /// The first value of `name` as UTF-8 text, if present and valid.
+    fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Whether any `name` field contains `token` in its comma-separated list, compared
+    /// case-insensitively (e.g. `Connection: keep-alive, Upgrade` has token `upgrade`).
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.fields().iter().filter(|h| h.name.eq_ignore_ascii_case(name)).any(|h| {
+            h.value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+}
+
+impl Headers for RequestHead {
+    fn fields(&self) -> &[Header] {
+        &self.headers
+    }
+}
+
+impl Headers for ResponseHead {
+    fn fields(&self) -> &[Header] {
+        &self.headers
+    }
+}
+
+impl RequestHead {
+    /// Body framing of this request (RFC 9112 §6.3): chunked, Content-Length, or empty.
+    /// Rejects Content-Length together with Transfer-Encoding, differing or malformed
+    /// Content-Length values, and any Transfer-Encoding whose final coding is not `chunked`.
+    pub fn body_framing(&self) -> Result<BodyFraming, HeadError> {
+        crate::http1::framing::request_framing(&self.headers)
+    }
+
+    /// Whether the connection stays open after this exchange: HTTP/1.1 unless
+    /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        if self.version == 0 {
+            self.has_token("connection", "keep-alive")
+        } else {
+            !self.has_token("connection", "close")
+        }
+    }
+
+    /// The path part of the target, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(self.target.as_str(), |(p, _)| p)
+    }
+
+    /// The raw query string (no leading `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+}
+
+impl ResponseHead {
+    /// Body framing of this response, given the request method (a response to HEAD, and
+    /// 1xx/204/304 responses, have no body; RFC 9112 §6.3).
+    pub fn body_framing(&self, request_method: &str) -> Result<BodyFraming, HeadError> {
+        crate::http1::framing::response_framing(self, request_method)
+    }
+}
+
+mod framing;
+mod parse;
+mod chunked;
+mod encode;
+pub mod query;
+
+pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedEvent};
+pub use encode::{reason_phrase, write_request_head, write_response_head};
+pub use parse::{parse_request, parse_response};

@@ -1,0 +1,13 @@
+//! Sans-IO codecs for every network byte protolab reads or writes.
+//!
+//! The principal types are [`http1::RequestHead`] (parsed by [`http1::parse_request`]) and
+//! [`ws::Decoder`], which turns bytes from a peer into whole [`ws::Message`]s while enforcing
+//! RFC 6455's rules and the configured size limits. Encoding goes through [`ws::encode_frame`].
+//!
+//! What this crate does *not* do: no sockets, no tokio, no files, no clocks. Every function takes
+//! `&[u8]` and returns a value plus how many bytes it consumed, or says it needs more bytes.
+//! Because the lab's servers, the load generator and the capture dissector share these codecs,
+//! what protolab serves, measures and decodes agree by construction.
+
+pub mod http1;
+pub mod ws;
