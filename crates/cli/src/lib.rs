@@ -1,1 +1,106 @@
-//! The `protolab` command line (work in progress).
+//! The `protolab` command line: clap arguments, their validation into typed configs, the lab
+//! supervisor behind `up`, and output rendering.
+//!
+//! [`run`] is the whole program minus process set-up; tests call it in-process with
+//! [`Cli::parse_from`](clap::Parser::parse_from). Only this crate uses clap and anyhow.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+pub mod certs;
+pub mod logging;
+
+/// Stand up, load, compare and look inside web transport protocols.
+#[derive(Debug, Parser)]
+#[command(name = "protolab", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Where the CA, certificates and keys live. Default: $XDG_DATA_HOME/protolab
+    /// (~/.local/share/protolab).
+    #[arg(long, global = true, env = "PROTOLAB_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text where the output is data.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the local CA and certificates (like mkcert), and diagnose TLS certificate errors.
+    Certs(certs::CertsArgs),
+    /// Print a shell completion script, e.g. `protolab completions bash > /etc/bash_completion.d/protolab`.
+    Completions {
+        /// The shell to generate for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Resolved global context handed to every subcommand.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The state directory (CA, certificates, keys).
+    pub home: PathBuf,
+    /// JSON output requested.
+    pub json: bool,
+}
+
+impl Context {
+    fn from_args(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let home = match &global.home {
+            Some(dir) => dir.clone(),
+            None => default_home().context(
+                "cannot find a state directory: set PROTOLAB_HOME or --home (neither XDG_DATA_HOME nor HOME is set)",
+            )?,
+        };
+        Ok(Self { home, json: global.json })
+    }
+}
+
+fn default_home() -> Option<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(xdg).join("protolab"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|home| PathBuf::from(home).join(".local/share/protolab"))
+}
+
+/// Runs one parsed command line. Errors carry context for the user; `main` prints them.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context::from_args(&cli.global)?;
+    match cli.command {
+        Command::Certs(args) => certs::run(args, &ctx).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "protolab", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Whether `err` is a closed stdout (e.g. `protolab ... | head`), which is not a failure.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
