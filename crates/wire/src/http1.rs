@@ -20,7 +20,10 @@ pub struct HeadLimits {
 
 impl Default for HeadLimits {
     fn default() -> Self {
-        Self { max_head_bytes: 16 * 1024, max_headers: 100 }
+        Self {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+        }
     }
 }
 
@@ -135,11 +138,14 @@ pub trait Headers {
     /// Whether any `name` field contains `token` in its comma-separated list, compared
     /// case-insensitively (e.g. `Connection: keep-alive, Upgrade` has token `upgrade`).
     fn has_token(&self, name: &str, token: &str) -> bool {
-        self.fields().iter().filter(|h| h.name.eq_ignore_ascii_case(name)).any(|h| {
-            h.value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        })
+        self.fields()
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .any(|h| {
+                h.value
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+            })
     }
 }
 
@@ -158,9 +164,10 @@ impl Headers for ResponseHead {
 impl RequestHead {
     /// Body framing of this request (RFC 9112 §6.3): chunked, Content-Length, or empty.
     /// Rejects Content-Length together with Transfer-Encoding, differing or malformed
-    /// Content-Length values, and any Transfer-Encoding whose final coding is not `chunked`.
+    /// Content-Length values, and any Transfer-Encoding whose final coding is not `chunked`,
+    /// or any Transfer-Encoding at all in an HTTP/1.0 request (RFC 9112 §6.1).
     pub fn body_framing(&self) -> Result<BodyFraming, HeadError> {
-        crate::http1::framing::request_framing(&self.headers)
+        crate::http1::framing::request_framing(&self.headers, self.version)
     }
 
     /// Whether the connection stays open after this exchange: HTTP/1.1 unless
@@ -175,7 +182,9 @@ impl RequestHead {
 
     /// The path part of the target, without the query.
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(self.target.as_str(), |(p, _)| p)
+        self.target
+            .split_once('?')
+            .map_or(self.target.as_str(), |(p, _)| p)
     }
 
     /// The raw query string (no leading `?`), if any.
@@ -192,10 +201,10 @@ impl ResponseHead {
     }
 }
 
+mod chunked;
+pub(crate) mod encode;
 mod framing;
 mod parse;
-mod chunked;
-mod encode;
 pub mod query;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedEvent};

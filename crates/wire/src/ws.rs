@@ -7,12 +7,12 @@
 
 use thiserror::Error;
 
-pub mod handshake;
 mod decoder;
 mod frame;
+pub mod handshake;
 
 pub use decoder::Decoder;
-pub use frame::{apply_mask, decode_header, encode_close, encode_frame};
+pub use frame::{apply_mask, decode_header, encode_close, encode_frame, write_header};
 
 /// Frame opcode (RFC 6455 §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,7 +114,10 @@ pub struct DecoderConfig {
 
 impl Default for DecoderConfig {
     fn default() -> Self {
-        Self { max_frame_bytes: 16 << 20, max_message_bytes: 16 << 20 }
+        Self {
+            max_frame_bytes: 16 << 20,
+            max_message_bytes: 16 << 20,
+        }
     }
 }
 

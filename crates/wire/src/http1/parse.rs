@@ -1,6 +1,21 @@
 //! Request and response head parsing.
+//!
+//! `httparse` does the tokenizing; this module adds the strictness RFC 9112 asks of a
+//! recipient that must not be confused about where a message ends:
+//!
+//! - bare LF line endings are rejected (RFC 9112 §2.2 only *allows* a recipient to accept
+//!   them; an intermediary that does while another hop does not is a smuggling vector),
+//!   although `httparse` accepts them;
+//! - obs-fold (a field line starting with SP or HTAB) is rejected (RFC 9112 §5.2);
+//! - whitespace between a field name and the colon is rejected (RFC 9112 §5.1);
+//! - only HTTP/1.0 and HTTP/1.1 are accepted (RFC 9112 §2.3);
+//! - the head is bounded by [`HeadLimits`] before it is complete, so a peer cannot make us
+//!   buffer without limit.
 
-use super::{HeadError, HeadLimits, RequestHead, ResponseHead};
+use super::{HeadError, HeadLimits, Header, RequestHead, ResponseHead};
+
+/// Headers parsed into a stack array when the limit allows; larger limits use the heap.
+const STACK_HEADERS: usize = 64;
 
 /// Parses a request head at the start of `buf`.
 ///
@@ -14,7 +29,27 @@ pub fn parse_request(
     buf: &[u8],
     limits: &HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, HeadError> {
-    todo!("{} {limits:?}", buf.len())
+    let Some(start) = skip_empty_lines(buf)? else {
+        return check_partial(buf, limits);
+    };
+    let window = bounded(buf, limits);
+    with_header_storage(limits.max_headers, |storage| {
+        let mut req = httparse::Request::new(storage);
+        match req.parse(window) {
+            Ok(httparse::Status::Partial) => check_partial(buf, limits),
+            Ok(httparse::Status::Complete(len)) => {
+                check_line_endings(&window[start..len])?;
+                let head = RequestHead {
+                    method: req.method.unwrap_or_default().to_owned(),
+                    target: req.path.unwrap_or_default().to_owned(),
+                    version: checked_version(req.version)?,
+                    headers: collect_headers(req.headers)?,
+                };
+                Ok(Some((head, len)))
+            }
+            Err(e) => Err(map_error(e, window, limits)),
+        }
+    })
 }
 
 /// Parses a response head at the start of `buf`; same contract as [`parse_request`].
@@ -22,5 +57,360 @@ pub fn parse_response(
     buf: &[u8],
     limits: &HeadLimits,
 ) -> Result<Option<(ResponseHead, usize)>, HeadError> {
-    todo!("{} {limits:?}", buf.len())
+    let Some(start) = skip_empty_lines(buf)? else {
+        return check_partial(buf, limits);
+    };
+    let window = bounded(buf, limits);
+    with_header_storage(limits.max_headers, |storage| {
+        let mut res = httparse::Response::new(storage);
+        match res.parse(window) {
+            Ok(httparse::Status::Partial) => check_partial(buf, limits),
+            Ok(httparse::Status::Complete(len)) => {
+                check_line_endings(&window[start..len])?;
+                let head = ResponseHead {
+                    version: checked_version(res.version)?,
+                    status: res.code.unwrap_or_default(),
+                    reason: res.reason.unwrap_or_default().to_owned(),
+                    headers: collect_headers(res.headers)?,
+                };
+                Ok(Some((head, len)))
+            }
+            Err(e) => Err(map_error(e, window, limits)),
+        }
+    })
+}
+
+/// Only the first `max_head_bytes` are ever handed to `httparse`: a head that has not ended
+/// by then is too large whatever follows, and the parser's work stays bounded.
+fn bounded<'b>(buf: &'b [u8], limits: &HeadLimits) -> &'b [u8] {
+    &buf[..buf.len().min(limits.max_head_bytes)]
+}
+
+/// An incomplete head is fine until it outgrows the limit.
+fn check_partial<T>(buf: &[u8], limits: &HeadLimits) -> Result<Option<T>, HeadError> {
+    if buf.len() > limits.max_head_bytes {
+        Err(HeadError::TooLarge {
+            limit: limits.max_head_bytes,
+        })
+    } else {
+        // Fail early on a bare LF already buffered rather than waiting for the head to end.
+        check_line_endings(buf)?;
+        Ok(None)
+    }
+}
+
+/// Skips the empty lines a recipient SHOULD ignore before a request line (RFC 9112 §2.2), and
+/// returns where the start line begins, or `None` if `buf` holds nothing but empty lines so
+/// far. `httparse` skips them as well (and counts them in its length); this pass only exists
+/// to reject a bare LF among them.
+fn skip_empty_lines(buf: &[u8]) -> Result<Option<usize>, HeadError> {
+    let mut i = 0;
+    loop {
+        match buf.get(i..) {
+            Some([b'\r', b'\n', ..]) => i += 2,
+            Some([b'\r']) | Some([]) | None => return Ok(None),
+            Some([b'\n', ..]) => return Err(bare_lf()),
+            Some(_) => return Ok(Some(i)),
+        }
+    }
+}
+
+/// Every LF must follow a CR (RFC 9112 §2.2). `httparse` already rejects a CR that is not
+/// followed by LF, so this only looks for the reverse.
+fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
+    if head.first() == Some(&b'\n') || head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') {
+        return Err(bare_lf());
+    }
+    Ok(())
+}
+
+fn bare_lf() -> HeadError {
+    HeadError::Malformed {
+        reason: "bare LF line ending",
+    }
+}
+
+fn checked_version(version: Option<u8>) -> Result<u8, HeadError> {
+    match version {
+        Some(v @ (0 | 1)) => Ok(v),
+        _ => Err(HeadError::Malformed {
+            reason: "unsupported HTTP version",
+        }),
+    }
+}
+
+fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<Vec<Header>, HeadError> {
+    raw.iter()
+        .map(|h| {
+            if h.name.is_empty() {
+                return Err(HeadError::Malformed {
+                    reason: "empty field name",
+                });
+            }
+            Ok(Header {
+                name: h.name.to_owned(),
+                value: trim_ows(h.value).to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// Field values exclude leading and trailing OWS, i.e. SP and HTAB (RFC 9110 §5.5).
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = v.iter().position(|b| !is_ows(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !is_ows(b)).map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+fn map_error(e: httparse::Error, window: &[u8], limits: &HeadLimits) -> HeadError {
+    use httparse::Error as E;
+    let reason = match e {
+        E::TooManyHeaders => {
+            return HeadError::TooManyHeaders {
+                limit: limits.max_headers,
+            }
+        }
+        E::HeaderName => {
+            // Tell the two classic smuggling shapes apart from plain garbage: a field line
+            // starting with whitespace is obs-fold (RFC 9112 §5.2), whitespace before the
+            // colon is forbidden outright (RFC 9112 §5.1).
+            if window
+                .windows(3)
+                .any(|w| w[0] == b'\n' && (w[1] == b' ' || w[1] == b'\t'))
+            {
+                "obs-fold (field line starting with whitespace)"
+            } else {
+                "invalid field name (whitespace before colon?)"
+            }
+        }
+        E::HeaderValue => "invalid field value",
+        E::NewLine => "invalid line ending",
+        E::Status => "invalid status line",
+        E::Token => "invalid token in start line",
+        E::Version => "unsupported HTTP version",
+    };
+    HeadError::Malformed { reason }
+}
+
+/// Runs `f` with `max` empty `httparse` header slots, on the stack when they fit.
+fn with_header_storage<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -> R) -> R {
+    if max <= STACK_HEADERS {
+        let mut storage = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        f(&mut storage[..max])
+    } else {
+        let mut storage = vec![httparse::EMPTY_HEADER; max];
+        f(&mut storage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::Headers;
+
+    fn req(s: &str) -> Result<Option<(RequestHead, usize)>, HeadError> {
+        parse_request(s.as_bytes(), &HeadLimits::default())
+    }
+
+    fn res(s: &str) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+        parse_response(s.as_bytes(), &HeadLimits::default())
+    }
+
+    fn malformed<T: std::fmt::Debug>(r: Result<T, HeadError>) {
+        assert!(matches!(r, Err(HeadError::Malformed { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn simple_request() {
+        let s = "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nAccept:  */*  \r\n\r\nBODY";
+        let (h, n) = req(s).unwrap().unwrap();
+        assert_eq!(n, s.len() - 4);
+        assert_eq!(h.method, "GET");
+        assert_eq!(h.target, "/a?b=1");
+        assert_eq!(h.path(), "/a");
+        assert_eq!(h.query(), Some("b=1"));
+        assert_eq!(h.version, 1);
+        assert_eq!(h.headers.len(), 2);
+        assert_eq!(h.header("host"), Some(&b"x"[..]));
+        assert_eq!(h.header("ACCEPT"), Some(&b"*/*"[..]), "value trimmed");
+        assert!(h.keep_alive());
+    }
+
+    #[test]
+    fn http10_and_keep_alive() {
+        let (h, _) = req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.version, 0);
+        assert!(!h.keep_alive());
+        let (h, _) = req("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive());
+        let (h, _) = req("GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive());
+    }
+
+    #[test]
+    fn partial_heads_need_more() {
+        let full = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for i in 0..full.len() {
+            assert_eq!(req(&full[..i]), Ok(None), "prefix {i}");
+        }
+        assert!(req(full).unwrap().is_some());
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped_and_counted() {
+        let s = "\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        let (h, n) = req(s).unwrap().unwrap();
+        assert_eq!(h.method, "GET");
+        assert_eq!(n, s.len());
+        assert_eq!(req("\r\n\r\n"), Ok(None));
+        assert_eq!(req("\r\n\r"), Ok(None));
+        malformed(req("\nGET / HTTP/1.1\r\n\r\n"));
+    }
+
+    #[test]
+    fn bare_lf_is_rejected() {
+        malformed(req("GET / HTTP/1.1\nHost: x\r\n\r\n"));
+        malformed(req("GET / HTTP/1.1\r\nHost: x\n\r\n"));
+        malformed(req("GET / HTTP/1.1\r\nHost: x\r\n\n"));
+        malformed(req("GET / HTTP/1.1\n\n"));
+        malformed(res("HTTP/1.1 200 OK\nContent-Length: 0\n\n"));
+        // Rejected as soon as it is buffered, before the head completes.
+        malformed(req("GET / HTTP/1.1\nHost"));
+    }
+
+    #[test]
+    fn bare_cr_is_rejected() {
+        malformed(req("GET / HTTP/1.1\rHost: x\r\n\r\n"));
+        malformed(req("GET / HTTP/1.1\r\nHost: x\ry\r\n\r\n"));
+    }
+
+    #[test]
+    fn obs_fold_is_rejected() {
+        malformed(req("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"));
+        malformed(req("GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n"));
+        malformed(res("HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"));
+        // A first field line starting with whitespace is just as ambiguous.
+        malformed(req("GET / HTTP/1.1\r\n Host: x\r\n\r\n"));
+    }
+
+    #[test]
+    fn whitespace_before_colon_is_rejected() {
+        malformed(req("GET / HTTP/1.1\r\nHost : x\r\n\r\n"));
+        malformed(req("GET / HTTP/1.1\r\nContent-Length\t: 5\r\n\r\n"));
+        malformed(res("HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n"));
+    }
+
+    #[test]
+    fn bad_tokens_and_versions() {
+        malformed(req("GET / HTTP/2.0\r\n\r\n"));
+        malformed(req("GET / HTTP/1.2\r\n\r\n"));
+        malformed(req("GET / FOO/1.1\r\n\r\n"));
+        malformed(req("G(T / HTTP/1.1\r\n\r\n"));
+        malformed(req("GET  / HTTP/1.1\r\n\r\n"));
+        malformed(req("GET / HTTP/1.1\r\nBad\x01Name: x\r\n\r\n"));
+        malformed(req("GET / HTTP/1.1\r\n: empty\r\n\r\n"));
+        malformed(req("GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n"));
+        malformed(res("HTTP/1.1 2000 OK\r\n\r\n"));
+        malformed(res("HTTP/3 200 OK\r\n\r\n"));
+    }
+
+    #[test]
+    fn too_large_before_complete() {
+        let limits = HeadLimits {
+            max_head_bytes: 32,
+            max_headers: 10,
+        };
+        let mut s = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        s.resize(32, b'a');
+        assert_eq!(parse_request(&s, &limits), Ok(None));
+        s.push(b'a');
+        assert_eq!(
+            parse_request(&s, &limits),
+            Err(HeadError::TooLarge { limit: 32 })
+        );
+        assert_eq!(HeadError::TooLarge { limit: 32 }.status(), 431);
+    }
+
+    #[test]
+    fn too_large_when_complete() {
+        let limits = HeadLimits {
+            max_head_bytes: 20,
+            max_headers: 10,
+        };
+        let s = b"GET / HTTP/1.1\r\nX: abcdef\r\n\r\n";
+        assert_eq!(
+            parse_request(s, &limits),
+            Err(HeadError::TooLarge { limit: 20 })
+        );
+        // A head exactly at the limit is fine, whatever follows it in the buffer.
+        let s = b"GET / HTTP/1.1\r\n\r\nbody-bytes-beyond-the-limit";
+        let limits = HeadLimits {
+            max_head_bytes: 18,
+            max_headers: 10,
+        };
+        assert_eq!(parse_request(s, &limits).unwrap().unwrap().1, 18);
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let limits = HeadLimits {
+            max_head_bytes: 4096,
+            max_headers: 2,
+        };
+        let ok = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\n\r\n";
+        assert!(parse_request(ok, &limits).unwrap().is_some());
+        let bad = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
+        assert_eq!(
+            parse_request(bad, &limits),
+            Err(HeadError::TooManyHeaders { limit: 2 })
+        );
+        assert_eq!(HeadError::TooManyHeaders { limit: 2 }.status(), 431);
+    }
+
+    #[test]
+    fn many_headers_on_the_heap() {
+        let limits = HeadLimits {
+            max_head_bytes: 1 << 16,
+            max_headers: 200,
+        };
+        let mut s = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..150 {
+            s.push_str(&format!("h{i}: {i}\r\n"));
+        }
+        s.push_str("\r\n");
+        let (h, _) = parse_request(s.as_bytes(), &limits).unwrap().unwrap();
+        assert_eq!(h.headers.len(), 150);
+        assert_eq!(h.header("h149"), Some(&b"149"[..]));
+    }
+
+    #[test]
+    fn response_heads() {
+        let s = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        let (h, n) = res(s).unwrap().unwrap();
+        assert_eq!(n, s.len());
+        assert_eq!(
+            (h.version, h.status, h.reason.as_str()),
+            (1, 101, "Switching Protocols")
+        );
+        assert!(h.has_token("upgrade", "WebSocket"));
+        let (h, _) = res("HTTP/1.0 204 \r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.version, h.status, h.reason.as_str()), (0, 204, ""));
+        assert_eq!(res("HTTP/1.1 200 OK\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn obs_text_in_values_is_kept() {
+        let (h, _) = parse_request(
+            b"GET / HTTP/1.1\r\nX: caf\xc3\xa9 \xff\r\n\r\n",
+            &HeadLimits::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.header("x"), Some(&b"caf\xc3\xa9 \xff"[..]));
+    }
 }

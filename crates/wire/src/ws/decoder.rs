@@ -1,6 +1,9 @@
 //! Message decoder: frames → messages, with RFC 6455's rules and size limits.
 
-use super::{DecoderConfig, Message, ProtocolError, Role};
+use super::{
+    close_code, decode_header, frame::apply_mask, CloseFrame, DecoderConfig, FrameHeader, Message,
+    OpCode, ProtocolError, Role,
+};
 
 /// Turns bytes from the peer into whole [`Message`]s.
 ///
@@ -8,16 +11,48 @@ use super::{DecoderConfig, Message, ProtocolError, Role};
 /// of a fragmented message are absorbed into an internal buffer (bounded by
 /// [`DecoderConfig::max_message_bytes`]); control frames in between are returned at once.
 /// Once it returns an error, the connection must be closed with that error's close code.
+///
+/// Every payload byte is copied exactly once, from `buf` into the returned message (or the
+/// fragment buffer), and unmasked there a word at a time.
 #[derive(Debug)]
 pub struct Decoder {
     role: Role,
     config: DecoderConfig,
+    /// Opcode (Text or Binary) of the fragmented message in progress, if any.
+    partial: Option<OpCode>,
+    /// Unmasked payload of that message so far.
+    fragments: Vec<u8>,
+    /// Length of the prefix of `fragments` already known to be valid UTF-8 (text only), so
+    /// invalid text fails at the fragment that breaks it rather than at the end of the
+    /// message (RFC 6455 §8.1 lets us fail as soon as the data is known to be invalid).
+    utf8_checked: usize,
 }
 
 impl Decoder {
     /// A decoder for `role` (the side we are on) with `config`'s limits.
     pub fn new(role: Role, config: DecoderConfig) -> Self {
-        Self { role, config }
+        Self {
+            role,
+            config,
+            partial: None,
+            fragments: Vec::new(),
+            utf8_checked: 0,
+        }
+    }
+
+    /// The side this decoder runs on.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The limits this decoder enforces.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// Whether a fragmented message has started and not yet finished.
+    pub fn in_message(&self) -> bool {
+        self.partial.is_some()
     }
 
     /// Decodes from the start of `buf`. Returns how many bytes were consumed (drop them from
@@ -25,6 +60,526 @@ impl Decoder {
     /// there yet: read more. `(n > 0, None)` means a fragment was absorbed: call again.
     /// An oversized frame is rejected from its header alone, before its payload arrives.
     pub fn decode(&mut self, buf: &[u8]) -> Result<(usize, Option<Message>), ProtocolError> {
-        todo!("{:?} {:?} {}", self.role, self.config, buf.len())
+        let Some((header, header_len)) = decode_header(buf)? else {
+            return Ok((0, None));
+        };
+        self.check_header(&header)?;
+        // check_header bounded the length by max_frame_bytes, a usize.
+        let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+        let end = header_len.saturating_add(len);
+        let Some(payload) = buf.get(header_len..end) else {
+            return Ok((0, None));
+        };
+        let message = match header.opcode {
+            OpCode::Ping => Some(Message::Ping(unmasked(payload, header.mask))),
+            OpCode::Pong => Some(Message::Pong(unmasked(payload, header.mask))),
+            OpCode::Close => Some(close_message(unmasked(payload, header.mask))?),
+            OpCode::Text | OpCode::Binary if header.fin => {
+                Some(data_message(header.opcode, unmasked(payload, header.mask))?)
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.partial = Some(header.opcode);
+                self.fragments.clear();
+                self.utf8_checked = 0;
+                self.absorb(payload, header.mask, false)?
+            }
+            OpCode::Continuation => self.absorb(payload, header.mask, header.fin)?,
+        };
+        Ok((end, message))
+    }
+
+    /// Every rule that can be checked from the header alone, so nothing is buffered for a
+    /// frame that will be refused anyway.
+    fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        // RFC 6455 §5.2: RSV bits MUST be 0 unless an extension defines them; none is
+        // negotiated by this decoder.
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        // RFC 6455 §5.1: clients MUST mask, servers MUST NOT.
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedClientFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedServerFrame),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            // RFC 6455 §5.5: control frames are at most 125 bytes and MUST NOT be fragmented.
+            if !h.fin {
+                return Err(ProtocolError::BadControlFrame("fragmented control frame"));
+            }
+            if h.payload_len > 125 {
+                return Err(ProtocolError::BadControlFrame(
+                    "payload longer than 125 bytes",
+                ));
+            }
+        }
+        let limit = self.config.max_frame_bytes;
+        if h.payload_len > limit as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                len: h.payload_len,
+                limit,
+            });
+        }
+        // RFC 6455 §5.4: a message is one unfragmented frame, or a non-continuation frame
+        // with FIN clear followed by continuations, the last with FIN set. Control frames may
+        // be interleaved.
+        let so_far = match (h.opcode, self.partial) {
+            (OpCode::Continuation, None) => {
+                return Err(ProtocolError::BadFragmentation(
+                    "continuation without a message",
+                ));
+            }
+            (OpCode::Continuation, Some(_)) => self.fragments.len() as u64,
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::BadFragmentation(
+                    "new message before the fragmented one finished",
+                ));
+            }
+            (OpCode::Text | OpCode::Binary, None) => 0,
+            _ => return Ok(()),
+        };
+        let limit = self.config.max_message_bytes;
+        let len = so_far + h.payload_len;
+        if len > limit as u64 {
+            return Err(ProtocolError::MessageTooLarge { len, limit });
+        }
+        Ok(())
+    }
+
+    /// Appends one data fragment; returns the message once `fin` completes it.
+    fn absorb(
+        &mut self,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+        fin: bool,
+    ) -> Result<Option<Message>, ProtocolError> {
+        let start = self.fragments.len();
+        self.fragments.extend_from_slice(payload);
+        if let Some(key) = mask {
+            // Each frame has its own key, applied from the frame's first payload byte.
+            apply_mask(&mut self.fragments[start..], key, 0);
+        }
+        let Some(opcode) = self.partial else {
+            return Ok(None);
+        };
+        if fin {
+            self.partial = None;
+            self.utf8_checked = 0;
+            return data_message(opcode, std::mem::take(&mut self.fragments)).map(Some);
+        }
+        if opcode == OpCode::Text {
+            match std::str::from_utf8(&self.fragments[self.utf8_checked..]) {
+                Ok(_) => self.utf8_checked = self.fragments.len(),
+                // A sequence cut at the fragment boundary may still complete; anything else
+                // can never become valid.
+                Err(e) if e.error_len().is_none() => self.utf8_checked += e.valid_up_to(),
+                Err(_) => return Err(ProtocolError::InvalidUtf8),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The payload copied out of the input and unmasked in its own buffer.
+fn unmasked(payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut data = payload.to_vec();
+    if let Some(key) = mask {
+        apply_mask(&mut data, key, 0);
+    }
+    data
+}
+
+fn data_message(opcode: OpCode, data: Vec<u8>) -> Result<Message, ProtocolError> {
+    if opcode == OpCode::Text {
+        // RFC 6455 §8.1: text MUST be UTF-8; §5.6 fails the connection otherwise.
+        String::from_utf8(data)
+            .map(Message::Text)
+            .map_err(|_| ProtocolError::InvalidUtf8)
+    } else {
+        Ok(Message::Binary(data))
+    }
+}
+
+/// RFC 6455 §5.5.1: an empty body, or a 2-byte code followed by a UTF-8 reason.
+fn close_message(mut data: Vec<u8>) -> Result<Message, ProtocolError> {
+    let [hi, lo, ..] = *data.as_slice() else {
+        return if data.is_empty() {
+            Ok(Message::Close(None))
+        } else {
+            Err(ProtocolError::BadClose("1-byte payload"))
+        };
+    };
+    let code = u16::from_be_bytes([hi, lo]);
+    // RFC 6455 §7.4: 1005, 1006, 1015 and unassigned codes below 3000 never appear on the wire.
+    if !close_code::is_sendable(code) {
+        return Err(ProtocolError::BadClose("status code may not be sent"));
+    }
+    data.drain(..2);
+    let reason = String::from_utf8(data).map_err(|_| ProtocolError::InvalidUtf8)?;
+    Ok(Message::Close(Some(CloseFrame { code, reason })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::encode_frame;
+
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    fn server() -> Decoder {
+        Decoder::new(Role::Server, DecoderConfig::default())
+    }
+
+    fn client() -> Decoder {
+        Decoder::new(Role::Client, DecoderConfig::default())
+    }
+
+    fn frame(fin: bool, op: OpCode, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(&mut out, fin, op, mask, payload);
+        out
+    }
+
+    /// Decodes every message in `buf`, checking that nothing is left over.
+    fn decode_all(dec: &mut Decoder, mut buf: &[u8]) -> Result<Vec<Message>, ProtocolError> {
+        let mut out = Vec::new();
+        while !buf.is_empty() {
+            let (n, msg) = dec.decode(buf)?;
+            assert!(n > 0, "stuck with {} bytes left", buf.len());
+            buf = &buf[n..];
+            out.extend(msg);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn rfc6455_5_7_examples() {
+        // Unmasked "Hello", as a client receives it.
+        let unmasked = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        assert_eq!(
+            client().decode(&unmasked),
+            Ok((7, Some(Message::Text("Hello".into()))))
+        );
+        // Masked "Hello", as a server receives it.
+        let masked = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(
+            server().decode(&masked),
+            Ok((11, Some(Message::Text("Hello".into()))))
+        );
+        // Fragmented unmasked "Hel" + "lo".
+        let mut dec = client();
+        let frag = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+        assert_eq!(dec.decode(&frag), Ok((5, None)));
+        assert!(dec.in_message());
+        assert_eq!(
+            dec.decode(&frag[5..]),
+            Ok((4, Some(Message::Text("Hello".into()))))
+        );
+        assert!(!dec.in_message());
+        // Unmasked ping, masked pong.
+        let ping = [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        assert_eq!(
+            client().decode(&ping),
+            Ok((7, Some(Message::Ping(b"Hello".to_vec()))))
+        );
+        let pong = [
+            0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(
+            server().decode(&pong),
+            Ok((11, Some(Message::Pong(b"Hello".to_vec()))))
+        );
+        // 256 bytes and 64 KiB binary, unmasked.
+        for len in [256usize, 65536] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let f = frame(true, OpCode::Binary, None, &data);
+            assert_eq!(
+                client().decode(&f),
+                Ok((f.len(), Some(Message::Binary(data))))
+            );
+        }
+    }
+
+    #[test]
+    fn incomplete_frames_consume_nothing() {
+        let f = frame(true, OpCode::Binary, Some(KEY), &[7u8; 300]);
+        let mut dec = server();
+        for i in 0..f.len() {
+            assert_eq!(dec.decode(&f[..i]), Ok((0, None)), "prefix {i}");
+        }
+        assert_eq!(dec.decode(&f).unwrap().0, f.len());
+    }
+
+    #[test]
+    fn only_one_frame_consumed_per_call() {
+        let mut buf = frame(true, OpCode::Text, Some(KEY), b"a");
+        buf.extend(frame(true, OpCode::Text, Some(KEY), b"b"));
+        let mut dec = server();
+        assert_eq!(dec.decode(&buf), Ok((7, Some(Message::Text("a".into())))));
+        assert_eq!(
+            dec.decode(&buf[7..]),
+            Ok((7, Some(Message::Text("b".into()))))
+        );
+    }
+
+    #[test]
+    fn role_rules() {
+        let unmasked = frame(true, OpCode::Text, None, b"hi");
+        let masked = frame(true, OpCode::Text, Some(KEY), b"hi");
+        assert_eq!(
+            server().decode(&unmasked),
+            Err(ProtocolError::UnmaskedClientFrame)
+        );
+        assert_eq!(
+            client().decode(&masked),
+            Err(ProtocolError::MaskedServerFrame)
+        );
+        // Even from the header alone.
+        assert_eq!(
+            server().decode(&unmasked[..2]),
+            Err(ProtocolError::UnmaskedClientFrame)
+        );
+        assert_eq!(
+            ProtocolError::UnmaskedClientFrame.close_code(),
+            close_code::PROTOCOL
+        );
+    }
+
+    #[test]
+    fn reserved_bits_and_opcodes() {
+        for rsv in 1..8u8 {
+            let mut f = frame(true, OpCode::Text, Some(KEY), b"x");
+            f[0] |= rsv << 4;
+            assert_eq!(server().decode(&f), Err(ProtocolError::ReservedBits));
+        }
+        for op in [3u8, 7, 0xB, 0xF] {
+            let f = [0x80 | op, 0x80, 1, 2, 3, 4];
+            assert_eq!(server().decode(&f), Err(ProtocolError::ReservedOpcode(op)));
+        }
+    }
+
+    #[test]
+    fn bad_length() {
+        let f = [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4];
+        assert_eq!(server().decode(&f), Err(ProtocolError::BadLength));
+    }
+
+    #[test]
+    fn control_frame_rules() {
+        let big = frame(true, OpCode::Ping, Some(KEY), &[0u8; 126]);
+        assert!(matches!(
+            server().decode(&big[..8]),
+            Err(ProtocolError::BadControlFrame(_))
+        ));
+        let ok = frame(true, OpCode::Ping, Some(KEY), &[0u8; 125]);
+        assert!(matches!(
+            server().decode(&ok),
+            Ok((_, Some(Message::Ping(_))))
+        ));
+        for op in [OpCode::Ping, OpCode::Pong, OpCode::Close] {
+            let f = frame(false, op, Some(KEY), b"");
+            assert!(matches!(
+                server().decode(&f),
+                Err(ProtocolError::BadControlFrame(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn fragmentation_rules() {
+        // Continuation with nothing to continue.
+        let cont = frame(true, OpCode::Continuation, Some(KEY), b"x");
+        assert!(matches!(
+            server().decode(&cont),
+            Err(ProtocolError::BadFragmentation(_))
+        ));
+        // New data frame while a message is open.
+        let mut dec = server();
+        let first = frame(false, OpCode::Binary, Some(KEY), b"ab");
+        assert_eq!(dec.decode(&first), Ok((first.len(), None)));
+        for op in [OpCode::Text, OpCode::Binary] {
+            let f = frame(true, op, Some(KEY), b"x");
+            assert!(matches!(
+                dec.decode(&f),
+                Err(ProtocolError::BadFragmentation(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn control_frames_interleave_with_fragments() {
+        let mut buf = frame(false, OpCode::Text, Some(KEY), "héllo ".as_bytes());
+        buf.extend(frame(true, OpCode::Ping, Some([9, 8, 7, 6]), b"p"));
+        buf.extend(frame(false, OpCode::Continuation, Some([1, 2, 3, 4]), b""));
+        buf.extend(frame(
+            true,
+            OpCode::Continuation,
+            Some([5, 6, 7, 8]),
+            "wörld".as_bytes(),
+        ));
+        let msgs = decode_all(&mut server(), &buf).unwrap();
+        assert_eq!(
+            msgs,
+            vec![
+                Message::Ping(b"p".to_vec()),
+                Message::Text("héllo wörld".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn utf8_split_across_fragments_is_fine() {
+        let euro = "€".as_bytes();
+        let mut buf = frame(false, OpCode::Text, None, &euro[..1]);
+        buf.extend(frame(false, OpCode::Continuation, None, &euro[1..2]));
+        buf.extend(frame(true, OpCode::Continuation, None, &euro[2..]));
+        assert_eq!(
+            decode_all(&mut client(), &buf).unwrap(),
+            vec![Message::Text("€".into())]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8() {
+        let f = frame(true, OpCode::Text, Some(KEY), b"a\xffb");
+        assert_eq!(server().decode(&f), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            ProtocolError::InvalidUtf8.close_code(),
+            close_code::INVALID_PAYLOAD
+        );
+        // A fragmented message fails at the fragment that is invalid, not at its end.
+        let mut dec = client();
+        let f = frame(false, OpCode::Text, None, b"ok");
+        assert_eq!(dec.decode(&f), Ok((f.len(), None)));
+        let f = frame(false, OpCode::Continuation, None, b"\xc0\xaf");
+        assert_eq!(dec.decode(&f), Err(ProtocolError::InvalidUtf8));
+        // Truncated sequence at the end of the message.
+        let mut buf = frame(false, OpCode::Text, None, b"\xe2\x82");
+        buf.extend(frame(true, OpCode::Continuation, None, b""));
+        assert_eq!(
+            decode_all(&mut client(), &buf),
+            Err(ProtocolError::InvalidUtf8)
+        );
+        // Binary is never checked.
+        let f = frame(true, OpCode::Binary, None, b"\xff");
+        assert_eq!(
+            client().decode(&f),
+            Ok((3, Some(Message::Binary(vec![0xff]))))
+        );
+    }
+
+    #[test]
+    fn frame_too_large_from_header_alone() {
+        // A header announcing 1 GiB, and nothing else.
+        let header = [0x82, 0xFF, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4];
+        let mut dec = server();
+        let err = dec.decode(&header).unwrap_err();
+        assert_eq!(
+            err,
+            ProtocolError::FrameTooLarge {
+                len: 1 << 30,
+                limit: 16 << 20
+            }
+        );
+        assert_eq!(err.close_code(), close_code::TOO_BIG);
+        let config = DecoderConfig {
+            max_frame_bytes: 10,
+            max_message_bytes: 100,
+        };
+        let f = frame(true, OpCode::Binary, None, &[0; 11]);
+        assert!(matches!(
+            Decoder::new(Role::Client, config).decode(&f[..2]),
+            Err(ProtocolError::FrameTooLarge { len: 11, limit: 10 })
+        ));
+        let f = frame(true, OpCode::Binary, None, &[0; 10]);
+        assert!(Decoder::new(Role::Client, config)
+            .decode(&f)
+            .unwrap()
+            .1
+            .is_some());
+    }
+
+    #[test]
+    fn message_too_large() {
+        let config = DecoderConfig {
+            max_frame_bytes: 10,
+            max_message_bytes: 25,
+        };
+        let mut dec = Decoder::new(Role::Client, config);
+        let f = frame(false, OpCode::Binary, None, &[1; 10]);
+        assert_eq!(dec.decode(&f), Ok((12, None)));
+        let f = frame(false, OpCode::Continuation, None, &[2; 10]);
+        assert_eq!(dec.decode(&f), Ok((12, None)));
+        // Header of the third fragment alone makes it certain.
+        let f = frame(true, OpCode::Continuation, None, &[3; 6]);
+        assert_eq!(
+            dec.decode(&f[..2]),
+            Err(ProtocolError::MessageTooLarge { len: 26, limit: 25 })
+        );
+        // A single frame bigger than the message limit is refused too.
+        let config = DecoderConfig {
+            max_frame_bytes: 100,
+            max_message_bytes: 5,
+        };
+        let f = frame(true, OpCode::Text, None, b"123456");
+        assert!(matches!(
+            Decoder::new(Role::Client, config).decode(&f),
+            Err(ProtocolError::MessageTooLarge { len: 6, limit: 5 })
+        ));
+        // Exactly at the limit is fine.
+        let mut dec = Decoder::new(
+            Role::Client,
+            DecoderConfig {
+                max_frame_bytes: 10,
+                max_message_bytes: 20,
+            },
+        );
+        let mut buf = frame(false, OpCode::Binary, None, &[1; 10]);
+        buf.extend(frame(true, OpCode::Continuation, None, &[2; 10]));
+        assert_eq!(decode_all(&mut dec, &buf).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn close_frames() {
+        let close =
+            |payload: &[u8]| server().decode(&frame(true, OpCode::Close, Some(KEY), payload));
+        assert_eq!(close(b"").unwrap().1, Some(Message::Close(None)));
+        assert!(matches!(close(b"\x03"), Err(ProtocolError::BadClose(_))));
+        let ok = close(b"\x03\xe8bye").unwrap().1;
+        assert_eq!(
+            ok,
+            Some(Message::Close(Some(CloseFrame {
+                code: 1000,
+                reason: "bye".into()
+            })))
+        );
+        let ok = close(b"\x0f\xa0").unwrap().1;
+        assert_eq!(
+            ok,
+            Some(Message::Close(Some(CloseFrame {
+                code: 4000,
+                reason: String::new()
+            })))
+        );
+        for code in [0u16, 999, 1004, 1005, 1006, 1012, 1015, 2999, 5000, 65535] {
+            let r = close(&code.to_be_bytes());
+            assert!(matches!(r, Err(ProtocolError::BadClose(_))), "{code}");
+        }
+        assert_eq!(close(b"\x03\xe8\xff"), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn encode_close_decodes() {
+        let mut buf = Vec::new();
+        crate::ws::encode_close(&mut buf, None, close_code::GOING_AWAY, "restart");
+        assert_eq!(
+            client().decode(&buf).unwrap().1,
+            Some(Message::Close(Some(CloseFrame {
+                code: 1001,
+                reason: "restart".into()
+            })))
+        );
     }
 }
