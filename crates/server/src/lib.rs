@@ -1,1 +1,55 @@
-//! The lab's servers (work in progress).
+//! The lab's servers: one listener per protocol, accept loops with connection limits, HTTP/1.1
+//! and WebSocket connection handling, graceful shutdown, and the apps behind them.
+//!
+//! The principal type is [`Lab`]: [`Lab::start`] binds every requested [`Protocol`] from a
+//! [`LabConfig`], and [`Lab::shutdown`] stops accepting, closes WebSockets with 1001 and drains
+//! within a timeout. Each connection is one task; every wait on the peer has a timeout from
+//! [`Limits`].
+//!
+//! What this crate does *not* do: parse bytes (that is `protolab-wire`), make certificates
+//! (`protolab-tls`), read environment variables or files, print, or install signal handlers —
+//! the CLI owns those and hands in a ready `rustls::ServerConfig`.
+
+mod apps;
+mod conn;
+mod lab;
+mod limits;
+mod ws;
+
+pub use apps::birds;
+pub use lab::{Endpoint, Lab, LabConfig, Protocol, ShutdownReport};
+pub use limits::Limits;
+
+use thiserror::Error;
+
+/// What can go wrong starting or running the lab.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The port is taken by another process (or another protolab).
+    #[error("port {port} on {ip} is already in use ({protocol} app): stop whatever holds it (`ss -ltnp 'sport = :{port}'` shows it) or pick another port")]
+    PortInUse {
+        /// The protocol whose listener failed.
+        protocol: Protocol,
+        /// Address we tried.
+        ip: std::net::IpAddr,
+        /// Port we tried.
+        port: u16,
+    },
+    /// Binding failed for another reason (permission for ports < 1024, address not local ...).
+    #[error("cannot listen on {addr} for the {protocol} app: {source}")]
+    Bind {
+        /// The protocol whose listener failed.
+        protocol: Protocol,
+        /// Address we tried.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A TLS protocol was requested without a TLS server config.
+    #[error("the {0} app needs a certificate, but no TLS configuration was given")]
+    MissingTls(Protocol),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

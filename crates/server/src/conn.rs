@@ -1,0 +1,307 @@
+//! One HTTP/1.1 connection: read heads and bodies within limits and timeouts, route, answer,
+//! keep alive, and hand upgraded connections to the WebSocket session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use protolab_wire::http1::{
+    self, BodyFraming, ChunkedDecoder, ChunkedError, HeadError, HeadLimits, Headers as _,
+    RequestHead,
+};
+use protolab_wire::ws::handshake;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::apps::{self, Response};
+use crate::Limits;
+
+/// Which app a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AppKind {
+    /// Demo page, `/echo`, `/api/birds`, `/healthz`.
+    Http,
+    /// Demo page and `/ws` (echo + push).
+    Ws,
+}
+
+/// What every connection of one listener shares.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) app: AppKind,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) push_interval: Duration,
+    pub(crate) allowed_origins: Arc<[String]>,
+    /// Cancelled when the lab begins shutting down: stop taking new work.
+    pub(crate) graceful: CancellationToken,
+    /// Cancelled when the drain timeout runs out: drop the connection now.
+    pub(crate) hard: CancellationToken,
+}
+
+/// A byte stream the lab serves: plain TCP or TLS over it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Smallest free space kept in the read buffer before each read.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+enum HeadRead {
+    Head(RequestHead),
+    /// EOF, an I/O error, or shutdown while idle: close without answering.
+    Closed,
+    /// The deadline passed; `partial` if some bytes of a head had arrived.
+    TimedOut { partial: bool },
+    Bad(HeadError),
+}
+
+/// Serves HTTP/1.1 requests on `stream` until the peer closes, a limit is hit, or the lab
+/// shuts down. `deadline` bounds the arrival of the first request head (the handshake
+/// timeout, which for TLS started before the TLS handshake).
+pub(crate) async fn serve<S: Io>(mut stream: S, peer: SocketAddr, ctx: &ConnCtx, deadline: Instant) {
+    let head_limits = HeadLimits {
+        max_head_bytes: ctx.limits.max_header_bytes,
+        max_headers: ctx.limits.max_headers,
+    };
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Vec::with_capacity(4096);
+    let mut deadline = deadline;
+    loop {
+        let head = match read_head(&mut stream, &mut buf, &head_limits, deadline, ctx).await {
+            HeadRead::Head(head) => head,
+            HeadRead::Closed => return,
+            HeadRead::TimedOut { partial } => {
+                tracing::debug!(%peer, partial, "request head did not arrive in time");
+                if partial {
+                    let resp = Response::error(408, "request head did not arrive in time\n");
+                    let _ = respond(&mut stream, &mut out, ctx, "GET", resp, false).await;
+                }
+                return;
+            }
+            HeadRead::Bad(err) => {
+                tracing::debug!(%peer, %err, "bad request head");
+                let resp = Response::error(err.status(), format!("{err}\n"));
+                let _ = respond(&mut stream, &mut out, ctx, "GET", resp, false).await;
+                return;
+            }
+        };
+
+        if handshake::is_upgrade_request(&head) {
+            if ctx.app == AppKind::Ws && head.path() == "/ws" {
+                upgrade(stream, buf, head, peer, ctx).await;
+            } else {
+                let msg = match ctx.app {
+                    AppKind::Http => "this is the HTTP app; WebSockets are served on the WS app's /ws\n",
+                    AppKind::Ws => "WebSocket endpoint is /ws\n",
+                };
+                let _ = respond(&mut stream, &mut out, ctx, &head.method, Response::error(404, msg), false).await;
+            }
+            return;
+        }
+
+        let body = match read_body(&mut stream, &mut buf, &head, ctx, &mut out).await {
+            Ok(body) => body,
+            Err(resp) => {
+                if let Some(resp) = resp {
+                    let _ = respond(&mut stream, &mut out, ctx, &head.method, resp, false).await;
+                }
+                return;
+            }
+        };
+
+        let response = apps::route(ctx.app, &head, &body);
+        let keep_alive = head.keep_alive() && !ctx.graceful.is_cancelled();
+        if respond(&mut stream, &mut out, ctx, &head.method, response, keep_alive).await.is_err()
+            || !keep_alive
+        {
+            let _ = tokio::time::timeout(ctx.limits.close_timeout, stream.shutdown()).await;
+            return;
+        }
+        deadline = Instant::now() + ctx.limits.idle_timeout;
+    }
+}
+
+async fn read_head<S: Io>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+    deadline: Instant,
+    ctx: &ConnCtx,
+) -> HeadRead {
+    loop {
+        match http1::parse_request(buf, limits) {
+            Ok(Some((head, consumed))) => {
+                buf.advance(consumed);
+                return HeadRead::Head(head);
+            }
+            Ok(None) => {}
+            Err(err) => return HeadRead::Bad(err),
+        }
+        buf.reserve(READ_CHUNK);
+        let idle = buf.is_empty();
+        tokio::select! {
+            () = ctx.hard.cancelled() => return HeadRead::Closed,
+            // An idle keep-alive connection has nothing in flight: close it at shutdown.
+            () = ctx.graceful.cancelled(), if idle => return HeadRead::Closed,
+            () = tokio::time::sleep_until(deadline) => return HeadRead::TimedOut { partial: !idle },
+            read = stream.read_buf(buf) => match read {
+                Ok(0) | Err(_) => return HeadRead::Closed,
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// Reads the request body. `Err(Some(resp))` answers and closes; `Err(None)` just closes.
+async fn read_body<S: Io>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    head: &RequestHead,
+    ctx: &ConnCtx,
+    out: &mut Vec<u8>,
+) -> Result<Vec<u8>, Option<Response>> {
+    let limit = ctx.limits.max_body_bytes;
+    let framing = head
+        .body_framing()
+        .map_err(|err| Some(Response::error(err.status(), format!("{err}\n"))))?;
+    let too_large = || Some(Response::error(413, format!("request body is larger than {limit} bytes\n")));
+    match framing {
+        BodyFraming::Empty | BodyFraming::UntilClose => return Ok(Vec::new()),
+        BodyFraming::ContentLength(len) if len > limit => return Err(too_large()),
+        _ => {}
+    }
+    if head.has_token("expect", "100-continue") && head.version == 1 {
+        // curl waits up to a second for this before sending a large body (RFC 9110 §10.1.1).
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        write_out(stream, out, ctx).await.map_err(|()| None)?;
+    }
+    let deadline = Instant::now() + ctx.limits.body_timeout;
+    let mut body = Vec::new();
+    let mut chunked = ChunkedDecoder::with_limit(limit);
+    loop {
+        match framing {
+            BodyFraming::ContentLength(len) => {
+                let len = usize::try_from(len).map_err(|_| too_large())?;
+                if buf.len() >= len {
+                    body.extend_from_slice(&buf[..len]);
+                    buf.advance(len);
+                    return Ok(body);
+                }
+            }
+            BodyFraming::Chunked => match chunked.decode(buf, &mut body) {
+                Ok(progress) => {
+                    buf.advance(progress.consumed);
+                    if progress.done {
+                        return Ok(body);
+                    }
+                }
+                Err(ChunkedError::TooLarge { .. }) => return Err(too_large()),
+                Err(err) => return Err(Some(Response::error(400, format!("{err}\n")))),
+            },
+            BodyFraming::Empty | BodyFraming::UntilClose => return Ok(body),
+        }
+        buf.reserve(READ_CHUNK);
+        tokio::select! {
+            () = ctx.hard.cancelled() => return Err(None),
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(Some(Response::error(408, "request body did not arrive in time\n")));
+            }
+            read = stream.read_buf(buf) => match read {
+                Ok(0) | Err(_) => return Err(None),
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// Writes `resp`; a response to HEAD carries the headers but no body (RFC 9110 §9.3.2).
+async fn respond<S: Io>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    ctx: &ConnCtx,
+    method: &str,
+    resp: Response,
+    keep_alive: bool,
+) -> Result<(), ()> {
+    out.clear();
+    resp.encode(out, keep_alive, method.eq_ignore_ascii_case("HEAD"));
+    write_out(stream, out, ctx).await
+}
+
+/// Writes and flushes `out` within the write timeout; flushing matters for TLS, whose
+/// writer holds records until flushed.
+pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) -> Result<(), ()> {
+    let write = async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    };
+    tokio::select! {
+        () = ctx.hard.cancelled() => Err(()),
+        r = tokio::time::timeout(ctx.limits.write_timeout, write) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(()),
+        },
+    }
+}
+
+/// Validates the upgrade, checks `Origin`, answers 101 and runs the WebSocket session.
+async fn upgrade<S: Io>(mut stream: S, buf: BytesMut, head: RequestHead, peer: SocketAddr, ctx: &ConnCtx) {
+    let mut out = Vec::with_capacity(512);
+    let upgrade = match handshake::check_request(&head) {
+        Ok(u) => u,
+        Err(err) => {
+            tracing::debug!(%peer, %err, "bad WebSocket upgrade");
+            let mut resp = Response::error(err.status(), format!("{err}\n"));
+            if err.status() == 426 {
+                resp.headers.push(("sec-websocket-version", "13".into()));
+            }
+            let _ = respond(&mut stream, &mut out, ctx, "GET", resp, false).await;
+            return;
+        }
+    };
+    if let Some(origin) = &upgrade.origin {
+        if !origin_allowed(origin, head.header_str("host"), &ctx.allowed_origins) {
+            tracing::info!(%peer, %origin, "refused cross-origin WebSocket upgrade");
+            let msg = format!(
+                "cross-origin WebSocket upgrade from {origin} refused; allow it with --allow-origin {origin}\n"
+            );
+            let _ = respond(&mut stream, &mut out, ctx, "GET", Response::error(403, msg), false).await;
+            return;
+        }
+    }
+    handshake::write_response(&mut out, &upgrade.key, None, &[]);
+    if write_out(&mut stream, &out, ctx).await.is_err() {
+        return;
+    }
+    tracing::debug!(%peer, "WebSocket open");
+    crate::ws::run(stream, buf, peer, ctx).await;
+}
+
+/// An upgrade is allowed from the page's own origin (its authority equals the Host header),
+/// from a listed origin, or from anywhere if `*` is listed. Browsers always send Origin, so
+/// this is what stops another site's page from using a visitor's browser as a client
+/// (cross-site WebSocket hijacking); non-browser clients send none and are not affected.
+fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
+    let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    if host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
+        return true;
+    }
+    allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_allowed;
+
+    #[test]
+    fn same_origin_and_listed_origins_pass_others_do_not() {
+        let allowed = vec!["https://app.example".to_string()];
+        assert!(origin_allowed("https://localhost:3003", Some("localhost:3003"), &allowed));
+        assert!(origin_allowed("https://app.example", Some("localhost:3003"), &allowed));
+        assert!(!origin_allowed("https://evil.example", Some("localhost:3003"), &allowed));
+        assert!(!origin_allowed("https://localhost:3003", None, &allowed));
+        assert!(origin_allowed("https://evil.example", None, &["*".to_string()]));
+    }
+}

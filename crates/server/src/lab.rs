@@ -1,0 +1,339 @@
+//! The lab supervisor's server side: bind one listener per protocol, run accept loops, and
+//! shut everything down in order.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conn::{self, AppKind, ConnCtx};
+use crate::{Error, Limits, Result};
+
+/// One of the lab's protocols; each gets its own port so a capture filter isolates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1 over TCP (default port 3000).
+    Http,
+    /// HTTP/1.1 over TLS (default port 3001).
+    Https,
+    /// WebSocket over TCP (default port 3002).
+    Ws,
+    /// WebSocket over TLS (default port 3003).
+    Wss,
+}
+
+impl Protocol {
+    /// Every protocol, in port order.
+    pub const ALL: [Self; 4] = [Self::Http, Self::Https, Self::Ws, Self::Wss];
+
+    /// The lab's default port for this protocol.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Http => 3000,
+            Self::Https => 3001,
+            Self::Ws => 3002,
+            Self::Wss => 3003,
+        }
+    }
+
+    /// Whether the listener terminates TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Https | Self::Wss)
+    }
+
+    /// The lowercase name, which is also the URL scheme.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        }
+    }
+
+    /// Parses a name as given on the command line (`ws`, `WSS` ...).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    fn app(self) -> AppKind {
+        match self {
+            Self::Http | Self::Https => AppKind::Http,
+            Self::Ws | Self::Wss => AppKind::Ws,
+        }
+    }
+
+    /// Scheme of the page a browser opens for this app (`http` for ws, `https` for wss).
+    fn page_scheme(self) -> &'static str {
+        if self.is_tls() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Address every listener binds. Default 127.0.0.1: the lab is for this machine unless
+    /// the user says otherwise.
+    pub bind: IpAddr,
+    /// Protocols to serve and their ports; port 0 picks a free one (tests do that).
+    pub apps: Vec<(Protocol, u16)>,
+    /// Interval between server-pushed WebSocket messages. Default 5 s.
+    pub push_interval: Duration,
+    /// Extra `Origin`s allowed to open WebSockets besides same-origin pages and the lab's own
+    /// pages. `*` allows any origin (not recommended outside a lab).
+    pub allowed_origins: Vec<String>,
+    /// Limits applied to every listener.
+    pub limits: Limits,
+    /// Server TLS configuration; required when any TLS protocol is in `apps`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            apps: Protocol::ALL.iter().map(|p| (*p, p.default_port())).collect(),
+            push_interval: Duration::from_secs(5),
+            allowed_origins: Vec::new(),
+            limits: Limits::default(),
+            tls: None,
+        }
+    }
+}
+
+/// A listening app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// The address it really listens on (port resolved if 0 was asked).
+    pub addr: SocketAddr,
+}
+
+impl Endpoint {
+    /// The URL a user opens: the demo page for HTTP(S), the `/ws` endpoint for WS(S).
+    /// Loopback addresses are shown as `localhost` because that is the name on the lab's
+    /// certificate and what a browser shows as a secure context.
+    pub fn url(&self) -> String {
+        let host = self.display_host();
+        match self.protocol {
+            Protocol::Http | Protocol::Https => format!("{}://{host}/", self.protocol),
+            Protocol::Ws | Protocol::Wss => format!("{}://{host}/ws", self.protocol),
+        }
+    }
+
+    /// The demo page's URL (for WS(S), the page that opens the socket).
+    pub fn page_url(&self) -> String {
+        format!("{}://{}/", self.protocol.page_scheme(), self.display_host())
+    }
+
+    fn display_host(&self) -> String {
+        if self.addr.ip().is_loopback() {
+            format!("localhost:{}", self.addr.port())
+        } else {
+            self.addr.to_string()
+        }
+    }
+}
+
+/// What [`Lab::shutdown`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShutdownReport {
+    /// Connections open when shutdown began.
+    pub open_at_start: usize,
+    /// Connections still open when the drain timeout ran out and that were dropped.
+    pub dropped: usize,
+}
+
+/// The running lab: listeners, their connections, and the means to stop them.
+#[derive(Debug)]
+pub struct Lab {
+    endpoints: Vec<Endpoint>,
+    graceful: CancellationToken,
+    hard: CancellationToken,
+    tracker: TaskTracker,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    drain_timeout: Duration,
+}
+
+impl Lab {
+    /// Binds every app in `config` and starts serving. All listeners are bound before any
+    /// accepts, so either the whole lab starts or none of it does (a taken port is an
+    /// [`Error::PortInUse`] naming it).
+    pub async fn start(config: LabConfig) -> Result<Self> {
+        let mut listeners = Vec::with_capacity(config.apps.len());
+        for &(protocol, port) in &config.apps {
+            if protocol.is_tls() && config.tls.is_none() {
+                return Err(Error::MissingTls(protocol));
+            }
+            let addr = SocketAddr::new(config.bind, port);
+            let listener = TcpListener::bind(addr).await.map_err(|source| {
+                if source.kind() == std::io::ErrorKind::AddrInUse {
+                    Error::PortInUse { protocol, ip: config.bind, port }
+                } else {
+                    Error::Bind { protocol, addr, source }
+                }
+            })?;
+            let local = listener.local_addr().map_err(|source| Error::Bind { protocol, addr, source })?;
+            listeners.push((Endpoint { protocol, addr: local }, listener));
+        }
+
+        let endpoints: Vec<Endpoint> = listeners.iter().map(|(e, _)| *e).collect();
+        let mut allowed_origins = config.allowed_origins.clone();
+        for e in &endpoints {
+            // The lab's own pages may open its sockets: the HTTP page links to the WS demo.
+            allowed_origins.push(format!("{}://localhost:{}", e.protocol.page_scheme(), e.addr.port()));
+            allowed_origins.push(format!("{}://{}", e.protocol.page_scheme(), e.addr));
+        }
+        let lab = Self {
+            endpoints,
+            graceful: CancellationToken::new(),
+            hard: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            open: Arc::default(),
+            drain_timeout: config.limits.drain_timeout,
+        };
+        let limits = Arc::new(config.limits);
+        let allowed_origins: Arc<[String]> = allowed_origins.into();
+        for (endpoint, listener) in listeners {
+            let ctx = Arc::new(ConnCtx {
+                app: endpoint.protocol.app(),
+                limits: Arc::clone(&limits),
+                push_interval: config.push_interval,
+                allowed_origins: Arc::clone(&allowed_origins),
+                graceful: lab.graceful.clone(),
+                hard: lab.hard.clone(),
+            });
+            let tls = if endpoint.protocol.is_tls() {
+                config.tls.as_ref().map(|c| TlsAcceptor::from(Arc::clone(c)))
+            } else {
+                None
+            };
+            lab.tracker.spawn(accept_loop(
+                listener,
+                endpoint,
+                tls,
+                ctx,
+                lab.tracker.clone(),
+                Arc::clone(&lab.open),
+            ));
+        }
+        Ok(lab)
+    }
+
+    /// The listening apps, in the order they were configured.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The endpoint of `protocol`, if it is being served.
+    pub fn endpoint(&self, protocol: Protocol) -> Option<Endpoint> {
+        self.endpoints.iter().copied().find(|e| e.protocol == protocol)
+    }
+
+    /// Connections open right now, over all listeners.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops accepting, lets in-flight HTTP requests finish with `Connection: close`, closes
+    /// WebSockets with 1001 (going away) and waits for their close handshake, all within the
+    /// drain timeout; whatever is still open then is dropped. Returns once every task has
+    /// ended, so nothing keeps running after it.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let open_at_start = self.open_connections();
+        self.graceful.cancel();
+        self.tracker.close();
+        let mut dropped = 0;
+        if tokio::time::timeout(self.drain_timeout, self.tracker.wait()).await.is_err() {
+            dropped = self.open_connections();
+            tracing::warn!(dropped, "drain timeout reached; dropping the remaining connections");
+            self.hard.cancel();
+            self.tracker.wait().await;
+        }
+        ShutdownReport { open_at_start, dropped }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    endpoint: Endpoint,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<ConnCtx>,
+    tracker: TaskTracker,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    loop {
+        // Take a slot before accepting: at the limit, new clients wait in the backlog.
+        let permit = tokio::select! {
+            () = ctx.graceful.cancelled() => break,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            () = ctx.graceful.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // EMFILE/ENFILE and ECONNABORTED are transient; back off instead of spinning.
+                    tracing::warn!(%err, port = endpoint.addr.port(), "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Echo traffic is many small writes; Nagle would hold each for the peer's delayed ACK.
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "set_nodelay failed");
+        }
+        let ctx = Arc::clone(&ctx);
+        let tls = tls.clone();
+        let open = Arc::clone(&open);
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracker.spawn(async move {
+            let _permit = permit;
+            serve(tcp, peer, tls, &ctx).await;
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    tracing::debug!(protocol = %endpoint.protocol, "listener closed");
+}
+
+async fn serve(tcp: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, ctx: &ConnCtx) {
+    let deadline = tokio::time::Instant::now() + ctx.limits.handshake_timeout;
+    match tls {
+        None => conn::serve(tcp, peer, ctx, deadline).await,
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                () = ctx.hard.cancelled() => return,
+                r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
+            };
+            match handshake {
+                Ok(Ok(stream)) => conn::serve(stream, peer, ctx, deadline).await,
+                Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Explicit limits, each bounding what one peer can make the lab spend.
+
+use std::time::Duration;
+
+/// Per-listener limits. Every field has a default chosen to let a browser, curl or a load
+/// generator work unhindered while a hostile or broken peer is cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest WebSocket message (summed over fragments) and frame, in bytes. Default 16 MiB,
+    /// tungstenite's frame default. Bigger ones are refused with close 1009 as soon as a frame
+    /// header announces them, before the payload is buffered.
+    pub max_message_bytes: usize,
+    /// Largest HTTP request head (request line + headers), in bytes. Default 16 KiB; more
+    /// gets `431 Request Header Fields Too Large` and the connection is closed.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request. Default 100; more gets 431.
+    pub max_headers: usize,
+    /// Largest HTTP request body (`POST /echo`), in bytes. Default 1 MiB; more gets 413.
+    pub max_body_bytes: u64,
+    /// Time from accept until the first request head has arrived, TLS handshake included (and,
+    /// for WebSockets, the upgrade). Default 10 s. A peer that connects and stalls — slowloris —
+    /// is closed when it runs out (with 408 if it had sent part of a head).
+    pub handshake_timeout: Duration,
+    /// Time a request body may take to arrive once its head is in. Default 30 s.
+    pub body_timeout: Duration,
+    /// How long a connection may stay silent. HTTP keep-alive connections are closed after
+    /// it; a WebSocket gets a ping after half of it and is closed with 1001 if nothing at all
+    /// (not even a pong) arrived in the whole period. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Time one write may wait for the peer to make room (a client that stops reading).
+    /// Default 30 s; the connection is dropped after it.
+    pub write_timeout: Duration,
+    /// Connections open at once per listener. Default 10,000 (under the hard file limit
+    /// seen here, 20,000). At the limit the listener stops accepting until one closes, so
+    /// excess clients wait in the kernel's backlog instead of being reset.
+    pub max_connections: usize,
+    /// Time [`Lab::shutdown`](crate::Lab::shutdown) gives open connections to finish after
+    /// accepting stops and WebSockets are sent 1001. Default 5 s; then the rest are dropped.
+    pub drain_timeout: Duration,
+    /// After we send a close frame, how long we wait for the peer's. Default 2 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 << 20,
+            max_header_bytes: 16 << 10,
+            max_headers: 100,
+            max_body_bytes: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            drain_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(2),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! One WebSocket session of the WS app: echo every message, push on a timer, keep the
+//! connection alive with pings, and close it properly (RFC 6455 §7) for every way it can end.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BytesMut};
+use protolab_wire::ws::{
+    close_code, encode_close, encode_frame, CloseFrame, Decoder, DecoderConfig, Message, OpCode,
+    ProtocolError, Role,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+use crate::conn::{write_out, ConnCtx, Io, READ_CHUNK};
+
+/// Why the session loop ended, which decides how the close handshake goes.
+enum Ending {
+    /// The peer sent a close frame; we answered it.
+    PeerClosed,
+    /// The peer vanished without a close frame (EOF or I/O error); nothing to send.
+    Gone,
+    /// We start the close handshake with this code and reason.
+    WeClose(u16, String),
+}
+
+/// Runs the session until it closes. `buf` holds bytes that arrived after the upgrade head.
+pub(crate) async fn run<S: Io>(mut stream: S, mut buf: BytesMut, peer: SocketAddr, ctx: &ConnCtx) {
+    let limits = &ctx.limits;
+    let mut decoder = Decoder::new(
+        Role::Server,
+        DecoderConfig {
+            max_frame_bytes: limits.max_message_bytes,
+            max_message_bytes: limits.max_message_bytes,
+        },
+    );
+    let mut out = Vec::with_capacity(READ_CHUNK);
+    let start = Instant::now();
+    let mut push = interval_at(start + ctx.push_interval, ctx.push_interval);
+    push.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let ping_every = (limits.idle_timeout / 2).max(Duration::from_millis(10));
+    let mut keepalive = interval_at(start + ping_every, ping_every);
+    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = start;
+    let mut push_seq: u64 = 0;
+
+    let ending = 'session: loop {
+        // Answer everything already buffered before waiting again.
+        loop {
+            match decoder.decode(&buf) {
+                Ok((0, None)) => break,
+                Ok((consumed, message)) => {
+                    buf.advance(consumed);
+                    last_heard = Instant::now();
+                    if let Some(message) = message {
+                        if answer(message, &mut out) {
+                            if write_out(&mut stream, &out, ctx).await.is_err() {
+                                break 'session Ending::Gone;
+                            }
+                            break 'session Ending::PeerClosed;
+                        }
+                    }
+                }
+                Err(err) => break 'session protocol_error(&err, peer),
+            }
+        }
+        if !out.is_empty() {
+            if write_out(&mut stream, &out, ctx).await.is_err() {
+                break Ending::Gone;
+            }
+            out.clear();
+        }
+        buf.reserve(READ_CHUNK);
+        tokio::select! {
+            biased;
+            () = ctx.hard.cancelled() => return,
+            () = ctx.graceful.cancelled() => {
+                break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
+            }
+            read = stream.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => break Ending::Gone,
+                Ok(_) => {}
+            },
+            _ = push.tick() => {
+                push_seq += 1;
+                let text = push_message(push_seq);
+                encode_frame(&mut out, true, OpCode::Text, None, text.as_bytes());
+            }
+            _ = keepalive.tick() => {
+                let silent = last_heard.elapsed();
+                if silent >= limits.idle_timeout {
+                    break Ending::WeClose(close_code::GOING_AWAY, "idle timeout".into());
+                }
+                if silent >= ping_every {
+                    encode_frame(&mut out, true, OpCode::Ping, None, b"protolab");
+                }
+            }
+        }
+    };
+
+    match ending {
+        Ending::Gone => tracing::debug!(%peer, "WebSocket peer left without a close frame"),
+        Ending::PeerClosed => {
+            // RFC 6455 §7.1.1: after the close handshake the server closes TCP first.
+            let _ = tokio::time::timeout(limits.close_timeout, stream.shutdown()).await;
+        }
+        Ending::WeClose(code, reason) => {
+            out.clear();
+            encode_close(&mut out, None, code, &reason);
+            if write_out(&mut stream, &out, ctx).await.is_ok() {
+                await_peer_close(&mut stream, &mut buf, &mut decoder, ctx).await;
+                let _ = tokio::time::timeout(limits.close_timeout, stream.shutdown()).await;
+            }
+        }
+    }
+}
+
+/// Encodes the reply to `message` into `out`. Returns true when it was a close frame (the
+/// reply, a close echoing its code, is then in `out` and the session ends).
+fn answer(message: Message, out: &mut Vec<u8>) -> bool {
+    match message {
+        Message::Text(text) => encode_frame(out, true, OpCode::Text, None, text.as_bytes()),
+        Message::Binary(data) => encode_frame(out, true, OpCode::Binary, None, &data),
+        Message::Ping(data) => encode_frame(out, true, OpCode::Pong, None, &data),
+        Message::Pong(_) => {}
+        Message::Close(frame) => {
+            match frame {
+                Some(CloseFrame { code, .. }) => encode_close(out, None, code, ""),
+                None => encode_frame(out, true, OpCode::Close, None, &[]),
+            }
+            return true;
+        }
+    }
+    false
+}
+
+fn protocol_error(err: &ProtocolError, peer: SocketAddr) -> Ending {
+    tracing::debug!(%peer, %err, code = err.close_code(), "closing WebSocket on a protocol error");
+    Ending::WeClose(err.close_code(), err.to_string())
+}
+
+/// After our close frame, reads (and discards) until the peer's close frame, EOF, or the close
+/// timeout, so the peer sees a clean close handshake rather than a reset.
+async fn await_peer_close<S: Io>(stream: &mut S, buf: &mut BytesMut, decoder: &mut Decoder, ctx: &ConnCtx) {
+    let wait = async {
+        loop {
+            loop {
+                match decoder.decode(buf) {
+                    Ok((0, None)) => break,
+                    Ok((n, Some(Message::Close(_)))) => {
+                        buf.advance(n);
+                        return;
+                    }
+                    Ok((n, _)) => buf.advance(n),
+                    // After a protocol error the stream is unparseable; just wait for EOF.
+                    Err(_) => buf.clear(),
+                }
+            }
+            buf.reserve(READ_CHUNK);
+            match stream.read_buf(buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = ctx.hard.cancelled() => {}
+        _ = tokio::time::timeout(ctx.limits.close_timeout, wait) => {}
+    }
+}
+
+/// The pushed message: JSON so a client can tell it from an echo and measure delivery delay.
+fn push_message(seq: u64) -> String {
+    let sent_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!(r#"{{"type":"push","seq":{seq},"sent_at_ms":{sent_at_ms}}}"#)
+}
