@@ -1,0 +1,226 @@
+//! rustls configurations for the lab's servers and clients.
+//!
+//! Every config is built with the *ring* provider explicitly (never the process-wide default, so
+//! two crates picking different providers cannot make this panic) and allows TLS 1.2 and 1.3,
+//! the only versions rustls implements.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig};
+
+use crate::ca::{Ca, Leaf};
+use crate::{Error, Result};
+
+/// The provider every config in this crate uses.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS 1.3 first, then 1.2.
+pub const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// Options shared by server and client configs. The default is no ALPN and no key log.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// ALPN protocols to offer/accept, most preferred first, e.g. `[b"h2", b"http/1.1"]`.
+    pub alpn: Vec<Vec<u8>>,
+    /// Where to send TLS secrets (NSS key log format) so captures can be decrypted. `None`
+    /// (the default) logs nothing.
+    pub key_log: Option<Arc<dyn KeyLog>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field(
+                "alpn",
+                &self
+                    .alpn
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p))
+                    .collect::<Vec<_>>(),
+            )
+            .field("key_log", &self.key_log.is_some())
+            .finish()
+    }
+}
+
+impl Options {
+    /// Options with these ALPN protocols and no key log.
+    pub fn alpn(alpn: &[&[u8]]) -> Self {
+        Self {
+            alpn: alpn.iter().map(|p| p.to_vec()).collect(),
+            key_log: None,
+        }
+    }
+
+    /// Turns key logging on.
+    #[must_use]
+    pub fn with_key_log(mut self, key_log: Arc<dyn KeyLog>) -> Self {
+        self.key_log = Some(key_log);
+        self
+    }
+}
+
+/// A server config presenting `leaf` (chain and key), accepting `alpn` protocols, without key
+/// logging and without client authentication.
+pub fn server_config(leaf: &Leaf, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
+    server_config_with(leaf, &Options::alpn(alpn))
+}
+
+/// [`server_config`] with full [`Options`] (e.g. a key log).
+pub fn server_config_with(leaf: &Leaf, options: &Options) -> Result<Arc<ServerConfig>> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain.clone(), leaf.key.clone_key())?;
+    config.alpn_protocols.clone_from(&options.alpn);
+    if let Some(key_log) = &options.key_log {
+        config.key_log = Arc::clone(key_log);
+    }
+    Ok(Arc::new(config))
+}
+
+/// One named group of trusted certificates.
+#[derive(Debug, Clone)]
+pub(crate) struct RootSource {
+    /// e.g. `protolab CA at /home/a/.local/share/protolab/ca.pem`.
+    pub(crate) label: String,
+    pub(crate) certs: Vec<CertificateDer<'static>>,
+}
+
+/// What a client trusts: the protolab CA, CA files, the system roots, in any combination.
+#[derive(Debug, Clone, Default)]
+pub struct Roots {
+    pub(crate) sources: Vec<RootSource>,
+}
+
+impl Roots {
+    /// Trusts nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the protolab CA.
+    #[must_use]
+    pub fn with_ca(mut self, ca: &Ca) -> Self {
+        self.sources.push(RootSource {
+            label: format!("protolab CA at {}", ca.cert_path().display()),
+            certs: vec![ca.cert_der().clone()],
+        });
+        self
+    }
+
+    /// Adds every certificate in a PEM file (e.g. `--cacert ca.pem`).
+    pub fn with_ca_file(mut self, path: &Path) -> Result<Self> {
+        let certs = read_pem_certs(path)?;
+        self.sources.push(RootSource {
+            label: format!("CA file {}", path.display()),
+            certs,
+        });
+        Ok(self)
+    }
+
+    /// Adds the operating system's trusted roots (via rustls-native-certs, which honours
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR`).
+    pub fn with_system(mut self) -> Result<Self> {
+        let loaded = rustls_native_certs::load_native_certs();
+        if loaded.certs.is_empty() {
+            let why = loaded
+                .errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::NoRoots {
+                detail: format!(
+                    "the system trust store is empty or unreadable ({why}); on Debian/Ubuntu install `ca-certificates`, or pass a CA file"
+                ),
+            });
+        }
+        for err in &loaded.errors {
+            tracing::debug!(%err, "skipping unreadable system root");
+        }
+        self.sources.push(RootSource {
+            label: format!("system roots ({} certificates)", loaded.certs.len()),
+            certs: loaded.certs,
+        });
+        Ok(self)
+    }
+
+    /// True if nothing is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.sources.iter().all(|s| s.certs.is_empty())
+    }
+
+    /// What is trusted, for messages: `protolab CA at ... + system roots (140 certificates)`.
+    pub fn describe(&self) -> String {
+        if self.sources.is_empty() {
+            return "nothing".to_owned();
+        }
+        self.sources
+            .iter()
+            .map(|s| s.label.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
+    /// A rustls root store with everything trusted. Certificates webpki cannot use as anchors
+    /// are skipped with a debug log.
+    pub fn root_store(&self) -> RootCertStore {
+        let mut store = RootCertStore::empty();
+        for source in &self.sources {
+            let (_, bad) = store.add_parsable_certificates(source.certs.iter().cloned());
+            if bad > 0 {
+                tracing::debug!(source = %source.label, bad, "skipped unusable root certificates");
+            }
+        }
+        store
+    }
+}
+
+/// A client config trusting `roots`, no ALPN, no key log.
+pub fn client_config(roots: &Roots) -> Result<Arc<ClientConfig>> {
+    client_config_with(roots, &Options::default())
+}
+
+/// [`client_config`] with full [`Options`].
+pub fn client_config_with(roots: &Roots, options: &Options) -> Result<Arc<ClientConfig>> {
+    let store = roots.root_store();
+    if store.is_empty() {
+        return Err(Error::NoRoots {
+            detail: format!("no usable root certificate among {}", roots.describe()),
+        });
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols.clone_from(&options.alpn);
+    if let Some(key_log) = &options.key_log {
+        config.key_log = Arc::clone(key_log);
+    }
+    Ok(Arc::new(config))
+}
+
+/// Every certificate in a PEM file, in order; an error if there is none.
+pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let bytes = std::fs::read(path).map_err(|err| Error::io("read", path, err))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| Error::BadPem {
+            path: PathBuf::from(path),
+            problem: format!("cannot read the PEM certificates ({err}); is it a PEM file with -----BEGIN CERTIFICATE----- blocks?"),
+        })?;
+    if certs.is_empty() {
+        return Err(Error::BadPem {
+            path: path.to_owned(),
+            problem: "no -----BEGIN CERTIFICATE----- block found; convert DER with `openssl x509 -inform der -in FILE -out FILE.pem`".into(),
+        });
+    }
+    Ok(certs)
+}
