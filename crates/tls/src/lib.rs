@@ -17,15 +17,16 @@
 //! the state directory (the `cli` crate passes it in), ACME.
 
 pub mod ca;
-
+pub mod check;
 mod config;
 mod error;
 pub mod inspect;
 pub mod keylog;
 mod store;
+pub mod trust;
 
 pub use ca::{Ca, Leaf, Name};
-
+pub use check::{check_chain, check_pem_file, check_remote, Diagnosis, Problem};
 pub use config::{
     client_config, client_config_with, provider, read_pem_certs, server_config, server_config_with,
     Options, Roots, VERSIONS,
@@ -34,5 +35,7 @@ pub use error::{Error, Result};
 pub use inspect::CertInfo;
 pub use store::{file_stem, InitOutcome, IssuedLeaf, Store, REUSE_MIN_REMAINING};
 
+/// Re-exported because [`ca::leaf_params`] and [`Ca::sign`] speak rcgen's types.
+pub use rcgen;
 /// Re-exported so callers name the same rustls version this crate was built with.
 pub use rustls;
