@@ -12,6 +12,9 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod certs;
 pub mod logging;
+pub mod signals;
+pub mod units;
+pub mod up;
 
 /// Stand up, load, compare and look inside web transport protocols.
 #[derive(Debug, Parser)]
@@ -45,6 +48,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Manage the local CA and certificates (like mkcert), and diagnose TLS certificate errors.
     Certs(certs::CertsArgs),
+    /// Run the lab's apps: HTTP :3000, HTTPS :3001, WS :3002, WSS :3003, each with a demo page.
+    /// Prints each URL once it listens, then `ready`; Ctrl-C closes everything cleanly.
+    Up(up::UpArgs),
     /// Print a shell completion script, e.g. `protolab completions bash > /etc/bash_completion.d/protolab`.
     Completions {
         /// The shell to generate for.
@@ -87,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::from_args(&cli.global)?;
     match cli.command {
         Command::Certs(args) => certs::run(args, &ctx).await,
+        Command::Up(args) => up::run(args, &ctx).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut cmd = Cli::command();

@@ -1,0 +1,197 @@
+//! `protolab up`: run the lab's apps until Ctrl-C or SIGTERM.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use protolab_server::{Lab, LabConfig, Limits, Protocol};
+
+use crate::units::{parse_duration, parse_size};
+use crate::Context;
+
+/// `protolab up` arguments.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address to listen on. Use 0.0.0.0 to reach the lab from other machines.
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub bind: IpAddr,
+    /// Port of the HTTP app.
+    #[arg(long, default_value_t = 3000, value_name = "PORT")]
+    pub http_port: u16,
+    /// Port of the HTTPS app.
+    #[arg(long, default_value_t = 3001, value_name = "PORT")]
+    pub https_port: u16,
+    /// Port of the WebSocket app.
+    #[arg(long, default_value_t = 3002, value_name = "PORT")]
+    pub ws_port: u16,
+    /// Port of the secure WebSocket app.
+    #[arg(long, default_value_t = 3003, value_name = "PORT")]
+    pub wss_port: u16,
+    /// Serve only these protocols, comma-separated (http, https, ws, wss).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub only: Vec<String>,
+    /// Interval between messages the WS apps push to every client (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub push_interval: Duration,
+    /// Also accept WebSocket upgrades from pages of this origin (e.g. https://app.example:8443);
+    /// repeatable; `*` allows every origin. The lab's own pages are always allowed.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+    /// Largest WebSocket message accepted (e.g. 16MiB); bigger ones are closed with 1009.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_message_size: u64,
+    /// Largest HTTP request head accepted (e.g. 16KiB); bigger ones get 431.
+    #[arg(long, default_value = "16KiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_header_size: u64,
+    /// Largest HTTP request body accepted by POST /echo; bigger ones get 413.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_body_size: u64,
+    /// Time a new connection has to finish TLS and send its first request head.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub handshake_timeout: Duration,
+    /// Silence after which a connection is closed; WebSockets are pinged at half of it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+    /// Connections open at once per app; more wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_connections: usize,
+    /// Time open connections get to finish on Ctrl-C before they are dropped.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Duration,
+}
+
+/// The validated form of [`UpArgs`] (TLS configuration is added from the state dir later).
+#[derive(Debug)]
+pub struct UpConfig {
+    /// What the server crate starts.
+    pub lab: LabConfig,
+}
+
+impl TryFrom<UpArgs> for UpConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(args: UpArgs) -> anyhow::Result<Self> {
+        let port_of = |p: Protocol| match p {
+            Protocol::Http => args.http_port,
+            Protocol::Https => args.https_port,
+            Protocol::Ws => args.ws_port,
+            Protocol::Wss => args.wss_port,
+        };
+        let mut protocols: Vec<Protocol> = if args.only.is_empty() {
+            Protocol::ALL.to_vec()
+        } else {
+            args.only
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|name| {
+                    Protocol::from_name(name).with_context(|| {
+                        format!("--only: unknown protocol `{name}`; choose from http, https, ws, wss")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        protocols.sort();
+        protocols.dedup();
+        anyhow::ensure!(!protocols.is_empty(), "--only names no protocol; choose from http, https, ws, wss");
+        let apps: Vec<(Protocol, u16)> = protocols.iter().map(|&p| (p, port_of(p))).collect();
+        for (i, (a, pa)) in apps.iter().enumerate() {
+            if let Some((b, _)) = apps[i + 1..].iter().find(|(_, pb)| *pb == *pa && *pa != 0) {
+                anyhow::bail!("{a} and {b} are both set to port {pa}; each protocol needs its own port");
+            }
+        }
+        anyhow::ensure!(!args.push_interval.is_zero(), "--push-interval must be greater than zero");
+        anyhow::ensure!(!args.idle_timeout.is_zero(), "--idle-timeout must be greater than zero");
+        anyhow::ensure!(args.max_connections > 0, "--max-connections must be at least 1");
+        let limits = Limits {
+            max_message_bytes: usize::try_from(args.max_message_size)
+                .context("--max-message-size is too large for this machine")?,
+            max_header_bytes: usize::try_from(args.max_header_size)
+                .context("--max-header-size is too large for this machine")?,
+            max_body_bytes: args.max_body_size,
+            handshake_timeout: args.handshake_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args.max_connections,
+            drain_timeout: args.drain_timeout,
+            ..Limits::default()
+        };
+        anyhow::ensure!(limits.max_header_bytes >= 256, "--max-header-size must be at least 256 bytes");
+        Ok(Self {
+            lab: LabConfig {
+                bind: args.bind,
+                apps,
+                push_interval: args.push_interval,
+                allowed_origins: args.allow_origins,
+                limits,
+                tls: None,
+            },
+        })
+    }
+}
+
+/// Runs `protolab up`.
+pub async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let config = UpConfig::try_from(args)?;
+    let shutdown = crate::signals::shutdown_signal()?;
+    let lab = start(config, ctx).await?;
+    print_ready(&lab, ctx)?;
+    shutdown.await;
+    eprintln!("shutting down: closing connections (WebSockets get 1001)…");
+    let report = lab.shutdown().await;
+    if report.dropped > 0 {
+        eprintln!("stopped; {} connection(s) did not finish within the drain timeout and were dropped", report.dropped);
+    } else {
+        eprintln!("stopped");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Adds TLS from the state dir when a TLS protocol is served, then starts the lab.
+pub async fn start(mut config: UpConfig, ctx: &Context) -> anyhow::Result<Lab> {
+    if config.lab.apps.iter().any(|(p, _)| p.is_tls()) {
+        config.lab.tls = Some(lab_tls(&config.lab, ctx)?);
+    }
+    Lab::start(config.lab).await.context("starting the lab")
+}
+
+fn lab_tls(lab: &LabConfig, ctx: &Context) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let store = protolab_tls::Store::open(&ctx.home);
+    let _ca = store.ensure_ca().context("preparing the local CA")?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if !lab.bind.is_loopback() && !lab.bind.is_unspecified() {
+        names.push(lab.bind.to_string());
+    }
+    let leaf = store.leaf_for(&names).context("preparing the lab's certificate")?;
+    tracing::info!(ca = %store.ca_cert_path().display(), "TLS apps use the protolab CA");
+    protolab_tls::server_config(&leaf, &[b"http/1.1"]).context("building the TLS configuration")
+}
+
+fn print_ready(lab: &Lab, ctx: &Context) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        let line = serde_json::json!({ "event": "ready", "endpoints": lab.endpoints().iter().map(|e| {
+            serde_json::json!({ "protocol": e.protocol, "addr": e.addr, "url": e.url(), "page": e.page_url() })
+        }).collect::<Vec<_>>() });
+        writeln!(out, "{line}")?;
+    } else {
+        for e in lab.endpoints() {
+            match e.protocol {
+                Protocol::Http | Protocol::Https => writeln!(out, "{:<6} {}", e.protocol, e.url())?,
+                Protocol::Ws | Protocol::Wss => {
+                    writeln!(out, "{:<6} {}  (demo page {})", e.protocol, e.url(), e.page_url())?;
+                }
+            }
+        }
+        writeln!(out, "ready")?;
+    }
+    out.flush()?;
+    if lab.endpoints().iter().any(|e| e.protocol.is_tls()) {
+        let ca = protolab_tls::Store::open(&ctx.home).ca_cert_path();
+        eprintln!("TLS apps use the protolab CA: curl --cacert {} …  (`protolab certs trust` for browsers)", ca.display());
+    }
+    eprintln!("press Ctrl-C to stop");
+    Ok(())
+}
