@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Opens a page in Debian's headless Chromium and waits until it shows some text.
+
+The CA given with --ca is trusted the way a user trusts it: imported into a fresh NSS
+database in a throwaway $HOME (Chromium on Linux reads user roots from ~/.pki/nssdb). Chromium
+is driven over the DevTools protocol with the `websockets` library. Prints one JSON line:
+{"found": bool, "status": "...", "log": "...", "url": "..."} and exits 0 if the text was found.
+"""
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import websockets
+
+
+def trust_ca(home, ca):
+    nssdb = os.path.join(home, ".pki", "nssdb")
+    os.makedirs(nssdb)
+    certutil = shutil.which("certutil")
+    if not certutil:
+        sys.exit("certutil not found: apt-get install libnss3-tools")
+    subprocess.run([certutil, "-N", "-d", "sql:" + nssdb, "--empty-password"], check=True)
+    subprocess.run([certutil, "-A", "-d", "sql:" + nssdb, "-t", "C,,", "-n", "protolab test CA", "-i", ca], check=True)
+
+
+def start_chromium(home, url):
+    chromium = shutil.which("chromium")
+    if not chromium:
+        sys.exit("chromium not found: apt-get install chromium")
+    profile = os.path.join(home, "profile")
+    cmd = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
+        "--user-data-dir=" + profile, url,
+    ]
+    env = dict(os.environ, HOME=home)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port_file = os.path.join(profile, "DevToolsActivePort")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if os.path.exists(port_file):
+            with open(port_file) as f:
+                lines = f.read().split()
+            if lines:
+                return proc, int(lines[0])
+        if proc.poll() is not None:
+            sys.exit(f"chromium exited with {proc.returncode} before opening DevTools")
+        time.sleep(0.1)
+    proc.kill()
+    sys.exit("chromium did not open its DevTools port within 20 s")
+
+
+def page_ws_url(port, url):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+            for target in json.load(r):
+                if target.get("type") == "page":
+                    return target["webSocketDebuggerUrl"]
+        time.sleep(0.1)
+    sys.exit("no page target in chromium")
+
+
+async def watch(ws_url, expect, timeout, screenshot):
+    script = """(() => {
+      const s = document.getElementById('status');
+      const l = document.getElementById('log');
+      return JSON.stringify({url: location.href, title: document.title,
+        status: s ? s.textContent : '', log: l ? l.innerText : document.body ? document.body.innerText : ''});
+    })()"""
+    async with websockets.connect(ws_url, max_size=None) as cdp:
+        seq = 0
+
+        async def call(method, params=None):
+            nonlocal seq
+            seq += 1
+            await cdp.send(json.dumps({"id": seq, "method": method, "params": params or {}}))
+            while True:
+                msg = json.loads(await cdp.recv())
+                if msg.get("id") == seq:
+                    return msg
+
+        state = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            res = await call("Runtime.evaluate", {"expression": script, "returnByValue": True})
+            value = res.get("result", {}).get("result", {}).get("value")
+            if value:
+                state = json.loads(value)
+                if expect in state.get("log", ""):
+                    state["found"] = True
+                    break
+            await asyncio.sleep(0.2)
+        else:
+            state["found"] = False
+        if screenshot:
+            import base64
+            shot = await call("Page.captureScreenshot", {"format": "png"})
+            data = shot.get("result", {}).get("data")
+            if data:
+                with open(screenshot, "wb") as f:
+                    f.write(base64.b64decode(data))
+        return state
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("url")
+    p.add_argument("--ca", help="CA certificate (PEM) to trust")
+    p.add_argument("--expect", required=True, help="text the page's log must come to contain")
+    p.add_argument("--timeout", type=float, default=15)
+    p.add_argument("--screenshot", help="write a PNG of the page here")
+    args = p.parse_args()
+    home = tempfile.mkdtemp(prefix="protolab-chromium-")
+    proc = None
+    try:
+        if args.ca:
+            trust_ca(home, args.ca)
+        proc, port = start_chromium(home, args.url)
+        state = asyncio.run(watch(page_ws_url(port, args.url), args.expect, args.timeout, args.screenshot))
+        print(json.dumps(state), flush=True)
+        return 0 if state.get("found") else 1
+    finally:
+        if proc:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

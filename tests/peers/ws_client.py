@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""A real WebSocket peer for protolab's tests, built on the `websockets` library.
+
+Modes (one JSON line on stdout at the end):
+  echo   send a text and a binary message, expect both echoed; optionally wait for a push
+  soak   echo a message every --interval for --seconds, count echoes and errors
+  hold   connect, print {"connected": true}, then wait until the server closes; report the code
+  reject try to connect and report the HTTP status the server refused with
+"""
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import sys
+import time
+
+import websockets
+
+
+def ssl_context(args):
+    if not args.url.startswith("wss://"):
+        return None
+    ctx = ssl.create_default_context(cafile=args.cafile)
+    return ctx
+
+
+async def connect(args):
+    kwargs = {"ssl": ssl_context(args), "open_timeout": 10, "max_size": None}
+    if args.origin:
+        kwargs["origin"] = args.origin
+    return await websockets.connect(args.url, **kwargs)
+
+
+def is_push(msg):
+    return isinstance(msg, str) and msg.startswith('{"type":"push"')
+
+
+async def recv_echo(ws, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
+        if not is_push(msg):
+            return msg
+
+
+async def echo(args):
+    out = {}
+    async with await connect(args) as ws:
+        await ws.send("hello from python")
+        out["text_echo"] = await recv_echo(ws)
+        payload = os.urandom(32)
+        await ws.send(payload)
+        got = await recv_echo(ws)
+        out["binary_echo_ok"] = got == payload
+        if args.push_within:
+            t0 = time.monotonic()
+            deadline = t0 + args.push_within
+            while True:
+                msg = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
+                if is_push(msg):
+                    out["push"] = json.loads(msg)
+                    out["push_wait_s"] = round(time.monotonic() - t0, 3)
+                    break
+        await ws.close()
+        out["close_code"] = ws.close_code
+    return out
+
+
+async def soak(args):
+    sent = echoed = 0
+    errors = []
+    async with await connect(args) as ws:
+        print(json.dumps({"connected": True}), flush=True)
+        end = time.monotonic() + args.seconds
+        while time.monotonic() < end:
+            msg = f"soak {sent}"
+            try:
+                await ws.send(msg)
+                sent += 1
+                got = await recv_echo(ws, timeout=2.0)
+                if got == msg:
+                    echoed += 1
+                else:
+                    errors.append(f"expected {msg!r}, got {got!r}")
+            except Exception as e:  # noqa: BLE001 - report every failure kind to the test
+                errors.append(repr(e))
+                break
+            await asyncio.sleep(args.interval)
+        await ws.close()
+    return {"sent": sent, "echoed": echoed, "errors": errors}
+
+
+async def hold(args):
+    async with await connect(args) as ws:
+        print(json.dumps({"connected": True}), flush=True)
+        try:
+            while True:
+                await ws.recv()
+        except websockets.ConnectionClosed as e:
+            rcvd = e.rcvd
+            return {
+                "close_code": rcvd.code if rcvd else None,
+                "close_reason": rcvd.reason if rcvd else None,
+            }
+
+
+async def reject(args):
+    try:
+        async with await connect(args):
+            return {"connected": True}
+    except websockets.InvalidStatus as e:
+        return {"connected": False, "status": e.response.status_code}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["echo", "soak", "hold", "reject"])
+    p.add_argument("url")
+    p.add_argument("--cafile")
+    p.add_argument("--origin")
+    p.add_argument("--push-within", type=float, default=0.0)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--interval", type=float, default=0.02)
+    args = p.parse_args()
+    result = asyncio.run(globals()[args.mode](args))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
