@@ -1,0 +1,67 @@
+//! The WebSocket message decoder, both roles, small limits, differentially: the stream fed
+//! whole and fed split at an input-chosen point must decode to the same messages and error.
+//!
+//! Input layout: `[flags, max_frame, max_message, split, stream...]`; flags bit 0 picks the
+//! role (0 = server, expects masked frames).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use protolab_wire::ws::{Decoder, DecoderConfig, Message, ProtocolError, Role};
+
+fn run(
+    dec: &mut Decoder,
+    stream: &[u8],
+    cuts: &[usize],
+) -> (Vec<Message>, Option<ProtocolError>, usize) {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut consumed = 0;
+    let mut from = 0;
+    for &cut in cuts {
+        buf.extend_from_slice(&stream[from..cut]);
+        from = cut;
+        loop {
+            match dec.decode(&buf) {
+                Ok((0, msg)) => {
+                    assert!(msg.is_none());
+                    break;
+                }
+                Ok((n, msg)) => {
+                    assert!(n <= buf.len());
+                    buf.drain(..n);
+                    consumed += n;
+                    out.extend(msg);
+                }
+                Err(e) => return (out, Some(e), consumed),
+            }
+        }
+    }
+    (out, None, consumed)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [flags, max_frame, max_message, split, stream @ ..] = data else {
+        return;
+    };
+    let role = if flags & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let config = DecoderConfig {
+        max_frame_bytes: usize::from(*max_frame) * 2,
+        max_message_bytes: usize::from(*max_message) * 4,
+    };
+    let at = stream.len() * usize::from(*split) / 255;
+    let whole = run(&mut Decoder::new(role, config), stream, &[stream.len()]);
+    let split = run(&mut Decoder::new(role, config), stream, &[at, stream.len()]);
+    assert_eq!(whole, split);
+    for msg in &whole.0 {
+        match msg {
+            Message::Ping(p) | Message::Pong(p) => assert!(p.len() <= 125),
+            Message::Text(t) => assert!(t.len() <= config.max_message_bytes),
+            Message::Binary(b) => assert!(b.len() <= config.max_message_bytes),
+            Message::Close(_) => {}
+        }
+    }
+});
