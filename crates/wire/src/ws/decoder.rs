@@ -1,8 +1,8 @@
 //! Message decoder: frames → messages, with RFC 6455's rules and size limits.
 
 use super::{
-    close_code, decode_header, frame::apply_mask, CloseFrame, DecoderConfig, FrameHeader, Message,
-    OpCode, ProtocolError, Role,
+    close_code, decode_header, frame::extend_masked, CloseFrame, DecoderConfig, FrameHeader,
+    Message, OpCode, ProtocolError, Role,
 };
 
 /// Turns bytes from the peer into whole [`Message`]s.
@@ -13,7 +13,7 @@ use super::{
 /// Once it returns an error, the connection must be closed with that error's close code.
 ///
 /// Every payload byte is copied exactly once, from `buf` into the returned message (or the
-/// fragment buffer), and unmasked there a word at a time.
+/// fragment buffer), and unmasked a word at a time during that copy.
 #[derive(Debug)]
 pub struct Decoder {
     role: Role,
@@ -153,11 +153,10 @@ impl Decoder {
         mask: Option<[u8; 4]>,
         fin: bool,
     ) -> Result<Option<Message>, ProtocolError> {
-        let start = self.fragments.len();
-        self.fragments.extend_from_slice(payload);
-        if let Some(key) = mask {
+        match mask {
             // Each frame has its own key, applied from the frame's first payload byte.
-            apply_mask(&mut self.fragments[start..], key, 0);
+            Some(key) => extend_masked(&mut self.fragments, payload, key),
+            None => self.fragments.extend_from_slice(payload),
         }
         let Some(opcode) = self.partial else {
             return Ok(None);
@@ -180,13 +179,16 @@ impl Decoder {
     }
 }
 
-/// The payload copied out of the input and unmasked in its own buffer.
+/// The payload copied out of the input, unmasked in the same pass.
 fn unmasked(payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut data = payload.to_vec();
-    if let Some(key) = mask {
-        apply_mask(&mut data, key, 0);
+    match mask {
+        Some(key) => {
+            let mut data = Vec::with_capacity(payload.len());
+            extend_masked(&mut data, payload, key);
+            data
+        }
+        None => payload.to_vec(),
     }
-    data
 }
 
 fn data_message(opcode: OpCode, data: Vec<u8>) -> Result<Message, ProtocolError> {

@@ -89,10 +89,9 @@ pub fn encode_frame(
     };
     out.reserve(header.encoded_len() + payload.len());
     write_header(out, &header);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = mask {
-        apply_mask(&mut out[start..], key, 0);
+    match mask {
+        Some(key) => extend_masked(out, payload, key),
+        None => out.extend_from_slice(payload),
     }
 }
 
@@ -156,6 +155,27 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     for (b, k) in chunks.into_remainder().iter_mut().zip(key.iter().cycle()) {
         *b ^= k;
     }
+}
+
+/// Appends `src` XORed with `mask` (from key byte 0) to `out`: the copy and the masking in
+/// one pass over the data, instead of a `memcpy` followed by [`apply_mask`]. Besides halving
+/// memory traffic, this sidesteps `rep movsb` slow paths some CPUs hit when source and
+/// destination are misaligned relative to each other, which a payload behind a 2-, 4-, 6-,
+/// 8- or 14-byte header always is.
+pub(crate) fn extend_masked(out: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
+    let word = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let words = src.chunks_exact(8);
+    let tail = words.remainder();
+    out.reserve(src.len());
+    out.extend(words.flat_map(|chunk| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        (u64::from_ne_bytes(w) ^ word).to_ne_bytes()
+    }));
+    // Whole words cover a multiple of 4 bytes, so the tail starts at key byte 0 again.
+    out.extend(tail.iter().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
 }
 
 #[cfg(test)]
@@ -316,6 +336,19 @@ mod tests {
                 naive_mask(&mut slow, KEY, offset);
                 assert_eq!(fast, slow, "len {len} offset {offset}");
             }
+        }
+    }
+
+    #[test]
+    fn extend_masked_matches_naive() {
+        let data: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(91)).collect();
+        for len in 0..data.len() {
+            let mut out = vec![0xAA; 3];
+            extend_masked(&mut out, &data[..len], KEY);
+            let mut want = data[..len].to_vec();
+            naive_mask(&mut want, KEY, 0);
+            assert_eq!(&out[..3], [0xAA; 3]);
+            assert_eq!(&out[3..], want, "len {len}");
         }
     }
 
