@@ -1,1 +1,24 @@
-//! Benchmarks (work in progress).
+//! Whole-system benchmarks: protolab's servers against named peers, in the same run, with the
+//! same load, and the ratio printed.
+//!
+//! The principal entry points are [`ws::run`] and [`http::run`], which the `protolab-bench`
+//! binary calls; [`client::run`] is the WebSocket load client it re-executes pinned to its own
+//! core. The bench peers (`bench-peer-tungstenite`, `bench-peer-fastwebsockets`) are our code
+//! over other crates; [`peer`] holds what they share.
+//!
+//! Method (`/work/shared/PEERS.md`): the server runs under `taskset -c 0`, the client under
+//! `taskset -c 1`, so each figure is per core. Server CPU is read from `/proc` around each
+//! window, so msgs per server CPU-second stays meaningful even when the client is the limit.
+//!
+//! Not here: criterion micro-benchmarks (they live next to the code they measure), and
+//! anything that sends traffic off 127.0.0.1.
+
+pub mod client;
+mod codec;
+pub mod cpu;
+pub mod driver;
+pub mod http;
+pub mod peer;
+pub mod process;
+pub mod report;
+pub mod ws;

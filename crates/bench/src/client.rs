@@ -1,0 +1,429 @@
+//! The WebSocket load client: N connections, each a closed loop with one message in flight.
+//!
+//! Each connection sends one masked frame of `size` bytes, waits for its echo, counts it, and
+//! sends the next. It runs on a current-thread tokio runtime because the driver pins it to one
+//! core; the handshake and framing are hand-rolled over a raw `TcpStream` (or tokio-rustls for
+//! `wss`), so per message it costs one `write` and usually one `read` syscall.
+//!
+//! The run is bounded in time and in count: after `warmup`, messages are counted for
+//! `duration` or until `max_msgs`, whichever comes first. Server CPU (utime + stime of its
+//! process tree) and our own CPU are read at the edges of the same window.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::codec;
+use crate::cpu;
+
+/// Where to connect: `ws://host:port/path` or `wss://host:port/path`. The client always
+/// connects to 127.0.0.1; `host` is only sent in `Host` and as the TLS server name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Host name or IP as written in the URL.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Request target, e.g. `/ws`.
+    pub path: String,
+    /// `wss`.
+    pub tls: bool,
+}
+
+impl std::str::FromStr for Target {
+    type Err = anyhow::Error;
+
+    fn from_str(url: &str) -> anyhow::Result<Self> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("ws://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("wss://") {
+            (true, r)
+        } else {
+            bail!("`{url}` is not a ws:// or wss:// URL");
+        };
+        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+        let (host, port) = authority
+            .rsplit_once(':')
+            .with_context(|| format!("`{url}` has no port"))?;
+        let port = port
+            .parse()
+            .with_context(|| format!("bad port in `{url}`"))?;
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+            tls,
+        })
+    }
+}
+
+/// One load run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Server to load.
+    pub target: Target,
+    /// CA certificate (PEM) to trust for `wss`.
+    pub ca: Option<PathBuf>,
+    /// Concurrent connections, one message in flight each.
+    pub connections: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Send text frames (ASCII payload) instead of binary.
+    pub text: bool,
+    /// Time before counting starts: connections open, caches and TCP windows warm.
+    pub warmup: Duration,
+    /// Length of the measured window.
+    pub duration: Duration,
+    /// The window also ends once this many messages were echoed in it.
+    pub max_msgs: u64,
+    /// Server process whose CPU time (its process tree's) is read at the window's edges.
+    pub server_pid: Option<u32>,
+}
+
+/// What one run measured. The driver reads it as JSON from the client's stdout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Echoes counted in the window.
+    pub msgs: u64,
+    /// Window length in seconds.
+    pub secs: f64,
+    /// `msgs / secs`.
+    pub msgs_per_sec: f64,
+    /// Server CPU seconds in the window, if its pid was given and readable.
+    pub server_cpu_secs: Option<f64>,
+    /// Our own CPU seconds in the window.
+    pub client_cpu_secs: Option<f64>,
+    /// Connections that failed (handshake, I/O, protocol) before the window ended.
+    pub failed_connections: usize,
+    /// The first such failure.
+    pub first_error: Option<String>,
+}
+
+impl Report {
+    /// Server CPU as a percentage of one core over the window.
+    pub fn server_cpu_pct(&self) -> Option<f64> {
+        self.server_cpu_secs.map(|c| 100.0 * c / self.secs)
+    }
+
+    /// Client CPU as a percentage of one core over the window.
+    pub fn client_cpu_pct(&self) -> Option<f64> {
+        self.client_cpu_secs.map(|c| 100.0 * c / self.secs)
+    }
+
+    /// Messages per second of server CPU: an efficiency figure that does not depend on the
+    /// client keeping the server busy.
+    pub fn msgs_per_server_cpu_sec(&self) -> Option<f64> {
+        self.server_cpu_secs
+            .filter(|&c| c > 0.0)
+            .map(|c| self.msgs as f64 / c)
+    }
+}
+
+/// Runs the load on a current-thread runtime and returns what it measured.
+pub fn run(config: Config) -> anyhow::Result<Report> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client runtime")?;
+    // Dropping the runtime afterwards aborts any connection still waiting for an echo.
+    rt.block_on(run_async(config))
+}
+
+async fn run_async(config: Config) -> anyhow::Result<Report> {
+    let tls = match (&config.target.tls, &config.ca) {
+        (true, Some(ca)) => Some(tls_connector(ca)?),
+        (true, None) => bail!("wss needs --ca with the server's CA certificate"),
+        (false, _) => None,
+    };
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let config = Arc::new(config);
+    let mut tasks = JoinSet::new();
+    for i in 0..config.connections {
+        let (config, count, stop, tls) = (config.clone(), count.clone(), stop.clone(), tls.clone());
+        tasks.spawn(async move { connection(i as u64, &config, tls, &count, &stop).await });
+    }
+
+    tokio::time::sleep(config.warmup).await;
+    if let Some(res) = poll_early_failure(&mut tasks, config.connections) {
+        stop.store(true, Ordering::Relaxed);
+        return Err(res);
+    }
+    let start = Instant::now();
+    let msgs0 = count.load(Ordering::Relaxed);
+    let server0 = config.server_pid.and_then(cpu::tree_cpu);
+    let client0 = cpu::self_cpu();
+    let deadline = start + config.duration;
+    loop {
+        let now = Instant::now();
+        if now >= deadline || count.load(Ordering::Relaxed) - msgs0 >= config.max_msgs {
+            break;
+        }
+        tokio::time::sleep((deadline - now).min(Duration::from_millis(20))).await;
+    }
+    let msgs = count.load(Ordering::Relaxed) - msgs0;
+    let secs = start.elapsed().as_secs_f64();
+    let server1 = config.server_pid.and_then(cpu::tree_cpu);
+    let client1 = cpu::self_cpu();
+    stop.store(true, Ordering::Relaxed);
+
+    // Failures that happened before the window ended; anything still running is aborted.
+    let mut failed = 0;
+    let mut first_error = None;
+    let grace = tokio::time::sleep(Duration::from_millis(500));
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Ok(Err(err))) => {
+                    failed += 1;
+                    first_error.get_or_insert_with(|| format!("{err:#}"));
+                }
+                Some(_) => {}
+                None => break,
+            },
+            () = &mut grace => break,
+        }
+    }
+    tasks.abort_all();
+
+    let diff = |a: Option<Duration>, b: Option<Duration>| Some((b? - a?).as_secs_f64());
+    Ok(Report {
+        msgs,
+        secs,
+        msgs_per_sec: msgs as f64 / secs,
+        server_cpu_secs: diff(server0, server1),
+        client_cpu_secs: diff(client0, client1),
+        failed_connections: failed,
+        first_error,
+    })
+}
+
+/// If every connection already failed during warm-up, there is nothing to measure.
+fn poll_early_failure(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    connections: usize,
+) -> Option<anyhow::Error> {
+    let mut first = None;
+    let mut failed = 0;
+    while let Some(joined) = tasks.try_join_next() {
+        if let Ok(Err(err)) = joined {
+            failed += 1;
+            first.get_or_insert(err);
+        }
+    }
+    match first {
+        Some(err) if failed == connections => {
+            Some(err.context(format!("all {connections} connections failed")))
+        }
+        Some(err) => {
+            eprintln!("warning: {failed} of {connections} connections failed: {err:#}");
+            None
+        }
+        None => None,
+    }
+}
+
+fn tls_connector(ca: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading CA certificate {}", ca.display()))?
+    {
+        roots
+            .add(cert.with_context(|| format!("parsing {}", ca.display()))?)
+            .context("adding the CA certificate")?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+async fn connection(
+    id: u64,
+    config: &Config,
+    tls: Option<tokio_rustls::TlsConnector>,
+    count: &AtomicU64,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let tcp = TcpStream::connect(("127.0.0.1", config.target.port))
+        .await
+        .with_context(|| format!("connecting to 127.0.0.1:{}", config.target.port))?;
+    tcp.set_nodelay(true)?;
+    match tls {
+        None => echo_loop(tcp, id, config, count, stop).await,
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from(config.target.host.clone())
+                .context("TLS server name")?;
+            let stream = connector
+                .connect(name, tcp)
+                .await
+                .context("TLS handshake")?;
+            echo_loop(stream, id, config, count, stop).await
+        }
+    }
+}
+
+/// A xorshift64 generator for nonces and masking keys: masks must vary per frame
+/// (RFC 6455 §5.3) but need not be cryptographic for a benchmark against our own servers.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+async fn echo_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    id: u64,
+    config: &Config,
+    count: &AtomicU64,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = clock ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Xorshift(seed | 1);
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&rng.next().to_le_bytes());
+    nonce[8..].copy_from_slice(&rng.next().to_le_bytes());
+    let key = codec::encode_key(nonce);
+    let host = format!("{}:{}", config.target.host, config.target.port);
+
+    let mut out = Vec::with_capacity(config.size + 14);
+    codec::write_request(&mut out, &host, &config.target.path, &key);
+    stream
+        .write_all(&out)
+        .await
+        .context("sending the upgrade request")?;
+    stream.flush().await?;
+
+    let mut buf: Vec<u8> = Vec::with_capacity((config.size + 14).max(4096) * 2);
+    let head_len = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 16 * 1024 {
+            bail!("upgrade response head larger than 16 KiB");
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            bail!("server closed the connection during the handshake");
+        }
+    };
+    codec::check_response(&buf[..head_len], &key).map_err(anyhow::Error::msg)?;
+    let mut start = head_len;
+
+    let opcode = if config.text {
+        codec::TEXT
+    } else {
+        codec::BINARY
+    };
+    let payload: Vec<u8> = (0..config.size).map(|i| b'a' + (i % 26) as u8).collect();
+
+    // A fragmented echo is reassembled here; servers rarely fragment, so this stays empty.
+    let mut fragments: Option<(u8, Vec<u8>)> = None;
+
+    while !stop.load(Ordering::Relaxed) {
+        out.clear();
+        codec::encode_masked(&mut out, opcode, mask(&mut rng), &payload);
+        stream.write_all(&out).await?;
+        stream.flush().await?;
+        // Read until our echo arrives; anything else the server sends (pushes, pings) is
+        // answered or skipped.
+        loop {
+            let frame = match codec::decode_header(&buf[start..]).map_err(anyhow::Error::msg)? {
+                Some(f) if buf.len() - start >= f.header_len + f.payload_len => Some(f),
+                _ => None,
+            };
+            let Some(frame) = frame else {
+                // Compact before reading so the buffer never grows past one frame and a read.
+                if start > 0 {
+                    buf.drain(..start);
+                    start = 0;
+                }
+                buf.reserve(4096);
+                if stream.read_buf(&mut buf).await? == 0 {
+                    bail!("server closed the connection");
+                }
+                continue;
+            };
+            let body = start + frame.header_len..start + frame.header_len + frame.payload_len;
+            start = body.end;
+            let data = &buf[body];
+            let is_echo = match (frame.opcode, frame.fin, &mut fragments) {
+                (codec::PING, ..) => {
+                    let mut pong = Vec::with_capacity(data.len() + 6);
+                    codec::encode_masked(&mut pong, codec::PONG, mask(&mut rng), data);
+                    stream.write_all(&pong).await?;
+                    false
+                }
+                (codec::CLOSE, ..) => bail!("server sent a close frame"),
+                (codec::PONG, ..) => false,
+                (codec::CONTINUATION, fin, Some((_, collected))) => {
+                    collected.extend_from_slice(data);
+                    if fin {
+                        fragments
+                            .take()
+                            .is_some_and(|(op, m)| op == opcode && m == payload)
+                    } else {
+                        false
+                    }
+                }
+                (op, false, _) => {
+                    fragments = Some((op, data.to_vec()));
+                    false
+                }
+                (op, true, _) => op == opcode && data == payload.as_slice(),
+            };
+            if is_echo {
+                break;
+            }
+            // Otherwise a server push or some other message: not our echo.
+        }
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn mask(rng: &mut Xorshift) -> [u8; 4] {
+    (rng.next() as u32).to_ne_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        let t: Target = "wss://localhost:3003/ws".parse().unwrap();
+        assert_eq!(
+            t,
+            Target {
+                host: "localhost".into(),
+                port: 3003,
+                path: "/ws".into(),
+                tls: true
+            }
+        );
+        let t: Target = "ws://127.0.0.1:9000".parse().unwrap();
+        assert_eq!((t.path.as_str(), t.tls), ("/", false));
+        assert!("http://x:1/".parse::<Target>().is_err());
+    }
+}

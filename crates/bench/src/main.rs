@@ -1,0 +1,208 @@
+//! `protolab-bench`: runs protolab's WebSocket and HTTP apps against named peers in the same
+//! run and prints msgs/s (req/s), server CPU, and the ratios the issue sets as targets.
+//!
+//! Run with `scripts/bench` (builds, installs peers, then `protolab-bench all`), or
+//! `target/release/protolab-bench ws --skip websocat --json ws.json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use protolab_bench::driver::{Load, Options};
+use protolab_bench::report::{self, Results};
+use protolab_bench::{client, http, process, ws};
+
+/// Whole-system benchmarks of protolab against named peers.
+#[derive(Debug, Parser)]
+#[command(name = "protolab-bench", about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// WebSocket echo: protolab ws and wss, tokio-tungstenite, fastwebsockets, websocat, Node ws.
+    Ws(Common),
+    /// HTTP/1.1: protolab's HTTP app against nginx (one worker) under wrk.
+    Http(Common),
+    /// `ws`, then `http`, one table.
+    All(Common),
+    /// The WebSocket load client (the driver runs it pinned to core 1; prints JSON).
+    #[command(hide = true)]
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// The protolab binary. Default: `protolab` next to this binary.
+    #[arg(long, value_name = "PATH")]
+    protolab: Option<PathBuf>,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Warm-up seconds before each measured window.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// WS: each window also ends after this many messages.
+    #[arg(long, default_value_t = 50_000_000)]
+    max_msgs: u64,
+    /// WS loads as CONNSxBYTES (`k` = KiB), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100x20,10x16k")]
+    loads: Vec<Load>,
+    /// WS: send text frames instead of binary.
+    #[arg(long)]
+    text: bool,
+    /// HTTP: wrk connections.
+    #[arg(long, default_value_t = 50)]
+    connections: u32,
+    /// Leave a server out, with a note: protolab (all its apps), protolab-ws, protolab-wss,
+    /// protolab-http, tungstenite, fastwebsockets, websocat, node-ws, nginx. Repeatable.
+    #[arg(long, value_name = "SERVER")]
+    skip: Vec<String>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Directory with the Node peer script and its node_modules.
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
+    peers_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// ws:// or wss:// URL (always connects to 127.0.0.1).
+    #[arg(long)]
+    url: String,
+    /// CA certificate PEM to trust for wss.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Connections, one message in flight each.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 20)]
+    size: usize,
+    /// Send text frames.
+    #[arg(long)]
+    text: bool,
+    /// Warm-up in ms.
+    #[arg(long, default_value_t = 1000)]
+    warmup_ms: u64,
+    /// Measured window in ms.
+    #[arg(long, default_value_t = 5000)]
+    duration_ms: u64,
+    /// The window also ends after this many messages.
+    #[arg(long, default_value_t = 50_000_000)]
+    max_msgs: u64,
+    /// Server pid whose CPU time (process tree) is read around the window.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+const KNOWN: [&str; 10] = [
+    "protolab",
+    "protolab-ws",
+    "protolab-wss",
+    "protolab-http",
+    "tungstenite",
+    "fastwebsockets",
+    "websocat",
+    "node-ws",
+    "nginx",
+    "wrk",
+];
+
+fn options(c: Common) -> anyhow::Result<(Options, Option<PathBuf>)> {
+    let me = std::env::current_exe().context("finding the protolab-bench binary")?;
+    let bin_dir = me
+        .parent()
+        .context("the bench binary has no directory")?
+        .to_path_buf();
+    for s in &c.skip {
+        if !KNOWN.contains(&s.as_str()) || s == "wrk" {
+            anyhow::bail!(
+                "--skip {s}: unknown server; one of {}",
+                KNOWN[..9].join(", ")
+            );
+        }
+    }
+    anyhow::ensure!(c.duration > 0, "--duration must be at least 1 second");
+    let opts = Options {
+        protolab: c.protolab.unwrap_or_else(|| bin_dir.join("protolab")),
+        bin_dir,
+        peers_dir: c.peers_dir,
+        warmup: Duration::from_secs(c.warmup),
+        duration: Duration::from_secs(c.duration),
+        max_msgs: c.max_msgs,
+        loads: c.loads,
+        text: c.text,
+        http_connections: c.connections,
+        skip: c.skip,
+    };
+    Ok((opts, c.json))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (common, do_ws, do_http) = match cli.command {
+        Command::Client(a) => {
+            let report = client::run(client::Config {
+                target: a.url.parse()?,
+                ca: a.ca,
+                connections: a.connections,
+                size: a.size,
+                text: a.text,
+                warmup: Duration::from_millis(a.warmup_ms),
+                duration: Duration::from_millis(a.duration_ms),
+                max_msgs: a.max_msgs,
+                server_pid: a.server_pid,
+            })?;
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Ws(c) => (c, true, false),
+        Command::Http(c) => (c, false, true),
+        Command::All(c) => (c, true, true),
+    };
+    let (opts, json) = options(common)?;
+    process::install_signal_handler();
+    let mut results = Results::default();
+    if do_ws {
+        ws::run(&opts, &mut results)?;
+    }
+    if do_http {
+        http::run(&opts, &mut results)?;
+    }
+    print!("{}", report::render(&results));
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("results written to {}", path.display());
+    }
+    let failed = results
+        .ws
+        .iter()
+        .filter(|r| r.msgs_per_sec.is_none())
+        .count()
+        + results
+            .http
+            .iter()
+            .filter(|r| r.req_per_sec.is_none())
+            .count();
+    if failed > 0 {
+        eprintln!("error: {failed} run(s) FAILED (see above); leave a server out deliberately with --skip");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Results of a bench run: rows, targets, the terminal table and the JSON file.
+
+use serde::Serialize;
+
+/// One server under one WebSocket load.
+#[derive(Debug, Clone, Serialize)]
+pub struct WsRow {
+    /// Server name, e.g. `protolab-ws`, `tungstenite`.
+    pub server: String,
+    /// Load label, e.g. `100 × 20 B`.
+    pub load: String,
+    /// Connections.
+    pub connections: usize,
+    /// Payload bytes.
+    pub size: usize,
+    /// Echoed messages per second.
+    pub msgs_per_sec: Option<f64>,
+    /// Server CPU, percent of one core.
+    pub server_cpu_pct: Option<f64>,
+    /// Messages per server CPU-second.
+    pub msgs_per_server_cpu_sec: Option<f64>,
+    /// Client CPU, percent of one core.
+    pub client_cpu_pct: Option<f64>,
+    /// protolab-ws ÷ this peer (for peers), or protolab-wss ÷ protolab-ws (for wss).
+    pub ratio: Option<f64>,
+    /// Connections that failed during the run.
+    pub failed_connections: usize,
+    /// Why the run has no figures, or what went wrong in it.
+    pub error: Option<String>,
+}
+
+/// One server under wrk.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpRow {
+    /// Server name: `protolab-http` or `nginx`.
+    pub server: String,
+    /// URL loaded.
+    pub url: String,
+    /// Response body bytes.
+    pub body_bytes: Option<usize>,
+    /// Requests per second (wrk's figure).
+    pub req_per_sec: Option<f64>,
+    /// wrk's mean latency in ms.
+    pub latency_avg_ms: Option<f64>,
+    /// wrk's 50th percentile latency in ms.
+    pub latency_p50_ms: Option<f64>,
+    /// wrk's 99th percentile latency in ms.
+    pub latency_p99_ms: Option<f64>,
+    /// Server CPU, percent of one core.
+    pub server_cpu_pct: Option<f64>,
+    /// Requests per server CPU-second.
+    pub req_per_server_cpu_sec: Option<f64>,
+    /// wrk's CPU, percent of one core.
+    pub client_cpu_pct: Option<f64>,
+    /// protolab-http ÷ nginx (on the nginx row).
+    pub ratio: Option<f64>,
+    /// Non-2xx responses and socket errors wrk reported.
+    pub errors: u64,
+    /// Why the run has no figures.
+    pub error: Option<String>,
+}
+
+/// A requirement from the issue, checked on this run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// What is compared, e.g. `protolab-ws ≥ 1.0× tungstenite (100 × 20 B)`.
+    pub name: String,
+    /// Required ratio.
+    pub goal: f64,
+    /// Measured ratio of throughputs, if both sides ran.
+    pub ratio: Option<f64>,
+    /// The same ratio per server CPU-second, if both sides' CPU was read.
+    pub cpu_ratio: Option<f64>,
+}
+
+impl Target {
+    /// `PASS`, `BELOW`, or `N/A` when a side did not run.
+    pub fn verdict(&self) -> &'static str {
+        match self.ratio {
+            Some(r) if r >= self.goal => "PASS",
+            Some(_) => "BELOW",
+            None => "N/A",
+        }
+    }
+}
+
+/// Everything one run measured, as written by `--json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Results {
+    /// WebSocket rows.
+    pub ws: Vec<WsRow>,
+    /// HTTP rows.
+    pub http: Vec<HttpRow>,
+    /// Targets, in the order printed.
+    pub targets: Vec<Target>,
+    /// Client CPU warnings and other notes printed with the table.
+    pub notes: Vec<String>,
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+        None => "-".to_owned(),
+    }
+}
+
+fn ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×"))
+}
+
+/// Renders the tables, targets and notes.
+pub fn render(results: &Results) -> String {
+    let mut out = String::new();
+    if !results.ws.is_empty() {
+        out.push_str(&format!(
+            "\nWebSocket echo (server on core 0, client on core 1; ratio = protolab-ws ÷ peer, wss row = wss ÷ ws)\n\
+             {:<16} {:<12} {:>10} {:>8} {:>13} {:>8} {:>7}\n",
+            "server", "load", "msgs/s", "srv CPU%", "msgs/srv-CPU-s", "cli CPU%", "ratio"
+        ));
+        for r in &results.ws {
+            match &r.error {
+                Some(e) if r.msgs_per_sec.is_none() => {
+                    out.push_str(&format!(
+                        "{:<16} {:<12} FAILED: {}\n",
+                        r.server,
+                        r.load,
+                        first_line(e)
+                    ));
+                }
+                _ => out.push_str(&format!(
+                    "{:<16} {:<12} {:>10} {:>8} {:>13} {:>8} {:>7}{}\n",
+                    r.server,
+                    r.load,
+                    num(r.msgs_per_sec),
+                    num(r.server_cpu_pct),
+                    num(r.msgs_per_server_cpu_sec),
+                    num(r.client_cpu_pct),
+                    ratio(r.ratio),
+                    if r.failed_connections > 0 {
+                        format!("  ({} connections failed)", r.failed_connections)
+                    } else {
+                        String::new()
+                    }
+                )),
+            }
+        }
+    }
+    if !results.http.is_empty() {
+        out.push_str(&format!(
+            "\nHTTP/1.1 keep-alive, wrk on core 1, server on core 0 (ratio = protolab-http ÷ nginx)\n\
+             {:<14} {:>6} {:>10} {:>8} {:>8} {:>8} {:>12} {:>8} {:>7}\n",
+            "server", "body B", "req/s", "avg ms", "p99 ms", "srv CPU%", "req/srv-CPU-s", "cli CPU%", "ratio"
+        ));
+        for r in &results.http {
+            match &r.error {
+                Some(e) if r.req_per_sec.is_none() => {
+                    out.push_str(&format!("{:<14} FAILED: {}\n", r.server, first_line(e)));
+                }
+                _ => out.push_str(&format!(
+                    "{:<14} {:>6} {:>10} {:>8} {:>8} {:>8} {:>12} {:>8} {:>7}{}\n",
+                    r.server,
+                    r.body_bytes
+                        .map_or_else(|| "-".to_owned(), |b| b.to_string()),
+                    num(r.req_per_sec),
+                    r.latency_avg_ms
+                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
+                    r.latency_p99_ms
+                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
+                    num(r.server_cpu_pct),
+                    num(r.req_per_server_cpu_sec),
+                    num(r.client_cpu_pct),
+                    ratio(r.ratio),
+                    if r.errors > 0 {
+                        format!("  ({} errors)", r.errors)
+                    } else {
+                        String::new()
+                    }
+                )),
+            }
+        }
+    }
+    if !results.targets.is_empty() {
+        out.push_str("\nTargets (throughput ratio; per server-CPU-second ratio in brackets)\n");
+        for t in &results.targets {
+            out.push_str(&format!(
+                "  {:<5} {:<52} {:>7} [{}] (goal {:.1}×)\n",
+                t.verdict(),
+                t.name,
+                ratio(t.ratio),
+                ratio(t.cpu_ratio),
+                t.goal
+            ));
+        }
+    }
+    for note in &results.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
