@@ -1,1 +1,266 @@
-//! Test helpers (work in progress).
+//! Helpers for protolab's integration tests: a lab on port 0 with a throwaway CA
+//! ([`TestLab`]), launchers for the real peers the tests talk to ([`Peer`]), and a raw
+//! WebSocket client for sending bytes no well-behaved client would ([`RawWs`]).
+//!
+//! A missing peer fails the test with the command that installs it: tests never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use protolab_server::{Lab, LabConfig, Protocol};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// The repository's top folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A lab started in-process on port 0 for each protocol, with its own CA in a temp dir.
+#[derive(Debug)]
+pub struct TestLab {
+    /// The running lab.
+    pub lab: Lab,
+    /// The CA certificate clients must trust for the TLS apps.
+    pub ca: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl TestLab {
+    /// Starts `protocols` with the lab's defaults changed by `tweak`.
+    pub async fn start(protocols: &[Protocol], tweak: impl FnOnce(&mut LabConfig)) -> Self {
+        let home = tempfile::tempdir().expect("temp dir for the test CA");
+        let store = protolab_tls::Store::open(home.path());
+        store.ensure_ca().expect("test CA");
+        let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
+        let leaf = store.leaf_for(&names).expect("test leaf");
+        let mut config = LabConfig {
+            apps: protocols.iter().map(|p| (*p, 0)).collect(),
+            tls: Some(protolab_tls::server_config(&leaf, &[b"http/1.1"]).expect("TLS config")),
+            ..LabConfig::default()
+        };
+        tweak(&mut config);
+        let lab = Lab::start(config).await.expect("lab starts on port 0");
+        Self { lab, ca: store.ca_cert_path(), home }
+    }
+
+    /// The state dir holding the CA.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// The `ws://…/ws` or `http://…/` URL of `protocol`.
+    pub fn url(&self, protocol: Protocol) -> String {
+        self.endpoint(protocol).url()
+    }
+
+    /// The port of `protocol`.
+    pub fn port(&self, protocol: Protocol) -> u16 {
+        self.endpoint(protocol).addr.port()
+    }
+
+    fn endpoint(&self, protocol: Protocol) -> protolab_server::Endpoint {
+        self.lab.endpoint(protocol).unwrap_or_else(|| panic!("{protocol} is not served by this lab"))
+    }
+}
+
+/// A real peer program and the Debian/PyPI/npm package that provides it.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    /// curl (Debian `curl`).
+    Curl,
+    /// openssl (Debian `openssl`).
+    Openssl,
+    /// Python `websockets` client script (PyPI `websockets`).
+    PythonWs,
+    /// Node `ws` client script (npm `ws` in tests/peers).
+    NodeWs,
+    /// Headless Chromium driven over DevTools (Debian `chromium`, `libnss3-tools`).
+    Chromium,
+}
+
+impl Peer {
+    /// A command for this peer with `args`, after checking the peer is installed. Panics with
+    /// the install command when it is not: a missing peer is a failed test, never a skip.
+    pub fn command<I, S>(self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let peers = repo_root().join("tests/peers");
+        let mut cmd = match self {
+            Self::Curl => Command::new(require("curl", "apt-get install -y curl")),
+            Self::Openssl => Command::new(require("openssl", "apt-get install -y openssl")),
+            Self::PythonWs => {
+                require_python_module("websockets");
+                let mut c = Command::new(require("python3", "apt-get install -y python3"));
+                c.arg(peers.join("ws_client.py"));
+                c
+            }
+            Self::NodeWs => {
+                assert!(
+                    peers.join("node_modules/ws").is_dir(),
+                    "peer missing: Node `ws` is not installed in tests/peers; run `npm ci --prefix tests/peers` (scripts/install-test-peers does it)"
+                );
+                let mut c = Command::new(require("node", "apt-get install -y nodejs"));
+                c.arg(peers.join("ws_client.mjs"));
+                c
+            }
+            Self::Chromium => {
+                require("chromium", "apt-get install -y chromium");
+                require("certutil", "apt-get install -y libnss3-tools");
+                require_python_module("websockets");
+                let mut c = Command::new(require("python3", "apt-get install -y python3"));
+                c.arg(peers.join("chromium_page.py"));
+                c
+            }
+        };
+        cmd.args(args).kill_on_drop(true).stdin(Stdio::null());
+        cmd
+    }
+}
+
+/// The path of `program` on PATH, or a panic that says how to install it.
+pub fn require(program: &str, install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("peer missing: `{program}` is not on PATH; install it with `{install}` (scripts/install-test-peers does it)"))
+}
+
+fn require_python_module(module: &str) {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "peer missing: Python module `{module}`; run `pip install -r tests/peers/requirements.txt`");
+}
+
+/// Runs `cmd` to completion within `limit`; panics if it takes longer (a hang is a failure).
+pub async fn run(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("peer starts");
+    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(out) => out.expect("peer output"),
+        Err(_) => panic!("peer did not finish within {limit:?}: {cmd:?}"),
+    }
+}
+
+/// Runs `cmd` and parses the last line of its stdout as JSON; panics with its stderr if the
+/// peer failed or printed no JSON.
+pub async fn run_json(cmd: Command, limit: Duration) -> serde_json::Value {
+    let out = run(cmd, limit).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|_| {
+        panic!("peer printed no JSON (status {}):\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status)
+    })
+}
+
+/// A peer started in the background, whose stdout lines can be awaited one by one.
+#[derive(Debug)]
+pub struct Background {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Background {
+    /// Starts `cmd` with piped stdout.
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("peer starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Self { child, lines: BufReader::new(stdout).lines() }
+    }
+
+    /// The next stdout line, parsed as JSON, within `limit`.
+    pub async fn next_json(&mut self, limit: Duration) -> serde_json::Value {
+        let line = tokio::time::timeout(limit, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("peer printed nothing within {limit:?}"))
+            .expect("read peer stdout")
+            .unwrap_or_else(|| panic!("peer exited early"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("peer line is not JSON ({e}): {line}"))
+    }
+
+    /// Waits for the process to exit within `limit`.
+    pub async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("peer did not exit within {limit:?}"))
+            .expect("peer exit status")
+    }
+}
+
+/// A hand-driven WebSocket client over plain TCP that sends whatever bytes a test wants, to
+/// check how the server meets protocol violations.
+#[derive(Debug)]
+pub struct RawWs {
+    /// The TCP connection, after the upgrade.
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Connects to `port` on 127.0.0.1 and completes the upgrade on `/ws`.
+    pub async fn connect(port: u16) -> Self {
+        use protolab_wire::http1::{parse_response, HeadLimits};
+        use protolab_wire::ws::handshake;
+
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let key = handshake::encode_key(*b"protolab-test-ke");
+        let mut req = Vec::new();
+        handshake::write_request(&mut req, &format!("127.0.0.1:{port}"), "/ws", &key, None, &[], &[]);
+        stream.write_all(&req).await.expect("send upgrade");
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read 101");
+            assert!(n > 0, "server closed during the upgrade");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some((head, used)) = parse_response(&buf, &HeadLimits::default()).expect("valid 101") {
+                handshake::check_response(&head, &key).expect("upgrade accepted");
+                buf.drain(..used);
+                return Self { stream, buf };
+            }
+        }
+    }
+
+    /// Sends raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("send");
+    }
+
+    /// Reads until the server's close frame and returns its code; panics on EOF without one,
+    /// or if nothing arrives within `limit`. Echoes and pushes before it are skipped.
+    pub async fn close_code(&mut self, limit: Duration) -> u16 {
+        use protolab_wire::ws::{Decoder, DecoderConfig, Message, Role};
+        let mut decoder = Decoder::new(Role::Client, DecoderConfig::default());
+        let read = async {
+            loop {
+                loop {
+                    match decoder.decode(&self.buf).expect("server frames are valid") {
+                        (0, None) => break,
+                        (n, msg) => {
+                            self.buf.drain(..n);
+                            if let Some(Message::Close(frame)) = msg {
+                                return frame.map_or(1005, |f| f.code);
+                            }
+                        }
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                let n = self.stream.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "server closed TCP without a close frame");
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(limit, read).await.expect("close frame in time")
+    }
+}

@@ -1,0 +1,62 @@
+//! Start-up and shutdown: taken ports, WebSockets closed with 1001, nothing left listening.
+
+use std::time::Duration;
+
+use protolab_server::{Error, Lab, LabConfig, Protocol};
+use protolab_test_support::{Background, Peer, TestLab};
+use tokio::io::AsyncReadExt as _;
+use tokio::net::TcpStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_websockets_with_1001_and_stops_listening() {
+    let lab = TestLab::start(&[Protocol::Ws, Protocol::Wss, Protocol::Http], |_| {}).await;
+    let ca = lab.ca.to_string_lossy().into_owned();
+    let ws_port = lab.port(Protocol::Ws);
+    let http_port = lab.port(Protocol::Http);
+    let mut holders = Vec::new();
+    for protocol in [Protocol::Ws, Protocol::Wss] {
+        let url = lab.url(protocol);
+        let mut peer = Background::spawn(Peer::PythonWs.command(["hold", &url, "--cafile", &ca]));
+        assert_eq!(peer.next_json(Duration::from_secs(15)).await["connected"], true);
+        holders.push(peer);
+    }
+    // An idle keep-alive HTTP connection must not hold shutdown up either.
+    let mut idle_http = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
+    assert_eq!(lab.lab.open_connections(), 3);
+
+    let report = lab.lab.shutdown().await;
+    assert_eq!(report.open_at_start, 3);
+    assert_eq!(report.dropped, 0, "every connection closed within the drain timeout");
+
+    for mut peer in holders {
+        let closed = peer.next_json(Duration::from_secs(10)).await;
+        assert_eq!(closed["close_code"], 1001, "{closed}");
+        assert_eq!(closed["close_reason"], "server shutting down", "{closed}");
+        assert!(peer.wait(Duration::from_secs(10)).await.success());
+    }
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(2), idle_http.read_to_end(&mut rest)).await;
+    assert!(matches!(n, Ok(Ok(0))), "idle HTTP connection closed: {n:?}");
+    for port in [ws_port, http_port] {
+        let refused = TcpStream::connect(("127.0.0.1", port)).await;
+        assert!(refused.is_err(), "port {port} still accepts after shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_is_an_error_naming_it_and_nothing_starts() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    let config = LabConfig { apps: vec![(Protocol::Http, 0), (Protocol::Ws, taken)], ..LabConfig::default() };
+    let err = Lab::start(config).await.expect_err("port is taken");
+    assert!(matches!(err, Error::PortInUse { port, protocol: Protocol::Ws, .. } if port == taken), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&format!("port {taken}")) && message.contains("already in use"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_protocols_without_a_certificate_are_refused() {
+    let config = LabConfig { apps: vec![(Protocol::Wss, 0)], tls: None, ..LabConfig::default() };
+    let err = Lab::start(config).await.expect_err("no TLS config");
+    assert!(matches!(err, Error::MissingTls(Protocol::Wss)), "{err:?}");
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the lab's apps against real peers: curl, openssl, Python
+//! `websockets`, Node `ws` and headless Chromium, each started by the test on loopback
+//! against a lab bound to port 0.
+
+mod hostile;
+mod http;
+mod lifecycle;
+mod ws;
+
+use std::time::Duration;
+
+/// Generous bound for one peer run; peers finish in well under a second normally.
+const PEER_LIMIT: Duration = Duration::from_secs(30);
