@@ -1,0 +1,141 @@
+//! `protolab up` as a user runs it: the real binary, its readiness lines, real peers, and
+//! SIGTERM.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use protolab_test_support::require;
+
+fn protolab(home: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_protolab"));
+    cmd.arg("--home").arg(home).env_remove("RUST_LOG");
+    cmd
+}
+
+/// Starts `up` with every port 0 and returns the child and the URLs it printed before `ready`.
+fn start_up(home: &std::path::Path, extra: &[&str]) -> (Child, Vec<String>) {
+    let mut child = protolab(home)
+        .args(["up", "--http-port", "0", "--https-port", "0", "--ws-port", "0", "--wss-port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("protolab starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line == "ready" => return (child, lines),
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no `ready` line within 30 s; got {lines:?}");
+            }
+        }
+    }
+}
+
+fn url_of<'a>(lines: &'a [String], protocol: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(protocol).filter(|rest| rest.starts_with(' ')))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {protocol} line in {lines:?}"))
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("protolab did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn up_prints_every_url_then_ready_serves_them_and_exits_0_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, lines) = start_up(home.path(), &[]);
+    assert_eq!(lines.len(), 4, "one line per app: {lines:?}");
+    let http = url_of(&lines, "http").to_string();
+    let https = url_of(&lines, "https").to_string();
+    let ws = url_of(&lines, "ws").to_string();
+    let wss = url_of(&lines, "wss").to_string();
+    assert!(ws.ends_with("/ws") && wss.starts_with("wss://localhost:"), "{lines:?}");
+
+    // The CA was created on first use, with its key private.
+    let ca = home.path().join("ca.pem");
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(home.path().join("ca-key.pem")).unwrap().permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600);
+
+    let curl = require("curl", "apt-get install -y curl");
+    for url in [format!("{http}healthz"), format!("{https}healthz")] {
+        let out = Command::new(&curl).args(["-sS", "--max-time", "10", "--cacert"]).arg(&ca).arg(&url).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
+    let port = http.trim_end_matches('/').rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing left listening");
+}
+
+#[test]
+fn a_taken_port_fails_with_a_message_naming_it() {
+    let home = tempfile::tempdir().unwrap();
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port().to_string();
+    let out = protolab(home.path()).args(["up", "--only", "http", "--http-port", &port]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("port {port}")) && stderr.contains("already in use"), "{stderr}");
+}
+
+#[test]
+fn wrong_flags_get_clear_errors() {
+    let home = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (vec!["up", "--only", "gopher"], "unknown protocol `gopher`"),
+        (vec!["up", "--push-interval", "soon"], "not a duration"),
+        (vec!["up", "--max-message-size", "lots"], "not a size"),
+        (vec!["up", "--http-port", "4000", "--ws-port", "4000"], "both set to port 4000"),
+    ] {
+        let out = protolab(home.path()).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn completions_are_generated_for_bash() {
+    let home = tempfile::tempdir().unwrap();
+    let out = protolab(home.path()).args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(script.contains("complete -F") && script.contains("certs") && script.contains("--push-interval"));
+}
