@@ -75,7 +75,10 @@ impl Context {
                 "cannot find a state directory: set PROTOLAB_HOME or --home (neither XDG_DATA_HOME nor HOME is set)",
             )?,
         };
-        Ok(Self { home, json: global.json })
+        Ok(Self {
+            home,
+            json: global.json,
+        })
     }
 }
 

@@ -9,7 +9,8 @@ use tokio::signal::unix::{signal, SignalKind};
 /// the lab starts, so a signal that arrives during start-up is not lost to the default action.
 pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     Ok(async move {
         tokio::select! {
             _ = interrupt.recv() => {}

@@ -6,9 +6,11 @@ use std::time::Duration;
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a valid number of seconds"));
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("`{s}` is not a valid number of seconds"));
     }
-    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 5s, 500ms or 1m ({e})"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 5s, 500ms or 1m ({e})"))
 }
 
 /// Parses `1024`, `64KiB`, `16MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1000, and `k`/`m`/`g`
@@ -17,7 +19,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size like 4096, 64KiB or 16MiB"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 4096, 64KiB or 16MiB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -26,9 +30,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        other => return Err(format!("unknown size unit `{other}` in `{s}`; use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}`; use B, KiB, MiB or GiB"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[cfg(test)]

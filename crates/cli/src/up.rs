@@ -89,23 +89,39 @@ impl TryFrom<UpArgs> for UpConfig {
                 .filter(|s| !s.trim().is_empty())
                 .map(|name| {
                     Protocol::from_name(name).with_context(|| {
-                        format!("--only: unknown protocol `{name}`; choose from http, https, ws, wss")
+                        format!(
+                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss"
+                        )
                     })
                 })
                 .collect::<anyhow::Result<_>>()?
         };
         protocols.sort();
         protocols.dedup();
-        anyhow::ensure!(!protocols.is_empty(), "--only names no protocol; choose from http, https, ws, wss");
+        anyhow::ensure!(
+            !protocols.is_empty(),
+            "--only names no protocol; choose from http, https, ws, wss"
+        );
         let apps: Vec<(Protocol, u16)> = protocols.iter().map(|&p| (p, port_of(p))).collect();
         for (i, (a, pa)) in apps.iter().enumerate() {
             if let Some((b, _)) = apps[i + 1..].iter().find(|(_, pb)| *pb == *pa && *pa != 0) {
-                anyhow::bail!("{a} and {b} are both set to port {pa}; each protocol needs its own port");
+                anyhow::bail!(
+                    "{a} and {b} are both set to port {pa}; each protocol needs its own port"
+                );
             }
         }
-        anyhow::ensure!(!args.push_interval.is_zero(), "--push-interval must be greater than zero");
-        anyhow::ensure!(!args.idle_timeout.is_zero(), "--idle-timeout must be greater than zero");
-        anyhow::ensure!(args.max_connections > 0, "--max-connections must be at least 1");
+        anyhow::ensure!(
+            !args.push_interval.is_zero(),
+            "--push-interval must be greater than zero"
+        );
+        anyhow::ensure!(
+            !args.idle_timeout.is_zero(),
+            "--idle-timeout must be greater than zero"
+        );
+        anyhow::ensure!(
+            args.max_connections > 0,
+            "--max-connections must be at least 1"
+        );
         let limits = Limits {
             max_message_bytes: usize::try_from(args.max_message_size)
                 .context("--max-message-size is too large for this machine")?,
@@ -118,7 +134,10 @@ impl TryFrom<UpArgs> for UpConfig {
             drain_timeout: args.drain_timeout,
             ..Limits::default()
         };
-        anyhow::ensure!(limits.max_header_bytes >= 256, "--max-header-size must be at least 256 bytes");
+        anyhow::ensure!(
+            limits.max_header_bytes >= 256,
+            "--max-header-size must be at least 256 bytes"
+        );
         Ok(Self {
             lab: LabConfig {
                 bind: args.bind,
@@ -142,7 +161,10 @@ pub async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     eprintln!("shutting down: closing connections (WebSockets get 1001)…");
     let report = lab.shutdown().await;
     if report.dropped > 0 {
-        eprintln!("stopped; {} connection(s) did not finish within the drain timeout and were dropped", report.dropped);
+        eprintln!(
+            "stopped; {} connection(s) did not finish within the drain timeout and were dropped",
+            report.dropped
+        );
     } else {
         eprintln!("stopped");
     }
@@ -160,11 +182,17 @@ pub async fn start(mut config: UpConfig, ctx: &Context) -> anyhow::Result<Lab> {
 fn lab_tls(lab: &LabConfig, ctx: &Context) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let store = protolab_tls::Store::open(&ctx.home);
     let _ca = store.ensure_ca().context("preparing the local CA")?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if !lab.bind.is_loopback() && !lab.bind.is_unspecified() {
         names.push(lab.bind.to_string());
     }
-    let leaf = store.leaf_for(&names).context("preparing the lab's certificate")?;
+    let leaf = store
+        .leaf_for(&names)
+        .context("preparing the lab's certificate")?;
     tracing::info!(ca = %store.ca_cert_path().display(), "TLS apps use the protolab CA");
     protolab_tls::server_config(&leaf, &[b"http/1.1"]).context("building the TLS configuration")
 }
@@ -181,7 +209,13 @@ fn print_ready(lab: &Lab, ctx: &Context) -> anyhow::Result<()> {
             match e.protocol {
                 Protocol::Http | Protocol::Https => writeln!(out, "{:<6} {}", e.protocol, e.url())?,
                 Protocol::Ws | Protocol::Wss => {
-                    writeln!(out, "{:<6} {}  (demo page {})", e.protocol, e.url(), e.page_url())?;
+                    writeln!(
+                        out,
+                        "{:<6} {}  (demo page {})",
+                        e.protocol,
+                        e.url(),
+                        e.page_url()
+                    )?;
                 }
             }
         }

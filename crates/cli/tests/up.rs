@@ -16,7 +16,17 @@ fn protolab(home: &std::path::Path) -> Command {
 /// Starts `up` with every port 0 and returns the child and the URLs it printed before `ready`.
 fn start_up(home: &std::path::Path, extra: &[&str]) -> (Child, Vec<String>) {
     let mut child = protolab(home)
-        .args(["up", "--http-port", "0", "--https-port", "0", "--ws-port", "0", "--wss-port", "0"])
+        .args([
+            "up",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--wss-port",
+            "0",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,13 +59,19 @@ fn start_up(home: &std::path::Path, extra: &[&str]) -> (Child, Vec<String>) {
 fn url_of<'a>(lines: &'a [String], protocol: &str) -> &'a str {
     lines
         .iter()
-        .find_map(|l| l.strip_prefix(protocol).filter(|rest| rest.starts_with(' ')))
+        .find_map(|l| {
+            l.strip_prefix(protocol)
+                .filter(|rest| rest.starts_with(' '))
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no {protocol} line in {lines:?}"))
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
 }
 
@@ -82,26 +98,50 @@ fn up_prints_every_url_then_ready_serves_them_and_exits_0_on_sigterm() {
     let https = url_of(&lines, "https").to_string();
     let ws = url_of(&lines, "ws").to_string();
     let wss = url_of(&lines, "wss").to_string();
-    assert!(ws.ends_with("/ws") && wss.starts_with("wss://localhost:"), "{lines:?}");
+    assert!(
+        ws.ends_with("/ws") && wss.starts_with("wss://localhost:"),
+        "{lines:?}"
+    );
 
     // The CA was created on first use, with its key private.
     let ca = home.path().join("ca.pem");
     let key_mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(home.path().join("ca-key.pem")).unwrap().permissions(),
+        &std::fs::metadata(home.path().join("ca-key.pem"))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(key_mode & 0o777, 0o600);
 
     let curl = require("curl", "apt-get install -y curl");
     for url in [format!("{http}healthz"), format!("{https}healthz")] {
-        let out = Command::new(&curl).args(["-sS", "--max-time", "10", "--cacert"]).arg(&ca).arg(&url).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{url}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&curl)
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&ca)
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "ok\n",
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     sigterm(&child);
     let status = wait_exit(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
-    let port = http.trim_end_matches('/').rsplit(':').next().unwrap().parse::<u16>().unwrap();
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing left listening");
+    let port = http
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing left listening"
+    );
 }
 
 #[test]
@@ -109,10 +149,16 @@ fn a_taken_port_fails_with_a_message_naming_it() {
     let home = tempfile::tempdir().unwrap();
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = squatter.local_addr().unwrap().port().to_string();
-    let out = protolab(home.path()).args(["up", "--only", "http", "--http-port", &port]).output().unwrap();
+    let out = protolab(home.path())
+        .args(["up", "--only", "http", "--http-port", &port])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("port {port}")) && stderr.contains("already in use"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {port}")) && stderr.contains("already in use"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -122,7 +168,10 @@ fn wrong_flags_get_clear_errors() {
         (vec!["up", "--only", "gopher"], "unknown protocol `gopher`"),
         (vec!["up", "--push-interval", "soon"], "not a duration"),
         (vec!["up", "--max-message-size", "lots"], "not a size"),
-        (vec!["up", "--http-port", "4000", "--ws-port", "4000"], "both set to port 4000"),
+        (
+            vec!["up", "--http-port", "4000", "--ws-port", "4000"],
+            "both set to port 4000",
+        ),
     ] {
         let out = protolab(home.path()).args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?} should fail");
@@ -134,8 +183,15 @@ fn wrong_flags_get_clear_errors() {
 #[test]
 fn completions_are_generated_for_bash() {
     let home = tempfile::tempdir().unwrap();
-    let out = protolab(home.path()).args(["completions", "bash"]).output().unwrap();
+    let out = protolab(home.path())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let script = String::from_utf8_lossy(&out.stdout);
-    assert!(script.contains("complete -F") && script.contains("certs") && script.contains("--push-interval"));
+    assert!(
+        script.contains("complete -F")
+            && script.contains("certs")
+            && script.contains("--push-interval")
+    );
 }

@@ -52,14 +52,21 @@ enum HeadRead {
     /// EOF, an I/O error, or shutdown while idle: close without answering.
     Closed,
     /// The deadline passed; `partial` if some bytes of a head had arrived.
-    TimedOut { partial: bool },
+    TimedOut {
+        partial: bool,
+    },
     Bad(HeadError),
 }
 
 /// Serves HTTP/1.1 requests on `stream` until the peer closes, a limit is hit, or the lab
 /// shuts down. `deadline` bounds the arrival of the first request head (the handshake
 /// timeout, which for TLS started before the TLS handshake).
-pub(crate) async fn serve<S: Io>(mut stream: S, peer: SocketAddr, ctx: &ConnCtx, deadline: Instant) {
+pub(crate) async fn serve<S: Io>(
+    mut stream: S,
+    peer: SocketAddr,
+    ctx: &ConnCtx,
+    deadline: Instant,
+) {
     let head_limits = HeadLimits {
         max_head_bytes: ctx.limits.max_header_bytes,
         max_headers: ctx.limits.max_headers,
@@ -92,10 +99,20 @@ pub(crate) async fn serve<S: Io>(mut stream: S, peer: SocketAddr, ctx: &ConnCtx,
                 upgrade(stream, buf, head, peer, ctx).await;
             } else {
                 let msg = match ctx.app {
-                    AppKind::Http => "this is the HTTP app; WebSockets are served on the WS app's /ws\n",
+                    AppKind::Http => {
+                        "this is the HTTP app; WebSockets are served on the WS app's /ws\n"
+                    }
                     AppKind::Ws => "WebSocket endpoint is /ws\n",
                 };
-                let _ = respond(&mut stream, &mut out, ctx, &head.method, Response::error(404, msg), false).await;
+                let _ = respond(
+                    &mut stream,
+                    &mut out,
+                    ctx,
+                    &head.method,
+                    Response::error(404, msg),
+                    false,
+                )
+                .await;
             }
             return;
         }
@@ -112,7 +129,16 @@ pub(crate) async fn serve<S: Io>(mut stream: S, peer: SocketAddr, ctx: &ConnCtx,
 
         let response = apps::route(ctx.app, &head, &body);
         let keep_alive = head.keep_alive() && !ctx.graceful.is_cancelled();
-        if respond(&mut stream, &mut out, ctx, &head.method, response, keep_alive).await.is_err()
+        if respond(
+            &mut stream,
+            &mut out,
+            ctx,
+            &head.method,
+            response,
+            keep_alive,
+        )
+        .await
+        .is_err()
             || !keep_alive
         {
             let _ = tokio::time::timeout(ctx.limits.close_timeout, stream.shutdown()).await;
@@ -165,7 +191,12 @@ async fn read_body<S: Io>(
     let framing = head
         .body_framing()
         .map_err(|err| Some(Response::error(err.status(), format!("{err}\n"))))?;
-    let too_large = || Some(Response::error(413, format!("request body is larger than {limit} bytes\n")));
+    let too_large = || {
+        Some(Response::error(
+            413,
+            format!("request body is larger than {limit} bytes\n"),
+        ))
+    };
     match framing {
         BodyFraming::Empty | BodyFraming::UntilClose => return Ok(Vec::new()),
         BodyFraming::ContentLength(len) if len > limit => return Err(too_large()),
@@ -247,7 +278,13 @@ pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) 
 }
 
 /// Validates the upgrade, checks `Origin`, answers 101 and runs the WebSocket session.
-async fn upgrade<S: Io>(mut stream: S, buf: BytesMut, head: RequestHead, peer: SocketAddr, ctx: &ConnCtx) {
+async fn upgrade<S: Io>(
+    mut stream: S,
+    buf: BytesMut,
+    head: RequestHead,
+    peer: SocketAddr,
+    ctx: &ConnCtx,
+) {
     let mut out = Vec::with_capacity(512);
     let upgrade = match handshake::check_request(&head) {
         Ok(u) => u,
@@ -267,7 +304,15 @@ async fn upgrade<S: Io>(mut stream: S, buf: BytesMut, head: RequestHead, peer: S
             let msg = format!(
                 "cross-origin WebSocket upgrade from {origin} refused; allow it with --allow-origin {origin}\n"
             );
-            let _ = respond(&mut stream, &mut out, ctx, "GET", Response::error(403, msg), false).await;
+            let _ = respond(
+                &mut stream,
+                &mut out,
+                ctx,
+                "GET",
+                Response::error(403, msg),
+                false,
+            )
+            .await;
             return;
         }
     }
@@ -288,7 +333,9 @@ fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool 
     if host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
         return true;
     }
-    allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
 #[cfg(test)]
@@ -298,10 +345,26 @@ mod tests {
     #[test]
     fn same_origin_and_listed_origins_pass_others_do_not() {
         let allowed = vec!["https://app.example".to_string()];
-        assert!(origin_allowed("https://localhost:3003", Some("localhost:3003"), &allowed));
-        assert!(origin_allowed("https://app.example", Some("localhost:3003"), &allowed));
-        assert!(!origin_allowed("https://evil.example", Some("localhost:3003"), &allowed));
+        assert!(origin_allowed(
+            "https://localhost:3003",
+            Some("localhost:3003"),
+            &allowed
+        ));
+        assert!(origin_allowed(
+            "https://app.example",
+            Some("localhost:3003"),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            "https://evil.example",
+            Some("localhost:3003"),
+            &allowed
+        ));
         assert!(!origin_allowed("https://localhost:3003", None, &allowed));
-        assert!(origin_allowed("https://evil.example", None, &["*".to_string()]));
+        assert!(origin_allowed(
+            "https://evil.example",
+            None,
+            &["*".to_string()]
+        ));
     }
 }

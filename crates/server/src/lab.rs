@@ -61,7 +61,9 @@ impl Protocol {
 
     /// Parses a name as given on the command line (`ws`, `WSS` ...).
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(name.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name.trim()))
     }
 
     fn app(self) -> AppKind {
@@ -110,7 +112,10 @@ impl Default for LabConfig {
     fn default() -> Self {
         Self {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            apps: Protocol::ALL.iter().map(|p| (*p, p.default_port())).collect(),
+            apps: Protocol::ALL
+                .iter()
+                .map(|p| (*p, p.default_port()))
+                .collect(),
             push_interval: Duration::from_secs(5),
             allowed_origins: Vec::new(),
             limits: Limits::default(),
@@ -187,20 +192,42 @@ impl Lab {
             let addr = SocketAddr::new(config.bind, port);
             let listener = TcpListener::bind(addr).await.map_err(|source| {
                 if source.kind() == std::io::ErrorKind::AddrInUse {
-                    Error::PortInUse { protocol, ip: config.bind, port }
+                    Error::PortInUse {
+                        protocol,
+                        ip: config.bind,
+                        port,
+                    }
                 } else {
-                    Error::Bind { protocol, addr, source }
+                    Error::Bind {
+                        protocol,
+                        addr,
+                        source,
+                    }
                 }
             })?;
-            let local = listener.local_addr().map_err(|source| Error::Bind { protocol, addr, source })?;
-            listeners.push((Endpoint { protocol, addr: local }, listener));
+            let local = listener.local_addr().map_err(|source| Error::Bind {
+                protocol,
+                addr,
+                source,
+            })?;
+            listeners.push((
+                Endpoint {
+                    protocol,
+                    addr: local,
+                },
+                listener,
+            ));
         }
 
         let endpoints: Vec<Endpoint> = listeners.iter().map(|(e, _)| *e).collect();
         let mut allowed_origins = config.allowed_origins.clone();
         for e in &endpoints {
             // The lab's own pages may open its sockets: the HTTP page links to the WS demo.
-            allowed_origins.push(format!("{}://localhost:{}", e.protocol.page_scheme(), e.addr.port()));
+            allowed_origins.push(format!(
+                "{}://localhost:{}",
+                e.protocol.page_scheme(),
+                e.addr.port()
+            ));
             allowed_origins.push(format!("{}://{}", e.protocol.page_scheme(), e.addr));
         }
         let lab = Self {
@@ -223,7 +250,10 @@ impl Lab {
                 hard: lab.hard.clone(),
             });
             let tls = if endpoint.protocol.is_tls() {
-                config.tls.as_ref().map(|c| TlsAcceptor::from(Arc::clone(c)))
+                config
+                    .tls
+                    .as_ref()
+                    .map(|c| TlsAcceptor::from(Arc::clone(c)))
             } else {
                 None
             };
@@ -246,7 +276,10 @@ impl Lab {
 
     /// The endpoint of `protocol`, if it is being served.
     pub fn endpoint(&self, protocol: Protocol) -> Option<Endpoint> {
-        self.endpoints.iter().copied().find(|e| e.protocol == protocol)
+        self.endpoints
+            .iter()
+            .copied()
+            .find(|e| e.protocol == protocol)
     }
 
     /// Connections open right now, over all listeners.
@@ -263,13 +296,22 @@ impl Lab {
         self.graceful.cancel();
         self.tracker.close();
         let mut dropped = 0;
-        if tokio::time::timeout(self.drain_timeout, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.drain_timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
             dropped = self.open_connections();
-            tracing::warn!(dropped, "drain timeout reached; dropping the remaining connections");
+            tracing::warn!(
+                dropped,
+                "drain timeout reached; dropping the remaining connections"
+            );
             self.hard.cancel();
             self.tracker.wait().await;
         }
-        ShutdownReport { open_at_start, dropped }
+        ShutdownReport {
+            open_at_start,
+            dropped,
+        }
     }
 }
 

@@ -141,7 +141,12 @@ fn protocol_error(err: &ProtocolError, peer: SocketAddr) -> Ending {
 
 /// After our close frame, reads (and discards) until the peer's close frame, EOF, or the close
 /// timeout, so the peer sees a clean close handshake rather than a reset.
-async fn await_peer_close<S: Io>(stream: &mut S, buf: &mut BytesMut, decoder: &mut Decoder, ctx: &ConnCtx) {
+async fn await_peer_close<S: Io>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    ctx: &ConnCtx,
+) {
     let wait = async {
         loop {
             loop {
@@ -171,6 +176,8 @@ async fn await_peer_close<S: Io>(stream: &mut S, buf: &mut BytesMut, decoder: &m
 
 /// The pushed message: JSON so a client can tell it from an echo and measure delivery delay.
 fn push_message(seq: u64) -> String {
-    let sent_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let sent_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     format!(r#"{{"type":"push","seq":{seq},"sent_at_ms":{sent_at_ms}}}"#)
 }

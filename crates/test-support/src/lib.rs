@@ -43,7 +43,11 @@ impl TestLab {
         };
         tweak(&mut config);
         let lab = Lab::start(config).await.expect("lab starts on port 0");
-        Self { lab, ca: store.ca_cert_path(), home }
+        Self {
+            lab,
+            ca: store.ca_cert_path(),
+            home,
+        }
     }
 
     /// The state dir holding the CA.
@@ -62,7 +66,9 @@ impl TestLab {
     }
 
     fn endpoint(&self, protocol: Protocol) -> protolab_server::Endpoint {
-        self.lab.endpoint(protocol).unwrap_or_else(|| panic!("{protocol} is not served by this lab"))
+        self.lab
+            .endpoint(protocol)
+            .unwrap_or_else(|| panic!("{protocol} is not served by this lab"))
     }
 }
 
@@ -138,7 +144,10 @@ fn require_python_module(module: &str) {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "peer missing: Python module `{module}`; run `pip install -r tests/peers/requirements.txt`");
+    assert!(
+        ok,
+        "peer missing: Python module `{module}`; run `pip install -r tests/peers/requirements.txt`"
+    );
 }
 
 /// Runs `cmd` to completion within `limit`; panics if it takes longer (a hang is a failure).
@@ -157,9 +166,16 @@ pub async fn run_json(cmd: Command, limit: Duration) -> serde_json::Value {
     let out = run(cmd, limit).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     serde_json::from_str(last).unwrap_or_else(|_| {
-        panic!("peer printed no JSON (status {}):\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status)
+        panic!(
+            "peer printed no JSON (status {}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status
+        )
     })
 }
 
@@ -176,7 +192,10 @@ impl Background {
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("peer starts");
         let stdout = child.stdout.take().expect("piped stdout");
-        Self { child, lines: BufReader::new(stdout).lines() }
+        Self {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
     }
 
     /// The next stdout line, parsed as JSON, within `limit`.
@@ -186,7 +205,8 @@ impl Background {
             .unwrap_or_else(|_| panic!("peer printed nothing within {limit:?}"))
             .expect("read peer stdout")
             .unwrap_or_else(|| panic!("peer exited early"));
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("peer line is not JSON ({e}): {line}"))
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("peer line is not JSON ({e}): {line}"))
     }
 
     /// Waits for the process to exit within `limit`.
@@ -213,10 +233,20 @@ impl RawWs {
         use protolab_wire::http1::{parse_response, HeadLimits};
         use protolab_wire::ws::handshake;
 
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
         let key = handshake::encode_key(*b"protolab-test-ke");
         let mut req = Vec::new();
-        handshake::write_request(&mut req, &format!("127.0.0.1:{port}"), "/ws", &key, None, &[], &[]);
+        handshake::write_request(
+            &mut req,
+            &format!("127.0.0.1:{port}"),
+            "/ws",
+            &key,
+            None,
+            &[],
+            &[],
+        );
         stream.write_all(&req).await.expect("send upgrade");
         let mut buf = Vec::new();
         loop {
@@ -224,7 +254,9 @@ impl RawWs {
             let n = stream.read(&mut chunk).await.expect("read 101");
             assert!(n > 0, "server closed during the upgrade");
             buf.extend_from_slice(&chunk[..n]);
-            if let Some((head, used)) = parse_response(&buf, &HeadLimits::default()).expect("valid 101") {
+            if let Some((head, used)) =
+                parse_response(&buf, &HeadLimits::default()).expect("valid 101")
+            {
                 handshake::check_response(&head, &key).expect("upgrade accepted");
                 buf.drain(..used);
                 return Self { stream, buf };
@@ -261,6 +293,8 @@ impl RawWs {
                 self.buf.extend_from_slice(&chunk[..n]);
             }
         };
-        tokio::time::timeout(limit, read).await.expect("close frame in time")
+        tokio::time::timeout(limit, read)
+            .await
+            .expect("close frame in time")
     }
 }

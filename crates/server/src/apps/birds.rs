@@ -91,7 +91,8 @@ pub struct QueryError {
 
 impl Query {
     /// The parameters this API understands, for error messages.
-    pub const PARAMETERS: &'static str = "year, from, to, species, min_count, max_count, sort, limit";
+    pub const PARAMETERS: &'static str =
+        "year, from, to, species, min_count, max_count, sort, limit";
 
     /// Parses and validates a raw query string (without `?`).
     pub fn parse(raw: &str) -> Result<Self, QueryError> {
@@ -113,7 +114,10 @@ impl Query {
         let mut seen: Vec<&str> = Vec::new();
         for (name, value) in &pairs {
             if seen.contains(&name.as_str()) {
-                return Err(bad(name, format!("parameter `{name}` is given more than once")));
+                return Err(bad(
+                    name,
+                    format!("parameter `{name}` is given more than once"),
+                ));
             }
             seen.push(name);
             match name.as_str() {
@@ -129,7 +133,9 @@ impl Query {
                     q.species = Some(value.trim().to_lowercase());
                 }
                 "sort" => {
-                    let (desc, key) = value.strip_prefix('-').map_or((false, value.as_str()), |k| (true, k));
+                    let (desc, key) = value
+                        .strip_prefix('-')
+                        .map_or((false, value.as_str()), |k| (true, k));
                     q.descending = desc;
                     q.sort = match key {
                         "year" => SortKey::Year,
@@ -146,21 +152,32 @@ impl Query {
                 "limit" => {
                     let limit: usize = number(name, value, "a whole number")?;
                     if !(1..=MAX_LIMIT).contains(&limit) {
-                        return Err(bad(name, format!("parameter `limit` must be between 1 and {MAX_LIMIT}, got {limit}")));
+                        return Err(bad(
+                            name,
+                            format!(
+                                "parameter `limit` must be between 1 and {MAX_LIMIT}, got {limit}"
+                            ),
+                        ));
                     }
                     q.limit = limit;
                 }
                 other => {
                     return Err(bad(
                         other,
-                        format!("unknown parameter `{other}`; this API takes {}", Self::PARAMETERS),
+                        format!(
+                            "unknown parameter `{other}`; this API takes {}",
+                            Self::PARAMETERS
+                        ),
                     ))
                 }
             }
         }
         if let (Some(from), Some(to)) = (q.from, q.to) {
             if from > to {
-                return Err(bad("from", format!("parameter `from` ({from}) is after `to` ({to})")));
+                return Err(bad(
+                    "from",
+                    format!("parameter `from` ({from}) is after `to` ({to})"),
+                ));
             }
         }
         Ok(q)
@@ -192,19 +209,27 @@ impl Query {
             && self.to.is_none_or(|y| r.year <= y)
             && self.min_count.is_none_or(|c| r.count >= c)
             && self.max_count.is_none_or(|c| r.count <= c)
-            && self.species.as_deref().is_none_or(|s| r.species.to_lowercase().contains(s))
+            && self
+                .species
+                .as_deref()
+                .is_none_or(|s| r.species.to_lowercase().contains(s))
     }
 }
 
 fn bad(parameter: &str, error: String) -> QueryError {
-    QueryError { parameter: parameter.to_string(), error }
+    QueryError {
+        parameter: parameter.to_string(),
+        error,
+    }
 }
 
 fn number<T: std::str::FromStr>(name: &str, value: &str, what: &str) -> Result<T, QueryError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| bad(name, format!("parameter `{name}` must be {what}, got `{value}`")))
+    value.trim().parse().map_err(|_| {
+        bad(
+            name,
+            format!("parameter `{name}` must be {what}, got `{value}`"),
+        )
+    })
 }
 
 /// The JSON body for a query string: `Ok` for 200, `Err` for 400.
@@ -218,7 +243,11 @@ pub(crate) fn respond(raw_query: &str) -> Result<String, String> {
     match Query::parse(raw_query) {
         Ok(q) => {
             let (results, total) = q.run();
-            Ok(to_json(&Page { count: results.len(), total, results }))
+            Ok(to_json(&Page {
+                count: results.len(),
+                total,
+                results,
+            }))
         }
         Err(e) => Err(to_json(&e)),
     }
@@ -246,7 +275,9 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(total, 4, "two tit species over two years");
         assert!(rows.windows(2).all(|w| w[0].count >= w[1].count));
-        assert!(rows.iter().all(|r| (2020..=2021).contains(&r.year) && r.species.contains("Tit")));
+        assert!(rows
+            .iter()
+            .all(|r| (2020..=2021).contains(&r.year) && r.species.contains("Tit")));
     }
 
     #[test]

@@ -25,12 +25,21 @@ pub(crate) struct Response {
 
 impl Response {
     fn new(status: u16, content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
-        Self { status, content_type: Cow::Borrowed(content_type), body: body.into(), headers: Vec::new() }
+        Self {
+            status,
+            content_type: Cow::Borrowed(content_type),
+            body: body.into(),
+            headers: Vec::new(),
+        }
     }
 
     /// A plain-text error or notice.
     pub(crate) fn error(status: u16, message: impl Into<String>) -> Self {
-        Self::new(status, "text/plain; charset=utf-8", message.into().into_bytes())
+        Self::new(
+            status,
+            "text/plain; charset=utf-8",
+            message.into().into_bytes(),
+        )
     }
 
     fn html(page: &'static str) -> Self {
@@ -100,16 +109,23 @@ pub(crate) fn route(app: AppKind, head: &RequestHead, body: &[u8]) -> Response {
     let method = head.method.as_str();
     let read_only = matches!(method, "GET" | "HEAD");
     match (app, head.path()) {
-        (_, "/healthz") if read_only => Response::new(200, "text/plain; charset=utf-8", &b"ok\n"[..]),
+        (_, "/healthz") if read_only => {
+            Response::new(200, "text/plain; charset=utf-8", &b"ok\n"[..])
+        }
         (AppKind::Http, "/") if read_only => Response::html(HTTP_PAGE),
         (AppKind::Ws, "/") if read_only => Response::html(WS_PAGE),
         (AppKind::Http, "/echo") => echo(head, body),
-        (AppKind::Http, "/api/birds") if read_only => match birds::respond(head.query().unwrap_or("")) {
-            Ok(json) => Response::json(200, json),
-            Err(json) => Response::json(400, json),
-        },
-        (AppKind::Ws, "/ws") => Response::error(426, "this endpoint speaks WebSocket: connect with ws:// or wss://\n")
-            .with_header("upgrade", "websocket"),
+        (AppKind::Http, "/api/birds") if read_only => {
+            match birds::respond(head.query().unwrap_or("")) {
+                Ok(json) => Response::json(200, json),
+                Err(json) => Response::json(400, json),
+            }
+        }
+        (AppKind::Ws, "/ws") => Response::error(
+            426,
+            "this endpoint speaks WebSocket: connect with ws:// or wss://\n",
+        )
+        .with_header("upgrade", "websocket"),
         (_, "/healthz" | "/" | "/api/birds") => not_allowed("GET, HEAD"),
         _ => Response::error(404, format!("no such path: {}\n", head.path())),
     }
@@ -129,7 +145,9 @@ fn echo(head: &RequestHead, body: &[u8]) -> Response {
             };
             match pairs.into_iter().find(|(k, _)| k == "msg") {
                 Some((_, msg)) => Response::new(200, "text/plain; charset=utf-8", msg.into_bytes()),
-                None => Response::error(400, "missing query parameter `msg`: try /echo?msg=hello\n"),
+                None => {
+                    Response::error(400, "missing query parameter `msg`: try /echo?msg=hello\n")
+                }
             }
         }
         "POST" => {

@@ -20,7 +20,10 @@ fn masked(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Reads until EOF and returns how long it took; panics past `limit`.
-async fn time_to_eof(stream: &mut (impl tokio::io::AsyncRead + Unpin), limit: Duration) -> Duration {
+async fn time_to_eof(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: Duration,
+) -> Duration {
     let start = Instant::now();
     let mut sink = [0u8; 4096];
     tokio::time::timeout(limit, async {
@@ -45,77 +48,148 @@ async fn hostile_input_is_refused_while_another_client_keeps_echoing() {
     .await;
     let port = lab.port(Protocol::Ws);
     let url = lab.url(Protocol::Ws);
-    let mut good = Background::spawn(Peer::PythonWs.command(["soak", &url, "--seconds", "6", "--interval", "0.02"]));
-    assert_eq!(good.next_json(Duration::from_secs(15)).await["connected"], true);
+    let mut good = Background::spawn(Peer::PythonWs.command([
+        "soak",
+        &url,
+        "--seconds",
+        "6",
+        "--interval",
+        "0.02",
+    ]));
+    assert_eq!(
+        good.next_json(Duration::from_secs(15)).await["connected"],
+        true
+    );
 
     // A frame over the size limit: refused with 1009 from its header alone, before the
     // payload (which we never send) arrives.
     let mut raw = RawWs::connect(port).await;
     let mut header = Vec::new();
-    encode_frame(&mut header, true, OpCode::Binary, Some(MASK), &vec![0u8; MAX_MESSAGE + 1]);
+    encode_frame(
+        &mut header,
+        true,
+        OpCode::Binary,
+        Some(MASK),
+        &vec![0u8; MAX_MESSAGE + 1],
+    );
     header.truncate(2 + 8 + 4 + 16);
     raw.send_raw(&header).await;
-    assert_eq!(raw.close_code(Duration::from_secs(5)).await, 1009, "oversized frame");
+    assert_eq!(
+        raw.close_code(Duration::from_secs(5)).await,
+        1009,
+        "oversized frame"
+    );
 
     // A message over the limit built from small fragments.
     let mut raw = RawWs::connect(port).await;
     let piece = vec![b'a'; MAX_MESSAGE / 4];
     raw.send_raw(&masked(OpCode::Text, false, &piece)).await;
     for _ in 0..4 {
-        raw.send_raw(&masked(OpCode::Continuation, false, &piece)).await;
+        raw.send_raw(&masked(OpCode::Continuation, false, &piece))
+            .await;
     }
-    assert_eq!(raw.close_code(Duration::from_secs(5)).await, 1009, "oversized fragmented message");
+    assert_eq!(
+        raw.close_code(Duration::from_secs(5)).await,
+        1009,
+        "oversized fragmented message"
+    );
 
     // Invalid UTF-8 in a text frame.
     let mut raw = RawWs::connect(port).await;
-    raw.send_raw(&masked(OpCode::Text, true, &[0x68, 0x69, 0xff, 0xfe])).await;
-    assert_eq!(raw.close_code(Duration::from_secs(5)).await, 1007, "invalid UTF-8");
+    raw.send_raw(&masked(OpCode::Text, true, &[0x68, 0x69, 0xff, 0xfe]))
+        .await;
+    assert_eq!(
+        raw.close_code(Duration::from_secs(5)).await,
+        1007,
+        "invalid UTF-8"
+    );
 
     // An unmasked client frame.
     let mut raw = RawWs::connect(port).await;
     let mut unmasked = Vec::new();
     encode_frame(&mut unmasked, true, OpCode::Text, None, b"no mask");
     raw.send_raw(&unmasked).await;
-    assert_eq!(raw.close_code(Duration::from_secs(5)).await, 1002, "unmasked frame");
+    assert_eq!(
+        raw.close_code(Duration::from_secs(5)).await,
+        1002,
+        "unmasked frame"
+    );
 
     // A reserved opcode, and a control frame over 125 bytes.
     let mut raw = RawWs::connect(port).await;
     raw.send_raw(&[0x83, 0x80, 1, 2, 3, 4]).await;
-    assert_eq!(raw.close_code(Duration::from_secs(5)).await, 1002, "reserved opcode");
+    assert_eq!(
+        raw.close_code(Duration::from_secs(5)).await,
+        1002,
+        "reserved opcode"
+    );
     let mut raw = RawWs::connect(port).await;
     raw.send_raw(&masked(OpCode::Ping, true, &[0u8; 126])).await;
-    assert_eq!(raw.close_code(Duration::from_secs(5)).await, 1002, "oversized ping");
+    assert_eq!(
+        raw.close_code(Duration::from_secs(5)).await,
+        1002,
+        "oversized ping"
+    );
 
     // 100 KiB of headers on the upgrade request: 431, then close.
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let request = format!("GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
     // The server may answer and close before all of it is written; that is the point.
     let _ = tcp.write_all(request.as_bytes()).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
-    assert!(answer.starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
     // A connection that never finishes its handshake is closed at the handshake timeout:
     // silent TCP, a partial head, and a TLS connection that never sends a ClientHello.
     let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let took = time_to_eof(&mut silent, Duration::from_secs(5)).await;
-    assert!(took >= HANDSHAKE_TIMEOUT - Duration::from_millis(100), "closed too early: {took:?}");
+    assert!(
+        took >= HANDSHAKE_TIMEOUT - Duration::from_millis(100),
+        "closed too early: {took:?}"
+    );
 
     let mut partial = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    partial.write_all(b"GET /ws HTTP/1.1\r\nHost: slow").await.unwrap();
+    partial
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: slow")
+        .await
+        .unwrap();
     let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), partial.read_to_end(&mut answer)).await.expect("closed").ok();
-    assert!(answer.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+    tokio::time::timeout(Duration::from_secs(5), partial.read_to_end(&mut answer))
+        .await
+        .expect("closed")
+        .ok();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
-    let mut tls_silent = TcpStream::connect(("127.0.0.1", lab.port(Protocol::Wss))).await.unwrap();
+    let mut tls_silent = TcpStream::connect(("127.0.0.1", lab.port(Protocol::Wss)))
+        .await
+        .unwrap();
     let took = time_to_eof(&mut tls_silent, Duration::from_secs(5)).await;
-    assert!(took >= HANDSHAKE_TIMEOUT - Duration::from_millis(100), "TLS closed too early: {took:?}");
+    assert!(
+        took >= HANDSHAKE_TIMEOUT - Duration::from_millis(100),
+        "TLS closed too early: {took:?}"
+    );
 
     let result = good.next_json(Duration::from_secs(20)).await;
     let sent = result["sent"].as_u64().expect("sent");
     assert!(sent > 20, "the good client hardly ran: {result}");
     assert_eq!(result["echoed"], sent, "{result}");
-    assert_eq!(result["errors"].as_array().map(Vec::len), Some(0), "{result}");
+    assert_eq!(
+        result["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{result}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,14 +7,25 @@ use crate::PEER_LIMIT;
 
 /// `curl -sS` with the lab's CA, returning (status, body).
 async fn curl(lab: &TestLab, url: &str, extra: &[&str]) -> (u16, String) {
-    let mut args = vec!["-sS", "--max-time", "10", "-w", "\n%{http_code}", "--cacert"];
+    let mut args = vec![
+        "-sS",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+    ];
     let ca = lab.ca.to_string_lossy().into_owned();
     args.push(&ca);
     args.extend_from_slice(extra);
     args.push(url);
     let out = run(Peer::Curl.command(&args), PEER_LIMIT).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "curl {url} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl {url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (body, status) = stdout.rsplit_once('\n').expect("status line");
     (status.parse().expect("numeric status"), body.to_string())
 }
@@ -31,18 +42,37 @@ async fn curl_gets_every_endpoint_over_http_and_https() {
         let (status, body) = curl(&lab, &format!("{base}echo?msg=hello%20lab"), &[]).await;
         assert_eq!((status, body.as_str()), (200, "hello lab"));
 
-        let (status, body) =
-            curl(&lab, &format!("{base}echo"), &["-H", "content-type: text/plain", "--data-binary", "posted body"]).await;
+        let (status, body) = curl(
+            &lab,
+            &format!("{base}echo"),
+            &[
+                "-H",
+                "content-type: text/plain",
+                "--data-binary",
+                "posted body",
+            ],
+        )
+        .await;
         assert_eq!((status, body.as_str()), (200, "posted body"));
 
-        let (status, body) = curl(&lab, &format!("{base}api/birds?species=tit&sort=-count&limit=3"), &[]).await;
+        let (status, body) = curl(
+            &lab,
+            &format!("{base}api/birds?species=tit&sort=-count&limit=3"),
+            &[],
+        )
+        .await;
         assert_eq!(status, 200);
         let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
         let rows = json["results"].as_array().expect("results");
         assert_eq!(rows.len(), 3);
-        assert!(rows.iter().all(|r| r["species"].as_str().is_some_and(|s| s.contains("Tit"))));
+        assert!(rows
+            .iter()
+            .all(|r| r["species"].as_str().is_some_and(|s| s.contains("Tit"))));
         let counts: Vec<u64> = rows.iter().filter_map(|r| r["count"].as_u64()).collect();
-        assert!(counts.windows(2).all(|w| w[0] >= w[1]), "sorted descending: {counts:?}");
+        assert!(
+            counts.windows(2).all(|w| w[0] >= w[1]),
+            "sorted descending: {counts:?}"
+        );
 
         let (status, body) = curl(&lab, &format!("{base}api/birds?year=twenty"), &[]).await;
         assert_eq!(status, 400);
@@ -67,9 +97,18 @@ async fn curl_gets_every_endpoint_over_http_and_https() {
 async fn curl_refuses_https_without_the_ca_and_large_bodies_get_413() {
     let lab = TestLab::start(&[Protocol::Https], |c| c.limits.max_body_bytes = 1024).await;
     let url = lab.url(Protocol::Https);
-    let out = run(Peer::Curl.command(["-sS", "--max-time", "10", &url]), PEER_LIMIT).await;
+    let out = run(
+        Peer::Curl.command(["-sS", "--max-time", "10", &url]),
+        PEER_LIMIT,
+    )
+    .await;
     // 60: peer certificate cannot be authenticated with known CA certificates.
-    assert_eq!(out.status.code(), Some(60), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let big = "x".repeat(4096);
     let (status, _) = curl(&lab, &format!("{url}echo"), &["--data-binary", &big]).await;
@@ -83,7 +122,12 @@ async fn curl_with_100_kib_of_headers_gets_431() {
     let headers = dir.path().join("headers");
     std::fs::write(&headers, format!("X-Big: {}\n", "a".repeat(100 * 1024))).unwrap();
     let header_arg = format!("@{}", headers.display());
-    let (status, body) = curl(&lab, &format!("{}healthz", lab.url(Protocol::Http)), &["-H", &header_arg]).await;
+    let (status, body) = curl(
+        &lab,
+        &format!("{}healthz", lab.url(Protocol::Http)),
+        &["-H", &header_arg],
+    )
+    .await;
     assert_eq!(status, 431, "{body}");
 }
 
@@ -94,15 +138,26 @@ async fn openssl_sees_a_verified_chain_with_the_right_sans() {
     let ca = lab.ca.to_string_lossy().into_owned();
     let out = run(
         Peer::Openssl.command([
-            "s_client", "-connect", &connect, "-servername", "localhost", "-verify_hostname", "localhost",
-            "-CAfile", &ca, "-showcerts",
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "localhost",
+            "-verify_hostname",
+            "localhost",
+            "-CAfile",
+            &ca,
+            "-showcerts",
         ]),
         PEER_LIMIT,
     )
     .await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
-    assert!(text.contains(" 0 s:CN = localhost") || text.contains(" 0 s:CN=localhost"), "leaf first: {text}");
+    assert!(
+        text.contains(" 0 s:CN = localhost") || text.contains(" 0 s:CN=localhost"),
+        "leaf first: {text}"
+    );
     assert!(text.contains(" 1 s:"), "chain includes the CA: {text}");
 
     // The leaf as the server sent it, through `openssl x509`.
@@ -116,20 +171,42 @@ async fn openssl_sees_a_verified_chain_with_the_right_sans() {
     let leaf = dir.path().join("leaf.pem");
     std::fs::write(&leaf, leaf_pem).unwrap();
     let leaf = leaf.to_string_lossy().into_owned();
-    let out = run(Peer::Openssl.command(["x509", "-noout", "-text", "-in", &leaf]), PEER_LIMIT).await;
+    let out = run(
+        Peer::Openssl.command(["x509", "-noout", "-text", "-in", &leaf]),
+        PEER_LIMIT,
+    )
+    .await;
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["DNS:localhost", "IP Address:127.0.0.1", "IP Address:0:0:0:0:0:0:0:1", "CA:FALSE", "TLS Web Server Authentication"] {
+    for needle in [
+        "DNS:localhost",
+        "IP Address:127.0.0.1",
+        "IP Address:0:0:0:0:0:0:0:1",
+        "CA:FALSE",
+        "TLS Web Server Authentication",
+    ] {
         assert!(text.contains(needle), "leaf lacks {needle}: {text}");
     }
 
     // TLS 1.2 and 1.3 both work; the lab offers nothing older.
     for version in ["-tls1_2", "-tls1_3"] {
         let out = run(
-            Peer::Openssl.command(["s_client", "-connect", &connect, "-servername", "localhost", "-CAfile", &ca, version]),
+            Peer::Openssl.command([
+                "s_client",
+                "-connect",
+                &connect,
+                "-servername",
+                "localhost",
+                "-CAfile",
+                &ca,
+                version,
+            ]),
             PEER_LIMIT,
         )
         .await;
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("Verify return code: 0 (ok)"), "{version}: {text}");
+        assert!(
+            text.contains("Verify return code: 0 (ok)"),
+            "{version}: {text}"
+        );
     }
 }

@@ -17,7 +17,10 @@ async fn shutdown_closes_websockets_with_1001_and_stops_listening() {
     for protocol in [Protocol::Ws, Protocol::Wss] {
         let url = lab.url(protocol);
         let mut peer = Background::spawn(Peer::PythonWs.command(["hold", &url, "--cafile", &ca]));
-        assert_eq!(peer.next_json(Duration::from_secs(15)).await["connected"], true);
+        assert_eq!(
+            peer.next_json(Duration::from_secs(15)).await["connected"],
+            true
+        );
         holders.push(peer);
     }
     // An idle keep-alive HTTP connection must not hold shutdown up either.
@@ -26,7 +29,10 @@ async fn shutdown_closes_websockets_with_1001_and_stops_listening() {
 
     let report = lab.lab.shutdown().await;
     assert_eq!(report.open_at_start, 3);
-    assert_eq!(report.dropped, 0, "every connection closed within the drain timeout");
+    assert_eq!(
+        report.dropped, 0,
+        "every connection closed within the drain timeout"
+    );
 
     for mut peer in holders {
         let closed = peer.next_json(Duration::from_secs(10)).await;
@@ -47,16 +53,29 @@ async fn shutdown_closes_websockets_with_1001_and_stops_listening() {
 async fn a_taken_port_is_an_error_naming_it_and_nothing_starts() {
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = squatter.local_addr().unwrap().port();
-    let config = LabConfig { apps: vec![(Protocol::Http, 0), (Protocol::Ws, taken)], ..LabConfig::default() };
+    let config = LabConfig {
+        apps: vec![(Protocol::Http, 0), (Protocol::Ws, taken)],
+        ..LabConfig::default()
+    };
     let err = Lab::start(config).await.expect_err("port is taken");
-    assert!(matches!(err, Error::PortInUse { port, protocol: Protocol::Ws, .. } if port == taken), "{err:?}");
+    assert!(
+        matches!(err, Error::PortInUse { port, protocol: Protocol::Ws, .. } if port == taken),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.contains(&format!("port {taken}")) && message.contains("already in use"), "{message}");
+    assert!(
+        message.contains(&format!("port {taken}")) && message.contains("already in use"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_protocols_without_a_certificate_are_refused() {
-    let config = LabConfig { apps: vec![(Protocol::Wss, 0)], tls: None, ..LabConfig::default() };
+    let config = LabConfig {
+        apps: vec![(Protocol::Wss, 0)],
+        tls: None,
+        ..LabConfig::default()
+    };
     let err = Lab::start(config).await.expect_err("no TLS config");
     assert!(matches!(err, Error::MissingTls(Protocol::Wss)), "{err:?}");
 }
