@@ -269,22 +269,21 @@ impl RawWs {
         self.stream.write_all(bytes).await.expect("send");
     }
 
-    /// Reads until the server's close frame and returns its code; panics on EOF without one,
-    /// or if nothing arrives within `limit`. Echoes and pushes before it are skipped.
-    pub async fn close_code(&mut self, limit: Duration) -> u16 {
-        use protolab_wire::ws::{Decoder, DecoderConfig, Message, Role};
+    /// The next message or control frame from the server, within `limit`; panics on EOF.
+    pub async fn next_message(&mut self, limit: Duration) -> protolab_wire::ws::Message {
+        use protolab_wire::ws::{Decoder, DecoderConfig, Role};
         let mut decoder = Decoder::new(Role::Client, DecoderConfig::default());
         let read = async {
             loop {
-                loop {
-                    match decoder.decode(&self.buf).expect("server frames are valid") {
-                        (0, None) => break,
-                        (n, msg) => {
-                            self.buf.drain(..n);
-                            if let Some(Message::Close(frame)) = msg {
-                                return frame.map_or(1005, |f| f.code);
-                            }
-                        }
+                match decoder.decode(&self.buf).expect("server frames are valid") {
+                    (n, Some(msg)) => {
+                        self.buf.drain(..n);
+                        return msg;
+                    }
+                    (0, None) => {}
+                    (n, None) => {
+                        self.buf.drain(..n);
+                        continue;
                     }
                 }
                 let mut chunk = [0u8; 4096];
@@ -295,6 +294,19 @@ impl RawWs {
         };
         tokio::time::timeout(limit, read)
             .await
-            .expect("close frame in time")
+            .expect("a message in time")
+    }
+
+    /// Reads until the server's close frame and returns its code (1005 when it has none);
+    /// echoes, pushes and pings before it are skipped. Panics on EOF or past `limit`.
+    pub async fn close_code(&mut self, limit: Duration) -> u16 {
+        use protolab_wire::ws::Message;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Message::Close(frame) = self.next_message(left).await {
+                return frame.map_or(1005, |f| f.code);
+            }
+        }
     }
 }

@@ -79,3 +79,68 @@ async fn tls_protocols_without_a_certificate_are_refused() {
     let err = Lab::start(config).await.expect_err("no TLS config");
     assert!(matches!(err, Error::MissingTls(Protocol::Wss)), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_websockets_are_pinged_then_closed_but_answering_ones_stay() {
+    use protolab_test_support::RawWs;
+    use protolab_wire::ws::Message;
+
+    let idle = Duration::from_millis(800);
+    let lab = TestLab::start(&[Protocol::Ws], |c| {
+        c.limits.idle_timeout = idle;
+        c.push_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let url = lab.url(Protocol::Ws);
+    // Python websockets answers pings by itself, so the server keeps hearing from it.
+    let mut answering = Background::spawn(Peer::PythonWs.command(["hold", &url]));
+    assert_eq!(
+        answering.next_json(Duration::from_secs(15)).await["connected"],
+        true
+    );
+
+    // A raw client that never answers: a ping after half the idle timeout, then 1001.
+    let mut silent = RawWs::connect(lab.port(Protocol::Ws)).await;
+    let first = silent.next_message(idle * 2).await;
+    assert!(
+        matches!(first, Message::Ping(_)),
+        "expected a keepalive ping, got {first:?}"
+    );
+    assert_eq!(silent.close_code(idle * 3).await, 1001);
+
+    // Three idle periods later the answering client is still connected.
+    tokio::time::sleep(idle * 3).await;
+    assert_eq!(
+        lab.lab.open_connections(),
+        1,
+        "the client that answers pings stays open"
+    );
+    let report = lab.lab.shutdown().await;
+    assert_eq!(report.open_at_start, 1);
+    assert_eq!(
+        answering.next_json(Duration::from_secs(10)).await["close_code"],
+        1001
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_wait_until_one_closes() {
+    use protolab_test_support::RawWs;
+
+    let lab = TestLab::start(&[Protocol::Ws], |c| c.limits.max_connections = 2).await;
+    let port = lab.port(Protocol::Ws);
+    let first = RawWs::connect(port).await;
+    let _second = RawWs::connect(port).await;
+    let third = tokio::spawn(RawWs::connect(port));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served over the limit of 2"
+    );
+    drop(first);
+    let third = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once a slot freed")
+        .expect("upgrade");
+    drop(third);
+}
