@@ -51,5 +51,5 @@ pub enum Error {
     MissingTls(Protocol),
 }
 
-/// `Result` with this crate's [`Error`].
+/// `Result` with this crate's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
