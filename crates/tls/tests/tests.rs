@@ -2,7 +2,10 @@
 //! `curl` and `certutil`. A missing peer fails the test with the package to install; nothing is
 //! skipped.
 
-#![allow(clippy::unwrap_used, reason = "test helpers: a failed set-up step should panic right there")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up step should panic right there"
+)]
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
