@@ -180,7 +180,7 @@ pub async fn start(mut config: UpConfig, ctx: &Context) -> anyhow::Result<Lab> {
 }
 
 fn lab_tls(lab: &LabConfig, ctx: &Context) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let store = protolab_tls::Store::open(&ctx.home);
+    let store = crate::certs::store(ctx);
     let _ca = store.ensure_ca().context("preparing the local CA")?;
     let mut names = vec![
         "localhost".to_string(),
@@ -223,7 +223,7 @@ fn print_ready(lab: &Lab, ctx: &Context) -> anyhow::Result<()> {
     }
     out.flush()?;
     if lab.endpoints().iter().any(|e| e.protocol.is_tls()) {
-        let ca = protolab_tls::Store::open(&ctx.home).ca_cert_path();
+        let ca = crate::certs::store(ctx).ca_cert_path();
         eprintln!("TLS apps use the protolab CA: curl --cacert {} …  (`protolab certs trust` for browsers)", ca.display());
     }
     eprintln!("press Ctrl-C to stop");

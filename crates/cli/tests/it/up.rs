@@ -1,5 +1,5 @@
-//! `protolab up` as a user runs it: the real binary, its readiness lines, real peers, and
-//! SIGTERM.
+// `protolab up` as a user runs it: the real binary, its readiness lines, real peers, and
+// SIGTERM.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};

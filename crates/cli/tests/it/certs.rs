@@ -1,5 +1,5 @@
-//! `protolab certs` end to end, in-process, with a temporary state directory and real peers
-//! (`openssl s_server`, `certutil`).
+// `protolab certs` end to end, in-process, with a temporary state directory and real peers
+// (`openssl s_server`, `certutil`).
 
 #![allow(
     clippy::unwrap_used,

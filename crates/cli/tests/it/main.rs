@@ -1,0 +1,5 @@
+//! The `protolab` command line end to end: `certs` in-process and through the binary, `up` as
+//! a user runs it, each against real peers.
+
+mod certs;
+mod up;
