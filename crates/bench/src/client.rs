@@ -2,8 +2,9 @@
 //!
 //! Each connection sends one masked frame of `size` bytes, waits for its echo, counts it, and
 //! sends the next. It runs on a current-thread tokio runtime because the driver pins it to one
-//! core; the handshake and framing are hand-rolled over a raw `TcpStream` (or tokio-rustls for
-//! `wss`), so per message it costs one `write` and usually one `read` syscall.
+//! core; the handshake and framing are `protolab_wire`'s sans-IO codec over a raw `TcpStream`
+//! (or tokio-rustls for `wss`), so per message it costs one `write` and usually one `read`
+//! syscall.
 //!
 //! The run is bounded in time and in count: after `warmup`, messages are counted for
 //! `duration` or until `max_msgs`, whichever comes first. Server CPU (utime + stime of its
@@ -20,7 +21,9 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::codec;
+use protolab_wire::http1::{parse_response, HeadLimits};
+use protolab_wire::ws::{encode_frame, handshake, Decoder, DecoderConfig, Message, OpCode, Role};
+
 use crate::cpu;
 
 /// Where to connect: `ws://host:port/path` or `wss://host:port/path`. The client always
@@ -304,11 +307,11 @@ async fn echo_loop<S: AsyncRead + AsyncWrite + Unpin>(
     let mut nonce = [0u8; 16];
     nonce[..8].copy_from_slice(&rng.next().to_le_bytes());
     nonce[8..].copy_from_slice(&rng.next().to_le_bytes());
-    let key = codec::encode_key(nonce);
+    let key = handshake::encode_key(nonce);
     let host = format!("{}:{}", config.target.host, config.target.port);
 
     let mut out = Vec::with_capacity(config.size + 14);
-    codec::write_request(&mut out, &host, &config.target.path, &key);
+    handshake::write_request(&mut out, &host, &config.target.path, &key, None, &[], &[]);
     stream
         .write_all(&out)
         .await
@@ -316,86 +319,64 @@ async fn echo_loop<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await?;
 
     let mut buf: Vec<u8> = Vec::with_capacity((config.size + 14).max(4096) * 2);
-    let head_len = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 16 * 1024 {
-            bail!("upgrade response head larger than 16 KiB");
+    let limits = HeadLimits::default();
+    let mut start = loop {
+        if let Some((head, consumed)) =
+            parse_response(&buf, &limits).context("parsing the upgrade response")?
+        {
+            handshake::check_response(&head, &key)?;
+            break consumed;
         }
         if stream.read_buf(&mut buf).await? == 0 {
             bail!("server closed the connection during the handshake");
         }
     };
-    codec::check_response(&buf[..head_len], &key).map_err(anyhow::Error::msg)?;
-    let mut start = head_len;
 
     let opcode = if config.text {
-        codec::TEXT
+        OpCode::Text
     } else {
-        codec::BINARY
+        OpCode::Binary
     };
     let payload: Vec<u8> = (0..config.size).map(|i| b'a' + (i % 26) as u8).collect();
-
-    // A fragmented echo is reassembled here; servers rarely fragment, so this stays empty.
-    let mut fragments: Option<(u8, Vec<u8>)> = None;
+    let mut decoder = Decoder::new(Role::Client, DecoderConfig::default());
 
     while !stop.load(Ordering::Relaxed) {
         out.clear();
-        codec::encode_masked(&mut out, opcode, mask(&mut rng), &payload);
+        encode_frame(&mut out, true, opcode, Some(mask(&mut rng)), &payload);
         stream.write_all(&out).await?;
         stream.flush().await?;
         // Read until our echo arrives; anything else the server sends (pushes, pings) is
         // answered or skipped.
         loop {
-            let frame = match codec::decode_header(&buf[start..]).map_err(anyhow::Error::msg)? {
-                Some(f) if buf.len() - start >= f.header_len + f.payload_len => Some(f),
-                _ => None,
-            };
-            let Some(frame) = frame else {
-                // Compact before reading so the buffer never grows past one frame and a read.
-                if start > 0 {
+            let (consumed, message) = decoder.decode(&buf[start..])?;
+            start += consumed;
+            let is_echo = match message {
+                None if consumed > 0 => continue, // a fragment was absorbed
+                None => {
+                    // Compact before reading so the buffer never grows past a frame and a read.
                     buf.drain(..start);
                     start = 0;
+                    buf.reserve(4096);
+                    if stream.read_buf(&mut buf).await? == 0 {
+                        bail!("server closed the connection");
+                    }
+                    continue;
                 }
-                buf.reserve(4096);
-                if stream.read_buf(&mut buf).await? == 0 {
-                    bail!("server closed the connection");
-                }
-                continue;
-            };
-            let body = start + frame.header_len..start + frame.header_len + frame.payload_len;
-            start = body.end;
-            let data = &buf[body];
-            let is_echo = match (frame.opcode, frame.fin, &mut fragments) {
-                (codec::PING, ..) => {
+                Some(Message::Binary(data)) => opcode == OpCode::Binary && data == payload,
+                Some(Message::Text(text)) => opcode == OpCode::Text && text.as_bytes() == payload,
+                Some(Message::Ping(data)) => {
                     let mut pong = Vec::with_capacity(data.len() + 6);
-                    codec::encode_masked(&mut pong, codec::PONG, mask(&mut rng), data);
+                    encode_frame(&mut pong, true, OpCode::Pong, Some(mask(&mut rng)), &data);
                     stream.write_all(&pong).await?;
                     false
                 }
-                (codec::CLOSE, ..) => bail!("server sent a close frame"),
-                (codec::PONG, ..) => false,
-                (codec::CONTINUATION, fin, Some((_, collected))) => {
-                    collected.extend_from_slice(data);
-                    if fin {
-                        fragments
-                            .take()
-                            .is_some_and(|(op, m)| op == opcode && m == payload)
-                    } else {
-                        false
-                    }
-                }
-                (op, false, _) => {
-                    fragments = Some((op, data.to_vec()));
-                    false
-                }
-                (op, true, _) => op == opcode && data == payload.as_slice(),
+                Some(Message::Pong(_)) => false,
+                Some(Message::Close(frame)) => bail!("server sent a close frame: {frame:?}"),
             };
+            // Otherwise a server push or some other message: not our echo.
             if is_echo {
                 break;
             }
-            // Otherwise a server push or some other message: not our echo.
         }
         count.fetch_add(1, Ordering::Relaxed);
     }

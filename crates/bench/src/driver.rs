@@ -73,6 +73,8 @@ pub struct Options {
     pub text: bool,
     /// HTTP: wrk connections.
     pub http_connections: u32,
+    /// Rounds over all servers; the best round per server and load is reported.
+    pub rounds: u32,
     /// Servers deliberately left out.
     pub skip: Vec<String>,
 }

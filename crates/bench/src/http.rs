@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 use crate::cpu;
 use crate::driver::{protolab_bin, Options, Tool};
 use crate::process::{free_port, run_pinned_client, Ready, Server, TempDir};
-use crate::report::{HttpRow, Results, Target};
+use crate::report::{best_rows, HttpRow, Results, Target};
 
 /// The protolab URL path: a small text body (`hello world`).
 const PATH: &str = "/echo?msg=hello%20world";
@@ -34,83 +34,82 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
     };
     let dir = TempDir::new("protolab-bench-http")?;
 
-    let mut body = None;
-    if let Some(protolab) = protolab {
-        let port = free_port()?;
-        let url = format!("http://127.0.0.1:{port}{PATH}");
-        let args = [
-            "up",
-            "--bind",
-            "127.0.0.1",
-            "--only",
-            "http",
-            "--http-port",
-            &port.to_string(),
-        ]
-        .map(String::from);
-        eprintln!("http: starting protolab-http on 127.0.0.1:{port}");
-        let row = match Server::start(
-            "protolab-http",
-            &protolab,
-            &args,
-            dir.path(),
-            port,
-            Ready::Line("ready"),
-        )
-        .and_then(|server| {
-            let b = fetch_body(port, PATH)?;
-            body = Some(b);
-            measure(
-                opts,
-                &wrk,
-                &server,
-                "protolab-http",
-                &url,
-                body.as_ref().map(Vec::len),
-            )
-        }) {
-            Ok(row) => row,
-            Err(err) => {
-                eprintln!("error: protolab-http: {err:#}");
-                failed_row("protolab-http", &url, format!("{err:#}"))
-            }
-        };
-        results.http.push(row);
-    } else {
+    if protolab.is_none() {
         results
             .notes
             .push("protolab-http skipped (--skip)".to_owned());
     }
-
-    if let Some(nginx) = nginx {
-        let port = free_port()?;
-        let url = format!("http://127.0.0.1:{port}{PATH}");
-        let body = body.unwrap_or_else(|| DEFAULT_BODY.to_vec());
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(port, &body, dir.path()))
-            .with_context(|| format!("writing {}", conf.display()))?;
-        let args = vec![
-            "-c".to_owned(),
-            conf.display().to_string(),
-            "-p".to_owned(),
-            format!("{}/", dir.path().display()),
-            "-e".to_owned(),
-            dir.path().join("nginx-error.log").display().to_string(),
-        ];
-        eprintln!("http: starting nginx on 127.0.0.1:{port}");
-        let row = match Server::start("nginx", &nginx, &args, dir.path(), port, Ready::Port)
-            .and_then(|server| measure(opts, &wrk, &server, "nginx", &url, Some(body.len())))
-        {
-            Ok(row) => row,
-            Err(err) => {
-                eprintln!("error: nginx: {err:#}");
-                failed_row("nginx", &url, format!("{err:#}"))
-            }
-        };
-        results.http.push(row);
-    } else {
+    if nginx.is_none() {
         results.notes.push("nginx skipped (--skip)".to_owned());
     }
+    // protolab's body, fetched once; nginx then serves the same bytes.
+    let mut body: Option<Vec<u8>> = None;
+    let mut all = Vec::new();
+    for round in 0..opts.rounds {
+        let tag = format!("round {}/{}", round + 1, opts.rounds);
+        if let Some(protolab) = &protolab {
+            let port = free_port()?;
+            let url = format!("http://127.0.0.1:{port}{PATH}");
+            let port_arg = port.to_string();
+            let args = [
+                "up",
+                "--bind",
+                "127.0.0.1",
+                "--only",
+                "http",
+                "--http-port",
+                &port_arg,
+            ]
+            .map(String::from);
+            eprintln!("http: {tag}: starting protolab-http on 127.0.0.1:{port}");
+            let row = Server::start(
+                "protolab-http",
+                protolab,
+                &args,
+                dir.path(),
+                port,
+                Ready::Line("ready"),
+            )
+            .and_then(|server| {
+                if body.is_none() {
+                    body = Some(fetch_body(port, PATH)?);
+                }
+                let len = body.as_ref().map(Vec::len);
+                measure(opts, &wrk, &server, "protolab-http", &url, len)
+            })
+            .unwrap_or_else(|err| {
+                eprintln!("error: protolab-http: {err:#}");
+                failed_row("protolab-http", &url, format!("{err:#}"))
+            });
+            all.push(row);
+        }
+        if let Some(nginx) = &nginx {
+            let port = free_port()?;
+            let url = format!("http://127.0.0.1:{port}{PATH}");
+            let body = body.clone().unwrap_or_else(|| DEFAULT_BODY.to_vec());
+            let conf = dir.path().join("nginx.conf");
+            std::fs::write(&conf, nginx_conf(port, &body, dir.path()))
+                .with_context(|| format!("writing {}", conf.display()))?;
+            let args = vec![
+                "-c".to_owned(),
+                conf.display().to_string(),
+                "-p".to_owned(),
+                format!("{}/", dir.path().display()),
+                "-e".to_owned(),
+                dir.path().join("nginx-error.log").display().to_string(),
+            ];
+            eprintln!("http: {tag}: starting nginx on 127.0.0.1:{port}");
+            let row = Server::start("nginx", nginx, &args, dir.path(), port, Ready::Port)
+                .and_then(|server| measure(opts, &wrk, &server, "nginx", &url, Some(body.len())))
+                .unwrap_or_else(|err| {
+                    eprintln!("error: nginx: {err:#}");
+                    failed_row("nginx", &url, format!("{err:#}"))
+                });
+            all.push(row);
+        }
+    }
+    results.http = best_rows(&all, |r| r.req_per_sec, |r| r.server.clone());
+    results.http_all = all;
 
     let rate = |name: &str, f: fn(&HttpRow) -> Option<f64>| {
         results.http.iter().find(|r| r.server == name).and_then(f)

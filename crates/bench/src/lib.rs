@@ -14,7 +14,6 @@
 //! anything that sends traffic off 127.0.0.1.
 
 pub mod client;
-mod codec;
 pub mod cpu;
 pub mod driver;
 pub mod http;

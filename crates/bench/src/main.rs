@@ -43,6 +43,10 @@ struct Common {
     /// Measured seconds per run.
     #[arg(long, default_value_t = 5)]
     duration: u64,
+    /// Rounds over all servers (interleaved); the best per server and load is kept, which
+    /// filters out bursts of other work on a shared machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// Warm-up seconds before each measured window.
     #[arg(long, default_value_t = 1)]
     warmup: u64,
@@ -139,6 +143,7 @@ fn options(c: Common) -> anyhow::Result<(Options, Option<PathBuf>)> {
         loads: c.loads,
         text: c.text,
         http_connections: c.connections,
+        rounds: c.rounds,
         skip: c.skip,
     };
     Ok((opts, c.json))
@@ -168,12 +173,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (opts, json) = options(common)?;
     process::install_signal_handler();
     let mut results = Results::default();
+    let load_start = report::loadavg();
     if do_ws {
         ws::run(&opts, &mut results)?;
     }
     if do_http {
         http::run(&opts, &mut results)?;
     }
+    results.loadavg = load_start.zip(report::loadavg());
     print!("{}", report::render(&results));
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&results)?)

@@ -87,14 +87,52 @@ impl Target {
 /// Everything one run measured, as written by `--json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Results {
-    /// WebSocket rows.
+    /// WebSocket rows: the best round per server and load.
     pub ws: Vec<WsRow>,
-    /// HTTP rows.
+    /// WebSocket rows of every round.
+    pub ws_all: Vec<WsRow>,
+    /// HTTP rows: the best round per server.
     pub http: Vec<HttpRow>,
+    /// HTTP rows of every round.
+    pub http_all: Vec<HttpRow>,
+    /// Load average (1 min) when the run started and ended: other work on the machine shows.
+    pub loadavg: Option<(f64, f64)>,
     /// Targets, in the order printed.
     pub targets: Vec<Target>,
     /// Client CPU warnings and other notes printed with the table.
     pub notes: Vec<String>,
+}
+
+/// The row with the highest `rate` for each `key`, in first-seen key order. A key whose every
+/// round failed keeps its first (failed) row.
+pub fn best_rows<R: Clone, K: PartialEq>(
+    rows: &[R],
+    rate: impl Fn(&R) -> Option<f64>,
+    key: impl Fn(&R) -> K,
+) -> Vec<R> {
+    let mut best: Vec<(K, R)> = Vec::new();
+    for r in rows {
+        let k = key(r);
+        match best.iter_mut().find(|(bk, _)| *bk == k) {
+            Some((_, b)) => {
+                if rate(r).unwrap_or(-1.0) > rate(b).unwrap_or(-1.0) {
+                    *b = r.clone();
+                }
+            }
+            None => best.push((k, r.clone())),
+        }
+    }
+    best.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The 1-minute load average.
+pub fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn num(v: Option<f64>) -> String {
@@ -192,6 +230,11 @@ pub fn render(results: &Results) -> String {
                 t.goal
             ));
         }
+    }
+    if let Some((a, b)) = results.loadavg {
+        out.push_str(&format!(
+            "load average at start {a:.2}, at end {b:.2} (2 cores: above ~2 other work competed with the pinned processes)\n"
+        ));
     }
     for note in &results.notes {
         out.push_str(&format!("note: {note}\n"));

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use crate::client::Report;
 use crate::driver::{printed_url, protolab_bin, workspace_bin, Load, Options, Tool};
 use crate::process::{free_port, run_pinned_client, Ready, Server, TempDir};
-use crate::report::{Results, Target, WsRow};
+use crate::report::{best_rows, Results, Target, WsRow};
 
 /// The WebSocket servers, in the order they run.
 pub const SERVERS: [&str; 6] = [
@@ -142,62 +142,79 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
     for name in SERVERS.iter().filter(|n| !opts.skipped(n)) {
         spec(name, opts, 0, &dir)?;
     }
-    for name in SERVERS {
-        if opts.skipped(name) {
-            results.notes.push(format!("{name} skipped (--skip)"));
-            continue;
-        }
-        let port = free_port()?;
-        let spec = spec(name, opts, port, &dir)?;
-        eprintln!("ws: starting {name} on 127.0.0.1:{port}");
-        let mut server = match Server::start(
-            name,
-            &spec.program,
-            &spec.args,
-            dir.path(),
-            port,
-            spec.ready,
-        ) {
-            Ok(s) => s,
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                for load in &opts.loads {
-                    results.ws.push(failed_row(name, load, format!("{err:#}")));
+    // Rounds interleave the servers, so a burst of other work on the machine hits one round of
+    // each rather than all of one server's runs; the best round per server and load is kept.
+    let mut all: Vec<WsRow> = Vec::new();
+    for round in 0..opts.rounds {
+        for name in SERVERS {
+            if opts.skipped(name) {
+                if round == 0 {
+                    results.notes.push(format!("{name} skipped (--skip)"));
                 }
                 continue;
             }
-        };
-        let url = spec
-            .printed
-            .and_then(|s| printed_url(&server.lines, s))
-            .unwrap_or(spec.url);
-        for load in &opts.loads {
-            let row = match run_client(opts, &me, &url, spec.ca.as_ref(), load, server.pid()) {
-                Ok(report) => row(name, load, &report),
+            let port = free_port()?;
+            let spec = spec(name, opts, port, &dir)?;
+            eprintln!(
+                "ws: round {}/{}: starting {name} on 127.0.0.1:{port}",
+                round + 1,
+                opts.rounds
+            );
+            let mut server = match Server::start(
+                name,
+                &spec.program,
+                &spec.args,
+                dir.path(),
+                port,
+                spec.ready,
+            ) {
+                Ok(s) => s,
                 Err(err) => {
-                    eprintln!(
-                        "error: {name} {}: {err:#}{}",
-                        load.label(),
-                        server.log_tail()
-                    );
-                    failed_row(name, load, format!("{err:#}"))
+                    eprintln!("error: {err:#}");
+                    for load in &opts.loads {
+                        all.push(failed_row(name, load, format!("{err:#}")));
+                    }
+                    continue;
                 }
             };
-            if let Some(rate) = row.msgs_per_sec {
-                eprintln!(
-                    "ws: {name:<15} {:<12} {rate:>9.0} msgs/s  client CPU {}%",
-                    load.label(),
-                    row.client_cpu_pct
-                        .map_or_else(|| "?".to_owned(), |c| format!("{c:.0}"))
-                );
-            }
-            results.ws.push(row);
-            if !server.is_running() {
-                eprintln!("error: {name} exited during the run{}", server.log_tail());
-                break;
+            let url = spec
+                .printed
+                .and_then(|s| printed_url(&server.lines, s))
+                .unwrap_or(spec.url);
+            for load in &opts.loads {
+                let row = match run_client(opts, &me, &url, spec.ca.as_ref(), load, server.pid()) {
+                    Ok(report) => row(name, load, &report),
+                    Err(err) => {
+                        eprintln!(
+                            "error: {name} {}: {err:#}{}",
+                            load.label(),
+                            server.log_tail()
+                        );
+                        failed_row(name, load, format!("{err:#}"))
+                    }
+                };
+                if let Some(rate) = row.msgs_per_sec {
+                    eprintln!(
+                        "ws: {name:<15} {:<12} {rate:>9.0} msgs/s  client CPU {}%",
+                        load.label(),
+                        row.client_cpu_pct
+                            .map_or_else(|| "?".to_owned(), |c| format!("{c:.0}"))
+                    );
+                }
+                all.push(row);
+                if !server.is_running() {
+                    eprintln!("error: {name} exited during the run{}", server.log_tail());
+                    break;
+                }
             }
         }
     }
+    results.ws = best_rows(
+        &all,
+        |r| r.msgs_per_sec,
+        |r| (r.server.clone(), r.load.clone()),
+    );
+    results.ws_all = all;
     add_ratios(opts, results);
     Ok(())
 }
@@ -335,6 +352,15 @@ fn add_ratios(opts: &Options, results: &mut Results) {
         }
     }
     for r in &results.ws {
+        if let (Some(srv), Some(cli)) = (r.server_cpu_pct, r.client_cpu_pct) {
+            if srv < 90.0 && cli < 90.0 {
+                results.notes.push(format!(
+                    "{} ({}): neither side used a whole core (server {srv:.0}%, client {cli:.0}%): \
+                     latency-bound, or other processes took the pinned cores; rerun with --rounds 3",
+                    r.server, r.load
+                ));
+            }
+        }
         if r.client_cpu_pct.is_some_and(|c| c >= 95.0) {
             results.notes.push(format!(
                 "client-bound: client CPU {:.0}% against {} ({}): ratios understate the server's headroom; \
