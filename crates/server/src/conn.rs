@@ -2,6 +2,7 @@
 //! keep alive, and hand upgraded connections to the WebSocket session.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use protolab_wire::http1::{
 use protolab_wire::ws::handshake;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::apps::{self, Response};
 use crate::Limits;
@@ -73,9 +74,17 @@ pub(crate) async fn serve<S: Io>(
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(4096);
-    let mut deadline = deadline;
+    let mut deadline = LazyDeadline::new(deadline);
+    let graceful = ctx.graceful.cancelled();
+    let hard = ctx.hard.cancelled();
+    tokio::pin!(graceful, hard);
     loop {
-        let head = match read_head(&mut stream, &mut buf, &head_limits, deadline, ctx).await {
+        let waits = Waits {
+            deadline: &mut deadline,
+            graceful: graceful.as_mut(),
+            hard: hard.as_mut(),
+        };
+        let head = match read_head(&mut stream, &mut buf, &head_limits, waits).await {
             HeadRead::Head(head) => head,
             HeadRead::Closed => return,
             HeadRead::TimedOut { partial } => {
@@ -144,16 +153,55 @@ pub(crate) async fn serve<S: Io>(
             let _ = tokio::time::timeout(ctx.limits.close_timeout, stream.shutdown()).await;
             return;
         }
-        deadline = Instant::now() + ctx.limits.idle_timeout;
+        deadline.push_back(Instant::now() + ctx.limits.idle_timeout);
     }
+}
+
+/// A deadline that moves often but fires rarely. Keep-alive moves the idle deadline after
+/// every request; resetting a timer each time would touch the timer wheel per request.
+/// Instead the timer stays armed at an older, earlier instant and, when it fires early,
+/// re-arms itself once for the current deadline.
+struct LazyDeadline {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    at: Instant,
+}
+
+impl LazyDeadline {
+    fn new(at: Instant) -> Self {
+        Self {
+            timer: Box::pin(tokio::time::sleep_until(at)),
+            at,
+        }
+    }
+
+    fn push_back(&mut self, at: Instant) {
+        self.at = at;
+    }
+
+    /// Completes once `at` has passed.
+    async fn expired(&mut self) {
+        loop {
+            self.timer.as_mut().await;
+            if Instant::now() >= self.at {
+                return;
+            }
+            self.timer.as_mut().reset(self.at);
+        }
+    }
+}
+
+/// What a wait for the next request head can be cut short by.
+struct Waits<'a, 'd> {
+    deadline: &'d mut LazyDeadline,
+    graceful: Pin<&'d mut WaitForCancellationFuture<'a>>,
+    hard: Pin<&'d mut WaitForCancellationFuture<'a>>,
 }
 
 async fn read_head<S: Io>(
     stream: &mut S,
     buf: &mut BytesMut,
     limits: &HeadLimits,
-    deadline: Instant,
-    ctx: &ConnCtx,
+    mut waits: Waits<'_, '_>,
 ) -> HeadRead {
     loop {
         match http1::parse_request(buf, limits) {
@@ -166,15 +214,17 @@ async fn read_head<S: Io>(
         }
         buf.reserve(READ_CHUNK);
         let idle = buf.is_empty();
+        // Read first: a pipelined or prompt request is served without polling the rest.
         tokio::select! {
-            () = ctx.hard.cancelled() => return HeadRead::Closed,
-            // An idle keep-alive connection has nothing in flight: close it at shutdown.
-            () = ctx.graceful.cancelled(), if idle => return HeadRead::Closed,
-            () = tokio::time::sleep_until(deadline) => return HeadRead::TimedOut { partial: !idle },
+            biased;
             read = stream.read_buf(buf) => match read {
                 Ok(0) | Err(_) => return HeadRead::Closed,
                 Ok(_) => {}
             },
+            () = waits.hard.as_mut() => return HeadRead::Closed,
+            // An idle keep-alive connection has nothing in flight: close it at shutdown.
+            () = waits.graceful.as_mut(), if idle => return HeadRead::Closed,
+            () = waits.deadline.expired() => return HeadRead::TimedOut { partial: !idle },
         }
     }
 }
@@ -268,12 +318,14 @@ pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) 
         stream.write_all(out).await?;
         stream.flush().await
     };
+    // Write first: a write that completes at once never arms the timer or the token waiter.
     tokio::select! {
-        () = ctx.hard.cancelled() => Err(()),
+        biased;
         r = tokio::time::timeout(ctx.limits.write_timeout, write) => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => Err(()),
         },
+        () = ctx.hard.cancelled() => Err(()),
     }
 }
 

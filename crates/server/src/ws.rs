@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
 use protolab_wire::ws::{
-    close_code, encode_close, encode_frame, CloseFrame, Decoder, DecoderConfig, Message, OpCode,
-    ProtocolError, Role,
+    close_code, decode_header, encode_close, encode_frame, CloseFrame, Decoder, DecoderConfig,
+    Message, OpCode, ProtocolError, Role,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
@@ -38,11 +38,20 @@ pub(crate) async fn run<S: Io>(mut stream: S, mut buf: BytesMut, peer: SocketAdd
     let start = Instant::now();
     let mut push = interval_at(start + ctx.push_interval, ctx.push_interval);
     push.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let ping_every = (limits.idle_timeout / 2).max(Duration::from_millis(10));
-    let mut keepalive = interval_at(start + ping_every, ping_every);
+    // Ping once half the idle timeout has passed in silence; check four times per idle period
+    // so a ping always goes out at least a quarter period before the peer would be dropped,
+    // leaving that long for its pong.
+    let ping_after = limits.idle_timeout / 2;
+    let tick = (limits.idle_timeout / 4).max(Duration::from_millis(10));
+    let mut keepalive = interval_at(start + tick, tick);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = start;
     let mut push_seq: u64 = 0;
+
+    // Pinned once: re-creating the future every iteration would register and deregister a
+    // waiter on the token for every message.
+    let shutdown = ctx.graceful.cancelled();
+    tokio::pin!(shutdown);
 
     let ending = 'session: loop {
         // Answer everything already buffered before waiting again.
@@ -70,17 +79,22 @@ pub(crate) async fn run<S: Io>(mut stream: S, mut buf: BytesMut, peer: SocketAdd
             }
             out.clear();
         }
-        buf.reserve(READ_CHUNK);
+        // A peer that never lets the socket go idle must still see shutdown.
+        if ctx.graceful.is_cancelled() {
+            break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
+        }
+        buf.reserve(room_for_next_frame(&buf));
+        // Read first: when woken by data, nothing else is polled. `hard` needs no branch:
+        // it fires only after `graceful`, which has ended this loop by then.
         tokio::select! {
             biased;
-            () = ctx.hard.cancelled() => return,
-            () = ctx.graceful.cancelled() => {
-                break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
-            }
             read = stream.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => break Ending::Gone,
                 Ok(_) => {}
             },
+            () = &mut shutdown => {
+                break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
+            }
             _ = push.tick() => {
                 push_seq += 1;
                 let text = push_message(push_seq);
@@ -91,7 +105,7 @@ pub(crate) async fn run<S: Io>(mut stream: S, mut buf: BytesMut, peer: SocketAdd
                 if silent >= limits.idle_timeout {
                     break Ending::WeClose(close_code::GOING_AWAY, "idle timeout".into());
                 }
-                if silent >= ping_every {
+                if silent >= ping_after {
                     encode_frame(&mut out, true, OpCode::Ping, None, b"protolab");
                 }
             }
@@ -172,6 +186,19 @@ async fn await_peer_close<S: Io>(
         () = ctx.hard.cancelled() => {}
         _ = tokio::time::timeout(ctx.limits.close_timeout, wait) => {}
     }
+}
+
+/// Free space to make before the next read: enough for the whole frame whose header is
+/// already buffered (so a 16 KiB message arrives in one read, not two), and at least
+/// [`READ_CHUNK`]. The decoder has already refused frames over the limit, so a hostile header
+/// cannot make this large.
+fn room_for_next_frame(buf: &[u8]) -> usize {
+    let pending = match decode_header(buf) {
+        Ok(Some((header, header_len))) => usize::try_from(header.payload_len)
+            .map_or(0, |len| (header_len + len).saturating_sub(buf.len())),
+        _ => 0,
+    };
+    pending.max(READ_CHUNK)
 }
 
 /// The pushed message: JSON so a client can tell it from an echo and measure delivery delay.

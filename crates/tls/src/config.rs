@@ -14,9 +14,26 @@ use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig};
 use crate::ca::{Ca, Leaf};
 use crate::{Error, Result};
 
-/// The provider every config in this crate uses.
+/// The provider every config in this crate uses: *ring*, with AES-128-GCM preferred.
+///
+/// rustls lists AES-256-GCM first. AES-128-GCM is what Chrome and Firefox offer first on
+/// hardware with AES instructions: it is as safe against every practical attack and does 10
+/// AES rounds instead of 14, which shows on bulk WSS traffic (16 KiB echoes spend most of their
+/// server time in AEAD). ChaCha20-Poly1305 stays available for clients without AES hardware.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::CipherSuite as S;
+    let mut provider = rustls::crypto::ring::default_provider();
+    let rank = |suite: S| match suite {
+        S::TLS13_AES_128_GCM_SHA256 => 0,
+        S::TLS13_AES_256_GCM_SHA384 => 1,
+        S::TLS13_CHACHA20_POLY1305_SHA256 => 2,
+        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 3,
+        S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 4,
+        _ => 5,
+    };
+    // A stable sort keeps ring's order within a rank (ECDSA before RSA).
+    provider.cipher_suites.sort_by_key(|s| rank(s.suite()));
+    Arc::new(provider)
 }
 
 /// TLS 1.3 first, then 1.2.
@@ -79,6 +96,11 @@ pub fn server_config_with(leaf: &Leaf, options: &Options) -> Result<Arc<ServerCo
         .with_no_client_auth()
         .with_single_cert(leaf.chain.clone(), leaf.key.clone_key())?;
     config.alpn_protocols.clone_from(&options.alpn);
+    // Pick from our order (AES-128-GCM first, see `provider`) rather than the client's:
+    // OpenSSL-based clients (curl, Python) list AES-256 first, which costs the server ~40% more
+    // AES work per record for no practical security gain. Every suite offered is AEAD and
+    // forward-secret, so no client can be pushed onto a weak one.
+    config.ignore_client_order = true;
     if let Some(key_log) = &options.key_log {
         config.key_log = Arc::clone(key_log);
     }
