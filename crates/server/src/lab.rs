@@ -362,11 +362,18 @@ async fn accept_loop(
     tracing::debug!(protocol = %endpoint.protocol, "listener closed");
 }
 
+/// Read buffer under each TLS connection: two full TLS records (16 KiB of plaintext plus
+/// header and AEAD overhead each), so a 16 KiB WebSocket message arrives in one read.
+const TLS_READ_BUFFER: usize = 2 * (16 * 1024 + 256);
+
 async fn serve(tcp: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, ctx: &ConnCtx) {
     let deadline = tokio::time::Instant::now() + ctx.limits.handshake_timeout;
     match tls {
         None => conn::serve(tcp, peer, ctx, deadline).await,
         Some(acceptor) => {
+            // rustls pulls at most 4 KiB from the socket per read, so a 16 KiB record took
+            // four or five read syscalls; with a buffer underneath it takes one.
+            let tcp = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp);
             let handshake = tokio::select! {
                 () = ctx.hard.cancelled() => return,
                 r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
