@@ -37,7 +37,7 @@ pub struct UpArgs {
     /// Interval between messages the WS apps push to every client (e.g. 5s, 500ms).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub push_interval: Duration,
-    /// Also accept WebSocket upgrades from pages of this origin (e.g. https://app.example:8443);
+    /// Also accept WebSocket upgrades from pages of this origin (e.g. `https://app.example:8443`);
     /// repeatable; `*` allows every origin. The lab's own pages are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
