@@ -57,6 +57,19 @@ async fn curl_gets_every_endpoint_over_http_and_https() {
 
         let (status, body) = curl(
             &lab,
+            &format!("{base}echo"),
+            &[
+                "-H",
+                "transfer-encoding: chunked",
+                "--data-binary",
+                "chunked body",
+            ],
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, "chunked body"));
+
+        let (status, body) = curl(
+            &lab,
             &format!("{base}api/birds?species=tit&sort=-count&limit=3"),
             &[],
         )
