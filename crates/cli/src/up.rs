@@ -59,6 +59,11 @@ pub struct UpArgs {
     /// Connections open at once per app; more wait in the listen backlog.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_connections: usize,
+    /// Append the TLS secrets of every HTTPS and WSS connection to FILE (NSS key log format,
+    /// as SSLKEYLOGFILE) so Wireshark or tshark can decrypt a capture. Off by default; the
+    /// file is created 0600, and an existing file others can read is refused.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<std::path::PathBuf>,
     /// Time open connections get to finish on Ctrl-C before they are dropped.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
@@ -69,6 +74,8 @@ pub struct UpArgs {
 pub struct UpConfig {
     /// What the server crate starts.
     pub lab: LabConfig,
+    /// Where TLS secrets go, if anywhere.
+    pub keylog: Option<std::path::PathBuf>,
 }
 
 impl TryFrom<UpArgs> for UpConfig {
@@ -147,6 +154,7 @@ impl TryFrom<UpArgs> for UpConfig {
                 limits,
                 tls: None,
             },
+            keylog: args.keylog,
         })
     }
 }
@@ -174,12 +182,16 @@ pub async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 /// Adds TLS from the state dir when a TLS protocol is served, then starts the lab.
 pub async fn start(mut config: UpConfig, ctx: &Context) -> anyhow::Result<Lab> {
     if config.lab.apps.iter().any(|(p, _)| p.is_tls()) {
-        config.lab.tls = Some(lab_tls(&config.lab, ctx)?);
+        config.lab.tls = Some(lab_tls(&config.lab, config.keylog.as_deref(), ctx)?);
     }
     Lab::start(config.lab).await.context("starting the lab")
 }
 
-fn lab_tls(lab: &LabConfig, ctx: &Context) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+fn lab_tls(
+    lab: &LabConfig,
+    keylog: Option<&std::path::Path>,
+    ctx: &Context,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let store = crate::certs::store(ctx);
     let _ca = store.ensure_ca().context("preparing the local CA")?;
     let mut names = vec![
@@ -194,7 +206,17 @@ fn lab_tls(lab: &LabConfig, ctx: &Context) -> anyhow::Result<Arc<rustls::ServerC
         .leaf_for(&names)
         .context("preparing the lab's certificate")?;
     tracing::info!(ca = %store.ca_cert_path().display(), "TLS apps use the protolab CA");
-    protolab_tls::server_config(&leaf, &[b"http/1.1"]).context("building the TLS configuration")
+    let mut options = protolab_tls::Options::alpn(&[b"http/1.1"]);
+    if let Some(path) = keylog {
+        let file = protolab_tls::keylog::KeyLogFile::create(path)
+            .with_context(|| format!("--keylog {}", path.display()))?;
+        options = options.with_key_log(Arc::new(file));
+        eprintln!(
+            "warning: writing the TLS secrets of every HTTPS/WSS connection to {}; anyone with that file can decrypt captured traffic",
+            path.display()
+        );
+    }
+    protolab_tls::server_config_with(&leaf, &options).context("building the TLS configuration")
 }
 
 fn print_ready(lab: &Lab, ctx: &Context) -> anyhow::Result<()> {

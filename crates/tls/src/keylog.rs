@@ -35,14 +35,35 @@ pub struct KeyLogFile {
 }
 
 impl KeyLogFile {
-    /// Opens (creating, mode 0600) `path` for appending.
+    /// Opens (creating, mode 0600) `path` for appending. An existing file that group or
+    /// others may read is refused rather than filled with secrets: `mode` only applies to a
+    /// file this call creates.
     pub fn create(path: &Path) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt as _;
         let file = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
             .open(path)
             .map_err(|err| Error::io("open key log", path, err))?;
+        let mode = file
+            .metadata()
+            .map_err(|err| Error::io("inspect key log", path, err))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::io(
+                "open key log",
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "the file is readable by others (mode {:o}); TLS secrets must stay private: `chmod 600` it or pick a new path",
+                        mode & 0o777
+                    ),
+                ),
+            ));
+        }
         Ok(Self {
             file: Mutex::new(file),
         })

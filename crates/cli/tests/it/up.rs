@@ -195,3 +195,73 @@ fn completions_are_generated_for_bash() {
             && script.contains("--push-interval")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keylog_holds_the_secrets_the_client_derived_and_is_private() {
+    use protolab_test_support::{run_json, Peer};
+    use std::collections::BTreeSet;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let home = tempfile::tempdir().unwrap();
+    let server_log = home.path().join("server.keys");
+    let client_log = home.path().join("client.keys");
+    let server_log_arg = server_log.to_string_lossy().into_owned();
+    let (mut child, lines) = start_up(home.path(), &["--only", "wss", "--keylog", &server_log_arg]);
+    let wss = url_of(&lines, "wss").to_string();
+    let ca = home.path().join("ca.pem").to_string_lossy().into_owned();
+
+    // Python's ssl module writes the client's view of the same secrets to SSLKEYLOGFILE.
+    let mut cmd = Peer::PythonWs.command(["echo", wss.as_str(), "--cafile", &ca]);
+    cmd.env("SSLKEYLOGFILE", &client_log);
+    let result = run_json(cmd, Duration::from_secs(30)).await;
+    assert_eq!(result["text_echo"], "hello from python", "{result}");
+    sigterm(&child);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+
+    let secrets = |path: &std::path::Path| -> BTreeSet<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                [
+                    "CLIENT_HANDSHAKE_TRAFFIC_SECRET ",
+                    "SERVER_HANDSHAKE_TRAFFIC_SECRET ",
+                    "CLIENT_TRAFFIC_SECRET_0 ",
+                    "SERVER_TRAFFIC_SECRET_0 ",
+                ]
+                .iter()
+                .any(|label| l.starts_with(label))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let client = secrets(&client_log);
+    let server = secrets(&server_log);
+    assert_eq!(
+        client.len(),
+        4,
+        "Python logged one TLS 1.3 connection: {client:?}"
+    );
+    assert!(
+        client.is_subset(&server),
+        "server log lacks the client's secrets:\nclient {client:?}\nserver {server:?}"
+    );
+    let mode = std::fs::metadata(&server_log).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // An existing key log that others can read is refused, not filled with secrets.
+    let open = home.path().join("open.keys");
+    std::fs::write(&open, "").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = protolab(home.path())
+        .args(["up", "--only", "wss", "--wss-port", "0", "--keylog"])
+        .arg(&open)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("readable by others"), "{stderr}");
+}
