@@ -3,6 +3,8 @@
 //! The principal types are [`http1::RequestHead`] (parsed by [`http1::parse_request`]) and
 //! [`ws::Decoder`], which turns bytes from a peer into whole [`ws::Message`]s while enforcing
 //! RFC 6455's rules and the configured size limits. Encoding goes through [`ws::encode_frame`].
+//! Capture files go through [`pcapng::Reader`] (pcapng and classic pcap) and the
+//! `pcapng::write_*` functions, Decryption Secrets Blocks included.
 //!
 //! What this crate does *not* do: no sockets, no tokio, no files, no clocks. Every function takes
 //! `&[u8]` and returns a value plus how many bytes it consumed, or says it needs more bytes.
@@ -10,4 +12,5 @@
 //! what protolab serves, measures and decodes agree by construction.
 
 pub mod http1;
+pub mod pcapng;
 pub mod ws;

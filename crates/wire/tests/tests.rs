@@ -717,3 +717,6 @@ fn handshake_accept_matches_for_random_keys() {
         assert_eq!(handshake::check_response(&head, &key), Ok(()));
     });
 }
+
+#[path = "peers/pcapng.rs"]
+mod pcapng_peers;
