@@ -12,5 +12,6 @@
 //! what protolab serves, measures and decodes agree by construction.
 
 pub mod http1;
+pub mod net;
 pub mod pcapng;
 pub mod ws;

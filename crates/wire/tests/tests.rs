@@ -720,3 +720,6 @@ fn handshake_accept_matches_for_random_keys() {
 
 #[path = "peers/pcapng.rs"]
 mod pcapng_peers;
+
+#[path = "peers/net.rs"]
+mod net_peers;
