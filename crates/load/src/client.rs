@@ -1,0 +1,521 @@
+//! One connection of any scheme: open it (TCP, TLS, WebSocket upgrade, each timed), run echo
+//! exchanges over it, close it. HTTP/1.1 and WebSocket framing come from `protolab_wire`.
+//!
+//! Every await is bounded by a deadline the caller passes, so a silent server costs at most
+//! that long.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use protolab_wire::http1::{
+    parse_response, write_request_head, BodyFraming, ChunkedDecoder, HeadLimits, Headers as _,
+};
+use protolab_wire::ws::{encode_close, encode_frame, handshake, Decoder, Message, OpCode, Role};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::counting::{Counters, CountingStream, Snapshot};
+use crate::report::ErrorKind;
+use crate::target::Target;
+
+/// Read buffer under TLS: two full records. rustls pulls at most 4 KiB from the socket per
+/// read; a buffer underneath turns the four or five reads of a 16 KiB record into one.
+const TLS_READ_BUFFER: usize = 2 * (16 * 1024 + 256);
+
+/// Anything the clients can talk over.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// Why a connection stopped.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) kind: ErrorKind,
+    pub(crate) detail: String,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    fn io(what: &str, err: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match err.kind() {
+            K::ConnectionRefused => ErrorKind::Refused,
+            K::TimedOut => ErrorKind::Timeout,
+            K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+                ErrorKind::Closed
+            }
+            _ => ErrorKind::Io,
+        };
+        Self::new(kind, format!("{what}: {err}"))
+    }
+}
+
+/// Awaits `fut` until `deadline`; a timeout is a [`ErrorKind::Timeout`] failure naming `what`.
+async fn bounded<T>(
+    deadline: Instant,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::time::timeout_at(deadline.into(), fut)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::new(
+                ErrorKind::Timeout,
+                format!("timed out {what}"),
+            ))
+        })
+}
+
+/// What every connection of a run shares: where to go and what to send.
+pub(crate) struct Plan {
+    pub(crate) target: Target,
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    /// The message every exchange echoes.
+    pub(crate) payload: Vec<u8>,
+    /// HTTP: the whole request (head and body), the same for every exchange.
+    pub(crate) http_request: Vec<u8>,
+    /// WebSocket: extra upgrade request headers.
+    pub(crate) headers: Vec<(String, String)>,
+    /// WebSocket: subprotocols to offer.
+    pub(crate) subprotocols: Vec<String>,
+    /// Bound on TCP connect + TLS handshake + upgrade.
+    pub(crate) connect_timeout: Duration,
+    /// Bound on one exchange.
+    pub(crate) request_timeout: Duration,
+}
+
+impl Plan {
+    /// The HTTP request for an echo of `payload`: `POST` to the target's path (`/echo` when
+    /// the URL has none), with `headers` after our own.
+    pub(crate) fn http_request(
+        target: &Target,
+        payload: &[u8],
+        headers: &[(String, String)],
+    ) -> Vec<u8> {
+        let path = if target.path == "/" {
+            "/echo"
+        } else {
+            &target.path
+        };
+        let authority = target.authority();
+        let length = payload.len().to_string();
+        let mut fields: Vec<(&str, &[u8])> = vec![
+            ("Host", authority.as_bytes()),
+            ("Content-Type", b"application/octet-stream"),
+            ("Content-Length", length.as_bytes()),
+        ];
+        fields.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+        let mut out = Vec::with_capacity(256 + payload.len());
+        write_request_head(&mut out, "POST", path, &fields);
+        out.extend_from_slice(payload);
+        out
+    }
+}
+
+/// How long each step of opening took, and the bytes it moved.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opened {
+    pub(crate) tcp: Duration,
+    pub(crate) tls: Option<Duration>,
+    pub(crate) upgrade: Option<Duration>,
+    /// Bytes on the wire before the first message: TLS handshake and WebSocket upgrade.
+    pub(crate) bytes: Snapshot,
+}
+
+/// One echo's timing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exchange {
+    /// From the first byte of the request written to the first response byte read.
+    pub(crate) first_byte: Duration,
+    /// From the request written to the whole echo read.
+    pub(crate) total: Duration,
+    /// Whether the connection can carry another exchange (HTTP `Connection: close` says no).
+    pub(crate) reusable: bool,
+}
+
+enum Proto {
+    Http,
+    Ws { decoder: Decoder, rng: Xorshift },
+}
+
+/// An open connection.
+pub(crate) struct Conn {
+    io: Box<dyn Io>,
+    counters: Counters,
+    proto: Proto,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    /// Connects, does the TLS handshake and the WebSocket upgrade, all by `deadline`.
+    pub(crate) async fn open(plan: &Plan, deadline: Instant) -> Result<(Self, Opened), Failure> {
+        let deadline = deadline.min(Instant::now() + plan.connect_timeout);
+        let counters = Counters::new();
+        let t0 = Instant::now();
+        let tcp = bounded(deadline, "connecting", async {
+            TcpStream::connect(plan.addr)
+                .await
+                .map_err(|e| Failure::io(&format!("connecting to {}", plan.addr), &e))
+        })
+        .await?;
+        let tcp_time = t0.elapsed();
+        // Latency, not throughput: every message is one write.
+        let _ = tcp.set_nodelay(true);
+        let tcp = CountingStream::new(tcp, counters.clone());
+        let (io, tls_time): (Box<dyn Io>, _) = match &plan.tls {
+            None => (Box::new(tcp), None),
+            Some((connector, name)) => {
+                let t1 = Instant::now();
+                let buffered = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp);
+                let stream = bounded(deadline, "in the TLS handshake", async {
+                    connector
+                        .connect(name.clone(), buffered)
+                        .await
+                        .map_err(|e| tls_failure(&e))
+                })
+                .await?;
+                (Box::new(stream), Some(t1.elapsed()))
+            }
+        };
+        let mut conn = Self {
+            io,
+            counters,
+            proto: Proto::Http,
+            buf: Vec::with_capacity(plan.payload.len().max(4096) + 256),
+            out: Vec::with_capacity(plan.payload.len() + 14),
+        };
+        let upgrade = if plan.target.scheme.is_ws() {
+            let t2 = Instant::now();
+            bounded(
+                deadline,
+                "waiting for the WebSocket upgrade",
+                conn.upgrade(plan),
+            )
+            .await?;
+            Some(t2.elapsed())
+        } else {
+            None
+        };
+        let bytes = conn.counters.snapshot();
+        Ok((
+            conn,
+            Opened {
+                tcp: tcp_time,
+                tls: tls_time,
+                upgrade,
+                bytes,
+            },
+        ))
+    }
+
+    /// The byte counters of this connection.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    async fn upgrade(&mut self, plan: &Plan) -> Result<(), Failure> {
+        let mut rng = Xorshift::seeded(&self.counters);
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&rng.next().to_le_bytes());
+        nonce[8..].copy_from_slice(&rng.next().to_le_bytes());
+        let key = handshake::encode_key(nonce);
+        let protocols: Vec<&str> = plan.subprotocols.iter().map(String::as_str).collect();
+        let extra: Vec<(&str, &[u8])> = plan
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        self.out.clear();
+        handshake::write_request(
+            &mut self.out,
+            &plan.target.authority(),
+            &plan.target.path,
+            &key,
+            None,
+            &protocols,
+            &extra,
+        );
+        self.send_out("sending the upgrade request").await?;
+        let (head, consumed) = loop {
+            if let Some(parsed) = parse_response(&self.buf, &HeadLimits::default())
+                .map_err(|e| Failure::new(ErrorKind::Protocol, format!("upgrade response: {e}")))?
+            {
+                break parsed;
+            }
+            self.fill("reading the upgrade response").await?;
+        };
+        handshake::check_response(&head, &key).map_err(|e| {
+            Failure::new(
+                ErrorKind::Protocol,
+                format!("WebSocket upgrade refused: {e}"),
+            )
+        })?;
+        // Anything after the head (an early push) is already WebSocket frames.
+        self.buf.drain(..consumed);
+        self.proto = Proto::Ws {
+            decoder: Decoder::new(Role::Client, Default::default()),
+            rng,
+        };
+        Ok(())
+    }
+
+    /// Sends the echo message and waits for it to come back, by `deadline`.
+    pub(crate) async fn exchange(
+        &mut self,
+        plan: &Plan,
+        deadline: Instant,
+    ) -> Result<Exchange, Failure> {
+        bounded(deadline, "waiting for the echo", async {
+            match self.proto {
+                Proto::Http => self.http_exchange(plan).await,
+                Proto::Ws { .. } => self.ws_exchange(plan).await,
+            }
+        })
+        .await
+    }
+
+    async fn http_exchange(&mut self, plan: &Plan) -> Result<Exchange, Failure> {
+        let t0 = Instant::now();
+        self.io
+            .write_all(&plan.http_request)
+            .await
+            .map_err(|e| Failure::io("sending the request", &e))?;
+        self.flush("sending the request").await?;
+        let mut first_byte = (!self.buf.is_empty()).then(|| t0.elapsed());
+        let protocol = |what: String| Failure::new(ErrorKind::Protocol, what);
+        let (head, mut pos) = loop {
+            if let Some(parsed) = parse_response(&self.buf, &HeadLimits::default())
+                .map_err(|e| protocol(format!("response head: {e}")))?
+            {
+                break parsed;
+            }
+            self.fill("reading the response").await?;
+            first_byte.get_or_insert_with(|| t0.elapsed());
+        };
+        let framing = head
+            .body_framing("POST")
+            .map_err(|e| protocol(format!("response framing: {e}")))?;
+        let mut chunked_body = Vec::new();
+        let body_range = match framing {
+            BodyFraming::Empty => pos..pos,
+            BodyFraming::ContentLength(n) => {
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n <= plan.payload.len().max(64 * 1024))
+                    .ok_or_else(|| {
+                        protocol(format!("{n}-byte response to a {}-byte echo", plan.payload.len()))
+                    })?;
+                while self.buf.len() < pos + n {
+                    self.fill("reading the response body").await?;
+                }
+                let range = pos..pos + n;
+                pos += n;
+                range
+            }
+            BodyFraming::Chunked => {
+                let limit = plan.payload.len().max(64 * 1024) as u64;
+                let mut decoder = ChunkedDecoder::with_limit(limit);
+                loop {
+                    let event = decoder
+                        .decode(&self.buf[pos..], &mut chunked_body)
+                        .map_err(|e| protocol(format!("chunked response body: {e}")))?;
+                    pos += event.consumed;
+                    if event.done {
+                        break;
+                    }
+                    self.fill("reading the response body").await?;
+                }
+                0..0
+            }
+            BodyFraming::UntilClose => {
+                return Err(protocol(
+                    "the response has no Content-Length and is not chunked, so the connection cannot be reused"
+                        .into(),
+                ))
+            }
+        };
+        if head.status != 200 {
+            return Err(protocol(format!(
+                "status {} {} (the server must echo POST bodies)",
+                head.status, head.reason
+            )));
+        }
+        let body = if matches!(framing, BodyFraming::Chunked) {
+            &chunked_body[..]
+        } else {
+            &self.buf[body_range]
+        };
+        if body != plan.payload.as_slice() {
+            return Err(protocol(format!(
+                "the {}-byte response body is not the {}-byte message sent",
+                body.len(),
+                plan.payload.len()
+            )));
+        }
+        self.buf.drain(..pos);
+        Ok(Exchange {
+            first_byte: first_byte.unwrap_or_else(|| t0.elapsed()),
+            total: t0.elapsed(),
+            // RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; 1.0 only on request.
+            reusable: if head.version == 0 {
+                head.has_token("connection", "keep-alive")
+            } else {
+                !head.has_token("connection", "close")
+            },
+        })
+    }
+
+    async fn ws_exchange(&mut self, plan: &Plan) -> Result<Exchange, Failure> {
+        let t0 = Instant::now();
+        let Proto::Ws { rng, .. } = &mut self.proto else {
+            return Err(Failure::new(ErrorKind::Protocol, "not a WebSocket"));
+        };
+        let mask = rng.mask();
+        self.out.clear();
+        encode_frame(
+            &mut self.out,
+            true,
+            OpCode::Binary,
+            Some(mask),
+            &plan.payload,
+        );
+        self.send_out("sending a message").await?;
+        let mut first_byte = (!self.buf.is_empty()).then(|| t0.elapsed());
+        // Read until our echo arrives; pushes are skipped and pings answered on the way.
+        loop {
+            let Proto::Ws { decoder, rng } = &mut self.proto else {
+                return Err(Failure::new(ErrorKind::Protocol, "not a WebSocket"));
+            };
+            let (consumed, message) = decoder
+                .decode(&self.buf)
+                .map_err(|e| Failure::new(ErrorKind::Protocol, format!("WebSocket frame: {e}")))?;
+            self.buf.drain(..consumed);
+            match message {
+                None if consumed > 0 => {} // a fragment was absorbed
+                None => {
+                    self.fill("waiting for the echo").await?;
+                    first_byte.get_or_insert_with(|| t0.elapsed());
+                }
+                Some(Message::Binary(data)) if data == plan.payload => break,
+                Some(Message::Binary(data)) => {
+                    return Err(Failure::new(
+                        ErrorKind::Protocol,
+                        format!(
+                            "a {}-byte binary message is not the {}-byte message sent",
+                            data.len(),
+                            plan.payload.len()
+                        ),
+                    ))
+                }
+                // Server pushes (`{"type":"push",...}`) and other text: not our echo.
+                Some(Message::Text(_) | Message::Pong(_)) => {}
+                Some(Message::Ping(data)) => {
+                    let mask = rng.mask();
+                    self.out.clear();
+                    encode_frame(&mut self.out, true, OpCode::Pong, Some(mask), &data);
+                    self.send_out("answering a ping").await?;
+                }
+                Some(Message::Close(frame)) => {
+                    return Err(Failure::new(
+                        ErrorKind::Closed,
+                        format!("the server sent a close frame: {frame:?}"),
+                    ))
+                }
+            }
+        }
+        Ok(Exchange {
+            first_byte: first_byte.unwrap_or_else(|| t0.elapsed()),
+            total: t0.elapsed(),
+            reusable: true,
+        })
+    }
+
+    /// Closes politely (a WebSocket close frame, TLS close_notify, FIN) by `deadline`,
+    /// without waiting for the server's answer.
+    pub(crate) async fn close(mut self, deadline: Instant) {
+        let _ = bounded(deadline, "closing", async {
+            if let Proto::Ws { rng, .. } = &mut self.proto {
+                let mask = rng.mask();
+                self.out.clear();
+                encode_close(&mut self.out, Some(mask), 1000, "");
+                self.send_out("closing").await?;
+            }
+            self.io
+                .shutdown()
+                .await
+                .map_err(|e| Failure::io("closing", &e))
+        })
+        .await;
+    }
+
+    async fn send_out(&mut self, what: &str) -> Result<(), Failure> {
+        self.io
+            .write_all(&self.out)
+            .await
+            .map_err(|e| Failure::io(what, &e))?;
+        self.flush(what).await
+    }
+
+    async fn flush(&mut self, what: &str) -> Result<(), Failure> {
+        self.io.flush().await.map_err(|e| Failure::io(what, &e))
+    }
+
+    /// Reads more into `buf`; end of stream is a [`ErrorKind::Closed`] failure.
+    async fn fill(&mut self, what: &str) -> Result<(), Failure> {
+        self.buf.reserve(16 * 1024);
+        match self.io.read_buf(&mut self.buf).await {
+            Ok(0) => Err(Failure::new(
+                ErrorKind::Closed,
+                format!("the server closed the connection while {what}"),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(Failure::io(what, &e)),
+        }
+    }
+}
+
+fn tls_failure(err: &std::io::Error) -> Failure {
+    // tokio-rustls reports rustls errors as InvalidData with the rustls::Error inside.
+    let tls = err
+        .get_ref()
+        .is_some_and(|inner| inner.is::<rustls::Error>());
+    if tls {
+        Failure::new(ErrorKind::Tls, format!("TLS handshake failed: {err}"))
+    } else {
+        Failure::io("in the TLS handshake", err)
+    }
+}
+
+/// A xorshift64 generator for nonces and masking keys: masks must vary per frame
+/// (RFC 6455 §5.3) but need not be cryptographic for load against our own servers.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn seeded(salt: &Counters) -> Self {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        // The counters' address differs per connection.
+        let addr = std::ptr::from_ref(salt) as usize as u64;
+        Self((clock ^ addr.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        (self.next() as u32).to_ne_bytes()
+    }
+}

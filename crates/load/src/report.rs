@@ -1,0 +1,211 @@
+//! The results model: what one run measured, ready to serialize. Nothing here prints.
+
+use serde::Serialize;
+
+use crate::histogram::Summary;
+use crate::target::Scheme;
+use crate::Workload;
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The URL loaded.
+    pub target: String,
+    /// Its scheme.
+    pub scheme: Scheme,
+    /// What each connection did.
+    pub workload: Workload,
+    /// Concurrent connections (workers).
+    pub connections: usize,
+    /// Payload bytes per message.
+    pub message_size: usize,
+    /// Length of the run in seconds: from the start to the last completed exchange, at most
+    /// the configured duration.
+    pub duration_secs: f64,
+    /// Echoes completed.
+    pub messages: u64,
+    /// `messages / duration_secs`.
+    pub throughput_per_sec: f64,
+    /// Per-message latency (echo: send to echo; connect: connect start to first echo), merged
+    /// over every connection. `None` if nothing completed.
+    pub latency: Option<Summary>,
+    /// Bytes on the wire (TCP payload, so TLS records and framing included).
+    pub bytes: Bytes,
+    /// Time spent in each step of opening a connection.
+    pub phases: Phases,
+    /// Connections that completed their handshakes.
+    pub connections_opened: u64,
+    /// What went wrong, by kind.
+    pub errors: Errors,
+}
+
+/// Bytes on the wire, as counted under TLS.
+///
+/// TLS 1.3 servers send session tickets right after the handshake; they are counted where
+/// they arrive, usually with the WebSocket 101 (handshake) or the first HTTP response (the
+/// first exchange, which the echo workload leaves out of its per-message figures).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Bytes {
+    /// Client → server bytes per message. Echo workload: steady state (every exchange after a
+    /// connection's first). Connect workload: the first (only) exchange, which under TLS 1.3
+    /// also carries the server's session tickets.
+    pub sent_per_message: Option<f64>,
+    /// Server → client bytes per message, counted like `sent_per_message`.
+    pub received_per_message: Option<f64>,
+    /// Client → server bytes per connection before its first message: TLS handshake and
+    /// WebSocket upgrade request.
+    pub handshake_sent_per_connection: Option<f64>,
+    /// Server → client bytes per connection before its first message: TLS handshake and
+    /// WebSocket 101 response.
+    pub handshake_received_per_connection: Option<f64>,
+    /// Every byte sent on connections that opened.
+    pub total_sent: u64,
+    /// Every byte received on connections that opened.
+    pub total_received: u64,
+}
+
+/// Durations of the steps of opening a connection, each over every connection opened.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Phases {
+    /// TCP connect (SYN to established).
+    pub tcp_connect: Option<Summary>,
+    /// TLS handshake (ClientHello to handshake complete).
+    pub tls_handshake: Option<Summary>,
+    /// WebSocket upgrade: request sent to 101 parsed.
+    pub ws_upgrade: Option<Summary>,
+    /// First message: request sent to the first response byte.
+    pub first_byte: Option<Summary>,
+    /// First message: request sent to the whole echo.
+    pub first_echo: Option<Summary>,
+    /// Connect start to the first echo: what a new client waits for its first answer.
+    pub connect_to_first_echo: Option<Summary>,
+}
+
+/// What kind of failure ended a connection or an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Connection refused: nothing listens on the port.
+    Refused,
+    /// The TLS handshake failed (untrusted certificate, wrong name, no common version...).
+    Tls,
+    /// No answer within the connect or request timeout.
+    Timeout,
+    /// The server closed the connection mid-run.
+    Closed,
+    /// The server's bytes broke HTTP or WebSocket rules, or its answer was not the echo.
+    Protocol,
+    /// Any other I/O error.
+    Io,
+}
+
+impl ErrorKind {
+    /// A short name: `refused`, `tls`, `timeout`, `closed`, `protocol`, `io`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Protocol => "protocol",
+            Self::Io => "io",
+        }
+    }
+}
+
+/// Failures counted by kind, and the first one's message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Errors {
+    /// [`ErrorKind::Refused`] count.
+    pub refused: u64,
+    /// [`ErrorKind::Tls`] count.
+    pub tls: u64,
+    /// [`ErrorKind::Timeout`] count.
+    pub timeout: u64,
+    /// [`ErrorKind::Closed`] count.
+    pub closed: u64,
+    /// [`ErrorKind::Protocol`] count.
+    pub protocol: u64,
+    /// [`ErrorKind::Io`] count.
+    pub io: u64,
+    /// The first failure's description, e.g. `connecting to 127.0.0.1:1: Connection refused`.
+    pub first: Option<String>,
+}
+
+impl Errors {
+    /// Counts one failure of `kind`.
+    pub fn add(&mut self, kind: ErrorKind, detail: &str) {
+        *self.slot(kind) += 1;
+        if self.first.is_none() {
+            self.first = Some(detail.to_owned());
+        }
+    }
+
+    /// Failures of `kind`.
+    pub fn count(&self, kind: ErrorKind) -> u64 {
+        match kind {
+            ErrorKind::Refused => self.refused,
+            ErrorKind::Tls => self.tls,
+            ErrorKind::Timeout => self.timeout,
+            ErrorKind::Closed => self.closed,
+            ErrorKind::Protocol => self.protocol,
+            ErrorKind::Io => self.io,
+        }
+    }
+
+    /// Every kind, in a fixed order.
+    pub const KINDS: [ErrorKind; 6] = [
+        ErrorKind::Refused,
+        ErrorKind::Tls,
+        ErrorKind::Timeout,
+        ErrorKind::Closed,
+        ErrorKind::Protocol,
+        ErrorKind::Io,
+    ];
+
+    /// All failures.
+    pub fn total(&self) -> u64 {
+        Self::KINDS.iter().map(|&k| self.count(k)).sum()
+    }
+
+    /// Adds `other`'s counts; keeps our first message if we have one.
+    pub fn merge(&mut self, other: &Self) {
+        for kind in Self::KINDS {
+            *self.slot(kind) += other.count(kind);
+        }
+        if self.first.is_none() {
+            self.first.clone_from(&other.first);
+        }
+    }
+
+    fn slot(&mut self, kind: ErrorKind) -> &mut u64 {
+        match kind {
+            ErrorKind::Refused => &mut self.refused,
+            ErrorKind::Tls => &mut self.tls,
+            ErrorKind::Timeout => &mut self.timeout,
+            ErrorKind::Closed => &mut self.closed,
+            ErrorKind::Protocol => &mut self.protocol,
+            ErrorKind::Io => &mut self.io,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_count_and_merge() {
+        let mut a = Errors::default();
+        a.add(ErrorKind::Refused, "first");
+        a.add(ErrorKind::Refused, "second");
+        let mut b = Errors::default();
+        b.add(ErrorKind::Timeout, "slow");
+        a.merge(&b);
+        assert_eq!((a.refused, a.timeout, a.total()), (2, 1, 3));
+        assert_eq!(a.first.as_deref(), Some("first"));
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["refused"], 2);
+    }
+}

@@ -1,0 +1,502 @@
+//! [`Config`] and [`run`]: workers, one per connection, each returning its own histograms and
+//! counters; the run merges them into a [`Report`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::client::{Conn, Failure, Opened, Plan};
+use crate::counting::Snapshot;
+use crate::histogram::Latency;
+use crate::report::{Bytes, ErrorKind, Errors, Phases, Report};
+use crate::target::Target;
+use crate::tls::Trust;
+use crate::Error;
+
+/// Largest message: the WebSocket decoder's default frame limit.
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// What each connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Closed loop: each connection stays open and keeps one message in flight, sending the
+    /// next as soon as the echo of the last arrives.
+    #[default]
+    Echo,
+    /// A new connection per exchange: connect, TLS handshake, upgrade, one echo, close.
+    Connect,
+}
+
+/// One load run. Build with [`Config::new`] and change fields.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to send load.
+    pub target: Target,
+    /// What each connection does. Default [`Workload::Echo`].
+    pub workload: Workload,
+    /// Concurrent workers (connections for `echo`). Default 1.
+    pub connections: usize,
+    /// Payload bytes per message, at most [`MAX_MESSAGE`]. Default 32. HTTP sends it as a
+    /// `POST` body (to `/echo` when the URL has no path), WebSocket as one binary frame.
+    pub size: usize,
+    /// The run stops after this long. Default 10 s.
+    pub duration: Duration,
+    /// ... or after this many exchanges were started, whichever comes first. Default
+    /// `u64::MAX`.
+    pub max_messages: u64,
+    /// What TLS trusts (https and wss only). Default: nothing, which fails for TLS targets.
+    pub trust: Trust,
+    /// Extra request headers (`Name`, `value`), after the client's own.
+    pub headers: Vec<(String, String)>,
+    /// WebSocket subprotocols to offer (`Sec-WebSocket-Protocol`).
+    pub subprotocols: Vec<String>,
+    /// Bound on one exchange (request to whole echo). Default 5 s. A longer wait counts a
+    /// [`ErrorKind::Timeout`] and ends the connection.
+    pub request_timeout: Duration,
+    /// Bound on opening a connection (TCP, TLS, upgrade). Default 5 s.
+    pub connect_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for `target` (see each field).
+    pub fn new(target: Target) -> Self {
+        Self {
+            target,
+            workload: Workload::Echo,
+            connections: 1,
+            size: 32,
+            duration: Duration::from_secs(10),
+            max_messages: u64::MAX,
+            trust: Trust::Roots(protolab_tls::Roots::new()),
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::InvalidConfig { reason });
+        if self.connections == 0 {
+            return invalid("connections must be at least 1".into());
+        }
+        if self.size > MAX_MESSAGE {
+            return invalid(format!(
+                "message size {} is larger than the {MAX_MESSAGE}-byte maximum",
+                self.size
+            ));
+        }
+        if self.duration.is_zero() {
+            return invalid("the duration must be longer than zero".into());
+        }
+        for (name, value) in &self.headers {
+            check_header(name, value)?;
+        }
+        for p in &self.subprotocols {
+            if p.is_empty() || !p.bytes().all(is_tchar) {
+                return invalid(format!("subprotocol `{p}` is not an HTTP token"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Checks a request header: the name is a token, the value has no CR, LF or NUL (which would
+/// let it smuggle another header or request).
+pub fn check_header(name: &str, value: &str) -> Result<(), Error> {
+    let bad = |reason: &'static str| Error::BadHeader {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(bad("the name must be a token (letters, digits, -, _ ...)"));
+    }
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(bad("the value contains CR, LF or NUL"));
+    }
+    Ok(())
+}
+
+/// Runs the load and returns what it measured.
+///
+/// Returns an error only for what stops the run from starting (bad config, TLS config, name
+/// resolution); failures of connections and exchanges are counted in [`Report::errors`].
+/// The run ends by `duration` plus the connect timeout at worst, even if the server hangs.
+///
+/// Cancel safety: dropping the future drops every connection (the server sees resets or FINs).
+pub async fn run(config: Config) -> Result<Report, Error> {
+    config.validate()?;
+    let plan = Arc::new(plan(&config).await?);
+    let claimed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + config.duration;
+    let mut tasks = JoinSet::new();
+    for _ in 0..config.connections {
+        let (plan, claimed) = (Arc::clone(&plan), Arc::clone(&claimed));
+        let max = config.max_messages;
+        let workload = config.workload;
+        tasks.spawn(async move {
+            let budget = Budget { claimed, max, end };
+            match workload {
+                Workload::Echo => echo_worker(&plan, &budget).await,
+                Workload::Connect => connect_worker(&plan, &budget).await,
+            }
+        });
+    }
+    let mut total = Stats::default();
+    // Every await in a worker is bounded by `end` (or a close bound after it); this is a
+    // backstop against a bug, not a timeout anyone should hit.
+    let backstop = end + config.connect_timeout + Duration::from_secs(2);
+    loop {
+        match tokio::time::timeout_at(backstop.into(), tasks.join_next()).await {
+            Ok(Some(Ok(stats))) => total.merge(&stats),
+            Ok(Some(Err(join))) => total.errors.add(ErrorKind::Io, &format!("worker: {join}")),
+            Ok(None) => break,
+            Err(_) => {
+                tasks.abort_all();
+                total.errors.add(
+                    ErrorKind::Timeout,
+                    "workers did not stop at the end of the run",
+                );
+                break;
+            }
+        }
+    }
+    Ok(total.report(&config, start))
+}
+
+/// Resolves the host and builds what every connection shares.
+async fn plan(config: &Config) -> Result<Plan, Error> {
+    let target = &config.target;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|source| Error::Resolve {
+            host: target.host.clone(),
+            source,
+        })?
+        .collect();
+    // Prefer IPv4: `localhost` often resolves to ::1 first while labs listen on 127.0.0.1.
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| Error::Resolve {
+            host: target.host.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        })?;
+    let tls = if target.scheme.is_tls() {
+        let config = crate::tls::client_config(&config.trust)?;
+        let name = ServerName::try_from(target.host.clone()).map_err(|_| Error::BadUrl {
+            url: target.to_string(),
+            reason: "the host is not a valid TLS server name",
+        })?;
+        Some((tokio_rustls::TlsConnector::from(config), name))
+    } else {
+        None
+    };
+    let payload: Vec<u8> = (0..config.size).map(|i| b'a' + (i % 26) as u8).collect();
+    let http_request = if target.scheme.is_ws() {
+        Vec::new()
+    } else {
+        Plan::http_request(target, &payload, &config.headers)
+    };
+    Ok(Plan {
+        target: target.clone(),
+        addr,
+        tls,
+        payload,
+        http_request,
+        headers: config.headers.clone(),
+        subprotocols: config.subprotocols.clone(),
+        connect_timeout: config.connect_timeout,
+        request_timeout: config.request_timeout,
+    })
+}
+
+/// The run's shared limits: its end and its message count.
+struct Budget {
+    claimed: Arc<AtomicU64>,
+    max: u64,
+    end: Instant,
+}
+
+impl Budget {
+    /// Takes one exchange from the budget; false once the run is over.
+    fn claim(&self) -> bool {
+        Instant::now() < self.end && self.claimed.fetch_add(1, Ordering::Relaxed) < self.max
+    }
+}
+
+/// How long a polite close may take after the run.
+const CLOSE_BOUND: Duration = Duration::from_millis(200);
+
+async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
+    let mut stats = Stats::default();
+    'connections: while budget.claim() {
+        let t0 = Instant::now();
+        let (mut conn, opened) = match Conn::open(plan, budget.end).await {
+            Ok(c) => c,
+            Err(failure) => {
+                stats.fail(&failure, budget.end);
+                break;
+            }
+        };
+        stats.opened(&opened);
+        let mut first = true;
+        let mut mark = opened.bytes;
+        loop {
+            let deadline = budget.end.min(Instant::now() + plan.request_timeout);
+            match conn.exchange(plan, deadline).await {
+                Ok(ex) => {
+                    let now = conn.counters().snapshot();
+                    stats.exchanged(&ex, now.since(mark), first, t0.elapsed());
+                    stats.finished = Some(Instant::now());
+                    mark = now;
+                    first = false;
+                    if !ex.reusable {
+                        stats.add_totals(conn.counters().snapshot());
+                        conn.close(Instant::now() + CLOSE_BOUND).await;
+                        continue 'connections;
+                    }
+                }
+                Err(failure) => {
+                    stats.fail(&failure, budget.end);
+                    break;
+                }
+            }
+            if !budget.claim() {
+                break;
+            }
+        }
+        stats.add_totals(conn.counters().snapshot());
+        conn.close(Instant::now() + CLOSE_BOUND).await;
+        break;
+    }
+    stats
+}
+
+async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
+    let mut stats = Stats::default();
+    while budget.claim() {
+        let t0 = Instant::now();
+        let result = async {
+            let (mut conn, opened) = Conn::open(plan, budget.end).await?;
+            stats.opened(&opened);
+            let deadline = budget.end.min(Instant::now() + plan.request_timeout);
+            let exchanged = conn.exchange(plan, deadline).await;
+            let now = conn.counters().snapshot();
+            stats.add_totals(now);
+            let ex = exchanged?;
+            stats.exchanged(&ex, now.since(opened.bytes), true, t0.elapsed());
+            stats.finished = Some(Instant::now());
+            conn.close(budget.end.max(Instant::now()) + CLOSE_BOUND)
+                .await;
+            Ok::<_, Failure>(())
+        }
+        .await;
+        if let Err(failure) = result {
+            stats.fail(&failure, budget.end);
+            // Do not spin on a refusing port: one attempt per 10 ms per worker at most.
+            tokio::time::sleep_until(
+                budget
+                    .end
+                    .min(Instant::now() + Duration::from_millis(10))
+                    .into(),
+            )
+            .await;
+        }
+    }
+    stats
+}
+
+/// One worker's measurements; workers' stats merge into the run's.
+#[derive(Default)]
+struct Stats {
+    latency: Latency,
+    tcp: Latency,
+    tls: Latency,
+    upgrade: Latency,
+    first_byte: Latency,
+    first_echo: Latency,
+    connect_to_first_echo: Latency,
+    messages: u64,
+    opened: u64,
+    handshake: Snapshot,
+    /// Bytes of steady-state exchanges (every one after a connection's first) and their count.
+    steady: Snapshot,
+    steady_messages: u64,
+    /// Bytes of connections' first exchanges and their count.
+    first: Snapshot,
+    first_messages: u64,
+    total: Snapshot,
+    finished: Option<Instant>,
+    errors: Errors,
+}
+
+impl Stats {
+    fn opened(&mut self, opened: &Opened) {
+        self.opened += 1;
+        self.tcp.record(opened.tcp);
+        if let Some(t) = opened.tls {
+            self.tls.record(t);
+        }
+        if let Some(t) = opened.upgrade {
+            self.upgrade.record(t);
+        }
+        self.handshake = add(self.handshake, opened.bytes);
+    }
+
+    fn exchanged(
+        &mut self,
+        ex: &crate::client::Exchange,
+        bytes: Snapshot,
+        first: bool,
+        since_connect: Duration,
+    ) {
+        self.messages += 1;
+        if first {
+            self.first_byte.record(ex.first_byte);
+            self.first_echo.record(ex.total);
+            self.connect_to_first_echo.record(since_connect);
+            self.first = add(self.first, bytes);
+            self.first_messages += 1;
+        } else {
+            self.steady = add(self.steady, bytes);
+            self.steady_messages += 1;
+        }
+        self.latency.record(ex.total);
+    }
+
+    fn add_totals(&mut self, bytes: Snapshot) {
+        self.total = add(self.total, bytes);
+    }
+
+    /// Counts `failure`, unless it is the run's end cutting an exchange short.
+    fn fail(&mut self, failure: &Failure, end: Instant) {
+        if failure.kind == ErrorKind::Timeout && Instant::now() >= end {
+            return;
+        }
+        self.errors.add(failure.kind, &failure.detail);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        for (mine, theirs) in [
+            (&mut self.latency, &other.latency),
+            (&mut self.tcp, &other.tcp),
+            (&mut self.tls, &other.tls),
+            (&mut self.upgrade, &other.upgrade),
+            (&mut self.first_byte, &other.first_byte),
+            (&mut self.first_echo, &other.first_echo),
+            (
+                &mut self.connect_to_first_echo,
+                &other.connect_to_first_echo,
+            ),
+        ] {
+            mine.merge(theirs);
+        }
+        self.messages += other.messages;
+        self.opened += other.opened;
+        self.handshake = add(self.handshake, other.handshake);
+        self.steady = add(self.steady, other.steady);
+        self.steady_messages += other.steady_messages;
+        self.first = add(self.first, other.first);
+        self.first_messages += other.first_messages;
+        self.total = add(self.total, other.total);
+        self.finished = self.finished.max(other.finished);
+        self.errors.merge(&other.errors);
+    }
+
+    fn report(self, config: &Config, start: Instant) -> Report {
+        let elapsed = self
+            .finished
+            .map_or(Duration::ZERO, |f| f.saturating_duration_since(start))
+            .min(config.duration);
+        let secs = elapsed.as_secs_f64();
+        let per = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+        let (per_message, count) = match (config.workload, self.steady_messages) {
+            (Workload::Echo, n) if n > 0 => (self.steady, n),
+            _ => (self.first, self.first_messages),
+        };
+        let latency = match config.workload {
+            Workload::Echo => self.latency.summary(),
+            Workload::Connect => self.connect_to_first_echo.summary(),
+        };
+        Report {
+            target: config.target.to_string(),
+            scheme: config.target.scheme,
+            workload: config.workload,
+            connections: config.connections,
+            message_size: config.size,
+            duration_secs: secs,
+            messages: self.messages,
+            throughput_per_sec: if secs > 0.0 {
+                self.messages as f64 / secs
+            } else {
+                0.0
+            },
+            latency,
+            bytes: Bytes {
+                sent_per_message: per(per_message.sent, count),
+                received_per_message: per(per_message.received, count),
+                handshake_sent_per_connection: per(self.handshake.sent, self.opened),
+                handshake_received_per_connection: per(self.handshake.received, self.opened),
+                total_sent: self.total.sent,
+                total_received: self.total.received,
+            },
+            phases: Phases {
+                tcp_connect: self.tcp.summary(),
+                tls_handshake: self.tls.summary(),
+                ws_upgrade: self.upgrade.summary(),
+                first_byte: self.first_byte.summary(),
+                first_echo: self.first_echo.summary(),
+                connect_to_first_echo: self.connect_to_first_echo.summary(),
+            },
+            connections_opened: self.opened,
+            errors: self.errors,
+        }
+    }
+}
+
+fn add(a: Snapshot, b: Snapshot) -> Snapshot {
+    Snapshot {
+        sent: a.sent + b.sent,
+        received: a.received + b.received,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_checked() {
+        assert!(check_header("X-Test", "a b c").is_ok());
+        assert!(check_header("X-Test", "a\r\nEvil: 1").is_err());
+        assert!(check_header("X Test", "a").is_err());
+        assert!(check_header("", "a").is_err());
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let target = Target::parse("http://localhost:3000/").unwrap();
+        let mut c = Config::new(target);
+        assert!(c.validate().is_ok());
+        c.connections = 0;
+        assert!(c.validate().is_err());
+        c.connections = 1;
+        c.size = MAX_MESSAGE + 1;
+        assert!(c.validate().is_err());
+    }
+}

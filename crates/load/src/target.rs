@@ -1,0 +1,237 @@
+//! Where to send load: [`Target::parse`] reads `http`, `https`, `ws` and `wss` URLs.
+
+use serde::Serialize;
+
+use crate::Error;
+
+/// The four schemes the load generator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// HTTP/1.1 over TCP.
+    Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// WebSocket over TCP.
+    Ws,
+    /// WebSocket over TLS.
+    Wss,
+}
+
+impl Scheme {
+    /// The schemes [`Target::parse`] accepts, for messages.
+    pub const ACCEPTED: &'static str = "http://, https://, ws://, wss://";
+
+    /// The URL spelling: `http`, `https`, `ws`, `wss`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        }
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Https | Self::Wss)
+    }
+
+    /// Whether this is a WebSocket scheme.
+    pub fn is_ws(self) -> bool {
+        matches!(self, Self::Ws | Self::Wss)
+    }
+
+    /// 80 or 443 (RFC 9110 §4.2, RFC 6455 §3).
+    pub fn default_port(self) -> u16 {
+        if self.is_tls() {
+            443
+        } else {
+            80
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "http" => Self::Http,
+            "https" => Self::Https,
+            "ws" => Self::Ws,
+            "wss" => Self::Wss,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed URL: scheme, host, port and request target (path and query).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    /// The URL's scheme.
+    pub scheme: Scheme,
+    /// Host name or IP address as written, without IPv6 brackets. Sent as the TLS server name
+    /// and (with the port) in `Host`.
+    pub host: String,
+    /// TCP port: the URL's, or the scheme's default.
+    pub port: u16,
+    /// Request target: path and query, `/` when the URL has neither. The fragment is dropped
+    /// (it is never sent, RFC 9110 §4.2.5).
+    pub path: String,
+}
+
+impl Target {
+    /// Parses `scheme://host[:port][/path][?query]`. User info (`user@`) is rejected rather than
+    /// silently sent nowhere; a scheme other than http, https, ws or wss is an error naming them.
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        let bad = |reason: &'static str| Error::BadUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let (scheme_name, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("it has no scheme; write e.g. http://localhost:3000/"))?;
+        let scheme = Scheme::from_name(scheme_name).ok_or_else(|| Error::UnsupportedScheme {
+            url: url.to_owned(),
+            scheme: scheme_name.to_owned(),
+        })?;
+        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if authority.contains('@') {
+            return Err(bad("user info (user@host) is not supported"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("an IPv6 address is missing its closing `]`"))?;
+            match after {
+                "" => (host, None),
+                _ => (
+                    host,
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or_else(|| bad("unexpected text after `]`"))?,
+                    ),
+                ),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("the host is empty"));
+        }
+        if host
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(bad("the host contains whitespace or control characters"));
+        }
+        let port = match port {
+            None | Some("") => scheme.default_port(),
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => return Err(bad("the port is not a number from 1 to 65535")),
+                Ok(p) => p,
+            },
+        };
+        if path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(bad(
+                "the path contains spaces or control characters; percent-encode them",
+            ));
+        }
+        let path = match path {
+            "" => "/".to_owned(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_owned(),
+        };
+        Ok(Self {
+            scheme,
+            host: host.to_owned(),
+            port,
+            path,
+        })
+    }
+
+    /// The `Host` header value: `host:port`, brackets around IPv6 addresses.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority(), self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_four_schemes() {
+        let t = Target::parse("wss://localhost:3003/ws").unwrap();
+        assert_eq!(
+            t,
+            Target {
+                scheme: Scheme::Wss,
+                host: "localhost".into(),
+                port: 3003,
+                path: "/ws".into()
+            }
+        );
+        let t = Target::parse("http://127.0.0.1:3000").unwrap();
+        assert_eq!(
+            (t.scheme, t.port, t.path.as_str()),
+            (Scheme::Http, 3000, "/")
+        );
+        let t = Target::parse("HTTPS://example.test/echo?msg=hi#frag").unwrap();
+        assert_eq!((t.scheme, t.port), (Scheme::Https, 443));
+        assert_eq!(t.path, "/echo?msg=hi");
+        let t = Target::parse("ws://host?x=1").unwrap();
+        assert_eq!((t.port, t.path.as_str()), (80, "/?x=1"));
+    }
+
+    #[test]
+    fn parses_ipv6() {
+        let t = Target::parse("ws://[::1]:9000/ws").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 9000));
+        assert_eq!(t.authority(), "[::1]:9000");
+        assert_eq!(t.to_string(), "ws://[::1]:9000/ws");
+        assert_eq!(Target::parse("https://[::1]/").unwrap().port, 443);
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        let err = Target::parse("ftp://localhost:21/")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ftp") && err.contains("wss://"), "{err}");
+        for url in [
+            "localhost:3000",
+            "http://:3000/",
+            "http://h:0/",
+            "http://h:99999/",
+            "http://h:x/",
+            "http://u@h/",
+            "http://[::1/",
+            "http://h/a b",
+        ] {
+            assert!(Target::parse(url).is_err(), "{url}");
+        }
+    }
+}
