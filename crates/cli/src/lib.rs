@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+pub mod bench;
 pub mod certs;
 pub mod logging;
 pub mod signals;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Run the lab's apps: HTTP :3000, HTTPS :3001, WS :3002, WSS :3003, each with a demo page.
     /// Prints each URL once it listens, then `ready`; Ctrl-C closes everything cleanly.
     Up(up::UpArgs),
+    /// Load an http/https/ws/wss URL with echoes: throughput, latency percentiles, bytes on
+    /// the wire per message and per handshake, connection phase timings.
+    Bench(bench::BenchArgs),
     /// Print a shell completion script, e.g. `protolab completions bash > /etc/bash_completion.d/protolab`.
     Completions {
         /// The shell to generate for.
@@ -97,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Certs(args) => certs::run(args, &ctx).await,
         Command::Up(args) => up::run(args, &ctx).await,
+        Command::Bench(args) => bench::run(args, &ctx).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut cmd = Cli::command();

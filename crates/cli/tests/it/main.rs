@@ -1,5 +1,6 @@
 //! The `protolab` command line end to end: `certs` in-process and through the binary, `up` as
 //! a user runs it, each against real peers.
 
+mod bench;
 mod certs;
 mod up;

@@ -1,0 +1,294 @@
+//! `protolab bench URL`: load one http/https/ws/wss endpoint with echoes and print what
+//! `protolab-load` measured, as a table or (`--json`) its results model.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use protolab_load::{Config, Report, Summary, Target, Trust, Workload};
+
+use crate::units::{parse_duration, parse_size};
+use crate::Context;
+
+/// Arguments of `protolab bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to load: http://, https://, ws:// or wss:// URL. HTTP posts each message to the
+    /// URL's path (`/echo` when it has none); WebSocket sends binary messages and expects them
+    /// back.
+    pub url: String,
+    /// `echo`: each connection stays open with one message in flight (closed loop).
+    /// `connect`: a new connection per message, to time TCP, TLS and the upgrade.
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Echo)]
+    pub workload: WorkloadArg,
+    /// Concurrent connections (workers for `connect`).
+    #[arg(short = 'c', long, default_value_t = 1, value_name = "N")]
+    pub connections: usize,
+    /// Payload bytes per message, e.g. 32, 1KiB, 64KiB.
+    #[arg(long, default_value = "32", value_parser = parse_size, value_name = "BYTES")]
+    pub size: u64,
+    /// How long to run, e.g. 10s, 500ms, 1m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "TIME")]
+    pub duration: Duration,
+    /// Stop after this many messages even if the duration has not passed.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub max_messages: Option<u64>,
+    /// Give up on one message (or one connection attempt) after this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "TIME")]
+    pub timeout: Duration,
+    /// Trust this CA certificate (PEM) for https/wss instead of the protolab CA and the
+    /// system roots.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub cacert: Option<PathBuf>,
+    /// Accept any TLS certificate for any name. Only for throwaway lab certificates: anyone on
+    /// the path could read and change the traffic.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Extra request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// WebSocket subprotocol to offer (repeatable; ws/wss only).
+    #[arg(long, value_name = "P")]
+    pub subprotocol: Vec<String>,
+}
+
+/// `--workload` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadArg {
+    /// Closed loop over long-lived connections.
+    Echo,
+    /// One new connection per message.
+    Connect,
+}
+
+/// Parses `-H 'Name: value'`, refusing CR and LF (they would smuggle headers).
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not a header like 'X-Name: value'"))?;
+    let (name, value) = (name.trim(), value.trim());
+    protolab_load::check_header(name, value).map_err(|e| e.to_string())?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+impl BenchArgs {
+    /// Validates the arguments into a load config.
+    pub fn config(&self, ctx: &Context) -> anyhow::Result<Config> {
+        let target = Target::parse(&self.url)?;
+        if !self.subprotocol.is_empty() && !target.scheme.is_ws() {
+            anyhow::bail!(
+                "--subprotocol is for ws:// and wss:// URLs, not {}://",
+                target.scheme
+            );
+        }
+        let size = usize::try_from(self.size).context("--size is too large")?;
+        let mut config = Config::new(target);
+        config.workload = match self.workload {
+            WorkloadArg::Echo => Workload::Echo,
+            WorkloadArg::Connect => Workload::Connect,
+        };
+        config.connections = self.connections;
+        config.size = size;
+        config.duration = self.duration;
+        config.max_messages = self.max_messages.unwrap_or(u64::MAX);
+        config.request_timeout = self.timeout;
+        config.connect_timeout = self.timeout;
+        config.headers.clone_from(&self.headers);
+        config.subprotocols.clone_from(&self.subprotocol);
+        if config.target.scheme.is_tls() {
+            config.trust = self.trust(ctx)?;
+        }
+        Ok(config)
+    }
+
+    fn trust(&self, ctx: &Context) -> anyhow::Result<Trust> {
+        if self.insecure {
+            return Ok(Trust::Insecure);
+        }
+        let roots = protolab_tls::Roots::new();
+        if let Some(ca) = &self.cacert {
+            return Ok(Trust::Roots(roots.with_ca_file(ca)?));
+        }
+        // The protolab CA if `certs init` made one, plus the system roots.
+        let lab_ca = protolab_tls::Store::open(&ctx.home).ca_cert_path();
+        let roots = if lab_ca.exists() {
+            roots.with_ca_file(&lab_ca)?
+        } else {
+            roots
+        };
+        let roots = match roots.clone().with_system() {
+            Ok(with_system) => with_system,
+            Err(_) if !roots.is_empty() => roots,
+            Err(err) => return Err(err).context("no CA to trust; pass --cacert FILE"),
+        };
+        Ok(Trust::Roots(roots))
+    }
+}
+
+/// Runs the load and returns the report, without printing it.
+pub async fn measure(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Report> {
+    let config = args.config(ctx)?;
+    if args.insecure && config.target.scheme.is_tls() {
+        eprintln!(
+            "WARNING: --insecure: the server's certificate is NOT verified; anyone on the path can read and change this traffic"
+        );
+    }
+    let target = config.target.to_string();
+    protolab_load::run(config)
+        .await
+        .with_context(|| format!("loading {target}"))
+}
+
+/// Runs `protolab bench` and prints the report. Fails (exit 1) if no message came back.
+pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let report = measure(&args, ctx).await?;
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", render(&report))?;
+    }
+    out.flush()?;
+    if report.messages == 0 {
+        anyhow::bail!(
+            "no message came back from {}: {}",
+            report.target,
+            report
+                .errors
+                .first
+                .as_deref()
+                .unwrap_or("the run ended before the first echo")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report as a text table.
+pub fn render(r: &Report) -> String {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut row = |k: &str, v: String| rows.push((k.to_owned(), v));
+    let workload = match r.workload {
+        Workload::Echo => "echo",
+        Workload::Connect => "connect",
+    };
+    row("target", r.target.clone());
+    row(
+        "workload",
+        format!(
+            "{workload}, {} connection{}, {} B messages",
+            r.connections,
+            if r.connections == 1 { "" } else { "s" },
+            r.message_size
+        ),
+    );
+    row(
+        "messages",
+        format!(
+            "{} in {:.2} s = {:.0} msg/s",
+            r.messages, r.duration_secs, r.throughput_per_sec
+        ),
+    );
+    let latency_label = match r.workload {
+        Workload::Echo => "latency (µs)",
+        Workload::Connect => "connect→echo (µs)",
+    };
+    row(latency_label, percentiles(r.latency.as_ref()));
+    let b = &r.bytes;
+    row(
+        "bytes/message",
+        format!(
+            "sent {}  received {}",
+            opt(b.sent_per_message),
+            opt(b.received_per_message)
+        ),
+    );
+    row(
+        "handshake bytes/conn",
+        format!(
+            "sent {}  received {}",
+            opt(b.handshake_sent_per_connection),
+            opt(b.handshake_received_per_connection)
+        ),
+    );
+    let p = &r.phases;
+    let mut phases = Vec::new();
+    for (name, s) in [
+        ("tcp", &p.tcp_connect),
+        ("tls", &p.tls_handshake),
+        ("upgrade", &p.ws_upgrade),
+        ("first byte", &p.first_byte),
+        ("first echo", &p.first_echo),
+    ] {
+        if let Some(s) = s {
+            phases.push(format!("{name} {:.0}", s.p50_us));
+        }
+    }
+    row(
+        "phases p50 (µs)",
+        if phases.is_empty() {
+            "-".to_owned()
+        } else {
+            phases.join("  ")
+        },
+    );
+    row("connections opened", r.connections_opened.to_string());
+    let e = &r.errors;
+    let errors = if e.total() == 0 {
+        "none".to_owned()
+    } else {
+        let kinds: Vec<String> = protolab_load::Errors::KINDS
+            .iter()
+            .filter(|&&k| e.count(k) > 0)
+            .map(|&k| format!("{} {}", k.as_str(), e.count(k)))
+            .collect();
+        format!(
+            "{} (first: {})",
+            kinds.join(", "),
+            e.first.as_deref().unwrap_or("-")
+        )
+    };
+    row("errors", errors);
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .collect()
+}
+
+fn percentiles(s: Option<&Summary>) -> String {
+    s.map_or_else(
+        || "-".to_owned(),
+        |s| {
+            format!(
+                "p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+                s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
+            )
+        },
+    )
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_and_refuse_line_breaks() {
+        assert_eq!(
+            parse_header("X-Test:  a b ").unwrap(),
+            ("X-Test".to_owned(), "a b".to_owned())
+        );
+        assert!(parse_header("X-Test: a\r\nEvil: 1").is_err());
+        assert!(parse_header("no colon").is_err());
+    }
+}

@@ -1,0 +1,195 @@
+// `protolab bench` against the lab's four apps in-process, plus the ways it must fail fast.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser as _;
+use protolab::{bench, Cli, Command, Context};
+use protolab_load::Report;
+use protolab_server::Protocol;
+use protolab_test_support::TestLab;
+
+fn cli(args: &[&str]) -> Cli {
+    Cli::parse_from(std::iter::once("protolab").chain(args.iter().copied()))
+}
+
+/// Runs `bench` with `args` and returns the report instead of printing it.
+async fn measure(lab: &TestLab, args: &[&str]) -> Report {
+    let cli = cli(args);
+    let Command::Bench(bench_args) = cli.command else {
+        panic!("not a bench command");
+    };
+    let ctx = Context {
+        home: lab.home().to_owned(),
+        json: false,
+    };
+    let report = bench::measure(&bench_args, &ctx).await.expect("bench runs");
+    println!("{}", bench::render(&report));
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_loads_each_lab_protocol() {
+    let lab = TestLab::start(
+        &[Protocol::Http, Protocol::Https, Protocol::Ws, Protocol::Wss],
+        |_| {},
+    )
+    .await;
+    let ca = lab.ca.to_str().unwrap().to_owned();
+    let size = 1024.0;
+    let mut reports = Vec::new();
+    for p in [Protocol::Http, Protocol::Https, Protocol::Ws, Protocol::Wss] {
+        let url = lab.url(p);
+        let r = measure(
+            &lab,
+            &[
+                "bench",
+                &url,
+                "--size",
+                "1KiB",
+                "-c",
+                "2",
+                "--duration",
+                "1s",
+                "-n",
+                "3000",
+                "--cacert",
+                &ca,
+            ],
+        )
+        .await;
+        assert!(r.messages > 0, "{p}: {r:?}");
+        assert_eq!(r.errors.total(), 0, "{p}: {:?}", r.errors);
+        assert!(r.duration_secs <= 1.0, "{p}: {r:?}");
+        let sent = r.bytes.sent_per_message.unwrap();
+        let received = r.bytes.received_per_message.unwrap();
+        assert!(sent >= size && received >= size, "{p}: {:?}", r.bytes);
+        let latency = r.latency.unwrap();
+        assert!(
+            latency.p50_us > 0.0 && latency.p50_us <= latency.max_us,
+            "{p}"
+        );
+        assert_eq!(r.connections_opened, 2, "{p}");
+        reports.push((p, r));
+    }
+    let get = |p: Protocol| &reports.iter().find(|(q, _)| *q == p).unwrap().1;
+    let per_msg = |p: Protocol| get(p).bytes.sent_per_message.unwrap();
+    let handshake = |p: Protocol| {
+        let b = get(p).bytes;
+        b.handshake_sent_per_connection.unwrap() + b.handshake_received_per_connection.unwrap()
+    };
+    assert!(per_msg(Protocol::Https) > per_msg(Protocol::Http));
+    assert!(per_msg(Protocol::Wss) > per_msg(Protocol::Ws));
+    // A WebSocket frame header is smaller than an HTTP request head.
+    assert!(per_msg(Protocol::Ws) < per_msg(Protocol::Http));
+    assert!(handshake(Protocol::Wss) > handshake(Protocol::Ws));
+    assert!(handshake(Protocol::Ws) > 0.0);
+    assert_eq!(handshake(Protocol::Http), 0.0);
+    assert!(get(Protocol::Wss).phases.tls_handshake.is_some());
+    assert!(get(Protocol::Ws).phases.ws_upgrade.is_some());
+
+    // A new connection per message: every phase is timed.
+    let wss = lab.url(Protocol::Wss);
+    let r = measure(
+        &lab,
+        &[
+            "bench",
+            &wss,
+            "--workload",
+            "connect",
+            "--duration",
+            "1s",
+            "-n",
+            "20",
+            "--insecure",
+        ],
+    )
+    .await;
+    assert_eq!((r.messages, r.connections_opened), (20, 20), "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    for phase in [
+        r.phases.tcp_connect,
+        r.phases.tls_handshake,
+        r.phases.ws_upgrade,
+        r.phases.first_echo,
+    ] {
+        assert!(phase.is_some_and(|s| s.count == 20), "{:?}", r.phases);
+    }
+
+    // The whole command, JSON out, exit code 0.
+    let ws = lab.url(Protocol::Ws);
+    let code = protolab::run(cli(&[
+        "--json",
+        "--home",
+        lab.home().to_str().unwrap(),
+        "bench",
+        &ws,
+        "-n",
+        "10",
+        "--duration",
+        "1s",
+        "--subprotocol",
+        "chat",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, ExitCode::SUCCESS);
+}
+
+#[tokio::test]
+async fn bench_fails_fast_when_nothing_listens() {
+    // Bind then drop: the port is free and nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = tempfile::tempdir().unwrap();
+    for workload in ["echo", "connect"] {
+        let url = format!("http://127.0.0.1:{port}/");
+        let t0 = Instant::now();
+        let err = protolab::run(cli(&[
+            "--home",
+            home.path().to_str().unwrap(),
+            "bench",
+            &url,
+            "--workload",
+            workload,
+            "-c",
+            "2",
+            "--duration",
+            "1s",
+        ]))
+        .await
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("no message came back"), "{msg}");
+        assert!(msg.contains("refused"), "{msg}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "{workload} took {:?}",
+            t0.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn bench_rejects_other_schemes_and_bad_headers() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path().to_str().unwrap();
+    let err = protolab::run(cli(&["--home", home, "bench", "ftp://127.0.0.1:21/"]))
+        .await
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("unsupported scheme `ftp`"), "{msg}");
+    assert!(msg.contains("http://, https://, ws://, wss://"), "{msg}");
+
+    let parsed = Cli::try_parse_from([
+        "protolab",
+        "bench",
+        "http://127.0.0.1:1/",
+        "-H",
+        "X-A: b\r\nEvil: 1",
+    ]);
+    assert!(parsed.is_err());
+}
