@@ -4,7 +4,9 @@
 //! [`ws::Decoder`], which turns bytes from a peer into whole [`ws::Message`]s while enforcing
 //! RFC 6455's rules and the configured size limits. Encoding goes through [`ws::encode_frame`].
 //! Capture files go through [`pcapng::Reader`] (pcapng and classic pcap) and the
-//! `pcapng::write_*` functions, Decryption Secrets Blocks included.
+//! `pcapng::write_*` functions, Decryption Secrets Blocks included; captured frames through
+//! [`net::decode_tcp`]; TLS records and hellos through [`tls::decode_record`] and
+//! [`tls::parse_client_hello`].
 //!
 //! What this crate does *not* do: no sockets, no tokio, no files, no clocks. Every function takes
 //! `&[u8]` and returns a value plus how many bytes it consumed, or says it needs more bytes.
@@ -14,4 +16,5 @@
 pub mod http1;
 pub mod net;
 pub mod pcapng;
+pub mod tls;
 pub mod ws;

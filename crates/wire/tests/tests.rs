@@ -723,3 +723,6 @@ mod pcapng_peers;
 
 #[path = "peers/net.rs"]
 mod net_peers;
+
+#[path = "peers/tls.rs"]
+mod tls_peers;
