@@ -33,6 +33,12 @@ pub struct BenchArgs {
     /// How long to run, e.g. 10s, 500ms, 1m.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "TIME")]
     pub duration: Duration,
+    /// Open loop: send this many messages per second in total (echo workload), each on a
+    /// fixed schedule; latency counts from when a message was due, so server stalls are not
+    /// hidden (coordinated omission). Without it, each connection sends as fast as echoes
+    /// return.
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<f64>,
     /// Stop after this many messages even if the duration has not passed.
     #[arg(short = 'n', long, value_name = "N")]
     pub max_messages: Option<u64>,
@@ -94,6 +100,7 @@ impl BenchArgs {
         config.size = size;
         config.duration = self.duration;
         config.max_messages = self.max_messages.unwrap_or(u64::MAX);
+        config.rate = self.rate;
         config.request_timeout = self.timeout;
         config.connect_timeout = self.timeout;
         config.headers.clone_from(&self.headers);
@@ -176,10 +183,13 @@ pub fn render(r: &Report) -> String {
         Workload::Connect => "connect",
     };
     row("target", r.target.clone());
+    let rate = r
+        .rate
+        .map_or_else(String::new, |rate| format!(", open loop at {rate} msg/s"));
     row(
         "workload",
         format!(
-            "{workload}, {} connection{}, {} B messages",
+            "{workload}, {} connection{}, {} B messages{rate}",
             r.connections,
             if r.connections == 1 { "" } else { "s" },
             r.message_size

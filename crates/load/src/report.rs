@@ -19,6 +19,9 @@ pub struct Report {
     pub connections: usize,
     /// Payload bytes per message.
     pub message_size: usize,
+    /// Open-loop target rate in messages per second (latency then counts from each message's
+    /// due time); `None` for a closed loop.
+    pub rate: Option<f64>,
     /// Length of the run in seconds: from the start to the last completed exchange, at most
     /// the configured duration.
     pub duration_secs: f64,

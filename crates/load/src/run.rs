@@ -50,6 +50,15 @@ pub struct Config {
     /// ... or after this many exchanges were started, whichever comes first. Default
     /// `u64::MAX`.
     pub max_messages: u64,
+    /// Open loop (echo workload only): send this many messages per second in total, spread
+    /// evenly over the connections, each on a fixed schedule. Each connection still has one
+    /// message in flight, so a message due while the previous one is outstanding goes out
+    /// late; its latency is then measured from when it was *due*, not when it went out, so a
+    /// stalled server shows up in the percentiles instead of silently lowering the send rate
+    /// (coordinated omission, corrected as wrk2 does). A message sent on time is measured from
+    /// its send, so the client's own timer (millisecond resolution) is not charged to the
+    /// server. Default `None`: closed loop, as fast as echoes return.
+    pub rate: Option<f64>,
     /// What TLS trusts (https and wss only). Default: nothing, which fails for TLS targets.
     pub trust: Trust,
     /// Extra request headers (`Name`, `value`), after the client's own.
@@ -73,6 +82,7 @@ impl Config {
             size: 32,
             duration: Duration::from_secs(10),
             max_messages: u64::MAX,
+            rate: None,
             trust: Trust::Roots(protolab_tls::Roots::new()),
             headers: Vec::new(),
             subprotocols: Vec::new(),
@@ -91,6 +101,14 @@ impl Config {
                 "message size {} is larger than the {MAX_MESSAGE}-byte maximum",
                 self.size
             ));
+        }
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return invalid(format!("the rate must be a positive number, not {rate}"));
+            }
+            if self.workload != Workload::Echo {
+                return invalid("a rate applies to the echo workload only".into());
+            }
         }
         if self.duration.is_zero() {
             return invalid("the duration must be longer than zero".into());
@@ -142,12 +160,26 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     let start = Instant::now();
     let end = start + config.duration;
     let mut tasks = JoinSet::new();
-    for _ in 0..config.connections {
+    // Each connection's share of the rate: one message per `interval`.
+    let interval = config
+        .rate
+        .map(|rate| Duration::from_secs_f64(config.connections as f64 / rate));
+    for index in 0..config.connections {
         let (plan, claimed) = (Arc::clone(&plan), Arc::clone(&claimed));
         let max = config.max_messages;
         let workload = config.workload;
+        // Stagger the connections' schedules so the total rate is smooth.
+        let schedule = interval.map(|every| Schedule {
+            every,
+            offset: every.mul_f64(index as f64 / config.connections as f64),
+        });
         tasks.spawn(async move {
-            let budget = Budget { claimed, max, end };
+            let budget = Budget {
+                claimed,
+                max,
+                end,
+                schedule,
+            };
             match workload {
                 Workload::Echo => echo_worker(&plan, &budget).await,
                 Workload::Connect => connect_worker(&plan, &budget).await,
@@ -225,11 +257,19 @@ async fn plan(config: &Config) -> Result<Plan, Error> {
     })
 }
 
-/// The run's shared limits: its end and its message count.
+/// The run's shared limits: its end and its message count; the open-loop schedule.
 struct Budget {
     claimed: Arc<AtomicU64>,
     max: u64,
     end: Instant,
+    schedule: Option<Schedule>,
+}
+
+/// One connection's open-loop send times: `offset`, then every `every`, from when it opened.
+#[derive(Clone, Copy)]
+struct Schedule {
+    every: Duration,
+    offset: Duration,
 }
 
 impl Budget {
@@ -256,11 +296,37 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
         stats.opened(&opened);
         let mut first = true;
         let mut mark = opened.bytes;
+        let mut due = budget.schedule.map(|s| Instant::now() + s.offset);
+        let mut last_done = Instant::now();
         loop {
+            // Open loop: wait for this message's slot. If the previous echo came back after
+            // the slot, the server held this message up and its latency starts at the slot;
+            // otherwise it starts when it is sent, so our timer's lateness (tokio sleeps to
+            // the millisecond) is not charged to the server.
+            let intended = match (due.as_mut(), budget.schedule) {
+                (Some(due), Some(schedule)) => {
+                    if *due >= budget.end {
+                        break;
+                    }
+                    let slot = *due;
+                    *due += schedule.every;
+                    if last_done > slot {
+                        slot
+                    } else {
+                        tokio::time::sleep_until(slot.into()).await;
+                        Instant::now()
+                    }
+                }
+                _ => Instant::now(),
+            };
             let deadline = budget.end.min(Instant::now() + plan.request_timeout);
             match conn.exchange(plan, deadline).await {
                 Ok(ex) => {
                     let now = conn.counters().snapshot();
+                    last_done = Instant::now();
+                    stats
+                        .latency
+                        .record(last_done.saturating_duration_since(intended));
                     stats.exchanged(&ex, now.since(mark), first, t0.elapsed());
                     stats.finished = Some(Instant::now());
                     mark = now;
@@ -299,6 +365,7 @@ async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
             let now = conn.counters().snapshot();
             stats.add_totals(now);
             let ex = exchanged?;
+            stats.latency.record(ex.total);
             stats.exchanged(&ex, now.since(opened.bytes), true, t0.elapsed());
             stats.finished = Some(Instant::now());
             conn.close(budget.end.max(Instant::now()) + CLOSE_BOUND)
@@ -376,16 +443,16 @@ impl Stats {
             self.steady = add(self.steady, bytes);
             self.steady_messages += 1;
         }
-        self.latency.record(ex.total);
     }
 
     fn add_totals(&mut self, bytes: Snapshot) {
         self.total = add(self.total, bytes);
     }
 
-    /// Counts `failure`, unless it is the run's end cutting an exchange short.
+    /// Counts `failure`, unless it is the run's end cutting an exchange short after this
+    /// worker had answers (a worker that never got one reports the timeout).
     fn fail(&mut self, failure: &Failure, end: Instant) {
-        if failure.kind == ErrorKind::Timeout && Instant::now() >= end {
+        if failure.kind == ErrorKind::Timeout && Instant::now() >= end && self.messages > 0 {
             return;
         }
         self.errors.add(failure.kind, &failure.detail);
@@ -439,6 +506,7 @@ impl Stats {
             workload: config.workload,
             connections: config.connections,
             message_size: config.size,
+            rate: config.rate,
             duration_secs: secs,
             messages: self.messages,
             throughput_per_sec: if secs > 0.0 {

@@ -193,3 +193,94 @@ async fn bench_rejects_other_schemes_and_bad_headers() {
     ]);
     assert!(parsed.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_open_loop_keeps_its_rate() {
+    let lab = TestLab::start(&[Protocol::Ws], |_| {}).await;
+    let url = lab.url(Protocol::Ws);
+    let r = measure(
+        &lab,
+        &[
+            "bench",
+            &url,
+            "-c",
+            "2",
+            "--rate",
+            "200",
+            "--duration",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(r.rate, Some(200.0));
+    // 200 msg/s for 1 s, minus the connections' set-up time and the last slot.
+    assert!((150..=201).contains(&r.messages), "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn bench_reports_a_silent_server_and_an_untrusted_certificate() {
+    // A server that accepts and never answers: the run still ends on time.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let home_str = home.path().to_str().unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let t0 = Instant::now();
+    let err = protolab::run(cli(&[
+        "--home",
+        home_str,
+        "bench",
+        &url,
+        "--duration",
+        "1s",
+    ]))
+    .await
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("timed out"), "{msg}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
+    hold.abort();
+
+    // TLS against a lab whose CA we do not trust: a TLS failure, named as such.
+    let lab = TestLab::start(&[Protocol::Https], |_| {}).await;
+    let other = protolab_tls::Store::open(home.path());
+    other.ensure_ca().unwrap();
+    let other_ca = other.ca_cert_path();
+    let url = lab.url(Protocol::Https);
+    let cli = cli(&[
+        "--home",
+        home_str,
+        "bench",
+        &url,
+        "--duration",
+        "1s",
+        "--cacert",
+        other_ca.to_str().unwrap(),
+    ]);
+    let Command::Bench(args) = cli.command else {
+        panic!("not bench");
+    };
+    let ctx = Context {
+        home: home.path().to_owned(),
+        json: false,
+    };
+    let r = bench::measure(&args, &ctx).await.unwrap();
+    assert_eq!(r.messages, 0);
+    assert_eq!(r.errors.tls, 1, "{:?}", r.errors);
+    assert!(
+        r.errors.first.as_deref().unwrap().contains("TLS"),
+        "{:?}",
+        r.errors
+    );
+}
