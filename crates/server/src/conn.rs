@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::apps::{self, Response};
+use crate::apps::{self, KeepAlive, Response};
 use crate::Limits;
 
 /// Which app a listener serves.
@@ -91,17 +91,33 @@ pub(crate) async fn serve<S: Io>(
                 tracing::debug!(%peer, partial, "request head did not arrive in time");
                 if partial {
                     let resp = Response::error(408, "request head did not arrive in time\n");
-                    let _ = respond(&mut stream, &mut out, ctx, "GET", resp, false).await;
+                    let _ =
+                        respond(&mut stream, &mut out, ctx, "GET", resp, KeepAlive::Close).await;
                 }
                 return;
             }
             HeadRead::Bad(err) => {
                 tracing::debug!(%peer, %err, "bad request head");
                 let resp = Response::error(err.status(), format!("{err}\n"));
-                let _ = respond(&mut stream, &mut out, ctx, "GET", resp, false).await;
+                let _ = respond(&mut stream, &mut out, ctx, "GET", resp, KeepAlive::Close).await;
                 return;
             }
         };
+
+        if let Err(err) = head.check_host() {
+            tracing::debug!(%peer, %err, "bad Host");
+            let resp = Response::error(400, format!("{err}\n"));
+            let _ = respond(
+                &mut stream,
+                &mut out,
+                ctx,
+                &head.method,
+                resp,
+                KeepAlive::Close,
+            )
+            .await;
+            return;
+        }
 
         if handshake::is_upgrade_request(&head) {
             if ctx.app == AppKind::Ws && head.path() == "/ws" {
@@ -119,7 +135,7 @@ pub(crate) async fn serve<S: Io>(
                     ctx,
                     &head.method,
                     Response::error(404, msg),
-                    false,
+                    KeepAlive::Close,
                 )
                 .await;
             }
@@ -130,7 +146,15 @@ pub(crate) async fn serve<S: Io>(
             Ok(body) => body,
             Err(resp) => {
                 if let Some(resp) = resp {
-                    let _ = respond(&mut stream, &mut out, ctx, &head.method, resp, false).await;
+                    let _ = respond(
+                        &mut stream,
+                        &mut out,
+                        ctx,
+                        &head.method,
+                        resp,
+                        KeepAlive::Close,
+                    )
+                    .await;
                 }
                 return;
             }
@@ -138,16 +162,10 @@ pub(crate) async fn serve<S: Io>(
 
         let response = apps::route(ctx.app, &head, &body);
         let keep_alive = head.keep_alive() && !ctx.graceful.is_cancelled();
-        if respond(
-            &mut stream,
-            &mut out,
-            ctx,
-            &head.method,
-            response,
-            keep_alive,
-        )
-        .await
-        .is_err()
+        let keep = KeepAlive::new(keep_alive, head.version);
+        if respond(&mut stream, &mut out, ctx, &head.method, response, keep)
+            .await
+            .is_err()
             || !keep_alive
         {
             let _ = tokio::time::timeout(ctx.limits.close_timeout, stream.shutdown()).await;
@@ -304,10 +322,10 @@ async fn respond<S: Io>(
     ctx: &ConnCtx,
     method: &str,
     resp: Response,
-    keep_alive: bool,
+    keep: KeepAlive,
 ) -> Result<(), ()> {
     out.clear();
-    resp.encode(out, keep_alive, method.eq_ignore_ascii_case("HEAD"));
+    resp.encode(out, keep, method.eq_ignore_ascii_case("HEAD"));
     write_out(stream, out, ctx).await
 }
 
@@ -346,7 +364,7 @@ async fn upgrade<S: Io>(
             if err.status() == 426 {
                 resp.headers.push(("sec-websocket-version", "13".into()));
             }
-            let _ = respond(&mut stream, &mut out, ctx, "GET", resp, false).await;
+            let _ = respond(&mut stream, &mut out, ctx, "GET", resp, KeepAlive::Close).await;
             return;
         }
     };
@@ -362,7 +380,7 @@ async fn upgrade<S: Io>(
                 ctx,
                 "GET",
                 Response::error(403, msg),
-                false,
+                KeepAlive::Close,
             )
             .await;
             return;

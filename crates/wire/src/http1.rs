@@ -180,16 +180,52 @@ impl RequestHead {
         }
     }
 
+    /// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one Host header (HTTP/1.0 may
+    /// omit it); a server answers 400 otherwise. Two Host lines are how some request
+    /// smuggling and cache poisoning reaches a backend that reads the other one.
+    pub fn check_host(&self) -> Result<(), HeadError> {
+        let hosts = self
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("host"));
+        match (hosts.count(), self.version) {
+            (0, 0) | (1, _) => Ok(()),
+            (0, _) => Err(HeadError::Malformed {
+                reason: "HTTP/1.1 request without a Host header",
+            }),
+            _ => Err(HeadError::Malformed {
+                reason: "more than one Host header",
+            }),
+        }
+    }
+
     /// The path part of the target, without the query.
     pub fn path(&self) -> &str {
-        self.target
-            .split_once('?')
-            .map_or(self.target.as_str(), |(p, _)| p)
+        let target = self.origin_form();
+        target.split_once('?').map_or(target, |(p, _)| p)
+    }
+
+    /// The target in origin form: an absolute-form target (`http://host/echo?x`, which
+    /// servers MUST accept, RFC 9112 §3.2.2) loses its scheme and authority; `*` and
+    /// origin-form targets are returned as they are.
+    pub fn origin_form(&self) -> &str {
+        let t = self.target.as_str();
+        let rest = ["http://", "https://", "ws://", "wss://"]
+            .iter()
+            .find_map(|scheme| {
+                t.get(..scheme.len())
+                    .filter(|p| p.eq_ignore_ascii_case(scheme))
+                    .map(|_| &t[scheme.len()..])
+            });
+        match rest {
+            Some(rest) => rest.find(['/', '?']).map_or("/", |i| &rest[i..]),
+            None => t,
+        }
     }
 
     /// The raw query string (no leading `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, q)| q)
+        self.origin_form().split_once('?').map(|(_, q)| q)
     }
 }
 
@@ -210,3 +246,50 @@ pub mod query;
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedEvent};
 pub use encode::{reason_phrase, write_request_head, write_response_head};
 pub use parse::{parse_request, parse_response};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(target: &str) -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            target: target.into(),
+            version: 1,
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn absolute_form_targets_route_like_origin_form() {
+        assert_eq!(head("http://localhost:3000/echo?msg=hi").path(), "/echo");
+        assert_eq!(
+            head("HTTP://localhost:3000/echo?msg=hi").query(),
+            Some("msg=hi")
+        );
+        assert_eq!(head("https://example.test").path(), "/");
+        assert_eq!(head("/api/birds?year=2020").path(), "/api/birds");
+        assert_eq!(head("/api/birds?year=2020").query(), Some("year=2020"));
+        assert_eq!(head("*").path(), "*");
+        assert_eq!(head("/http://not-absolute").path(), "/http://not-absolute");
+    }
+
+    #[test]
+    fn host_is_required_once_in_http_1_1() {
+        let host = |v: &str| Header {
+            name: "Host".into(),
+            value: v.as_bytes().to_vec(),
+        };
+        let mut h = head("/");
+        assert!(h.check_host().is_err(), "1.1 without Host");
+        h.headers.push(host("a"));
+        assert!(h.check_host().is_ok());
+        h.headers.push(host("b"));
+        assert_eq!(h.check_host().unwrap_err().status(), 400, "two Host lines");
+        let h10 = RequestHead {
+            version: 0,
+            ..head("/")
+        };
+        assert!(h10.check_host().is_ok(), "1.0 may omit Host");
+    }
+}

@@ -57,7 +57,7 @@ impl Response {
 
     /// Appends the encoded response to `out`. `head_only` leaves the body out but keeps its
     /// Content-Length, as a response to HEAD must.
-    pub(crate) fn encode(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>, keep: KeepAlive, head_only: bool) {
         let length = self.body.len().to_string();
         DATE.with(|date| {
             let mut date = date.borrow_mut();
@@ -70,13 +70,39 @@ impl Response {
                 ("x-content-type-options", b"nosniff"),
             ];
             headers.extend(self.headers.iter().map(|(n, v)| (*n, v.as_bytes())));
-            if !keep_alive {
-                headers.push(("connection", b"close"));
+            match keep {
+                KeepAlive::Close => headers.push(("connection", b"close")),
+                // HTTP/1.0 closes by default; a 1.0 client that asked to keep the connection
+                // (ab -k) reuses it only if the answer says so (RFC 9112 §C.2.2).
+                KeepAlive::Http10 => headers.push(("connection", b"keep-alive")),
+                KeepAlive::Http11 => {}
             }
             http1::write_response_head(out, self.status, &headers);
         });
         if !head_only {
             out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+/// Whether the connection stays open after a response, and how to say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeepAlive {
+    /// Close after this response (`Connection: close`).
+    Close,
+    /// Stay open, HTTP/1.1 default (no header needed).
+    Http11,
+    /// Stay open for an HTTP/1.0 client that asked with `Connection: keep-alive`.
+    Http10,
+}
+
+impl KeepAlive {
+    /// From whether to keep the connection and the request's minor version.
+    pub(crate) fn new(keep: bool, minor_version: u8) -> Self {
+        match (keep, minor_version) {
+            (false, _) => Self::Close,
+            (true, 0) => Self::Http10,
+            (true, _) => Self::Http11,
         }
     }
 }

@@ -203,6 +203,8 @@ async fn malformed_and_smuggling_shaped_requests_get_400_and_close() {
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
         "GET / HTTP/9.9\r\nHost: x\r\n\r\n",
         "\x16\x03\x01\x02\x00\x01\x00\x01\x7c\x03\x03 TLS to a plain port\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     ] {
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let _ = tcp.write_all(request.as_bytes()).await;

@@ -223,3 +223,36 @@ async fn openssl_sees_a_verified_chain_with_the_right_sans() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_keep_alive_is_honoured_and_absolute_form_targets_route() {
+    let lab = TestLab::start(&[Protocol::Http], |_| {}).await;
+    let base = lab.url(Protocol::Http);
+    // An HTTP/1.0 client that asks to keep the connection (ab -k does) can reuse it only if
+    // the answer says `Connection: keep-alive`.
+    let first = format!("{base}echo?msg=one");
+    let second = format!("{base}echo?msg=two");
+    let out = run(
+        Peer::Curl.command([
+            "-sv",
+            "--max-time",
+            "10",
+            "--http1.0",
+            "-H",
+            "Connection: keep-alive",
+            &first,
+            &second,
+        ]),
+        PEER_LIMIT,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "onetwo");
+    assert!(stderr.contains("< connection: keep-alive"), "{stderr}");
+    assert!(stderr.contains("Re-using existing connection"), "{stderr}");
+
+    // Absolute-form (what clients send to proxies), which origin servers must accept too.
+    let absolute = format!("{base}echo?msg=absolute");
+    let (status, body) = curl(&lab, &base, &["--request-target", &absolute]).await;
+    assert_eq!((status, body.as_str()), (200, "absolute"));
+}
