@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// the path could read and change the traffic.
     #[arg(long)]
     pub insecure: bool,
+    /// Resume earlier TLS sessions (as browsers do) instead of a full handshake per
+    /// connection.
+    #[arg(long)]
+    pub tls_resume: bool,
     /// Extra request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
@@ -103,6 +107,7 @@ impl BenchArgs {
         config.rate = self.rate;
         config.request_timeout = self.timeout;
         config.connect_timeout = self.timeout;
+        config.tls_resumption = self.tls_resume;
         config.headers.clone_from(&self.headers);
         config.subprotocols.clone_from(&self.subprotocol);
         if config.target.scheme.is_tls() {
@@ -154,8 +159,9 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let report = measure(&args, ctx).await?;
     let mut out = std::io::stdout().lock();
     if ctx.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        // Serialize first so a closed stdout surfaces as an io::Error (broken pipe is success).
+        let json = serde_json::to_string_pretty(&report)?;
+        writeln!(out, "{json}")?;
     } else {
         write!(out, "{}", render(&report))?;
     }

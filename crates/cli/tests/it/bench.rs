@@ -116,6 +116,29 @@ async fn bench_loads_each_lab_protocol() {
         assert!(phase.is_some_and(|s| s.count == 20), "{:?}", r.phases);
     }
 
+    // Resumed sessions skip the certificate: far fewer handshake bytes from the server.
+    let resumed = measure(
+        &lab,
+        &[
+            "bench",
+            &wss,
+            "--workload",
+            "connect",
+            "--duration",
+            "1s",
+            "-n",
+            "20",
+            "--cacert",
+            &ca,
+            "--tls-resume",
+        ],
+    )
+    .await;
+    assert_eq!(resumed.messages, 20, "{resumed:?}");
+    let full = r.bytes.handshake_received_per_connection.unwrap();
+    let short = resumed.bytes.handshake_received_per_connection.unwrap();
+    assert!(short < full * 0.75, "resumed {short} vs full {full}");
+
     // The whole command, JSON out, exit code 0.
     let ws = lab.url(Protocol::Ws);
     let code = protolab::run(cli(&[
