@@ -252,6 +252,15 @@ pub fn render(r: &Report) -> String {
         },
     );
     row("connections opened", r.connections_opened.to_string());
+    if r.skipped_messages + r.pings_answered > 0 {
+        row(
+            "server messages",
+            format!(
+                "{} skipped (pushes), {} pings answered",
+                r.skipped_messages, r.pings_answered
+            ),
+        );
+    }
     let e = &r.errors;
     let errors = if e.total() == 0 {
         "none".to_owned()

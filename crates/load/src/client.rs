@@ -152,6 +152,16 @@ pub(crate) struct Conn {
     proto: Proto,
     buf: Vec<u8>,
     out: Vec<u8>,
+    extras: Extras,
+}
+
+/// WebSocket messages a connection received besides its echoes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Extras {
+    /// Text messages (the lab's `{"type":"push",...}`) and pongs skipped.
+    pub(crate) skipped: u64,
+    /// Pings answered with a pong.
+    pub(crate) pings: u64,
 }
 
 impl Conn {
@@ -191,6 +201,7 @@ impl Conn {
             proto: Proto::Http,
             buf: Vec::with_capacity(plan.payload.len().max(4096) + 256),
             out: Vec::with_capacity(plan.payload.len() + 14),
+            extras: Extras::default(),
         };
         let upgrade = if plan.target.scheme.is_ws() {
             let t2 = Instant::now();
@@ -214,6 +225,11 @@ impl Conn {
                 bytes,
             },
         ))
+    }
+
+    /// Messages received besides echoes so far.
+    pub(crate) fn extras(&self) -> Extras {
+        self.extras
     }
 
     /// The byte counters of this connection.
@@ -416,8 +432,9 @@ impl Conn {
                     ))
                 }
                 // Server pushes (`{"type":"push",...}`) and other text: not our echo.
-                Some(Message::Text(_) | Message::Pong(_)) => {}
+                Some(Message::Text(_) | Message::Pong(_)) => self.extras.skipped += 1,
                 Some(Message::Ping(data)) => {
+                    self.extras.pings += 1;
                     let mask = rng.mask();
                     self.out.clear();
                     encode_frame(&mut self.out, true, OpCode::Pong, Some(mask), &data);

@@ -38,6 +38,11 @@ pub struct Report {
     pub phases: Phases,
     /// Connections that completed their handshakes.
     pub connections_opened: u64,
+    /// WebSocket messages received that were not echoes (the lab's server pushes, pongs):
+    /// skipped, not counted in `messages`, but their bytes are in the byte counts.
+    pub skipped_messages: u64,
+    /// WebSocket pings the server sent, each answered with a pong.
+    pub pings_answered: u64,
     /// What went wrong, by kind.
     pub errors: Errors,
 }

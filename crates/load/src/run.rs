@@ -342,7 +342,7 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
                     mark = now;
                     first = false;
                     if !ex.reusable {
-                        stats.add_totals(conn.counters().snapshot());
+                        stats.add_totals(&conn);
                         conn.close(Instant::now() + CLOSE_BOUND).await;
                         continue 'connections;
                     }
@@ -356,7 +356,7 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
                 break;
             }
         }
-        stats.add_totals(conn.counters().snapshot());
+        stats.add_totals(&conn);
         conn.close(Instant::now() + CLOSE_BOUND).await;
         break;
     }
@@ -373,7 +373,7 @@ async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
             let deadline = budget.end.min(Instant::now() + plan.request_timeout);
             let exchanged = conn.exchange(plan, deadline).await;
             let now = conn.counters().snapshot();
-            stats.add_totals(now);
+            stats.add_totals(&conn);
             let ex = exchanged?;
             stats.latency.record(ex.total);
             stats.exchanged(&ex, now.since(opened.bytes), true, t0.elapsed());
@@ -417,6 +417,8 @@ struct Stats {
     first: Snapshot,
     first_messages: u64,
     total: Snapshot,
+    skipped: u64,
+    pings: u64,
     finished: Option<Instant>,
     errors: Errors,
 }
@@ -454,8 +456,12 @@ impl Stats {
         }
     }
 
-    fn add_totals(&mut self, bytes: Snapshot) {
-        self.total = add(self.total, bytes);
+    /// Adds a finished connection's byte counts and extra messages.
+    fn add_totals(&mut self, conn: &Conn) {
+        self.total = add(self.total, conn.counters().snapshot());
+        let extras = conn.extras();
+        self.skipped += extras.skipped;
+        self.pings += extras.pings;
     }
 
     /// Counts `failure`, unless it is the run's end cutting an exchange short after this
@@ -490,6 +496,8 @@ impl Stats {
         self.first = add(self.first, other.first);
         self.first_messages += other.first_messages;
         self.total = add(self.total, other.total);
+        self.skipped += other.skipped;
+        self.pings += other.pings;
         self.finished = self.finished.max(other.finished);
         self.errors.merge(&other.errors);
     }
@@ -541,6 +549,8 @@ impl Stats {
                 connect_to_first_echo: self.connect_to_first_echo.summary(),
             },
             connections_opened: self.opened,
+            skipped_messages: self.skipped,
+            pings_answered: self.pings,
             errors: self.errors,
         }
     }

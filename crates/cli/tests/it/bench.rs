@@ -307,3 +307,24 @@ async fn bench_reports_a_silent_server_and_an_untrusted_certificate() {
         r.errors
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_skips_pushes_and_answers_pings() {
+    // Pushes every 20 ms; a ping after 300 ms without traffic (3/4 of the idle timeout).
+    let lab = TestLab::start(&[Protocol::Ws], |c| {
+        c.push_interval = Duration::from_millis(20);
+        c.limits.idle_timeout = Duration::from_millis(400);
+    })
+    .await;
+    let url = lab.url(Protocol::Ws);
+    // One message every 350 ms: the server pings in each gap.
+    let r = measure(
+        &lab,
+        &["bench", &url, "--rate", "2.86", "--duration", "1500ms"],
+    )
+    .await;
+    assert!(r.messages >= 3, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    assert!(r.skipped_messages >= 20, "{r:?}");
+    assert!(r.pings_answered >= 1, "{r:?}");
+}
