@@ -140,7 +140,8 @@ impl BenchArgs {
     }
 }
 
-/// Runs the load and returns the report, without printing it.
+/// Runs the load and returns the report, without printing it. Dropping the future drops
+/// every connection at once (the server sees FINs or resets).
 pub async fn measure(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Report> {
     let config = args.config(ctx)?;
     if args.insecure && config.target.scheme.is_tls() {

@@ -470,6 +470,7 @@ impl Stats {
         if failure.kind == ErrorKind::Timeout && Instant::now() >= end && self.messages > 0 {
             return;
         }
+        tracing::debug!(kind = failure.kind.as_str(), detail = %failure.detail, "load connection failed");
         self.errors.add(failure.kind, &failure.detail);
     }
 
