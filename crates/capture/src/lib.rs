@@ -1,0 +1,254 @@
+//! Capture files to conversations: the principal function is [`inspect`], which reads a
+//! pcap or pcapng file's bytes, rebuilds every TCP connection's two streams, and decodes each
+//! into a timeline of [`Event`]s — TCP handshake with its round trip, TLS hellos, HTTP start
+//! lines, the WebSocket upgrade and every frame — plus a per-layer byte count.
+//!
+//! What it does not do yet: decrypt TLS (records after the hellos are shown as opaque), or
+//! capture live traffic. It never panics on a corrupt or truncated file: problems become notes
+//! on the connection or an error for the file, and everything before them is kept.
+
+mod dissect;
+mod flow;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use protolab_wire::net::{decode_tcp, NetError};
+use protolab_wire::pcapng::{Block, PcapError, Reader};
+use serde::Serialize;
+
+pub use dissect::{close_meaning, Event, LayerBytes, PREVIEW_BYTES};
+pub use flow::{Dir, Note, MAX_PENDING_BYTES};
+
+use dissect::Dissector;
+use flow::{Flow, Segment};
+
+/// Which connections to keep.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Keep only connections with one of these ports on either side (empty: all).
+    pub ports: Vec<u16>,
+}
+
+/// An event with its capture time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timed {
+    /// Nanoseconds since the connection's first packet.
+    pub at_ns: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// One TCP connection, decoded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connection {
+    /// The side that opened it.
+    pub client: SocketAddr,
+    /// The side that accepted it.
+    pub server: SocketAddr,
+    /// Capture time of its first packet, nanoseconds since the Unix epoch.
+    pub start_ns: u64,
+    /// Its timeline.
+    pub events: Vec<Timed>,
+    /// Reassembly notes (missing bytes, capture started mid-stream).
+    pub notes: Vec<Note>,
+    /// Packets [to server, to client].
+    pub packets: [u64; 2],
+    /// Captured frame bytes (all layers) [to server, to client].
+    pub wire_bytes: [u64; 2],
+    /// TCP payload bytes [to server, to client].
+    pub payload_bytes: [u64; 2],
+    /// Bytes per layer above TCP.
+    pub layers: LayerBytes,
+}
+
+/// Everything found in a file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Connections, in order of their first packet.
+    pub connections: Vec<Connection>,
+    /// Packets read.
+    pub packets: u64,
+    /// Packets that were not TCP over IP (ARP, UDP ...), skipped.
+    pub skipped: u64,
+    /// Whether the file carried TLS key-log secrets (a Decryption Secrets Block).
+    pub has_secrets: bool,
+    /// Set when the file ended in a corrupt or truncated block; everything before is kept.
+    pub file_error: Option<String>,
+}
+
+struct Tracked {
+    flow: Flow,
+    dissector: Dissector,
+    conn: Connection,
+}
+
+/// Decodes a whole capture file held in memory.
+pub fn inspect(file: &[u8], filter: &Filter) -> Report {
+    let mut report = Report::default();
+    let mut reader = Reader::new();
+    let mut flows: HashMap<(SocketAddr, SocketAddr), usize> = HashMap::new();
+    let mut tracked: Vec<Tracked> = Vec::new();
+    let mut delivered = Vec::new();
+    let mut at = 0;
+    loop {
+        let (block, used) = match reader.next(&file[at..]) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                if at < file.len() {
+                    report.file_error = Some(format!(
+                        "file ends inside a block ({} bytes left over)",
+                        file.len() - at
+                    ));
+                }
+                break;
+            }
+            Err(e) => {
+                report.file_error = Some(error_text(&e));
+                break;
+            }
+        };
+        at += used;
+        let packet = match block {
+            Block::Packet(p) => p,
+            Block::Secrets { .. } => {
+                report.has_secrets = true;
+                continue;
+            }
+            _ => continue,
+        };
+        report.packets += 1;
+        let seg = match decode_tcp(packet.link_type, packet.data) {
+            Ok(s) => s,
+            Err(
+                NetError::NotIp(_)
+                | NetError::NotTcp(_)
+                | NetError::Fragment
+                | NetError::LinkType(_),
+            )
+            | Err(_) => {
+                report.skipped += 1;
+                continue;
+            }
+        };
+        if !filter.ports.is_empty()
+            && !filter
+                .ports
+                .iter()
+                .any(|&p| p == seg.src_port || p == seg.dst_port)
+        {
+            continue;
+        }
+        let a = SocketAddr::new(seg.src, seg.src_port);
+        let b = SocketAddr::new(seg.dst, seg.dst_port);
+        let key = if a <= b { (a, b) } else { (b, a) };
+        // A new SYN on a finished 4-tuple starts a new connection (port reuse).
+        let fresh_syn = seg.flags.has(protolab_wire::net::TcpFlags::SYN)
+            && !seg.flags.has(protolab_wire::net::TcpFlags::ACK);
+        let index = match flows.get(&key) {
+            Some(&i) if !(fresh_syn && tracked[i].flow.established) => i,
+            _ => {
+                let flow = Flow::new(&seg);
+                let conn = Connection {
+                    client: flow.client,
+                    server: flow.server,
+                    start_ns: packet.timestamp_ns,
+                    events: Vec::new(),
+                    notes: Vec::new(),
+                    packets: [0; 2],
+                    wire_bytes: [0; 2],
+                    payload_bytes: [0; 2],
+                    layers: LayerBytes::default(),
+                };
+                tracked.push(Tracked {
+                    flow,
+                    dissector: Dissector::default(),
+                    conn,
+                });
+                flows.insert(key, tracked.len() - 1);
+                tracked.len() - 1
+            }
+        };
+        let t = &mut tracked[index];
+        let at_ns = packet.timestamp_ns.saturating_sub(t.conn.start_ns);
+        delivered.clear();
+        let (dir, what) = t
+            .flow
+            .push(&seg, packet.data.len(), packet.timestamp_ns, &mut delivered);
+        let mut events = Vec::new();
+        match what {
+            Segment::Syn => events.push(Event::TcpSyn),
+            Segment::Established => {
+                let rtt_ns = t
+                    .flow
+                    .syn_ns
+                    .map_or(0, |syn| packet.timestamp_ns.saturating_sub(syn));
+                events.push(Event::TcpEstablished {
+                    rtt_us: rtt_ns / 1000,
+                });
+            }
+            _ => {}
+        }
+        if !delivered.is_empty() {
+            t.dissector.feed(dir, &delivered, &mut events);
+        }
+        match what {
+            Segment::Fin(d) => events.push(Event::TcpFin { dir: d }),
+            Segment::Rst(d) => events.push(Event::TcpReset { dir: d }),
+            _ => {}
+        }
+        t.conn
+            .events
+            .extend(events.into_iter().map(|event| Timed { at_ns, event }));
+    }
+    for mut t in tracked {
+        for dir in [Dir::ToServer, Dir::ToClient] {
+            delivered.clear();
+            t.flow.finish(dir, &mut delivered);
+            if !delivered.is_empty() {
+                let mut events = Vec::new();
+                t.dissector.feed(dir, &delivered, &mut events);
+                let at_ns = t.conn.events.last().map_or(0, |e| e.at_ns);
+                t.conn
+                    .events
+                    .extend(events.into_iter().map(|event| Timed { at_ns, event }));
+            }
+        }
+        t.conn.notes = t.flow.notes;
+        t.conn.packets = t.flow.packets;
+        t.conn.wire_bytes = t.flow.wire_bytes;
+        t.conn.payload_bytes = t.flow.payload_bytes;
+        t.conn.layers = t.dissector.layers;
+        report.connections.push(t.conn);
+    }
+    report
+}
+
+fn error_text(e: &PcapError) -> String {
+    format!("{e}; decoding stopped there")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protolab_wire::pcapng;
+
+    #[test]
+    fn garbage_and_truncated_files_give_an_error_and_keep_what_came_before() {
+        let report = inspect(b"this is not a capture", &Filter::default());
+        assert!(report.file_error.is_some() && report.connections.is_empty());
+        let mut file = Vec::new();
+        pcapng::write_section_header(&mut file);
+        pcapng::write_interface(&mut file, pcapng::LINKTYPE_ETHERNET, 0);
+        pcapng::write_packet(&mut file, 0, 1, 3, &[1, 2, 3]);
+        let whole = inspect(&file, &Filter::default());
+        assert_eq!(
+            (whole.packets, whole.skipped, whole.file_error.as_deref()),
+            (1, 1, None)
+        );
+        let cut = inspect(&file[..file.len() - 3], &Filter::default());
+        assert!(cut.file_error.unwrap().contains("ends inside a block"));
+        assert_eq!(cut.packets, 0);
+    }
+}
