@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod bench;
 pub mod certs;
+pub mod inspect;
 pub mod logging;
 pub mod signals;
 pub mod units;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Load an http/https/ws/wss URL with echoes: throughput, latency percentiles, bytes on
     /// the wire per message and per handshake, connection phase timings.
     Bench(bench::BenchArgs),
+    /// Read a pcap/pcapng capture and print each connection's conversation: TCP handshake and
+    /// RTT, TLS hellos, HTTP requests and responses, the upgrade, every WebSocket frame.
+    Inspect(inspect::InspectArgs),
     /// Print a shell completion script, e.g. `protolab completions bash > /etc/bash_completion.d/protolab`.
     Completions {
         /// The shell to generate for.
@@ -102,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs(args) => certs::run(args, &ctx).await,
         Command::Up(args) => up::run(args, &ctx).await,
         Command::Bench(args) => bench::run(args, &ctx).await,
+        Command::Inspect(args) => inspect::run(args, &ctx).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut cmd = Cli::command();

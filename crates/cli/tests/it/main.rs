@@ -3,4 +3,5 @@
 
 mod bench;
 mod certs;
+mod inspect;
 mod up;

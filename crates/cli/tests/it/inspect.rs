@@ -1,0 +1,137 @@
+// `protolab inspect` on a small file written with protolab's pcapng writer (raw IPv4 link
+// type), and its errors: a missing file, a file that is not a capture, a stream out of range.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up step should panic right there"
+)]
+
+use std::path::Path;
+use std::process::Command;
+
+use protolab_wire::pcapng;
+
+fn protolab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_protolab"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn segment(to_server: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let (sport, dport) = if to_server {
+        (40000u16, 3000u16)
+    } else {
+        (3000, 40000)
+    };
+    let mut p = vec![0x45, 0];
+    p.extend_from_slice(&u16::try_from(40 + payload.len()).unwrap().to_be_bytes());
+    p.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ack.to_be_bytes());
+    p.extend_from_slice(&[0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+fn write_http_exchange(path: &Path) {
+    let request = b"GET /echo?msg=hi HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
+    let (syn, ack, psh_ack, fin_ack) = (0x02, 0x10, 0x18, 0x11);
+    let packets = [
+        segment(true, 100, 0, syn, b""),
+        segment(false, 500, 101, syn | ack, b""),
+        segment(true, 101, 501, ack, b""),
+        segment(true, 101, 501, psh_ack, request),
+        segment(false, 501, 101 + request.len() as u32, psh_ack, response),
+        segment(
+            true,
+            101 + request.len() as u32,
+            501 + response.len() as u32,
+            fin_ack,
+            b"",
+        ),
+    ];
+    let mut file = Vec::new();
+    pcapng::write_section_header(&mut file);
+    pcapng::write_interface(&mut file, pcapng::LINKTYPE_RAW, 0);
+    for (i, p) in packets.iter().enumerate() {
+        pcapng::write_packet(
+            &mut file,
+            0,
+            1_000_000_000 + i as u64 * 50_000,
+            u32::try_from(p.len()).unwrap(),
+            p,
+        );
+    }
+    std::fs::write(path, file).unwrap();
+}
+
+#[test]
+fn inspect_prints_the_conversation_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("http.pcapng");
+    write_http_exchange(&file);
+    let path = file.to_string_lossy().into_owned();
+
+    let out = protolab(&["inspect", &path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "6 packet(s), 1 connection(s)",
+        "127.0.0.1:40000 → 127.0.0.1:3000",
+        "TCP established, handshake RTT 100 µs",
+        "→ HTTP GET /echo?msg=hi",
+        "← HTTP 200 OK",
+        "→ TCP FIN",
+        "HTTP bodies 2 B",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+
+    let out = protolab(&["--json", "inspect", &path, "--port", "3000"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = json["connections"][0]["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "http_request" && e["target"] == "/echo?msg=hi"),
+        "{json}"
+    );
+
+    let out = protolab(&["--json", "inspect", &path, "--port", "9999"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["connections"].as_array().map(Vec::len),
+        Some(0),
+        "port filter"
+    );
+}
+
+#[test]
+fn inspect_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.pcapng");
+    let out = protolab(&["inspect", &missing.to_string_lossy()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.pcapng"));
+
+    let garbage = dir.path().join("notes.txt");
+    std::fs::write(&garbage, "shopping list: eggs").unwrap();
+    let out = protolab(&["inspect", &garbage.to_string_lossy()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pcap or pcapng file"));
+
+    let file = dir.path().join("http.pcapng");
+    write_http_exchange(&file);
+    let out = protolab(&["inspect", &file.to_string_lossy(), "--stream", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has 1 connection(s)"));
+}
