@@ -31,11 +31,15 @@ fn tshark_fields(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_agrees_with_tshark_on_http_and_websocket_traffic() {
-    let lab = TestLab::start(&[Protocol::Http, Protocol::Ws], |c| {
-        c.push_interval = Duration::from_secs(3600)
+    let lab = TestLab::start(&[Protocol::Http, Protocol::Ws, Protocol::Wss], |c| {
+        c.push_interval = Duration::from_secs(3600);
     })
     .await;
-    let (http, ws) = (lab.port(Protocol::Http), lab.port(Protocol::Ws));
+    let (http, ws, wss) = (
+        lab.port(Protocol::Http),
+        lab.port(Protocol::Ws),
+        lab.port(Protocol::Wss),
+    );
     let dir = tempfile_dir();
     let file = dir.join("lab.pcapng");
     let mut capture = Command::new(require("tshark", "apt-get install -y tshark"))
@@ -43,7 +47,7 @@ async fn inspect_agrees_with_tshark_on_http_and_websocket_traffic() {
             "-i",
             "lo",
             "-f",
-            &format!("tcp port {http} or tcp port {ws}"),
+            &format!("tcp port {http} or tcp port {ws} or tcp port {wss}"),
             "-w",
         ])
         .arg(&file)
@@ -64,6 +68,14 @@ async fn inspect_agrees_with_tshark_on_http_and_websocket_traffic() {
     let ws_url = lab.url(Protocol::Ws);
     let result = run_json(
         Peer::PythonWs.command(["echo", ws_url.as_str()]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(result["close_code"], 1000, "{result}");
+    let wss_url = lab.url(Protocol::Wss);
+    let ca = lab.ca.to_string_lossy().into_owned();
+    let result = run_json(
+        Peer::PythonWs.command(["echo", wss_url.as_str(), "--cafile", &ca]),
         Duration::from_secs(30),
     )
     .await;

@@ -163,12 +163,12 @@ pub(crate) async fn serve<S: Io>(
         let response = apps::route(ctx.app, &head, &body);
         let keep_alive = head.keep_alive() && !ctx.graceful.is_cancelled();
         let keep = KeepAlive::new(keep_alive, head.version);
+        // With `keep` Close, `respond` has already closed gracefully.
         if respond(&mut stream, &mut out, ctx, &head.method, response, keep)
             .await
             .is_err()
             || !keep_alive
         {
-            let _ = tokio::time::timeout(ctx.limits.close_timeout, stream.shutdown()).await;
             return;
         }
         deadline.push_back(Instant::now() + ctx.limits.idle_timeout);
@@ -326,7 +326,33 @@ async fn respond<S: Io>(
 ) -> Result<(), ()> {
     out.clear();
     resp.encode(out, keep, method.eq_ignore_ascii_case("HEAD"));
-    write_out(stream, out, ctx).await
+    let written = write_out(stream, out, ctx).await;
+    if keep == KeepAlive::Close && written.is_ok() {
+        close_gracefully(stream, ctx).await;
+    }
+    written
+}
+
+/// Closes our side, then reads and discards until the peer closes too, within the close
+/// timeout ("lingering close", RFC 9112 §9.6). Dropping the socket at once would answer the
+/// peer's last bytes — the rest of an oversized request, a pipelined request, its TLS
+/// close_notify — with a RST, and a RST can destroy our final response before it is read.
+pub(crate) async fn close_gracefully<S: Io>(stream: &mut S, ctx: &ConnCtx) {
+    let linger = async {
+        if stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctx.hard.cancelled() => {}
+        _ = tokio::time::timeout(ctx.limits.close_timeout, linger) => {}
+    }
 }
 
 /// Writes and flushes `out` within the write timeout; flushing matters for TLS, whose

@@ -9,10 +9,10 @@ use protolab_wire::ws::{
     close_code, decode_header, encode_close, encode_frame, CloseFrame, Decoder, DecoderConfig,
     Message, OpCode, ProtocolError, Role,
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-use crate::conn::{write_out, ConnCtx, Io, READ_CHUNK};
+use crate::conn::{close_gracefully, write_out, ConnCtx, Io, READ_CHUNK};
 
 /// Why the session loop ended, which decides how the close handshake goes.
 enum Ending {
@@ -116,14 +116,14 @@ pub(crate) async fn run<S: Io>(mut stream: S, mut buf: BytesMut, peer: SocketAdd
         Ending::Gone => tracing::debug!(%peer, "WebSocket peer left without a close frame"),
         Ending::PeerClosed => {
             // RFC 6455 §7.1.1: after the close handshake the server closes TCP first.
-            let _ = tokio::time::timeout(limits.close_timeout, stream.shutdown()).await;
+            close_gracefully(&mut stream, ctx).await;
         }
         Ending::WeClose(code, reason) => {
             out.clear();
             encode_close(&mut out, None, code, &reason);
             if write_out(&mut stream, &out, ctx).await.is_ok() {
                 await_peer_close(&mut stream, &mut buf, &mut decoder, ctx).await;
-                let _ = tokio::time::timeout(limits.close_timeout, stream.shutdown()).await;
+                close_gracefully(&mut stream, ctx).await;
             }
         }
     }
