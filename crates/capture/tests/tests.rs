@@ -15,6 +15,17 @@ use protolab_capture::{inspect, Event, Filter};
 use protolab_server::Protocol;
 use protolab_test_support::{require, run, run_json, Peer, TestLab};
 
+/// Kills the child when dropped, so a failing test never leaves tshark capturing (a leftover
+/// capture filters every later loopback packet and skews benchmarks).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn tshark_fields(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     let out = Command::new(require("tshark", "apt-get install -y tshark"))
         .arg("-r")
@@ -42,20 +53,22 @@ async fn inspect_agrees_with_tshark_on_http_and_websocket_traffic() {
     );
     let dir = tempfile_dir();
     let file = dir.join("lab.pcapng");
-    let mut capture = Command::new(require("tshark", "apt-get install -y tshark"))
-        .args([
-            "-i",
-            "lo",
-            "-f",
-            &format!("tcp port {http} or tcp port {ws} or tcp port {wss}"),
-            "-w",
-        ])
-        .arg(&file)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(capture.stderr.take().unwrap());
+    let mut capture = KillOnDrop(
+        Command::new(require("tshark", "apt-get install -y tshark"))
+            .args([
+                "-i",
+                "lo",
+                "-f",
+                &format!("tcp port {http} or tcp port {ws} or tcp port {wss}"),
+                "-w",
+            ])
+            .arg(&file)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(capture.0.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("Capture started") {
         line.clear();
@@ -89,10 +102,10 @@ async fn inspect_agrees_with_tshark_on_http_and_websocket_traffic() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "captured");
     tokio::time::sleep(Duration::from_millis(300)).await;
     Command::new("kill")
-        .args(["-INT", &capture.id().to_string()])
+        .args(["-INT", &capture.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(capture.wait().unwrap().success());
+    assert!(capture.0.wait().unwrap().success());
 
     let report = inspect(
         &std::fs::read(&file).unwrap(),

@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 use protolab_wire::net::decode_tcp;
 use protolab_wire::pcapng::{Block, Reader};
 
+/// Kills the child when dropped, so a failing test never leaves tshark capturing (a leftover
+/// capture filters every later loopback packet and skews benchmarks).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn tshark() -> std::path::PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).map(|d| d.join("tshark")).find(|p| p.is_file()).unwrap_or_else(|| {
@@ -60,15 +71,17 @@ fn our_decoding_of_a_real_loopback_capture_matches_tshark() {
     let v4 = echo_server("127.0.0.1:0");
     let v6 = echo_server("[::1]:0");
     let filter = format!("tcp port {v4} or tcp port {v6}");
-    let mut capture = Command::new(tshark())
-        .args(["-i", "lo", "-f", &filter, "-w"])
-        .arg(&file)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut capture = KillOnDrop(
+        Command::new(tshark())
+            .args(["-i", "lo", "-f", &filter, "-w"])
+            .arg(&file)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // tshark prints "Capturing on" before dumpcap records; "Capture started." once it does.
-    let mut stderr = BufReader::new(capture.stderr.take().unwrap());
+    let mut stderr = BufReader::new(capture.0.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut line = String::new();
     while !line.contains("Capture started") {
@@ -82,10 +95,10 @@ fn our_decoding_of_a_real_loopback_capture_matches_tshark() {
     talk("::1", v6);
     std::thread::sleep(Duration::from_millis(500));
     Command::new("kill")
-        .args(["-INT", &capture.id().to_string()])
+        .args(["-INT", &capture.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(capture.wait().unwrap().success());
+    assert!(capture.0.wait().unwrap().success());
 
     let bytes = std::fs::read(&file).unwrap();
     let mut reader = Reader::new();

@@ -16,6 +16,17 @@ use protolab_wire::net::decode_tcp;
 use protolab_wire::pcapng::{Block, Reader};
 use protolab_wire::tls::{content_type, decode_record, parse_client_hello, parse_server_hello};
 
+/// Kills the child when dropped, so a failing test never leaves tshark capturing (a leftover
+/// capture filters every later loopback packet and skews benchmarks).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn tool(name: &str, package: &str) -> std::path::PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).unwrap_or_else(|| {
@@ -65,14 +76,16 @@ fn hello_fields_match_tshark_on_real_openssl_handshakes() {
         .unwrap()
         .port();
 
-    let mut capture = Command::new(tool("tshark", "tshark"))
-        .args(["-i", "lo", "-f", &format!("tcp port {port}"), "-w"])
-        .arg(&file)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(capture.stderr.take().unwrap());
+    let mut capture = KillOnDrop(
+        Command::new(tool("tshark", "tshark"))
+            .args(["-i", "lo", "-f", &format!("tcp port {port}"), "-w"])
+            .arg(&file)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(capture.0.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("Capture started") {
         line.clear();
@@ -81,24 +94,26 @@ fn hello_fields_match_tshark_on_real_openssl_handshakes() {
             "tshark exited before capturing"
         );
     }
-    let mut server = Command::new(&openssl)
-        .args([
-            "s_server",
-            "-accept",
-            &port.to_string(),
-            "-alpn",
-            "http/1.1",
-            "-www",
-            "-quiet",
-            "-cert",
-        ])
-        .arg(&cert)
-        .arg("-key")
-        .arg(&key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = KillOnDrop(
+        Command::new(&openssl)
+            .args([
+                "s_server",
+                "-accept",
+                &port.to_string(),
+                "-alpn",
+                "http/1.1",
+                "-www",
+                "-quiet",
+                "-cert",
+            ])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let connect = format!("127.0.0.1:{port}");
     for (version, alpn) in [("-tls1_3", "h2,http/1.1"), ("-tls1_2", "http/1.1")] {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -129,12 +144,11 @@ fn hello_fields_match_tshark_on_real_openssl_handshakes() {
     }
     std::thread::sleep(Duration::from_millis(300));
     Command::new("kill")
-        .args(["-INT", &capture.id().to_string()])
+        .args(["-INT", &capture.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(capture.wait().unwrap().success());
-    server.kill().ok();
-    server.wait().ok();
+    assert!(capture.0.wait().unwrap().success());
+    drop(server);
 
     // Ours: payloads per direction in capture order (loopback drops nothing), then records.
     let bytes = std::fs::read(&file).unwrap();
