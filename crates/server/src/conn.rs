@@ -362,7 +362,16 @@ pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) 
         stream.write_all(out).await?;
         stream.flush().await
     };
-    // Write first: a write that completes at once never arms the timer or the token waiter.
+    let mut write = std::pin::pin!(write);
+    // Almost every write completes at once (the socket buffer has room): poll it once before
+    // building the timeout, which reads the clock, and before touching the token's waiters.
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
+    })
+    .await;
+    if let std::task::Poll::Ready(done) = first {
+        return done.map_err(|_| ());
+    }
     tokio::select! {
         biased;
         r = tokio::time::timeout(ctx.limits.write_timeout, write) => match r {
