@@ -726,3 +726,6 @@ mod net_peers;
 
 #[path = "peers/tls.rs"]
 mod tls_peers;
+
+#[path = "peers/support.rs"]
+mod peer_support;

@@ -7,31 +7,15 @@
     reason = "test helpers: a failed set-up step should panic right there"
 )]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use protolab_wire::net::decode_tcp;
 use protolab_wire::pcapng::{Block, Reader};
 
-/// Kills the child when dropped, so a failing test never leaves tshark capturing (a leftover
-/// capture filters every later loopback packet and skews benchmarks).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tshark() -> std::path::PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join("tshark")).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("peer missing: `tshark`; install it with `apt-get install -y tshark` (scripts/install-test-peers does it)")
-    })
-}
+use crate::peer_support::{tool, Capture};
 
 /// An echo server on `addr` port 0 that serves one connection.
 fn echo_server(addr: &str) -> u16 {
@@ -71,34 +55,10 @@ fn our_decoding_of_a_real_loopback_capture_matches_tshark() {
     let v4 = echo_server("127.0.0.1:0");
     let v6 = echo_server("[::1]:0");
     let filter = format!("tcp port {v4} or tcp port {v6}");
-    let mut capture = KillOnDrop(
-        Command::new(tshark())
-            .args(["-i", "lo", "-f", &filter, "-w"])
-            .arg(&file)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // tshark prints "Capturing on" before dumpcap records; "Capture started." once it does.
-    let mut stderr = BufReader::new(capture.0.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut line = String::new();
-    while !line.contains("Capture started") {
-        line.clear();
-        assert!(Instant::now() < deadline, "tshark did not start capturing");
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("tshark exited before capturing (needs root or CAP_NET_RAW)");
-        }
-    }
+    let capture = Capture::start(&filter, &file);
     talk("127.0.0.1", v4);
     talk("::1", v6);
-    std::thread::sleep(Duration::from_millis(500));
-    Command::new("kill")
-        .args(["-INT", &capture.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(capture.0.wait().unwrap().success());
+    capture.stop();
 
     let bytes = std::fs::read(&file).unwrap();
     let mut reader = Reader::new();
@@ -119,7 +79,7 @@ fn our_decoding_of_a_real_loopback_capture_matches_tshark() {
         at += used;
     }
 
-    let fields = Command::new(tshark())
+    let fields = Command::new(tool("tshark", "tshark"))
         .arg("-r")
         .arg(&file)
         .args(["-T", "fields", "-E", "separator=,"])

@@ -6,20 +6,15 @@
     reason = "test helpers: a failed set-up step should panic right there"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use protolab_wire::pcapng::{self, Block, Reader};
 
-fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("peer missing: `{name}`; install it with `apt-get install -y tshark` (scripts/install-test-peers does it)")
-    })
-}
+use crate::peer_support::tool;
 
 fn run(name: &str, args: &[&str]) -> String {
-    let out = Command::new(tool(name))
+    let out = Command::new(tool(name, "tshark"))
         .args(args)
         .output()
         .expect("tool runs");

@@ -8,31 +8,13 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::peer_support::{tool, Capture, KillOnDrop};
 use protolab_wire::net::decode_tcp;
 use protolab_wire::pcapng::{Block, Reader};
 use protolab_wire::tls::{content_type, decode_record, parse_client_hello, parse_server_hello};
-
-/// Kills the child when dropped, so a failing test never leaves tshark capturing (a leftover
-/// capture filters every later loopback packet and skews benchmarks).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tool(name: &str, package: &str) -> std::path::PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("peer missing: `{name}`; install it with `apt-get install -y {package}` (scripts/install-test-peers does it)")
-    })
-}
 
 /// tshark prints numbers as decimal or 0x-hex depending on the field.
 fn number(s: &str) -> u16 {
@@ -76,24 +58,7 @@ fn hello_fields_match_tshark_on_real_openssl_handshakes() {
         .unwrap()
         .port();
 
-    let mut capture = KillOnDrop(
-        Command::new(tool("tshark", "tshark"))
-            .args(["-i", "lo", "-f", &format!("tcp port {port}"), "-w"])
-            .arg(&file)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = BufReader::new(capture.0.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("Capture started") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "tshark exited before capturing"
-        );
-    }
+    let capture = Capture::start(&format!("tcp port {port}"), &file);
     let server = KillOnDrop(
         Command::new(&openssl)
             .args([
@@ -142,12 +107,7 @@ fn hello_fields_match_tshark_on_real_openssl_handshakes() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
-    Command::new("kill")
-        .args(["-INT", &capture.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(capture.0.wait().unwrap().success());
+    capture.stop();
     drop(server);
 
     // Ours: payloads per direction in capture order (loopback drops nothing), then records.
