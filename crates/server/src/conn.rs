@@ -91,15 +91,14 @@ pub(crate) async fn serve<S: Io>(
                 tracing::debug!(%peer, partial, "request head did not arrive in time");
                 if partial {
                     let resp = Response::error(408, "request head did not arrive in time\n");
-                    let _ =
-                        respond(&mut stream, &mut out, ctx, "GET", resp, KeepAlive::Close).await;
+                    refuse(&mut stream, &mut out, ctx, "GET", resp).await;
                 }
                 return;
             }
             HeadRead::Bad(err) => {
                 tracing::debug!(%peer, %err, "bad request head");
                 let resp = Response::error(err.status(), format!("{err}\n"));
-                let _ = respond(&mut stream, &mut out, ctx, "GET", resp, KeepAlive::Close).await;
+                refuse(&mut stream, &mut out, ctx, "GET", resp).await;
                 return;
             }
         };
@@ -107,15 +106,7 @@ pub(crate) async fn serve<S: Io>(
         if let Err(err) = head.check_host() {
             tracing::debug!(%peer, %err, "bad Host");
             let resp = Response::error(400, format!("{err}\n"));
-            let _ = respond(
-                &mut stream,
-                &mut out,
-                ctx,
-                &head.method,
-                resp,
-                KeepAlive::Close,
-            )
-            .await;
+            refuse(&mut stream, &mut out, ctx, &head.method, resp).await;
             return;
         }
 
@@ -129,13 +120,12 @@ pub(crate) async fn serve<S: Io>(
                     }
                     AppKind::Ws => "WebSocket endpoint is /ws\n",
                 };
-                let _ = respond(
+                refuse(
                     &mut stream,
                     &mut out,
                     ctx,
                     &head.method,
                     Response::error(404, msg),
-                    KeepAlive::Close,
                 )
                 .await;
             }
@@ -146,15 +136,7 @@ pub(crate) async fn serve<S: Io>(
             Ok(body) => body,
             Err(resp) => {
                 if let Some(resp) = resp {
-                    let _ = respond(
-                        &mut stream,
-                        &mut out,
-                        ctx,
-                        &head.method,
-                        resp,
-                        KeepAlive::Close,
-                    )
-                    .await;
+                    refuse(&mut stream, &mut out, ctx, &head.method, resp).await;
                 }
                 return;
             }
@@ -315,6 +297,18 @@ async fn read_body<S: Io>(
     }
 }
 
+/// Answers `resp` and closes the connection (gracefully, see [`close_gracefully`]); the
+/// connection is over whether or not the answer could be written.
+async fn refuse<S: Io>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    ctx: &ConnCtx,
+    method: &str,
+    resp: Response,
+) {
+    let _ = respond(stream, out, ctx, method, resp, KeepAlive::Close).await;
+}
+
 /// Writes `resp`; a response to HEAD carries the headers but no body (RFC 9110 §9.3.2).
 async fn respond<S: Io>(
     stream: &mut S,
@@ -399,7 +393,7 @@ async fn upgrade<S: Io>(
             if err.status() == 426 {
                 resp.headers.push(("sec-websocket-version", "13".into()));
             }
-            let _ = respond(&mut stream, &mut out, ctx, "GET", resp, KeepAlive::Close).await;
+            refuse(&mut stream, &mut out, ctx, "GET", resp).await;
             return;
         }
     };
@@ -409,15 +403,7 @@ async fn upgrade<S: Io>(
             let msg = format!(
                 "cross-origin WebSocket upgrade from {origin} refused; allow it with --allow-origin {origin}\n"
             );
-            let _ = respond(
-                &mut stream,
-                &mut out,
-                ctx,
-                "GET",
-                Response::error(403, msg),
-                KeepAlive::Close,
-            )
-            .await;
+            refuse(&mut stream, &mut out, ctx, "GET", Response::error(403, msg)).await;
             return;
         }
     }
