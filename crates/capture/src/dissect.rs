@@ -119,8 +119,9 @@ pub struct LayerBytes {
     pub ws_payload: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Mode {
+    #[default]
     Unknown,
     Http,
     Tls,
@@ -128,25 +129,13 @@ enum Mode {
     Lost,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Side {
     buf: Vec<u8>,
     mode: Mode,
     body_left: u64,
     chunked: Option<ChunkedDecoder>,
     saw_hello: bool,
-}
-
-impl Default for Side {
-    fn default() -> Self {
-        Self {
-            buf: Vec::new(),
-            mode: Mode::Unknown,
-            body_left: 0,
-            chunked: None,
-            saw_hello: false,
-        }
-    }
 }
 
 /// The decoder for one connection.

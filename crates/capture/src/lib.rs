@@ -13,7 +13,7 @@ mod flow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use protolab_wire::net::{decode_tcp, NetError};
+use protolab_wire::net::{decode_tcp, TcpFlags};
 use protolab_wire::pcapng::{Block, PcapError, Reader};
 use serde::Serialize;
 
@@ -119,18 +119,10 @@ pub fn inspect(file: &[u8], filter: &Filter) -> Report {
             _ => continue,
         };
         report.packets += 1;
-        let seg = match decode_tcp(packet.link_type, packet.data) {
-            Ok(s) => s,
-            Err(
-                NetError::NotIp(_)
-                | NetError::NotTcp(_)
-                | NetError::Fragment
-                | NetError::LinkType(_),
-            )
-            | Err(_) => {
-                report.skipped += 1;
-                continue;
-            }
+        // ARP, UDP, IP fragments, unknown link types, truncated frames: counted, skipped.
+        let Ok(seg) = decode_tcp(packet.link_type, packet.data) else {
+            report.skipped += 1;
+            continue;
         };
         if !filter.ports.is_empty()
             && !filter
@@ -144,8 +136,7 @@ pub fn inspect(file: &[u8], filter: &Filter) -> Report {
         let b = SocketAddr::new(seg.dst, seg.dst_port);
         let key = if a <= b { (a, b) } else { (b, a) };
         // A new SYN on a finished 4-tuple starts a new connection (port reuse).
-        let fresh_syn = seg.flags.has(protolab_wire::net::TcpFlags::SYN)
-            && !seg.flags.has(protolab_wire::net::TcpFlags::ACK);
+        let fresh_syn = seg.flags.has(TcpFlags::SYN) && !seg.flags.has(TcpFlags::ACK);
         let index = match flows.get(&key) {
             Some(&i) if !(fresh_syn && tracked[i].flow.established) => i,
             _ => {

@@ -193,7 +193,6 @@ fn lab_tls(
     ctx: &Context,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let store = crate::certs::store(ctx);
-    let _ca = store.ensure_ca().context("preparing the local CA")?;
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -204,7 +203,7 @@ fn lab_tls(
     }
     let leaf = store
         .leaf_for(&names)
-        .context("preparing the lab's certificate")?;
+        .context("preparing the local CA and the lab's certificate")?;
     tracing::info!(ca = %store.ca_cert_path().display(), "TLS apps use the protolab CA");
     let mut options = protolab_tls::Options::alpn(&[b"http/1.1"]);
     if let Some(path) = keylog {

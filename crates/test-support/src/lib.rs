@@ -33,7 +33,6 @@ impl TestLab {
     pub async fn start(protocols: &[Protocol], tweak: impl FnOnce(&mut LabConfig)) -> Self {
         let home = tempfile::tempdir().expect("temp dir for the test CA");
         let store = protolab_tls::Store::open(home.path());
-        store.ensure_ca().expect("test CA");
         let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
         let leaf = store.leaf_for(&names).expect("test leaf");
         let mut config = LabConfig {
