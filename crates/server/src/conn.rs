@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use protolab_wire::http1::{
-    self, BodyFraming, ChunkedDecoder, ChunkedError, HeadError, HeadLimits, Headers as _,
+    self, query, BodyFraming, ChunkedDecoder, ChunkedError, HeadError, HeadLimits, Headers as _,
     RequestHead,
 };
 use protolab_wire::ws::handshake;
@@ -407,12 +407,41 @@ async fn upgrade<S: Io>(
             return;
         }
     }
+    let push_interval = match push_interval(&head, ctx.push_interval) {
+        Ok(interval) => interval,
+        Err(msg) => {
+            refuse(&mut stream, &mut out, ctx, "GET", Response::error(400, msg)).await;
+            return;
+        }
+    };
     handshake::write_response(&mut out, &upgrade.key, None, &[]);
     if write_out(&mut stream, &out, ctx).await.is_err() {
         return;
     }
     tracing::debug!(%peer, "WebSocket open");
-    crate::ws::run(stream, buf, peer, ctx).await;
+    crate::ws::run(stream, buf, peer, ctx, push_interval).await;
+}
+
+/// Shortest push interval a client may ask for: a millisecond keeps a thousand sockets from
+/// asking the server for a million pushes a second.
+const MIN_PUSH_MS: u64 = 1;
+/// Longest push interval a client may ask for: an hour.
+const MAX_PUSH_MS: u64 = 3_600_000;
+
+/// The session's push interval: `?push_ms=N` on the upgrade URL (so a load generator can
+/// measure push delivery without changing the server's default), else the lab's.
+fn push_interval(head: &RequestHead, default: Duration) -> Result<Duration, String> {
+    let pairs =
+        query::pairs(head.query().unwrap_or("")).map_err(|e| format!("bad query string: {e}\n"))?;
+    let Some((_, value)) = pairs.into_iter().find(|(k, _)| k == "push_ms") else {
+        return Ok(default);
+    };
+    match value.parse::<u64>() {
+        Ok(ms) if (MIN_PUSH_MS..=MAX_PUSH_MS).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err(format!(
+            "push_ms must be a whole number of milliseconds from {MIN_PUSH_MS} to {MAX_PUSH_MS}, not `{value}`\n"
+        )),
+    }
 }
 
 /// An upgrade is allowed from the page's own origin (its authority equals the Host header),

@@ -25,7 +25,13 @@ enum Ending {
 }
 
 /// Runs the session until it closes. `buf` holds bytes that arrived after the upgrade head.
-pub(crate) async fn run<S: Io>(mut stream: S, mut buf: BytesMut, peer: SocketAddr, ctx: &ConnCtx) {
+pub(crate) async fn run<S: Io>(
+    mut stream: S,
+    mut buf: BytesMut,
+    peer: SocketAddr,
+    ctx: &ConnCtx,
+    push_interval: Duration,
+) {
     let limits = &ctx.limits;
     let mut decoder = Decoder::new(
         Role::Server,
@@ -36,7 +42,7 @@ pub(crate) async fn run<S: Io>(mut stream: S, mut buf: BytesMut, peer: SocketAdd
     );
     let mut out = Vec::with_capacity(READ_CHUNK);
     let start = Instant::now();
-    let mut push = interval_at(start + ctx.push_interval, ctx.push_interval);
+    let mut push = interval_at(start + push_interval, push_interval);
     push.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // Ping once half the idle timeout has passed in silence; check four times per idle period
     // so a ping always goes out at least a quarter period before the peer would be dropped,
@@ -207,10 +213,16 @@ fn room_for_next_frame(buf: &[u8]) -> usize {
     pending.max(READ_CHUNK)
 }
 
-/// The pushed message: JSON so a client can tell it from an echo and measure delivery delay.
+/// The pushed message: JSON so a client can tell it from an echo and measure delivery delay
+/// (`sent_at_us`: microseconds since the Unix epoch; `sent_at_ms` for pages that use
+/// `Date.now()`).
 fn push_message(seq: u64) -> String {
-    let sent_at_ms = SystemTime::now()
+    let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    format!(r#"{{"type":"push","seq":{seq},"sent_at_ms":{sent_at_ms}}}"#)
+        .unwrap_or_default();
+    format!(
+        r#"{{"type":"push","seq":{seq},"sent_at_ms":{},"sent_at_us":{}}}"#,
+        since_epoch.as_millis(),
+        since_epoch.as_micros()
+    )
 }
