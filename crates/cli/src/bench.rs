@@ -22,6 +22,7 @@ pub struct BenchArgs {
     pub url: String,
     /// `echo`: each connection stays open with one message in flight (closed loop).
     /// `connect`: a new connection per message, to time TCP, TLS and the upgrade.
+    /// `push` (ws/wss): server-to-client delivery delay of the lab's timestamped pushes.
     #[arg(long, value_enum, default_value_t = WorkloadArg::Echo)]
     pub workload: WorkloadArg,
     /// Concurrent connections (workers for `connect`).
@@ -63,6 +64,10 @@ pub struct BenchArgs {
     /// WebSocket subprotocol to offer (repeatable; ws/wss only).
     #[arg(long, value_name = "P")]
     pub subprotocol: Vec<String>,
+    /// Push workload: ask the server for a push this often (`?push_ms=N`, which the lab's WS
+    /// app understands).
+    #[arg(long, default_value = "10ms", value_parser = parse_duration, value_name = "TIME")]
+    pub push_interval: Duration,
 }
 
 /// `--workload` values.
@@ -72,6 +77,8 @@ pub enum WorkloadArg {
     Echo,
     /// One new connection per message.
     Connect,
+    /// Server pushes over long-lived WebSockets.
+    Push,
 }
 
 /// Parses `-H 'Name: value'`, refusing CR and LF (they would smuggle headers).
@@ -99,7 +106,9 @@ impl BenchArgs {
         config.workload = match self.workload {
             WorkloadArg::Echo => Workload::Echo,
             WorkloadArg::Connect => Workload::Connect,
+            WorkloadArg::Push => Workload::Push,
         };
+        config.push_interval = self.push_interval;
         config.connections = self.connections;
         config.size = size;
         config.duration = self.duration;
@@ -185,10 +194,7 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 pub fn render(r: &Report) -> String {
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut row = |k: &str, v: String| rows.push((k.to_owned(), v));
-    let workload = match r.workload {
-        Workload::Echo => "echo",
-        Workload::Connect => "connect",
-    };
+    let workload = r.workload.as_str();
     row("target", r.target.clone());
     let rate = r
         .rate
@@ -210,8 +216,9 @@ pub fn render(r: &Report) -> String {
         ),
     );
     let latency_label = match r.workload {
-        Workload::Echo => "latency (µs)",
         Workload::Connect => "connect→echo (µs)",
+        Workload::Push => "push delay (µs)",
+        _ => "latency (µs)",
     };
     row(latency_label, percentiles(r.latency.as_ref()));
     let b = &r.bytes;
@@ -223,6 +230,16 @@ pub fn render(r: &Report) -> String {
             opt(b.received_per_message)
         ),
     );
+    if r.scheme.is_tls() {
+        row(
+            "above TLS/message",
+            format!(
+                "sent {}  received {}",
+                opt(b.above_tls_sent_per_message),
+                opt(b.above_tls_received_per_message)
+            ),
+        );
+    }
     row(
         "handshake bytes/conn",
         format!(
@@ -252,6 +269,9 @@ pub fn render(r: &Report) -> String {
             phases.join("  ")
         },
     );
+    if let Some(rt) = r.round_trips_to_first_echo {
+        row("round trips to 1st echo", format!("{rt:.1}"));
+    }
     row("connections opened", r.connections_opened.to_string());
     if r.skipped_messages + r.pings_answered > 0 {
         row(

@@ -126,7 +126,43 @@ pub(crate) struct Opened {
     pub(crate) tls: Option<Duration>,
     pub(crate) upgrade: Option<Duration>,
     /// Bytes on the wire before the first message: TLS handshake and WebSocket upgrade.
-    pub(crate) bytes: Snapshot,
+    pub(crate) bytes: Counts,
+}
+
+/// A connection's byte counts at one moment, on the wire and above TLS.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counts {
+    /// TCP payload: what the network carries.
+    pub(crate) wire: Snapshot,
+    /// Above TLS (the same as `wire` without TLS): HTTP heads and bodies, WebSocket frames.
+    pub(crate) app: Snapshot,
+}
+
+impl Counts {
+    /// What moved between `earlier` and `self`.
+    pub(crate) fn since(self, earlier: Self) -> Self {
+        Self {
+            wire: self.wire.since(earlier.wire),
+            app: self.app.since(earlier.app),
+        }
+    }
+
+    /// The sum of two counts.
+    pub(crate) fn plus(self, other: Self) -> Self {
+        Self {
+            wire: self.wire.plus(other.wire),
+            app: self.app.plus(other.app),
+        }
+    }
+}
+
+/// One server push received.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Push {
+    /// From the server's send time (its `sent_at_us`) to its arrival here.
+    pub(crate) delay: Duration,
+    /// The message's payload bytes.
+    pub(crate) payload: usize,
 }
 
 /// One echo's timing.
@@ -149,6 +185,8 @@ enum Proto {
 pub(crate) struct Conn {
     io: Box<dyn Io>,
     counters: Counters,
+    /// Plaintext counts above TLS; the same counters as `counters` without TLS.
+    app_counters: Counters,
     proto: Proto,
     buf: Vec<u8>,
     out: Vec<u8>,
@@ -180,6 +218,7 @@ impl Conn {
         // Latency, not throughput: every message is one write.
         let _ = tcp.set_nodelay(true);
         let tcp = CountingStream::new(tcp, counters.clone());
+        let mut app_counters = counters.clone();
         let (io, tls_time): (Box<dyn Io>, _) = match &plan.tls {
             None => (Box::new(tcp), None),
             Some((connector, name)) => {
@@ -192,12 +231,15 @@ impl Conn {
                         .map_err(|e| tls_failure(&e))
                 })
                 .await?;
-                (Box::new(stream), Some(t1.elapsed()))
+                app_counters = Counters::new();
+                let plaintext = CountingStream::new(stream, app_counters.clone());
+                (Box::new(plaintext), Some(t1.elapsed()))
             }
         };
         let mut conn = Self {
             io,
             counters,
+            app_counters,
             proto: Proto::Http,
             buf: Vec::with_capacity(plan.payload.len().max(4096) + 256),
             out: Vec::with_capacity(plan.payload.len() + 14),
@@ -215,7 +257,7 @@ impl Conn {
         } else {
             None
         };
-        let bytes = conn.counters.snapshot();
+        let bytes = conn.counts();
         Ok((
             conn,
             Opened {
@@ -232,9 +274,12 @@ impl Conn {
         self.extras
     }
 
-    /// The byte counters of this connection.
-    pub(crate) fn counters(&self) -> &Counters {
-        &self.counters
+    /// This connection's byte counts so far.
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            wire: self.counters.snapshot(),
+            app: self.app_counters.snapshot(),
+        }
     }
 
     async fn upgrade(&mut self, plan: &Plan) -> Result<(), Failure> {
@@ -455,9 +500,73 @@ impl Conn {
         })
     }
 
-    /// Closes politely (a WebSocket close frame, TLS close_notify, FIN) by `deadline`,
-    /// without waiting for the server's answer.
-    pub(crate) async fn close(mut self, deadline: Instant) {
+    /// Waits for the next server push (a text message carrying `"sent_at_us":N`, as the
+    /// lab's WS app sends) and measures how long it took to arrive. Pings are answered and
+    /// other messages skipped on the way. Both clocks are this machine's, so the delay is
+    /// real as long as client and server run on the same host.
+    pub(crate) async fn next_push(&mut self, deadline: Instant) -> Result<Push, Failure> {
+        bounded(deadline, "waiting for a server push", async {
+            loop {
+                match self.next_message("waiting for a server push").await? {
+                    Message::Text(text) => {
+                        if let Some(sent_at_us) = push_sent_at_us(&text) {
+                            let now_us = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_micros());
+                            let delay = now_us.saturating_sub(u128::from(sent_at_us));
+                            return Ok(Push {
+                                delay: Duration::from_micros(
+                                    u64::try_from(delay).unwrap_or(u64::MAX),
+                                ),
+                                payload: text.len(),
+                            });
+                        }
+                        self.extras.skipped += 1;
+                    }
+                    _ => self.extras.skipped += 1,
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next data message, answering pings on the way; a close frame is a
+    /// [`ErrorKind::Closed`] failure.
+    async fn next_message(&mut self, what: &str) -> Result<Message, Failure> {
+        loop {
+            let Proto::Ws { decoder, rng } = &mut self.proto else {
+                return Err(Failure::new(ErrorKind::Protocol, "not a WebSocket"));
+            };
+            let (consumed, message) = decoder
+                .decode(&self.buf)
+                .map_err(|e| Failure::new(ErrorKind::Protocol, format!("WebSocket frame: {e}")))?;
+            self.buf.drain(..consumed);
+            match message {
+                None if consumed > 0 => {}
+                None => self.fill(what).await?,
+                Some(Message::Ping(data)) => {
+                    self.extras.pings += 1;
+                    let mask = rng.mask();
+                    self.out.clear();
+                    encode_frame(&mut self.out, true, OpCode::Pong, Some(mask), &data);
+                    self.send_out("answering a ping").await?;
+                }
+                Some(Message::Close(frame)) => {
+                    return Err(Failure::new(
+                        ErrorKind::Closed,
+                        format!("the server sent a close frame: {frame:?}"),
+                    ))
+                }
+                Some(other) => return Ok(other),
+            }
+        }
+    }
+
+    /// Closes politely — a WebSocket close frame, TLS close_notify, FIN — then reads what the
+    /// server sends back (its close frame, its close_notify) until it closes too, all by
+    /// `deadline`. Reading the answer lets the server close TCP first (RFC 6455 §7.1.1) and
+    /// keeps the byte counts equal to what a capture of the connection shows.
+    pub(crate) async fn close(&mut self, deadline: Instant) {
         let _ = bounded(deadline, "closing", async {
             if let Proto::Ws { rng, .. } = &mut self.proto {
                 let mask = rng.mask();
@@ -468,7 +577,16 @@ impl Conn {
             self.io
                 .shutdown()
                 .await
-                .map_err(|e| Failure::io("closing", &e))
+                .map_err(|e| Failure::io("closing", &e))?;
+            let mut sink = [0u8; 4096];
+            while self
+                .io
+                .read(&mut sink)
+                .await
+                .map_err(|e| Failure::io("closing", &e))?
+                > 0
+            {}
+            Ok(())
         })
         .await;
     }
@@ -497,6 +615,19 @@ impl Conn {
             Err(e) => Err(Failure::io(what, &e)),
         }
     }
+}
+
+/// The `sent_at_us` number of a push like `{"type":"push","seq":1,"sent_at_us":N}`. A
+/// field search, not a JSON parser: the load generator reads the lab's own messages and
+/// anything else is simply not a push.
+fn push_sent_at_us(text: &str) -> Option<u64> {
+    const FIELD: &str = "\"sent_at_us\":";
+    let at = text.find(FIELD)? + FIELD.len();
+    let digits = text[at..].trim_start();
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
 }
 
 fn tls_failure(err: &std::io::Error) -> Failure {
@@ -534,5 +665,21 @@ impl Xorshift {
 
     fn mask(&mut self) -> [u8; 4] {
         (self.next() as u32).to_ne_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_sent_at_us;
+
+    #[test]
+    fn push_timestamps_are_found() {
+        assert_eq!(
+            push_sent_at_us(r#"{"type":"push","seq":1,"sent_at_ms":5,"sent_at_us":5123}"#),
+            Some(5123)
+        );
+        assert_eq!(push_sent_at_us(r#"{"sent_at_us": 7}"#), Some(7));
+        assert_eq!(push_sent_at_us(r#"{"sent_at_us":"x"}"#), None);
+        assert_eq!(push_sent_at_us("hello"), None);
     }
 }

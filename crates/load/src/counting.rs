@@ -1,11 +1,15 @@
 //! [`CountingStream`]: a stream wrapper that counts the bytes crossing it.
 //!
 //! Placed directly over the TCP socket (under TLS), it counts what goes on the wire: TLS
-//! records, HTTP heads, WebSocket frame headers and masks, not just payload.
+//! records, HTTP heads, WebSocket frame headers and masks, not just payload. Placed over the
+//! TLS stream, it counts the plaintext, so the difference is what TLS itself costs.
+//!
+//! It also counts *turns*: reads that bring data after this side wrote something. Each is a
+//! wait on the peer, so turns plus the TCP handshake are the round trips a client needed.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,6 +26,9 @@ pub struct Counters {
 struct Inner {
     read: AtomicU64,
     written: AtomicU64,
+    turns: AtomicU64,
+    /// Written since the last read that brought data.
+    wrote: AtomicBool,
 }
 
 /// The counters at one moment.
@@ -31,6 +38,8 @@ pub struct Snapshot {
     pub received: u64,
     /// Bytes written to the stream so far (accepted by the inner stream).
     pub sent: u64,
+    /// Reads that brought data after a write: the times this side waited for the peer.
+    pub turns: u64,
 }
 
 impl Snapshot {
@@ -40,6 +49,17 @@ impl Snapshot {
         Self {
             received: self.received.saturating_sub(earlier.received),
             sent: self.sent.saturating_sub(earlier.sent),
+            turns: self.turns.saturating_sub(earlier.turns),
+        }
+    }
+
+    /// The sum of two counts.
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            received: self.received + other.received,
+            sent: self.sent + other.sent,
+            turns: self.turns + other.turns,
         }
     }
 }
@@ -55,7 +75,26 @@ impl Counters {
         Snapshot {
             received: self.inner.read.load(Ordering::Relaxed),
             sent: self.inner.written.load(Ordering::Relaxed),
+            turns: self.inner.turns.load(Ordering::Relaxed),
         }
+    }
+
+    fn add_read(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.inner.read.fetch_add(n as u64, Ordering::Relaxed);
+        if self.inner.wrote.swap(false, Ordering::Relaxed) {
+            self.inner.turns.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn add_written(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.inner.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.inner.wrote.store(true, Ordering::Relaxed);
     }
 }
 
@@ -98,10 +137,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = poll {
             let n = buf.filled().len().saturating_sub(before);
-            self.counters
-                .inner
-                .read
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.counters.add_read(n);
         }
         poll
     }
@@ -115,10 +151,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
-            self.counters
-                .inner
-                .written
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.counters.add_written(n);
         }
         poll
     }
@@ -130,10 +163,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = poll {
-            self.counters
-                .inner
-                .written
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.counters.add_written(n);
         }
         poll
     }
@@ -168,7 +198,8 @@ mod tests {
             counters.snapshot(),
             Snapshot {
                 received: 0,
-                sent: 5
+                sent: 5,
+                turns: 0
             }
         );
         let mark = counters.snapshot();
@@ -180,7 +211,8 @@ mod tests {
             counters.snapshot().since(mark),
             Snapshot {
                 received: 10,
-                sent: 2
+                sent: 2,
+                turns: 1
             }
         );
         assert_eq!(s.counters().snapshot().received, 10);

@@ -36,6 +36,10 @@ pub struct Report {
     pub bytes: Bytes,
     /// Time spent in each step of opening a connection.
     pub phases: Phases,
+    /// Round trips from starting to connect to the first echo, averaged over connections:
+    /// the TCP handshake plus every time the client waited for the server (TLS flights, the
+    /// upgrade, the request). `None` for the push workload and when nothing completed.
+    pub round_trips_to_first_echo: Option<f64>,
     /// Connections that completed their handshakes.
     pub connections_opened: u64,
     /// WebSocket messages received that were not echoes (the lab's server pushes, pongs):
@@ -60,13 +64,23 @@ pub struct Bytes {
     pub sent_per_message: Option<f64>,
     /// Server → client bytes per message, counted like `sent_per_message`.
     pub received_per_message: Option<f64>,
+    /// Client → server bytes per message above TLS (HTTP head and body, WebSocket frame);
+    /// equal to `sent_per_message` without TLS. The difference is TLS record overhead.
+    pub above_tls_sent_per_message: Option<f64>,
+    /// Server → client bytes per message above TLS.
+    pub above_tls_received_per_message: Option<f64>,
+    /// Client → server application payload per message (the message itself): what is left
+    /// of `above_tls_sent_per_message` after HTTP or WebSocket framing.
+    pub payload_sent_per_message: Option<f64>,
+    /// Server → client application payload per message.
+    pub payload_received_per_message: Option<f64>,
     /// Client → server bytes per connection before its first message: TLS handshake and
     /// WebSocket upgrade request.
     pub handshake_sent_per_connection: Option<f64>,
     /// Server → client bytes per connection before its first message: TLS handshake and
     /// WebSocket 101 response.
     pub handshake_received_per_connection: Option<f64>,
-    /// Every byte sent on connections that opened.
+    /// Every byte sent on connections that opened, their closing frames included.
     pub total_sent: u64,
     /// Every byte received on connections that opened.
     pub total_received: u64,

@@ -10,8 +10,7 @@ use rustls::pki_types::ServerName;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::client::{Conn, Failure, Opened, Plan};
-use crate::counting::Snapshot;
+use crate::client::{Conn, Counts, Failure, Opened, Plan};
 use crate::histogram::Latency;
 use crate::report::{Bytes, ErrorKind, Errors, Phases, Report};
 use crate::target::Target;
@@ -31,6 +30,22 @@ pub enum Workload {
     Echo,
     /// A new connection per exchange: connect, TLS handshake, upgrade, one echo, close.
     Connect,
+    /// Server to client: each connection (ws/wss only) asks the server for a push every
+    /// [`Config::push_interval`] (`?push_ms=N` on the upgrade URL, as the lab's WS app
+    /// understands) and measures each push's delivery delay from the `sent_at_us` timestamp
+    /// it carries. Client and server must share a clock (the same machine).
+    Push,
+}
+
+impl Workload {
+    /// `echo`, `connect` or `push`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::Connect => "connect",
+            Self::Push => "push",
+        }
+    }
 }
 
 /// One load run. Build with [`Config::new`] and change fields.
@@ -74,6 +89,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Bound on opening a connection (TCP, TLS, upgrade). Default 5 s.
     pub connect_timeout: Duration,
+    /// Push workload: the interval each connection asks the server to push at. Default 10 ms.
+    pub push_interval: Duration,
 }
 
 impl Config {
@@ -93,6 +110,7 @@ impl Config {
             subprotocols: Vec::new(),
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            push_interval: Duration::from_millis(10),
         }
     }
 
@@ -113,6 +131,18 @@ impl Config {
             }
             if self.workload != Workload::Echo {
                 return invalid("a rate applies to the echo workload only".into());
+            }
+        }
+        if self.workload == Workload::Push {
+            if !self.target.scheme.is_ws() {
+                return invalid(format!(
+                    "the push workload needs a ws:// or wss:// URL, not {}:// (HTTP push arrives with the SSE app)",
+                    self.target.scheme
+                ));
+            }
+            if !(Duration::from_millis(1)..=Duration::from_secs(3600)).contains(&self.push_interval)
+            {
+                return invalid("the push interval must be from 1 ms to 1 hour".into());
             }
         }
         if self.duration.is_zero() {
@@ -188,6 +218,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
             match workload {
                 Workload::Echo => echo_worker(&plan, &budget).await,
                 Workload::Connect => connect_worker(&plan, &budget).await,
+                Workload::Push => push_worker(&plan, &budget).await,
             }
         });
     }
@@ -215,7 +246,16 @@ pub async fn run(config: Config) -> Result<Report, Error> {
 
 /// Resolves the host and builds what every connection shares.
 async fn plan(config: &Config) -> Result<Plan, Error> {
-    let target = &config.target;
+    let mut target = config.target.clone();
+    if config.workload == Workload::Push {
+        let joiner = if target.path.contains('?') { '&' } else { '?' };
+        target.path = format!(
+            "{}{joiner}push_ms={}",
+            target.path,
+            config.push_interval.as_millis()
+        );
+    }
+    let target = &target;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
         .map_err(|source| Error::Resolve {
@@ -332,18 +372,18 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
             let deadline = budget.end.min(Instant::now() + plan.request_timeout);
             match conn.exchange(plan, deadline).await {
                 Ok(ex) => {
-                    let now = conn.counters().snapshot();
+                    let now = conn.counts();
                     last_done = Instant::now();
                     stats
                         .latency
                         .record(last_done.saturating_duration_since(intended));
-                    stats.exchanged(&ex, now.since(mark), first, t0.elapsed());
+                    stats.exchanged(&ex, now, now.since(mark), first, t0.elapsed());
                     stats.finished = Some(Instant::now());
                     mark = now;
                     first = false;
                     if !ex.reusable {
-                        stats.add_totals(&conn);
                         conn.close(Instant::now() + CLOSE_BOUND).await;
+                        stats.add_totals(&conn);
                         continue 'connections;
                     }
                 }
@@ -356,8 +396,8 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
                 break;
             }
         }
-        stats.add_totals(&conn);
         conn.close(Instant::now() + CLOSE_BOUND).await;
+        stats.add_totals(&conn);
         break;
     }
     stats
@@ -372,13 +412,19 @@ async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
             stats.opened(&opened);
             let deadline = budget.end.min(Instant::now() + plan.request_timeout);
             let exchanged = conn.exchange(plan, deadline).await;
-            let now = conn.counters().snapshot();
-            stats.add_totals(&conn);
-            let ex = exchanged?;
+            let now = conn.counts();
+            let ex = match exchanged {
+                Ok(ex) => ex,
+                Err(failure) => {
+                    stats.add_totals(&conn);
+                    return Err(failure);
+                }
+            };
             stats.latency.record(ex.total);
-            stats.exchanged(&ex, now.since(opened.bytes), true, t0.elapsed());
+            stats.exchanged(&ex, now, now.since(opened.bytes), true, t0.elapsed());
             stats.finished = Some(Instant::now());
             conn.close(Instant::now() + CLOSE_BOUND).await;
+            stats.add_totals(&conn);
             Ok::<_, Failure>(())
         }
         .await;
@@ -397,6 +443,40 @@ async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
     stats
 }
 
+async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
+    let mut stats = Stats::default();
+    let (mut conn, opened) = match Conn::open(plan, budget.end).await {
+        Ok(c) => c,
+        Err(failure) => {
+            stats.fail(&failure, budget.end);
+            return stats;
+        }
+    };
+    stats.opened(&opened);
+    let mut mark = opened.bytes;
+    while budget.claim() {
+        match conn.next_push(budget.end).await {
+            Ok(push) => {
+                let now = conn.counts();
+                stats.latency.record(push.delay);
+                stats.messages += 1;
+                stats.steady = stats.steady.plus(now.since(mark));
+                stats.steady_messages += 1;
+                stats.push_payload += push.payload as u64;
+                stats.finished = Some(Instant::now());
+                mark = now;
+            }
+            Err(failure) => {
+                stats.fail(&failure, budget.end);
+                break;
+            }
+        }
+    }
+    conn.close(Instant::now() + CLOSE_BOUND).await;
+    stats.add_totals(&conn);
+    stats
+}
+
 /// One worker's measurements; workers' stats merge into the run's.
 #[derive(Default)]
 struct Stats {
@@ -409,14 +489,18 @@ struct Stats {
     connect_to_first_echo: Latency,
     messages: u64,
     opened: u64,
-    handshake: Snapshot,
+    handshake: Counts,
     /// Bytes of steady-state exchanges (every one after a connection's first) and their count.
-    steady: Snapshot,
+    steady: Counts,
     steady_messages: u64,
     /// Bytes of connections' first exchanges and their count.
-    first: Snapshot,
+    first: Counts,
     first_messages: u64,
-    total: Snapshot,
+    /// Round trips from connect to each connection's first echo, summed (count: `first_messages`).
+    round_trips: u64,
+    /// Payload bytes of the pushes received.
+    push_payload: u64,
+    total: Counts,
     skipped: u64,
     pings: u64,
     finished: Option<Instant>,
@@ -433,13 +517,14 @@ impl Stats {
         if let Some(t) = opened.upgrade {
             self.upgrade.record(t);
         }
-        self.handshake = add(self.handshake, opened.bytes);
+        self.handshake = self.handshake.plus(opened.bytes);
     }
 
     fn exchanged(
         &mut self,
         ex: &crate::client::Exchange,
-        bytes: Snapshot,
+        connection_so_far: Counts,
+        bytes: Counts,
         first: bool,
         since_connect: Duration,
     ) {
@@ -448,17 +533,19 @@ impl Stats {
             self.first_byte.record(ex.first_byte);
             self.first_echo.record(ex.total);
             self.connect_to_first_echo.record(since_connect);
-            self.first = add(self.first, bytes);
+            self.first = self.first.plus(bytes);
             self.first_messages += 1;
+            // The TCP handshake's round trip happens below the stream, so it is not a turn.
+            self.round_trips += 1 + connection_so_far.wire.turns;
         } else {
-            self.steady = add(self.steady, bytes);
+            self.steady = self.steady.plus(bytes);
             self.steady_messages += 1;
         }
     }
 
     /// Adds a finished connection's byte counts and extra messages.
     fn add_totals(&mut self, conn: &Conn) {
-        self.total = add(self.total, conn.counters().snapshot());
+        self.total = self.total.plus(conn.counts());
         let extras = conn.extras();
         self.skipped += extras.skipped;
         self.pings += extras.pings;
@@ -491,12 +578,14 @@ impl Stats {
         }
         self.messages += other.messages;
         self.opened += other.opened;
-        self.handshake = add(self.handshake, other.handshake);
-        self.steady = add(self.steady, other.steady);
+        self.handshake = self.handshake.plus(other.handshake);
+        self.steady = self.steady.plus(other.steady);
         self.steady_messages += other.steady_messages;
-        self.first = add(self.first, other.first);
+        self.first = self.first.plus(other.first);
         self.first_messages += other.first_messages;
-        self.total = add(self.total, other.total);
+        self.round_trips += other.round_trips;
+        self.push_payload += other.push_payload;
+        self.total = self.total.plus(other.total);
         self.skipped += other.skipped;
         self.pings += other.pings;
         self.finished = self.finished.max(other.finished);
@@ -511,12 +600,18 @@ impl Stats {
         let secs = elapsed.as_secs_f64();
         let per = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         let (per_message, count) = match (config.workload, self.steady_messages) {
-            (Workload::Echo, n) if n > 0 => (self.steady, n),
+            (Workload::Echo | Workload::Push, n) if n > 0 => (self.steady, n),
             _ => (self.first, self.first_messages),
         };
         let latency = match config.workload {
-            Workload::Echo => self.latency.summary(),
+            Workload::Echo | Workload::Push => self.latency.summary(),
             Workload::Connect => self.connect_to_first_echo.summary(),
+        };
+        let (payload_sent, payload_received) = match config.workload {
+            Workload::Echo | Workload::Connect => {
+                (Some(config.size as f64), Some(config.size as f64))
+            }
+            Workload::Push => (Some(0.0), per(self.push_payload, self.steady_messages)),
         };
         Report {
             target: config.target.to_string(),
@@ -534,13 +629,18 @@ impl Stats {
             },
             latency,
             bytes: Bytes {
-                sent_per_message: per(per_message.sent, count),
-                received_per_message: per(per_message.received, count),
-                handshake_sent_per_connection: per(self.handshake.sent, self.opened),
-                handshake_received_per_connection: per(self.handshake.received, self.opened),
-                total_sent: self.total.sent,
-                total_received: self.total.received,
+                sent_per_message: per(per_message.wire.sent, count),
+                received_per_message: per(per_message.wire.received, count),
+                above_tls_sent_per_message: per(per_message.app.sent, count),
+                above_tls_received_per_message: per(per_message.app.received, count),
+                payload_sent_per_message: payload_sent.filter(|_| count > 0),
+                payload_received_per_message: payload_received.filter(|_| count > 0),
+                handshake_sent_per_connection: per(self.handshake.wire.sent, self.opened),
+                handshake_received_per_connection: per(self.handshake.wire.received, self.opened),
+                total_sent: self.total.wire.sent,
+                total_received: self.total.wire.received,
             },
+            round_trips_to_first_echo: per(self.round_trips, self.first_messages),
             phases: Phases {
                 tcp_connect: self.tcp.summary(),
                 tls_handshake: self.tls.summary(),
@@ -554,13 +654,6 @@ impl Stats {
             pings_answered: self.pings,
             errors: self.errors,
         }
-    }
-}
-
-fn add(a: Snapshot, b: Snapshot) -> Snapshot {
-    Snapshot {
-        sent: a.sent + b.sent,
-        received: a.received + b.received,
     }
 }
 
