@@ -4,7 +4,8 @@
 The CA given with --ca is trusted the way a user trusts it: imported into a fresh NSS
 database in a throwaway $HOME (Chromium on Linux reads user roots from ~/.pki/nssdb). Chromium
 is driven over the DevTools protocol with the `websockets` library. Prints one JSON line:
-{"found": bool, "status": "...", "log": "...", "url": "..."} and exits 0 if the text was found.
+{"found": bool, "status": "...", "log": "...", "url": "...", "svgs": N}
+(N: SVG charts on the page that drew something) and exits 0 if the text was found.
 """
 import argparse
 import asyncio
@@ -73,7 +74,12 @@ async def watch(ws_url, expect, timeout, screenshot):
     script = """(() => {
       const s = document.getElementById('status');
       const l = document.getElementById('log');
-      return JSON.stringify({url: location.href, title: document.title,
+      // Charts that drew something: an SVG with a size and at least one mark in it.
+      const svgs = [...document.querySelectorAll('svg')].filter(g => {
+        const b = g.getBoundingClientRect();
+        return b.width > 0 && b.height > 0 && g.querySelectorAll('rect,polyline,circle,line').length > 0;
+      }).length;
+      return JSON.stringify({url: location.href, title: document.title, svgs,
         status: s ? s.textContent : '', log: l ? l.innerText : document.body ? document.body.innerText : ''});
     })()"""
     async with websockets.connect(ws_url, max_size=None) as cdp:

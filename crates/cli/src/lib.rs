@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod bench;
 pub mod certs;
+pub mod compare;
 pub mod inspect;
 pub mod logging;
 pub mod signals;
@@ -48,6 +49,10 @@ pub struct GlobalArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The main job: start the lab in-process, run the same workloads (new connections,
+    /// echoes, server pushes) over HTTP, HTTPS, WS and WSS, print them side by side and write
+    /// a report (protolab-report/<time>/index.html and results.json).
+    Compare(compare::CompareArgs),
     /// Manage the local CA and certificates (like mkcert), and diagnose TLS certificate errors.
     Certs(certs::CertsArgs),
     /// Run the lab's apps: HTTP :3000, HTTPS :3001, WS :3002, WSS :3003, each with a demo page.
@@ -103,6 +108,7 @@ fn default_home() -> Option<PathBuf> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::from_args(&cli.global)?;
     match cli.command {
+        Command::Compare(args) => compare::run(args, &ctx).await,
         Command::Certs(args) => certs::run(args, &ctx).await,
         Command::Up(args) => up::run(args, &ctx).await,
         Command::Bench(args) => bench::run(args, &ctx).await,

@@ -84,6 +84,8 @@ pub enum Peer {
     NodeWs,
     /// Headless Chromium driven over DevTools (Debian `chromium`, `libnss3-tools`).
     Chromium,
+    /// A JSON Schema validator: `validate_schema.py SCHEMA FILE` (PyPI `jsonschema`).
+    JsonSchema,
 }
 
 impl Peer {
@@ -121,6 +123,12 @@ impl Peer {
                 c.arg(peers.join("chromium_page.py"));
                 c
             }
+            Self::JsonSchema => {
+                require_python_module("jsonschema");
+                let mut c = Command::new(require("python3", "apt-get install -y python3"));
+                c.arg(peers.join("validate_schema.py"));
+                c
+            }
         };
         cmd.args(args).kill_on_drop(true).stdin(Stdio::null());
         cmd
@@ -147,6 +155,64 @@ fn require_python_module(module: &str) {
         ok,
         "peer missing: Python module `{module}`; run `pip install -r tests/peers/requirements.txt`"
     );
+}
+
+/// tshark recording loopback into a file; killed when dropped, so a failing test never leaves
+/// a capture running (a leftover one filters every later loopback packet).
+pub struct TsharkCapture {
+    child: std::process::Child,
+}
+
+impl TsharkCapture {
+    /// Starts tshark on `lo` with capture `filter` and returns once packets are being
+    /// recorded (tshark prints "Capture started." only then).
+    pub fn start(filter: &str, file: &Path) -> Self {
+        use std::io::BufRead as _;
+        let child = std::process::Command::new(require("tshark", "apt-get install -y tshark"))
+            .args(["-i", "lo", "-f", filter, "-w"])
+            .arg(file)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("tshark starts");
+        let mut capture = Self { child };
+        let stderr = capture.child.stderr.take().expect("tshark stderr");
+        let mut lines = std::io::BufReader::new(stderr);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut line = String::new();
+        while !line.contains("Capture started") {
+            line.clear();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tshark did not start capturing"
+            );
+            let n = lines.read_line(&mut line).expect("tshark stderr");
+            assert!(
+                n > 0,
+                "tshark exited before capturing (needs root or CAP_NET_RAW)"
+            );
+        }
+        capture
+    }
+
+    /// Lets the last packets land, then stops tshark with SIGINT so it finishes the file.
+    pub fn stop(mut self) {
+        std::thread::sleep(Duration::from_millis(300));
+        let pid = self.child.id().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success());
+        assert!(self.child.wait().expect("tshark exits").success());
+    }
+}
+
+impl Drop for TsharkCapture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Runs `cmd` to completion within `limit`; panics if it takes longer (a hang is a failure).

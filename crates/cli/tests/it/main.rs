@@ -3,5 +3,6 @@
 
 mod bench;
 mod certs;
+mod compare;
 mod inspect;
 mod up;

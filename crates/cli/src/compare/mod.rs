@@ -1,0 +1,662 @@
+//! `protolab compare`: start the lab in-process, drive the same workloads over every protocol,
+//! print a side-by-side table and write a report folder (`index.html`, `results.json`).
+//!
+//! The lab and the load generator run on separate runtimes with named threads (`pl-lab`,
+//! `pl-load`), so the CPU each side used can be read per thread and charged per message, and
+//! a load generator that saturated its threads is reported rather than mistaken for a
+//! protocol's limit.
+
+mod cpu;
+pub mod html;
+pub mod model;
+pub mod table;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use protolab_load::{Config, Target, Trust, Workload};
+use protolab_server::{LabConfig, Limits, Protocol};
+
+use crate::units::{parse_duration, parse_size};
+use crate::Context;
+use model::{Cpu, LabEndpoint, Results, Run, Settings};
+
+/// Thread name prefixes of the two runtimes (Linux keeps 15 bytes of a thread's name).
+const LAB_THREADS: &str = "pl-lab";
+const LOAD_THREADS: &str = "pl-load";
+/// A load generator busier than this (share of its threads' time) is called the bottleneck.
+const CLIENT_BOUND_AT: f64 = 0.9;
+/// Pause between runs so the previous run's connections finish closing before the next
+/// run's clock starts.
+const SETTLE: Duration = Duration::from_millis(150);
+
+/// `protolab compare` arguments.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Protocols to compare, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "http,https,ws,wss"
+    )]
+    pub protocols: Vec<ProtocolArg>,
+    /// Workloads, comma-separated: `connect` (a new connection per message: handshake cost and
+    /// round trips), `echo` (request/response over open connections), `push` (server to
+    /// client delivery delay; WebSocket only until the SSE app exists).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "connect,echo,push"
+    )]
+    pub workloads: Vec<WorkloadArg>,
+    /// Echo message sizes, comma-separated (connect uses the first). Default 32,1KiB,64KiB
+    /// (32 with --quick).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size, value_name = "SIZES")]
+    pub sizes: Vec<u64>,
+    /// Concurrent connections per run (workers for connect).
+    #[arg(short = 'c', long, default_value_t = 8, value_name = "N")]
+    pub connections: usize,
+    /// Total time for all runs, split evenly between them. Default 24s (6s with --quick).
+    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    pub duration: Option<Duration>,
+    /// A fast look: 32-byte messages only and 6 s in total (unless --sizes or --duration say
+    /// otherwise).
+    #[arg(long)]
+    pub quick: bool,
+    /// Open-loop echo: this many messages per second over all connections, latency measured
+    /// from each message's due time (coordinated omission corrected). Default: closed loop.
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<f64>,
+    /// Push workload: how often each connection asks the server to push.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration, value_name = "TIME")]
+    pub push_interval: Duration,
+    /// Resume TLS sessions on reconnect (as browsers do) instead of a full handshake each time.
+    #[arg(long)]
+    pub tls_resume: bool,
+    /// Runtime threads for the lab (default: half the CPUs, at least 1).
+    #[arg(long, value_name = "N")]
+    pub server_threads: Option<usize>,
+    /// Runtime threads for the load generator (default: the other half, at least 1).
+    #[arg(long, value_name = "N")]
+    pub client_threads: Option<usize>,
+    /// Report folder (default: protolab-report/<UTC timestamp>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Do not write a report folder; print only.
+    #[arg(long, conflicts_with = "out")]
+    pub no_report: bool,
+    /// An earlier run's results.json: print how this run changed against it.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// `--protocols` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// HTTP/1.1 over TCP.
+    Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// WebSocket over TCP.
+    Ws,
+    /// WebSocket over TLS.
+    Wss,
+}
+
+impl ProtocolArg {
+    fn protocol(self) -> Protocol {
+        match self {
+            Self::Http => Protocol::Http,
+            Self::Https => Protocol::Https,
+            Self::Ws => Protocol::Ws,
+            Self::Wss => Protocol::Wss,
+        }
+    }
+}
+
+/// `--workloads` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadArg {
+    /// A new connection per message.
+    Connect,
+    /// Request/response over open connections.
+    Echo,
+    /// Server-to-client pushes.
+    Push,
+}
+
+impl WorkloadArg {
+    fn workload(self) -> Workload {
+        match self {
+            Self::Connect => Workload::Connect,
+            Self::Echo => Workload::Echo,
+            Self::Push => Workload::Push,
+        }
+    }
+}
+
+/// One planned run.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    protocol: Protocol,
+    workload: Workload,
+    size: usize,
+}
+
+/// The validated plan of a compare run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    steps: Vec<Step>,
+    settings: Settings,
+    run_time: Duration,
+    push_interval: Duration,
+}
+
+impl CompareArgs {
+    /// Checks the arguments and lays out the runs.
+    pub fn plan(&self) -> anyhow::Result<Plan> {
+        let mut protocols: Vec<Protocol> = Vec::new();
+        for p in &self.protocols {
+            if !protocols.contains(&p.protocol()) {
+                protocols.push(p.protocol());
+            }
+        }
+        let mut workloads: Vec<Workload> = Vec::new();
+        for w in &self.workloads {
+            if !workloads.contains(&w.workload()) {
+                workloads.push(w.workload());
+            }
+        }
+        let mut sizes: Vec<usize> = Vec::new();
+        let asked = match (self.sizes.is_empty(), self.quick) {
+            (false, _) => self.sizes.clone(),
+            (true, true) => vec![32],
+            (true, false) => vec![32, 1 << 10, 64 << 10],
+        };
+        for s in asked {
+            let s = usize::try_from(s).context("a --sizes value is too large")?;
+            if s > protolab_load::MAX_MESSAGE {
+                anyhow::bail!(
+                    "--sizes {s} is larger than the {}-byte maximum message",
+                    protolab_load::MAX_MESSAGE
+                );
+            }
+            if !sizes.contains(&s) {
+                sizes.push(s);
+            }
+        }
+        anyhow::ensure!(!sizes.is_empty(), "--sizes needs at least one size");
+        anyhow::ensure!(self.connections >= 1, "--connections must be at least 1");
+        if let Some(rate) = self.rate {
+            anyhow::ensure!(
+                rate.is_finite() && rate > 0.0,
+                "--rate must be a positive number of messages per second"
+            );
+        }
+        let mut steps = Vec::new();
+        for &workload in &workloads {
+            let sizes_here: &[usize] = match workload {
+                Workload::Echo => &sizes,
+                _ => &sizes[..1],
+            };
+            for &size in sizes_here {
+                for &protocol in &protocols {
+                    if workload == Workload::Push
+                        && !matches!(protocol, Protocol::Ws | Protocol::Wss)
+                    {
+                        continue;
+                    }
+                    steps.push(Step {
+                        protocol,
+                        workload,
+                        size,
+                    });
+                }
+            }
+        }
+        anyhow::ensure!(
+            !steps.is_empty(),
+            "nothing to run: the push workload needs ws or wss among --protocols"
+        );
+        let total = self.duration.unwrap_or(if self.quick {
+            Duration::from_secs(6)
+        } else {
+            Duration::from_secs(24)
+        });
+        let run_time = total / u32::try_from(steps.len()).unwrap_or(u32::MAX);
+        anyhow::ensure!(
+            run_time >= Duration::from_millis(100),
+            "--duration {} is too short for {} runs: each needs at least 100 ms",
+            humantime::format_duration(total),
+            steps.len()
+        );
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let server_threads = self.server_threads.unwrap_or((cpus / 2).max(1));
+        let client_threads = self
+            .client_threads
+            .unwrap_or(cpus.saturating_sub(server_threads).max(1));
+        anyhow::ensure!(
+            server_threads >= 1 && client_threads >= 1,
+            "--server-threads and --client-threads must be at least 1"
+        );
+        let settings = Settings {
+            protocols: protocols.iter().map(|p| p.name().to_owned()).collect(),
+            workloads: workloads.iter().map(|w| w.as_str().to_owned()).collect(),
+            sizes: sizes.clone(),
+            connections: self.connections,
+            run_secs: run_time.as_secs_f64(),
+            rate: self.rate,
+            push_interval_ms: u64::try_from(self.push_interval.as_millis()).unwrap_or(u64::MAX),
+            tls_resumption: self.tls_resume,
+            server_threads,
+            client_threads,
+        };
+        Ok(Plan {
+            steps,
+            settings,
+            run_time,
+            push_interval: self.push_interval,
+        })
+    }
+}
+
+/// What a finished compare run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Everything measured.
+    pub results: Results,
+    /// The report folder, if one was written.
+    pub report_dir: Option<PathBuf>,
+}
+
+/// Runs `protolab compare`: prints the table (or `--json`), writes the report folder.
+pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let plan = args.plan()?;
+    let baseline = match &args.baseline {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the baseline {}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("the baseline {} is not JSON", path.display()))?;
+            Some((path.clone(), value))
+        }
+        None => None,
+    };
+    let report_dir = if args.no_report {
+        None
+    } else {
+        Some(args.out.clone().unwrap_or_else(|| {
+            PathBuf::from("protolab-report").join(folder_timestamp(SystemTime::now()))
+        }))
+    };
+    let ctx2 = ctx.clone();
+    let results = tokio::task::spawn_blocking(move || measure(&plan, &ctx2))
+        .await
+        .context("the compare run panicked")??;
+    if let Some(dir) = &report_dir {
+        write_report(dir, &results)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
+    } else {
+        write!(out, "{}", table::render(&results))?;
+        for w in &results.warnings {
+            writeln!(out, "warning: {w}")?;
+        }
+    }
+    if let Some((path, value)) = &baseline {
+        match model::compare_with_baseline(&results, value) {
+            Ok(changes) if changes.is_empty() => eprintln!(
+                "baseline {}: no run in common with this one",
+                path.display()
+            ),
+            Ok(changes) => {
+                let text = format!(
+                    "change against {}:\n{}",
+                    path.display(),
+                    table::render_changes(&changes)
+                );
+                if ctx.json {
+                    eprint!("{text}");
+                } else {
+                    write!(out, "{text}")?;
+                }
+            }
+            Err(why) => anyhow::bail!("cannot compare with {}: {why}", path.display()),
+        }
+    }
+    out.flush()?;
+    if let Some(dir) = &report_dir {
+        eprintln!("report: {}", dir.join("index.html").display());
+    }
+    let failed: Vec<String> = results
+        .runs
+        .iter()
+        .filter(|r| r.report.as_ref().is_none_or(|rep| rep.messages == 0))
+        .map(|r| format!("{} {}", r.protocol, r.workload.as_str()))
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: no message completed in: {} (see errors in the report)",
+            failed.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Starts the lab and the load generator on their own runtimes, runs every step, stops the
+/// lab. Blocking: call it off the async runtime.
+pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
+    let started_wall = SystemTime::now();
+    let started = Instant::now();
+    let s = &plan.settings;
+    let lab_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(s.server_threads)
+        .thread_name(LAB_THREADS)
+        .enable_all()
+        .build()
+        .context("starting the lab's runtime")?;
+    let load_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(s.client_threads)
+        .thread_name(LOAD_THREADS)
+        // Blocking-pool threads (name resolution) must outlive a run, or their CPU time
+        // vanishes from the per-thread totals when they exit.
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all()
+        .build()
+        .context("starting the load generator's runtime")?;
+    let protocols: Vec<Protocol> = s
+        .protocols
+        .iter()
+        .filter_map(|p| Protocol::from_name(p))
+        .collect();
+    let config = crate::up::UpConfig {
+        lab: LabConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            apps: protocols.iter().map(|&p| (p, 0)).collect(),
+            push_interval: Duration::from_secs(5),
+            allowed_origins: Vec::new(),
+            limits: Limits::default(),
+            tls: None,
+        },
+        keylog: None,
+    };
+    let lab = lab_rt.block_on(crate::up::start(config, ctx))?;
+    let trust = if protocols.iter().any(|p| p.is_tls()) {
+        let ca = crate::certs::store(ctx).ca_cert_path();
+        Trust::Roots(protolab_tls::Roots::new().with_ca_file(&ca)?)
+    } else {
+        Trust::Insecure
+    };
+    let mut progress = Progress::new(plan);
+    let mut runs = Vec::with_capacity(plan.steps.len());
+    let mut warnings = Vec::new();
+    for (index, step) in plan.steps.iter().enumerate() {
+        let Some(endpoint) = lab.endpoint(step.protocol) else {
+            continue;
+        };
+        let mut config = Config::new(Target::parse(&endpoint.url())?);
+        config.workload = step.workload;
+        config.connections = s.connections;
+        config.size = step.size;
+        config.duration = plan.run_time;
+        config.trust = trust.clone();
+        config.tls_resumption = s.tls_resumption;
+        config.push_interval = plan.push_interval;
+        if step.workload == Workload::Echo {
+            config.rate = s.rate;
+        }
+        progress.start(index, step);
+        let cpu_before = cpu::by_thread_prefix(&[LOAD_THREADS, LAB_THREADS]);
+        let t0 = Instant::now();
+        let outcome = load_rt.block_on(progress.tick_while(protolab_load::run(config)));
+        let wall = t0.elapsed();
+        let cpu_after = cpu::by_thread_prefix(&[LOAD_THREADS, LAB_THREADS]);
+        let name = step.protocol.name().to_owned();
+        let run = match outcome {
+            Ok(report) => {
+                let used = |i: usize| cpu_after[i].saturating_sub(cpu_before[i]);
+                let per_1k = |d: Duration| {
+                    (report.messages > 0)
+                        .then(|| d.as_secs_f64() * 1e6 * 1000.0 / report.messages as f64)
+                };
+                let wall_secs = wall.as_secs_f64().max(1e-9);
+                let cpu = Cpu {
+                    client_secs: used(0).as_secs_f64(),
+                    server_secs: used(1).as_secs_f64(),
+                    client_us_per_1k: per_1k(used(0)),
+                    server_us_per_1k: per_1k(used(1)),
+                    client_utilization: used(0).as_secs_f64()
+                        / (wall_secs * s.client_threads as f64),
+                    server_utilization: used(1).as_secs_f64()
+                        / (wall_secs * s.server_threads as f64),
+                };
+                let client_bound = cpu.client_utilization >= CLIENT_BOUND_AT;
+                if client_bound {
+                    warnings.push(format!(
+                        "{name} {} {}: the load generator kept its {} thread(s) {:.0}% busy, so these figures may show its limit rather than the protocol's; rerun with more --client-threads or fewer --connections",
+                        step.workload.as_str(),
+                        table::size_label(step.size),
+                        s.client_threads,
+                        cpu.client_utilization * 100.0
+                    ));
+                }
+                if report.messages == 0 {
+                    warnings.push(format!(
+                        "{name} {} {}: no message completed ({})",
+                        step.workload.as_str(),
+                        table::size_label(step.size),
+                        report
+                            .errors
+                            .first
+                            .as_deref()
+                            .unwrap_or("no error recorded")
+                    ));
+                }
+                Run {
+                    protocol: name,
+                    workload: step.workload,
+                    size: step.size,
+                    report: Some(report),
+                    cpu: Some(cpu),
+                    client_bound,
+                    error: None,
+                }
+            }
+            Err(err) => {
+                warnings.push(format!(
+                    "{name} {}: did not run: {err}",
+                    step.workload.as_str()
+                ));
+                Run {
+                    protocol: name,
+                    workload: step.workload,
+                    size: step.size,
+                    report: None,
+                    cpu: None,
+                    client_bound: false,
+                    error: Some(err.to_string()),
+                }
+            }
+        };
+        runs.push(run);
+        std::thread::sleep(SETTLE);
+    }
+    progress.finish();
+    let lab_endpoints = lab
+        .endpoints()
+        .iter()
+        .map(|e| LabEndpoint {
+            protocol: e.protocol.name().to_owned(),
+            addr: e.addr.to_string(),
+        })
+        .collect();
+    lab_rt.block_on(lab.shutdown());
+    Ok(Results {
+        schema: "protolab.compare.results",
+        schema_version: model::SCHEMA_VERSION,
+        protolab_version: env!("CARGO_PKG_VERSION"),
+        started_at: rfc3339(started_wall),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        settings: plan.settings.clone(),
+        machine: model::machine(),
+        lab: lab_endpoints,
+        runs,
+        warnings,
+    })
+}
+
+/// Writes `results.json` and `index.html` into `dir` (created if missing).
+pub fn write_report(dir: &Path, results: &Results) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the report folder {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(results)?;
+    std::fs::write(dir.join("results.json"), json)
+        .with_context(|| format!("writing {}", dir.join("results.json").display()))?;
+    std::fs::write(dir.join("index.html"), html::render(results))
+        .with_context(|| format!("writing {}", dir.join("index.html").display()))?;
+    Ok(())
+}
+
+/// Phase and time left on stderr: a redrawn line on a terminal, a line per run otherwise.
+struct Progress {
+    total: usize,
+    run_time: Duration,
+    started: Instant,
+    tty: bool,
+    label: String,
+    index: usize,
+}
+
+impl Progress {
+    fn new(plan: &Plan) -> Self {
+        Self {
+            total: plan.steps.len(),
+            run_time: plan.run_time,
+            started: Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+            label: String::new(),
+            index: 0,
+        }
+    }
+
+    fn start(&mut self, index: usize, step: &Step) {
+        self.index = index;
+        self.label = match step.workload {
+            Workload::Push => format!("push {}", step.protocol.name()),
+            _ => format!(
+                "{} {} {}",
+                step.workload.as_str(),
+                table::size_label(step.size),
+                step.protocol.name()
+            ),
+        };
+        if !self.tty {
+            eprintln!("[{}/{}] {}", index + 1, self.total, self.label);
+        }
+    }
+
+    /// Runs `fut`, redrawing the progress line every 200 ms on a terminal.
+    async fn tick_while<F: std::future::Future>(&self, fut: F) -> F::Output {
+        if !self.tty {
+            return fut.await;
+        }
+        tokio::pin!(fut);
+        let run_start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                out = &mut fut => return out,
+                _ = tick.tick() => self.draw(run_start.elapsed()),
+            }
+        }
+    }
+
+    fn draw(&self, in_run: Duration) {
+        const WIDTH: usize = 24;
+        let done =
+            self.run_time * u32::try_from(self.index).unwrap_or(0) + in_run.min(self.run_time);
+        let all = self.run_time * u32::try_from(self.total).unwrap_or(1);
+        let frac = (done.as_secs_f64() / all.as_secs_f64().max(1e-9)).min(1.0);
+        let filled = (frac * WIDTH as f64) as usize;
+        let left = all.saturating_sub(done).as_secs();
+        eprint!(
+            "\r\x1b[2K[{}{}] {}/{} {:<24} {left:>3} s left",
+            "#".repeat(filled),
+            ".".repeat(WIDTH - filled),
+            self.index + 1,
+            self.total,
+            self.label
+        );
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!(
+                "\r\x1b[2K{} runs in {:.1} s",
+                self.total,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn utc_parts(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil(i64::try_from(secs / 86_400).unwrap_or(0));
+    let rem = secs % 86_400;
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `2026-11-21T15:04:05Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s) = utc_parts(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `2026-11-21T15-04-05Z`: a folder name without colons, which some file systems refuse.
+pub fn folder_timestamp(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s) = utc_parts(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}-{mi:02}-{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_273_445);
+        assert_eq!(rfc3339(t), "2026-11-21T15:04:05Z");
+        assert_eq!(folder_timestamp(t), "2026-11-21T15-04-05Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+}

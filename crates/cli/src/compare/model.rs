@@ -1,0 +1,264 @@
+//! `results.json`: what a compare run measured, with the settings and machine it ran on.
+//! Its shape is versioned ([`SCHEMA_VERSION`]) and described by
+//! `docs/schema/compare-results.v1.schema.json`; a change that breaks readers bumps it.
+
+use std::collections::BTreeMap;
+
+use protolab_load::{Report, Workload};
+use serde::Serialize;
+
+/// Bumped when a field is removed or changes meaning; adding fields keeps it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// Always `protolab.compare.results`.
+    pub schema: &'static str,
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// protolab's version.
+    pub protolab_version: &'static str,
+    /// When the run started, RFC 3339 UTC.
+    pub started_at: String,
+    /// Wall time of the whole run, seconds.
+    pub elapsed_secs: f64,
+    /// What was asked for.
+    pub settings: Settings,
+    /// Where it ran.
+    pub machine: Machine,
+    /// The lab's listeners for this run (ports are picked fresh each run).
+    pub lab: Vec<LabEndpoint>,
+    /// One entry per protocol × workload × message size, in the order run.
+    pub runs: Vec<Run>,
+    /// Things a reader must know before trusting a number (e.g. the load generator saturated).
+    pub warnings: Vec<String>,
+}
+
+/// The run's settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Protocols compared (`http`, `https`, `ws`, `wss`).
+    pub protocols: Vec<String>,
+    /// Workloads run (`connect`, `echo`, `push`).
+    pub workloads: Vec<String>,
+    /// Echo message sizes in bytes; `connect` uses the first.
+    pub sizes: Vec<usize>,
+    /// Concurrent connections (workers for `connect`).
+    pub connections: usize,
+    /// Length of each run, seconds.
+    pub run_secs: f64,
+    /// Open-loop echo rate (msgs/s over all connections); `None` = closed loop.
+    pub rate: Option<f64>,
+    /// Push workload interval, milliseconds.
+    pub push_interval_ms: u64,
+    /// Whether TLS connections resumed sessions (otherwise every one did a full handshake).
+    pub tls_resumption: bool,
+    /// Runtime threads serving the lab.
+    pub server_threads: usize,
+    /// Runtime threads of the load generator.
+    pub client_threads: usize,
+}
+
+/// The machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// CPU model from /proc/cpuinfo.
+    pub cpu_model: Option<String>,
+    /// CPUs this process may use.
+    pub cpus: usize,
+    /// Kernel release.
+    pub kernel: Option<String>,
+    /// Distribution (os-release PRETTY_NAME).
+    pub os: Option<String>,
+    /// Physical memory, bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+/// One lab listener.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabEndpoint {
+    /// Its protocol.
+    pub protocol: String,
+    /// Address and port.
+    pub addr: String,
+}
+
+/// One protocol under one workload at one size.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// `http`, `https`, `ws` or `wss`.
+    pub protocol: String,
+    /// `connect`, `echo` or `push`.
+    pub workload: Workload,
+    /// Payload bytes per message (push: the size of the server's messages is in the report).
+    pub size: usize,
+    /// What the load generator measured; `None` if the run could not start (see `error`).
+    pub report: Option<Report>,
+    /// CPU used during the run.
+    pub cpu: Option<Cpu>,
+    /// The load generator's threads were busy ≥ 90% of the time: the figures may show the
+    /// client's limit, not the protocol's.
+    pub client_bound: bool,
+    /// Why the run produced nothing, if it did not.
+    pub error: Option<String>,
+}
+
+/// CPU time during one run, split between the lab's threads and the load generator's.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Cpu {
+    /// Load generator CPU, seconds.
+    pub client_secs: f64,
+    /// Lab (server) CPU, seconds.
+    pub server_secs: f64,
+    /// Load generator CPU per 1,000 messages, microseconds.
+    pub client_us_per_1k: Option<f64>,
+    /// Server CPU per 1,000 messages, microseconds.
+    pub server_us_per_1k: Option<f64>,
+    /// Load generator CPU / (wall time × its threads): 1.0 = saturated.
+    pub client_utilization: f64,
+    /// Server CPU / (wall time × its threads).
+    pub server_utilization: f64,
+}
+
+impl Run {
+    /// The key a baseline run is matched by.
+    pub fn key(&self) -> (String, String, usize) {
+        (
+            self.protocol.clone(),
+            self.workload.as_str().to_owned(),
+            self.size,
+        )
+    }
+}
+
+/// What the machine is, read from /proc and /etc; unknown fields stay `None`.
+pub fn machine() -> Machine {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let cpu_model = read("/proc/cpuinfo").and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    });
+    let memory_bytes = read("/proc/meminfo").and_then(|s| {
+        let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    });
+    let os = read("/etc/os-release").and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_owned())
+    });
+    Machine {
+        cpu_model,
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        kernel: read("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()),
+        os,
+        memory_bytes,
+    }
+}
+
+/// One line of a baseline comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// `wss echo 32 B`.
+    pub run: String,
+    /// `msgs/s`, `p50`, ...
+    pub metric: &'static str,
+    /// The baseline's value.
+    pub before: f64,
+    /// This run's value.
+    pub after: f64,
+}
+
+impl Change {
+    /// Relative change in percent (`after` vs `before`).
+    pub fn percent(&self) -> f64 {
+        if self.before == 0.0 {
+            0.0
+        } else {
+            (self.after - self.before) / self.before * 100.0
+        }
+    }
+}
+
+/// Compares this run with a baseline `results.json` (as parsed JSON, so files from older
+/// protolab versions with extra or missing fields still compare on what they share).
+pub fn compare_with_baseline(
+    now: &Results,
+    baseline: &serde_json::Value,
+) -> Result<Vec<Change>, String> {
+    if baseline.get("schema").and_then(|v| v.as_str()) != Some("protolab.compare.results") {
+        return Err(
+            "it is not a protolab compare results.json (no `schema` field saying so)".into(),
+        );
+    }
+    let version = baseline
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(SCHEMA_VERSION)) {
+        return Err(format!(
+            "its schema_version is {}, this protolab reads {SCHEMA_VERSION}",
+            version.map_or_else(|| "missing".to_owned(), |v| v.to_string())
+        ));
+    }
+    let mut old: BTreeMap<(String, String, usize), &serde_json::Value> = BTreeMap::new();
+    for run in baseline
+        .get("runs")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let protocol = run.get("protocol").and_then(|v| v.as_str());
+        let workload = run.get("workload").and_then(|v| v.as_str());
+        let size = run
+            .get("size")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|s| usize::try_from(s).ok());
+        if let (Some(p), Some(w), Some(s)) = (protocol, workload, size) {
+            old.insert((p.to_owned(), w.to_owned(), s), run);
+        }
+    }
+    let mut changes = Vec::new();
+    for run in &now.runs {
+        let (Some(report), Some(before)) = (&run.report, old.get(&run.key())) else {
+            continue;
+        };
+        let after = serde_json::to_value(report).map_err(|e| e.to_string())?;
+        let label = format!(
+            "{} {} {}",
+            run.protocol,
+            run.workload.as_str(),
+            super::table::size_label(run.size)
+        );
+        let metrics: [(&'static str, &[&str]); 5] = [
+            ("msgs/s", &["report", "throughput_per_sec"]),
+            ("p50 µs", &["report", "latency", "p50_us"]),
+            ("p99 µs", &["report", "latency", "p99_us"]),
+            ("bytes/msg sent", &["report", "bytes", "sent_per_message"]),
+            ("server CPU µs/1k", &["cpu", "server_us_per_1k"]),
+        ];
+        let now_run = serde_json::json!({
+            "report": after,
+            "cpu": serde_json::to_value(run.cpu).map_err(|e| e.to_string())?,
+        });
+        for (metric, path) in metrics {
+            let get = |v: &serde_json::Value| {
+                path.iter()
+                    .try_fold(v, |v, k| v.get(k))
+                    .and_then(serde_json::Value::as_f64)
+            };
+            if let (Some(b), Some(a)) = (get(before), get(&now_run)) {
+                changes.push(Change {
+                    run: label.clone(),
+                    metric,
+                    before: b,
+                    after: a,
+                });
+            }
+        }
+    }
+    Ok(changes)
+}

@@ -1,0 +1,272 @@
+//! The side-by-side text table: protocols as columns, one block of rows per workload.
+
+use protolab_load::{Report, Workload};
+
+use super::model::{Change, Results, Run};
+
+/// `32 B`, `1 KiB`, `64 KiB`.
+pub fn size_label(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// A duration in microseconds, in the unit that reads best.
+pub fn micros(us: f64) -> String {
+    if us < 1_000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1_000.0)
+    } else {
+        format!("{:.2} s", us / 1_000_000.0)
+    }
+}
+
+/// A rate with thousands grouped: `12,345`.
+pub fn count(v: f64) -> String {
+    let n = v.round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn bytes_pair(sent: Option<f64>, received: Option<f64>) -> String {
+    match (sent, received) {
+        (Some(s), Some(r)) => format!("{s:.0} / {r:.0}"),
+        _ => "-".to_owned(),
+    }
+}
+
+/// One block: a title and rows of per-protocol cells.
+struct Block {
+    title: String,
+    rows: Vec<(String, Vec<String>)>,
+}
+
+/// The table for `results`, protocols as columns.
+pub fn render(results: &Results) -> String {
+    let protocols = &results.settings.protocols;
+    let mut blocks = Vec::new();
+    let s = &results.settings;
+    for workload in [Workload::Connect, Workload::Echo, Workload::Push] {
+        let mut sizes: Vec<usize> = results
+            .runs
+            .iter()
+            .filter(|r| r.workload == workload)
+            .map(|r| r.size)
+            .collect();
+        sizes.dedup();
+        for size in sizes {
+            let cell = |p: &String| {
+                results
+                    .runs
+                    .iter()
+                    .find(|r| &r.protocol == p && r.workload == workload && r.size == size)
+            };
+            let runs: Vec<Option<&Run>> = protocols.iter().map(cell).collect();
+            let title = match workload {
+                Workload::Connect => format!(
+                    "connect · new connection per {} message · {} workers",
+                    size_label(size),
+                    s.connections
+                ),
+                Workload::Echo => format!(
+                    "echo · {} messages · {} connections · {}",
+                    size_label(size),
+                    s.connections,
+                    s.rate.map_or_else(
+                        || "closed loop".to_owned(),
+                        |r| format!("open loop at {} msgs/s", count(r))
+                    )
+                ),
+                Workload::Push => format!(
+                    "push · server → client every {} ms · {} connections (WebSocket only until the SSE app)",
+                    s.push_interval_ms, s.connections
+                ),
+            };
+            blocks.push(Block {
+                title,
+                rows: rows(workload, &runs),
+            });
+        }
+    }
+    let label_width = blocks
+        .iter()
+        .flat_map(|b| b.rows.iter().map(|(l, _)| l.chars().count() + 2))
+        .max()
+        .unwrap_or(0);
+    let col_width = blocks
+        .iter()
+        .flat_map(|b| b.rows.iter().flat_map(|(_, c)| c.iter()))
+        .map(|c| c.chars().count())
+        .chain(protocols.iter().map(String::len))
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let mut out = String::new();
+    out.push_str(&format!("{:label_width$}", ""));
+    for p in protocols {
+        out.push_str(&format!("{p:>col_width$}"));
+    }
+    out.push('\n');
+    for block in blocks {
+        out.push_str(&block.title);
+        out.push('\n');
+        for (label, cells) in block.rows {
+            let label = format!("  {label}");
+            out.push_str(&format!("{label:label_width$}"));
+            for c in cells {
+                out.push_str(&format!("{c:>col_width$}"));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn rows(workload: Workload, runs: &[Option<&Run>]) -> Vec<(String, Vec<String>)> {
+    let reports: Vec<Option<&Report>> = runs
+        .iter()
+        .map(|r| r.and_then(|r| r.report.as_ref()))
+        .collect();
+    let na = |run: &Option<&Run>| match run {
+        None => "n/a".to_owned(),
+        Some(r) if r.report.is_none() => "failed".to_owned(),
+        Some(_) => "-".to_owned(),
+    };
+    let row = |f: &dyn Fn(&Report, &Run) -> Option<String>| -> Vec<String> {
+        runs.iter()
+            .zip(&reports)
+            .map(|(run, rep)| match (run, rep) {
+                (Some(run), Some(rep)) => f(rep, run).unwrap_or_else(|| "-".to_owned()),
+                _ => na(run),
+            })
+            .collect()
+    };
+    let lat = |pick: fn(&protolab_load::Summary) -> f64| {
+        move |r: &Report, _: &Run| r.latency.as_ref().map(|l| micros(pick(l)))
+    };
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    match workload {
+        Workload::Connect => {
+            out.push((
+                "connections/s".into(),
+                row(&|r, _| Some(count(r.throughput_per_sec))),
+            ));
+            out.push(("connect → first echo p50".into(), row(&lat(|l| l.p50_us))));
+            out.push(("  p99".into(), row(&lat(|l| l.p99_us))));
+            out.push((
+                "round trips to first echo".into(),
+                row(&|r, _| r.round_trips_to_first_echo.map(|v| format!("{v:.1}"))),
+            ));
+            let phase = |pick: fn(&protolab_load::Phases) -> &Option<protolab_load::Summary>| {
+                move |r: &Report, _: &Run| pick(&r.phases).as_ref().map(|s| micros(s.p50_us))
+            };
+            out.push(("TCP connect p50".into(), row(&phase(|p| &p.tcp_connect))));
+            out.push((
+                "TLS handshake p50".into(),
+                row(&phase(|p| &p.tls_handshake)),
+            ));
+            out.push(("WS upgrade p50".into(), row(&phase(|p| &p.ws_upgrade))));
+            out.push((
+                "handshake bytes ↑ / ↓".into(),
+                row(&|r, _| {
+                    Some(bytes_pair(
+                        r.bytes.handshake_sent_per_connection,
+                        r.bytes.handshake_received_per_connection,
+                    ))
+                }),
+            ));
+        }
+        Workload::Echo | Workload::Push => {
+            let unit = if workload == Workload::Echo {
+                "msgs/s"
+            } else {
+                "pushes/s"
+            };
+            out.push((unit.into(), row(&|r, _| Some(count(r.throughput_per_sec)))));
+            let what = if workload == Workload::Echo {
+                "latency"
+            } else {
+                "delivery delay"
+            };
+            out.push((format!("{what} p50"), row(&lat(|l| l.p50_us))));
+            out.push(("  p99".into(), row(&lat(|l| l.p99_us))));
+            out.push(("  p99.9".into(), row(&lat(|l| l.p999_us))));
+        }
+    }
+    out.push((
+        "bytes/msg on the wire ↑ / ↓".into(),
+        row(&|r, _| {
+            Some(bytes_pair(
+                r.bytes.sent_per_message,
+                r.bytes.received_per_message,
+            ))
+        }),
+    ));
+    out.push((
+        "CPU µs/1k msgs client / server".into(),
+        row(&|_, run| {
+            let cpu = run.cpu?;
+            let f = |v: Option<f64>| v.map_or("-".to_owned(), count);
+            let warn = if run.client_bound { " !" } else { "" };
+            Some(format!(
+                "{} / {}{warn}",
+                f(cpu.client_us_per_1k),
+                f(cpu.server_us_per_1k)
+            ))
+        }),
+    ));
+    let errors: Vec<String> = row(&|r, _| Some(r.errors.total().to_string()));
+    if errors.iter().any(|e| e != "0" && e != "-" && e != "n/a") {
+        out.push(("errors".into(), errors));
+    }
+    out
+}
+
+/// The baseline comparison as text.
+pub fn render_changes(changes: &[Change]) -> String {
+    let width = changes
+        .iter()
+        .map(|c| c.run.chars().count() + c.metric.chars().count() + 1)
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for c in changes {
+        let name = format!("{} {}", c.run, c.metric);
+        out.push_str(&format!(
+            "  {name:width$}  {:>12.1} → {:>12.1}  {:+6.1}%\n",
+            c.before,
+            c.after,
+            c.percent()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(size_label(32), "32 B");
+        assert_eq!(size_label(1024), "1 KiB");
+        assert_eq!(size_label(65536), "64 KiB");
+        assert_eq!(size_label(1500), "1500 B");
+        assert_eq!(micros(312.4), "312 µs");
+        assert_eq!(micros(1432.0), "1.43 ms");
+        assert_eq!(count(1234567.4), "1,234,567");
+        assert_eq!(count(12.0), "12");
+    }
+}

@@ -1,0 +1,349 @@
+// `protolab compare` end to end through the binary: the report validates against its schema
+// and renders in Chromium, the figures obey the protocols' arithmetic (round trips, framing
+// bytes), the byte counts agree with tshark's capture of the same run, a baseline compares,
+// and bad settings get clear errors.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up step should panic right there"
+)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use protolab_test_support::{repo_root, require, run, Peer, TsharkCapture};
+use serde_json::Value;
+
+fn protolab(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_protolab"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn compare_json(home: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json", "compare"];
+    all.extend_from_slice(args);
+    let out = protolab(home, &all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "compare failed: {stderr}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("compare --json printed no JSON ({e}); stderr:\n{stderr}"))
+}
+
+fn run_of<'a>(results: &'a Value, protocol: &str, workload: &str) -> &'a Value {
+    results["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["protocol"] == protocol && r["workload"] == workload)
+        .unwrap_or_else(|| panic!("no {protocol} {workload} run"))
+}
+
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_compare_report_is_valid_and_obeys_protocol_arithmetic() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("report");
+    let results = compare_json(
+        home.path(),
+        &[
+            "--quick",
+            "--duration",
+            "4s",
+            "-c",
+            "2",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(results["schema"], "protolab.compare.results");
+    // connect and echo over four protocols, push over two.
+    assert_eq!(results["runs"].as_array().unwrap().len(), 10);
+    for run in results["runs"].as_array().unwrap() {
+        let report = &run["report"];
+        let name = format!("{} {}", run["protocol"], run["workload"]);
+        assert!(
+            number(&report["messages"]) > 0.0,
+            "{name}: nothing measured"
+        );
+        assert_eq!(number(&report["errors"]["refused"]), 0.0, "{name}");
+        assert_eq!(number(&report["errors"]["protocol"]), 0.0, "{name}");
+        assert!(
+            number(&run["cpu"]["client_secs"]) > 0.0,
+            "{name}: no client CPU"
+        );
+        assert!(
+            number(&run["cpu"]["server_secs"]) > 0.0,
+            "{name}: no server CPU"
+        );
+    }
+
+    // Round trips to the first echo: TCP's handshake, then one per flight the client waits
+    // for — TLS 1.3's one, the upgrade, the request.
+    for (protocol, expected) in [("http", 2.0), ("https", 3.0), ("ws", 3.0), ("wss", 4.0)] {
+        let rt =
+            number(&run_of(&results, protocol, "connect")["report"]["round_trips_to_first_echo"]);
+        assert!(
+            (rt - expected).abs() < 0.01,
+            "{protocol}: {rt} round trips, expected {expected}"
+        );
+    }
+
+    // Bytes per 32-byte echo, from the RFCs: a client frame adds a 2-byte header and a 4-byte
+    // mask, a server frame the header only (RFC 6455 §5.2); a TLS 1.3 record adds a 5-byte
+    // header, the 1-byte inner content type and a 16-byte AEAD tag (RFC 8446 §5.2).
+    let bytes = |protocol: &str| run_of(&results, protocol, "echo")["report"]["bytes"].clone();
+    let ws = bytes("ws");
+    assert_eq!(number(&ws["sent_per_message"]), 32.0 + 6.0);
+    assert_eq!(number(&ws["received_per_message"]), 32.0 + 2.0);
+    let wss = bytes("wss");
+    assert_eq!(number(&wss["above_tls_sent_per_message"]), 38.0);
+    assert_eq!(number(&wss["sent_per_message"]), 38.0 + 22.0);
+    assert_eq!(number(&wss["received_per_message"]), 34.0 + 22.0);
+    let (http, https) = (bytes("http"), bytes("https"));
+    assert_eq!(http["sent_per_message"], http["above_tls_sent_per_message"]);
+    assert_eq!(
+        number(&https["sent_per_message"]),
+        number(&http["sent_per_message"]) + 22.0,
+        "one TLS record per request"
+    );
+    assert_eq!(number(&http["payload_sent_per_message"]), 32.0);
+
+    // The file on disk is the same document, and it validates against the published schema.
+    let file = out_dir.join("results.json");
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(on_disk["runs"], results["runs"]);
+    let schema = repo_root().join("docs/schema/compare-results.v1.schema.json");
+    let validated = run(
+        Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        validated.status.success(),
+        "results.json does not match its schema:\n{}",
+        String::from_utf8_lossy(&validated.stdout)
+    );
+
+    // The HTML opens in a browser with nothing fetched, and its charts draw.
+    let html = out_dir.join("index.html");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        !page.contains("http://") || !page.contains("<script"),
+        "the report must be self-contained"
+    );
+    assert!(!page.contains("<script"), "no scripts in the report");
+    let url = format!("file://{}", html.display());
+    let shown = protolab_test_support::run_json(
+        Peer::Chromium.command([url.as_str(), "--expect", "All figures"]),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(shown["found"], true, "{shown}");
+    let charts = shown["svgs"].as_u64().unwrap();
+    assert!(charts >= 6, "only {charts} charts drew something");
+}
+
+/// Bytes each side sent on connections to `port`, by tshark: per connection and direction,
+/// the highest relative sequence number reached (`tcp.seq + tcp.len - 1`), so a segment
+/// retransmitted (loopback drops packets under load too) counts once, as the application
+/// saw it.
+fn tshark_bytes(capture: &Path, port: u16) -> (u64, u64) {
+    let out = Command::new(require("tshark", "apt-get install -y tshark"))
+        .arg("-r")
+        .arg(capture)
+        .args([
+            "-Y",
+            &format!("tcp.port == {port}"),
+            "-T",
+            "fields",
+            "-e",
+            "tcp.stream",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.seq",
+            "-e",
+            "tcp.len",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reached: HashMap<(u64, bool), u64> = HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<u64> = line.split('\t').map(|v| v.parse().unwrap()).collect();
+        let (stream, to_client, seq, len) = (f[0], f[1] == u64::from(port), f[2], f[3]);
+        let end = reached.entry((stream, to_client)).or_default();
+        *end = (*end).max((seq + len).saturating_sub(1));
+    }
+    let sum = |dir: bool| -> u64 {
+        reached
+            .iter()
+            .filter(|((_, to_client), _)| *to_client == dir)
+            .map(|(_, v)| v)
+            .sum()
+    };
+    (sum(false), sum(true))
+}
+
+#[test]
+fn byte_counts_agree_with_tshark_within_one_percent() {
+    let home = tempfile::tempdir().unwrap();
+    let pcap = home.path().join("compare.pcapng");
+    // The lab's ports are picked when it starts, so record all loopback TCP and pick the
+    // lab's connections out afterwards by the ports results.json names.
+    let capture = TsharkCapture::start("tcp", &pcap);
+    // Open loop at a modest rate so tshark keeps up with every packet.
+    let results = compare_json(
+        home.path(),
+        &[
+            "--workloads",
+            "connect,echo",
+            "--sizes",
+            "1KiB",
+            "-c",
+            "4",
+            "--rate",
+            "800",
+            "--duration",
+            "4s",
+            "--no-report",
+        ],
+    );
+    capture.stop();
+    let ports: HashMap<String, u16> = results["lab"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let addr: std::net::SocketAddr = e["addr"].as_str().unwrap().parse().unwrap();
+            (e["protocol"].as_str().unwrap().to_owned(), addr.port())
+        })
+        .collect();
+    for protocol in ["http", "https", "ws", "wss"] {
+        // Each protocol's port carried its connect run and its echo run.
+        let (mut sent, mut received) = (0.0, 0.0);
+        for workload in ["connect", "echo"] {
+            let b = &run_of(&results, protocol, workload)["report"]["bytes"];
+            sent += number(&b["total_sent"]);
+            received += number(&b["total_received"]);
+        }
+        let (to_server, to_client) = tshark_bytes(&pcap, ports[protocol]);
+        for (what, ours, theirs) in [
+            ("sent", sent, to_server as f64),
+            ("received", received, to_client as f64),
+        ] {
+            let off = (ours - theirs).abs() / theirs;
+            println!(
+                "{protocol} {what}: compare {ours} tshark {theirs} ({:.3}%)",
+                off * 100.0
+            );
+            assert!(theirs > 0.0, "{protocol}: tshark saw no bytes {what}");
+            assert!(
+                off <= 0.01,
+                "{protocol} {what}: compare says {ours} bytes, tshark {theirs}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_baseline_prints_the_change_and_a_wrong_file_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let first = home.path().join("first");
+    let args = [
+        "compare",
+        "--protocols",
+        "ws",
+        "--workloads",
+        "echo",
+        "--sizes",
+        "32",
+        "--duration",
+        "500ms",
+    ];
+    let out = protolab(
+        home.path(),
+        &[&args[..], &["--out", first.to_str().unwrap()]].concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("msgs/s") && table.contains("ws"), "{table}");
+
+    let baseline = first.join("results.json");
+    let out = protolab(
+        home.path(),
+        &[
+            &args[..],
+            &["--no-report", "--baseline", baseline.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("change against"), "{text}");
+    assert!(text.contains("ws echo 32 B msgs/s"), "{text}");
+    assert!(text.contains('%'), "{text}");
+
+    let not_results = home.path().join("other.json");
+    std::fs::write(&not_results, r#"{"hello": 1}"#).unwrap();
+    let out = protolab(
+        home.path(),
+        &[
+            &args[..],
+            &["--no-report", "--baseline", not_results.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not a protolab compare results.json"), "{err}");
+}
+
+#[test]
+fn bad_settings_get_clear_errors() {
+    let home = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (
+            vec!["compare", "--protocols", "http", "--workloads", "push"],
+            "push workload needs ws or wss",
+        ),
+        (vec!["compare", "--duration", "50ms"], "too short"),
+        (vec!["compare", "--protocols", "ftp"], "possible values"),
+        (vec!["compare", "-c", "0"], "at least 1"),
+        (vec!["compare", "--sizes", "17MiB"], "larger than"),
+        (
+            vec!["compare", "--rate", "0"],
+            "--rate must be a positive number",
+        ),
+    ] {
+        let out = protolab(home.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected `{expected}` in:\n{err}"
+        );
+    }
+}
