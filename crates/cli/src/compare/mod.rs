@@ -10,6 +10,7 @@ mod cpu;
 pub mod html;
 pub mod model;
 pub mod table;
+pub mod wan;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
@@ -92,6 +93,16 @@ pub struct CompareArgs {
     /// Do not write a report folder; print only.
     #[arg(long, conflicts_with = "out")]
     pub no_report: bool,
+    /// Emulate a WAN: the lab runs in a network namespace behind a veth pair that adds this
+    /// round-trip time (half each way) with tc netem. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN).
+    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    pub rtt: Option<Duration>,
+    /// WAN emulation: packet loss in each direction, e.g. 1% (implies the namespace).
+    #[arg(long, value_parser = wan::parse_loss, value_name = "PERCENT")]
+    pub loss: Option<f64>,
+    /// WAN emulation: rate limit in each direction, e.g. 10mbit (implies the namespace).
+    #[arg(long, value_parser = wan::parse_bandwidth, value_name = "RATE")]
+    pub bandwidth: Option<String>,
     /// An earlier run's results.json: print how this run changed against it.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
@@ -246,7 +257,16 @@ impl CompareArgs {
             server_threads >= 1 && client_threads >= 1,
             "--server-threads and --client-threads must be at least 1"
         );
+        let wan =
+            (self.rtt.is_some() || self.loss.is_some() || self.bandwidth.is_some()).then(|| {
+                wan::WanSpec {
+                    rtt_ms: self.rtt.map_or(0.0, wan::rtt_ms),
+                    loss_percent: self.loss,
+                    bandwidth: self.bandwidth.clone(),
+                }
+            });
         let settings = Settings {
+            wan,
             protocols: protocols.iter().map(|p| p.name().to_owned()).collect(),
             workloads: workloads.iter().map(|w| w.as_str().to_owned()).collect(),
             sizes: sizes.clone(),
@@ -380,9 +400,14 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         .iter()
         .filter_map(|p| Protocol::from_name(p))
         .collect();
+    // Declared before the lab so it is dropped (the namespace deleted) after the lab stops.
+    let wan = s.wan.as_ref().map(wan::Wan::create).transpose()?;
+    let bind = wan
+        .as_ref()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |w| IpAddr::V4(w.lab_ip));
     let config = crate::up::UpConfig {
         lab: LabConfig {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind,
             apps: protocols.iter().map(|&p| (p, 0)).collect(),
             push_interval: Duration::from_secs(5),
             allowed_origins: Vec::new(),
@@ -391,7 +416,10 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         },
         keylog: None,
     };
-    let lab = lab_rt.block_on(crate::up::start(config, ctx))?;
+    let lab = match &wan {
+        None => lab_rt.block_on(crate::up::start(config, ctx))?,
+        Some(wan) => wan.run_inside(|| lab_rt.block_on(crate::up::start(config, ctx)))?,
+    };
     let trust = if protocols.iter().any(|p| p.is_tls()) {
         let ca = crate::certs::store(ctx).ca_cert_path();
         Trust::Roots(protolab_tls::Roots::new().with_ca_file(&ca)?)

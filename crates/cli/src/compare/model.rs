@@ -38,6 +38,8 @@ pub struct Results {
 /// The run's settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
+    /// WAN emulation between the load generator and the lab; `None` = loopback.
+    pub wan: Option<super::wan::WanSpec>,
     /// Protocols compared (`http`, `https`, `ws`, `wss`).
     pub protocols: Vec<String>,
     /// Workloads run (`connect`, `echo`, `push`).

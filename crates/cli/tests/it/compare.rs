@@ -347,3 +347,54 @@ fn bad_settings_get_clear_errors() {
         );
     }
 }
+
+#[test]
+fn a_bandwidth_limit_runs_the_lab_in_a_namespace_and_caps_throughput() {
+    let home = tempfile::tempdir().unwrap();
+    let rate_bits = 20_000_000.0;
+    let results = compare_json(
+        home.path(),
+        &[
+            "--bandwidth",
+            "20mbit",
+            "--protocols",
+            "ws,wss",
+            "--workloads",
+            "echo",
+            "--sizes",
+            "64KiB",
+            "-c",
+            "2",
+            "--duration",
+            "3s",
+            "--no-report",
+        ],
+    );
+    assert_eq!(results["settings"]["wan"]["bandwidth"], "20mbit");
+    for endpoint in results["lab"].as_array().unwrap() {
+        let addr = endpoint["addr"].as_str().unwrap();
+        assert!(
+            addr.starts_with("10.231."),
+            "the lab is not behind the veth: {addr}"
+        );
+    }
+    for protocol in ["ws", "wss"] {
+        let report = &run_of(&results, protocol, "echo")["report"];
+        // Each echo carries its bytes both ways, each way limited to the rate.
+        let per_message = number(&report["bytes"]["received_per_message"]);
+        let ceiling = rate_bits / 8.0 / per_message;
+        let got = number(&report["throughput_per_sec"]);
+        println!("{protocol}: {got:.1} msgs/s, link allows {ceiling:.1}");
+        assert!(
+            got <= ceiling * 1.1,
+            "{protocol}: {got} msgs/s through a link that allows {ceiling}"
+        );
+        assert!(
+            got >= ceiling * 0.5,
+            "{protocol}: {got} msgs/s, far below the {ceiling} the link allows"
+        );
+    }
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let me = String::from_utf8_lossy(&links.stdout);
+    assert!(!me.contains("plh"), "the veth pair was left behind:\n{me}");
+}
