@@ -3,12 +3,15 @@
 //! into a timeline of [`Event`]s — TCP handshake with its round trip, TLS hellos, HTTP start
 //! lines, the WebSocket upgrade and every frame — plus a per-layer byte count.
 //!
-//! What it does not do yet: decrypt TLS (records after the hellos are shown as opaque), or
-//! capture live traffic. It never panics on a corrupt or truncated file: problems become notes
+//! [`live`] captures traffic on a Linux interface into a pcapng file with the TLS key log
+//! embedded, ready for [`inspect`], Wireshark or tshark.
+//!
+//! What it does not do yet: decrypt TLS (records after the hellos are shown as opaque). It never panics on a corrupt or truncated file: problems become notes
 //! on the connection or an error for the file, and everything before them is kept.
 
 mod dissect;
 mod flow;
+pub mod live;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
