@@ -131,7 +131,7 @@ fn decode_random(hex: &str) -> Option<[u8; RANDOM_LEN]> {
 /// Splits `text` at line ends into chunks of at most `max` bytes, so a key log larger than
 /// one pcapng block travels in several Decryption Secrets Blocks without cutting a line. A
 /// single line longer than `max` is cut (it could not be a valid key log line).
-pub(crate) fn chunks(text: &str, max: usize) -> Vec<&str> {
+pub fn chunks(text: &str, max: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
