@@ -3,11 +3,12 @@
 //! into a timeline of [`Event`]s — TCP handshake with its round trip, TLS hellos, HTTP start
 //! lines, the WebSocket upgrade and every frame — plus a per-layer byte count.
 //!
-//! [`live`] captures traffic on a Linux interface into a pcapng file with the TLS key log
-//! embedded, ready for [`inspect`], Wireshark or tshark.
-//!
-//! What it does not do yet: decrypt TLS (records after the hellos are shown as opaque). It never panics on a corrupt or truncated file: problems become notes
+//! What it does not do yet: decrypt TLS (records after the hellos are shown as opaque), or
+//! capture live traffic. It never panics on a corrupt or truncated file: problems become notes
 //! on the connection or an error for the file, and everything before them is kept.
+//!
+//! Live capture is in [`live`]: traffic on a Linux interface into a pcapng file with the TLS
+//! key log embedded, ready for [`inspect`], Wireshark or tshark.
 
 mod dissect;
 mod flow;
