@@ -33,6 +33,9 @@ const SKF_AD_IFINDEX: u32 = 0xFFFF_F008;
 /// `SKF_NET_OFF` (-0x100000): loads relative to the network header.
 const SKF_NET_OFF: u32 = 0xFFF0_0000;
 
+/// What the program returns for a packet it keeps: "all of it".
+pub(crate) const ACCEPT: u32 = u32::MAX;
+
 /// `PACKET_OUTGOING`: a copy of a packet this host sent.
 pub(crate) const PACKET_OUTGOING: u32 = 4;
 
@@ -62,10 +65,15 @@ const V6_EXT: usize = 2;
 
 /// The program for one capture: packets on interface `ifindex`, without the outgoing copy
 /// when `loopback`, TCP over IPv4 or IPv6 with one of `ports` on either side (any port when
-/// empty), each cut at `snaplen`. IPv6 packets with extension headers before TCP are passed
+/// empty). IPv6 packets with extension headers before TCP are passed
 /// up for the userspace filter to walk.
 /// `ports` must hold at most [`MAX_PORTS`] entries.
-pub(crate) fn program(ifindex: u32, loopback: bool, ports: &[u16], snaplen: u32) -> Vec<Insn> {
+///
+/// Accepted packets are passed whole ([`ACCEPT`]): a filter that returned the snap length
+/// would have the kernel trim the packet before `recvmsg`, losing its original length. The
+/// snap length is applied by the size of the receive buffer instead, with `MSG_TRUNC`
+/// reporting the real length.
+pub(crate) fn program(ifindex: u32, loopback: bool, ports: &[u16]) -> Vec<Insn> {
     use Op::{Jump, Label, Stmt};
     let ld = |size: u16, k: u32| Stmt(BPF_LD | size | BPF_ABS, k);
     let jeq = |k: u32, yes: To, no: To| Jump(BPF_JMP | BPF_JEQ | BPF_K, k, yes, no);
@@ -112,7 +120,7 @@ pub(crate) fn program(ifindex: u32, loopback: bool, ports: &[u16], snaplen: u32)
         jeq(44, To::Accept, To::Next),
         jeq(60, To::Accept, To::Drop),
     ]);
-    assemble(&ops, snaplen)
+    assemble(&ops)
 }
 
 /// Accepts when A is one of `ports` (always when there are none), else goes to `miss`.
@@ -155,7 +163,7 @@ pub(crate) fn to_sock_filters(program: &[Insn]) -> Vec<SockFilter> {
 }
 
 /// Resolves labels into forward offsets and appends the accept and drop returns.
-fn assemble(ops: &[Op], snaplen: u32) -> Vec<Insn> {
+fn assemble(ops: &[Op]) -> Vec<Insn> {
     let mut index = Vec::new();
     let mut labels = [0usize; 3];
     for op in ops {
@@ -202,7 +210,7 @@ fn assemble(ops: &[Op], snaplen: u32) -> Vec<Insn> {
             Op::Label(_) => ret(0),
         })
         .collect();
-    out.push(ret(snaplen));
+    out.push(ret(ACCEPT));
     out.push(ret(0));
     out
 }
@@ -298,12 +306,12 @@ mod tests {
 
     #[test]
     fn the_filter_keeps_tcp_on_the_ports_and_interface_and_drops_the_rest() {
-        let p = program(1, true, &[3002, 3003], 1000);
+        let p = program(1, true, &[3002, 3003]);
         for ipv6 in [false, true] {
             let (meta, f) = ethernet(ipv6, 51000, 3003, 0);
-            assert_eq!(run(&p, &meta, &f), 1000, "to the port, ipv6 {ipv6}");
+            assert_eq!(run(&p, &meta, &f), ACCEPT, "to the port, ipv6 {ipv6}");
             let (meta, f) = ethernet(ipv6, 3002, 51000, 0);
-            assert_eq!(run(&p, &meta, &f), 1000, "from the port, ipv6 {ipv6}");
+            assert_eq!(run(&p, &meta, &f), ACCEPT, "from the port, ipv6 {ipv6}");
             let (meta, f) = ethernet(ipv6, 51000, 3004, 0);
             assert_eq!(run(&p, &meta, &f), 0, "another port, ipv6 {ipv6}");
             let (mut meta, f) = ethernet(ipv6, 51000, 3003, 0);
@@ -314,7 +322,7 @@ mod tests {
             assert_eq!(run(&p, &meta, &f), 0, "another interface");
         }
         let (meta, f) = ethernet(false, 51000, 3003, 0x2000);
-        assert_eq!(run(&p, &meta, &f), 1000, "first fragment, more to come");
+        assert_eq!(run(&p, &meta, &f), ACCEPT, "first fragment, more to come");
         let (meta, f) = ethernet(false, 51000, 3003, 0x0010);
         assert_eq!(run(&p, &meta, &f), 0, "later fragment");
         let (mut meta, mut f) = ethernet(false, 51000, 3003, 0);
@@ -326,22 +334,22 @@ mod tests {
         f[14 + 6] = 0;
         assert_eq!(
             run(&p, &meta, &f),
-            1000,
+            ACCEPT,
             "IPv6 extension header: userspace decides"
         );
 
         // Outgoing packets are kept off loopback; every port passes with no ports given.
-        let any = program(7, false, &[], 96);
+        let any = program(7, false, &[]);
         let (mut meta, f) = ethernet(false, 1, 2, 0);
         meta.ifindex = 7;
         meta.pkttype = PACKET_OUTGOING;
-        assert_eq!(run(&any, &meta, &f), 96);
+        assert_eq!(run(&any, &meta, &f), ACCEPT);
     }
 
     #[test]
     fn the_longest_program_keeps_every_jump_in_range() {
         let ports: Vec<u16> = (1..=MAX_PORTS as u16).collect();
-        let p = program(1, true, &ports, 262_144);
+        let p = program(1, true, &ports);
         assert_eq!(p.len(), 4 * MAX_PORTS + 24);
         for (i, insn) in p.iter().enumerate() {
             if insn.code & 0x07 == BPF_JMP {
@@ -351,6 +359,6 @@ mod tests {
         }
         // The last port of every group still reaches the accept return.
         let (meta, f) = ethernet(true, 1, MAX_PORTS as u16, 0);
-        assert_eq!(run(&p, &meta, &f), 262_144);
+        assert_eq!(run(&p, &meta, &f), ACCEPT);
     }
 }

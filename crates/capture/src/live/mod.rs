@@ -321,7 +321,7 @@ impl LiveCapture {
             return Err(CaptureError::BadSnaplen(config.snaplen));
         }
         let iface = socket::find_interface(&config.interface)?;
-        let socket = socket::open(&iface, &config.ports, config.snaplen, config.buffer_bytes)?;
+        let socket = socket::open(&iface, &config.ports, config.buffer_bytes)?;
         let spool_dir = config.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
         let spool = tempfile::tempfile_in(&spool_dir).map_err(|source| CaptureError::Io {
             what: "creating the spool file in",

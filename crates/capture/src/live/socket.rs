@@ -85,7 +85,6 @@ pub(crate) fn find_interface(name: &str) -> Result<Interface, CaptureError> {
 pub(crate) fn open(
     iface: &Interface,
     ports: &[u16],
-    snaplen: u32,
     buffer_bytes: usize,
 ) -> Result<Socket, CaptureError> {
     let protocol = Protocol::from(i32::from(ETH_P_ALL.to_be()));
@@ -102,7 +101,7 @@ pub(crate) fn open(
             }
         }
     })?;
-    let program = bpf::program(iface.index, iface.loopback, ports, snaplen);
+    let program = bpf::program(iface.index, iface.loopback, ports);
     socket
         .attach_filter(&bpf::to_sock_filters(&program))
         .map_err(|e| CaptureError::Socket {

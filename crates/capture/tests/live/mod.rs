@@ -394,3 +394,59 @@ fn an_unknown_interface_is_named_with_the_ones_that_exist() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snap_length_cuts_long_packets_and_keeps_their_length() {
+    let lab = TestLab::start(&[Protocol::Http], |_| {}).await;
+    let port = lab.port(Protocol::Http);
+    let capture = LiveCapture::start(CaptureConfig {
+        ports: vec![port],
+        snaplen: 128,
+        ..CaptureConfig::default()
+    })
+    .unwrap();
+    let body = "x".repeat(5000);
+    let url = format!("http://127.0.0.1:{port}/echo");
+    assert_eq!(curl(&["-s", "--data-binary", &body, &url]).await, body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cut.pcapng");
+    let stats = capture.finish(None, &file).unwrap();
+    let frames = tshark(&file, "frame", &["frame.cap_len", "frame.len"]);
+    assert_eq!(frames.len() as u64, stats.kept);
+    let lengths: Vec<(u64, u64)> = frames
+        .iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+        .collect();
+    assert!(lengths.iter().all(|&(cap, _)| cap <= 128), "{lengths:?}");
+    let cut = lengths.iter().filter(|&&(cap, len)| len > cap).count() as u64;
+    assert!(cut >= 2, "request and response bodies: {lengths:?}");
+    assert_eq!(stats.truncated, cut);
+    assert!(
+        lengths.iter().map(|&(_, len)| len).sum::<u64>() > 10_000,
+        "original lengths kept"
+    );
+}
+
+#[test]
+fn a_stop_handle_stops_an_idle_capture_at_once() {
+    let capture = LiveCapture::start(CaptureConfig {
+        ports: vec![9],
+        duration: Some(Duration::from_secs(3600)),
+        ..CaptureConfig::default()
+    })
+    .unwrap();
+    let handle = capture.stop_handle();
+    std::thread::spawn(move || handle.stop());
+    let asked = std::time::Instant::now();
+    while !capture.is_finished() {
+        assert!(asked.elapsed() < Duration::from_secs(5), "still running");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idle.pcapng");
+    let stats = capture.finish(None, &file).unwrap();
+    assert_eq!((stats.kept, stats.stop), (0, Some(StopReason::Stopped)));
+    let report = inspect(&std::fs::read(&file).unwrap(), &Filter::default());
+    assert_eq!((report.packets, report.file_error), (0, None));
+}
