@@ -6,9 +6,13 @@
 //! What it does not do yet: decrypt TLS (records after the hellos are shown as opaque), or
 //! capture live traffic. It never panics on a corrupt or truncated file: problems become notes
 //! on the connection or an error for the file, and everything before them is kept.
+//!
+//! Live capture is in [`live`]: traffic on a Linux interface into a pcapng file with the TLS
+//! key log embedded, ready for [`inspect`], Wireshark or tshark.
 
 mod dissect;
 mod flow;
+pub mod live;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -7,6 +7,8 @@
     reason = "test helpers: a failed set-up step should panic right there"
 )]
 
+mod live;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 pub mod bench;
+pub mod capture;
 pub mod certs;
 pub mod compare;
 pub mod inspect;
@@ -64,6 +65,10 @@ pub enum Command {
     /// Read a pcap/pcapng capture and print each connection's conversation: TCP handshake and
     /// RTT, TLS hellos, HTTP requests and responses, the upgrade, every WebSocket frame.
     Inspect(inspect::InspectArgs),
+    /// Capture TCP traffic on ports of an interface (default lo) into a pcapng file with the
+    /// TLS key log embedded, so Wireshark, tshark and `inspect` see inside HTTPS and WSS.
+    /// Needs CAP_NET_RAW; Ctrl-C stops and writes the file.
+    Capture(capture::CaptureArgs),
     /// Print a shell completion script, e.g. `protolab completions bash > /etc/bash_completion.d/protolab`.
     Completions {
         /// The shell to generate for.
@@ -113,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(args, &ctx).await,
         Command::Bench(args) => bench::run(args, &ctx).await,
         Command::Inspect(args) => inspect::run(args, &ctx).await,
+        Command::Capture(args) => capture::run(args, &ctx).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut cmd = Cli::command();

@@ -2,6 +2,7 @@
 //! a user runs it, each against real peers.
 
 mod bench;
+mod capture;
 mod certs;
 mod compare;
 mod inspect;
