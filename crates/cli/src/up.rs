@@ -76,6 +76,8 @@ pub struct UpConfig {
     pub lab: LabConfig,
     /// Where TLS secrets go, if anywhere.
     pub keylog: Option<std::path::PathBuf>,
+    /// Also keep TLS secrets in memory (`compare --capture` embeds them in its capture).
+    pub keylog_buffer: Option<Arc<protolab_tls::keylog::KeyLogBuffer>>,
 }
 
 impl TryFrom<UpArgs> for UpConfig {
@@ -155,6 +157,7 @@ impl TryFrom<UpArgs> for UpConfig {
                 tls: None,
             },
             keylog: args.keylog,
+            keylog_buffer: None,
         })
     }
 }
@@ -182,7 +185,12 @@ pub async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 /// Adds TLS from the state dir when a TLS protocol is served, then starts the lab.
 pub async fn start(mut config: UpConfig, ctx: &Context) -> anyhow::Result<Lab> {
     if config.lab.apps.iter().any(|(p, _)| p.is_tls()) {
-        config.lab.tls = Some(lab_tls(&config.lab, config.keylog.as_deref(), ctx)?);
+        config.lab.tls = Some(lab_tls(
+            &config.lab,
+            config.keylog.as_deref(),
+            config.keylog_buffer.clone(),
+            ctx,
+        )?);
     }
     Lab::start(config.lab).await.context("starting the lab")
 }
@@ -190,6 +198,7 @@ pub async fn start(mut config: UpConfig, ctx: &Context) -> anyhow::Result<Lab> {
 fn lab_tls(
     lab: &LabConfig,
     keylog: Option<&std::path::Path>,
+    keylog_buffer: Option<Arc<protolab_tls::keylog::KeyLogBuffer>>,
     ctx: &Context,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let store = crate::certs::store(ctx);
@@ -214,6 +223,9 @@ fn lab_tls(
             "warning: writing the TLS secrets of every HTTPS/WSS connection to {}; anyone with that file can decrypt captured traffic",
             path.display()
         );
+    }
+    if let Some(buffer) = keylog_buffer {
+        options = options.with_key_log(buffer);
     }
     protolab_tls::server_config_with(&leaf, &options).context("building the TLS configuration")
 }

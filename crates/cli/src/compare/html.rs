@@ -48,6 +48,15 @@ pub fn render(r: &Results) -> String {
         s.run_secs,
         s.connections
     );
+    if let Some(c) = &r.capture {
+        let _ = write!(
+            body,
+            "<p>Packet capture: <a href=\"{0}\">{0}</a> — {1} packets, TLS secrets of {2} sessions embedded, so Wireshark and tshark decrypt HTTPS and WSS with no settings; <code>protolab inspect {0}</code> prints each conversation.</p>",
+            esc(&c.file),
+            c.stats.kept,
+            c.stats.secrets_sessions
+        );
+    }
     for w in &r.warnings {
         let _ = write!(body, "<p class=warn>⚠ {}</p>", esc(w));
     }

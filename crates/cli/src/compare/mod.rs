@@ -16,6 +16,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
@@ -103,6 +104,15 @@ pub struct CompareArgs {
     /// WAN emulation: rate limit in each direction, e.g. 10mbit (implies the namespace).
     #[arg(long, value_parser = wan::parse_bandwidth, value_name = "RATE")]
     pub bandwidth: Option<String>,
+    /// Record the lab's traffic into capture.pcapng in the report folder, with the TLS
+    /// secrets embedded so Wireshark and tshark decrypt HTTPS and WSS with no settings.
+    /// Needs CAP_NET_RAW. The capture costs CPU: prefer --rate so it does not skew the
+    /// figures, and it stops at --capture-max.
+    #[arg(long, conflicts_with = "no_report")]
+    pub capture: bool,
+    /// Largest capture file; packets after it are not recorded.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub capture_max: u64,
     /// An earlier run's results.json: print how this run changed against it.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
@@ -168,6 +178,8 @@ pub struct Plan {
     settings: Settings,
     run_time: Duration,
     push_interval: Duration,
+    /// Where to write the capture, if asked for.
+    capture: Option<(PathBuf, u64)>,
 }
 
 impl CompareArgs {
@@ -283,6 +295,7 @@ impl CompareArgs {
             settings,
             run_time,
             push_interval: self.push_interval,
+            capture: None,
         })
     }
 }
@@ -298,7 +311,7 @@ pub struct Outcome {
 
 /// Runs `protolab compare`: prints the table (or `--json`), writes the report folder.
 pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let plan = args.plan()?;
+    let mut plan = args.plan()?;
     let baseline = match &args.baseline {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -316,12 +329,25 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             PathBuf::from("protolab-report").join(folder_timestamp(SystemTime::now()))
         }))
     };
+    if args.capture {
+        if let Some(dir) = &report_dir {
+            plan.capture = Some((dir.join("capture.pcapng"), args.capture_max));
+        }
+    }
     let ctx2 = ctx.clone();
     let results = tokio::task::spawn_blocking(move || measure(&plan, &ctx2))
         .await
         .context("the compare run panicked")??;
     if let Some(dir) = &report_dir {
         write_report(dir, &results)?;
+    }
+    if let Some(c) = &results.capture {
+        eprintln!(
+            "capture: {} packets → {} ({} TLS sessions' secrets embedded; opens decrypted in Wireshark)",
+            c.stats.kept,
+            c.file,
+            c.stats.secrets_sessions
+        );
     }
     let mut out = std::io::stdout().lock();
     if ctx.json {
@@ -415,7 +441,12 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
             tls: None,
         },
         keylog: None,
+        keylog_buffer: plan
+            .capture
+            .as_ref()
+            .map(|_| Arc::new(protolab_tls::keylog::KeyLogBuffer::new())),
     };
+    let keylog_buffer = config.keylog_buffer.clone();
     let lab = match &wan {
         None => lab_rt.block_on(crate::up::start(config, ctx))?,
         Some(wan) => wan.run_inside(|| lab_rt.block_on(crate::up::start(config, ctx)))?,
@@ -425,6 +456,27 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         Trust::Roots(protolab_tls::Roots::new().with_ca_file(&ca)?)
     } else {
         Trust::Insecure
+    };
+    let mut capture = match &plan.capture {
+        None => None,
+        Some((path, max_bytes)) => {
+            let capture_config = protolab_capture::live::CaptureConfig {
+                interface: wan
+                    .as_ref()
+                    .map_or_else(|| "lo".to_owned(), |w| w.host_interface().to_owned()),
+                ports: lab.endpoints().iter().map(|e| e.addr.port()).collect(),
+                max_bytes: *max_bytes,
+                spool_dir: path.parent().map(Path::to_path_buf),
+                ..Default::default()
+            };
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let live = protolab_capture::live::LiveCapture::start(capture_config)
+                .context("compare --capture")?;
+            Some((live, path.clone()))
+        }
     };
     let mut progress = Progress::new(plan);
     let mut runs = Vec::with_capacity(plan.steps.len());
@@ -521,6 +573,37 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         std::thread::sleep(SETTLE);
     }
     progress.finish();
+    let capture_summary = match capture.take() {
+        None => None,
+        Some((live, path)) => {
+            let secrets = keylog_buffer.map(|b| b.contents());
+            let stats = live
+                .finish(secrets.as_deref().map(str::as_bytes), &path)
+                .with_context(|| format!("writing the capture {}", path.display()))?;
+            if stats.stop == Some(protolab_capture::live::StopReason::SizeLimit) {
+                warnings.push(format!(
+                    "the capture reached --capture-max after {} packets; later traffic is not in it",
+                    stats.kept
+                ));
+            }
+            if stats.dropped_by_kernel > 0 {
+                warnings.push(format!(
+                    "the capture missed {} packets the kernel dropped (use --rate to slow the load)",
+                    stats.dropped_by_kernel
+                ));
+            }
+            warnings.push(
+                "a capture was running: its CPU use is in the figures; compare runs with and without --capture before trusting small differences"
+                    .to_owned(),
+            );
+            Some(model::CaptureSummary {
+                file: path
+                    .file_name()
+                    .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+                stats,
+            })
+        }
+    };
     let lab_endpoints = lab
         .endpoints()
         .iter()
@@ -541,6 +624,7 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         lab: lab_endpoints,
         runs,
         warnings,
+        capture: capture_summary,
     })
 }
 

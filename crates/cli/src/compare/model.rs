@@ -33,6 +33,17 @@ pub struct Results {
     pub runs: Vec<Run>,
     /// Things a reader must know before trusting a number (e.g. the load generator saturated).
     pub warnings: Vec<String>,
+    /// The packet capture of the run (`--capture`), if one was made.
+    pub capture: Option<CaptureSummary>,
+}
+
+/// The capture written beside results.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureSummary {
+    /// File name in the report folder.
+    pub file: String,
+    /// What the capture saw and kept.
+    pub stats: protolab_capture::live::CaptureStats,
 }
 
 /// The run's settings.

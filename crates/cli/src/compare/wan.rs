@@ -83,6 +83,11 @@ impl Wan {
         Ok(wan)
     }
 
+    /// The host end of the veth pair, where a capture sees the lab's traffic.
+    pub fn host_interface(&self) -> &str {
+        &self.host_if
+    }
+
     /// Runs `f` on a thread inside the namespace: sockets it creates (the lab's listeners)
     /// belong to the namespace for their whole life, whichever thread later uses them.
     pub fn run_inside<T: Send>(

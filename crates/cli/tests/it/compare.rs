@@ -398,3 +398,79 @@ fn a_bandwidth_limit_runs_the_lab_in_a_namespace_and_caps_throughput() {
     let me = String::from_utf8_lossy(&links.stdout);
     assert!(!me.contains("plh"), "the veth pair was left behind:\n{me}");
 }
+
+#[test]
+fn a_capture_of_the_run_opens_decrypted_in_tshark() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("report");
+    let results = compare_json(
+        home.path(),
+        &[
+            "--capture",
+            "--protocols",
+            "ws,wss",
+            "--workloads",
+            "echo",
+            "--sizes",
+            "32",
+            "--rate",
+            "200",
+            "-c",
+            "2",
+            "--duration",
+            "1s",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    let file = out_dir.join("capture.pcapng");
+    assert_eq!(results["capture"]["file"], "capture.pcapng");
+    assert!(number(&results["capture"]["stats"]["kept"]) > 0.0);
+    assert!(
+        number(&results["capture"]["stats"]["secrets_sessions"]) >= 2.0,
+        "{}",
+        results["capture"]
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a capture holding TLS secrets must be private");
+
+    // tshark with a fresh HOME (no preferences, no key log option) decrypts the wss echoes.
+    let wss: std::net::SocketAddr = results["lab"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["protocol"] == "wss")
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tshark_home = tempfile::tempdir().unwrap();
+    let out = Command::new(require("tshark", "apt-get install -y tshark"))
+        .env("HOME", tshark_home.path())
+        .arg("-r")
+        .arg(&file)
+        .args([
+            "-Y",
+            &format!("tcp.port == {} && websocket", wss.port()),
+            "-T",
+            "fields",
+            "-e",
+            "websocket.opcode",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = String::from_utf8_lossy(&out.stdout);
+    let binary = frames.lines().filter(|l| l.trim() == "2").count();
+    let echoes = number(&run_of(&results, "wss", "echo")["report"]["messages"]);
+    assert!(
+        binary as f64 >= echoes * 2.0,
+        "tshark decrypted {binary} binary frames on the wss port; compare echoed {echoes} messages (two frames each)"
+    );
+}
