@@ -101,6 +101,8 @@ pub enum Tool {
     Nginx,
     /// wrk.
     Wrk,
+    /// oha (crates.io).
+    Oha,
 }
 
 impl Tool {
@@ -111,6 +113,7 @@ impl Tool {
             Self::Node => "node",
             Self::Nginx => "nginx",
             Self::Wrk => "wrk",
+            Self::Oha => "oha",
         }
     }
 
@@ -121,6 +124,7 @@ impl Tool {
             Self::Node => "apt-get install -y nodejs npm",
             Self::Nginx => "apt-get install -y nginx",
             Self::Wrk => "apt-get install -y wrk",
+            Self::Oha => "cargo install oha --locked   (a few minutes; scripts/bench does it)",
         }
     }
 

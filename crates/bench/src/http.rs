@@ -152,7 +152,7 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
 /// nginx with one worker and the same body at the same path, `return`ed from memory (its
 /// fastest path). No access log, and keep-alive connections are not recycled every 1000
 /// requests (nginx's default), since protolab does neither.
-fn nginx_conf(port: u16, body: &[u8], dir: &Path) -> String {
+pub(crate) fn nginx_conf(port: u16, body: &[u8], dir: &Path) -> String {
     let mut escaped = String::new();
     for &b in body {
         match b {
@@ -309,15 +309,15 @@ fn failed_row(server: &str, url: &str, error: String) -> HttpRow {
 
 /// What we read from wrk's report.
 #[derive(Debug, Default, PartialEq)]
-struct Wrk {
-    req_per_sec: f64,
+pub(crate) struct Wrk {
+    pub(crate) req_per_sec: f64,
     avg_ms: Option<f64>,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     errors: u64,
 }
 
-fn parse_wrk(out: &str) -> anyhow::Result<Wrk> {
+pub(crate) fn parse_wrk(out: &str) -> anyhow::Result<Wrk> {
     let mut w = Wrk::default();
     let mut rps = None;
     for line in out.lines() {

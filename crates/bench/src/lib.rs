@@ -17,6 +17,7 @@ pub mod client;
 pub mod cpu;
 pub mod driver;
 pub mod http;
+pub mod loadgen;
 pub mod peer;
 pub mod process;
 pub mod report;

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use protolab_bench::driver::{Load, Options};
 use protolab_bench::report::{self, Results};
-use protolab_bench::{client, http, process, ws};
+use protolab_bench::{client, http, loadgen, process, ws};
 
 /// Whole-system benchmarks of protolab against named peers.
 #[derive(Debug, Parser)]
@@ -30,6 +30,9 @@ enum Command {
     Http(Common),
     /// `ws`, then `http`, one table.
     All(Common),
+    /// The load generator's own efficiency: protolab's client against wrk and oha (HTTP, same
+    /// nginx) and against a Node `ws` client and npm loadtest (WS, same protolab WS app).
+    Loadgen(LoadgenArgs),
     /// The WebSocket load client (the driver runs it pinned to core 1; prints JSON).
     #[command(hide = true)]
     Client(ClientArgs),
@@ -70,6 +73,31 @@ struct Common {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Directory with the Node peer script and its node_modules.
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
+    peers_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct LoadgenArgs {
+    /// The protolab binary. Default: `protolab` next to this binary.
+    #[arg(long, value_name = "PATH")]
+    protolab: Option<PathBuf>,
+    /// Measured seconds per client.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// HTTP connections (wrk -c, oha -c, protolab -c).
+    #[arg(long, default_value_t = 50)]
+    http_connections: usize,
+    /// WebSocket connections.
+    #[arg(long, default_value_t = 50)]
+    ws_connections: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Directory with the Node peers and their node_modules.
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
     peers_dir: PathBuf,
 }
@@ -165,6 +193,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             println!("{}", serde_json::to_string(&report)?);
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::Loadgen(a) => {
+            let me = std::env::current_exe().context("finding the protolab-bench binary")?;
+            let protolab = a.protolab.unwrap_or_else(|| me.with_file_name("protolab"));
+            loadgen::check_protolab(&protolab)?;
+            anyhow::ensure!(a.duration > 0, "--duration must be at least 1 second");
+            process::install_signal_handler();
+            let results = loadgen::run(&loadgen::LoadgenOptions {
+                protolab,
+                peers_dir: a.peers_dir,
+                duration: Duration::from_secs(a.duration),
+                http_connections: a.http_connections,
+                ws_connections: a.ws_connections,
+                size: a.size,
+            })?;
+            print!("{}", loadgen::render(&results));
+            if let Some(path) = a.json {
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let failed = results.rows.iter().filter(|r| r.error.is_some()).count();
+            return Ok(if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
         }
         Command::Ws(c) => (c, true, false),
         Command::Http(c) => (c, false, true),
