@@ -4,11 +4,12 @@
 //!
 //! [`decode_record`] splits a byte stream into records; [`parse_client_hello`] and
 //! [`parse_server_hello`] read the plaintext handshake message at the start of a handshake
-//! record's payload. Decryption is not done here yet: TLS 1.3 encrypts everything after the
-//! ServerHello, and those records are shown as opaque application data.
+//! record's payload. [`keylog::KeyLog`] reads NSS key logs, and [`decrypt::Decryptor`] opens
+//! TLS 1.2 and 1.3 AEAD records with their secrets.
 
 use thiserror::Error;
 
+pub mod decrypt;
 pub mod keylog;
 
 /// Record content types (RFC 8446 §5.1).

@@ -92,7 +92,10 @@ impl KeyLog {
         };
         for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
             if let Err(reason) = self.add_line(raw) {
-                errors.push(KeyLogError { line: i + 1, reason });
+                errors.push(KeyLogError {
+                    line: i + 1,
+                    reason,
+                });
             }
         }
         errors
@@ -229,7 +232,10 @@ mod tests {
         assert_eq!(s.client_handshake.as_deref(), Some(&[0xab; 32][..]));
         assert_eq!(s.server_handshake.as_deref(), Some(&[0xcd; 48][..]));
         assert!(s.client_traffic.is_some() && s.server_traffic.is_some());
-        assert!(!format!("{s:?}").contains("ab"), "Debug must not print secrets");
+        assert!(
+            !format!("{s:?}").contains("ab"),
+            "Debug must not print secrets"
+        );
         assert_eq!(log.len(), 1);
         assert!(log.get(&[8; 32]).is_none());
     }
