@@ -411,7 +411,7 @@ impl Dissector {
         });
         let shown = &payload[..payload.len().min(PREVIEW_BYTES)];
         let preview = match (header.opcode, std::str::from_utf8(shown)) {
-            (OpCode::Binary, _) | (_, Err(_)) => shown.iter().map(|b| format!("{b:02x}")).collect(),
+            (OpCode::Binary, _) | (_, Err(_)) => hex(shown),
             (_, Ok(text)) => text.to_string(),
         };
         events.push(Event::WsFrame {
@@ -429,6 +429,17 @@ impl Dissector {
         side.buf.drain(..header_len + len);
         true
     }
+}
+
+/// Lower-case hex, without a formatter call per byte (previews are on the hot path).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 fn opcode_name(op: OpCode) -> &'static str {

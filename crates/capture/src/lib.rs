@@ -135,6 +135,8 @@ pub fn inspect_with(file: &[u8], options: &InspectOptions) -> Report {
     let mut flows: HashMap<(SocketAddr, SocketAddr), usize> = HashMap::new();
     let mut tracked: Vec<Tracked> = Vec::new();
     let mut delivered = Vec::new();
+    // Reused per packet, drained into the connection's timeline.
+    let mut events = Vec::new();
     let mut at = 0;
     loop {
         let (block, used) = match reader.next(&file[at..]) {
@@ -218,7 +220,6 @@ pub fn inspect_with(file: &[u8], options: &InspectOptions) -> Report {
         let (dir, what) = t
             .flow
             .push(&seg, packet.data.len(), packet.timestamp_ns, &mut delivered);
-        let mut events = Vec::new();
         match what {
             Segment::Syn => events.push(Event::TcpSyn),
             Segment::Established => {
@@ -242,7 +243,7 @@ pub fn inspect_with(file: &[u8], options: &InspectOptions) -> Report {
         }
         t.conn
             .events
-            .extend(events.into_iter().map(|event| Timed { at_ns, event }));
+            .extend(events.drain(..).map(|event| Timed { at_ns, event }));
     }
     for mut t in tracked {
         for dir in [Dir::ToServer, Dir::ToClient] {

@@ -499,7 +499,7 @@ async fn decrypted_wss_agrees_with_tshark_for_every_suite_and_secrets_travel_in_
     let (keylog, errors) = KeyLog::parse(&keylog_text);
     assert!(errors.is_empty(), "{errors:?}");
     let options = InspectOptions {
-        keylog: keylog.clone(),
+        keylog,
         ..InspectOptions::default()
     };
     let report = inspect_with(&bytes, &options);
@@ -583,7 +583,7 @@ async fn decrypted_wss_agrees_with_tshark_for_every_suite_and_secrets_travel_in_
             c.notes
         );
     }
-    let wrong: String = String::from_utf8(keylog_text.clone())
+    let wrong: String = String::from_utf8(keylog_text)
         .unwrap()
         .lines()
         .map(|l| {

@@ -85,13 +85,15 @@ pub async fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         );
         report.connections = vec![report.connections.swap_remove(n - 1)];
     }
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a big capture's JSON has millions of lines.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if ctx.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
         out.write_all(render(&report, args.stream).as_bytes())?;
     }
+    out.flush()?;
     if let Some(err) = &report.file_error {
         eprintln!("note: {err}");
     }
