@@ -54,7 +54,7 @@ async fn inspect_agrees_with_tshark_on_http_and_websocket_traffic() {
         lab.port(Protocol::Ws),
         lab.port(Protocol::Wss),
     );
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("plain");
     let file = dir.join("lab.pcapng");
     let mut capture = KillOnDrop(
         Command::new(require("tshark", "apt-get install -y tshark"))
@@ -244,12 +244,9 @@ fn opcode_number(name: &str) -> u8 {
     }
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "protolab-capture-{}-{}",
-        std::process::id(),
-        line!()
-    ));
+/// A fresh directory per test (`name`): the tests run in parallel and each removes its own.
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("protolab-capture-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -449,7 +446,7 @@ const SUITES: [(&str, &str, &str); 6] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decrypted_wss_agrees_with_tshark_for_every_suite_and_secrets_travel_in_the_file() {
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("decrypt");
     let keys = dir.join("server.keys");
     let keys_for_lab = keys.clone();
     // The lab logs its secrets, as `protolab up --keylog` does.
