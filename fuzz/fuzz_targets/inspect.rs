@@ -1,11 +1,13 @@
 //! Reassembly and dissection end to end. Half the inputs are raw file bytes; the other half
 //! become a valid pcapng of TCP segments between two endpoints whose direction, sequence
 //! offset, flags and payload come from the input, so the fuzzer reaches the reassembler
-//! (retransmits, reordering, holes, wraps) and the HTTP/TLS/WebSocket dissectors.
+//! (retransmits, reordering, holes, wraps) and the HTTP/TLS/WebSocket dissectors. With bit 1
+//! of the first byte set, a key log with secrets for the all-zero client random is passed
+//! too, so ClientHellos with that random reach the decryption set-up.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use protolab_capture::{inspect, Filter};
+use protolab_capture::{inspect, inspect_with, Filter, InspectOptions, KeyLog};
 use protolab_wire::pcapng;
 
 fn frame(to_server: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -41,6 +43,16 @@ fuzz_target!(|data: &[u8]| {
         let f = frame(d == 0, seq, *flags & 0x1F, payload);
         pcapng::write_packet(&mut file, 0, i as u64 * 1000, f.len() as u32, &f);
     }
-    let report = inspect(&file, &Filter::default());
+    let report = if mode & 2 == 0 {
+        inspect(&file, &Filter::default())
+    } else {
+        let zero = "00".repeat(32);
+        let text = format!(
+            "CLIENT_RANDOM {zero} {}\nCLIENT_HANDSHAKE_TRAFFIC_SECRET {zero} {}\nSERVER_HANDSHAKE_TRAFFIC_SECRET {zero} {}\nCLIENT_TRAFFIC_SECRET_0 {zero} {}\nSERVER_TRAFFIC_SECRET_0 {zero} {}\n",
+            "01".repeat(48), "02".repeat(32), "03".repeat(32), "04".repeat(32), "05".repeat(32)
+        );
+        let options = InspectOptions { keylog: KeyLog::parse(text.as_bytes()).0, ..InspectOptions::default() };
+        inspect_with(&file, &options)
+    };
     assert!(report.file_error.is_none());
 });

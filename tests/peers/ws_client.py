@@ -22,6 +22,15 @@ def ssl_context(args):
     if not args.url.startswith("wss://"):
         return None
     ctx = ssl.create_default_context(cafile=args.cafile)
+    # Pin a version and (TLS 1.2) cipher list so tests can exercise each suite. TLS 1.3
+    # suites cannot be chosen through `ssl`; set OPENSSL_CONF's Ciphersuites for that.
+    versions = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+    if args.tls_version:
+        ctx.minimum_version = ctx.maximum_version = versions[args.tls_version]
+    if args.ciphers:
+        ctx.set_ciphers(args.ciphers)
+    if args.keylog:
+        ctx.keylog_filename = args.keylog
     return ctx
 
 
@@ -119,6 +128,9 @@ def main():
     p.add_argument("url")
     p.add_argument("--cafile")
     p.add_argument("--origin")
+    p.add_argument("--tls-version", choices=["1.2", "1.3"], help="only this TLS version")
+    p.add_argument("--ciphers", help="OpenSSL cipher list for TLS 1.2, e.g. ECDHE-ECDSA-AES128-GCM-SHA256")
+    p.add_argument("--keylog", help="append this client's TLS secrets to FILE (NSS key log)")
     p.add_argument("--push-within", type=float, default=0.0)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--interval", type=float, default=0.02)

@@ -4,7 +4,8 @@
 //! The principal entry points are [`ws::run`] and [`http::run`], which the `protolab-bench`
 //! binary calls; [`client::run`] is the WebSocket load client it re-executes pinned to its own
 //! core. The bench peers (`bench-peer-tungstenite`, `bench-peer-fastwebsockets`) are our code
-//! over other crates; [`peer`] holds what they share.
+//! over other crates; [`peer`] holds what they share. [`decode::run`] times `protolab inspect`
+//! against tshark on a freshly captured, decrypted WSS file.
 //!
 //! Method (`/work/shared/PEERS.md`): the server runs under `taskset -c 0`, the client under
 //! `taskset -c 1`, so each figure is per core. Server CPU is read from `/proc` around each
@@ -15,6 +16,7 @@
 
 pub mod client;
 pub mod cpu;
+pub mod decode;
 pub mod driver;
 pub mod http;
 pub mod loadgen;

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use protolab_bench::driver::{Load, Options};
 use protolab_bench::report::{self, Results};
-use protolab_bench::{client, http, loadgen, process, ws};
+use protolab_bench::{client, decode, http, loadgen, process, ws};
 
 /// Whole-system benchmarks of protolab against named peers.
 #[derive(Debug, Parser)]
@@ -33,6 +33,9 @@ enum Command {
     /// The load generator's own efficiency: protolab's client against wrk and oha (HTTP, same
     /// nginx) and against a Node `ws` client and npm loadtest (WS, same protolab WS app).
     Loadgen(LoadgenArgs),
+    /// Capture decoding: `protolab inspect --json` against `tshark -2` on a large WSS capture
+    /// with its TLS secrets embedded.
+    Decode(DecodeArgs),
     /// The WebSocket load client (the driver runs it pinned to core 1; prints JSON).
     #[command(hide = true)]
     Client(ClientArgs),
@@ -100,6 +103,34 @@ struct LoadgenArgs {
     /// Directory with the Node peers and their node_modules.
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
     peers_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct DecodeArgs {
+    /// The protolab binary. Default: `protolab` next to this binary.
+    #[arg(long, value_name = "PATH")]
+    protolab: Option<PathBuf>,
+    /// Seconds of WSS echo load to capture.
+    #[arg(long, default_value_t = 4)]
+    duration: u64,
+    /// Load connections.
+    #[arg(long, default_value_t = 20)]
+    connections: usize,
+    /// Bytes per echo message.
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// Fail unless the capture holds at least this many packets.
+    #[arg(long, default_value_t = 100_000)]
+    min_packets: u64,
+    /// Timing rounds per decoder (the fastest is kept).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
+    /// Keep the capture and the key log in DIR.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +250,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             });
+        }
+        Command::Decode(a) => {
+            process::install_signal_handler();
+            anyhow::ensure!(a.duration > 0, "--duration must be at least 1 second");
+            let me = std::env::current_exe().context("finding the protolab-bench binary")?;
+            let protolab = a.protolab.unwrap_or_else(|| me.with_file_name("protolab"));
+            let results = decode::run(&decode::Config {
+                protolab,
+                duration: Duration::from_secs(a.duration),
+                connections: a.connections,
+                size: a.size,
+                min_packets: a.min_packets,
+                rounds: a.rounds,
+                keep: a.keep,
+            })?;
+            print!("{}", decode::render(&results));
+            if let Some(path) = a.json {
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            return Ok(ExitCode::SUCCESS);
         }
         Command::Ws(c) => (c, true, false),
         Command::Http(c) => (c, false, true),

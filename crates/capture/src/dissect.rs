@@ -1,12 +1,15 @@
 //! Per-connection protocol decoding over the two reassembled byte streams: TLS hellos and
-//! records, HTTP/1 start lines, the 101 upgrade, and every WebSocket frame.
+//! records, HTTP/1 start lines, the 101 upgrade, and every WebSocket frame. Decrypted TLS
+//! application data goes through the same HTTP/WebSocket decoding as plaintext traffic.
 
 use protolab_wire::http1::{self, BodyFraming, ChunkedDecoder, HeadLimits, Headers as _};
+use protolab_wire::tls::keylog::KeyLog;
 use protolab_wire::tls::{self, content_type};
 use protolab_wire::ws::{self, close_code, OpCode};
 use serde::Serialize;
 
-use crate::flow::Dir;
+use crate::flow::{Dir, Note};
+use crate::tls::Session;
 
 /// Most payload bytes shown per WebSocket frame.
 pub const PREVIEW_BYTES: usize = 64;
@@ -49,14 +52,24 @@ pub enum Event {
         /// Chosen cipher suite number.
         cipher_suite: u16,
     },
-    /// Other TLS records (encrypted handshake, application data, alerts), summarised.
+    /// Records were decrypted from here on with key-log secrets.
+    TlsDecrypted {
+        /// Negotiated version.
+        version: String,
+        /// Cipher suite's IANA name.
+        cipher_suite: String,
+    },
+    /// Other TLS records (handshake, alerts, and application data left encrypted),
+    /// summarised. Decrypted application data shows as the HTTP/WebSocket events inside it.
     TlsRecord {
         /// Direction.
         dir: Dir,
-        /// Content type number.
+        /// Content type number (the inner type, when decrypted).
         content_type: u8,
-        /// Fragment length.
+        /// Fragment length (the plaintext length, when decrypted).
         len: usize,
+        /// Whether the record was decrypted.
+        decrypted: bool,
     },
     /// An HTTP request head.
     HttpRequest {
@@ -104,11 +117,18 @@ pub enum Event {
     },
 }
 
+/// Most application bytes buffered per direction while waiting for a whole HTTP head or
+/// WebSocket frame; past it the direction is reported undecodable and skipped.
+pub const MAX_MESSAGE_BUFFER: usize = 16 << 20;
+
 /// Bytes of each layer above TCP, for the cost summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LayerBytes {
-    /// TLS record headers, handshake records and AEAD overhead.
+    /// TLS's own bytes: record headers, handshake and alert records, and for decrypted
+    /// records the AEAD overhead (explicit nonce, tag, TLS 1.3 inner type and padding).
     pub tls: u64,
+    /// Application data records that stayed encrypted (no secrets), whole.
+    pub tls_encrypted: u64,
     /// HTTP heads.
     pub http_headers: u64,
     /// HTTP bodies.
@@ -124,53 +144,148 @@ enum Mode {
     #[default]
     Unknown,
     Http,
-    Tls,
     Ws,
     Lost,
 }
 
 #[derive(Debug, Default)]
 struct Side {
+    /// Application bytes (plaintext, or decrypted from TLS) not decoded yet.
     buf: Vec<u8>,
+    /// Application-layer mode.
     mode: Mode,
     body_left: u64,
     chunked: Option<ChunkedDecoder>,
-    saw_hello: bool,
+    /// TLS record bytes not framed yet (TLS connections only).
+    records: Vec<u8>,
+    /// The TLS record stream stopped making sense.
+    records_lost: bool,
 }
 
 /// The decoder for one connection.
 #[derive(Debug, Default)]
 pub(crate) struct Dissector {
     sides: [Side; 2],
+    /// Set from the first byte: the connection speaks TLS.
+    tls: Option<Session>,
+    /// Whether the first byte has been seen.
+    started: bool,
     /// The client asked to upgrade to WebSocket; a 101 switches both sides.
     upgrade_requested: bool,
     pub(crate) layers: LayerBytes,
+    /// TLS notes (missing secrets, failed records).
+    pub(crate) notes: Vec<Note>,
 }
 
 impl Dissector {
-    /// Adds reassembled bytes in `dir` and appends what they complete to `events`.
-    pub(crate) fn feed(&mut self, dir: Dir, bytes: &[u8], events: &mut Vec<Event>) {
+    /// Adds reassembled bytes in `dir` and appends what they complete to `events`, decrypting
+    /// TLS records with `keylog`'s secrets when it has this connection's.
+    pub(crate) fn feed(
+        &mut self,
+        dir: Dir,
+        bytes: &[u8],
+        keylog: &KeyLog,
+        events: &mut Vec<Event>,
+    ) {
         let i = dir.index();
-        self.sides[i].buf.extend_from_slice(bytes);
+        if !self.started && !bytes.is_empty() {
+            self.started = true;
+            if bytes[0] == content_type::HANDSHAKE {
+                self.tls = Some(Session::default());
+            }
+        }
+        if self.tls.is_some() {
+            if !self.sides[i].records_lost {
+                self.sides[i].records.extend_from_slice(bytes);
+                self.records(dir, keylog, events);
+            }
+        } else {
+            self.sides[i].buf.extend_from_slice(bytes);
+            self.app(dir, events);
+        }
+    }
+
+    /// What decrypting this connection achieved, if it was decrypted.
+    pub(crate) fn decrypted(&self) -> Option<crate::tls::Decrypted> {
+        self.tls.as_ref().and_then(|s| s.decrypted.clone())
+    }
+
+    /// Frames, opens and hands on every whole TLS record waiting in `dir`.
+    fn records(&mut self, dir: Dir, keylog: &KeyLog, events: &mut Vec<Event>) {
+        let i = dir.index();
+        let records = std::mem::take(&mut self.sides[i].records);
+        let mut at = 0;
+        while let Some(rest) = records.get(at..) {
+            let (record, used) = match tls::decode_record(rest) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    self.sides[i].records_lost = true;
+                    events.push(Event::Undecodable {
+                        dir,
+                        reason: format!("not TLS: {e}"),
+                    });
+                    return;
+                }
+            };
+            at += used;
+            let Some(session) = self.tls.as_mut() else {
+                return;
+            };
+            let side = &mut self.sides[i];
+            let bytes =
+                session.record(dir, &record, keylog, &mut side.buf, events, &mut self.notes);
+            self.layers.tls += bytes.tls as u64;
+            self.layers.tls_encrypted += bytes.encrypted as u64;
+            if bytes.app > 0 {
+                if side.mode == Mode::Unknown {
+                    // Decrypted application data: HTTP/1 from here (ALPN http/1.1).
+                    for s in &mut self.sides {
+                        if s.mode == Mode::Unknown {
+                            s.mode = Mode::Http;
+                        }
+                    }
+                }
+                self.app(dir, events);
+            }
+        }
+        let mut records = records;
+        records.drain(..at);
+        self.sides[i].records = records;
+    }
+
+    /// Decodes the application bytes waiting in `dir`.
+    fn app(&mut self, dir: Dir, events: &mut Vec<Event>) {
+        let i = dir.index();
         if self.sides[i].mode == Mode::Unknown && !self.sides[i].buf.is_empty() {
-            let tls = self.sides[i].buf[0] == content_type::HANDSHAKE;
-            let mode = if tls { Mode::Tls } else { Mode::Http };
             for side in &mut self.sides {
                 if side.mode == Mode::Unknown {
-                    side.mode = mode;
+                    side.mode = Mode::Http;
                 }
             }
         }
         loop {
             let progressed = match self.sides[i].mode {
                 Mode::Http => self.http(dir, events),
-                Mode::Tls => self.tls(dir, events),
                 Mode::Ws => self.ws(dir, events),
                 Mode::Unknown | Mode::Lost => false,
             };
             if !progressed {
                 break;
             }
+        }
+        let side = &mut self.sides[i];
+        if side.mode == Mode::Lost {
+            side.buf.clear();
+        } else if side.buf.len() > MAX_MESSAGE_BUFFER {
+            self.lost(
+                dir,
+                format!(
+                    "more than {} MiB buffered without a whole message",
+                    MAX_MESSAGE_BUFFER >> 20
+                ),
+                events,
+            );
         }
     }
 
@@ -267,48 +382,6 @@ impl Dissector {
         }
     }
 
-    fn tls(&mut self, dir: Dir, events: &mut Vec<Event>) -> bool {
-        let side = &mut self.sides[dir.index()];
-        let (record, used) = match tls::decode_record(&side.buf) {
-            Ok(Some(r)) => r,
-            Ok(None) => return false,
-            Err(e) => return self.lost(dir, format!("not TLS: {e}"), events),
-        };
-        let event =
-            if record.content_type == content_type::HANDSHAKE && !side.saw_hello {
-                side.saw_hello = true;
-                match dir {
-                    Dir::ToServer => tls::parse_client_hello(record.fragment).ok().map(|h| {
-                        Event::TlsClientHello {
-                            server_name: h.server_name,
-                            alpn: h.alpn,
-                            versions: h
-                                .supported_versions
-                                .iter()
-                                .map(|&v| tls::version_name(v))
-                                .collect(),
-                        }
-                    }),
-                    Dir::ToClient => tls::parse_server_hello(record.fragment).ok().map(|h| {
-                        Event::TlsServerHello {
-                            version: tls::version_name(h.version),
-                            cipher_suite: h.cipher_suite,
-                        }
-                    }),
-                }
-            } else {
-                None
-            };
-        events.push(event.unwrap_or(Event::TlsRecord {
-            dir,
-            content_type: record.content_type,
-            len: record.fragment.len(),
-        }));
-        self.layers.tls += used as u64;
-        side.buf.drain(..used);
-        true
-    }
-
     fn ws(&mut self, dir: Dir, events: &mut Vec<Event>) -> bool {
         let side = &mut self.sides[dir.index()];
         let (header, header_len) = match ws::decode_header(&side.buf) {
@@ -322,7 +395,13 @@ impl Dissector {
         let Some(payload) = side.buf.get(header_len..header_len + len) else {
             return false;
         };
-        let mut payload = payload.to_vec();
+        // Only what the preview and a close reason show is unmasked and kept.
+        let shown_len = if header.opcode == OpCode::Close {
+            payload.len()
+        } else {
+            payload.len().min(PREVIEW_BYTES)
+        };
+        let mut payload = payload[..shown_len].to_vec();
         if let Some(mask) = header.mask {
             ws::apply_mask(&mut payload, mask, 0);
         }
@@ -332,7 +411,7 @@ impl Dissector {
         });
         let shown = &payload[..payload.len().min(PREVIEW_BYTES)];
         let preview = match (header.opcode, std::str::from_utf8(shown)) {
-            (OpCode::Binary, _) | (_, Err(_)) => shown.iter().map(|b| format!("{b:02x}")).collect(),
+            (OpCode::Binary, _) | (_, Err(_)) => hex(shown),
             (_, Ok(text)) => text.to_string(),
         };
         events.push(Event::WsFrame {
@@ -350,6 +429,17 @@ impl Dissector {
         side.buf.drain(..header_len + len);
         true
     }
+}
+
+/// Lower-case hex, without a formatter call per byte (previews are on the hot path).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 fn opcode_name(op: OpCode) -> &'static str {

@@ -45,6 +45,14 @@ pub enum Note {
     },
     /// The capture started after the handshake.
     MidStream,
+    /// TLS records that stay encrypted, and why (no secret for this connection, a record
+    /// that failed authentication, an unsupported cipher suite).
+    Tls {
+        /// The direction concerned, if only one.
+        dir: Option<Dir>,
+        /// What happened and what is shown instead.
+        reason: String,
+    },
 }
 
 /// What one segment did to its connection, for the timeline.

@@ -3,26 +3,39 @@
 //! into a timeline of [`Event`]s — TCP handshake with its round trip, TLS hellos, HTTP start
 //! lines, the WebSocket upgrade and every frame — plus a per-layer byte count.
 //!
-//! What it does not do yet: decrypt TLS (records after the hellos are shown as opaque), or
-//! capture live traffic. It never panics on a corrupt or truncated file: problems become notes
-//! on the connection or an error for the file, and everything before them is kept.
+//! TLS is decrypted when the secrets are known: from the file's Decryption Secrets Blocks
+//! (what `editcap --inject-secrets` and `protolab inspect --inject-secrets` write) and from an
+//! NSS key log passed in [`InspectOptions::keylog`] (what `protolab up --keylog` and
+//! `SSLKEYLOGFILE` write). TLS 1.3 and TLS 1.2 AEAD suites are supported; the plaintext is
+//! decoded exactly like an unencrypted connection, so a wss connection shows its upgrade and
+//! every WebSocket frame. A connection without secrets keeps its records opaque, with a
+//! [`Note::Tls`] saying why.
 //!
 //! Live capture is in [`live`]: traffic on a Linux interface into a pcapng file with the TLS
 //! key log embedded, ready for [`inspect`], Wireshark or tshark.
+//!
+//! What it does not do: decrypt CBC suites, 0-RTT data or QUIC. It never panics on a corrupt
+//! or truncated file: problems become notes on the connection or an error for the file, and
+//! everything before them is kept.
 
 mod dissect;
 mod flow;
 pub mod live;
+mod secrets;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use protolab_wire::net::{decode_tcp, TcpFlags};
-use protolab_wire::pcapng::{Block, PcapError, Reader};
+use protolab_wire::pcapng::{self, Block, PcapError, Reader};
 use serde::Serialize;
 
-pub use dissect::{close_meaning, Event, LayerBytes, PREVIEW_BYTES};
+pub use dissect::{close_meaning, Event, LayerBytes, MAX_MESSAGE_BUFFER, PREVIEW_BYTES};
 pub use flow::{Dir, Note, MAX_PENDING_BYTES};
+pub use protolab_wire::tls::keylog::{KeyLog, KeyLogError};
+pub use secrets::{inject_secrets, strip_secrets, SecretsError};
+pub use tls::Decrypted;
 
 use dissect::Dissector;
 use flow::{Flow, Segment};
@@ -32,6 +45,17 @@ use flow::{Flow, Segment};
 pub struct Filter {
     /// Keep only connections with one of these ports on either side (empty: all).
     pub ports: Vec<u16>,
+}
+
+/// Everything [`inspect_with`] takes besides the file.
+#[derive(Debug, Clone, Default)]
+pub struct InspectOptions {
+    /// Which connections to keep.
+    pub filter: Filter,
+    /// TLS secrets to decrypt with, on top of the file's own Decryption Secrets Blocks (a
+    /// secret in the file wins over the same one here). Empty by default: only embedded
+    /// secrets are used.
+    pub keylog: KeyLog,
 }
 
 /// An event with its capture time.
@@ -55,8 +79,11 @@ pub struct Connection {
     pub start_ns: u64,
     /// Its timeline.
     pub events: Vec<Timed>,
-    /// Reassembly notes (missing bytes, capture started mid-stream).
+    /// Reassembly notes (missing bytes, capture started mid-stream) and TLS notes (no secrets,
+    /// a record that failed authentication).
     pub notes: Vec<Note>,
+    /// Set when its TLS records were decrypted: version, suite and record counts.
+    pub decrypted: Option<Decrypted>,
     /// Packets [to server, to client].
     pub packets: [u64; 2],
     /// Captured frame bytes (all layers) [to server, to client].
@@ -78,6 +105,8 @@ pub struct Report {
     pub skipped: u64,
     /// Whether the file carried TLS key-log secrets (a Decryption Secrets Block).
     pub has_secrets: bool,
+    /// Lines of embedded key logs that could not be used (with their line numbers).
+    pub secrets_errors: Vec<String>,
     /// Set when the file ended in a corrupt or truncated block; everything before is kept.
     pub file_error: Option<String>,
 }
@@ -88,13 +117,30 @@ struct Tracked {
     conn: Connection,
 }
 
-/// Decodes a whole capture file held in memory.
+/// Decodes a whole capture file held in memory, decrypting TLS with the secrets the file
+/// embeds. Same as [`inspect_with`] with only a filter.
 pub fn inspect(file: &[u8], filter: &Filter) -> Report {
+    inspect_with(
+        file,
+        &InspectOptions {
+            filter: filter.clone(),
+            keylog: KeyLog::new(),
+        },
+    )
+}
+
+/// Decodes a whole capture file held in memory, decrypting TLS with `options.keylog` and the
+/// file's embedded secrets.
+pub fn inspect_with(file: &[u8], options: &InspectOptions) -> Report {
+    let filter = &options.filter;
+    let mut keylog = options.keylog.clone();
     let mut report = Report::default();
     let mut reader = Reader::new();
     let mut flows: HashMap<(SocketAddr, SocketAddr), usize> = HashMap::new();
     let mut tracked: Vec<Tracked> = Vec::new();
     let mut delivered = Vec::new();
+    // Reused per packet, drained into the connection's timeline.
+    let mut events = Vec::new();
     let mut at = 0;
     loop {
         let (block, used) = match reader.next(&file[at..]) {
@@ -116,8 +162,14 @@ pub fn inspect(file: &[u8], filter: &Filter) -> Report {
         at += used;
         let packet = match block {
             Block::Packet(p) => p,
-            Block::Secrets { .. } => {
+            Block::Secrets { secrets_type, data } => {
                 report.has_secrets = true;
+                if secrets_type == pcapng::SECRETS_TLS_KEY_LOG {
+                    let errors = keylog.add(data);
+                    report
+                        .secrets_errors
+                        .extend(errors.iter().map(|e| format!("embedded {e}")));
+                }
                 continue;
             }
             _ => continue,
@@ -151,6 +203,7 @@ pub fn inspect(file: &[u8], filter: &Filter) -> Report {
                     start_ns: packet.timestamp_ns,
                     events: Vec::new(),
                     notes: Vec::new(),
+                    decrypted: None,
                     packets: [0; 2],
                     wire_bytes: [0; 2],
                     payload_bytes: [0; 2],
@@ -171,7 +224,6 @@ pub fn inspect(file: &[u8], filter: &Filter) -> Report {
         let (dir, what) = t
             .flow
             .push(&seg, packet.data.len(), packet.timestamp_ns, &mut delivered);
-        let mut events = Vec::new();
         match what {
             Segment::Syn => events.push(Event::TcpSyn),
             Segment::Established => {
@@ -186,7 +238,7 @@ pub fn inspect(file: &[u8], filter: &Filter) -> Report {
             _ => {}
         }
         if !delivered.is_empty() {
-            t.dissector.feed(dir, &delivered, &mut events);
+            t.dissector.feed(dir, &delivered, &keylog, &mut events);
         }
         match what {
             Segment::Fin(d) => events.push(Event::TcpFin { dir: d }),
@@ -195,7 +247,7 @@ pub fn inspect(file: &[u8], filter: &Filter) -> Report {
         }
         t.conn
             .events
-            .extend(events.into_iter().map(|event| Timed { at_ns, event }));
+            .extend(events.drain(..).map(|event| Timed { at_ns, event }));
     }
     for mut t in tracked {
         for dir in [Dir::ToServer, Dir::ToClient] {
@@ -203,7 +255,7 @@ pub fn inspect(file: &[u8], filter: &Filter) -> Report {
             t.flow.finish(dir, &mut delivered);
             if !delivered.is_empty() {
                 let mut events = Vec::new();
-                t.dissector.feed(dir, &delivered, &mut events);
+                t.dissector.feed(dir, &delivered, &keylog, &mut events);
                 let at_ns = t.conn.events.last().map_or(0, |e| e.at_ns);
                 t.conn
                     .events
@@ -211,6 +263,8 @@ pub fn inspect(file: &[u8], filter: &Filter) -> Report {
             }
         }
         t.conn.notes = t.flow.notes;
+        t.conn.notes.append(&mut t.dissector.notes);
+        t.conn.decrypted = t.dissector.decrypted();
         t.conn.packets = t.flow.packets;
         t.conn.wire_bytes = t.flow.wire_bytes;
         t.conn.payload_bytes = t.flow.payload_bytes;
@@ -227,7 +281,6 @@ fn error_text(e: &PcapError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protolab_wire::pcapng;
 
     #[test]
     fn garbage_and_truncated_files_give_an_error_and_keep_what_came_before() {

@@ -1,13 +1,18 @@
-//! `protolab inspect FILE`: a capture file as conversations.
+//! `protolab inspect FILE`: a capture file as conversations, TLS decrypted when the file
+//! embeds its secrets or `--keylog` gives them; and `--inject-secrets` / `--strip-secrets`,
+//! which add or remove those embedded secrets.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use protolab_capture::{close_meaning, inspect, Connection, Dir, Event, Filter, Note, Report};
+use protolab_capture::{
+    close_meaning, inspect_with, Connection, Dir, Event, Filter, InspectOptions, KeyLog, Note,
+    Report,
+};
 
 use crate::Context;
 
@@ -16,19 +21,62 @@ use crate::Context;
 pub struct InspectArgs {
     /// A pcap or pcapng file (protolab's, tcpdump's or Wireshark's).
     pub file: PathBuf,
+    /// With --inject-secrets or --strip-secrets: the pcapng file to write.
+    #[arg(value_name = "OUT")]
+    pub out: Option<PathBuf>,
     /// Only connections with this port on either side; repeatable.
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
     /// Only the Nth connection (1-based, as numbered in the output).
     #[arg(long, value_name = "N")]
     pub stream: Option<usize>,
+    /// Decrypt TLS with this NSS key log (`protolab up --keylog`, SSLKEYLOGFILE), on top of
+    /// the secrets the file embeds.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
+    /// Write FILE to OUT (pcapng, mode 0600) with this key log embedded in a Decryption
+    /// Secrets Block, as `editcap --inject-secrets tls,KEYLOG` does; prints nothing else.
+    #[arg(long, value_name = "KEYLOG", requires = "out", conflicts_with_all = ["strip_secrets", "keylog", "ports", "stream"])]
+    pub inject_secrets: Option<PathBuf>,
+    /// Write FILE to OUT without its Decryption Secrets Blocks, e.g. to share a capture.
+    #[arg(long, requires = "out", conflicts_with_all = ["keylog", "ports", "stream"])]
+    pub strip_secrets: bool,
 }
 
 /// Runs `protolab inspect`.
 pub async fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    if args.inject_secrets.is_some() || args.strip_secrets {
+        return rewrite(&args);
+    }
+    anyhow::ensure!(
+        args.out.is_none(),
+        "inspect takes one FILE; a second path (OUT) is only for --inject-secrets or --strip-secrets"
+    );
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let mut report = inspect(&bytes, &Filter { ports: args.ports });
+    let mut keylog = KeyLog::new();
+    if let Some(path) = &args.keylog {
+        let text =
+            std::fs::read(path).with_context(|| format!("reading --keylog {}", path.display()))?;
+        let errors = keylog.add(&text);
+        for e in &errors {
+            eprintln!("warning: --keylog {}: {e}", path.display());
+        }
+        if keylog.is_empty() {
+            eprintln!(
+                "warning: --keylog {} holds no TLS secrets; TLS records stay encrypted",
+                path.display()
+            );
+        }
+    }
+    let options = InspectOptions {
+        filter: Filter { ports: args.ports },
+        keylog,
+    };
+    let mut report = inspect_with(&bytes, &options);
+    for e in &report.secrets_errors {
+        eprintln!("warning: {e}");
+    }
     if let Some(n) = args.stream {
         anyhow::ensure!(
             (1..=report.connections.len()).contains(&n),
@@ -37,13 +85,15 @@ pub async fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         );
         report.connections = vec![report.connections.swap_remove(n - 1)];
     }
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a big capture's JSON has millions of lines.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if ctx.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
         out.write_all(render(&report, args.stream).as_bytes())?;
     }
+    out.flush()?;
     if let Some(err) = &report.file_error {
         eprintln!("note: {err}");
     }
@@ -52,6 +102,73 @@ pub async fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--inject-secrets` and `--strip-secrets`: FILE to OUT.
+fn rewrite(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let Some(out) = &args.out else {
+        anyhow::bail!("--inject-secrets and --strip-secrets need an OUT file");
+    };
+    refuse_same_file(&args.file, out)?;
+    let input =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let input_what = || format!("rewriting {}", args.file.display());
+    if let Some(keylog_path) = &args.inject_secrets {
+        refuse_same_file(keylog_path, out)?;
+        let keylog = std::fs::read(keylog_path)
+            .with_context(|| format!("reading --inject-secrets {}", keylog_path.display()))?;
+        let bytes = protolab_capture::inject_secrets(&input, &keylog)
+            .with_context(|| format!("--inject-secrets {}", keylog_path.display()))
+            .with_context(input_what)?;
+        write_private(out, &bytes)?;
+        eprintln!(
+            "wrote {} with the TLS secrets of {} embedded (mode 0600: anyone with it can decrypt the capture)",
+            out.display(),
+            keylog_path.display()
+        );
+    } else {
+        let (bytes, removed) = protolab_capture::strip_secrets(&input).with_context(input_what)?;
+        std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!(
+            "wrote {} without secrets ({removed} Decryption Secrets Block(s) removed)",
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses to write over `input` (the same path, or another name for the same file).
+fn refuse_same_file(input: &Path, out: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let same = match (std::fs::metadata(input), std::fs::metadata(out)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => input == out,
+    };
+    anyhow::ensure!(
+        !same,
+        "refusing to overwrite the input {}: give a different OUT file",
+        input.display()
+    );
+    Ok(())
+}
+
+/// Writes a file that holds secrets: created 0600, and an existing file is narrowed to 0600
+/// before anything is written.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let what = || format!("writing {}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(what)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(what)?;
+    file.set_len(0).with_context(what)?;
+    file.write_all(bytes).with_context(what)?;
+    Ok(())
 }
 
 fn arrow(dir: Dir) -> &'static str {
@@ -110,7 +227,15 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
                     arrow(*dir)
                 )
             }
+            Note::Tls { reason, .. } => writeln!(s, "   note: {reason}"),
         };
+    }
+    if let Some(d) = &c.decrypted {
+        let _ = writeln!(
+            s,
+            "   decrypted: {} {} ({} + {} records)",
+            d.version, d.cipher_suite, d.records[0], d.records[1]
+        );
     }
     for t in &c.events {
         let at = format!("{:>10.3} ms", t.at_ns as f64 / 1e6);
@@ -137,19 +262,31 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
             } => {
                 format!("← TLS ServerHello  {version}  cipher suite {cipher_suite:#06x}")
             }
+            Event::TlsDecrypted {
+                version,
+                cipher_suite,
+            } => format!("TLS decrypted with key-log secrets: {version} {cipher_suite}"),
             Event::TlsRecord {
                 dir,
                 content_type,
                 len,
+                decrypted,
             } => {
                 let kind = match content_type {
                     20 => "change_cipher_spec",
                     21 => "alert",
                     22 => "handshake",
-                    23 => "application_data (encrypted)",
+                    23 => "application_data",
                     _ => "record",
                 };
-                format!("{} TLS {kind}, {len} B", arrow(*dir))
+                let how = if *decrypted {
+                    " (decrypted)"
+                } else if *content_type == 23 {
+                    " (encrypted)"
+                } else {
+                    ""
+                };
+                format!("{} TLS {kind}{how}, {len} B", arrow(*dir))
             }
             Event::HttpRequest {
                 method,
@@ -200,7 +337,16 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
         (c.wire_bytes[0] + c.wire_bytes[1]).saturating_sub(c.payload_bytes[0] + c.payload_bytes[1]);
     let _ = writeln!(
         s,
-        "   cost: link/IP/TCP headers {headers} B, TLS {} B, HTTP heads {} B, HTTP bodies {} B, WS framing {} B, WS payload {} B",
-        l.tls, l.http_headers, l.http_body, l.ws_framing, l.ws_payload
+        "   cost: link/IP/TCP headers {headers} B, TLS {} B{}, HTTP heads {} B, HTTP bodies {} B, WS framing {} B, WS payload {} B",
+        l.tls,
+        if l.tls_encrypted > 0 {
+            format!(", still encrypted {} B", l.tls_encrypted)
+        } else {
+            String::new()
+        },
+        l.http_headers,
+        l.http_body,
+        l.ws_framing,
+        l.ws_payload
     );
 }

@@ -6,7 +6,8 @@
 //! Capture files go through [`pcapng::Reader`] (pcapng and classic pcap) and the
 //! `pcapng::write_*` functions, Decryption Secrets Blocks included; captured frames through
 //! [`net::decode_tcp`]; TLS records and hellos through [`tls::decode_record`] and
-//! [`tls::parse_client_hello`].
+//! [`tls::parse_client_hello`], and their encrypted records through [`tls::decrypt::Decryptor`]
+//! with secrets from a [`tls::keylog::KeyLog`].
 //!
 //! What this crate does *not* do: no sockets, no tokio, no files, no clocks. Every function takes
 //! `&[u8]` and returns a value plus how many bytes it consumed, or says it needs more bytes.

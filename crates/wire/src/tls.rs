@@ -4,10 +4,13 @@
 //!
 //! [`decode_record`] splits a byte stream into records; [`parse_client_hello`] and
 //! [`parse_server_hello`] read the plaintext handshake message at the start of a handshake
-//! record's payload. Decryption is not done here yet: TLS 1.3 encrypts everything after the
-//! ServerHello, and those records are shown as opaque application data.
+//! record's payload. [`keylog::KeyLog`] reads NSS key logs, and [`decrypt::Decryptor`] opens
+//! TLS 1.2 and 1.3 AEAD records with their secrets.
 
 use thiserror::Error;
+
+pub mod decrypt;
+pub mod keylog;
 
 /// Record content types (RFC 8446 §5.1).
 pub mod content_type {
@@ -102,6 +105,8 @@ pub fn decode_record(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>, TlsError
 pub struct ClientHello {
     /// `legacy_version` (0x0303 for TLS 1.2 and 1.3 clients).
     pub legacy_version: u16,
+    /// The client random: the key a key log files this connection's secrets under.
+    pub random: [u8; 32],
     /// server_name (SNI), if sent.
     pub server_name: Option<String>,
     /// ALPN protocols offered, in order.
@@ -121,6 +126,8 @@ pub struct ServerHello {
     pub cipher_suite: u16,
     /// Whether this is a HelloRetryRequest (RFC 8446 §4.1.3), not a real ServerHello.
     pub hello_retry_request: bool,
+    /// The server random (TLS 1.2 key expansion mixes it in).
+    pub random: [u8; 32],
 }
 
 /// The special random of a HelloRetryRequest (RFC 8446 §4.1.3).
@@ -202,7 +209,7 @@ pub fn parse_client_hello(fragment: &[u8]) -> Result<ClientHello, TlsError> {
         legacy_version: c.u16()?,
         ..ClientHello::default()
     };
-    c.take(32)?; // random
+    hello.random.copy_from_slice(c.take(32)?);
     c.vec8()?; // legacy_session_id
     let suites = c.vec16()?;
     hello.cipher_suites = suites
@@ -289,10 +296,13 @@ pub fn parse_server_hello(fragment: &[u8]) -> Result<ServerHello, TlsError> {
             }
         }
     }
+    let mut server_random = [0; 32];
+    server_random.copy_from_slice(random);
     Ok(ServerHello {
         version,
         cipher_suite,
         hello_retry_request: random == HRR_RANDOM,
+        random: server_random,
     })
 }
 
@@ -357,6 +367,7 @@ mod tests {
         assert_eq!(hello.alpn, ["http/1.1"]);
         assert_eq!(hello.supported_versions, [0x0304, 0x0303]);
         assert_eq!(hello.cipher_suites, [0x1301, 0x1302]);
+        assert_eq!(hello.random, [7; 32]);
         assert!(parse_server_hello(record.fragment).is_err());
     }
 

@@ -135,3 +135,85 @@ fn inspect_errors_are_clear() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has 1 connection(s)"));
 }
+
+#[test]
+fn inject_and_strip_secrets_write_private_files_and_refuse_bad_input() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("http.pcapng");
+    write_http_exchange(&file);
+    let keys = dir.path().join("keys.log");
+    std::fs::write(
+        &keys,
+        format!(
+            "# from protolab up --keylog\nCLIENT_RANDOM {} {}\n",
+            "07".repeat(32),
+            "cd".repeat(48)
+        ),
+    )
+    .unwrap();
+    let (input, keylog) = (
+        file.to_string_lossy().into_owned(),
+        keys.to_string_lossy().into_owned(),
+    );
+    let with = dir
+        .path()
+        .join("with.pcapng")
+        .to_string_lossy()
+        .into_owned();
+    // An existing, world-readable OUT is narrowed to 0600 before the secrets go in.
+    std::fs::write(&with, "old").unwrap();
+    std::fs::set_permissions(&with, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = protolab(&["inspect", "--inject-secrets", &keylog, &input, &with]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&with).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let json: serde_json::Value =
+        serde_json::from_slice(&protolab(&["--json", "inspect", &with]).stdout).unwrap();
+    assert_eq!(json["has_secrets"], true);
+    assert_eq!(json["connections"].as_array().map(Vec::len), Some(1));
+
+    let without = dir
+        .path()
+        .join("without.pcapng")
+        .to_string_lossy()
+        .into_owned();
+    let out = protolab(&["inspect", "--strip-secrets", &with, &without]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 Decryption Secrets Block(s) removed"));
+    assert_eq!(
+        std::fs::read(&without).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+
+    // Errors: overwriting the input, a bad key log, a missing OUT, a non-capture.
+    let out = protolab(&["inspect", "--strip-secrets", &with, &with]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite the input"));
+    let bad = dir.path().join("bad.log");
+    std::fs::write(&bad, "CLIENT_RANDOM nothex 00\n").unwrap();
+    let out = protolab(&[
+        "inspect",
+        "--inject-secrets",
+        &bad.to_string_lossy(),
+        &input,
+        &with,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key log line 1"), "{err}");
+    let out = protolab(&["inspect", "--inject-secrets", &keylog, &input]);
+    assert!(!out.status.success());
+    let out = protolab(&["inspect", "--strip-secrets", &keylog, &without]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pcap or pcapng file"));
+
+    // --keylog reports its bad lines by number and still inspects.
+    let out = protolab(&["inspect", &input, "--keylog", &bad.to_string_lossy()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key log line 1"));
+}
