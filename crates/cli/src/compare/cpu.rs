@@ -79,23 +79,27 @@ mod tests {
 
     #[test]
     fn a_busy_named_thread_is_charged_to_its_group() {
+        // A fixed amount of work, not a fixed wall time: on a busy machine the thread gets
+        // less CPU per second, but this work always costs milliseconds of it.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
         let spin = std::thread::Builder::new()
             .name("cpu-test-spin".into())
-            .spawn(|| {
-                let start = std::time::Instant::now();
-                let mut x = 0u64;
-                while start.elapsed() < Duration::from_millis(60) {
-                    x = x.wrapping_mul(31).wrapping_add(7);
+            .spawn(move || {
+                let mut x = 1u64;
+                for i in 0..20_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
                 }
-                std::hint::black_box(x);
-                // Stay alive so the reading below still finds this thread.
-                std::thread::sleep(Duration::from_millis(200));
+                done_tx.send(x).unwrap();
+                // Stay alive until read: an exited thread's time is no longer listed.
+                let _ = exit_rx.recv();
             })
             .unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        done_rx.recv().unwrap();
         let got = by_thread_prefix(&["cpu-test-spin", "no-such-thread"]);
-        assert!(got[0] >= Duration::from_millis(30), "{got:?}");
-        assert_eq!(got[1], Duration::ZERO);
+        exit_tx.send(()).unwrap();
         spin.join().unwrap();
+        assert!(got[0] >= Duration::from_millis(5), "{got:?}");
+        assert_eq!(got[1], Duration::ZERO);
     }
 }

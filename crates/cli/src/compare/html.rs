@@ -84,6 +84,9 @@ pub fn render(r: &Results) -> String {
     }
     body.push_str("<section><h2>Bytes per message, by layer</h2>");
     body.push_str(&layer_bars(r, smallest));
+    if let Some(c) = &r.capture {
+        body.push_str(&wire_cost_bars(&c.wire_cost));
+    }
     body.push_str("</section>");
     if s.workloads.iter().any(|w| w == "push") {
         body.push_str("<section><h2>Push delivery delay</h2>");
@@ -425,6 +428,85 @@ fn layer_bars(r: &Results, size: usize) -> String {
             y - 10.0,
             opacity[j],
             x + 18.0
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// From the capture: each protocol's whole traffic as 100% bars split by layer.
+fn wire_cost_bars(costs: &[super::model::WireCost]) -> String {
+    let costs: Vec<_> = costs.iter().filter(|c| c.frame_bytes > 0).collect();
+    if costs.is_empty() {
+        return "<p>capture: no traffic decoded.</p>".to_owned();
+    }
+    const LAYERS: [&str; 6] = [
+        "payload",
+        "HTTP headers",
+        "WS framing",
+        "TLS",
+        "link/IP/TCP",
+        "undecrypted",
+    ];
+    const SHADES: [&str; 6] = [
+        "#4e79a7", "#9c755f", "#59a14f", "#e15759", "#bab0ac", "#000",
+    ];
+    let row_h = 30.0;
+    let h = TOP + costs.len() as f64 * row_h + 44.0;
+    let plot_w = W - LEFT - RIGHT;
+    let mut out = format!(
+        "<svg class=chart role=img aria-label='wire cost by layer' width='{W}' height='{h}' viewBox='0 0 {W} {h}'><text x='{LEFT}' y='18' font-weight='bold'>the capture, decoded: share of each protocol's bytes on the wire by layer (all its runs)</text>"
+    );
+    for (i, c) in costs.iter().enumerate() {
+        let parts = [
+            (c.http_body + c.ws_payload) as f64,
+            c.http_headers as f64,
+            c.ws_framing as f64,
+            c.tls as f64,
+            c.link_ip_tcp as f64,
+            c.tls_encrypted as f64,
+        ];
+        let total: f64 = parts.iter().sum::<f64>().max(1.0);
+        let y = TOP + i as f64 * row_h;
+        let _ = write!(
+            out,
+            "<text x='{}' y='{}' text-anchor='end'>{}</text>",
+            LEFT - 6.0,
+            y + 16.0,
+            esc(&c.protocol)
+        );
+        let mut x = LEFT;
+        for (j, v) in parts.iter().enumerate() {
+            let w = plot_w * v / total;
+            let _ = write!(
+                out,
+                "<rect x='{x:.1}' y='{y:.1}' width='{w:.1}' height='22' fill='{}'><title>{} {}: {:.0} B ({:.1}%)</title></rect>",
+                SHADES[j],
+                esc(&c.protocol),
+                LAYERS[j],
+                v,
+                100.0 * v / total
+            );
+            x += w;
+        }
+        let _ = write!(
+            out,
+            "<text x='{:.1}' y='{}'>{:.1} MB, {} packets</text>",
+            x + 6.0,
+            y + 16.0,
+            total / 1e6,
+            c.packets
+        );
+    }
+    let y = h - 14.0;
+    for (j, name) in LAYERS.iter().enumerate() {
+        let x = LEFT + j as f64 * 100.0;
+        let _ = write!(
+            out,
+            "<rect x='{x}' y='{}' width='12' height='12' fill='{}'/><text x='{}' y='{y}'>{name}</text>",
+            y - 10.0,
+            SHADES[j],
+            x + 16.0
         );
     }
     out.push_str("</svg>");

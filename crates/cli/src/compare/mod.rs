@@ -596,11 +596,25 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
                 "a capture was running: its CPU use is in the figures; compare runs with and without --capture before trusting small differences"
                     .to_owned(),
             );
+            let ports: Vec<(u16, String)> = lab
+                .endpoints()
+                .iter()
+                .map(|e| (e.addr.port(), e.protocol.name().to_owned()))
+                .collect();
+            let wire_cost = std::fs::read(&path)
+                .map(|bytes| model::wire_cost(&bytes, &ports))
+                .unwrap_or_else(|err| {
+                    warnings.push(format!(
+                        "could not read the capture back to decode it: {err}"
+                    ));
+                    Vec::new()
+                });
             Some(model::CaptureSummary {
                 file: path
                     .file_name()
                     .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
                 stats,
+                wire_cost,
             })
         }
     };

@@ -44,6 +44,71 @@ pub struct CaptureSummary {
     pub file: String,
     /// What the capture saw and kept.
     pub stats: protolab_capture::live::CaptureStats,
+    /// The capture decoded per protocol (TLS decrypted with the embedded secrets): every
+    /// byte of the run on the wire, by layer.
+    pub wire_cost: Vec<WireCost>,
+}
+
+/// One protocol's traffic in the capture, by layer (all its runs together).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WireCost {
+    /// `http`, `https`, `ws` or `wss`.
+    pub protocol: String,
+    /// TCP connections seen.
+    pub connections: u64,
+    /// Packets, both directions.
+    pub packets: u64,
+    /// Frame bytes as captured, all layers.
+    pub frame_bytes: u64,
+    /// Link, IP and TCP headers (frame bytes minus TCP payload).
+    pub link_ip_tcp: u64,
+    /// TLS's own bytes: handshake, record headers, AEAD tags.
+    pub tls: u64,
+    /// Application records that could not be decrypted.
+    pub tls_encrypted: u64,
+    /// HTTP request and response heads.
+    pub http_headers: u64,
+    /// HTTP bodies.
+    pub http_body: u64,
+    /// WebSocket frame headers and masks.
+    pub ws_framing: u64,
+    /// WebSocket payloads.
+    pub ws_payload: u64,
+}
+
+/// Decodes `file` (a pcapng from `--capture`) and sums each protocol's connections by layer;
+/// `ports` maps the lab's ports to protocol names.
+pub fn wire_cost(file: &[u8], ports: &[(u16, String)]) -> Vec<WireCost> {
+    let filter = protolab_capture::Filter {
+        ports: ports.iter().map(|(p, _)| *p).collect(),
+    };
+    let report = protolab_capture::inspect(file, &filter);
+    let mut out: Vec<WireCost> = ports
+        .iter()
+        .map(|(_, name)| WireCost {
+            protocol: name.clone(),
+            ..WireCost::default()
+        })
+        .collect();
+    for c in &report.connections {
+        let Some(i) = ports.iter().position(|(p, _)| *p == c.server.port()) else {
+            continue;
+        };
+        let w = &mut out[i];
+        let frame: u64 = c.wire_bytes.iter().sum();
+        let payload: u64 = c.payload_bytes.iter().sum();
+        w.connections += 1;
+        w.packets += c.packets.iter().sum::<u64>();
+        w.frame_bytes += frame;
+        w.link_ip_tcp += frame.saturating_sub(payload);
+        w.tls += c.layers.tls;
+        w.tls_encrypted += c.layers.tls_encrypted;
+        w.http_headers += c.layers.http_headers;
+        w.http_body += c.layers.http_body;
+        w.ws_framing += c.layers.ws_framing;
+        w.ws_payload += c.layers.ws_payload;
+    }
+    out
 }
 
 /// The run's settings.

@@ -399,8 +399,8 @@ fn a_bandwidth_limit_runs_the_lab_in_a_namespace_and_caps_throughput() {
     assert!(!me.contains("plh"), "the veth pair was left behind:\n{me}");
 }
 
-#[test]
-fn a_capture_of_the_run_opens_decrypted_in_tshark() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_of_the_run_opens_decrypted_in_tshark() {
     let home = tempfile::tempdir().unwrap();
     let out_dir = home.path().join("report");
     let results = compare_json(
@@ -472,5 +472,41 @@ fn a_capture_of_the_run_opens_decrypted_in_tshark() {
     assert!(
         binary as f64 >= echoes * 2.0,
         "tshark decrypted {binary} binary frames on the wss port; compare echoed {echoes} messages (two frames each)"
+    );
+
+    // protolab's own decoder read the same file back: every wss record decrypted, and at
+    // least the echoes' payload on each protocol, with TLS bytes only on wss.
+    let cost = |protocol: &str| {
+        results["capture"]["wire_cost"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["protocol"] == protocol)
+            .unwrap()
+            .clone()
+    };
+    let (ws, wss) = (cost("ws"), cost("wss"));
+    assert_eq!(number(&wss["tls_encrypted"]), 0.0, "{wss}");
+    assert!(number(&wss["tls"]) > 0.0, "{wss}");
+    assert_eq!(number(&ws["tls"]), 0.0, "{ws}");
+    for (name, c) in [("ws", &ws), ("wss", &wss)] {
+        let echoed = number(&run_of(&results, name, "echo")["report"]["messages"]);
+        assert!(
+            number(&c["ws_payload"]) >= echoed * 2.0 * 32.0,
+            "{name}: {c}"
+        );
+        assert!(number(&c["link_ip_tcp"]) > 0.0, "{name}: {c}");
+    }
+    let schema = repo_root().join("docs/schema/compare-results.v1.schema.json");
+    let results_file = out_dir.join("results.json");
+    let validated = run(
+        Peer::JsonSchema.command([schema.as_os_str(), results_file.as_os_str()]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        validated.status.success(),
+        "results.json with a capture does not match its schema:\n{}",
+        String::from_utf8_lossy(&validated.stdout)
     );
 }
