@@ -4,4 +4,5 @@
 mod bench;
 mod certs;
 mod inspect;
+mod proxy;
 mod up;

@@ -99,7 +99,13 @@ fn haproxy(config: &Config, tls: Option<&TlsFiles>) -> String {
         o,
         "    http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}"
     );
-    let _ = writeln!(o, "    option forwarded proto for host");
+    // `option forwarded` needs HAProxy 2.8; this works from 2.0 (Debian 12 ships 2.6).
+    for (proto, cond) in [("https", ""), ("http", "!")] {
+        let _ = writeln!(
+            o,
+            "    http-request add-header Forwarded \"for=%[src];proto={proto}\" if {cond}{{ ssl_fc }}"
+        );
+    }
     let _ = writeln!(o, "    default_backend apps");
     let _ = writeln!(o);
     let _ = writeln!(o, "backend apps");

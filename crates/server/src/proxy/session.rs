@@ -360,7 +360,7 @@ async fn exchange<'p, S: Io>(
             duration_ms = started.elapsed().as_millis() as u64,
             bytes_up = sent + stats.up,
             bytes_down = received + stats.down,
-            close_code = stats.close_code.map_or_else(|| "-".to_string(), |c| c.to_string()),
+            close_code = stats.close_code,
             ended = stats.ended,
             "tunnel closed"
         );
