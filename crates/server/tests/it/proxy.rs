@@ -614,3 +614,53 @@ async fn killed_backend_new_connections_go_to_the_survivor_and_it_comes_back_aft
     );
     drop(alive);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_get_a_proxy_v2_header_with_the_client_address_first() {
+    use protolab_wire::proxy_v2::{decode, Header};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let (header, used) = loop {
+            let mut chunk = [0u8; 1024];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "proxy closed before a header");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(done) = decode(&buf).expect("a PROXY v2 header") {
+                break done;
+            }
+        };
+        while !buf[used..].windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        tcp.write_all(OK.as_bytes()).await.unwrap();
+        tx.send((header, String::from_utf8_lossy(&buf[used..]).into_owned()))
+            .unwrap();
+    });
+    let proxy = TestProxy::start(vec![backend], |c| c.proxy_protocol = true).await;
+    let url = format!("https://localhost:{}/", proxy.port(true));
+    let out = run(
+        Peer::Curl.command(["-sS", "--cacert", &proxy.ca(), "-w", "%{local_port}", &url]),
+        PEER_LIMIT,
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let client_port: u16 = stdout
+        .trim_start_matches("ok")
+        .parse()
+        .expect("curl's port");
+    let (header, head) = rx.recv().await.unwrap();
+    assert_eq!(
+        header,
+        Header::Proxy {
+            src: SocketAddr::from(([127, 0, 0, 1], client_port)),
+            dst: SocketAddr::from(([127, 0, 0, 1], proxy.port(true))),
+        }
+    );
+    assert!(head.starts_with("GET / HTTP/1.1\r\n"), "{head}");
+}
