@@ -25,7 +25,7 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
     /// Terminate TLS on the --listen addresses (certificate from the protolab CA, issued for
-    /// localhost, 127.0.0.1 and ::1 plus every --name).
+    /// localhost, 127.0.0.1 and ::1).
     #[arg(long)]
     pub tls: bool,
     /// A TLS-terminating listener besides the --listen ones (repeatable).
@@ -37,10 +37,10 @@ pub struct ProxyArgs {
     /// How to pick a backend for each new request or WebSocket.
     #[arg(long, value_enum, default_value_t = BalanceArg::Roundrobin)]
     pub balance: BalanceArg,
-    /// Extra DNS name or IP for the proxy's certificate (repeatable); clients asking for it by
-    /// SNI get a certificate that names it.
-    #[arg(long = "name", value_name = "NAME")]
-    pub names: Vec<String>,
+    /// Serve DNS name NAME with its own certificate from the protolab CA, picked by SNI
+    /// (repeatable). Clients sending no SNI or another name get the localhost certificate.
+    #[arg(long = "sni", value_name = "NAME")]
+    pub sni: Vec<String>,
     /// Inactivity on the client side while a request is expected or arriving.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout_client: Duration,
@@ -125,8 +125,8 @@ pub enum EmitArg {
 pub struct ProxyConfig {
     /// What the server crate starts.
     pub proxy: Config,
-    /// Extra certificate names.
-    pub names: Vec<String>,
+    /// DNS names served with their own certificate, by SNI.
+    pub sni: Vec<String>,
     /// Where TLS secrets go, if anywhere.
     pub keylog: Option<PathBuf>,
     /// Print a configuration instead of running.
@@ -161,6 +161,13 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
                     tls: true,
                 },
             ];
+        }
+        for name in &args.sni {
+            anyhow::ensure!(
+                matches!(protolab_tls::Name::parse(name), Ok(protolab_tls::Name::Dns(_)))
+                    && !name.starts_with("*."),
+                "--sni {name}: not a DNS name without wildcard (clients send no SNI for IP addresses)"
+            );
         }
         let backends = args
             .backends
@@ -229,7 +236,7 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
                 metrics: args.metrics,
                 ..Config::default()
             },
-            names: args.names,
+            sni: args.sni,
             keylog: args.keylog,
             emit: args.emit.map(|e| match e {
                 EmitArg::Haproxy => Flavor::Haproxy,
@@ -274,7 +281,7 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 /// Adds TLS from the state dir when a listener terminates TLS, then starts the proxy.
 pub async fn start(mut config: ProxyConfig, ctx: &Context) -> anyhow::Result<Proxy> {
     if config.proxy.listen.iter().any(|l| l.tls) {
-        let leaf = leaf(&config, ctx)?;
+        let (default, by_name) = leaves(&config, ctx)?;
         let mut options = protolab_tls::Options::alpn(&[b"http/1.1"]);
         if let Some(path) = &config.keylog {
             let file = protolab_tls::keylog::KeyLogFile::create(path)
@@ -285,67 +292,82 @@ pub async fn start(mut config: ProxyConfig, ctx: &Context) -> anyhow::Result<Pro
                 path.display()
             );
         }
-        config.proxy.tls = Some(
-            protolab_tls::server_config_with(&leaf, &options)
-                .context("building the TLS configuration")?,
-        );
+        let tls = if by_name.is_empty() {
+            protolab_tls::server_config_with(&default, &options)
+        } else {
+            protolab_tls::server_config_sni(&default, &by_name, &options)
+        };
+        config.proxy.tls = Some(tls.context("building the TLS configuration")?);
     }
     Proxy::start(config.proxy)
         .await
         .context("starting the proxy")
 }
 
-fn names(config: &ProxyConfig) -> Vec<String> {
+/// The default certificate's names: loopback names plus any non-loopback listener address.
+fn default_names(config: &ProxyConfig) -> Vec<String> {
     let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
     for l in &config.proxy.listen {
         let ip = l.addr.ip();
-        if !ip.is_loopback() && !ip.is_unspecified() {
+        if !ip.is_loopback() && !ip.is_unspecified() && !names.contains(&ip.to_string()) {
             names.push(ip.to_string());
         }
     }
-    names.extend(config.names.iter().cloned());
-    names.dedup();
     names
 }
 
-fn leaf(config: &ProxyConfig, ctx: &Context) -> anyhow::Result<protolab_tls::Leaf> {
-    crate::certs::store(ctx)
-        .leaf_for(&names(config))
-        .context("preparing the local CA and the proxy's certificate")
+/// The default leaf and one leaf per `--sni` name, issued (or reused) from the state dir.
+fn leaves(
+    config: &ProxyConfig,
+    ctx: &Context,
+) -> anyhow::Result<(protolab_tls::Leaf, Vec<(String, protolab_tls::Leaf)>)> {
+    let store = crate::certs::store(ctx);
+    let default = store
+        .leaf_for(&default_names(config))
+        .context("preparing the local CA and the proxy's certificate")?;
+    let by_name = config
+        .sni
+        .iter()
+        .map(|name| {
+            let leaf = store
+                .leaf_for(std::slice::from_ref(name))
+                .with_context(|| format!("preparing the certificate for --sni {name}"))?;
+            Ok((name.clone(), leaf))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((default, by_name))
 }
 
-/// The configuration text; writes the combined certificate+key file HAProxy needs (0600).
+/// The configuration text; writes the combined certificate+key files HAProxy needs (0600).
 fn emit(config: &ProxyConfig, flavor: Flavor, ctx: &Context) -> anyhow::Result<String> {
     let store = crate::certs::store(ctx);
-    let tls = if config.proxy.listen.iter().any(|l| l.tls) {
-        let leaf = leaf(config, ctx)?;
-        let (Some(cert), Some(key)) = (leaf.cert_path.clone(), leaf.key_path.clone()) else {
-            anyhow::bail!("the proxy's certificate was not saved in the state dir");
-        };
-        let combined = cert.with_file_name(format!(
-            "{}-haproxy.pem",
-            cert.file_stem().and_then(|s| s.to_str()).unwrap_or("proxy")
-        ));
-        write_private(
-            &combined,
-            format!("{}{}", leaf.chain_pem(), leaf.key_pem).as_bytes(),
-        )?;
-        Some(TlsFiles {
-            cert,
-            key,
-            combined,
-        })
-    } else {
-        None
-    };
+    let mut tls = Vec::new();
+    if config.proxy.listen.iter().any(|l| l.tls) {
+        let (default, by_name) = leaves(config, ctx)?;
+        let named = by_name.into_iter().map(|(n, l)| (Some(n), l));
+        for (server_name, leaf) in std::iter::once((None, default)).chain(named) {
+            let (Some(cert), Some(key)) = (leaf.cert_path.clone(), leaf.key_path.clone()) else {
+                anyhow::bail!("the proxy's certificate was not saved in the state dir");
+            };
+            let combined = cert.with_file_name(format!(
+                "{}-haproxy.pem",
+                cert.file_stem().and_then(|s| s.to_str()).unwrap_or("proxy")
+            ));
+            write_private(
+                &combined,
+                format!("{}{}", leaf.chain_pem(), leaf.key_pem).as_bytes(),
+            )?;
+            tls.push(TlsFiles {
+                cert,
+                key,
+                combined,
+                server_name,
+            });
+        }
+    }
     let dir = store.dir().join("proxy-run");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(proxy::emit(
-        flavor,
-        &config.proxy,
-        tls.as_ref(),
-        &Runtime { dir },
-    ))
+    Ok(proxy::emit(flavor, &config.proxy, &tls, &Runtime { dir }))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

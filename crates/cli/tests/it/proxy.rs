@@ -82,6 +82,39 @@ fn ca_of(home: &Path) -> String {
         .into_owned()
 }
 
+/// `https://NAME:port/healthz` resolved to 127.0.0.1: curl verifies the certificate against
+/// NAME, so this passes only if SNI picked the certificate issued for it.
+async fn sni_check(port: u16, name: &str, ca: &str) -> std::process::Output {
+    run(
+        Peer::Curl.command([
+            "-sS",
+            "--cacert",
+            ca,
+            "--resolve",
+            &format!("{name}:{port}:127.0.0.1"),
+            &format!("https://{name}:{port}/healthz"),
+        ]),
+        PEER_LIMIT,
+    )
+    .await
+}
+
+async fn sni_picks_the_certificate(port: u16, ca: &str, via: &str) {
+    let out = sni_check(port, "a.test", ca).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "{via}: a.test by SNI: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sni_check(port, "b.test", ca).await;
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "{via}: b.test got the default certificate, which does not name it"
+    );
+}
+
 async fn wss_echo_through(port_ws: u16, port_wss: u16, ca: &str, via: &str) {
     for url in [
         format!("ws://localhost:{port_ws}/ws"),
@@ -122,6 +155,8 @@ async fn protolab_proxy_serves_wss_logs_each_tunnel_and_exposes_metrics() {
             &backend,
             "--metrics",
             "127.0.0.1:0",
+            "--sni",
+            "a.test",
             "--json",
         ])
         .stdout(Stdio::piped())
@@ -150,6 +185,7 @@ async fn protolab_proxy_serves_wss_logs_each_tunnel_and_exposes_metrics() {
     };
     let ca = ca_of(home.path());
     wss_echo_through(port_of(false), port_of(true), &ca, "protolab proxy").await;
+    sni_picks_the_certificate(port_of(true), &ca, "protolab proxy").await;
 
     let metrics = ready["metrics"].as_str().unwrap();
     let out = run(
@@ -210,6 +246,8 @@ async fn real_proxy_from_emitted_config(flavor: &str) {
             &format!("127.0.0.1:{}", lab.port(Protocol::Ws)),
             "--balance",
             "leastconn",
+            "--sni",
+            "a.test",
             "--emit",
             flavor,
         ])
@@ -240,7 +278,9 @@ async fn real_proxy_from_emitted_config(flavor: &str) {
     };
     wait_listening(ws, flavor).await;
     wait_listening(wss, flavor).await;
-    wss_echo_through(ws, wss, &ca_of(home.path()), flavor).await;
+    let ca = ca_of(home.path());
+    wss_echo_through(ws, wss, &ca, flavor).await;
+    sni_picks_the_certificate(wss, &ca, flavor).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

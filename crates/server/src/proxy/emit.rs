@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Balance, Config};
+use super::{Balance, Config, Listen};
 
 /// Which proxy to write a configuration for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// Chain and key in one PEM file, as HAProxy's `crt` wants it.
     pub combined: PathBuf,
+    /// The SNI name this certificate is for; `None` for the default certificate.
+    pub server_name: Option<String>,
 }
 
 /// Where the emitted process keeps its runtime files (nginx's pid and temp paths).
@@ -35,9 +37,10 @@ pub struct Runtime {
     pub dir: PathBuf,
 }
 
-/// The configuration text for `flavor`. `tls` is needed when any listener terminates TLS;
-/// without it the TLS listeners are written with placeholder paths to fill in.
-pub fn emit(flavor: Flavor, config: &Config, tls: Option<&TlsFiles>, runtime: &Runtime) -> String {
+/// The configuration text for `flavor`. `tls` lists the certificates of the TLS listeners,
+/// the default (no or unknown SNI) first, then one per SNI name; when empty, TLS listeners are
+/// written with placeholder paths to fill in.
+pub fn emit(flavor: Flavor, config: &Config, tls: &[TlsFiles], runtime: &Runtime) -> String {
     match flavor {
         Flavor::Haproxy => haproxy(config, tls),
         Flavor::Nginx => nginx(config, tls, runtime),
@@ -49,7 +52,7 @@ fn ms(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-fn haproxy(config: &Config, tls: Option<&TlsFiles>) -> String {
+fn haproxy(config: &Config, tls: &[TlsFiles]) -> String {
     let t = &config.timeouts;
     let mut o = String::new();
     let _ = writeln!(
@@ -82,11 +85,17 @@ fn haproxy(config: &Config, tls: Option<&TlsFiles>) -> String {
     let _ = writeln!(o, "frontend protolab");
     for l in &config.listen {
         if l.tls {
-            let crt = tls.map_or_else(
-                || "/path/to/cert-and-key.pem".to_string(),
-                |f| f.combined.display().to_string(),
-            );
-            let _ = writeln!(o, "    bind {} ssl crt {crt} alpn http/1.1", l.addr);
+            // The first crt serves clients without SNI; the others are picked by the SNI
+            // name matching their certificate.
+            let crt = if tls.is_empty() {
+                "crt /path/to/cert-and-key.pem".to_string()
+            } else {
+                tls.iter()
+                    .map(|f| format!("crt {}", f.combined.display()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let _ = writeln!(o, "    bind {} ssl {crt} alpn http/1.1", l.addr);
         } else {
             let _ = writeln!(o, "    bind {}", l.addr);
         }
@@ -130,7 +139,7 @@ fn haproxy(config: &Config, tls: Option<&TlsFiles>) -> String {
     o
 }
 
-fn nginx(config: &Config, tls: Option<&TlsFiles>, runtime: &Runtime) -> String {
+fn nginx(config: &Config, tls: &[TlsFiles], runtime: &Runtime) -> String {
     let t = &config.timeouts;
     let dir = runtime.dir.display();
     let mut o = String::new();
@@ -193,16 +202,47 @@ fn nginx(config: &Config, tls: Option<&TlsFiles>, runtime: &Runtime) -> String {
         "    large_client_header_buffers 4 {}k;",
         (config.max_header_bytes / 1024).max(1)
     );
+    let main_cert = tls.first();
+    server_block(&mut o, config, &config.listen, None, main_cert, true);
+    // One more server block per SNI name, TLS listeners only: nginx picks it by server_name.
+    for files in tls.iter().skip(1) {
+        let tls_only: Vec<Listen> = config.listen.iter().copied().filter(|l| l.tls).collect();
+        server_block(
+            &mut o,
+            config,
+            &tls_only,
+            files.server_name.as_deref(),
+            Some(files),
+            false,
+        );
+    }
+    let _ = writeln!(o, "}}");
+    o
+}
+
+fn server_block(
+    o: &mut String,
+    config: &Config,
+    listen: &[Listen],
+    server_name: Option<&str>,
+    cert: Option<&TlsFiles>,
+    main: bool,
+) {
+    let t = &config.timeouts;
     let _ = writeln!(o, "    server {{");
-    for l in &config.listen {
+    for l in listen {
+        let default = if main { " default_server" } else { "" };
         if l.tls {
-            let _ = writeln!(o, "        listen {} ssl;", l.addr);
+            let _ = writeln!(o, "        listen {} ssl{default};", l.addr);
         } else {
-            let _ = writeln!(o, "        listen {};", l.addr);
+            let _ = writeln!(o, "        listen {}{default};", l.addr);
         }
     }
-    if config.listen.iter().any(|l| l.tls) {
-        let (cert, key) = tls.map_or_else(
+    if let Some(name) = server_name {
+        let _ = writeln!(o, "        server_name {name};");
+    }
+    if listen.iter().any(|l| l.tls) {
+        let (cert, key) = cert.map_or_else(
             || {
                 (
                     "/path/to/cert.pem".to_string(),
@@ -247,8 +287,6 @@ fn nginx(config: &Config, tls: Option<&TlsFiles>, runtime: &Runtime) -> String {
     let _ = writeln!(o, "            proxy_buffering off;");
     let _ = writeln!(o, "        }}");
     let _ = writeln!(o, "    }}");
-    let _ = writeln!(o, "}}");
-    o
 }
 
 #[cfg(test)]
@@ -284,11 +322,12 @@ mod tests {
             cert: "/c.pem".into(),
             key: "/k.pem".into(),
             combined: "/ck.pem".into(),
+            server_name: None,
         };
         let rt = Runtime {
             dir: "/tmp/x".into(),
         };
-        let text = emit(Flavor::Haproxy, &config(), Some(&files), &rt);
+        let text = emit(Flavor::Haproxy, &config(), &[files], &rt);
         for want in [
             "timeout tunnel 3600000ms",
             "bind 127.0.0.1:8443 ssl crt /ck.pem alpn http/1.1",
@@ -306,11 +345,11 @@ mod tests {
         let rt = Runtime {
             dir: "/tmp/x".into(),
         };
-        let text = emit(Flavor::Nginx, &config(), None, &rt);
+        let text = emit(Flavor::Nginx, &config(), &[], &rt);
         for want in [
             "map $http_upgrade $connection_upgrade",
             "proxy_set_header Connection $connection_upgrade;",
-            "listen 127.0.0.1:8443 ssl;",
+            "listen 127.0.0.1:8443 ssl default_server;",
             "least_conn;",
             "proxy_read_timeout 3600000ms;",
             "ssl_certificate /path/to/cert.pem;",
