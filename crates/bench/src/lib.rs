@@ -1,7 +1,7 @@
 //! Whole-system benchmarks: protolab's servers against named peers, in the same run, with the
 //! same load, and the ratio printed.
 //!
-//! The principal entry points are [`ws::run`] and [`http::run`], which the `protolab-bench`
+//! The principal entry points are [`ws::run`], [`http::run`] and [`proxy::run`], which the `protolab-bench`
 //! binary calls; [`client::run`] is the WebSocket load client it re-executes pinned to its own
 //! core. The bench peers (`bench-peer-tungstenite`, `bench-peer-fastwebsockets`) are our code
 //! over other crates; [`peer`] holds what they share.
@@ -19,5 +19,6 @@ pub mod driver;
 pub mod http;
 pub mod peer;
 pub mod process;
+pub mod proxy;
 pub mod report;
 pub mod ws;

@@ -92,6 +92,9 @@ pub struct ProxyArgs {
     /// Append TLS secrets to FILE (NSS key log format) for Wireshark; off by default.
     #[arg(long, value_name = "FILE")]
     pub keylog: Option<PathBuf>,
+    /// No access log line per request and tunnel (they go to stderr by default).
+    #[arg(long)]
+    pub no_access_log: bool,
     /// Print the equivalent configuration for the real HAProxy or nginx and exit.
     #[arg(long, value_enum, value_name = "PROXY")]
     pub emit: Option<EmitArg>,
@@ -234,6 +237,7 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
                 max_connections: args.max_connections,
                 drain_timeout: args.drain_timeout,
                 metrics: args.metrics,
+                access_log: !args.no_access_log,
                 ..Config::default()
             },
             sni: args.sni,

@@ -139,6 +139,10 @@ pub struct Config {
     /// Address of a plain HTTP listener answering `GET /metrics` (Prometheus text) and
     /// nothing else. `None`: no metrics listener.
     pub metrics: Option<SocketAddr>,
+    /// Emit one `tracing` event per request and per tunnel at info, target
+    /// `protolab::proxy::access` (client, backend, method, path, status, duration, bytes each
+    /// way, close code). Default on.
+    pub access_log: bool,
 }
 
 impl Default for Config {
@@ -156,6 +160,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(5),
             tls: None,
             metrics: None,
+            access_log: true,
         }
     }
 }

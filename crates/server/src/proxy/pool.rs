@@ -121,6 +121,13 @@ impl Pool {
         self.backends.len()
     }
 
+    /// Whether backend `index` is up (cheap: no allocation, one relaxed load).
+    pub(crate) fn is_up(&self, index: usize) -> bool {
+        self.backends
+            .get(index)
+            .is_some_and(|b| b.up.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn states(&self) -> Vec<BackendState> {
         self.backends
             .iter()

@@ -167,12 +167,7 @@ async fn exchange<'p, S: Io>(
     // A backend connection kept from the previous request is reused while its backend is up
     // and it has not been closed meanwhile; otherwise balance afresh.
     if let Some(up) = upstream.as_ref() {
-        let alive = shared
-            .pool
-            .states()
-            .get(up.lease.index)
-            .is_some_and(|s| s.up)
-            && !is_closed(&up.tcp);
+        let alive = shared.pool.is_up(up.lease.index) && !is_closed(&up.tcp);
         if !alive || !up.buf.is_empty() {
             *upstream = None;
         }
@@ -187,7 +182,7 @@ async fn exchange<'p, S: Io>(
                 } else {
                     "could not connect to any backend"
                 };
-                access_log(client, &head, None, status, started, 0, 0);
+                access_log(shared, client, &head, None, status, started, 0, 0);
                 refuse(stream, shared, status, msg).await;
                 return Next::Close;
             }
@@ -211,7 +206,7 @@ async fn exchange<'p, S: Io>(
         .is_err()
     {
         *upstream = None;
-        access_log(client, &head, Some(backend), 502, started, 0, 0);
+        access_log(shared, client, &head, Some(backend), 502, started, 0, 0);
         refuse(stream, shared, 502, "the backend closed the connection").await;
         return Next::Close;
     }
@@ -243,12 +238,21 @@ async fn exchange<'p, S: Io>(
                 RelayError::SourceTimeout => 408,
                 RelayError::Bad => 400,
                 RelayError::SourceClosed => {
-                    access_log(client, &head, Some(backend), 0, started, sent, 0);
+                    access_log(shared, client, &head, Some(backend), 0, started, sent, 0);
                     return Next::Close;
                 }
                 RelayError::DestinationFailed => 502,
             };
-            access_log(client, &head, Some(backend), status, started, sent, 0);
+            access_log(
+                shared,
+                client,
+                &head,
+                Some(backend),
+                status,
+                started,
+                sent,
+                0,
+            );
             refuse(stream, shared, status, "request body could not be relayed").await;
             return Next::Close;
         }
@@ -283,6 +287,7 @@ async fn exchange<'p, S: Io>(
                 };
                 tracing::debug!(peer = %client.peer, %backend, status, "backend failure");
                 access_log(
+                    shared,
                     client,
                     &head,
                     Some(backend),
@@ -300,7 +305,16 @@ async fn exchange<'p, S: Io>(
     if response.status == 101 {
         if !upgrade {
             *upstream = None;
-            access_log(client, &head, Some(backend), 502, started, sent, received);
+            access_log(
+                shared,
+                client,
+                &head,
+                Some(backend),
+                502,
+                started,
+                sent,
+                received,
+            );
             refuse(
                 stream,
                 shared,
@@ -349,6 +363,9 @@ async fn exchange<'p, S: Io>(
         shared
             .metrics
             .bytes(sent + stats.up, received + out.len() as u64 + stats.down);
+        if !shared.config.access_log {
+            return Next::Close;
+        }
         tracing::info!(
             target: "protolab::proxy::access",
             client = %client.peer,
@@ -369,7 +386,16 @@ async fn exchange<'p, S: Io>(
 
     let Ok(resp_framing) = response.body_framing(&head.method) else {
         *upstream = None;
-        access_log(client, &head, Some(backend), 502, started, sent, received);
+        access_log(
+            shared,
+            client,
+            &head,
+            Some(backend),
+            502,
+            started,
+            sent,
+            received,
+        );
         refuse(
             stream,
             shared,
@@ -400,6 +426,21 @@ async fn exchange<'p, S: Io>(
     let mut out = Vec::with_capacity(1024);
     write_response_head(&mut out, &response, &extra);
     let mut to_client = out.len() as u64;
+    let Some(up) = upstream.as_mut() else {
+        return Next::Close;
+    };
+    // A small body that already arrived with the head goes out in the same write.
+    let mut resp_framing = resp_framing;
+    if let BodyFraming::ContentLength(n) = resp_framing {
+        if let Ok(n) = usize::try_from(n) {
+            if up.buf.len() >= n {
+                out.extend_from_slice(&up.buf[..n]);
+                up.buf.advance(n);
+                to_client += n as u64;
+                resp_framing = BodyFraming::Empty;
+            }
+        }
+    }
     if write_timed(stream, &out, timeouts.client, shared)
         .await
         .is_err()
@@ -433,6 +474,7 @@ async fn exchange<'p, S: Io>(
     };
     shared.metrics.bytes(sent, to_client);
     access_log(
+        shared,
         client,
         &head,
         Some(backend),
@@ -454,7 +496,9 @@ async fn exchange<'p, S: Io>(
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "one log line's fields")]
 fn access_log(
+    shared: &Shared,
     client: Client,
     head: &RequestHead,
     backend: Option<SocketAddr>,
@@ -463,6 +507,9 @@ fn access_log(
     bytes_up: u64,
     bytes_down: u64,
 ) {
+    if !shared.config.access_log {
+        return;
+    }
     tracing::info!(
         target: "protolab::proxy::access",
         client = %client.peer,
@@ -821,6 +868,16 @@ pub(crate) async fn write_timed<W: Io>(
         dst.write_all(bytes).await?;
         dst.flush().await
     };
+    let mut write = std::pin::pin!(write);
+    // Almost every write completes at once (the socket buffer has room): poll it once before
+    // building the timeout, which reads the clock and registers a timer.
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
+    })
+    .await;
+    if let std::task::Poll::Ready(done) = first {
+        return done.map_err(|_| ());
+    }
     tokio::select! {
         biased;
         r = tokio::time::timeout(timeout, write) => match r {
