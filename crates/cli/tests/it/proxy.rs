@@ -281,6 +281,20 @@ async fn real_proxy_from_emitted_config(flavor: &str) {
     let ca = ca_of(home.path());
     wss_echo_through(ws, wss, &ca, flavor).await;
     sni_picks_the_certificate(wss, &ca, flavor).await;
+    // The demo page and its WebSocket through the real proxy, in a real browser.
+    let page = format!("https://localhost:{wss}/");
+    let cmd = Peer::Chromium.command([
+        page.as_str(),
+        "--ca",
+        &ca,
+        "--expect",
+        "← hello from the browser",
+    ]);
+    let state = run_json(cmd, Duration::from_secs(60)).await;
+    assert_eq!(
+        state["found"], true,
+        "{flavor}: page never showed the echo: {state}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

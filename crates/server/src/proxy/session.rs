@@ -264,11 +264,15 @@ async fn exchange<'p, S: Io>(
         max_headers: shared.config.max_headers,
     };
     let mut received = 0u64;
+    // A backend may send interim responses (100, 103) before the final one; a few are normal,
+    // an endless stream of them is not.
+    let mut interim_left = 8u8;
     let response = loop {
         match read_response_head(&mut up.tcp, &mut up.buf, &limits, timeouts.server, shared).await {
             Ok((resp, len)) => {
                 received += len as u64;
-                if (100..200).contains(&resp.status) && resp.status != 101 {
+                if (100..200).contains(&resp.status) && resp.status != 101 && interim_left > 0 {
+                    interim_left -= 1;
                     if head.version == 1 && resp.status != 100 {
                         let mut interim = Vec::new();
                         write_response_head(&mut interim, &resp, &[]);
@@ -302,6 +306,27 @@ async fn exchange<'p, S: Io>(
         }
     };
 
+    if (100..200).contains(&response.status) && response.status != 101 {
+        *upstream = None;
+        access_log(
+            shared,
+            client,
+            &head,
+            Some(backend),
+            502,
+            started,
+            sent,
+            received,
+        );
+        refuse(
+            stream,
+            shared,
+            502,
+            "the backend sent too many interim responses",
+        )
+        .await;
+        return Next::Close;
+    }
     if response.status == 101 {
         if !upgrade {
             *upstream = None;

@@ -664,3 +664,43 @@ async fn backends_get_a_proxy_v2_header_with_the_client_address_first() {
     );
     assert!(head.starts_with("GET / HTTP/1.1\r\n"), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_responses_are_relayed_and_bounded_and_http10_gets_a_closed_body() {
+    // 103 Early Hints then a chunked 200: an HTTP/1.1 client sees both, re-chunked; an
+    // HTTP/1.0 client gets the body raw, ended by the close.
+    const HINTS: &str = "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nx-trailer: t\r\n\r\n";
+    let (backend, _heads) = recording_backend(Some(HINTS)).await;
+    let proxy = TestProxy::start(vec![backend], |_| {}).await;
+    let port = proxy.port(false);
+    let (answer, _) = raw_exchange(
+        port,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 103 Early Hints\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("ext=1") && !answer.contains("x-trailer"),
+        "{answer}"
+    );
+    let (answer, _) = raw_exchange(port, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(!answer.contains("transfer-encoding"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nhello"), "{answer}");
+
+    // Endless 1xx: cut after a few, 502.
+    let flood: &'static str = "HTTP/1.1 102 Processing\r\n\r\n".repeat(20).leak();
+    let (backend, _heads) = recording_backend(Some(flood)).await;
+    let proxy = TestProxy::start(vec![backend], |_| {}).await;
+    let (answer, _) = raw_exchange(proxy.port(false), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(answer.contains("HTTP/1.1 502 "), "{answer}");
+}
