@@ -34,6 +34,52 @@ pub(crate) struct Stats {
 /// instead of seeing a bare TCP close (1006).
 const BACKEND_GONE: u16 = 1014;
 
+/// Close code sent both ways when the proxy shuts down: 1001 "going away" (RFC 6455 §7.4.1).
+const GOING_AWAY: u16 = 1001;
+
+/// At shutdown, ends a WebSocket tunnel the way a server going away would: close 1001 to the
+/// client and (masked, as a client must) to the backend, after which the tunnel only waits for
+/// both answers without forwarding them — each side sees one well-formed close handshake.
+/// Only done between frames and before any close went by; returns whether it was done (if not,
+/// it is tried again after the next read, and the drain timeout bounds the wait).
+async fn go_away<S: Io>(
+    client: &mut S,
+    backend: &mut TcpStream,
+    up: &FrameWatcher,
+    down: &FrameWatcher,
+    shared: &Shared,
+) -> bool {
+    let quiet = up.at_boundary() && down.at_boundary();
+    if !quiet || up.close_code().is_some() || down.close_code().is_some() {
+        return false;
+    }
+    let t = shared.config.timeouts.client_fin;
+    let mut to_client = Vec::with_capacity(32);
+    encode_close(&mut to_client, None, GOING_AWAY, "proxy shutting down");
+    let mut to_backend = Vec::with_capacity(32);
+    encode_close(
+        &mut to_backend,
+        Some(mask_key()),
+        GOING_AWAY,
+        "proxy shutting down",
+    );
+    let _ = write_timed(client, &to_client, t, shared).await;
+    let _ = write_timed(backend, &to_backend, t, shared).await;
+    true
+}
+
+/// A masking key nobody can predict (RFC 6455 §5.3), from the std hasher's random seed.
+fn mask_key() -> [u8; 4] {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() as u32).to_be_bytes()
+}
+
 struct OpenTunnel<'a>(&'a Shared);
 
 impl Drop for OpenTunnel<'_> {
@@ -97,7 +143,18 @@ pub(crate) async fn run<S: Io>(
         *idle = t.client_fin.min(*idle);
         *deadline = LazyDeadline::new(Instant::now() + *idle);
     };
+    // Shutdown: WebSocket tunnels are closed with 1001 on both sides (see `go_away`).
+    let (mut shutdown_seen, mut going_away) = (false, false);
     while client_open || backend_open {
+        if shutdown_seen && !going_away && client_open && backend_open {
+            going_away = go_away(client, &mut backend, &up_watch, &down_watch, shared).await;
+            if going_away {
+                stats.close_code = Some(GOING_AWAY);
+                stats.ended = "proxy shut down";
+                idle = t.client_fin.min(idle);
+                deadline = LazyDeadline::new(Instant::now() + idle);
+            }
+        }
         tokio::select! {
             r = client.read(&mut a), if client_open => match r {
                 Ok(0) | Err(_) => {
@@ -106,6 +163,13 @@ pub(crate) async fn run<S: Io>(
                         // Pass the client's FIN on and wait `client-fin` for the backend's.
                         let _ = backend.shutdown().await;
                         half_closed(&mut deadline, &mut idle);
+                    }
+                }
+                Ok(n) if going_away => {
+                    // The client's answer to our close; it is not forwarded.
+                    up_watch.feed(&a[..n]);
+                    if up_watch.close_code().is_some() {
+                        let _ = tokio::time::timeout(t.client_fin, client.shutdown()).await;
                     }
                 }
                 Ok(n) => {
@@ -131,7 +195,11 @@ pub(crate) async fn run<S: Io>(
                         stats.ended = "backend reset";
                     }
                     if client_open {
-                        if websocket && down_watch.close_code().is_none() && down_watch.at_boundary() {
+                        if websocket
+                            && !going_away
+                            && down_watch.close_code().is_none()
+                            && down_watch.at_boundary()
+                        {
                             let mut close = Vec::with_capacity(32);
                             encode_close(&mut close, None, BACKEND_GONE, "backend went away");
                             if write_timed(client, &close, t.client_fin, shared).await.is_ok() {
@@ -142,6 +210,13 @@ pub(crate) async fn run<S: Io>(
                         }
                         let _ = tokio::time::timeout(t.client_fin, client.shutdown()).await;
                         half_closed(&mut deadline, &mut idle);
+                    }
+                }
+                Ok(n) if going_away => {
+                    // The backend's answer to our close; it is not forwarded.
+                    down_watch.feed(&b[..n]);
+                    if down_watch.close_code().is_some() {
+                        let _ = backend.shutdown().await;
                     }
                 }
                 Ok(n) => {
@@ -164,6 +239,9 @@ pub(crate) async fn run<S: Io>(
                     "client-fin timeout"
                 };
                 break;
+            }
+            () = shared.graceful.cancelled(), if websocket && !shutdown_seen => {
+                shutdown_seen = true;
             }
             () = shared.hard.cancelled() => {
                 stats.ended = "proxy shut down";

@@ -704,3 +704,37 @@ async fn interim_responses_are_relayed_and_bounded_and_http10_gets_a_closed_body
     let (answer, _) = raw_exchange(proxy.port(false), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert!(answer.contains("HTTP/1.1 502 "), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_websocket_tunnels_with_1001_on_both_sides() {
+    let labs = ws_backends(1, Duration::from_secs(3600)).await;
+    let proxy = TestProxy::start(addrs(&labs, Protocol::Ws), |c| {
+        c.drain_timeout = Duration::from_secs(20);
+    })
+    .await;
+    let url = format!("wss://localhost:{}/ws", proxy.port(true));
+    let mut holder =
+        Background::spawn(Peer::PythonWs.command(["hold", &url, "--cafile", &proxy.ca()]));
+    assert_eq!(
+        holder.next_json(Duration::from_secs(15)).await["connected"],
+        true
+    );
+    assert_eq!(labs[0].lab.open_connections(), 1);
+    let started = Instant::now();
+    proxy.proxy.shutdown().await;
+    let took = started.elapsed();
+    let result = holder.next_json(Duration::from_secs(5)).await;
+    assert_eq!(result["close_code"], 1001, "{result}");
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown waited {took:?} (drain timeout is 20 s)"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while labs[0].lab.open_connections() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the backend's WebSocket was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
