@@ -178,6 +178,14 @@ impl LazyDeadline {
         self.at = at;
     }
 
+    /// Moves the deadline to `at`, earlier or later; only an earlier one touches the timer.
+    pub(crate) fn move_to(&mut self, at: Instant) {
+        if at < self.timer.deadline() {
+            self.timer.as_mut().reset(at);
+        }
+        self.at = at;
+    }
+
     /// Completes once `at` has passed.
     pub(crate) async fn expired(&mut self) {
         loop {

@@ -16,6 +16,8 @@ use tokio::time::Instant;
 use super::pool::Lease;
 use super::{tunnel, Shared};
 use crate::conn::{Io, LazyDeadline, READ_CHUNK};
+use std::pin::Pin;
+use tokio_util::sync::WaitForCancellationFuture;
 
 /// Who is on the client side.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +45,25 @@ struct Upstream<'p> {
     tcp: TcpStream,
     buf: BytesMut,
     lease: Lease<'p>,
+    /// `timeout server` for the response head, moved on per request (one timer per
+    /// connection, not one per request).
+    deadline: LazyDeadline,
+}
+
+/// The shutdown signals, made once per client connection: a fresh `cancelled()` per wait would
+/// register and unregister a waiter (a mutex each time) several times per request.
+struct Cancel<'a> {
+    hard: Pin<Box<WaitForCancellationFuture<'a>>>,
+    graceful: Pin<Box<WaitForCancellationFuture<'a>>>,
+}
+
+impl<'a> Cancel<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        Self {
+            hard: Box::pin(shared.hard.cancelled()),
+            graceful: Box::pin(shared.graceful.cancelled()),
+        }
+    }
 }
 
 /// How one request ended, for the client connection's loop.
@@ -67,9 +88,11 @@ pub(crate) async fn serve<S: Io>(
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut upstream: Option<Upstream<'_>> = None;
-    let mut deadline = deadline;
+    let mut deadline = LazyDeadline::new(deadline);
+    let mut cancel = Cancel::new(shared);
     loop {
-        let head = match read_head(&mut stream, &mut buf, &limits, deadline, shared).await {
+        let head = match read_head(&mut stream, &mut buf, &limits, &mut deadline, &mut cancel).await
+        {
             Ok(head) => head,
             Err(HeadFailure::Closed) => return,
             Err(HeadFailure::TimedOut { partial }) => {
@@ -92,11 +115,20 @@ pub(crate) async fn serve<S: Io>(
                 return;
             }
         };
-        let next = exchange(&mut stream, &mut buf, head, client, shared, &mut upstream).await;
+        let next = exchange(
+            &mut stream,
+            &mut buf,
+            head,
+            client,
+            shared,
+            &mut upstream,
+            &mut cancel,
+        )
+        .await;
         match next {
             Next::KeepAlive => {
                 // HAProxy's `timeout http-keep-alive` falls back to `timeout client`.
-                deadline = Instant::now() + shared.config.timeouts.client;
+                deadline.move_to(Instant::now() + shared.config.timeouts.client);
             }
             Next::Close => return,
         }
@@ -113,10 +145,9 @@ async fn read_head<S: Io>(
     stream: &mut S,
     buf: &mut BytesMut,
     limits: &HeadLimits,
-    deadline: Instant,
-    shared: &Shared,
+    deadline: &mut LazyDeadline,
+    cancel: &mut Cancel<'_>,
 ) -> Result<RequestHead, HeadFailure> {
-    let mut deadline = LazyDeadline::new(deadline);
     loop {
         match http1::parse_request(buf, limits) {
             Ok(Some((head, consumed))) => {
@@ -134,8 +165,8 @@ async fn read_head<S: Io>(
                 Ok(0) | Err(_) => return Err(HeadFailure::Closed),
                 Ok(_) => {}
             },
-            () = shared.hard.cancelled() => return Err(HeadFailure::Closed),
-            () = shared.graceful.cancelled(), if idle => return Err(HeadFailure::Closed),
+            () = cancel.hard.as_mut() => return Err(HeadFailure::Closed),
+            () = cancel.graceful.as_mut(), if idle => return Err(HeadFailure::Closed),
             () = deadline.expired() => return Err(HeadFailure::TimedOut { partial: !idle }),
         }
     }
@@ -149,6 +180,7 @@ async fn exchange<'p, S: Io>(
     client: Client,
     shared: &'p Shared,
     upstream: &mut Option<Upstream<'p>>,
+    cancel: &mut Cancel<'_>,
 ) -> Next {
     let started = Instant::now();
     // RFC 9112 §3.2 (one Host), §6.3 (CL with TE, differing CLs, bad TE): a proxy that
@@ -268,7 +300,9 @@ async fn exchange<'p, S: Io>(
     // an endless stream of them is not.
     let mut interim_left = 8u8;
     let response = loop {
-        match read_response_head(&mut up.tcp, &mut up.buf, &limits, timeouts.server, shared).await {
+        up.deadline.move_to(Instant::now() + timeouts.server);
+        let read = read_response_head(&mut up.tcp, &mut up.buf, &limits, &mut up.deadline, cancel);
+        match read.await {
             Ok((resp, len)) => {
                 received += len as u64;
                 if (100..200).contains(&resp.status) && resp.status != 101 && interim_left > 0 {
@@ -591,6 +625,7 @@ async fn connect(client: Client, shared: &Shared) -> Result<Upstream<'_>, u16> {
                     tcp,
                     buf: BytesMut::with_capacity(READ_CHUNK),
                     lease,
+                    deadline: LazyDeadline::new(Instant::now() + shared.config.timeouts.server),
                 });
             }
             Ok(Err(err)) => {
@@ -757,10 +792,9 @@ async fn read_response_head(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
     limits: &HeadLimits,
-    timeout: Duration,
-    shared: &Shared,
+    deadline: &mut LazyDeadline,
+    cancel: &mut Cancel<'_>,
 ) -> Result<(ResponseHead, usize), UpstreamFailure> {
-    let deadline = Instant::now() + timeout;
     loop {
         match http1::parse_response(buf, limits) {
             Ok(Some((head, consumed))) => {
@@ -777,8 +811,8 @@ async fn read_response_head(
                 Ok(0) | Err(_) => return Err(UpstreamFailure::Closed),
                 Ok(_) => {}
             },
-            () = shared.hard.cancelled() => return Err(UpstreamFailure::Closed),
-            () = tokio::time::sleep_until(deadline) => return Err(UpstreamFailure::TimedOut),
+            () = cancel.hard.as_mut() => return Err(UpstreamFailure::Closed),
+            () = deadline.expired() => return Err(UpstreamFailure::TimedOut),
         }
     }
 }

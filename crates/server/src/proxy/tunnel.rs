@@ -145,6 +145,11 @@ pub(crate) async fn run<S: Io>(
     };
     // Shutdown: WebSocket tunnels are closed with 1001 on both sides (see `go_away`).
     let (mut shutdown_seen, mut going_away) = (false, false);
+    // Made once: a fresh `cancelled()` per loop turn would register and unregister a waiter
+    // (a mutex each time) for every message relayed.
+    let graceful = shared.graceful.cancelled();
+    let hard = shared.hard.cancelled();
+    tokio::pin!(graceful, hard);
     while client_open || backend_open {
         if shutdown_seen && !going_away && client_open && backend_open {
             going_away = go_away(client, &mut backend, &up_watch, &down_watch, shared).await;
@@ -240,10 +245,10 @@ pub(crate) async fn run<S: Io>(
                 };
                 break;
             }
-            () = shared.graceful.cancelled(), if websocket && !shutdown_seen => {
+            () = &mut graceful, if websocket && !shutdown_seen => {
                 shutdown_seen = true;
             }
-            () = shared.hard.cancelled() => {
+            () = &mut hard => {
                 stats.ended = "proxy shut down";
                 break;
             }
