@@ -738,3 +738,39 @@ async fn shutdown_closes_websocket_tunnels_with_1001_on_both_sides() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_client_timeout() {
+    let (backend, _heads) = recording_backend(Some(OK)).await;
+    let proxy = TestProxy::start(vec![backend], |c| {
+        c.timeouts.client = Duration::from_millis(400);
+    })
+    .await;
+    let mut tcp = TcpStream::connect(("127.0.0.1", proxy.port(false)))
+        .await
+        .unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.ends_with(b"\r\n\r\nok") {
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before the response");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    // Kept alive (no `connection: close`), then closed once idle for `timeout client`, well
+    // before the 10 s `timeout http-request` that bounded the first head.
+    assert!(!String::from_utf8_lossy(&got).contains("connection: close"));
+    let idle = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk))
+        .await
+        .expect("the idle connection was closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    let waited = idle.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_secs(2),
+        "closed after {waited:?}"
+    );
+}
