@@ -1,7 +1,7 @@
 //! Whole-system benchmarks: protolab's servers against named peers, in the same run, with the
 //! same load, and the ratio printed.
 //!
-//! The principal entry points are [`ws::run`] and [`http::run`], which the `protolab-bench`
+//! The principal entry points are [`ws::run`], [`http::run`] and [`proxy::run`], which the `protolab-bench`
 //! binary calls; [`client::run`] is the WebSocket load client it re-executes pinned to its own
 //! core. The bench peers (`bench-peer-tungstenite`, `bench-peer-fastwebsockets`) are our code
 //! over other crates; [`peer`] holds what they share. [`decode::run`] times `protolab inspect`
@@ -22,5 +22,6 @@ pub mod http;
 pub mod loadgen;
 pub mod peer;
 pub mod process;
+pub mod proxy;
 pub mod report;
 pub mod ws;

@@ -36,6 +36,9 @@ enum Command {
     /// Capture decoding: `protolab inspect --json` against `tshark -2` on a large WSS capture
     /// with its TLS secrets embedded.
     Decode(DecodeArgs),
+    /// protolab proxy against HAProxy (from `protolab proxy --emit haproxy`) in front of the
+    /// same protolab WS backend: WSS echo msg/s, added p99 at a fixed rate, HTTP req/s.
+    Proxy(ProxyArgs),
     /// The WebSocket load client (the driver runs it pinned to core 1; prints JSON).
     #[command(hide = true)]
     Client(ClientArgs),
@@ -131,6 +134,22 @@ struct DecodeArgs {
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ProxyArgs {
+    #[command(flatten)]
+    common: Common,
+    /// WebSocket connections for the echo runs (closed loop, one message in flight each).
+    #[arg(long, default_value_t = 50)]
+    ws_connections: usize,
+    /// Echo message size in bytes.
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// Open-loop rate of the latency run, messages per second (below every target's limit,
+    /// so p99 shows added latency rather than queueing).
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +290,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::Proxy(p) => {
+            let bench = protolab_bench::proxy::ProxyBench {
+                connections: p.ws_connections,
+                size: p.size,
+                rate: p.rate,
+                http_connections: p.common.connections,
+            };
+            anyhow::ensure!(
+                bench.connections > 0 && bench.size > 0 && bench.rate > 0.0,
+                "--ws-connections, --size and --rate must be positive"
+            );
+            let (opts, json) = options(p.common)?;
+            process::install_signal_handler();
+            let results = protolab_bench::proxy::run(&opts, &bench)?;
+            print!("{}", protolab_bench::proxy::render(&results, &bench));
+            if let Some(path) = json {
+                protolab_bench::proxy::write_json(&results, &path)?;
+                println!("results written to {}", path.display());
+            }
+            let failed = results.rows.iter().any(|r| r.error.is_some());
+            return Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
         }
         Command::Ws(c) => (c, true, false),
         Command::Http(c) => (c, false, true),

@@ -16,6 +16,7 @@ pub mod certs;
 pub mod compare;
 pub mod inspect;
 pub mod logging;
+pub mod proxy;
 pub mod signals;
 pub mod units;
 pub mod up;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Run the lab's apps: HTTP :3000, HTTPS :3001, WS :3002, WSS :3003, each with a demo page.
     /// Prints each URL once it listens, then `ready`; Ctrl-C closes everything cleanly.
     Up(up::UpArgs),
+    /// Run a TLS-terminating, WebSocket-aware reverse proxy in front of backends (plain :8080,
+    /// TLS :8443), or print the same setup for HAProxy or nginx with --emit.
+    Proxy(proxy::ProxyArgs),
     /// Load an http/https/ws/wss URL with echoes: throughput, latency percentiles, bytes on
     /// the wire per message and per handshake, connection phase timings.
     Bench(bench::BenchArgs),
@@ -117,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs(args) => certs::run(args, &ctx).await,
         Command::Up(args) => up::run(args, &ctx).await,
         Command::Bench(args) => bench::run(args, &ctx).await,
+        Command::Proxy(args) => proxy::run(args, &ctx).await,
         Command::Inspect(args) => inspect::run(args, &ctx).await,
         Command::Capture(args) => capture::run(args, &ctx).await,
         Command::Completions { shell } => {

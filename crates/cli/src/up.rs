@@ -67,6 +67,16 @@ pub struct UpArgs {
     /// Time open connections get to finish on Ctrl-C before they are dropped.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
+    /// Also run `protolab proxy` in front of the WS app, as production does: ws through
+    /// --proxy-port, wss terminated at the proxy on --proxy-tls-port.
+    #[arg(long)]
+    pub proxy: bool,
+    /// Plain port of the proxy (with --proxy).
+    #[arg(long, default_value_t = 8080, value_name = "PORT")]
+    pub proxy_port: u16,
+    /// TLS-terminating port of the proxy (with --proxy).
+    #[arg(long, default_value_t = 8443, value_name = "PORT")]
+    pub proxy_tls_port: u16,
 }
 
 /// The validated form of [`UpArgs`] (TLS configuration is added from the state dir later).
@@ -78,6 +88,8 @@ pub struct UpConfig {
     pub keylog: Option<std::path::PathBuf>,
     /// Also keep TLS secrets in memory (`compare --capture` embeds them in its capture).
     pub keylog_buffer: Option<Arc<protolab_tls::keylog::KeyLogBuffer>>,
+    /// The proxy's plain and TLS ports, if `--proxy` was given.
+    pub proxy: Option<(u16, u16)>,
 }
 
 impl TryFrom<UpArgs> for UpConfig {
@@ -147,6 +159,10 @@ impl TryFrom<UpArgs> for UpConfig {
             limits.max_header_bytes >= 256,
             "--max-header-size must be at least 256 bytes"
         );
+        anyhow::ensure!(
+            !args.proxy || protocols.contains(&Protocol::Ws),
+            "--proxy puts the proxy in front of the ws app; do not leave ws out with --only"
+        );
         Ok(Self {
             lab: LabConfig {
                 bind: args.bind,
@@ -158,6 +174,7 @@ impl TryFrom<UpArgs> for UpConfig {
             },
             keylog: args.keylog,
             keylog_buffer: None,
+            proxy: args.proxy.then_some((args.proxy_port, args.proxy_tls_port)),
         })
     }
 }
@@ -166,11 +183,16 @@ impl TryFrom<UpArgs> for UpConfig {
 pub async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let config = UpConfig::try_from(args)?;
     let shutdown = crate::signals::shutdown_signal()?;
-    let lab = start(config, ctx).await?;
-    print_ready(&lab, ctx)?;
+    let (lab, proxy) = start(config, ctx).await?;
+    print_ready(&lab, proxy.as_ref(), ctx)?;
     shutdown.await;
     eprintln!("shutting down: closing connections (WebSockets get 1001)…");
-    let report = lab.shutdown().await;
+    // Together: the apps' 1001 close frames travel out through the proxy's tunnels, which
+    // then end on their own instead of waiting for the drain timeout.
+    let report = match proxy {
+        Some(proxy) => tokio::join!(lab.shutdown(), proxy.shutdown()).0,
+        None => lab.shutdown().await,
+    };
     if report.dropped > 0 {
         eprintln!(
             "stopped; {} connection(s) did not finish within the drain timeout and were dropped",
@@ -182,17 +204,60 @@ pub async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Adds TLS from the state dir when a TLS protocol is served, then starts the lab.
-pub async fn start(mut config: UpConfig, ctx: &Context) -> anyhow::Result<Lab> {
-    if config.lab.apps.iter().any(|(p, _)| p.is_tls()) {
-        config.lab.tls = Some(lab_tls(
+/// Adds TLS from the state dir when a TLS protocol is served (or the proxy runs), then starts
+/// the lab and, with `--proxy`, the proxy in front of its WS app.
+pub async fn start(
+    mut config: UpConfig,
+    ctx: &Context,
+) -> anyhow::Result<(Lab, Option<protolab_server::proxy::Proxy>)> {
+    let tls = if config.lab.apps.iter().any(|(p, _)| p.is_tls()) || config.proxy.is_some() {
+        Some(lab_tls(
             &config.lab,
             config.keylog.as_deref(),
             config.keylog_buffer.clone(),
             ctx,
-        )?);
+        )?)
+    } else {
+        None
+    };
+    if config.lab.apps.iter().any(|(p, _)| p.is_tls()) {
+        config.lab.tls.clone_from(&tls);
     }
-    Lab::start(config.lab).await.context("starting the lab")
+    let bind = config.lab.bind;
+    let lab = Lab::start(config.lab).await.context("starting the lab")?;
+    let Some((plain, secure)) = config.proxy else {
+        return Ok((lab, None));
+    };
+    let ws = lab
+        .endpoint(Protocol::Ws)
+        .context("--proxy needs the ws app")?;
+    let backend_ip = if ws.addr.ip().is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        ws.addr.ip()
+    };
+    let proxy = protolab_server::proxy::Config {
+        listen: vec![
+            protolab_server::proxy::Listen {
+                addr: std::net::SocketAddr::new(bind, plain),
+                tls: false,
+            },
+            protolab_server::proxy::Listen {
+                addr: std::net::SocketAddr::new(bind, secure),
+                tls: true,
+            },
+        ],
+        backends: vec![std::net::SocketAddr::new(backend_ip, ws.addr.port())],
+        tls,
+        ..protolab_server::proxy::Config::default()
+    };
+    match protolab_server::proxy::Proxy::start(proxy).await {
+        Ok(proxy) => Ok((lab, Some(proxy))),
+        Err(err) => {
+            lab.shutdown().await;
+            Err(anyhow::Error::new(err).context("starting the proxy"))
+        }
+    }
 }
 
 fn lab_tls(
@@ -230,11 +295,28 @@ fn lab_tls(
     protolab_tls::server_config_with(&leaf, &options).context("building the TLS configuration")
 }
 
-fn print_ready(lab: &Lab, ctx: &Context) -> anyhow::Result<()> {
+/// `ws://localhost:PORT/ws` or `wss://…` for a proxy listener.
+fn proxy_url(listen: &protolab_server::proxy::Listen) -> String {
+    let scheme = if listen.tls { "wss" } else { "ws" };
+    if listen.addr.ip().is_loopback() {
+        format!("{scheme}://localhost:{}/ws", listen.addr.port())
+    } else {
+        format!("{scheme}://{}/ws", listen.addr)
+    }
+}
+
+fn print_ready(
+    lab: &Lab,
+    proxy: Option<&protolab_server::proxy::Proxy>,
+    ctx: &Context,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
+    let proxy_listeners = proxy.map_or(&[][..], |p| p.endpoints());
     if ctx.json {
         let line = serde_json::json!({ "event": "ready", "endpoints": lab.endpoints().iter().map(|e| {
             serde_json::json!({ "protocol": e.protocol, "addr": e.addr, "url": e.url(), "page": e.page_url() })
+        }).collect::<Vec<_>>(), "proxy": proxy_listeners.iter().map(|l| {
+            serde_json::json!({ "addr": l.addr, "tls": l.tls, "url": proxy_url(l) })
         }).collect::<Vec<_>>() });
         writeln!(out, "{line}")?;
     } else {
@@ -251,6 +333,10 @@ fn print_ready(lab: &Lab, ctx: &Context) -> anyhow::Result<()> {
                     )?;
                 }
             }
+        }
+        for l in proxy_listeners {
+            let name = if l.tls { "proxy-wss" } else { "proxy-ws" };
+            writeln!(out, "{name:<9} {}  (ws app behind the proxy)", proxy_url(l))?;
         }
         writeln!(out, "ready")?;
     }

@@ -161,25 +161,33 @@ pub(crate) async fn serve<S: Io>(
 /// every request; resetting a timer each time would touch the timer wheel per request.
 /// Instead the timer stays armed at an older, earlier instant and, when it fires early,
 /// re-arms itself once for the current deadline.
-struct LazyDeadline {
+pub(crate) struct LazyDeadline {
     timer: Pin<Box<tokio::time::Sleep>>,
     at: Instant,
 }
 
 impl LazyDeadline {
-    fn new(at: Instant) -> Self {
+    pub(crate) fn new(at: Instant) -> Self {
         Self {
             timer: Box::pin(tokio::time::sleep_until(at)),
             at,
         }
     }
 
-    fn push_back(&mut self, at: Instant) {
+    pub(crate) fn push_back(&mut self, at: Instant) {
+        self.at = at;
+    }
+
+    /// Moves the deadline to `at`, earlier or later; only an earlier one touches the timer.
+    pub(crate) fn move_to(&mut self, at: Instant) {
+        if at < self.timer.deadline() {
+            self.timer.as_mut().reset(at);
+        }
         self.at = at;
     }
 
     /// Completes once `at` has passed.
-    async fn expired(&mut self) {
+    pub(crate) async fn expired(&mut self) {
         loop {
             self.timer.as_mut().await;
             if Instant::now() >= self.at {

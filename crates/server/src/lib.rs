@@ -14,6 +14,7 @@ mod apps;
 mod conn;
 mod lab;
 mod limits;
+pub mod proxy;
 mod ws;
 
 pub use apps::birds;
@@ -49,6 +50,23 @@ pub enum Error {
     /// A TLS protocol was requested without a TLS server config.
     #[error("the {0} app needs a certificate, but no TLS configuration was given")]
     MissingTls(Protocol),
+    /// The proxy was started without a backend.
+    #[error("the proxy needs at least one backend (--backend HOST:PORT)")]
+    NoBackends,
+    /// A proxy listener asks for TLS but no TLS server config was given.
+    #[error("the proxy listener {0} terminates TLS, but no TLS configuration was given")]
+    ProxyTls(std::net::SocketAddr),
+    /// A proxy listener's port is taken.
+    #[error("{0} is already in use (proxy listener): stop whatever holds it (`ss -ltnp 'sport = :{port}'` shows it) or pick another port", port = .0.port())]
+    ProxyPortInUse(std::net::SocketAddr),
+    /// Binding a proxy listener failed for another reason.
+    #[error("cannot listen on {addr} for the proxy: {source}")]
+    ProxyBind {
+        /// Address we tried.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// `Result` with this crate's [`Error`](enum@Error).

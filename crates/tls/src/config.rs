@@ -107,6 +107,65 @@ pub fn server_config_with(leaf: &Leaf, options: &Options) -> Result<Arc<ServerCo
     Ok(Arc::new(config))
 }
 
+/// A server config that picks its certificate by the name the client asks for (SNI): each
+/// `(name, leaf)` in `by_name` serves that DNS name (compared without regard to case), and
+/// `default` serves clients that send no SNI (every client connecting to an IP address) or an
+/// unknown name — as HAProxy does with the first `crt` of a `bind` line.
+pub fn server_config_sni(
+    default: &Leaf,
+    by_name: &[(String, Leaf)],
+    options: &Options,
+) -> Result<Arc<ServerConfig>> {
+    let provider = provider();
+    let certified = |leaf: &Leaf| -> Result<Arc<rustls::sign::CertifiedKey>> {
+        let key = provider
+            .key_provider
+            .load_private_key(leaf.key.clone_key())?;
+        Ok(Arc::new(rustls::sign::CertifiedKey::new(
+            leaf.chain.clone(),
+            key,
+        )))
+    };
+    let resolver = SniResolver {
+        default: certified(default)?,
+        by_name: by_name
+            .iter()
+            .map(|(name, leaf)| Ok((name.to_ascii_lowercase(), certified(leaf)?)))
+            .collect::<Result<_>>()?,
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols.clone_from(&options.alpn);
+    // As in `server_config_with`: our cipher order, not the client's.
+    config.ignore_client_order = true;
+    if let Some(key_log) = &options.key_log {
+        config.key_log = Arc::clone(key_log);
+    }
+    Ok(Arc::new(config))
+}
+
+/// Certificates by SNI name, with a default.
+#[derive(Debug)]
+struct SniResolver {
+    default: Arc<rustls::sign::CertifiedKey>,
+    by_name: std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl rustls::server::ResolvesServerCert for SniResolver {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        // DNS names compare without case (RFC 4343); rustls has already validated the name.
+        let named = hello
+            .server_name()
+            .and_then(|name| self.by_name.get(&name.to_ascii_lowercase()));
+        Some(Arc::clone(named.unwrap_or(&self.default)))
+    }
+}
+
 /// One named group of trusted certificates.
 #[derive(Debug, Clone)]
 pub(crate) struct RootSource {

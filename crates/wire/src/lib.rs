@@ -17,5 +17,6 @@
 pub mod http1;
 pub mod net;
 pub mod pcapng;
+pub mod proxy_v2;
 pub mod tls;
 pub mod ws;

@@ -10,9 +10,11 @@ use thiserror::Error;
 mod decoder;
 mod frame;
 pub mod handshake;
+mod watch;
 
 pub use decoder::Decoder;
 pub use frame::{apply_mask, decode_header, encode_close, encode_frame, write_header};
+pub use watch::FrameWatcher;
 
 /// Frame opcode (RFC 6455 §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -445,9 +445,11 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
             .capture
             .as_ref()
             .map(|_| Arc::new(protolab_tls::keylog::KeyLogBuffer::new())),
+        proxy: None,
     };
     let keylog_buffer = config.keylog_buffer.clone();
-    let lab = match &wan {
+    // No proxy was asked for, so `start` returns none.
+    let (lab, _) = match &wan {
         None => lab_rt.block_on(crate::up::start(config, ctx))?,
         Some(wan) => wan.run_inside(|| lab_rt.block_on(crate::up::start(config, ctx)))?,
     };

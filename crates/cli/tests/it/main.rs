@@ -6,4 +6,5 @@ mod capture;
 mod certs;
 mod compare;
 mod inspect;
+mod proxy;
 mod up;

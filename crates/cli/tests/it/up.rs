@@ -265,3 +265,40 @@ async fn keylog_holds_the_secrets_the_client_derived_and_is_private() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("readable by others"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_proxy_serves_ws_and_wss_through_the_proxy() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, lines) = start_up(
+        home.path(),
+        &[
+            "--proxy",
+            "--proxy-port",
+            "0",
+            "--proxy-tls-port",
+            "0",
+            "--push-interval",
+            "300ms",
+        ],
+    );
+    let ca = home.path().join("ca.pem").to_string_lossy().into_owned();
+    for name in ["proxy-ws", "proxy-wss"] {
+        let url = url_of(&lines, name).to_string();
+        assert!(url.ends_with("/ws"), "{lines:?}");
+        let cmd = protolab_test_support::Peer::PythonWs.command([
+            "echo",
+            &url,
+            "--cafile",
+            &ca,
+            "--push-within",
+            "3",
+        ]);
+        let result = protolab_test_support::run_json(cmd, Duration::from_secs(30)).await;
+        assert_eq!(result["text_echo"], "hello from python", "{url}: {result}");
+        assert_eq!(result["push"]["type"], "push", "{url}: {result}");
+        assert_eq!(result["close_code"], 1000, "{url}: {result}");
+    }
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
+}

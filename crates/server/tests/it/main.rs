@@ -5,6 +5,7 @@
 mod hostile;
 mod http;
 mod lifecycle;
+mod proxy;
 mod ws;
 
 use std::time::Duration;

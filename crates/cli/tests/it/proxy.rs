@@ -1,0 +1,308 @@
+// `protolab proxy` as a user runs it (the real binary, its readiness lines, its access log and
+// /metrics), and the configurations `--emit haproxy|nginx` prints, run by the real HAProxy and
+// nginx in front of the same lab backend and passing the same WebSocket tests.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up is a failed test"
+)]
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use protolab_server::Protocol;
+use protolab_test_support::{require, run, run_json, Peer, TestLab};
+
+const PEER_LIMIT: Duration = Duration::from_secs(30);
+
+fn protolab(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_protolab"));
+    cmd.arg("--home").arg(home).env_remove("RUST_LOG");
+    cmd
+}
+
+/// A child in its own process group, terminated as a group (nginx's master and worker) when
+/// dropped: SIGTERM, then SIGKILL after a second.
+struct Group(Child);
+
+impl Group {
+    fn spawn(mut cmd: Command) -> Self {
+        cmd.process_group(0);
+        Self(cmd.spawn().expect("peer starts"))
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.signal("-KILL");
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "{what} never listened on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ca_of(home: &Path) -> String {
+    protolab_tls::Store::open(home)
+        .ca_cert_path()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `https://NAME:port/healthz` resolved to 127.0.0.1: curl verifies the certificate against
+/// NAME, so this passes only if SNI picked the certificate issued for it.
+async fn sni_check(port: u16, name: &str, ca: &str) -> std::process::Output {
+    run(
+        Peer::Curl.command([
+            "-sS",
+            "--cacert",
+            ca,
+            "--resolve",
+            &format!("{name}:{port}:127.0.0.1"),
+            &format!("https://{name}:{port}/healthz"),
+        ]),
+        PEER_LIMIT,
+    )
+    .await
+}
+
+async fn sni_picks_the_certificate(port: u16, ca: &str, via: &str) {
+    let out = sni_check(port, "a.test", ca).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "{via}: a.test by SNI: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sni_check(port, "b.test", ca).await;
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "{via}: b.test got the default certificate, which does not name it"
+    );
+}
+
+async fn wss_echo_through(port_ws: u16, port_wss: u16, ca: &str, via: &str) {
+    for url in [
+        format!("ws://localhost:{port_ws}/ws"),
+        format!("wss://localhost:{port_wss}/ws"),
+    ] {
+        let py = Peer::PythonWs.command(["echo", &url, "--cafile", ca, "--push-within", "3"]);
+        let result = run_json(py, PEER_LIMIT).await;
+        assert_eq!(
+            result["text_echo"], "hello from python",
+            "{via} {url}: {result}"
+        );
+        assert_eq!(result["binary_echo_ok"], true, "{via} {url}: {result}");
+        assert_eq!(result["push"]["type"], "push", "{via} {url}: {result}");
+        assert_eq!(result["close_code"], 1000, "{via} {url}: {result}");
+        let node = Peer::NodeWs.command([url.as_str(), "--cafile", ca, "--push-within", "3"]);
+        let result = run_json(node, PEER_LIMIT).await;
+        assert_eq!(result["binary_echo_ok"], true, "{via} {url}: {result}");
+        assert_eq!(result["close_code"], 1000, "{via} {url}: {result}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protolab_proxy_serves_wss_logs_each_tunnel_and_exposes_metrics() {
+    let lab = TestLab::start(&[Protocol::Ws], |c| {
+        c.push_interval = Duration::from_millis(300);
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let backend = format!("127.0.0.1:{}", lab.port(Protocol::Ws));
+    let mut child = protolab(home.path())
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--backend",
+            &backend,
+            "--metrics",
+            "127.0.0.1:0",
+            "--sni",
+            "a.test",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready JSON");
+    assert_eq!(ready["event"], "ready", "{ready}");
+    let port_of = |tls: bool| {
+        ready["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["tls"] == tls)
+            .unwrap()["addr"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    let ca = ca_of(home.path());
+    wss_echo_through(port_of(false), port_of(true), &ca, "protolab proxy").await;
+    sni_picks_the_certificate(port_of(true), &ca, "protolab proxy").await;
+
+    let metrics = ready["metrics"].as_str().unwrap();
+    let out = run(
+        Peer::Curl.command(["-sS", &format!("http://{metrics}/metrics")]),
+        PEER_LIMIT,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("protolab_proxy_tunnels_total 4\n"), "{text}");
+    assert!(text.contains("protolab_proxy_tunnels_open 0\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "protolab_proxy_backend_up{{backend=\"{backend}\"}} 1\n"
+        )),
+        "{text}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let tunnels: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("tunnel closed"))
+        .collect();
+    assert_eq!(tunnels.len(), 4, "one access line per tunnel:\n{stderr}");
+    assert!(
+        tunnels
+            .iter()
+            .all(|l| l.contains("close_code=1000") && l.contains("bytes_up=")),
+        "{tunnels:?}"
+    );
+}
+
+async fn real_proxy_from_emitted_config(flavor: &str) {
+    let lab = TestLab::start(&[Protocol::Ws], |c| {
+        c.push_interval = Duration::from_millis(300);
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let (ws, wss) = (free_port(), free_port());
+    let out = protolab(home.path())
+        .args([
+            "proxy",
+            "--listen",
+            &format!("127.0.0.1:{ws}"),
+            "--listen-tls",
+            &format!("127.0.0.1:{wss}"),
+            "--backend",
+            &format!("127.0.0.1:{}", lab.port(Protocol::Ws)),
+            "--balance",
+            "leastconn",
+            "--sni",
+            "a.test",
+            "--emit",
+            flavor,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = home.path().join(format!("{flavor}.conf"));
+    std::fs::write(&config, &out.stdout).unwrap();
+    let _server = match flavor {
+        "haproxy" => {
+            let mut cmd = Command::new(require("haproxy", "apt-get install -y haproxy"));
+            cmd.arg("-f").arg(&config).arg("-db");
+            Group::spawn(cmd)
+        }
+        _ => {
+            let mut cmd = Command::new(require("nginx", "apt-get install -y nginx"));
+            let prefix = home.path().join("proxy-run");
+            cmd.arg("-c")
+                .arg(&config)
+                .arg("-p")
+                .arg(format!("{}/", prefix.display()));
+            Group::spawn(cmd)
+        }
+    };
+    wait_listening(ws, flavor).await;
+    wait_listening(wss, flavor).await;
+    let ca = ca_of(home.path());
+    wss_echo_through(ws, wss, &ca, flavor).await;
+    sni_picks_the_certificate(wss, &ca, flavor).await;
+    // The demo page and its WebSocket through the real proxy, in a real browser.
+    let page = format!("https://localhost:{wss}/");
+    let cmd = Peer::Chromium.command([
+        page.as_str(),
+        "--ca",
+        &ca,
+        "--expect",
+        "← hello from the browser",
+    ]);
+    let state = run_json(cmd, Duration::from_secs(60)).await;
+    assert_eq!(
+        state["found"], true,
+        "{flavor}: page never showed the echo: {state}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_haproxy_from_the_emitted_config_passes_the_websocket_tests() {
+    real_proxy_from_emitted_config("haproxy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_nginx_from_the_emitted_config_passes_the_websocket_tests() {
+    real_proxy_from_emitted_config("nginx").await;
+}

@@ -1,0 +1,406 @@
+//! A TLS-terminating, WebSocket-aware HTTP/1.1 reverse proxy: the shape WSS has in production
+//! (HAProxy or nginx on 443 holding the certificates, the upgraded connection pinned to one
+//! backend).
+//!
+//! The principal type is [`Proxy`]: [`Proxy::start`] binds every [`Listen`] of a [`Config`]
+//! and starts the backends' health checks; [`Proxy::shutdown`] stops accepting and drains.
+//! Per request the proxy reads a strictly parsed head (`protolab_wire::http1`: smuggling shapes
+//! are answered 400 and the connection closed), picks a backend with the [`Balance`]
+//! algorithm among those up, removes hop-by-hop headers, adds `X-Forwarded-*` and `Forwarded`,
+//! and streams both bodies. A `101 Switching Protocols` answer to an upgrade turns the
+//! connection into a tunnel held to that backend until either side ends it.
+//!
+//! Timeouts have HAProxy's meanings ([`Timeouts`]); [`emit`] prints the equivalent HAProxy
+//! and nginx configurations. What this module does *not* do: HTTP/2, caching, compression,
+//! retries of requests that reached a backend, or sticky sessions beyond `source` hashing.
+
+mod emit;
+mod metrics;
+mod pool;
+mod session;
+mod tunnel;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use emit::{emit, Flavor, Runtime, TlsFiles};
+pub use metrics::Metrics;
+pub use pool::{BackendState, Balance};
+
+use crate::{Error, Result};
+
+/// One listening address of the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// Address to bind; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// Whether TLS is terminated here (with [`Config::tls`]).
+    pub tls: bool,
+}
+
+/// Timeouts, with HAProxy's names and meanings (`timeout client`, `connect`, `server`,
+/// `tunnel`, `client-fin`, `http-request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Inactivity on the client side while a request is expected or being received (and the
+    /// keep-alive wait between requests). Default 30 s.
+    pub client: Duration,
+    /// Time to receive a whole request head once the connection is open (the TLS handshake
+    /// included on a TLS listener); bounds slowloris. Default 10 s.
+    pub http_request: Duration,
+    /// Time for a TCP connection to a backend to be established. Default 5 s; then the next
+    /// backend is tried, and 502 answered when none connects.
+    pub connect: Duration,
+    /// Inactivity on the server side: waiting for the response head or the next piece of
+    /// its body. Default 30 s; a backend that never answers gets the client a 504.
+    pub server: Duration,
+    /// Inactivity of an upgraded connection in both directions, replacing `client` and
+    /// `server` once a 101 has gone through. Default 1 h, so idle WebSockets are not cut at
+    /// the 60 s many proxies default to.
+    pub tunnel: Duration,
+    /// Inactivity allowed once the client has half-closed a tunnel (sent its FIN, or its TLS
+    /// close_notify) while the backend side is still open. Default 5 s.
+    pub client_fin: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            client: Duration::from_secs(30),
+            http_request: Duration::from_secs(10),
+            connect: Duration::from_secs(5),
+            server: Duration::from_secs(30),
+            tunnel: Duration::from_secs(3600),
+            client_fin: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Active health checks of every backend: an HTTP `GET` on a fresh connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Path requested, e.g. `/healthz` (the lab's apps answer it). A 2xx or 3xx is healthy.
+    pub path: String,
+    /// Time between two checks of one backend. Default 2 s (HAProxy's `inter`).
+    pub interval: Duration,
+    /// Consecutive successes that bring a down backend back. Default 2 (HAProxy's `rise`).
+    pub rise: u32,
+    /// Consecutive failures that take an up backend out. Default 3 (HAProxy's `fall`).
+    pub fall: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: "/healthz".into(),
+            interval: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+/// Everything the proxy needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen. At least one.
+    pub listen: Vec<Listen>,
+    /// Backends (`host:port`, plain HTTP/1.1). At least one.
+    pub backends: Vec<SocketAddr>,
+    /// How a backend is picked for a new request or tunnel. Default round-robin.
+    pub balance: Balance,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Health checks; `None` trusts every backend (a failed connect still moves on to the next).
+    pub health: Option<HealthCheck>,
+    /// Send a PROXY protocol v2 header first on every backend connection (the backend must
+    /// expect it, like HAProxy's `send-proxy-v2`). Default off.
+    pub proxy_protocol: bool,
+    /// Largest request or response head, in bytes. Default 16 KiB (HAProxy's `tune.bufsize`);
+    /// a larger request head gets 431 and the connection is closed.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request or response head. Default 100.
+    pub max_headers: usize,
+    /// Client connections open at once per listener; more wait in the backlog. Default 10,000.
+    pub max_connections: usize,
+    /// Time [`Proxy::shutdown`] lets open requests and tunnels run before dropping them.
+    /// Default 5 s.
+    pub drain_timeout: Duration,
+    /// Server TLS configuration for TLS listeners (SNI and ALPN are its business).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Address of a plain HTTP listener answering `GET /metrics` (Prometheus text) and
+    /// nothing else. `None`: no metrics listener.
+    pub metrics: Option<SocketAddr>,
+    /// Emit one `tracing` event per request and per tunnel at info, target
+    /// `protolab::proxy::access` (client, backend, method, path, status, duration, bytes each
+    /// way, close code). Default on.
+    pub access_log: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            backends: Vec::new(),
+            balance: Balance::RoundRobin,
+            timeouts: Timeouts::default(),
+            health: Some(HealthCheck::default()),
+            proxy_protocol: false,
+            max_header_bytes: 16 << 10,
+            max_headers: 100,
+            max_connections: 10_000,
+            drain_timeout: Duration::from_secs(5),
+            tls: None,
+            metrics: None,
+            access_log: true,
+        }
+    }
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) pool: pool::Pool,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) graceful: CancellationToken,
+    pub(crate) hard: CancellationToken,
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    endpoints: Vec<Listen>,
+    metrics_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    open: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    /// Binds every listener (all or none), starts health checks and accepting.
+    pub async fn start(config: Config) -> Result<Self> {
+        if config.backends.is_empty() {
+            return Err(Error::NoBackends);
+        }
+        let mut listeners = Vec::new();
+        for listen in &config.listen {
+            if listen.tls && config.tls.is_none() {
+                return Err(Error::ProxyTls(listen.addr));
+            }
+            let listener = bind(listen.addr).await?;
+            let addr = local_addr(&listener, listen.addr)?;
+            listeners.push((
+                Listen {
+                    addr,
+                    tls: listen.tls,
+                },
+                listener,
+            ));
+        }
+        let metrics_listener = match config.metrics {
+            Some(addr) => {
+                let l = bind(addr).await?;
+                let local = local_addr(&l, addr)?;
+                Some((local, l))
+            }
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::new(&config.backends));
+        let shared = Arc::new(Shared {
+            pool: pool::Pool::new(&config.backends, config.balance, Arc::clone(&metrics)),
+            config,
+            metrics,
+            graceful: CancellationToken::new(),
+            hard: CancellationToken::new(),
+        });
+        let proxy = Self {
+            endpoints: listeners.iter().map(|(l, _)| *l).collect(),
+            metrics_addr: metrics_listener.as_ref().map(|(a, _)| *a),
+            shared: Arc::clone(&shared),
+            tracker: TaskTracker::new(),
+            open: Arc::default(),
+        };
+        if let Some(check) = &shared.config.health {
+            for index in 0..shared.config.backends.len() {
+                proxy
+                    .tracker
+                    .spawn(pool::health_loop(Arc::clone(&shared), index, check.clone()));
+            }
+        }
+        for (listen, listener) in listeners {
+            let tls = if listen.tls {
+                shared
+                    .config
+                    .tls
+                    .as_ref()
+                    .map(|c| TlsAcceptor::from(Arc::clone(c)))
+            } else {
+                None
+            };
+            proxy.tracker.spawn(accept_loop(
+                listener,
+                listen,
+                tls,
+                Arc::clone(&shared),
+                proxy.tracker.clone(),
+                Arc::clone(&proxy.open),
+            ));
+        }
+        if let Some((_, listener)) = metrics_listener {
+            proxy
+                .tracker
+                .spawn(metrics::serve(listener, Arc::clone(&shared)));
+        }
+        Ok(proxy)
+    }
+
+    /// The bound listeners (ports resolved), in configuration order.
+    pub fn endpoints(&self) -> &[Listen] {
+        &self.endpoints
+    }
+
+    /// Where `/metrics` is served, if asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Each backend's address, whether it is up, and its open connections.
+    pub fn backends(&self) -> Vec<BackendState> {
+        self.shared.pool.states()
+    }
+
+    /// Client connections open right now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting and health checks; requests in flight finish (answered with
+    /// `Connection: close`), idle connections close, tunnels run on until the drain timeout,
+    /// then everything left is dropped. Returns once every task has ended.
+    pub async fn shutdown(self) {
+        self.shared.graceful.cancel();
+        self.tracker.close();
+        let drain = self.shared.config.drain_timeout;
+        if tokio::time::timeout(drain, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            self.shared.hard.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            Error::ProxyPortInUse(addr)
+        } else {
+            Error::ProxyBind { addr, source }
+        }
+    })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr> {
+    listener
+        .local_addr()
+        .map_err(|source| Error::ProxyBind { addr, source })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    listen: Listen,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    open: Arc<AtomicUsize>,
+) {
+    let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+    loop {
+        let permit = tokio::select! {
+            () = shared.graceful.cancelled() => break,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            () = shared.graceful.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(%err, addr = %listen.addr, "proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let tls = tls.clone();
+        let open = Arc::clone(&open);
+        open.fetch_add(1, Ordering::Relaxed);
+        tracker.spawn(async move {
+            let _permit = permit;
+            serve(tcp, peer, listen.addr, tls, &shared).await;
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Read buffer under each TLS connection, as in the lab (two full TLS records).
+const TLS_READ_BUFFER: usize = 2 * (16 * 1024 + 256);
+
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: &Shared,
+) {
+    let deadline = tokio::time::Instant::now() + shared.config.timeouts.http_request;
+    let client = session::Client {
+        peer,
+        local,
+        tls: tls.is_some(),
+    };
+    match tls {
+        None => session::serve(tcp, client, shared, deadline).await,
+        Some(acceptor) => {
+            let tcp = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp);
+            let handshake = tokio::select! {
+                () = shared.hard.cancelled() => return,
+                r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
+            };
+            match handshake {
+                Ok(Ok(stream)) => {
+                    let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                    tracing::trace!(%peer, ?sni, "TLS handshake done");
+                    session::serve(stream, client, shared, deadline).await;
+                }
+                Ok(Err(err)) => {
+                    shared.metrics.tls_failed();
+                    tracing::debug!(%peer, %err, "TLS handshake failed");
+                }
+                Err(_) => {
+                    shared.metrics.tls_failed();
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+}
