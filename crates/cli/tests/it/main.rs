@@ -7,3 +7,4 @@ mod certs;
 mod compare;
 mod inspect;
 mod up;
+mod wan;
