@@ -88,7 +88,7 @@ pub struct CompareArgs {
     /// Runtime threads for the load generator (default: the other half, at least 1).
     #[arg(long, value_name = "N")]
     pub client_threads: Option<usize>,
-    /// Report folder (default: protolab-report/<UTC timestamp>).
+    /// Report folder (default: `protolab-report/<UTC timestamp>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Do not write a report folder; print only.
@@ -603,7 +603,7 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
             link_cpu.as_secs_f64()
         );
         warnings.push(format!(
-            "the WAN link was emulated in userspace (this kernel has no netem): its threads forwarded {} packets and used {:.1}% of a core, outside the lab's and the load generator's CPU figures",
+            "the WAN link was emulated in userspace: its threads forwarded {} packets and used {:.1}% of a core, outside the lab's and the load generator's CPU figures",
             up.packets_out + down.packets_out,
             link_cpu.as_secs_f64() / wall * 100.0
         ));

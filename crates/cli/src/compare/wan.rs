@@ -52,9 +52,7 @@ impl WanSpec {
             parts.push(format!("{rate} each way"));
         }
         parts.push(match self.emulator {
-            Some(Emulator::Userspace) => {
-                "emulated in userspace (TUN, no netem in this kernel)".to_owned()
-            }
+            Some(Emulator::Userspace) => "emulated in userspace (TUN devices)".to_owned(),
             Some(e) => format!("tc {}", e.as_str()),
             None => "emulator not chosen yet".to_owned(),
         });
