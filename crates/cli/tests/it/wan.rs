@@ -11,9 +11,10 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use protolab::compare::wan::{Wan, WanSpec};
-use protolab_test_support::require;
+use protolab_test_support::{repo_root, require, run, Peer};
 use serde_json::Value;
 
 /// The lab's RTT for these tests; long against the debug build's per-handshake CPU time, so
@@ -247,8 +248,8 @@ fn ping_across_the_link_sees_the_rtt_and_the_loss() {
     assert_no_link_left();
 }
 
-#[test]
-fn a_capture_under_wan_emulation_records_the_link() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_under_wan_emulation_records_the_link_and_the_report_says_how() {
     require("tshark", "apt-get install tshark");
     let home = tempfile::tempdir().unwrap();
     let out_dir = home.path().join("report");
@@ -293,6 +294,28 @@ fn a_capture_under_wan_emulation_records_the_link() {
         syns as f64 >= connections && connections > 0.0,
         "{syns} SYNs in the capture for {connections} connections"
     );
+
+    // The emulator is in results.json, valid against the schema, and in the HTML.
+    let emulator = results["settings"]["wan"]["emulator"].as_str().unwrap();
+    let schema = repo_root().join("docs/schema/compare-results.v1.schema.json");
+    let file = out_dir.join("results.json");
+    let validated = run(
+        Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        validated.status.success(),
+        "results.json does not match its schema:\n{}",
+        String::from_utf8_lossy(&validated.stdout)
+    );
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let expected = if emulator == "userspace" {
+        "WAN link: 20 ms RTT · emulated in userspace".to_owned()
+    } else {
+        format!("WAN link: 20 ms RTT · tc {emulator}")
+    };
+    assert!(html.contains(&expected), "no `{expected}` in the report");
 }
 
 #[test]
