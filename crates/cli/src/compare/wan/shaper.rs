@@ -9,6 +9,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// What a queued packet costs besides its bytes (its queue slot, its allocation), charged
+/// against [`LinkConfig::queue_bytes`] so a flood of tiny packets is bounded too.
+pub const PACKET_OVERHEAD: usize = 64;
+
 /// Settings of one direction.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -19,8 +23,9 @@ pub struct LinkConfig {
     pub loss: f64,
     /// Rate limit in bits per second; `None` = as fast as packets arrive.
     pub rate_bits_per_sec: Option<f64>,
-    /// Most bytes held at once (waiting for the link or in flight on it). A packet that
-    /// would exceed it is dropped (tail drop), which bounds memory whatever the sender does.
+    /// Most memory held at once by packets waiting for the link or in flight on it, each
+    /// charged its length plus [`PACKET_OVERHEAD`]. A packet that would exceed it is
+    /// dropped (tail drop), which bounds memory whatever the sender does.
     pub queue_bytes: usize,
     /// Longest a packet may wait for the link under a rate limit before it is dropped (tail
     /// drop): a second, like the tbf queue `compare --bandwidth` uses without the fallback.
@@ -72,6 +77,8 @@ pub struct Shaper {
     rng: SplitMix64,
     queue: VecDeque<(Instant, Vec<u8>)>,
     held_bytes: usize,
+    /// `held_bytes` plus [`PACKET_OVERHEAD`] per packet.
+    held_memory: usize,
     /// When the link finishes serializing the last queued packet (rate limit only).
     link_free_at: Option<Instant>,
     stats: LinkStats,
@@ -85,6 +92,7 @@ impl Shaper {
             config,
             queue: VecDeque::new(),
             held_bytes: 0,
+            held_memory: 0,
             link_free_at: None,
             stats: LinkStats::default(),
         }
@@ -98,7 +106,7 @@ impl Shaper {
             self.stats.lost += 1;
             return Verdict::Lost;
         }
-        if self.held_bytes + packet.len() > self.config.queue_bytes {
+        if self.held_memory + packet.len() + PACKET_OVERHEAD > self.config.queue_bytes {
             self.stats.queue_full += 1;
             return Verdict::QueueFull;
         }
@@ -119,6 +127,7 @@ impl Shaper {
         };
         let due = left_at + self.config.delay;
         self.held_bytes += packet.len();
+        self.held_memory += packet.len() + PACKET_OVERHEAD;
         self.queue.push_back((due, packet));
         Verdict::Queued { due }
     }
@@ -135,6 +144,7 @@ impl Shaper {
         }
         let (_, packet) = self.queue.pop_front()?;
         self.held_bytes -= packet.len();
+        self.held_memory -= packet.len() + PACKET_OVERHEAD;
         self.stats.packets_out += 1;
         self.stats.bytes_out += packet.len() as u64;
         Some(packet)
@@ -281,7 +291,7 @@ mod tests {
     fn the_queue_is_bounded_in_bytes_and_backlog() {
         let t0 = Instant::now();
         let mut line = Shaper::new(LinkConfig {
-            queue_bytes: 3000,
+            queue_bytes: 3000 + 2 * PACKET_OVERHEAD,
             ..config()
         });
         assert!(matches!(
@@ -295,6 +305,17 @@ mod tests {
         assert_eq!(line.offer(t0, vec![0; 1]), Verdict::QueueFull);
         assert!(line.pop_due(t0 + Duration::from_millis(30)).is_some());
         assert!(matches!(line.offer(t0, vec![0; 1]), Verdict::Queued { .. }));
+
+        // Tiny packets are bounded by their overhead.
+        let mut tiny = Shaper::new(LinkConfig {
+            queue_bytes: 10 * PACKET_OVERHEAD,
+            ..config()
+        });
+        let queued = (0..100)
+            .filter(|_| matches!(tiny.offer(t0, Vec::new()), Verdict::Queued { .. }))
+            .count();
+        assert_eq!(queued, 10);
+        assert_eq!(tiny.stats().queue_full, 90);
 
         // 8 kbit/s: 1000 bytes take 1 s, so the third packet would wait over a second.
         let mut slow = Shaper::new(LinkConfig {
