@@ -53,7 +53,7 @@ pub struct GlobalArgs {
 pub enum Command {
     /// The main job: start the lab in-process, run the same workloads (new connections,
     /// echoes, server pushes) over HTTP, HTTPS, WS and WSS, print them side by side and write
-    /// a report (protolab-report/<time>/index.html and results.json).
+    /// a report (`protolab-report/<time>/index.html` and `results.json`).
     Compare(compare::CompareArgs),
     /// Manage the local CA and certificates (like mkcert), and diagnose TLS certificate errors.
     Certs(certs::CertsArgs),

@@ -48,6 +48,9 @@ pub fn render(r: &Results) -> String {
         s.run_secs,
         s.connections
     );
+    if let Some(wan) = &s.wan {
+        let _ = write!(body, "<p>WAN link: {}</p>", esc(&wan.describe()));
+    }
     if let Some(c) = &r.capture {
         let _ = write!(
             body,
@@ -688,6 +691,13 @@ fn settings_table(r: &Results) -> String {
                 .join(", "),
         ),
         ("connections", s.connections.to_string()),
+        (
+            "network",
+            s.wan.as_ref().map_or_else(
+                || "loopback".to_owned(),
+                |wan| format!("WAN link: {}", wan.describe()),
+            ),
+        ),
         ("each run", format!("{:.2} s", s.run_secs)),
         (
             "echo loop",

@@ -88,14 +88,15 @@ pub struct CompareArgs {
     /// Runtime threads for the load generator (default: the other half, at least 1).
     #[arg(long, value_name = "N")]
     pub client_threads: Option<usize>,
-    /// Report folder (default: protolab-report/<UTC timestamp>).
+    /// Report folder (default: `protolab-report/<UTC timestamp>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Do not write a report folder; print only.
     #[arg(long, conflicts_with = "out")]
     pub no_report: bool,
-    /// Emulate a WAN: the lab runs in a network namespace behind a veth pair that adds this
-    /// round-trip time (half each way) with tc netem. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN).
+    /// Emulate a WAN: the lab runs in a network namespace behind a link that adds this
+    /// round-trip time (half each way): a veth pair with tc netem, or where the kernel has no
+    /// netem, two TUN devices joined by protolab. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN).
     #[arg(long, value_parser = parse_duration, value_name = "TIME")]
     pub rtt: Option<Duration>,
     /// WAN emulation: packet loss in each direction, e.g. 1% (implies the namespace).
@@ -104,6 +105,11 @@ pub struct CompareArgs {
     /// WAN emulation: rate limit in each direction, e.g. 10mbit (implies the namespace).
     #[arg(long, value_parser = wan::parse_bandwidth, value_name = "RATE")]
     pub bandwidth: Option<String>,
+    /// WAN emulation: how to emulate the link (default: netem if the kernel has it, else
+    /// userspace; tbf for --bandwidth alone). userspace works on every kernel but costs
+    /// this process a copy and two syscalls per packet.
+    #[arg(long, value_enum, value_name = "EMULATOR")]
+    pub wan_emulator: Option<wan::Emulator>,
     /// Record the lab's traffic into capture.pcapng in the report folder, with the TLS
     /// secrets embedded so Wireshark and tshark decrypt HTTPS and WSS with no settings.
     /// Needs CAP_NET_RAW. The capture costs CPU: prefer --rate so it does not skew the
@@ -275,8 +281,13 @@ impl CompareArgs {
                     rtt_ms: self.rtt.map_or(0.0, wan::rtt_ms),
                     loss_percent: self.loss,
                     bandwidth: self.bandwidth.clone(),
+                    emulator: self.wan_emulator,
                 }
             });
+        anyhow::ensure!(
+            wan.is_some() || self.wan_emulator.is_none(),
+            "--wan-emulator needs --rtt, --loss or --bandwidth"
+        );
         let settings = Settings {
             wan,
             protocols: protocols.iter().map(|p| p.name().to_owned()).collect(),
@@ -428,6 +439,10 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         .collect();
     // Declared before the lab so it is dropped (the namespace deleted) after the lab stops.
     let wan = s.wan.as_ref().map(wan::Wan::create).transpose()?;
+    let mut settings = plan.settings.clone();
+    if let (Some(spec), Some(wan)) = (settings.wan.as_mut(), &wan) {
+        spec.emulator = Some(wan.emulator());
+    }
     let bind = wan
         .as_ref()
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |w| IpAddr::V4(w.lab_ip));
@@ -480,6 +495,8 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
             Some((live, path.clone()))
         }
     };
+    let link_started = Instant::now();
+    let link_cpu_before = cpu::by_thread_prefix(&[wan::userspace::THREADS]);
     let mut progress = Progress::new(plan);
     let mut runs = Vec::with_capacity(plan.steps.len());
     let mut warnings = Vec::new();
@@ -575,6 +592,30 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         std::thread::sleep(SETTLE);
     }
     progress.finish();
+    if let Some((up, down)) = wan.as_ref().and_then(wan::Wan::userspace_stats) {
+        let link_cpu = cpu::by_thread_prefix(&[wan::userspace::THREADS])
+            .first()
+            .zip(link_cpu_before.first())
+            .map_or(Duration::ZERO, |(after, before)| {
+                after.saturating_sub(*before)
+            });
+        let wall = link_started.elapsed().as_secs_f64().max(1e-9);
+        tracing::info!(
+            "userspace WAN link: host→lab {up:?}, lab→host {down:?}, {:.3} s CPU",
+            link_cpu.as_secs_f64()
+        );
+        warnings.push(format!(
+            "the WAN link was emulated in userspace: its threads forwarded {} packets and used {:.1}% of a core, outside the lab's and the load generator's CPU figures",
+            up.packets_out + down.packets_out,
+            link_cpu.as_secs_f64() / wall * 100.0
+        ));
+        let full = up.queue_full + down.queue_full;
+        if full > 0 {
+            warnings.push(format!(
+                "the userspace WAN link dropped {full} packets on a full queue (more than a second of backlog at --bandwidth, or 64 MiB held): the figures include those losses"
+            ));
+        }
+    }
     let capture_summary = match capture.take() {
         None => None,
         Some((live, path)) => {
@@ -635,7 +676,7 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         protolab_version: env!("CARGO_PKG_VERSION"),
         started_at: rfc3339(started_wall),
         elapsed_secs: started.elapsed().as_secs_f64(),
-        settings: plan.settings.clone(),
+        settings,
         machine: model::machine(),
         lab: lab_endpoints,
         runs,

@@ -114,6 +114,9 @@ pub fn render(results: &Results) -> String {
         .unwrap_or(0)
         + 2;
     let mut out = String::new();
+    if let Some(wan) = &s.wan {
+        out.push_str(&format!("WAN link: {}\n", wan.describe()));
+    }
     out.push_str(&format!("{:label_width$}", ""));
     for p in protocols {
         out.push_str(&format!("{p:>col_width$}"));

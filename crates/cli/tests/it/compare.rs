@@ -330,6 +330,14 @@ fn bad_settings_get_clear_errors() {
             "push workload needs ws or wss",
         ),
         (vec!["compare", "--duration", "50ms"], "too short"),
+        (
+            vec!["compare", "--wan-emulator", "userspace"],
+            "--wan-emulator needs --rtt",
+        ),
+        (
+            vec!["compare", "--wan-emulator", "tbf", "--rtt", "50ms"],
+            "tbf only limits the rate",
+        ),
         (vec!["compare", "--protocols", "ftp"], "possible values"),
         (vec!["compare", "-c", "0"], "at least 1"),
         (vec!["compare", "--sizes", "17MiB"], "larger than"),

@@ -8,3 +8,4 @@ mod compare;
 mod inspect;
 mod proxy;
 mod up;
+mod wan;

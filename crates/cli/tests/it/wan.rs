@@ -1,0 +1,362 @@
+// WAN emulation (`compare --rtt/--loss`) measured by the protocols themselves and by
+// independent observers: the round trips each protocol needs cost the RTT each, TCP survives
+// the loss, ping across the link sees the RTT, and tshark reads a capture of the link. On a
+// kernel without netem (this project's CI) the link is the userspace TUN pair; with netem it
+// is the veth pair, and every check holds the same.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up step should panic right there"
+)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use protolab::compare::wan::{Wan, WanSpec};
+use protolab_test_support::{repo_root, require, run, Peer};
+use serde_json::Value;
+
+/// The lab's RTT for these tests; long against the debug build's per-handshake CPU time, so
+/// the round trips dominate what is measured.
+const RTT_MS: f64 = 50.0;
+/// How far a measured time may stray from the round trips it should cost.
+const TOLERANCE: f64 = 0.10;
+
+fn compare_json(home: &Path, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_protolab"))
+        .arg("--home")
+        .arg(home)
+        .args(["--json", "compare"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "compare failed: {stderr}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("compare --json printed no JSON ({e}); stderr:\n{stderr}"))
+}
+
+fn run_of<'a>(results: &'a Value, protocol: &str, workload: &str) -> &'a Value {
+    results["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["protocol"] == protocol && r["workload"] == workload)
+        .unwrap_or_else(|| panic!("no {protocol} {workload} run"))
+}
+
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+fn assert_within(what: &str, measured: f64, expected: f64) {
+    let ratio = measured / expected;
+    println!("{what}: measured {measured:.2} ms, expected {expected:.2} ms, ratio {ratio:.3}");
+    assert!(
+        (ratio - 1.0).abs() <= TOLERANCE,
+        "{what}: {measured:.2} ms is not within {}% of {expected:.2} ms",
+        TOLERANCE * 100.0
+    );
+}
+
+fn assert_no_link_left() {
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    let me = format!("plh{}", std::process::id());
+    assert!(!links.contains(&me), "the link was left behind:\n{links}");
+}
+
+#[test]
+fn under_an_rtt_each_round_trip_a_protocol_needs_costs_the_rtt() {
+    let home = tempfile::tempdir().unwrap();
+    let results = compare_json(
+        home.path(),
+        &[
+            "--rtt",
+            "50ms",
+            "--protocols",
+            "http,https,ws,wss",
+            "--workloads",
+            "connect",
+            "-c",
+            "1",
+            "--duration",
+            "6s",
+            "--no-report",
+        ],
+    );
+    let wan = &results["settings"]["wan"];
+    assert_eq!(number(&wan["rtt_ms"]), RTT_MS);
+    let emulator = wan["emulator"].as_str().unwrap();
+    assert!(
+        ["netem", "userspace"].contains(&emulator),
+        "--rtt emulated by {emulator}"
+    );
+    for endpoint in results["lab"].as_array().unwrap() {
+        let addr = endpoint["addr"].as_str().unwrap();
+        assert!(
+            addr.starts_with("10.231."),
+            "the lab is not behind the link: {addr}"
+        );
+    }
+    // TCP's handshake, then one round trip per flight the client waits for: TLS 1.3's one,
+    // the upgrade, the request.
+    for (protocol, round_trips) in [("http", 2.0), ("https", 3.0), ("ws", 3.0), ("wss", 4.0)] {
+        let report = &run_of(&results, protocol, "connect")["report"];
+        assert!(
+            number(&report["messages"]) > 0.0,
+            "{protocol}: nothing measured"
+        );
+        let measured_round_trips = number(&report["round_trips_to_first_echo"]);
+        assert!(
+            (measured_round_trips - round_trips).abs() < 0.01,
+            "{protocol}: {measured_round_trips} round trips, expected {round_trips}"
+        );
+        let phases = &report["phases"];
+        assert_within(
+            &format!("{protocol} connect → first echo p50"),
+            number(&phases["connect_to_first_echo"]["p50_us"]) / 1000.0,
+            measured_round_trips * RTT_MS,
+        );
+        assert_within(
+            &format!("{protocol} TCP connect p50"),
+            number(&phases["tcp_connect"]["p50_us"]) / 1000.0,
+            RTT_MS,
+        );
+    }
+}
+
+#[test]
+fn under_loss_tcp_retransmits_and_the_run_completes() {
+    let home = tempfile::tempdir().unwrap();
+    let results = compare_json(
+        home.path(),
+        &[
+            "--rtt",
+            "10ms",
+            "--loss",
+            "5%",
+            "--protocols",
+            "http,wss",
+            "--workloads",
+            "echo",
+            "--sizes",
+            "1KiB",
+            "-c",
+            "2",
+            // Three seconds a run: a lost SYN costs TCP's one-second initial RTO.
+            "--duration",
+            "6s",
+            "--no-report",
+        ],
+    );
+    let wan = &results["settings"]["wan"];
+    assert_eq!(number(&wan["loss_percent"]), 5.0);
+    assert_eq!(number(&wan["rtt_ms"]), 10.0);
+    for protocol in ["http", "wss"] {
+        let report = &run_of(&results, protocol, "echo")["report"];
+        let messages = number(&report["messages"]);
+        println!("{protocol}: {messages} echoes through 5% loss");
+        assert!(messages > 0.0, "{protocol}: nothing got through 5% loss");
+        assert_eq!(number(&report["errors"]["protocol"]), 0.0, "{protocol}");
+    }
+    if wan["emulator"] == "userspace" {
+        let warnings = results["warnings"].to_string();
+        assert!(
+            warnings.contains("emulated in userspace"),
+            "the userspace link's cost is not reported: {warnings}"
+        );
+    }
+}
+
+/// `ping` across the link: its own clock sees the RTT, and its losses follow `--loss`.
+#[test]
+fn ping_across_the_link_sees_the_rtt_and_the_loss() {
+    let ping = require("ping", "apt-get install iputils-ping");
+    let wan = Wan::create(&WanSpec {
+        rtt_ms: RTT_MS,
+        loss_percent: None,
+        bandwidth: None,
+        emulator: None,
+    })
+    .unwrap();
+    let out = Command::new(&ping)
+        .args(["-n", "-c", "6", "-i", "0.2", "-W", "2"])
+        .arg(wan.lab_ip.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ping failed:\n{text}");
+    // rtt min/avg/max/mdev = 50.321/50.512/50.803/0.150 ms
+    let summary = text
+        .lines()
+        .find_map(|l| l.split_once(" = ").filter(|(k, _)| k.starts_with("rtt")))
+        .unwrap_or_else(|| panic!("no rtt summary in:\n{text}"))
+        .1;
+    let figures: Vec<f64> = summary
+        .trim_end_matches(" ms")
+        .split('/')
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let (min, avg) = (figures[0], figures[1]);
+    assert!(
+        min >= RTT_MS * 0.99,
+        "ping saw {min} ms, less than the {RTT_MS} ms RTT"
+    );
+    assert_within("ping avg", avg, RTT_MS);
+    drop(wan);
+    assert_no_link_left();
+
+    // 30% each way: an echo and its reply both survive 49% of the time.
+    let lossy = Wan::create(&WanSpec {
+        rtt_ms: 2.0,
+        loss_percent: Some(30.0),
+        bandwidth: None,
+        emulator: None,
+    })
+    .unwrap();
+    let out = Command::new(&ping)
+        .args(["-n", "-q", "-c", "100", "-i", "0.01", "-W", "1"])
+        .arg(lossy.lab_ip.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let received: u32 = text
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" received"))
+        .unwrap_or_else(|| panic!("no received count in:\n{text}"))
+        .parse()
+        .unwrap();
+    println!("ping through 30% loss each way: {received} of 100 answered");
+    assert!(
+        (30..=70).contains(&received),
+        "{received} of 100 pings answered through 30% loss each way (about 49 expected)"
+    );
+    if let Some((up, down)) = lossy.userspace_stats() {
+        println!("userspace link: host→lab {up:?}, lab→host {down:?}");
+        assert!(up.lost > 0 && down.lost > 0, "{up:?} {down:?}");
+        // Stray packets (IPv6 router solicitations) may add to the pings; none are made up.
+        assert!(up.packets_in >= 100, "{up:?}");
+        assert!(
+            up.packets_out + up.lost + up.queue_full <= up.packets_in,
+            "{up:?}"
+        );
+    }
+    drop(lossy);
+    assert_no_link_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_under_wan_emulation_records_the_link_and_the_report_says_how() {
+    require("tshark", "apt-get install tshark");
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("report");
+    let results = compare_json(
+        home.path(),
+        &[
+            "--rtt",
+            "20ms",
+            "--capture",
+            "--protocols",
+            "http",
+            "--workloads",
+            "connect",
+            "-c",
+            "1",
+            "--duration",
+            "1s",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    let lab_addr = results["lab"][0]["addr"].as_str().unwrap();
+    let (lab_ip, lab_port) = lab_addr.rsplit_once(':').unwrap();
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(out_dir.join("capture.pcapng"))
+        .args([
+            "-Y",
+            &format!("ip.dst == {lab_ip} && tcp.dstport == {lab_port} && tcp.flags.syn == 1"),
+        ])
+        .output()
+        .unwrap();
+    let syns = String::from_utf8_lossy(&out.stdout).lines().count();
+    let connections = number(&run_of(&results, "http", "connect")["report"]["connections_opened"]);
+    println!("{syns} SYNs captured for {connections} connections");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        syns as f64 >= connections && connections > 0.0,
+        "{syns} SYNs in the capture for {connections} connections"
+    );
+
+    // The emulator is in results.json, valid against the schema, and in the HTML.
+    let emulator = results["settings"]["wan"]["emulator"].as_str().unwrap();
+    let schema = repo_root().join("docs/schema/compare-results.v1.schema.json");
+    let file = out_dir.join("results.json");
+    let validated = run(
+        Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        validated.status.success(),
+        "results.json does not match its schema:\n{}",
+        String::from_utf8_lossy(&validated.stdout)
+    );
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let expected = if emulator == "userspace" {
+        "WAN link: 20 ms RTT · emulated in userspace".to_owned()
+    } else {
+        format!("WAN link: 20 ms RTT · tc {emulator}")
+    };
+    assert!(html.contains(&expected), "no `{expected}` in the report");
+}
+
+#[test]
+fn the_userspace_link_paces_to_the_bandwidth() {
+    let home = tempfile::tempdir().unwrap();
+    let rate_bits = 20_000_000.0;
+    let results = compare_json(
+        home.path(),
+        &[
+            "--wan-emulator",
+            "userspace",
+            "--rtt",
+            "2ms",
+            "--bandwidth",
+            "20mbit",
+            "--protocols",
+            "ws",
+            "--workloads",
+            "echo",
+            "--sizes",
+            "64KiB",
+            "-c",
+            "2",
+            "--duration",
+            "3s",
+            "--no-report",
+        ],
+    );
+    assert_eq!(results["settings"]["wan"]["emulator"], "userspace");
+    let report = &run_of(&results, "ws", "echo")["report"];
+    // Each echo carries its bytes both ways, each way limited to the rate.
+    let per_message = number(&report["bytes"]["received_per_message"]);
+    let ceiling = rate_bits / 8.0 / per_message;
+    let got = number(&report["throughput_per_sec"]);
+    println!("ws: {got:.1} msgs/s, link allows {ceiling:.1}");
+    assert!(
+        got <= ceiling * 1.1,
+        "{got} msgs/s through a link that allows {ceiling}"
+    );
+    assert!(
+        got >= ceiling * 0.5,
+        "{got} msgs/s, far below the {ceiling} the link allows"
+    );
+}
