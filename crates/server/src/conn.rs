@@ -50,8 +50,10 @@ pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
 enum HeadRead {
     Head(RequestHead),
-    /// EOF, an I/O error, or shutdown while idle: close without answering.
+    /// EOF or an I/O error: the peer is gone, nothing to answer.
     Closed,
+    /// Shutdown while idle between requests: close politely (TLS close_notify, FIN).
+    ShuttingDown,
     /// The deadline passed; `partial` if some bytes of a head had arrived.
     TimedOut {
         partial: bool,
@@ -87,11 +89,19 @@ pub(crate) async fn serve<S: Io>(
         let head = match read_head(&mut stream, &mut buf, &head_limits, waits).await {
             HeadRead::Head(head) => head,
             HeadRead::Closed => return,
+            HeadRead::ShuttingDown => {
+                // A client racing a request against this close sees a clean end (close_notify
+                // under TLS), which HTTP clients treat as "retry on a new connection".
+                close_gracefully(&mut stream, ctx).await;
+                return;
+            }
             HeadRead::TimedOut { partial } => {
                 tracing::debug!(%peer, partial, "request head did not arrive in time");
                 if partial {
                     let resp = Response::error(408, "request head did not arrive in time\n");
                     refuse(&mut stream, &mut out, ctx, "GET", resp).await;
+                } else {
+                    close_gracefully(&mut stream, ctx).await;
                 }
                 return;
             }
@@ -231,7 +241,7 @@ async fn read_head<S: Io>(
             },
             () = waits.hard.as_mut() => return HeadRead::Closed,
             // An idle keep-alive connection has nothing in flight: close it at shutdown.
-            () = waits.graceful.as_mut(), if idle => return HeadRead::Closed,
+            () = waits.graceful.as_mut(), if idle => return HeadRead::ShuttingDown,
             () = waits.deadline.expired() => return HeadRead::TimedOut { partial: !idle },
         }
     }

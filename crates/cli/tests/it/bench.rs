@@ -328,3 +328,59 @@ async fn bench_skips_pushes_and_answers_pings() {
     assert!(r.skipped_messages >= 20, "{r:?}");
     assert!(r.pings_answered >= 1, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_away_mid_run_is_reported_with_what_was_measured() {
+    for protocol in [Protocol::Ws, Protocol::Https] {
+        let lab = TestLab::start(&[protocol], |c| {
+            // The server closes its WebSockets (1001) and drains quickly when it stops.
+            c.limits.drain_timeout = Duration::from_millis(200);
+        })
+        .await;
+        let url = lab.url(protocol);
+        let ca = lab.ca.to_str().unwrap().to_owned();
+        let home = lab.home().to_owned();
+        let TestLab { lab: server, .. } = lab;
+        // Stop the server one second into a three-second run.
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            server.shutdown().await;
+        });
+        let t0 = Instant::now();
+        let cli = cli(&[
+            "bench",
+            &url,
+            "-c",
+            "2",
+            "--duration",
+            "3s",
+            "--cacert",
+            &ca,
+        ]);
+        let Command::Bench(args) = cli.command else {
+            panic!("not a bench command");
+        };
+        let ctx = Context { home, json: false };
+        let report = bench::measure(&args, &ctx).await.expect("bench runs");
+        stopper.await.unwrap();
+        println!("{}", bench::render(&report));
+        // What was measured before the server left is kept, the failures are named, and the
+        // run ends on time rather than waiting on a dead server.
+        assert!(report.messages > 100, "{protocol}: {}", report.messages);
+        let e = &report.errors;
+        assert!(e.closed + e.refused > 0, "{protocol}: {e:?}");
+        let first = e.first.as_deref().unwrap_or_default();
+        assert!(
+            !first.is_empty(),
+            "{protocol}: no description of the first failure"
+        );
+        // The server ends connections politely even when it shuts down mid-run.
+        assert!(!first.contains("close_notify"), "{protocol}: {first}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{protocol}: the run took {:?}",
+            t0.elapsed()
+        );
+        assert!(bench::render(&report).contains("errors"));
+    }
+}
