@@ -109,6 +109,75 @@ pub struct Report {
     pub secrets_errors: Vec<String>,
     /// Set when the file ended in a corrupt or truncated block; everything before is kept.
     pub file_error: Option<String>,
+    /// The connections grouped by the protocol they spoke, with their bytes by layer: the
+    /// wire-level answer to "what does each protocol cost".
+    pub by_protocol: Vec<ProtocolCost>,
+}
+
+/// The connections of one protocol, added up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProtocolCost {
+    /// `http`, `https`, `ws`, `wss`, `tls` (application data never decrypted), or `tcp`
+    /// (nothing recognised above TCP).
+    pub protocol: &'static str,
+    /// Connections.
+    pub connections: u64,
+    /// Packets, both directions.
+    pub packets: u64,
+    /// Frame bytes as captured, all layers.
+    pub frame_bytes: u64,
+    /// Link, IP and TCP headers: frame bytes minus TCP payload.
+    pub link_ip_tcp: u64,
+    /// Bytes per layer above TCP.
+    pub layers: LayerBytes,
+}
+
+impl Connection {
+    /// The protocol this connection spoke, judged by the bytes of each layer it carried.
+    pub fn protocol(&self) -> &'static str {
+        let l = &self.layers;
+        let tls = l.tls > 0 || l.tls_encrypted > 0;
+        let ws = l.ws_framing > 0 || l.ws_payload > 0;
+        let http = l.http_headers > 0;
+        match (tls, ws, http) {
+            (true, true, _) => "wss",
+            (false, true, _) => "ws",
+            (true, false, true) => "https",
+            (false, false, true) => "http",
+            (true, false, false) => "tls",
+            (false, false, false) => "tcp",
+        }
+    }
+}
+
+/// Adds up `connections` by protocol, in a fixed order.
+fn by_protocol(connections: &[Connection]) -> Vec<ProtocolCost> {
+    let order = ["http", "https", "ws", "wss", "tls", "tcp"];
+    let mut out: Vec<ProtocolCost> = Vec::new();
+    for name in order {
+        let mut sum = ProtocolCost {
+            protocol: name,
+            ..ProtocolCost::default()
+        };
+        for c in connections.iter().filter(|c| c.protocol() == name) {
+            let frame: u64 = c.wire_bytes.iter().sum();
+            sum.connections += 1;
+            sum.packets += c.packets.iter().sum::<u64>();
+            sum.frame_bytes += frame;
+            sum.link_ip_tcp += frame.saturating_sub(c.payload_bytes.iter().sum());
+            let (a, b) = (&mut sum.layers, &c.layers);
+            a.tls += b.tls;
+            a.tls_encrypted += b.tls_encrypted;
+            a.http_headers += b.http_headers;
+            a.http_body += b.http_body;
+            a.ws_framing += b.ws_framing;
+            a.ws_payload += b.ws_payload;
+        }
+        if sum.connections > 0 {
+            out.push(sum);
+        }
+    }
+    out
 }
 
 struct Tracked {
@@ -271,6 +340,7 @@ pub fn inspect_with(file: &[u8], options: &InspectOptions) -> Report {
         t.conn.layers = t.dissector.layers;
         report.connections.push(t.conn);
     }
+    report.by_protocol = by_protocol(&report.connections);
     report
 }
 

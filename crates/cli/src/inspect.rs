@@ -201,6 +201,40 @@ pub fn render(report: &Report, only: Option<usize>) -> String {
         let n = only.unwrap_or(i + 1);
         connection(&mut s, n, c);
     }
+    if only.is_none() && !report.by_protocol.is_empty() {
+        let _ = writeln!(s, "\nby protocol (bytes on the wire, all connections):");
+        let _ = writeln!(
+            s,
+            "  {:<6} {:>5} {:>8} {:>11} {:>11} {:>9} {:>10} {:>10} {:>10} {:>10}",
+            "proto",
+            "conns",
+            "packets",
+            "frames B",
+            "L2-L4 B",
+            "TLS B",
+            "HTTP hd B",
+            "HTTP bd B",
+            "WS frm B",
+            "WS pay B"
+        );
+        for p in &report.by_protocol {
+            let l = &p.layers;
+            let _ = writeln!(
+                s,
+                "  {:<6} {:>5} {:>8} {:>11} {:>11} {:>9} {:>10} {:>10} {:>10} {:>10}",
+                p.protocol,
+                p.connections,
+                p.packets,
+                p.frame_bytes,
+                p.link_ip_tcp,
+                l.tls + l.tls_encrypted,
+                l.http_headers,
+                l.http_body,
+                l.ws_framing,
+                l.ws_payload
+            );
+        }
+    }
     s
 }
 

@@ -505,6 +505,70 @@ async fn a_capture_of_the_run_opens_decrypted_in_tshark() {
         );
         assert!(number(&c["link_ip_tcp"]) > 0.0, "{name}: {c}");
     }
+    // `protolab inspect` on the same file sums each protocol's packets and frame bytes as
+    // tshark counts them.
+    let inspected = Command::new(env!("CARGO_BIN_EXE_protolab"))
+        .args(["--json", "inspect"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+    let inspected: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    for endpoint in results["lab"].as_array().unwrap() {
+        let protocol = endpoint["protocol"].as_str().unwrap();
+        let port: u16 = endpoint["addr"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let summary = inspected["by_protocol"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["protocol"] == protocol)
+            .unwrap_or_else(|| {
+                panic!(
+                    "inspect has no {protocol} summary: {}",
+                    inspected["by_protocol"]
+                )
+            });
+        let out = Command::new(require("tshark", "apt-get install -y tshark"))
+            .env("HOME", tshark_home.path())
+            .arg("-r")
+            .arg(&file)
+            .args([
+                "-Y",
+                &format!("tcp.port == {port}"),
+                "-T",
+                "fields",
+                "-e",
+                "frame.len",
+            ])
+            .output()
+            .unwrap();
+        let lens: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+        assert_eq!(
+            number(&summary["packets"]) as usize,
+            lens.len(),
+            "{protocol} packets"
+        );
+        assert_eq!(
+            number(&summary["frame_bytes"]) as u64,
+            lens.iter().sum::<u64>(),
+            "{protocol} frame bytes"
+        );
+    }
+
     let schema = repo_root().join("docs/schema/compare-results.v1.schema.json");
     let results_file = out_dir.join("results.json");
     let validated = run(
