@@ -367,6 +367,39 @@ pub(crate) async fn close_gracefully<S: Io>(stream: &mut S, ctx: &ConnCtx) {
     }
 }
 
+/// Writes `first` then `second` with vectored writes (one TLS record or one `writev` for
+/// both, no copy to join them) and flushes, within the write timeout.
+pub(crate) async fn write_two<S: Io>(
+    stream: &mut S,
+    first: &[u8],
+    second: &[u8],
+    ctx: &ConnCtx,
+) -> Result<(), ()> {
+    let write = async {
+        let (mut a, mut b) = (first, second);
+        while !a.is_empty() || !b.is_empty() {
+            let n = stream
+                .write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
+                .await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            let from_a = n.min(a.len());
+            a = &a[from_a..];
+            b = &b[n - from_a..];
+        }
+        stream.flush().await
+    };
+    tokio::select! {
+        biased;
+        r = tokio::time::timeout(ctx.limits.write_timeout, write) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(()),
+        },
+        () = ctx.hard.cancelled() => Err(()),
+    }
+}
+
 /// Writes and flushes `out` within the write timeout; flushing matters for TLS, whose
 /// writer holds records until flushed.
 pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) -> Result<(), ()> {

@@ -6,13 +6,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
 use protolab_wire::ws::{
-    close_code, decode_header, encode_close, encode_frame, CloseFrame, Decoder, DecoderConfig,
-    Message, OpCode, ProtocolError, Role,
+    apply_mask, close_code, decode_header, encode_close, encode_frame, write_header, CloseFrame,
+    Decoder, DecoderConfig, FrameHeader, Message, OpCode, ProtocolError, Role,
 };
 use tokio::io::AsyncReadExt as _;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-use crate::conn::{close_gracefully, write_out, ConnCtx, Io, READ_CHUNK};
+use crate::conn::{close_gracefully, write_out, write_two, ConnCtx, Io, READ_CHUNK};
+
+/// Binary echoes at least this large skip two copies — into a decoded message, then into an
+/// output frame: the payload is unmasked where it lies in the read buffer and written from
+/// there behind its new header in one vectored write. Smaller echoes keep the batched path,
+/// where one write carries the answers to every message a read brought.
+const DIRECT_ECHO_BYTES: usize = 4096;
 
 /// Why the session loop ended, which decides how the close handshake goes.
 enum Ending {
@@ -62,9 +68,41 @@ pub(crate) async fn run<S: Io>(
     let shutdown = ctx.graceful.cancelled();
     tokio::pin!(shutdown);
 
+    let mut header = Vec::with_capacity(10);
     let ending = 'session: loop {
         // Answer everything already buffered before waiting again.
         loop {
+            if let Some(frame) = direct_echo(&buf, &decoder, limits.max_message_bytes) {
+                // Earlier answers go first: the peer must see echoes in order.
+                if !out.is_empty() {
+                    if write_out(&mut stream, &out, ctx).await.is_err() {
+                        break 'session Ending::Gone;
+                    }
+                    out.clear();
+                }
+                let payload = frame.header_len..frame.header_len + frame.payload_len;
+                apply_mask(&mut buf[payload.clone()], frame.mask, 0);
+                header.clear();
+                write_header(
+                    &mut header,
+                    &FrameHeader {
+                        fin: true,
+                        rsv: 0,
+                        opcode: OpCode::Binary,
+                        mask: None,
+                        payload_len: frame.payload_len as u64,
+                    },
+                );
+                if write_two(&mut stream, &header, &buf[payload.clone()], ctx)
+                    .await
+                    .is_err()
+                {
+                    break 'session Ending::Gone;
+                }
+                buf.advance(payload.end);
+                heard = true;
+                continue;
+            }
             match decoder.decode(&buf) {
                 Ok((0, None)) => break,
                 Ok((consumed, message)) => {
@@ -139,6 +177,37 @@ pub(crate) async fn run<S: Io>(
             }
         }
     }
+}
+
+/// A whole binary frame at the start of the read buffer that can be echoed in place.
+struct DirectEcho {
+    header_len: usize,
+    payload_len: usize,
+    mask: [u8; 4],
+}
+
+/// The frame at the start of `buf` if it can take the direct path: no fragmented message is
+/// open (the decoder would have to reject a new data frame), and it is a final, masked,
+/// unextended binary frame of at least [`DIRECT_ECHO_BYTES`] and at most `max`, all of it
+/// already read. Everything else goes through the decoder, which enforces every rule.
+fn direct_echo(buf: &[u8], decoder: &Decoder, max: usize) -> Option<DirectEcho> {
+    if decoder.in_message() {
+        return None;
+    }
+    let (h, header_len) = decode_header(buf).ok()??;
+    let payload_len = usize::try_from(h.payload_len).ok()?;
+    let mask = h.mask?;
+    let whole = buf.len().checked_sub(header_len)? >= payload_len;
+    (h.fin
+        && h.rsv == 0
+        && h.opcode == OpCode::Binary
+        && (DIRECT_ECHO_BYTES..=max).contains(&payload_len)
+        && whole)
+        .then_some(DirectEcho {
+            header_len,
+            payload_len,
+            mask,
+        })
 }
 
 /// Encodes the reply to `message` into `out`. Returns true when it was a close frame (the

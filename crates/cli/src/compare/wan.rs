@@ -108,10 +108,12 @@ impl Wan {
     pub fn create(spec: &WanSpec) -> anyhow::Result<Self> {
         remove_stale();
         let pid = std::process::id();
-        let name = format!("{PREFIX}{pid}");
-        // Interface names hold 15 bytes; a /30 per run from 10.231.0.0/16 by pid.
-        let (host_if, lab_if) = (format!("plh{pid}"), format!("pln{pid}"));
-        let block = pid % (1 << 14);
+        // One process may hold several links at once (tests do): number them.
+        let n = NEXT_LINK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{PREFIX}{pid}-{n}");
+        // Interface names hold 15 bytes: "plh" + 7 pid digits + "-" + the number.
+        let (host_if, lab_if) = (format!("plh{pid}-{n}"), format!("pln{pid}-{n}"));
+        let block = free_block(pid.wrapping_mul(31).wrapping_add(n));
         let base = u32::from(Ipv4Addr::new(10, 231, 0, 0)) + block * 4;
         let (host_ip, lab_ip) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
         ip(&["netns", "add", &name])?;
@@ -334,6 +336,31 @@ fn qdisc(spec: &WanSpec, emulator: Emulator) -> Vec<String> {
     args
 }
 
+/// Links this process has made so far, for unique names.
+static NEXT_LINK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A /30 of 10.231.0.0/16 that no interface here uses yet, looking from `seed` on (another
+/// process's link, or one of ours, may hold the first choice).
+fn free_block(seed: u32) -> u32 {
+    const BLOCKS: u32 = 1 << 14;
+    let used: Vec<u32> = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|word| word.split('/').next()?.parse::<Ipv4Addr>().ok())
+                .filter(|ip| ip.octets()[..2] == [10, 231])
+                .map(|ip| (u32::from(ip) - u32::from(Ipv4Addr::new(10, 231, 0, 0))) / 4)
+                .collect()
+        })
+        .unwrap_or_default();
+    (0..BLOCKS)
+        .map(|i| (seed.wrapping_add(i)) % BLOCKS)
+        .find(|b| !used.contains(b))
+        .unwrap_or(seed % BLOCKS)
+}
+
 /// Removes namespaces of earlier runs whose process is gone.
 fn remove_stale() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
@@ -341,7 +368,10 @@ fn remove_stale() {
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(pid) = name.strip_prefix(PREFIX) else {
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+        else {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {

@@ -402,9 +402,25 @@ fn a_bandwidth_limit_runs_the_lab_in_a_namespace_and_caps_throughput() {
             "{protocol}: {got} msgs/s, far below the {ceiling} the link allows"
         );
     }
-    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
-    let me = String::from_utf8_lossy(&links.stdout);
-    assert!(!me.contains("plh"), "the veth pair was left behind:\n{me}");
+    // The host end of the link held the address next to the lab's; it must be gone.
+    let lab_ip: std::net::Ipv4Addr = results["lab"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .0
+        .parse()
+        .unwrap();
+    let host_ip = std::net::Ipv4Addr::from(u32::from(lab_ip) - 1).to_string();
+    let addrs = Command::new("ip")
+        .args(["-o", "-4", "addr"])
+        .output()
+        .unwrap();
+    let addrs = String::from_utf8_lossy(&addrs.stdout);
+    assert!(
+        !addrs.contains(&format!(" {host_ip}/")),
+        "the link's host end ({host_ip}) was left behind:\n{addrs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

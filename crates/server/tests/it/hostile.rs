@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use protolab_server::Protocol;
 use protolab_test_support::{Background, Peer, RawWs, TestLab};
-use protolab_wire::ws::{encode_frame, OpCode};
+use protolab_wire::ws::{encode_frame, Message, OpCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -214,4 +214,51 @@ async fn malformed_and_smuggling_shaped_requests_get_400_and_close() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{request:?} → {answer}");
         assert!(answer.contains("connection: close"), "{request:?} → {answer}");
     }
+}
+
+/// Large binary messages are echoed from the read buffer in place (no decode copy); small
+/// ones are batched. Pipelined in one write, every kind still comes back whole and in order,
+/// and a large frame that breaks a rule still goes to the decoder and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_echoes_of_every_size_come_back_in_order() {
+    let lab = TestLab::start(&[Protocol::Ws], |c| {
+        c.limits.max_message_bytes = MAX_MESSAGE;
+    })
+    .await;
+    let port = lab.port(Protocol::Ws);
+    let mut raw = RawWs::connect(port).await;
+    let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let small = b"small one".to_vec();
+    let fragment_a: Vec<u8> = vec![b'x'; 6000];
+    let fragment_b: Vec<u8> = vec![b'y'; 7000];
+    let mut burst = Vec::new();
+    burst.extend(masked(OpCode::Binary, true, &small));
+    burst.extend(masked(OpCode::Binary, true, &big));
+    burst.extend(masked(OpCode::Text, true, b"text after big"));
+    // A large message in two fragments: the first must not be echoed on its own.
+    burst.extend(masked(OpCode::Binary, false, &fragment_a));
+    burst.extend(masked(OpCode::Continuation, true, &fragment_b));
+    burst.extend(masked(OpCode::Binary, true, &big[..4096]));
+    raw.send_raw(&burst).await;
+    let limit = Duration::from_secs(5);
+    let joined: Vec<u8> = [fragment_a.clone(), fragment_b.clone()].concat();
+    for (i, expected) in [
+        Message::Binary(small),
+        Message::Binary(big.clone()),
+        Message::Text("text after big".into()),
+        Message::Binary(joined),
+        Message::Binary(big[..4096].to_vec()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(raw.next_message(limit).await, expected, "echo #{i}");
+    }
+
+    // A large frame with RSV1 set (no extension was negotiated) is a protocol error.
+    let mut raw = RawWs::connect(port).await;
+    let mut frame = masked(OpCode::Binary, true, &big);
+    frame[0] |= 0x40;
+    raw.send_raw(&frame).await;
+    assert_eq!(raw.close_code(limit).await, 1002, "RSV1 on a large frame");
 }
