@@ -390,6 +390,14 @@ pub(crate) async fn write_two<S: Io>(
         }
         stream.flush().await
     };
+    bounded_write(write, ctx).await
+}
+
+/// Awaits `write` within the write timeout, giving up at once on a hard shutdown.
+async fn bounded_write(
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+    ctx: &ConnCtx,
+) -> Result<(), ()> {
     tokio::select! {
         biased;
         r = tokio::time::timeout(ctx.limits.write_timeout, write) => match r {
@@ -417,14 +425,7 @@ pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) 
     if let std::task::Poll::Ready(done) = first {
         return done.map_err(|_| ());
     }
-    tokio::select! {
-        biased;
-        r = tokio::time::timeout(ctx.limits.write_timeout, write) => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(()),
-        },
-        () = ctx.hard.cancelled() => Err(()),
-    }
+    bounded_write(write, ctx).await
 }
 
 /// Validates the upgrade, checks `Origin`, answers 101 and runs the WebSocket session.

@@ -16,38 +16,7 @@ use std::time::Duration;
 use protolab_test_support::{repo_root, require, run, Peer, TsharkCapture};
 use serde_json::Value;
 
-fn protolab(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_protolab"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn compare_json(home: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["--json", "compare"];
-    all.extend_from_slice(args);
-    let out = protolab(home, &all);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "compare failed: {stderr}");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("compare --json printed no JSON ({e}); stderr:\n{stderr}"))
-}
-
-fn run_of<'a>(results: &'a Value, protocol: &str, workload: &str) -> &'a Value {
-    results["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["protocol"] == protocol && r["workload"] == workload)
-        .unwrap_or_else(|| panic!("no {protocol} {workload} run"))
-}
-
-fn number(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"))
-}
+use crate::results::{compare_json, number, protolab, run_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_compare_report_is_valid_and_obeys_protocol_arithmetic() {

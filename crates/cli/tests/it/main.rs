@@ -7,5 +7,6 @@ mod certs;
 mod compare;
 mod inspect;
 mod proxy;
+mod results;
 mod up;
 mod wan;

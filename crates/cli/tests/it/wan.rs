@@ -9,7 +9,6 @@
     reason = "test helpers: a failed set-up step should panic right there"
 )]
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,39 +16,13 @@ use protolab::compare::wan::{Wan, WanSpec};
 use protolab_test_support::{repo_root, require, run, Peer};
 use serde_json::Value;
 
+use crate::results::{compare_json, number, run_of};
+
 /// The lab's RTT for these tests; long against the debug build's per-handshake CPU time, so
 /// the round trips dominate what is measured.
 const RTT_MS: f64 = 50.0;
 /// How far a measured time may stray from the round trips it should cost.
 const TOLERANCE: f64 = 0.10;
-
-fn compare_json(home: &Path, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_protolab"))
-        .arg("--home")
-        .arg(home)
-        .args(["--json", "compare"])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "compare failed: {stderr}");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("compare --json printed no JSON ({e}); stderr:\n{stderr}"))
-}
-
-fn run_of<'a>(results: &'a Value, protocol: &str, workload: &str) -> &'a Value {
-    results["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["protocol"] == protocol && r["workload"] == workload)
-        .unwrap_or_else(|| panic!("no {protocol} {workload} run"))
-}
-
-fn number(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"))
-}
 
 fn assert_within(what: &str, measured: f64, expected: f64) {
     let ratio = measured / expected;
