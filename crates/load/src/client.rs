@@ -449,24 +449,15 @@ impl Conn {
             &plan.payload,
         );
         self.send_out("sending a message").await?;
-        let mut first_byte = (!self.buf.is_empty()).then(|| t0.elapsed());
+        let mut first_read = (!self.buf.is_empty()).then(Instant::now);
         // Read until our echo arrives; pushes are skipped and pings answered on the way.
         loop {
-            let Proto::Ws { decoder, rng } = &mut self.proto else {
-                return Err(Failure::new(ErrorKind::Protocol, "not a WebSocket"));
-            };
-            let (consumed, message) = decoder
-                .decode(&self.buf)
-                .map_err(|e| Failure::new(ErrorKind::Protocol, format!("WebSocket frame: {e}")))?;
-            self.buf.drain(..consumed);
-            match message {
-                None if consumed > 0 => {} // a fragment was absorbed
-                None => {
-                    self.fill("waiting for the echo").await?;
-                    first_byte.get_or_insert_with(|| t0.elapsed());
-                }
-                Some(Message::Binary(data)) if data == plan.payload => break,
-                Some(Message::Binary(data)) => {
+            match self
+                .next_message("waiting for the echo", &mut first_read)
+                .await?
+            {
+                Message::Binary(data) if data == plan.payload => break,
+                Message::Binary(data) => {
                     return Err(Failure::new(
                         ErrorKind::Protocol,
                         format!(
@@ -476,23 +467,11 @@ impl Conn {
                         ),
                     ))
                 }
-                // Server pushes (`{"type":"push",...}`) and other text: not our echo.
-                Some(Message::Text(_) | Message::Pong(_)) => self.extras.skipped += 1,
-                Some(Message::Ping(data)) => {
-                    self.extras.pings += 1;
-                    let mask = rng.mask();
-                    self.out.clear();
-                    encode_frame(&mut self.out, true, OpCode::Pong, Some(mask), &data);
-                    self.send_out("answering a ping").await?;
-                }
-                Some(Message::Close(frame)) => {
-                    return Err(Failure::new(
-                        ErrorKind::Closed,
-                        format!("the server sent a close frame: {frame:?}"),
-                    ))
-                }
+                // Server pushes (`{"type":"push",...}`) and other text, pongs: not our echo.
+                _ => self.extras.skipped += 1,
             }
         }
+        let first_byte = first_read.map(|at| at.saturating_duration_since(t0));
         Ok(Exchange {
             first_byte: first_byte.unwrap_or_else(|| t0.elapsed()),
             total: t0.elapsed(),
@@ -507,7 +486,10 @@ impl Conn {
     pub(crate) async fn next_push(&mut self, deadline: Instant) -> Result<Push, Failure> {
         bounded(deadline, "waiting for a server push", async {
             loop {
-                match self.next_message("waiting for a server push").await? {
+                match self
+                    .next_message("waiting for a server push", &mut None)
+                    .await?
+                {
                     Message::Text(text) => {
                         if let Some(sent_at_us) = push_sent_at_us(&text) {
                             let now_us = std::time::SystemTime::now()
@@ -531,8 +513,13 @@ impl Conn {
     }
 
     /// The next data message, answering pings on the way; a close frame is a
-    /// [`ErrorKind::Closed`] failure.
-    async fn next_message(&mut self, what: &str) -> Result<Message, Failure> {
+    /// [`ErrorKind::Closed`] failure. `first_read` is set to when the first read that was
+    /// needed brought bytes, if it is not set yet.
+    async fn next_message(
+        &mut self,
+        what: &str,
+        first_read: &mut Option<Instant>,
+    ) -> Result<Message, Failure> {
         loop {
             let Proto::Ws { decoder, rng } = &mut self.proto else {
                 return Err(Failure::new(ErrorKind::Protocol, "not a WebSocket"));
@@ -543,7 +530,10 @@ impl Conn {
             self.buf.drain(..consumed);
             match message {
                 None if consumed > 0 => {}
-                None => self.fill(what).await?,
+                None => {
+                    self.fill(what).await?;
+                    first_read.get_or_insert_with(Instant::now);
+                }
                 Some(Message::Ping(data)) => {
                     self.extras.pings += 1;
                     let mask = rng.mask();

@@ -350,6 +350,12 @@ async fn respond<S: Io>(
 /// peer's last bytes — the rest of an oversized request, a pipelined request, its TLS
 /// close_notify — with a RST, and a RST can destroy our final response before it is read.
 pub(crate) async fn close_gracefully<S: Io>(stream: &mut S, ctx: &ConnCtx) {
+    linger_close(stream, ctx.limits.close_timeout, &ctx.hard).await;
+}
+
+/// [`close_gracefully`] with an explicit bound, for callers that are not lab connections
+/// (the proxy): at most `bound`, and not past `hard`.
+pub(crate) async fn linger_close<S: Io>(stream: &mut S, bound: Duration, hard: &CancellationToken) {
     let linger = async {
         if stream.shutdown().await.is_err() {
             return;
@@ -362,8 +368,8 @@ pub(crate) async fn close_gracefully<S: Io>(stream: &mut S, ctx: &ConnCtx) {
         }
     };
     tokio::select! {
-        () = ctx.hard.cancelled() => {}
-        _ = tokio::time::timeout(ctx.limits.close_timeout, linger) => {}
+        () = hard.cancelled() => {}
+        _ = tokio::time::timeout(bound, linger) => {}
     }
 }
 

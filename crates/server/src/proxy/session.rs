@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::pool::Lease;
 use super::{tunnel, Shared};
-use crate::conn::{Io, LazyDeadline, READ_CHUNK};
+use crate::conn::{linger_close, Io, LazyDeadline, READ_CHUNK};
 use std::pin::Pin;
 use tokio_util::sync::WaitForCancellationFuture;
 
@@ -975,19 +975,5 @@ async fn refuse<S: Io>(stream: &mut S, shared: &Shared, status: u16, message: &s
 /// Shuts our side down and reads until the client closes, at most 2 s (lingering close,
 /// RFC 9112 §9.6), so our last response is not destroyed by a RST.
 async fn close_gracefully<S: Io>(stream: &mut S, shared: &Shared) {
-    let linger = async {
-        if stream.shutdown().await.is_err() {
-            return;
-        }
-        let mut sink = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut sink).await {
-            if n == 0 {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        () = shared.hard.cancelled() => {}
-        _ = tokio::time::timeout(Duration::from_secs(2), linger) => {}
-    }
+    linger_close(stream, Duration::from_secs(2), &shared.hard).await;
 }
