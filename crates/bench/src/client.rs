@@ -3,7 +3,7 @@
 //! Each connection sends one masked frame of `size` bytes, waits for its echo, counts it, and
 //! sends the next. It runs on a current-thread tokio runtime because the driver pins it to one
 //! core; the handshake and framing are `protolab_wire`'s sans-IO codec over a raw `TcpStream`
-//! (or tokio-rustls for `wss`), so per message it costs one `write` and usually one `read`
+//! (or `protolab_tls::stream` for `wss`), so per message it costs one `write` and usually one `read`
 //! syscall.
 //!
 //! The run is bounded in time and in count: after `warmup`, messages are counted for
@@ -141,7 +141,7 @@ pub fn run(config: Config) -> anyhow::Result<Report> {
 
 async fn run_async(config: Config) -> anyhow::Result<Report> {
     let tls = match (&config.target.tls, &config.ca) {
-        (true, Some(ca)) => Some(tls_connector(ca)?),
+        (true, Some(ca)) => Some(tls_config(ca)?),
         (true, None) => bail!("wss needs --ca with the server's CA certificate"),
         (false, _) => None,
     };
@@ -234,7 +234,7 @@ fn poll_early_failure(
     }
 }
 
-fn tls_connector(ca: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsConnector> {
+fn tls_config(ca: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -246,21 +246,20 @@ fn tls_connector(ca: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsConnec
             .context("adding the CA certificate")?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    // protolab_tls::stream takes the traffic keys over after the handshake.
+    config.enable_secret_extraction = true;
+    Ok(Arc::new(config))
 }
-
-/// Read buffer under TLS: two full records.
-const TLS_READ_BUFFER: usize = 2 * (16 * 1024 + 256);
 
 async fn connection(
     id: u64,
     config: &Config,
-    tls: Option<tokio_rustls::TlsConnector>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     count: &AtomicU64,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
@@ -270,14 +269,12 @@ async fn connection(
     tcp.set_nodelay(true)?;
     match tls {
         None => echo_loop(tcp, id, config, count, stop).await,
-        Some(connector) => {
+        Some(tls) => {
             let name = rustls::pki_types::ServerName::try_from(config.target.host.clone())
                 .context("TLS server name")?;
-            // rustls pulls at most 4 KiB from the socket per read; a buffer underneath turns
-            // the four or five reads of each 16 KiB record into one (as the server does).
-            let tcp = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp);
-            let stream = connector
-                .connect(name, tcp)
+            // The same record layer as the lab's server: records are opened where they land
+            // in the echo loop's buffer.
+            let stream = protolab_tls::stream::connect(tls, name, tcp)
                 .await
                 .context("TLS handshake")?;
             echo_loop(stream, id, config, count, stop).await

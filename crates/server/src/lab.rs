@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -250,10 +249,7 @@ impl Lab {
                 hard: lab.hard.clone(),
             });
             let tls = if endpoint.protocol.is_tls() {
-                config
-                    .tls
-                    .as_ref()
-                    .map(|c| TlsAcceptor::from(Arc::clone(c)))
+                config.tls.as_ref().map(Arc::clone)
             } else {
                 None
             };
@@ -318,7 +314,7 @@ impl Lab {
 async fn accept_loop(
     listener: TcpListener,
     endpoint: Endpoint,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     ctx: Arc<ConnCtx>,
     tracker: TaskTracker,
     open: Arc<std::sync::atomic::AtomicUsize>,
@@ -362,21 +358,21 @@ async fn accept_loop(
     tracing::debug!(protocol = %endpoint.protocol, "listener closed");
 }
 
-/// Read buffer under each TLS connection: two full TLS records (16 KiB of plaintext plus
-/// header and AEAD overhead each), so a 16 KiB WebSocket message arrives in one read.
-const TLS_READ_BUFFER: usize = 2 * (16 * 1024 + 256);
-
-async fn serve(tcp: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, ctx: &ConnCtx) {
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    ctx: &ConnCtx,
+) {
     let deadline = tokio::time::Instant::now() + ctx.limits.handshake_timeout;
     match tls {
         None => conn::serve(tcp, peer, ctx, deadline).await,
-        Some(acceptor) => {
-            // rustls pulls at most 4 KiB from the socket per read, so a 16 KiB record took
-            // four or five read syscalls; with a buffer underneath it takes one.
-            let tcp = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp);
+        Some(config) => {
+            // protolab_tls's stream: rustls' handshake, then records opened where they land
+            // in the connection's read buffer (see its module docs for why).
             let handshake = tokio::select! {
                 () = ctx.hard.cancelled() => return,
-                r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
+                r = tokio::time::timeout_at(deadline, protolab_tls::stream::accept(config, tcp)) => r,
             };
             match handshake {
                 Ok(Ok(stream)) => conn::serve(stream, peer, ctx, deadline).await,

@@ -20,6 +20,9 @@ use crate::conn::{close_gracefully, write_out, write_two, ConnCtx, Io, READ_CHUN
 /// where one write carries the answers to every message a read brought.
 const DIRECT_ECHO_BYTES: usize = 4096;
 
+/// Room beyond the next frame for TLS record overhead: two records' headers and tags.
+const TLS_SLACK: usize = 2 * protolab_tls::record::MAX_OVERHEAD;
+
 /// Why the session loop ended, which decides how the close handshake goes.
 enum Ending {
     /// The peer sent a close frame; we answered it.
@@ -130,7 +133,9 @@ pub(crate) async fn run<S: Io>(
         if ctx.graceful.is_cancelled() {
             break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
         }
-        buf.reserve(room_for_next_frame(&buf));
+        // The slack lets a whole frame's TLS records land in the buffer too (header and tag
+        // per record), so they are opened in place instead of being carried over.
+        buf.reserve(room_for_next_frame(&buf) + TLS_SLACK);
         // Read first: when woken by data, nothing else is polled. `hard` needs no branch:
         // it fires only after `graceful`, which has ended this loop by then.
         tokio::select! {

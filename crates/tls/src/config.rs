@@ -101,6 +101,8 @@ pub fn server_config_with(leaf: &Leaf, options: &Options) -> Result<Arc<ServerCo
     // AES work per record for no practical security gain. Every suite offered is AEAD and
     // forward-secret, so no client can be pushed onto a weak one.
     config.ignore_client_order = true;
+    // `stream::accept` takes the traffic keys over from rustls once the handshake is done.
+    config.enable_secret_extraction = true;
     if let Some(key_log) = &options.key_log {
         config.key_log = Arc::clone(key_log);
     }
@@ -140,6 +142,8 @@ pub fn server_config_sni(
     config.alpn_protocols.clone_from(&options.alpn);
     // As in `server_config_with`: our cipher order, not the client's.
     config.ignore_client_order = true;
+    // `stream::accept` takes the traffic keys over from rustls once the handshake is done.
+    config.enable_secret_extraction = true;
     if let Some(key_log) = &options.key_log {
         config.key_log = Arc::clone(key_log);
     }
@@ -282,6 +286,8 @@ pub fn client_config_with(roots: &Roots, options: &Options) -> Result<Arc<Client
         .with_root_certificates(store)
         .with_no_client_auth();
     config.alpn_protocols.clone_from(&options.alpn);
+    // `stream::connect` takes the traffic keys over from rustls once the handshake is done.
+    config.enable_secret_extraction = true;
     if let Some(key_log) = &options.key_log {
         config.key_log = Arc::clone(key_log);
     }

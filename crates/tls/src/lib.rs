@@ -22,7 +22,9 @@ mod config;
 mod error;
 pub mod inspect;
 pub mod keylog;
+pub mod record;
 mod store;
+pub mod stream;
 pub mod trust;
 
 pub use ca::{Ca, Leaf, Name};

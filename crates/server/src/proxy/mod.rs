@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -238,11 +237,7 @@ impl Proxy {
         }
         for (listen, listener) in listeners {
             let tls = if listen.tls {
-                shared
-                    .config
-                    .tls
-                    .as_ref()
-                    .map(|c| TlsAcceptor::from(Arc::clone(c)))
+                shared.config.tls.as_ref().map(Arc::clone)
             } else {
                 None
             };
@@ -324,7 +319,7 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr> {
 async fn accept_loop(
     listener: TcpListener,
     listen: Listen,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     open: Arc<AtomicUsize>,
@@ -362,14 +357,11 @@ async fn accept_loop(
     }
 }
 
-/// Read buffer under each TLS connection, as in the lab (two full TLS records).
-const TLS_READ_BUFFER: usize = 2 * (16 * 1024 + 256);
-
 async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: &Shared,
 ) {
     let deadline = tokio::time::Instant::now() + shared.config.timeouts.http_request;
@@ -380,16 +372,15 @@ async fn serve(
     };
     match tls {
         None => session::serve(tcp, client, shared, deadline).await,
-        Some(acceptor) => {
-            let tcp = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp);
+        Some(config) => {
+            // As in the lab: rustls' handshake, protolab_tls's record layer.
             let handshake = tokio::select! {
                 () = shared.hard.cancelled() => return,
-                r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
+                r = tokio::time::timeout_at(deadline, protolab_tls::stream::accept(config, tcp)) => r,
             };
             match handshake {
                 Ok(Ok(stream)) => {
-                    let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                    tracing::trace!(%peer, ?sni, "TLS handshake done");
+                    tracing::trace!(%peer, negotiated = ?stream.negotiated(), "TLS handshake done");
                     session::serve(stream, client, shared, deadline).await;
                 }
                 Ok(Err(err)) => {

@@ -256,3 +256,101 @@ async fn http_1_0_keep_alive_is_honoured_and_absolute_form_targets_route() {
     let (status, body) = curl(&lab, &base, &["--request-target", &absolute]).await;
     assert_eq!((status, body.as_str()), (200, "absolute"));
 }
+
+/// Drives `openssl s_client` interactively: each line of `script` is written after the
+/// previous response (or command) had time to land; returns everything it printed (stdout,
+/// then stderr).
+async fn s_client_session(lab: &TestLab, version: &str, script: &[&str]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let connect = format!("127.0.0.1:{}", lab.port(Protocol::Https));
+    let ca = lab.ca.to_string_lossy().into_owned();
+    let mut child = Peer::Openssl
+        .command([
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "localhost",
+            "-CAfile",
+            &ca,
+            "-crlf",
+            version,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl s_client starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    // s_client prints its commands' effects (KEYUPDATE, RENEGOTIATING) on stderr.
+    let reader = tokio::spawn(async move {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&err)
+        )
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for line in script {
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to s_client");
+        stdin.flush().await.expect("flush s_client");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    drop(stdin);
+    let _ = tokio::time::timeout(PEER_LIMIT, child.wait()).await;
+    tokio::time::timeout(PEER_LIMIT, reader)
+        .await
+        .expect("s_client output in time")
+        .expect("reader")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_key_updates_mid_connection_keep_the_https_app_answering() {
+    let lab = TestLab::start(&[Protocol::Https], |_| {}).await;
+    let request = "GET /echo?msg=KEYS%d HTTP/1.1\nHost: localhost\n\n";
+    let (first, second, third) = (
+        request.replace("%d", "1"),
+        request.replace("%d", "2"),
+        request.replace("%d", "3"),
+    );
+    // `K`: a KeyUpdate asking the server to update too; `k`: one that does not.
+    let text = s_client_session(
+        &lab,
+        "-tls1_3",
+        &[&first, "K\n", &second, "k\n", &third, "Q\n"],
+    )
+    .await;
+    assert!(
+        text.matches("KEYUPDATE").count() == 2,
+        "s_client sent both key updates: {text}"
+    );
+    for msg in ["KEYS1", "KEYS2", "KEYS3"] {
+        assert!(
+            text.contains(msg),
+            "answer to {msg} after the key updates: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_1_2_renegotiation_is_refused_with_a_no_renegotiation_alert() {
+    let lab = TestLab::start(&[Protocol::Https], |_| {}).await;
+    let request = "GET /echo?msg=BEFORE-RENEG HTTP/1.1\nHost: localhost\n\n";
+    let text = s_client_session(&lab, "-tls1_2", &[request, "R\n", "Q\n"]).await;
+    assert!(text.contains("BEFORE-RENEG"), "served before: {text}");
+    assert!(text.contains("RENEGOTIATING"), "s_client tried: {text}");
+    // The refusal is a no_renegotiation alert sealed under the session's keys, which OpenSSL
+    // reads (and then gives up on the connection, its choice for a refused renegotiation).
+    assert!(
+        text.contains("no renegotiation"),
+        "refused by alert: {text}"
+    );
+}
