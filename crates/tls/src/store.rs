@@ -31,6 +31,10 @@ use crate::inspect::{self, CertInfo};
 use crate::{Error, Result};
 
 /// A leaf is reused only while it has more than this much validity left, so a lab started today
+/// How long a CA key without its certificate counts as another process's `init` in progress
+/// (it writes the certificate right after the key) rather than a damaged store.
+const INIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// does not break next week.
 pub const REUSE_MIN_REMAINING: time::Duration = time::Duration::days(30);
 
@@ -122,7 +126,7 @@ impl Store {
     /// Creates the CA if there is none; never replaces an existing one (returns
     /// [`InitOutcome::AlreadyExists`] after checking it is intact).
     pub fn init(&self) -> Result<InitOutcome> {
-        match self.ca() {
+        match self.ca_settled() {
             Ok(ca) => return Ok(InitOutcome::AlreadyExists(ca)),
             Err(Error::NotInitialized { .. }) => {}
             Err(err) => return Err(err),
@@ -143,10 +147,31 @@ impl Store {
             Err(err) => Err(err),
         }?;
         if lost_race {
-            return self.ca().map(InitOutcome::AlreadyExists);
+            return self.ca_settled().map(InitOutcome::AlreadyExists);
         }
         tracing::info!(path = %self.ca_cert_path().display(), "created protolab CA");
         Ok(InitOutcome::Created(ca))
+    }
+
+    /// [`ca`](Self::ca), but a key written moments ago without its certificate is another
+    /// process's `init` between its two writes (`up` and `proxy` started together), not
+    /// damage: wait for the certificate, a bounded while, before calling it damaged.
+    fn ca_settled(&self) -> Result<Ca> {
+        let started = std::time::Instant::now();
+        loop {
+            let result = self.ca();
+            let mid_init = matches!(result, Err(Error::Damaged { .. }))
+                && !exists(&self.ca_cert_path())?
+                && std::fs::metadata(self.ca_key_path())
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age < INIT_SETTLE);
+            if !mid_init || started.elapsed() >= INIT_SETTLE {
+                return result;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Loads the CA, creating it first if the store is empty (what `protolab up` uses so a first
@@ -609,6 +634,39 @@ mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn concurrent_inits_agree_on_one_ca() {
+        // `protolab up` and `protolab proxy` started together on a fresh home: the loser of
+        // the race used to find the winner's key without its certificate and call it damaged.
+        for _ in 0..5 {
+            let (_tmp, store) = temp_store();
+            let cas: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..6)
+                    .map(|_| scope.spawn(|| store.init().map(|o| o.into_ca().cert_der().to_vec())))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap().unwrap())
+                    .collect()
+            });
+            assert!(cas.windows(2).all(|w| w[0] == w[1]), "one CA for all");
+        }
+    }
+
+    #[test]
+    fn a_key_without_a_certificate_is_still_damage_once_it_is_old() {
+        let (_tmp, store) = temp_store();
+        store.init().unwrap();
+        fs::remove_file(store.ca_cert_path()).unwrap();
+        let key = fs::File::options()
+            .write(true)
+            .open(store.ca_key_path())
+            .unwrap();
+        key.set_modified(std::time::SystemTime::now() - 2 * INIT_SETTLE)
+            .unwrap();
+        assert!(matches!(store.init(), Err(Error::Damaged { .. })));
     }
 
     #[test]

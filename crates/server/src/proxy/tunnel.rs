@@ -15,6 +15,9 @@ use crate::conn::{Io, LazyDeadline};
 
 /// Copy buffer per direction: one full TLS record's plaintext.
 const BUF: usize = 16 * 1024;
+/// The client side's buffer also has room for a full record's header and tag, so a TLS
+/// client's records land whole and are opened in place (see `protolab_tls::stream`).
+const CLIENT_BUF: usize = BUF + protolab_tls::record::MAX_OVERHEAD;
 
 /// How a tunnel went, for the access log.
 #[derive(Debug, Clone, Copy)]
@@ -134,7 +137,7 @@ pub(crate) async fn run<S: Io>(
         stats.down += backend_buf.len() as u64;
     }
 
-    let mut a = vec![0u8; BUF];
+    let mut a = vec![0u8; CLIENT_BUF];
     let mut b = vec![0u8; BUF];
     let (mut client_open, mut backend_open) = (true, true);
     let mut idle = t.tunnel;
