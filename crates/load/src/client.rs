@@ -5,6 +5,7 @@
 //! that long.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protolab_wire::http1::{
@@ -18,10 +19,6 @@ use tokio::net::TcpStream;
 use crate::counting::{Counters, CountingStream, Snapshot};
 use crate::report::ErrorKind;
 use crate::target::Target;
-
-/// Read buffer under TLS: two full records. rustls pulls at most 4 KiB from the socket per
-/// read; a buffer underneath turns the four or five reads of a 16 KiB record into one.
-const TLS_READ_BUFFER: usize = 2 * (16 * 1024 + 256);
 
 /// Anything the clients can talk over.
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -76,7 +73,7 @@ async fn bounded<T>(
 pub(crate) struct Plan {
     pub(crate) target: Target,
     pub(crate) addr: SocketAddr,
-    pub(crate) tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    pub(crate) tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     /// The message every exchange echoes.
     pub(crate) payload: Vec<u8>,
     /// HTTP: the whole request (head and body), the same for every exchange.
@@ -221,14 +218,15 @@ impl Conn {
         let mut app_counters = counters.clone();
         let (io, tls_time): (Box<dyn Io>, _) = match &plan.tls {
             None => (Box::new(tcp), None),
-            Some((connector, name)) => {
+            Some((config, name)) => {
                 let t1 = Instant::now();
-                let buffered = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp);
+                // The lab's own record layer (protolab_tls::stream): records are opened in
+                // the connection's read buffer, so the client's CPU per message is not
+                // inflated by copies the server does not make either.
                 let stream = bounded(deadline, "in the TLS handshake", async {
-                    connector
-                        .connect(name.clone(), buffered)
+                    protolab_tls::stream::connect(Arc::clone(config), name.clone(), tcp)
                         .await
-                        .map_err(|e| tls_failure(&e))
+                        .map_err(tls_failure)
                 })
                 .await?;
                 app_counters = Counters::new();
@@ -620,15 +618,15 @@ fn push_sent_at_us(text: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-fn tls_failure(err: &std::io::Error) -> Failure {
-    // tokio-rustls reports rustls errors as InvalidData with the rustls::Error inside.
-    let tls = err
-        .get_ref()
-        .is_some_and(|inner| inner.is::<rustls::Error>());
-    if tls {
-        Failure::new(ErrorKind::Tls, format!("TLS handshake failed: {err}"))
-    } else {
-        Failure::io("in the TLS handshake", err)
+fn tls_failure(err: protolab_tls::stream::HandshakeError) -> Failure {
+    use protolab_tls::stream::HandshakeError;
+    match err {
+        HandshakeError::Io(e) => Failure::io("in the TLS handshake", &e),
+        HandshakeError::Eof => Failure::io(
+            "in the TLS handshake",
+            &std::io::Error::new(std::io::ErrorKind::UnexpectedEof, err.to_string()),
+        ),
+        other => Failure::new(ErrorKind::Tls, format!("TLS handshake failed: {other}")),
     }
 }
 

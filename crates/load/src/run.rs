@@ -284,7 +284,7 @@ async fn plan(config: &Config) -> Result<Plan, Error> {
             url: target.to_string(),
             reason: "the host is not a valid TLS server name",
         })?;
-        Some((tokio_rustls::TlsConnector::from(tls), name))
+        Some((tls, name))
     } else {
         None
     };

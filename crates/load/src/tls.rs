@@ -33,6 +33,9 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, Error> {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAny { provider }))
                 .with_no_client_auth();
+            // protolab_tls::stream takes the traffic keys over after the handshake.
+            let mut config = config;
+            config.enable_secret_extraction = true;
             Ok(Arc::new(config))
         }
     }
