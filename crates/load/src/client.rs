@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use protolab_wire::http1::{
-    parse_response, write_request_head, BodyFraming, ChunkedDecoder, HeadLimits, Headers as _,
+    parse_response, parse_response_with, write_request_head, BodyFraming, ChunkedDecoder,
+    HeadError, HeadLimits,
 };
 use protolab_wire::ws::{encode_close, encode_frame, handshake, Decoder, Message, OpCode, Role};
 use rustls::pki_types::ServerName;
@@ -174,6 +175,14 @@ pub(crate) struct Exchange {
     pub(crate) total: Duration,
     /// Whether the connection can carry another exchange (HTTP `Connection: close` says no).
     pub(crate) reusable: bool,
+}
+
+/// What an HTTP exchange needs of a response head.
+struct Head {
+    framing: Result<BodyFraming, HeadError>,
+    /// The error to report when the status is not 200.
+    refused: Option<String>,
+    reusable: bool,
 }
 
 enum Proto {
@@ -352,17 +361,34 @@ impl Conn {
         self.flush("sending the request").await?;
         let mut first_byte = (!self.buf.is_empty()).then(|| t0.elapsed());
         let protocol = |what: String| Failure::new(ErrorKind::Protocol, what);
+        // The head is read in place: what the exchange needs of it is taken out, nothing is
+        // copied (the reason phrase only when it is reported).
         let (head, mut pos) = loop {
-            if let Some(parsed) = parse_response(&self.buf, &HeadLimits::default())
-                .map_err(|e| protocol(format!("response head: {e}")))?
-            {
+            let parsed = parse_response_with(&self.buf, &HeadLimits::default(), |head| Head {
+                framing: head.body_framing("POST"),
+                refused: (head.status != 200).then(|| {
+                    format!(
+                        "status {} {} (the server must echo POST bodies)",
+                        head.status, head.reason
+                    )
+                }),
+                // RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; 1.0 only on
+                // request.
+                reusable: if head.version == 0 {
+                    head.has_token("connection", "keep-alive")
+                } else {
+                    !head.has_token("connection", "close")
+                },
+            })
+            .map_err(|e| protocol(format!("response head: {e}")))?;
+            if let Some(parsed) = parsed {
                 break parsed;
             }
             self.fill("reading the response").await?;
             first_byte.get_or_insert_with(|| t0.elapsed());
         };
         let framing = head
-            .body_framing("POST")
+            .framing
             .map_err(|e| protocol(format!("response framing: {e}")))?;
         let mut chunked_body = Vec::new();
         let body_range = match framing {
@@ -403,11 +429,8 @@ impl Conn {
                 ))
             }
         };
-        if head.status != 200 {
-            return Err(protocol(format!(
-                "status {} {} (the server must echo POST bodies)",
-                head.status, head.reason
-            )));
+        if let Some(refused) = head.refused {
+            return Err(protocol(refused));
         }
         let body = if matches!(framing, BodyFraming::Chunked) {
             &chunked_body[..]
@@ -425,12 +448,7 @@ impl Conn {
         Ok(Exchange {
             first_byte: first_byte.unwrap_or_else(|| t0.elapsed()),
             total: t0.elapsed(),
-            // RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; 1.0 only on request.
-            reusable: if head.version == 0 {
-                head.has_token("connection", "keep-alive")
-            } else {
-                !head.has_token("connection", "close")
-            },
+            reusable: head.reusable,
         })
     }
 

@@ -4,13 +4,16 @@
 //! here, never a guess: two hops that guess differently disagree about where the next request
 //! starts.
 
-use super::{BodyFraming, HeadError, Header, ResponseHead};
+use super::{BodyFraming, Field, HeadError};
 
-pub(super) fn request_framing(headers: &[Header], version: u8) -> Result<BodyFraming, HeadError> {
+pub(super) fn request_framing<F: Field>(
+    headers: &[F],
+    version: u8,
+) -> Result<BodyFraming, HeadError> {
     let te = transfer_codings(headers)?;
     let has_cl = headers
         .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("content-length"));
+        .any(|h| h.name().eq_ignore_ascii_case("content-length"));
     if let Some(te) = te {
         check_te_context(has_cl, version)?;
         // RFC 9112 §6.3 (4): a request whose final coding is not chunked has no reliable
@@ -24,30 +27,29 @@ pub(super) fn request_framing(headers: &[Header], version: u8) -> Result<BodyFra
     Ok(content_length(headers)?.map_or(BodyFraming::Empty, BodyFraming::ContentLength))
 }
 
-pub(super) fn response_framing(
-    head: &ResponseHead,
+/// Framing of a response with `status` and minor `version`, answering `request_method`.
+pub(super) fn response_framing<F: Field>(
+    status: u16,
+    version: u8,
+    headers: &[F],
     request_method: &str,
 ) -> Result<BodyFraming, HeadError> {
     // RFC 9112 §6.3 (1): responses to HEAD, and 1xx, 204 and 304 responses, end at the head
     // whatever their fields say.
-    if request_method == "HEAD"
-        || (100..200).contains(&head.status)
-        || matches!(head.status, 204 | 304)
-    {
+    if request_method == "HEAD" || (100..200).contains(&status) || matches!(status, 204 | 304) {
         return Ok(BodyFraming::Empty);
     }
     // RFC 9112 §6.3 (2): a 2xx answer to CONNECT turns the connection into a tunnel right
     // after the head; there is no body to frame.
-    if request_method == "CONNECT" && (200..300).contains(&head.status) {
+    if request_method == "CONNECT" && (200..300).contains(&status) {
         return Ok(BodyFraming::Empty);
     }
-    let te = transfer_codings(&head.headers)?;
-    let has_cl = head
-        .headers
+    let te = transfer_codings(headers)?;
+    let has_cl = headers
         .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("content-length"));
+        .any(|h| h.name().eq_ignore_ascii_case("content-length"));
     if let Some(te) = te {
-        check_te_context(has_cl, head.version)?;
+        check_te_context(has_cl, version)?;
         // RFC 9112 §6.3 (4): for a response whose final coding is not chunked, the body runs
         // until the server closes the connection.
         return Ok(if te.final_chunked {
@@ -57,7 +59,7 @@ pub(super) fn response_framing(
         });
     }
     // RFC 9112 §6.3 (8): otherwise the body is delimited by the connection closing.
-    Ok(content_length(&head.headers)?.map_or(BodyFraming::UntilClose, BodyFraming::ContentLength))
+    Ok(content_length(headers)?.map_or(BodyFraming::UntilClose, BodyFraming::ContentLength))
 }
 
 fn framing(reason: &'static str) -> HeadError {
@@ -86,17 +88,17 @@ struct Codings {
 
 /// Reads every Transfer-Encoding field as one comma-separated list (RFC 9110 §5.3).
 /// `None` when there is no such field.
-fn transfer_codings(headers: &[Header]) -> Result<Option<Codings>, HeadError> {
+fn transfer_codings<F: Field>(headers: &[F]) -> Result<Option<Codings>, HeadError> {
     let mut seen = false;
     let mut last_chunked = false;
     let mut chunked_count = 0usize;
     let mut any = false;
     for h in headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+        .filter(|h| h.name().eq_ignore_ascii_case("transfer-encoding"))
     {
         seen = true;
-        for item in h.value.split(|&b| b == b',') {
+        for item in h.value().split(|&b| b == b',') {
             // A coding may carry parameters after ';' (RFC 9110 §10.1.4); only its name
             // matters for framing.
             let name = item
@@ -131,13 +133,13 @@ fn transfer_codings(headers: &[Header]) -> Result<Option<Codings>, HeadError> {
 /// The message's Content-Length, if it has one (RFC 9110 §8.6, RFC 9112 §6.3 (5)).
 /// Several fields, or a list in one field, are accepted only when every element is the same
 /// number; anything else has no reliable length.
-fn content_length(headers: &[Header]) -> Result<Option<u64>, HeadError> {
+fn content_length<F: Field>(headers: &[F]) -> Result<Option<u64>, HeadError> {
     let mut length: Option<u64> = None;
     for h in headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .filter(|h| h.name().eq_ignore_ascii_case("content-length"))
     {
-        for item in h.value.split(|&b| b == b',') {
+        for item in h.value().split(|&b| b == b',') {
             let n = parse_decimal(item.trim_ascii())?;
             match length {
                 Some(prev) if prev != n => return Err(framing("differing Content-Length values")),
