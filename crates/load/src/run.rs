@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::client::{Conn, Counts, Failure, Opened, Plan};
-use crate::histogram::Latency;
+use crate::histogram::{Latency, PerThread};
 use crate::report::{Bytes, ErrorKind, Errors, Phases, Report};
 use crate::target::Target;
 use crate::tls::Trust;
@@ -192,6 +192,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     config.validate()?;
     let plan = Arc::new(plan(&config).await?);
     let claimed = Arc::new(AtomicU64::new(0));
+    let echo_latency = Arc::new(PerThread::new());
     let start = Instant::now();
     let end = start + config.duration;
     let mut tasks = JoinSet::new();
@@ -201,6 +202,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         .map(|rate| Duration::from_secs_f64(config.connections as f64 / rate));
     for index in 0..config.connections {
         let (plan, claimed) = (Arc::clone(&plan), Arc::clone(&claimed));
+        let echo_latency = Arc::clone(&echo_latency);
         let max = config.max_messages;
         let workload = config.workload;
         // Stagger the connections' schedules so the total rate is smooth.
@@ -214,6 +216,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
                 max,
                 end,
                 schedule,
+                echo_latency,
             };
             match workload {
                 Workload::Echo => echo_worker(&plan, &budget).await,
@@ -241,6 +244,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
             }
         }
     }
+    total.latency.merge(&echo_latency.merged());
     Ok(total.report(&config, start))
 }
 
@@ -313,6 +317,8 @@ struct Budget {
     max: u64,
     end: Instant,
     schedule: Option<Schedule>,
+    /// Where echo workers record each exchange's latency (the run's, shared).
+    echo_latency: Arc<PerThread>,
 }
 
 /// One connection's open-loop send times: `offset`, then every `every`, from when it opened.
@@ -386,8 +392,8 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
                 Ok(ex) => {
                     let now = conn.counts();
                     last_done = ex.done;
-                    stats
-                        .latency
+                    budget
+                        .echo_latency
                         .record(last_done.saturating_duration_since(intended));
                     let since_connect = first.then(|| ex.done.saturating_duration_since(t0));
                     stats.exchanged(&ex, now, now.since(mark), since_connect);
