@@ -4,17 +4,22 @@
 //! Every await is bounded by a deadline the caller passes, so a silent server costs at most
 //! that long.
 
+use std::future::{poll_fn, Future as _};
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use protolab_wire::http1::{
-    parse_response, write_request_head, BodyFraming, ChunkedDecoder, HeadLimits, Headers as _,
+    parse_response, parse_response_with, write_request_head, BodyFraming, ChunkedDecoder,
+    HeadError, HeadLimits,
 };
 use protolab_wire::ws::{encode_close, encode_frame, handshake, Decoder, Message, OpCode, Role};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::counting::{Counters, CountingStream, Snapshot};
 use crate::report::ErrorKind;
@@ -165,12 +170,23 @@ pub(crate) struct Push {
 /// One echo's timing.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Exchange {
-    /// From the first byte of the request written to the first response byte read.
-    pub(crate) first_byte: Duration,
+    /// From the first byte of the request written to the first response byte read; timed on
+    /// a connection's first exchange only (the clock is read once less on every other).
+    pub(crate) first_byte: Option<Duration>,
     /// From the request written to the whole echo read.
     pub(crate) total: Duration,
+    /// When the whole echo had been read.
+    pub(crate) done: Instant,
     /// Whether the connection can carry another exchange (HTTP `Connection: close` says no).
     pub(crate) reusable: bool,
+}
+
+/// What an HTTP exchange needs of a response head.
+struct Head {
+    framing: Result<BodyFraming, HeadError>,
+    /// The error to report when the status is not 200.
+    refused: Option<String>,
+    reusable: bool,
 }
 
 enum Proto {
@@ -188,6 +204,10 @@ pub(crate) struct Conn {
     buf: Vec<u8>,
     out: Vec<u8>,
     extras: Extras,
+    /// Exchanges started on this connection.
+    exchanges: u64,
+    /// Bounds exchanges without a timer per exchange; see [`Conn::exchange`].
+    watchdog: Option<Pin<Box<Sleep>>>,
 }
 
 /// WebSocket messages a connection received besides its echoes.
@@ -242,6 +262,8 @@ impl Conn {
             buf: Vec::with_capacity(plan.payload.len().max(4096) + 256),
             out: Vec::with_capacity(plan.payload.len() + 14),
             extras: Extras::default(),
+            exchanges: 0,
+            watchdog: None,
         };
         let upgrade = if plan.target.scheme.is_ws() {
             let t2 = Instant::now();
@@ -326,41 +348,103 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends the echo message and waits for it to come back, by `deadline`.
+    /// Sends the echo message and waits for it to come back, by `deadline`; `t0` is now (the
+    /// caller read the clock already), and the exchange's times count from it.
+    ///
+    /// The bound is a watchdog sleep kept across exchanges, not a timer per exchange (a
+    /// `timeout_at` inserted into and removed from the timer wheel every time cost about
+    /// 1,300 instructions per request). It is armed at the earliest deadline it has seen;
+    /// when it fires before the current exchange's deadline it is moved there, so an
+    /// exchange still fails at its own deadline, and the wheel is touched about once per
+    /// request timeout instead of once per exchange.
     pub(crate) async fn exchange(
         &mut self,
         plan: &Plan,
+        t0: Instant,
         deadline: Instant,
     ) -> Result<Exchange, Failure> {
-        bounded(deadline, "waiting for the echo", async {
-            match self.proto {
-                Proto::Http => self.http_exchange(plan).await,
-                Proto::Ws { .. } => self.ws_exchange(plan).await,
-            }
-        })
-        .await
+        let mut watchdog = self
+            .watchdog
+            .take()
+            .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        if watchdog.deadline() > deadline.into() {
+            watchdog.as_mut().reset(deadline.into());
+        }
+        let timed_first = self.exchanges == 0;
+        self.exchanges += 1;
+        let result = {
+            let mut echo = pin!(async {
+                match self.proto {
+                    Proto::Http => self.http_exchange(plan, t0, timed_first).await,
+                    Proto::Ws { .. } => self.ws_exchange(plan, t0, timed_first).await,
+                }
+            });
+            poll_fn(|cx| {
+                if let Poll::Ready(result) = echo.as_mut().poll(cx) {
+                    return Poll::Ready(result);
+                }
+                while watchdog.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(Err(Failure::new(
+                            ErrorKind::Timeout,
+                            "timed out waiting for the echo",
+                        )));
+                    }
+                    // Armed for an earlier exchange: move it to this one's deadline (later
+                    // than now, so the next poll registers it rather than firing).
+                    watchdog.as_mut().reset(deadline.into());
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        self.watchdog = Some(watchdog);
+        result
     }
 
-    async fn http_exchange(&mut self, plan: &Plan) -> Result<Exchange, Failure> {
-        let t0 = Instant::now();
+    async fn http_exchange(
+        &mut self,
+        plan: &Plan,
+        t0: Instant,
+        timed_first: bool,
+    ) -> Result<Exchange, Failure> {
         self.io
             .write_all(&plan.http_request)
             .await
             .map_err(|e| Failure::io("sending the request", &e))?;
         self.flush("sending the request").await?;
-        let mut first_byte = (!self.buf.is_empty()).then(|| t0.elapsed());
+        let mut first_byte = (timed_first && !self.buf.is_empty()).then(|| t0.elapsed());
         let protocol = |what: String| Failure::new(ErrorKind::Protocol, what);
+        // The head is read in place: what the exchange needs of it is taken out, nothing is
+        // copied (the reason phrase only when it is reported).
         let (head, mut pos) = loop {
-            if let Some(parsed) = parse_response(&self.buf, &HeadLimits::default())
-                .map_err(|e| protocol(format!("response head: {e}")))?
-            {
+            let parsed = parse_response_with(&self.buf, &HeadLimits::default(), |head| Head {
+                framing: head.body_framing("POST"),
+                refused: (head.status != 200).then(|| {
+                    format!(
+                        "status {} {} (the server must echo POST bodies)",
+                        head.status, head.reason
+                    )
+                }),
+                // RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; 1.0 only on
+                // request.
+                reusable: if head.version == 0 {
+                    head.has_token("connection", "keep-alive")
+                } else {
+                    !head.has_token("connection", "close")
+                },
+            })
+            .map_err(|e| protocol(format!("response head: {e}")))?;
+            if let Some(parsed) = parsed {
                 break parsed;
             }
             self.fill("reading the response").await?;
-            first_byte.get_or_insert_with(|| t0.elapsed());
+            if timed_first {
+                first_byte.get_or_insert_with(|| t0.elapsed());
+            }
         };
         let framing = head
-            .body_framing("POST")
+            .framing
             .map_err(|e| protocol(format!("response framing: {e}")))?;
         let mut chunked_body = Vec::new();
         let body_range = match framing {
@@ -401,11 +485,8 @@ impl Conn {
                 ))
             }
         };
-        if head.status != 200 {
-            return Err(protocol(format!(
-                "status {} {} (the server must echo POST bodies)",
-                head.status, head.reason
-            )));
+        if let Some(refused) = head.refused {
+            return Err(protocol(refused));
         }
         let body = if matches!(framing, BodyFraming::Chunked) {
             &chunked_body[..]
@@ -420,20 +501,22 @@ impl Conn {
             )));
         }
         self.buf.drain(..pos);
+        let done = Instant::now();
+        let total = done.saturating_duration_since(t0);
         Ok(Exchange {
-            first_byte: first_byte.unwrap_or_else(|| t0.elapsed()),
-            total: t0.elapsed(),
-            // RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; 1.0 only on request.
-            reusable: if head.version == 0 {
-                head.has_token("connection", "keep-alive")
-            } else {
-                !head.has_token("connection", "close")
-            },
+            first_byte: timed_first.then(|| first_byte.unwrap_or(total)),
+            total,
+            done,
+            reusable: head.reusable,
         })
     }
 
-    async fn ws_exchange(&mut self, plan: &Plan) -> Result<Exchange, Failure> {
-        let t0 = Instant::now();
+    async fn ws_exchange(
+        &mut self,
+        plan: &Plan,
+        t0: Instant,
+        timed_first: bool,
+    ) -> Result<Exchange, Failure> {
         let Proto::Ws { rng, .. } = &mut self.proto else {
             return Err(Failure::new(ErrorKind::Protocol, "not a WebSocket"));
         };
@@ -447,7 +530,12 @@ impl Conn {
             &plan.payload,
         );
         self.send_out("sending a message").await?;
-        let mut first_read = (!self.buf.is_empty()).then(Instant::now);
+        // Untimed exchanges start with `first_read` set, so reads do not look at the clock.
+        let mut first_read = if timed_first {
+            (!self.buf.is_empty()).then(Instant::now)
+        } else {
+            Some(t0)
+        };
         // Read until our echo arrives; pushes are skipped and pings answered on the way.
         loop {
             match self
@@ -469,10 +557,13 @@ impl Conn {
                 _ => self.extras.skipped += 1,
             }
         }
-        let first_byte = first_read.map(|at| at.saturating_duration_since(t0));
+        let done = Instant::now();
+        let total = done.saturating_duration_since(t0);
+        let first_byte = first_read.map_or(total, |at| at.saturating_duration_since(t0));
         Ok(Exchange {
-            first_byte: first_byte.unwrap_or_else(|| t0.elapsed()),
-            total: t0.elapsed(),
+            first_byte: timed_first.then_some(first_byte),
+            total,
+            done,
             reusable: true,
         })
     }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::client::{Conn, Counts, Failure, Opened, Plan};
-use crate::histogram::Latency;
+use crate::histogram::{Latency, PerThread};
 use crate::report::{Bytes, ErrorKind, Errors, Phases, Report};
 use crate::target::Target;
 use crate::tls::Trust;
@@ -192,6 +192,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     config.validate()?;
     let plan = Arc::new(plan(&config).await?);
     let claimed = Arc::new(AtomicU64::new(0));
+    let echo_latency = Arc::new(PerThread::new());
     let start = Instant::now();
     let end = start + config.duration;
     let mut tasks = JoinSet::new();
@@ -201,6 +202,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         .map(|rate| Duration::from_secs_f64(config.connections as f64 / rate));
     for index in 0..config.connections {
         let (plan, claimed) = (Arc::clone(&plan), Arc::clone(&claimed));
+        let echo_latency = Arc::clone(&echo_latency);
         let max = config.max_messages;
         let workload = config.workload;
         // Stagger the connections' schedules so the total rate is smooth.
@@ -214,6 +216,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
                 max,
                 end,
                 schedule,
+                echo_latency,
             };
             match workload {
                 Workload::Echo => echo_worker(&plan, &budget).await,
@@ -241,6 +244,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
             }
         }
     }
+    total.latency.merge(&echo_latency.merged());
     Ok(total.report(&config, start))
 }
 
@@ -313,6 +317,8 @@ struct Budget {
     max: u64,
     end: Instant,
     schedule: Option<Schedule>,
+    /// Where echo workers record each exchange's latency (the run's, shared).
+    echo_latency: Arc<PerThread>,
 }
 
 /// One connection's open-loop send times: `offset`, then every `every`, from when it opened.
@@ -325,7 +331,14 @@ struct Schedule {
 impl Budget {
     /// Takes one exchange from the budget; false once the run is over.
     fn claim(&self) -> bool {
-        Instant::now() < self.end && self.claimed.fetch_add(1, Ordering::Relaxed) < self.max
+        self.claim_at(Instant::now())
+    }
+
+    /// [`Budget::claim`] when the caller knows the time: `now`.
+    fn claim_at(&self, now: Instant) -> bool {
+        // Without a message limit, the shared counter (an atomic add per exchange) is moot.
+        now < self.end
+            && (self.max == u64::MAX || self.claimed.fetch_add(1, Ordering::Relaxed) < self.max)
     }
 }
 
@@ -352,8 +365,9 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
             // Open loop: wait for this message's slot. If the previous echo came back after
             // the slot, the server held this message up and its latency starts at the slot;
             // otherwise it starts when it is sent, so our timer's lateness (tokio sleeps to
-            // the millisecond) is not charged to the server.
-            let intended = match (due.as_mut(), budget.schedule) {
+            // the millisecond) is not charged to the server. Closed loop: the clock is read
+            // twice per exchange, here and when the echo is in.
+            let (intended, sent) = match (due.as_mut(), budget.schedule) {
                 (Some(due), Some(schedule)) => {
                     if *due >= budget.end {
                         break;
@@ -361,24 +375,29 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
                     let slot = *due;
                     *due += schedule.every;
                     if last_done > slot {
-                        slot
+                        (slot, Instant::now())
                     } else {
                         tokio::time::sleep_until(slot.into()).await;
-                        Instant::now()
+                        let now = Instant::now();
+                        (now, now)
                     }
                 }
-                _ => Instant::now(),
+                _ => {
+                    let now = Instant::now();
+                    (now, now)
+                }
             };
-            let deadline = budget.end.min(Instant::now() + plan.request_timeout);
-            match conn.exchange(plan, deadline).await {
+            let deadline = budget.end.min(sent + plan.request_timeout);
+            match conn.exchange(plan, sent, deadline).await {
                 Ok(ex) => {
                     let now = conn.counts();
-                    last_done = Instant::now();
-                    stats
-                        .latency
+                    last_done = ex.done;
+                    budget
+                        .echo_latency
                         .record(last_done.saturating_duration_since(intended));
-                    stats.exchanged(&ex, now, now.since(mark), first, t0.elapsed());
-                    stats.finished = Some(Instant::now());
+                    let since_connect = first.then(|| ex.done.saturating_duration_since(t0));
+                    stats.exchanged(&ex, now, now.since(mark), since_connect);
+                    stats.finished = Some(ex.done);
                     mark = now;
                     first = false;
                     if !ex.reusable {
@@ -392,7 +411,7 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
                     break;
                 }
             }
-            if !budget.claim() {
+            if !budget.claim_at(last_done) {
                 break;
             }
         }
@@ -410,8 +429,9 @@ async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
         let result = async {
             let (mut conn, opened) = Conn::open(plan, budget.end).await?;
             stats.opened(&opened);
-            let deadline = budget.end.min(Instant::now() + plan.request_timeout);
-            let exchanged = conn.exchange(plan, deadline).await;
+            let sent = Instant::now();
+            let deadline = budget.end.min(sent + plan.request_timeout);
+            let exchanged = conn.exchange(plan, sent, deadline).await;
             let now = conn.counts();
             let ex = match exchanged {
                 Ok(ex) => ex,
@@ -421,8 +441,9 @@ async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
                 }
             };
             stats.latency.record(ex.total);
-            stats.exchanged(&ex, now, now.since(opened.bytes), true, t0.elapsed());
-            stats.finished = Some(Instant::now());
+            let since_connect = ex.done.saturating_duration_since(t0);
+            stats.exchanged(&ex, now, now.since(opened.bytes), Some(since_connect));
+            stats.finished = Some(ex.done);
             conn.close(Instant::now() + CLOSE_BOUND).await;
             stats.add_totals(&conn);
             Ok::<_, Failure>(())
@@ -525,12 +546,14 @@ impl Stats {
         ex: &crate::client::Exchange,
         connection_so_far: Counts,
         bytes: Counts,
-        first: bool,
-        since_connect: Duration,
+        // From connect to this echo, given for a connection's first exchange only.
+        since_connect: Option<Duration>,
     ) {
         self.messages += 1;
-        if first {
-            self.first_byte.record(ex.first_byte);
+        if let Some(since_connect) = since_connect {
+            if let Some(first_byte) = ex.first_byte {
+                self.first_byte.record(first_byte);
+            }
             self.first_echo.record(ex.total);
             self.connect_to_first_echo.record(since_connect);
             self.first = self.first.plus(bytes);

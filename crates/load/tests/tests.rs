@@ -84,3 +84,27 @@ async fn open_loop_charges_a_stall_to_every_message_due_during_it() {
     assert!(latency.max_us >= 290_000.0, "{latency:?}");
     assert!(latency.p90_us < 50_000.0, "{latency:?}");
 }
+
+#[tokio::test]
+async fn an_exchange_times_out_at_its_own_deadline() {
+    // 50 messages a second; the 20th (sent at ~380 ms) stalls past the 400 ms request
+    // timeout. The client's one watchdog was armed by the first exchange (for ~400 ms): it
+    // must fire at the 20th's own deadline (~780 ms), not at the first's.
+    let port = stalling_echo(20, Duration::from_secs(3)).await;
+    let target = Target::parse(&format!("http://127.0.0.1:{port}/echo")).unwrap();
+    let mut config = Config::new(target);
+    config.duration = Duration::from_secs(3);
+    config.rate = Some(50.0);
+    config.request_timeout = Duration::from_millis(400);
+    let started = std::time::Instant::now();
+    let report = run(config).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(report.messages, 19, "{report:?}");
+    assert_eq!(report.errors.timeout, 1, "{:?}", report.errors);
+    assert_eq!(report.errors.total(), 1, "{:?}", report.errors);
+    // ~380 ms of echoes, 400 ms of waiting, then a close bounded by 200 ms.
+    assert!(
+        took >= Duration::from_millis(760) && took < Duration::from_millis(1600),
+        "{took:?}"
+    );
+}

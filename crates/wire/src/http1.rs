@@ -138,15 +138,39 @@ pub trait Headers {
     /// Whether any `name` field contains `token` in its comma-separated list, compared
     /// case-insensitively (e.g. `Connection: keep-alive, Upgrade` has token `upgrade`).
     fn has_token(&self, name: &str, token: &str) -> bool {
-        self.fields()
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .any(|h| {
-                h.value
-                    .split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-            })
+        has_token(self.fields(), name, token)
     }
+}
+
+/// A header field as the framing rules read it: owned ([`Header`]) or borrowed from the
+/// parser (in a [`ResponseView`]).
+pub(crate) trait Field {
+    /// The name as sent.
+    fn name(&self) -> &str;
+    /// The value without surrounding whitespace.
+    fn value(&self) -> &[u8];
+}
+
+impl Field for Header {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+/// [`Headers::has_token`] over any kind of field.
+fn has_token<F: Field>(fields: &[F], name: &str, token: &str) -> bool {
+    fields
+        .iter()
+        .filter(|h| h.name().eq_ignore_ascii_case(name))
+        .any(|h| {
+            h.value()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
 }
 
 impl Headers for RequestHead {
@@ -233,7 +257,7 @@ impl ResponseHead {
     /// Body framing of this response, given the request method (a response to HEAD, and
     /// 1xx/204/304 responses, have no body; RFC 9112 §6.3).
     pub fn body_framing(&self, request_method: &str) -> Result<BodyFraming, HeadError> {
-        crate::http1::framing::response_framing(self, request_method)
+        framing::response_framing(self.status, self.version, &self.headers, request_method)
     }
 }
 
@@ -245,7 +269,7 @@ pub mod query;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedEvent};
 pub use encode::{reason_phrase, write_request_head, write_response_head};
-pub use parse::{parse_request, parse_response};
+pub use parse::{parse_request, parse_response, parse_response_with, ResponseView};
 
 #[cfg(test)]
 mod tests {

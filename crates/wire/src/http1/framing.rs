@@ -4,15 +4,15 @@
 //! here, never a guess: two hops that guess differently disagree about where the next request
 //! starts.
 
-use super::{BodyFraming, HeadError, Header, ResponseHead};
+use super::{BodyFraming, Field, HeadError};
 
-pub(super) fn request_framing(headers: &[Header], version: u8) -> Result<BodyFraming, HeadError> {
-    let te = transfer_codings(headers)?;
-    let has_cl = headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("content-length"));
-    if let Some(te) = te {
-        check_te_context(has_cl, version)?;
+pub(super) fn request_framing<F: Field>(
+    headers: &[F],
+    version: u8,
+) -> Result<BodyFraming, HeadError> {
+    let fields = Fields::scan(headers);
+    if let Some(te) = fields.te.finish()? {
+        check_te_context(fields.cl.seen, version)?;
         // RFC 9112 §6.3 (4): a request whose final coding is not chunked has no reliable
         // length; the server MUST answer 400 and close.
         if !te.final_chunked {
@@ -21,33 +21,32 @@ pub(super) fn request_framing(headers: &[Header], version: u8) -> Result<BodyFra
         return Ok(BodyFraming::Chunked);
     }
     // RFC 9112 §6.3 (7): no Transfer-Encoding and no Content-Length means no body.
-    Ok(content_length(headers)?.map_or(BodyFraming::Empty, BodyFraming::ContentLength))
+    Ok(fields
+        .cl
+        .finish()?
+        .map_or(BodyFraming::Empty, BodyFraming::ContentLength))
 }
 
-pub(super) fn response_framing(
-    head: &ResponseHead,
+/// Framing of a response with `status` and minor `version`, answering `request_method`.
+pub(super) fn response_framing<F: Field>(
+    status: u16,
+    version: u8,
+    headers: &[F],
     request_method: &str,
 ) -> Result<BodyFraming, HeadError> {
     // RFC 9112 §6.3 (1): responses to HEAD, and 1xx, 204 and 304 responses, end at the head
     // whatever their fields say.
-    if request_method == "HEAD"
-        || (100..200).contains(&head.status)
-        || matches!(head.status, 204 | 304)
-    {
+    if request_method == "HEAD" || (100..200).contains(&status) || matches!(status, 204 | 304) {
         return Ok(BodyFraming::Empty);
     }
     // RFC 9112 §6.3 (2): a 2xx answer to CONNECT turns the connection into a tunnel right
     // after the head; there is no body to frame.
-    if request_method == "CONNECT" && (200..300).contains(&head.status) {
+    if request_method == "CONNECT" && (200..300).contains(&status) {
         return Ok(BodyFraming::Empty);
     }
-    let te = transfer_codings(&head.headers)?;
-    let has_cl = head
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("content-length"));
-    if let Some(te) = te {
-        check_te_context(has_cl, head.version)?;
+    let fields = Fields::scan(headers);
+    if let Some(te) = fields.te.finish()? {
+        check_te_context(fields.cl.seen, version)?;
         // RFC 9112 §6.3 (4): for a response whose final coding is not chunked, the body runs
         // until the server closes the connection.
         return Ok(if te.final_chunked {
@@ -57,7 +56,10 @@ pub(super) fn response_framing(
         });
     }
     // RFC 9112 §6.3 (8): otherwise the body is delimited by the connection closing.
-    Ok(content_length(&head.headers)?.map_or(BodyFraming::UntilClose, BodyFraming::ContentLength))
+    Ok(fields
+        .cl
+        .finish()?
+        .map_or(BodyFraming::UntilClose, BodyFraming::ContentLength))
 }
 
 fn framing(reason: &'static str) -> HeadError {
@@ -84,19 +86,44 @@ struct Codings {
     final_chunked: bool,
 }
 
-/// Reads every Transfer-Encoding field as one comma-separated list (RFC 9110 §5.3).
-/// `None` when there is no such field.
-fn transfer_codings(headers: &[Header]) -> Result<Option<Codings>, HeadError> {
-    let mut seen = false;
-    let mut last_chunked = false;
-    let mut chunked_count = 0usize;
-    let mut any = false;
-    for h in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-    {
-        seen = true;
-        for item in h.value.split(|&b| b == b',') {
+/// The framing fields of a head, read in one pass (a client checks the framing of every
+/// response, so the fields are not walked once per rule).
+struct Fields {
+    te: TransferCodings,
+    cl: ContentLength,
+}
+
+impl Fields {
+    fn scan<F: Field>(headers: &[F]) -> Self {
+        let mut fields = Self {
+            te: TransferCodings::default(),
+            cl: ContentLength::default(),
+        };
+        for h in headers {
+            let name = h.name();
+            if name.eq_ignore_ascii_case("content-length") {
+                fields.cl.add(h.value());
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                fields.te.add(h.value());
+            }
+        }
+        fields
+    }
+}
+
+/// Every Transfer-Encoding field read as one comma-separated list (RFC 9110 §5.3).
+#[derive(Default)]
+struct TransferCodings {
+    seen: bool,
+    any: bool,
+    last_chunked: bool,
+    chunked_count: usize,
+}
+
+impl TransferCodings {
+    fn add(&mut self, value: &[u8]) {
+        self.seen = true;
+        for item in value.split(|&b| b == b',') {
             // A coding may carry parameters after ';' (RFC 9110 §10.1.4); only its name
             // matters for framing.
             let name = item
@@ -108,44 +135,70 @@ fn transfer_codings(headers: &[Header]) -> Result<Option<Codings>, HeadError> {
                 // Empty list elements are allowed and ignored (RFC 9110 §5.6.1).
                 continue;
             }
-            any = true;
-            last_chunked = name.eq_ignore_ascii_case(b"chunked");
-            chunked_count += usize::from(last_chunked);
+            self.any = true;
+            self.last_chunked = name.eq_ignore_ascii_case(b"chunked");
+            self.chunked_count += usize::from(self.last_chunked);
         }
     }
-    if !seen {
-        return Ok(None);
+
+    /// `None` when there is no such field.
+    fn finish(self) -> Result<Option<Codings>, HeadError> {
+        if !self.seen {
+            return Ok(None);
+        }
+        if !self.any {
+            return Err(framing("empty Transfer-Encoding"));
+        }
+        // RFC 9112 §6.1: a sender MUST NOT apply chunked more than once.
+        if self.chunked_count > 1 {
+            return Err(framing("chunked applied more than once"));
+        }
+        Ok(Some(Codings {
+            final_chunked: self.last_chunked,
+        }))
     }
-    if !any {
-        return Err(framing("empty Transfer-Encoding"));
-    }
-    // RFC 9112 §6.1: a sender MUST NOT apply chunked more than once.
-    if chunked_count > 1 {
-        return Err(framing("chunked applied more than once"));
-    }
-    Ok(Some(Codings {
-        final_chunked: last_chunked,
-    }))
 }
 
 /// The message's Content-Length, if it has one (RFC 9110 §8.6, RFC 9112 §6.3 (5)).
 /// Several fields, or a list in one field, are accepted only when every element is the same
-/// number; anything else has no reliable length.
-fn content_length(headers: &[Header]) -> Result<Option<u64>, HeadError> {
-    let mut length: Option<u64> = None;
-    for h in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-    {
-        for item in h.value.split(|&b| b == b',') {
-            let n = parse_decimal(item.trim_ascii())?;
-            match length {
-                Some(prev) if prev != n => return Err(framing("differing Content-Length values")),
-                _ => length = Some(n),
+/// number; anything else has no reliable length. The first violation is kept.
+#[derive(Default)]
+struct ContentLength {
+    seen: bool,
+    length: Option<u64>,
+    error: Option<HeadError>,
+}
+
+impl ContentLength {
+    fn add(&mut self, value: &[u8]) {
+        self.seen = true;
+        if self.error.is_some() {
+            return;
+        }
+        for item in value.split(|&b| b == b',') {
+            let n = match parse_decimal(item.trim_ascii()) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.error = Some(e);
+                    return;
+                }
+            };
+            match self.length {
+                Some(prev) if prev != n => {
+                    self.error = Some(framing("differing Content-Length values"));
+                    return;
+                }
+                _ => self.length = Some(n),
             }
         }
     }
-    Ok(length)
+
+    fn finish(self) -> Result<Option<u64>, HeadError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.length),
+        }
+    }
 }
 
 /// `Content-Length = 1*DIGIT`: no sign, no inner whitespace, no overflow.
@@ -252,6 +305,42 @@ mod tests {
         assert_eq!(
             req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Ok(BodyFraming::Chunked)
+        );
+    }
+
+    #[test]
+    fn one_pass_keeps_the_order_of_the_rules() {
+        let reason = |r: Result<BodyFraming, HeadError>| match r {
+            Err(HeadError::Framing { reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        // Transfer-Encoding's own errors come first, then its clash with Content-Length, and a
+        // bad Content-Length only matters without Transfer-Encoding.
+        assert_eq!(
+            reason(req(
+                "POST / HTTP/1.1\r\nContent-Length: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+            )),
+            "chunked applied more than once"
+        );
+        assert_eq!(
+            reason(req(
+                "POST / HTTP/1.1\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )),
+            "both Content-Length and Transfer-Encoding"
+        );
+        // The first bad Content-Length is the one reported.
+        assert_eq!(
+            reason(req(
+                "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\nContent-Length: x\r\n\r\n"
+            )),
+            "differing Content-Length values"
+        );
+        assert_eq!(
+            reason(res(
+                "HTTP/1.1 200 OK\r\nContent-Length: x\r\nContent-Length: 5, 6\r\n\r\n",
+                "GET"
+            )),
+            "Content-Length is not a number"
         );
     }
 
