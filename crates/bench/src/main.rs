@@ -100,6 +100,10 @@ struct LoadgenArgs {
     /// Payload bytes per message.
     #[arg(long, default_value_t = 32)]
     size: usize,
+    /// Rounds over every client; each client's best round is kept, which filters out bursts
+    /// of other work on a shared machine (the HTTP clients swap order every other round).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -257,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 http_connections: a.http_connections,
                 ws_connections: a.ws_connections,
                 size: a.size,
+                rounds: a.rounds,
             })?;
             print!("{}", loadgen::render(&results));
             if let Some(path) = a.json {
