@@ -75,6 +75,32 @@ pub(crate) async fn run<S: Io>(
     let ending = 'session: loop {
         // Answer everything already buffered before waiting again.
         loop {
+            if let Some(frame) = small_echo(&buf, &decoder, limits.max_message_bytes) {
+                // Unmasked straight into the batched answers: no message is allocated.
+                let start = out.len();
+                write_header(
+                    &mut out,
+                    &FrameHeader {
+                        fin: true,
+                        rsv: 0,
+                        opcode: frame.opcode,
+                        mask: None,
+                        payload_len: frame.payload_len as u64,
+                    },
+                );
+                let body = out.len();
+                let end = frame.header_len + frame.payload_len;
+                out.extend_from_slice(&buf[frame.header_len..end]);
+                apply_mask(&mut out[body..], frame.mask, 0);
+                if frame.opcode == OpCode::Text && std::str::from_utf8(&out[body..]).is_err() {
+                    // The decoder reports it (1007) and closes; nothing of it is echoed.
+                    out.truncate(start);
+                } else {
+                    buf.advance(end);
+                    heard = true;
+                    continue;
+                }
+            }
             if let Some(frame) = direct_echo(&buf, &decoder, limits.max_message_bytes) {
                 // Earlier answers go first: the peer must see echoes in order.
                 if !out.is_empty() {
@@ -133,9 +159,7 @@ pub(crate) async fn run<S: Io>(
         if ctx.graceful.is_cancelled() {
             break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
         }
-        // The slack lets a whole frame's TLS records land in the buffer too (header and tag
-        // per record), so they are opened in place instead of being carried over.
-        buf.reserve(room_for_next_frame(&buf) + TLS_SLACK);
+        buf.reserve(room_for_next_frame(&buf));
         // Read first: when woken by data, nothing else is polled. `hard` needs no branch:
         // it fires only after `graceful`, which has ended this loop by then.
         tokio::select! {
@@ -174,7 +198,8 @@ pub(crate) async fn run<S: Io>(
             close_gracefully(&mut stream, ctx).await;
         }
         Ending::WeClose(code, reason) => {
-            out.clear();
+            // Answers to the messages before a protocol error are still owed: the close
+            // frame goes after them.
             encode_close(&mut out, None, code, &reason);
             if write_out(&mut stream, &out, ctx).await.is_ok() {
                 await_peer_close(&mut stream, &mut buf, &mut decoder, ctx).await;
@@ -189,6 +214,40 @@ struct DirectEcho {
     header_len: usize,
     payload_len: usize,
     mask: [u8; 4],
+}
+
+/// A whole small data frame at the start of the read buffer that can be echoed by copying it
+/// into the batched answers.
+struct SmallEcho {
+    opcode: OpCode,
+    header_len: usize,
+    payload_len: usize,
+    mask: [u8; 4],
+}
+
+/// The frame at the start of `buf` if it is a complete, final, masked, unextended text or
+/// binary frame under [`DIRECT_ECHO_BYTES`] (and `max`) and no fragmented message is open.
+/// Text still has its UTF-8 checked by the caller; everything else goes through the decoder.
+fn small_echo(buf: &[u8], decoder: &Decoder, max: usize) -> Option<SmallEcho> {
+    if decoder.in_message() {
+        return None;
+    }
+    let (h, header_len) = decode_header(buf).ok()??;
+    let payload_len = usize::try_from(h.payload_len).ok()?;
+    let mask = h.mask?;
+    let whole = buf.len().checked_sub(header_len)? >= payload_len;
+    (h.fin
+        && h.rsv == 0
+        && matches!(h.opcode, OpCode::Binary | OpCode::Text)
+        && payload_len < DIRECT_ECHO_BYTES
+        && payload_len <= max
+        && whole)
+        .then_some(SmallEcho {
+            opcode: h.opcode,
+            header_len,
+            payload_len,
+            mask,
+        })
 }
 
 /// The frame at the start of `buf` if it can take the direct path: no fragmented message is
@@ -284,7 +343,13 @@ fn room_for_next_frame(buf: &[u8]) -> usize {
             .map_or(0, |len| (header_len + len).saturating_sub(buf.len())),
         _ => 0,
     };
-    pending.max(READ_CHUNK)
+    // The slack lets a large frame's TLS records land whole too (a header and a tag per
+    // record), so they are opened in place instead of being carried over.
+    if pending == 0 {
+        READ_CHUNK
+    } else {
+        (pending + TLS_SLACK).max(READ_CHUNK)
+    }
 }
 
 /// The pushed message: JSON so a client can tell it from an echo and measure delivery delay

@@ -104,6 +104,27 @@ async fn hostile_input_is_refused_while_another_client_keeps_echoing() {
         "invalid UTF-8"
     );
 
+    // Messages before the bad one are still answered, in order, before the close; in one
+    // write so they arrive in one read.
+    let mut raw = RawWs::connect(port).await;
+    let mut burst = masked(OpCode::Text, true, b"first");
+    burst.extend(masked(OpCode::Binary, true, b"second"));
+    burst.extend(masked(OpCode::Text, true, &[0xc3, 0x28]));
+    raw.send_raw(&burst).await;
+    assert_eq!(
+        raw.next_message(Duration::from_secs(5)).await,
+        protolab_wire::ws::Message::Text("first".into())
+    );
+    assert_eq!(
+        raw.next_message(Duration::from_secs(5)).await,
+        protolab_wire::ws::Message::Binary(b"second".to_vec())
+    );
+    assert_eq!(
+        raw.close_code(Duration::from_secs(5)).await,
+        1007,
+        "invalid UTF-8 after two good messages"
+    );
+
     // An unmasked client frame.
     let mut raw = RawWs::connect(port).await;
     let mut unmasked = Vec::new();
