@@ -62,7 +62,7 @@ pub enum HandshakeError {
     /// The peer closed the connection before the handshake finished.
     #[error("the peer closed the connection during the TLS handshake")]
     Eof,
-    /// A handshake message would not fit in [`MAX_HANDSHAKE_BYTES`].
+    /// A handshake message would not fit in the handshake buffer (256 KiB).
     #[error("TLS handshake messages over {MAX_HANDSHAKE_BYTES} bytes")]
     TooLarge,
     /// The negotiated keys could not be used.
