@@ -87,19 +87,8 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
             let port = free_port()?;
             let url = format!("http://127.0.0.1:{port}{PATH}");
             let body = body.clone().unwrap_or_else(|| DEFAULT_BODY.to_vec());
-            let conf = dir.path().join("nginx.conf");
-            std::fs::write(&conf, nginx_conf(port, &body, dir.path()))
-                .with_context(|| format!("writing {}", conf.display()))?;
-            let args = vec![
-                "-c".to_owned(),
-                conf.display().to_string(),
-                "-p".to_owned(),
-                format!("{}/", dir.path().display()),
-                "-e".to_owned(),
-                dir.path().join("nginx-error.log").display().to_string(),
-            ];
             eprintln!("http: {tag}: starting nginx on 127.0.0.1:{port}");
-            let row = Server::start("nginx", nginx, &args, dir.path(), port, Ready::Port)
+            let row = start_nginx(nginx, dir.path(), port, &body)
                 .and_then(|server| measure(opts, &wrk, &server, "nginx", &url, Some(body.len())))
                 .unwrap_or_else(|err| {
                     eprintln!("error: nginx: {err:#}");
@@ -147,6 +136,28 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts one-worker nginx on 127.0.0.1:`port` serving `body` (see [`nginx_conf`]), with its
+/// config, temp files and error log in `dir`.
+pub(crate) fn start_nginx(
+    nginx: &Path,
+    dir: &Path,
+    port: u16,
+    body: &[u8],
+) -> anyhow::Result<Server> {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(port, body, dir))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    let args = vec![
+        "-c".to_owned(),
+        conf.display().to_string(),
+        "-p".to_owned(),
+        format!("{}/", dir.display()),
+        "-e".to_owned(),
+        dir.join("nginx-error.log").display().to_string(),
+    ];
+    Server::start("nginx", nginx, &args, dir, port, Ready::Port)
 }
 
 /// nginx with one worker and the same body at the same path, `return`ed from memory (its

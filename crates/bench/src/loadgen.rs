@@ -185,18 +185,7 @@ fn http(opts: &LoadgenOptions, reverse: bool) -> anyhow::Result<Vec<LoadgenRow>>
     let dir = TempDir::new("protolab-loadgen")?;
     let body = payload(opts.size);
     let port = free_port()?;
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, crate::http::nginx_conf(port, &body, dir.path()))
-        .with_context(|| format!("writing {}", conf.display()))?;
-    let args = vec![
-        "-c".to_owned(),
-        conf.display().to_string(),
-        "-p".to_owned(),
-        format!("{}/", dir.path().display()),
-        "-e".to_owned(),
-        dir.path().join("nginx-error.log").display().to_string(),
-    ];
-    let _server = Server::start("nginx", &nginx, &args, dir.path(), port, Ready::Port)?;
+    let _server = crate::http::start_nginx(&nginx, dir.path(), port, &body)?;
     let url = format!("http://127.0.0.1:{port}/echo");
     let d = secs(opts.duration);
     let limit = opts.duration + Duration::from_secs(30);

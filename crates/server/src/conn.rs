@@ -404,19 +404,39 @@ async fn bounded_write(
     write: impl std::future::Future<Output = std::io::Result<()>>,
     ctx: &ConnCtx,
 ) -> Result<(), ()> {
+    bounded(write, ctx.limits.write_timeout, &ctx.hard).await
+}
+
+/// Awaits `write` within `timeout`, giving up at once when `hard` is cancelled.
+async fn bounded(
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+    timeout: Duration,
+    hard: &CancellationToken,
+) -> Result<(), ()> {
     tokio::select! {
         biased;
-        r = tokio::time::timeout(ctx.limits.write_timeout, write) => match r {
+        r = tokio::time::timeout(timeout, write) => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => Err(()),
         },
-        () = ctx.hard.cancelled() => Err(()),
+        () = hard.cancelled() => Err(()),
     }
 }
 
 /// Writes and flushes `out` within the write timeout; flushing matters for TLS, whose
 /// writer holds records until flushed.
 pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) -> Result<(), ()> {
+    write_within(stream, out, ctx.limits.write_timeout, &ctx.hard).await
+}
+
+/// [`write_out`] with an explicit bound, for callers that are not lab connections (the
+/// proxy): within `timeout`, and not past `hard`.
+pub(crate) async fn write_within<S: Io>(
+    stream: &mut S,
+    out: &[u8],
+    timeout: Duration,
+    hard: &CancellationToken,
+) -> Result<(), ()> {
     let write = async {
         stream.write_all(out).await?;
         stream.flush().await
@@ -431,7 +451,7 @@ pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) 
     if let std::task::Poll::Ready(done) = first {
         return done.map_err(|_| ());
     }
-    bounded_write(write, ctx).await
+    bounded(write, timeout, hard).await
 }
 
 /// Validates the upgrade, checks `Origin`, answers 101 and runs the WebSocket session.

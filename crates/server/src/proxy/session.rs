@@ -923,28 +923,7 @@ pub(crate) async fn write_timed<W: Io>(
     timeout: Duration,
     shared: &Shared,
 ) -> Result<(), ()> {
-    let write = async {
-        dst.write_all(bytes).await?;
-        dst.flush().await
-    };
-    let mut write = std::pin::pin!(write);
-    // Almost every write completes at once (the socket buffer has room): poll it once before
-    // building the timeout, which reads the clock and registers a timer.
-    let first = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
-    })
-    .await;
-    if let std::task::Poll::Ready(done) = first {
-        return done.map_err(|_| ());
-    }
-    tokio::select! {
-        biased;
-        r = tokio::time::timeout(timeout, write) => match r {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        },
-        () = shared.hard.cancelled() => Err(()),
-    }
+    crate::conn::write_within(dst, bytes, timeout, &shared.hard).await
 }
 
 /// Answers the client with the proxy's own error page and closes the connection.
