@@ -225,8 +225,16 @@ impl RequestHead {
 
     /// The path part of the target, without the query.
     pub fn path(&self) -> &str {
+        self.path_and_query().0
+    }
+
+    /// [`path`](Self::path) and [`query`](Self::query) from one scan of the target.
+    pub fn path_and_query(&self) -> (&str, Option<&str>) {
         let target = self.origin_form();
-        target.split_once('?').map_or(target, |(p, _)| p)
+        match target.bytes().position(|b| b == b'?') {
+            Some(i) => (&target[..i], Some(&target[i + 1..])),
+            None => (target, None),
+        }
     }
 
     /// The target in origin form: an absolute-form target (`http://host/echo?x`, which
@@ -234,6 +242,9 @@ impl RequestHead {
     /// origin-form targets are returned as they are.
     pub fn origin_form(&self) -> &str {
         let t = self.target.as_str();
+        if t.starts_with('/') {
+            return t;
+        }
         let rest = ["http://", "https://", "ws://", "wss://"]
             .iter()
             .find_map(|scheme| {
@@ -249,7 +260,7 @@ impl RequestHead {
 
     /// The raw query string (no leading `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.origin_form().split_once('?').map(|(_, q)| q)
+        self.path_and_query().1
     }
 }
 
@@ -269,7 +280,9 @@ pub mod query;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedEvent};
 pub use encode::{reason_phrase, write_request_head, write_response_head};
-pub use parse::{parse_request, parse_response, parse_response_with, ResponseView};
+pub use parse::{
+    parse_request, parse_request_into, parse_response, parse_response_with, ResponseView,
+};
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,24 @@ pub fn parse_request(
     buf: &[u8],
     limits: &HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut head = RequestHead {
+        method: String::new(),
+        target: String::new(),
+        version: 1,
+        headers: Vec::new(),
+    };
+    Ok(parse_request_into(buf, limits, &mut head)?.map(|consumed| (head, consumed)))
+}
+
+/// [`parse_request`] into an existing head, reusing its allocations: a keep-alive server that
+/// parses every request of a connection into the same head allocates nothing once it has seen
+/// a request as large. Returns `Ok(Some(consumed))` once `head` holds the new request;
+/// after `Ok(None)` or an error, `head` holds no request (its contents are unspecified).
+pub fn parse_request_into(
+    buf: &[u8],
+    limits: &HeadLimits,
+    head: &mut RequestHead,
+) -> Result<Option<usize>, HeadError> {
     let Some(start) = skip_empty_lines(buf)? else {
         return check_partial(buf, limits);
     };
@@ -43,17 +61,33 @@ pub fn parse_request(
             Ok(httparse::Status::Partial) => check_partial(buf, limits),
             Ok(httparse::Status::Complete(len)) => {
                 check_line_endings(&window[start..len])?;
-                let head = RequestHead {
-                    method: req.method.unwrap_or_default().to_owned(),
-                    target: req.path.unwrap_or_default().to_owned(),
-                    version: checked_version(req.version)?,
-                    headers: collect_headers(req.headers)?,
-                };
-                Ok(Some((head, len)))
+                head.version = checked_version(req.version)?;
+                check_names(req.headers)?;
+                replace(&mut head.method, req.method.unwrap_or_default());
+                replace(&mut head.target, req.path.unwrap_or_default());
+                let fields = req.headers;
+                head.headers.truncate(fields.len());
+                for (kept, field) in head.headers.iter_mut().zip(fields.iter()) {
+                    replace(&mut kept.name, field.name);
+                    kept.value.clear();
+                    kept.value.extend_from_slice(trim_ows(field.value));
+                }
+                let kept = head.headers.len();
+                head.headers.extend(fields[kept..].iter().map(|h| Header {
+                    name: h.name.to_owned(),
+                    value: trim_ows(h.value).to_vec(),
+                }));
+                Ok(Some(len))
             }
             Err(e) => Err(map_error(e, window, limits)),
         }
     })
+}
+
+/// Overwrites `kept` with `new`, in its own allocation when that is large enough.
+fn replace(kept: &mut String, new: &str) {
+    kept.clear();
+    kept.push_str(new);
 }
 
 /// Parses a response head at the start of `buf`; same contract as [`parse_request`].
@@ -230,17 +264,6 @@ fn checked_version(version: Option<u8>) -> Result<u8, HeadError> {
     }
 }
 
-fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<Vec<Header>, HeadError> {
-    check_names(raw)?;
-    Ok(raw
-        .iter()
-        .map(|h| Header {
-            name: h.name.to_owned(),
-            value: trim_ows(h.value).to_vec(),
-        })
-        .collect())
-}
-
 fn check_names(raw: &[httparse::Header<'_>]) -> Result<(), HeadError> {
     if raw.iter().any(|h| h.name.is_empty()) {
         return Err(HeadError::Malformed {
@@ -317,6 +340,45 @@ mod tests {
 
     fn malformed<T: std::fmt::Debug>(r: Result<T, HeadError>) {
         assert!(matches!(r, Err(HeadError::Malformed { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_reused_head_holds_only_the_new_request() {
+        let limits = HeadLimits::default();
+        let mut head =
+            req("POST /a/longer/target?x=1 HTTP/1.0\r\nHost: a\r\nX-A: 1\r\nX-B: 22\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .0;
+        let next = b"GET /b HTTP/1.1\r\nhost:  b.test \r\n\r\nrest";
+        assert_eq!(parse_request_into(next, &limits, &mut head), Ok(Some(35)));
+        assert_eq!(
+            Some((head.clone(), 35)),
+            parse_request(next, &limits).unwrap()
+        );
+        assert_eq!(head.header_str("host"), Some("b.test"));
+        assert_eq!(head.headers.len(), 1);
+        // A later, larger request grows it again.
+        let third = b"PUT /c HTTP/1.1\r\nHost: c\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(
+            parse_request_into(third, &limits, &mut head),
+            Ok(Some(third.len()))
+        );
+        assert_eq!(
+            Some((head, third.len())),
+            parse_request(third, &limits).unwrap()
+        );
+        // Incomplete and bad input give what parse_request gives.
+        let mut head = req("GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap().0;
+        assert_eq!(
+            parse_request_into(b"GET / HT", &limits, &mut head),
+            Ok(None)
+        );
+        malformed(parse_request_into(
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            &limits,
+            &mut head,
+        ));
     }
 
     #[test]
