@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -14,9 +15,9 @@ use protolab_wire::http1::{
 use protolab_wire::ws::handshake;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::apps::{self, KeepAlive, Response};
+use crate::cancel::{CancelToken, Cancelled};
 use crate::Limits;
 
 /// Which app a listener serves.
@@ -36,9 +37,9 @@ pub(crate) struct ConnCtx {
     pub(crate) push_interval: Duration,
     pub(crate) allowed_origins: Arc<[String]>,
     /// Cancelled when the lab begins shutting down: stop taking new work.
-    pub(crate) graceful: CancellationToken,
+    pub(crate) graceful: CancelToken,
     /// Cancelled when the drain timeout runs out: drop the connection now.
-    pub(crate) hard: CancellationToken,
+    pub(crate) hard: CancelToken,
 }
 
 /// A byte stream the lab serves: plain TCP or TLS over it.
@@ -48,8 +49,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// Smallest free space kept in the read buffer before each read.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
+/// Makes room in `buf` for the next read: the rest of a frame or body already announced
+/// (`needed`, 0 if none), and never less than [`READ_CHUNK`], so a 16 KiB message that
+/// starts arriving is read whole rather than in pieces.
+pub(crate) fn make_read_room(buf: &mut BytesMut, needed: usize) {
+    buf.reserve(needed.max(READ_CHUNK));
+}
+
 enum HeadRead {
-    Head(RequestHead),
+    /// A request head is in the connection's head.
+    Head,
     /// EOF or an I/O error: the peer is gone, nothing to answer.
     Closed,
     /// Shutdown while idle between requests: close politely (TLS close_notify, FIN).
@@ -76,6 +85,13 @@ pub(crate) async fn serve<S: Io>(
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(4096);
+    // Every request of the connection is parsed into this one head, reusing its allocations.
+    let mut head = RequestHead {
+        method: String::new(),
+        target: String::new(),
+        version: 1,
+        headers: Vec::new(),
+    };
     let mut deadline = LazyDeadline::new(deadline);
     let graceful = ctx.graceful.cancelled();
     let hard = ctx.hard.cancelled();
@@ -86,8 +102,8 @@ pub(crate) async fn serve<S: Io>(
             graceful: graceful.as_mut(),
             hard: hard.as_mut(),
         };
-        let head = match read_head(&mut stream, &mut buf, &head_limits, waits).await {
-            HeadRead::Head(head) => head,
+        match read_head(&mut stream, &mut buf, &mut head, &head_limits, waits).await {
+            HeadRead::Head => {}
             HeadRead::Closed => return,
             HeadRead::ShuttingDown => {
                 // A client racing a request against this close sees a clean end (close_notify
@@ -211,26 +227,27 @@ impl LazyDeadline {
 /// What a wait for the next request head can be cut short by.
 struct Waits<'a, 'd> {
     deadline: &'d mut LazyDeadline,
-    graceful: Pin<&'d mut WaitForCancellationFuture<'a>>,
-    hard: Pin<&'d mut WaitForCancellationFuture<'a>>,
+    graceful: Pin<&'d mut Cancelled<'a>>,
+    hard: Pin<&'d mut Cancelled<'a>>,
 }
 
 async fn read_head<S: Io>(
     stream: &mut S,
     buf: &mut BytesMut,
+    head: &mut RequestHead,
     limits: &HeadLimits,
     mut waits: Waits<'_, '_>,
 ) -> HeadRead {
     loop {
-        match http1::parse_request(buf, limits) {
-            Ok(Some((head, consumed))) => {
+        match http1::parse_request_into(buf, limits, head) {
+            Ok(Some(consumed)) => {
                 buf.advance(consumed);
-                return HeadRead::Head(head);
+                return HeadRead::Head;
             }
             Ok(None) => {}
             Err(err) => return HeadRead::Bad(err),
         }
-        buf.reserve(READ_CHUNK);
+        make_read_room(buf, 0);
         let idle = buf.is_empty();
         // Read first: a pipelined or prompt request is served without polling the rest.
         tokio::select! {
@@ -355,7 +372,7 @@ pub(crate) async fn close_gracefully<S: Io>(stream: &mut S, ctx: &ConnCtx) {
 
 /// [`close_gracefully`] with an explicit bound, for callers that are not lab connections
 /// (the proxy): at most `bound`, and not past `hard`.
-pub(crate) async fn linger_close<S: Io>(stream: &mut S, bound: Duration, hard: &CancellationToken) {
+pub(crate) async fn linger_close<S: Io>(stream: &mut S, bound: Duration, hard: &CancelToken) {
     let linger = async {
         if stream.shutdown().await.is_err() {
             return;
@@ -411,7 +428,7 @@ async fn bounded_write(
 async fn bounded(
     write: impl std::future::Future<Output = std::io::Result<()>>,
     timeout: Duration,
-    hard: &CancellationToken,
+    hard: &CancelToken,
 ) -> Result<(), ()> {
     tokio::select! {
         biased;
@@ -435,23 +452,45 @@ pub(crate) async fn write_within<S: Io>(
     stream: &mut S,
     out: &[u8],
     timeout: Duration,
-    hard: &CancellationToken,
+    hard: &CancelToken,
 ) -> Result<(), ()> {
-    let write = async {
-        stream.write_all(out).await?;
-        stream.flush().await
-    };
-    let mut write = std::pin::pin!(write);
-    // Almost every write completes at once (the socket buffer has room): poll it once before
-    // building the timeout, which reads the clock, and before touching the token's waiters.
-    let first = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
+    // Almost every write completes at once (the socket buffer has room): try it directly
+    // before building the timeout, which reads the clock, and before touching the token.
+    let mut written = 0;
+    let attempt = std::future::poll_fn(|cx| {
+        Poll::Ready(try_write_now(Pin::new(&mut *stream), cx, out, &mut written))
     })
     .await;
-    if let std::task::Poll::Ready(done) = first {
-        return done.map_err(|_| ());
+    match attempt {
+        Poll::Ready(done) => done.map_err(|_| ()),
+        Poll::Pending => {
+            let rest = &out[written..];
+            let write = async {
+                stream.write_all(rest).await?;
+                stream.flush().await
+            };
+            bounded(write, timeout, hard).await
+        }
     }
-    bounded(write, timeout, hard).await
+}
+
+/// Writes what it can of `out[*written..]` and flushes, without waiting: `Ready` once all of
+/// it is written and flushed (or on an error), `Pending` with `written` advanced otherwise.
+fn try_write_now<S: Io>(
+    mut stream: Pin<&mut S>,
+    cx: &mut std::task::Context<'_>,
+    out: &[u8],
+    written: &mut usize,
+) -> Poll<std::io::Result<()>> {
+    while *written < out.len() {
+        match stream.as_mut().poll_write(cx, &out[*written..]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => *written += n,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    stream.poll_flush(cx)
 }
 
 /// Validates the upgrade, checks `Origin`, answers 101 and runs the WebSocket session.

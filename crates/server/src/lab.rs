@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cancel::CancelToken;
 use crate::conn::{self, AppKind, ConnCtx};
 use crate::{Error, Limits, Result};
 
@@ -171,8 +171,8 @@ pub struct ShutdownReport {
 #[derive(Debug)]
 pub struct Lab {
     endpoints: Vec<Endpoint>,
-    graceful: CancellationToken,
-    hard: CancellationToken,
+    graceful: CancelToken,
+    hard: CancelToken,
     tracker: TaskTracker,
     open: Arc<std::sync::atomic::AtomicUsize>,
     drain_timeout: Duration,
@@ -231,8 +231,8 @@ impl Lab {
         }
         let lab = Self {
             endpoints,
-            graceful: CancellationToken::new(),
-            hard: CancellationToken::new(),
+            graceful: CancelToken::new(),
+            hard: CancelToken::new(),
             tracker: TaskTracker::new(),
             open: Arc::default(),
             drain_timeout: config.limits.drain_timeout,

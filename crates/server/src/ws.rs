@@ -9,10 +9,14 @@ use protolab_wire::ws::{
     apply_mask, close_code, decode_header, encode_close, encode_frame, write_header, CloseFrame,
     Decoder, DecoderConfig, FrameHeader, Message, OpCode, ProtocolError, Role,
 };
+use std::pin::Pin;
 use tokio::io::AsyncReadExt as _;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-use crate::conn::{close_gracefully, write_out, write_two, ConnCtx, Io, READ_CHUNK};
+use tokio::time::{sleep_until, Instant, Sleep};
+
+use crate::conn::{
+    close_gracefully, make_read_room, write_out, write_two, ConnCtx, Io, READ_CHUNK,
+};
 
 /// Binary echoes at least this large skip two copies — into a decoded message, then into an
 /// output frame: the payload is unmasked where it lies in the read buffer and written from
@@ -51,15 +55,12 @@ pub(crate) async fn run<S: Io>(
     );
     let mut out = Vec::with_capacity(READ_CHUNK);
     let start = Instant::now();
-    let mut push = interval_at(start + push_interval, push_interval);
-    push.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // Ping once half the idle timeout has passed in silence; check four times per idle period
     // so a ping always goes out at least a quarter period before the peer would be dropped,
     // leaving that long for its pong.
     let ping_after = limits.idle_timeout / 2;
     let tick = (limits.idle_timeout / 4).max(Duration::from_millis(10));
-    let mut keepalive = interval_at(start + tick, tick);
-    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut timers = Timers::new(start, push_interval, tick);
     // When the peer was last heard from, at keepalive-tick granularity: a flag per frame and a
     // clock read per tick, instead of a clock read per frame on the echo hot path.
     let mut last_heard = start;
@@ -159,7 +160,8 @@ pub(crate) async fn run<S: Io>(
         if ctx.graceful.is_cancelled() {
             break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
         }
-        buf.reserve(room_for_next_frame(&buf));
+        let pending = rest_of_next_frame(&buf);
+        make_read_room(&mut buf, pending);
         // Read first: when woken by data, nothing else is polled. `hard` needs no branch:
         // it fires only after `graceful`, which has ended this loop by then.
         tokio::select! {
@@ -171,21 +173,23 @@ pub(crate) async fn run<S: Io>(
             () = &mut shutdown => {
                 break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
             }
-            _ = push.tick() => {
-                push_seq += 1;
-                let text = push_message(push_seq);
-                encode_frame(&mut out, true, OpCode::Text, None, text.as_bytes());
-            }
-            _ = keepalive.tick() => {
-                if std::mem::take(&mut heard) {
-                    last_heard = Instant::now();
+            due = timers.next() => {
+                if due.push {
+                    push_seq += 1;
+                    let text = push_message(push_seq);
+                    encode_frame(&mut out, true, OpCode::Text, None, text.as_bytes());
                 }
-                let silent = last_heard.elapsed();
-                if silent >= limits.idle_timeout {
-                    break Ending::WeClose(close_code::GOING_AWAY, "idle timeout".into());
-                }
-                if silent >= ping_after {
-                    encode_frame(&mut out, true, OpCode::Ping, None, b"protolab");
+                if due.keepalive {
+                    if std::mem::take(&mut heard) {
+                        last_heard = due.now;
+                    }
+                    let silent = due.now.saturating_duration_since(last_heard);
+                    if silent >= limits.idle_timeout {
+                        break Ending::WeClose(close_code::GOING_AWAY, "idle timeout".into());
+                    }
+                    if silent >= ping_after {
+                        encode_frame(&mut out, true, OpCode::Ping, None, b"protolab");
+                    }
                 }
             }
         }
@@ -205,6 +209,61 @@ pub(crate) async fn run<S: Io>(
                 await_peer_close(&mut stream, &mut buf, &mut decoder, ctx).await;
                 close_gracefully(&mut stream, ctx).await;
             }
+        }
+    }
+}
+
+/// The session's two periodic jobs, push and keepalive check, behind one timer: the session
+/// waits on it once per message, and one armed sleep costs half of two. A job that falls
+/// behind (a busy runtime) runs once and is rescheduled a whole period from then, as
+/// tokio's `MissedTickBehavior::Delay` would.
+struct Timers {
+    sleep: Pin<Box<Sleep>>,
+    next_push: Instant,
+    push_every: Duration,
+    next_keepalive: Instant,
+    keepalive_every: Duration,
+}
+
+/// Which jobs are due, and when that was found.
+struct Due {
+    now: Instant,
+    push: bool,
+    keepalive: bool,
+}
+
+impl Timers {
+    fn new(start: Instant, push_every: Duration, keepalive_every: Duration) -> Self {
+        let next_push = start + push_every;
+        let next_keepalive = start + keepalive_every;
+        Self {
+            sleep: Box::pin(sleep_until(next_push.min(next_keepalive))),
+            next_push,
+            push_every,
+            next_keepalive,
+            keepalive_every,
+        }
+    }
+
+    /// Completes when at least one job is due and re-arms the timer for the next one.
+    async fn next(&mut self) -> Due {
+        self.sleep.as_mut().await;
+        let now = Instant::now();
+        let push = now >= self.next_push;
+        if push {
+            self.next_push = now + self.push_every;
+        }
+        let keepalive = now >= self.next_keepalive;
+        if keepalive {
+            self.next_keepalive = now + self.keepalive_every;
+        }
+        self.sleep
+            .as_mut()
+            .reset(self.next_push.min(self.next_keepalive));
+        Due {
+            now,
+            push,
+            keepalive,
         }
     }
 }
@@ -333,22 +392,21 @@ async fn await_peer_close<S: Io>(
     }
 }
 
-/// Free space to make before the next read: enough for the whole frame whose header is
-/// already buffered (so a 16 KiB message arrives in one read, not two), and at least
-/// [`READ_CHUNK`]. The decoder has already refused frames over the limit, so a hostile header
-/// cannot make this large.
-fn room_for_next_frame(buf: &[u8]) -> usize {
+/// Bytes still to come of the frame whose header is already buffered, plus room for the TLS
+/// records that carry them (a header and a tag per record), so a 16 KiB message arrives in one
+/// read and its records land whole and are opened in place instead of being carried over.
+/// 0 when no frame is pending. The decoder has already refused frames over the limit, so a
+/// hostile header cannot make this large.
+fn rest_of_next_frame(buf: &[u8]) -> usize {
     let pending = match decode_header(buf) {
         Ok(Some((header, header_len))) => usize::try_from(header.payload_len)
             .map_or(0, |len| (header_len + len).saturating_sub(buf.len())),
         _ => 0,
     };
-    // The slack lets a large frame's TLS records land whole too (a header and a tag per
-    // record), so they are opened in place instead of being carried over.
     if pending == 0 {
-        READ_CHUNK
+        0
     } else {
-        (pending + TLS_SLACK).max(READ_CHUNK)
+        pending + TLS_SLACK
     }
 }
 

@@ -58,29 +58,68 @@ impl Response {
     /// Appends the encoded response to `out`. `head_only` leaves the body out but keeps its
     /// Content-Length, as a response to HEAD must.
     pub(crate) fn encode(&self, out: &mut Vec<u8>, keep: KeepAlive, head_only: bool) {
-        let length = self.body.len().to_string();
-        DATE.with(|date| {
-            let mut date = date.borrow_mut();
-            let date = date.now();
-            let mut headers: Vec<(&str, &[u8])> = vec![
-                ("date", date.as_bytes()),
-                ("server", b"protolab"),
-                ("content-type", self.content_type.as_bytes()),
-                ("content-length", length.as_bytes()),
-                ("x-content-type-options", b"nosniff"),
-            ];
-            headers.extend(self.headers.iter().map(|(n, v)| (*n, v.as_bytes())));
-            match keep {
-                KeepAlive::Close => headers.push(("connection", b"close")),
-                // HTTP/1.0 closes by default; a 1.0 client that asked to keep the connection
-                // (ab -k) reuses it only if the answer says so (RFC 9112 §C.2.2).
-                KeepAlive::Http10 => headers.push(("connection", b"keep-alive")),
-                KeepAlive::Http11 => {}
-            }
-            http1::write_response_head(out, self.status, &headers);
-        });
-        if !head_only {
-            out.extend_from_slice(&self.body);
+        // Written piece by piece rather than through a list of fields: the head of a small
+        // response cost more than parsing its request when every field took four appends.
+        let body = if head_only { &[][..] } else { &self.body[..] };
+        let own: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum();
+        out.reserve(192 + self.content_type.len() + own + body.len());
+        if self.status == 200 {
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        } else {
+            let mut digits = [0u8; 20];
+            out.extend_from_slice(b"HTTP/1.1 ");
+            out.extend_from_slice(decimal(usize::from(self.status), &mut digits));
+            // The second SP is there even when the reason is empty (RFC 9112 §4).
+            out.push(b' ');
+            out.extend_from_slice(http1::reason_phrase(self.status).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        DATE.with(|date| out.extend_from_slice(date.borrow_mut().fields()));
+        field(out, "content-type", self.content_type.as_bytes());
+        let mut digits = [0u8; 20];
+        field(out, "content-length", decimal(self.body.len(), &mut digits));
+        out.extend_from_slice(b"x-content-type-options: nosniff\r\n");
+        for (name, value) in &self.headers {
+            field(out, name, value.as_bytes());
+        }
+        match keep {
+            KeepAlive::Close => out.extend_from_slice(b"connection: close\r\n"),
+            // HTTP/1.0 closes by default; a 1.0 client that asked to keep the connection
+            // (ab -k) reuses it only if the answer says so (RFC 9112 §C.2.2).
+            KeepAlive::Http10 => out.extend_from_slice(b"connection: keep-alive\r\n"),
+            KeepAlive::Http11 => {}
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+    }
+}
+
+/// One `name: value` line. Values are ours or checked for CR and LF where they come from a
+/// request (a line break would let them end the head: response splitting, RFC 9112 §11.1).
+fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    debug_assert!(
+        !value.iter().any(|&b| b == b'\r' || b == b'\n'),
+        "CR/LF in the value of {name}"
+    );
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, written into the end of `digits`.
+fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[start..];
         }
     }
 }
@@ -108,52 +147,58 @@ impl KeepAlive {
 }
 
 /// The `Date` header (RFC 9110 §6.6.1) changes once a second; formatting it per response
-/// would cost more than the rest of a small response, so each thread caches it.
+/// would cost more than the rest of a small response, so each thread caches it, together with
+/// the `server` line that follows it in every response.
 struct DateCache {
     second: u64,
-    text: String,
+    fields: Vec<u8>,
 }
 
 impl DateCache {
-    fn now(&mut self) -> &str {
+    /// `date: …\r\nserver: protolab\r\n` for the current second.
+    fn fields(&mut self) -> &[u8] {
         let now = SystemTime::now();
         let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if second != self.second || self.text.is_empty() {
+        if second != self.second || self.fields.is_empty() {
             self.second = second;
-            self.text = httpdate::fmt_http_date(now);
+            self.fields.clear();
+            self.fields.extend_from_slice(b"date: ");
+            self.fields
+                .extend_from_slice(httpdate::fmt_http_date(now).as_bytes());
+            self.fields.extend_from_slice(b"\r\nserver: protolab\r\n");
         }
-        &self.text
+        &self.fields
     }
 }
 
 thread_local! {
-    static DATE: RefCell<DateCache> = const { RefCell::new(DateCache { second: 0, text: String::new() }) };
+    static DATE: RefCell<DateCache> = const { RefCell::new(DateCache { second: 0, fields: Vec::new() }) };
 }
 
 /// Answers one request of `app`.
 pub(crate) fn route(app: AppKind, head: &RequestHead, body: &[u8]) -> Response {
     let method = head.method.as_str();
     let read_only = matches!(method, "GET" | "HEAD");
-    match (app, head.path()) {
+    let (path, query) = head.path_and_query();
+    let query = query.unwrap_or("");
+    match (app, path) {
         (_, "/healthz") if read_only => {
             Response::new(200, "text/plain; charset=utf-8", &b"ok\n"[..])
         }
         (AppKind::Http, "/") if read_only => Response::html(HTTP_PAGE),
         (AppKind::Ws, "/") if read_only => Response::html(WS_PAGE),
-        (AppKind::Http, "/echo") => echo(head, body),
-        (AppKind::Http, "/api/birds") if read_only => {
-            match birds::respond(head.query().unwrap_or("")) {
-                Ok(json) => Response::json(200, json),
-                Err(json) => Response::json(400, json),
-            }
-        }
+        (AppKind::Http, "/echo") => echo(head, query, body),
+        (AppKind::Http, "/api/birds") if read_only => match birds::respond(query) {
+            Ok(json) => Response::json(200, json),
+            Err(json) => Response::json(400, json),
+        },
         (AppKind::Ws, "/ws") => Response::error(
             426,
             "this endpoint speaks WebSocket: connect with ws:// or wss://\n",
         )
         .with_header("upgrade", "websocket"),
         (_, "/healthz" | "/" | "/api/birds") => not_allowed("GET, HEAD"),
-        _ => Response::error(404, format!("no such path: {}\n", head.path())),
+        _ => Response::error(404, format!("no such path: {path}\n")),
     }
 }
 
@@ -162,20 +207,19 @@ fn not_allowed(allow: &'static str) -> Response {
 }
 
 /// `GET /echo?msg=…` answers the message; `POST /echo` answers the body with its content type.
-fn echo(head: &RequestHead, body: &[u8]) -> Response {
+fn echo(head: &RequestHead, query: &str, body: &[u8]) -> Response {
     match head.method.as_str() {
-        "GET" | "HEAD" => {
-            let pairs = match query::pairs(head.query().unwrap_or("")) {
-                Ok(p) => p,
-                Err(e) => return Response::error(400, format!("bad query string: {e}\n")),
-            };
-            match pairs.into_iter().find(|(k, _)| k == "msg") {
-                Some((_, msg)) => Response::new(200, "text/plain; charset=utf-8", msg.into_bytes()),
-                None => {
-                    Response::error(400, "missing query parameter `msg`: try /echo?msg=hello\n")
-                }
+        "GET" | "HEAD" => match query::find(query, "msg") {
+            Ok(Some(msg)) => Response::new(
+                200,
+                "text/plain; charset=utf-8",
+                msg.into_owned().into_bytes(),
+            ),
+            Ok(None) => {
+                Response::error(400, "missing query parameter `msg`: try /echo?msg=hello\n")
             }
-        }
+            Err(e) => Response::error(400, format!("bad query string: {e}\n")),
+        },
         "POST" => {
             let content_type = head
                 .header_str("content-type")

@@ -27,13 +27,13 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use emit::{emit, Flavor, Runtime, TlsFiles};
 pub use metrics::Metrics;
 pub use pool::{BackendState, Balance};
 
+use crate::cancel::CancelToken;
 use crate::{Error, Result};
 
 /// One listening address of the proxy.
@@ -170,8 +170,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) pool: pool::Pool,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) graceful: CancellationToken,
-    pub(crate) hard: CancellationToken,
+    pub(crate) graceful: CancelToken,
+    pub(crate) hard: CancelToken,
 }
 
 /// A running proxy.
@@ -218,8 +218,8 @@ impl Proxy {
             pool: pool::Pool::new(&config.backends, config.balance, Arc::clone(&metrics)),
             config,
             metrics,
-            graceful: CancellationToken::new(),
-            hard: CancellationToken::new(),
+            graceful: CancelToken::new(),
+            hard: CancelToken::new(),
         });
         let proxy = Self {
             endpoints: listeners.iter().map(|(l, _)| *l).collect(),

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 use super::pool::Lease;
 use super::{tunnel, Shared};
+use crate::cancel::Cancelled;
 use crate::conn::{linger_close, Io, LazyDeadline, READ_CHUNK};
 use std::pin::Pin;
-use tokio_util::sync::WaitForCancellationFuture;
 
 /// Who is on the client side.
 #[derive(Debug, Clone, Copy)]
@@ -53,8 +53,8 @@ struct Upstream<'p> {
 /// The shutdown signals, made once per client connection: a fresh `cancelled()` per wait would
 /// register and unregister a waiter (a mutex each time) several times per request.
 struct Cancel<'a> {
-    hard: Pin<Box<WaitForCancellationFuture<'a>>>,
-    graceful: Pin<Box<WaitForCancellationFuture<'a>>>,
+    hard: Pin<Box<Cancelled<'a>>>,
+    graceful: Pin<Box<Cancelled<'a>>>,
 }
 
 impl<'a> Cancel<'a> {
