@@ -5,8 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use protolab_tls::record::{self, content_type, DirectionKeys, Version};
-use ring::aead;
+use protolab_tls::record::{self, content_type, Cipher, DirectionKeys, Version};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -17,14 +16,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Version::Tls12
     };
-    let algorithm: &'static aead::Algorithm = match (mode >> 1) % 3 {
-        0 => &aead::AES_128_GCM,
-        1 => &aead::AES_256_GCM,
-        _ => &aead::CHACHA20_POLY1305,
-    };
-    let explicit = version == Version::Tls12 && algorithm != &aead::CHACHA20_POLY1305;
-    let key = vec![0x42; algorithm.key_len()];
-    let keys = || DirectionKeys::from_raw(algorithm, &key, &[7; 12], explicit, 0).unwrap();
+    let cipher = Cipher::ALL[usize::from(mode >> 1) % Cipher::ALL.len()];
+    let explicit = cipher.explicit_nonce(version);
+    let key = vec![0x42; cipher.key_len()];
+    let keys = || DirectionKeys::from_raw(cipher, &key, &[7; 12], explicit, 0).unwrap();
 
     // Received bytes, opened the way the stream opens them.
     let mut rx = keys();

@@ -8,11 +8,17 @@
 //! plaintext with no copy. Sealing copies the plaintext once, into the output buffer, and
 //! encrypts it there.
 //!
+//! The AEADs are aws-lc-rs's, not *ring*'s (which rustls' handshake and the rest of this
+//! crate use): on this project's AVX-512 machines its AES-GCM seals a 16 KiB record 1.58x as
+//! fast (10.4 against 6.6 GB/s for AES-128-GCM, 9.1 against 6.3 for AES-256-GCM), and a 16 KiB
+//! WSS echo spends about a third of its server CPU in the cipher. The keys come from rustls as
+//! bytes, so which library applies them is this module's business alone.
+//!
 //! Every length is checked before it is used: a record larger than the protocol allows, a
 //! record too short for its tag, an unknown content type or a failed tag is a [`RecordError`]
 //! naming the alert to send, never a panic.
 
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
+use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
 use rustls::ConnectionTrafficSecrets;
 
 /// Bytes of a record header: type, legacy version, length.
@@ -93,6 +99,41 @@ pub enum Version {
     Tls12,
 }
 
+/// The record ciphers this layer applies: the AEADs of the suites the lab offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cipher {
+    /// AES-128-GCM.
+    Aes128Gcm,
+    /// AES-256-GCM.
+    Aes256Gcm,
+    /// ChaCha20-Poly1305.
+    ChaCha20Poly1305,
+}
+
+impl Cipher {
+    /// Every cipher, for tests and fuzzing.
+    pub const ALL: [Self; 3] = [Self::Aes128Gcm, Self::Aes256Gcm, Self::ChaCha20Poly1305];
+
+    /// Key length in bytes.
+    pub fn key_len(self) -> usize {
+        self.algorithm().key_len()
+    }
+
+    /// Whether TLS 1.2 records carry part of the nonce (AES-GCM, RFC 5288 §3; ChaCha20 does
+    /// not, RFC 7905 §2).
+    pub fn explicit_nonce(self, version: Version) -> bool {
+        version == Version::Tls12 && self != Self::ChaCha20Poly1305
+    }
+
+    fn algorithm(self) -> &'static aead::Algorithm {
+        match self {
+            Self::Aes128Gcm => &aead::AES_128_GCM,
+            Self::Aes256Gcm => &aead::AES_256_GCM,
+            Self::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+        }
+    }
+}
+
 /// One direction's traffic key, nonce base and record sequence number.
 pub struct DirectionKeys {
     key: LessSafeKey,
@@ -119,15 +160,15 @@ impl DirectionKeys {
         seq: u64,
         secrets: &ConnectionTrafficSecrets,
     ) -> Result<Self, RecordError> {
-        let (algorithm, key, iv, gcm) = match secrets {
+        let (cipher, key, iv) = match secrets {
             ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
-                (&aead::AES_128_GCM, key.as_ref(), iv.as_ref(), true)
+                (Cipher::Aes128Gcm, key.as_ref(), iv.as_ref())
             }
             ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
-                (&aead::AES_256_GCM, key.as_ref(), iv.as_ref(), true)
+                (Cipher::Aes256Gcm, key.as_ref(), iv.as_ref())
             }
             ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (&aead::CHACHA20_POLY1305, key.as_ref(), iv.as_ref(), false)
+                (Cipher::ChaCha20Poly1305, key.as_ref(), iv.as_ref())
             }
             _ => {
                 return Err(RecordError::new(
@@ -136,19 +177,19 @@ impl DirectionKeys {
                 ))
             }
         };
-        Self::from_raw(algorithm, key, iv, gcm && version == Version::Tls12, seq)
+        Self::from_raw(cipher, key, iv, cipher.explicit_nonce(version), seq)
     }
 
     /// Keys from raw bytes (fuzzing and tests).
     pub fn from_raw(
-        algorithm: &'static aead::Algorithm,
+        cipher: Cipher,
         key: &[u8],
         iv: &[u8],
         explicit_nonce: bool,
         seq: u64,
     ) -> Result<Self, RecordError> {
         let bad = || RecordError::new(alert::INTERNAL_ERROR, "traffic key of the wrong length");
-        let key = LessSafeKey::new(UnboundKey::new(algorithm, key).map_err(|_| bad())?);
+        let key = LessSafeKey::new(UnboundKey::new(cipher.algorithm(), key).map_err(|_| bad())?);
         let iv: [u8; NONCE_LEN] = iv.try_into().map_err(|_| bad())?;
         Ok(Self {
             key,
@@ -415,30 +456,21 @@ fn record_header(content_type: u8, fragment: usize) -> [u8; HEADER_LEN] {
 mod tests {
     use super::*;
 
-    fn pair(
-        version: Version,
-        algorithm: &'static aead::Algorithm,
-    ) -> (DirectionKeys, DirectionKeys) {
-        let key = vec![7u8; algorithm.key_len()];
+    fn pair(version: Version, cipher: Cipher) -> (DirectionKeys, DirectionKeys) {
+        let key = vec![7u8; cipher.key_len()];
         let iv = [9u8; NONCE_LEN];
-        let explicit = version == Version::Tls12 && algorithm != &aead::CHACHA20_POLY1305;
+        let explicit = cipher.explicit_nonce(version);
         (
-            DirectionKeys::from_raw(algorithm, &key, &iv, explicit, 0).unwrap(),
-            DirectionKeys::from_raw(algorithm, &key, &iv, explicit, 0).unwrap(),
+            DirectionKeys::from_raw(cipher, &key, &iv, explicit, 0).unwrap(),
+            DirectionKeys::from_raw(cipher, &key, &iv, explicit, 0).unwrap(),
         )
     }
-
-    const ALGORITHMS: [&aead::Algorithm; 3] = [
-        &aead::AES_128_GCM,
-        &aead::AES_256_GCM,
-        &aead::CHACHA20_POLY1305,
-    ];
 
     #[test]
     fn sealed_records_open_contiguously_in_place() {
         for version in [Version::Tls13, Version::Tls12] {
-            for algorithm in ALGORITHMS {
-                let (mut tx, mut rx) = pair(version, algorithm);
+            for cipher in Cipher::ALL {
+                let (mut tx, mut rx) = pair(version, cipher);
                 let messages: Vec<Vec<u8>> = [0usize, 1, 100, MAX_PLAINTEXT]
                     .iter()
                     .map(|&n| (0..n).map(|i| (i % 251) as u8).collect())
@@ -462,11 +494,7 @@ mod tests {
                     dst += opened.len;
                     src += len;
                 }
-                assert_eq!(
-                    wire[..dst],
-                    messages.concat()[..],
-                    "{version:?} {algorithm:?}"
-                );
+                assert_eq!(wire[..dst], messages.concat()[..], "{version:?} {cipher:?}");
                 assert_eq!(rx.seq(), 4);
             }
         }
@@ -475,7 +503,7 @@ mod tests {
     #[test]
     fn a_flipped_bit_a_replay_or_an_oversized_record_is_refused() {
         for version in [Version::Tls13, Version::Tls12] {
-            let (mut tx, mut rx) = pair(version, &aead::AES_128_GCM);
+            let (mut tx, mut rx) = pair(version, Cipher::Aes128Gcm);
             let mut wire = Vec::new();
             seal(
                 version,
@@ -507,7 +535,7 @@ mod tests {
 
     #[test]
     fn tls13_carries_the_inner_type_and_strips_padding() {
-        let (mut tx, mut rx) = pair(Version::Tls13, &aead::AES_128_GCM);
+        let (mut tx, mut rx) = pair(Version::Tls13, Cipher::Aes128Gcm);
         let mut wire = Vec::new();
         seal(
             Version::Tls13,
