@@ -279,7 +279,7 @@ mod parse;
 pub mod query;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedEvent};
-pub use encode::{reason_phrase, write_request_head, write_response_head};
+pub use encode::{reason_phrase, write_decimal, write_request_head, write_response_head};
 pub use parse::{
     parse_request, parse_request_into, parse_response, parse_response_with, ResponseView,
 };

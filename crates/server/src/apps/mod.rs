@@ -70,9 +70,8 @@ impl Response {
         if self.status == 200 {
             out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
         } else {
-            let mut digits = [0u8; 20];
             out.extend_from_slice(b"HTTP/1.1 ");
-            out.extend_from_slice(decimal(usize::from(self.status), &mut digits));
+            http1::write_decimal(out, self.status);
             // The second SP is there even when the reason is empty (RFC 9112 §4).
             out.push(b' ');
             out.extend_from_slice(http1::reason_phrase(self.status).as_bytes());
@@ -80,8 +79,9 @@ impl Response {
         }
         DATE.with(|date| out.extend_from_slice(date.borrow_mut().fields()));
         field(out, "content-type", self.content_type.as_bytes());
-        let mut digits = [0u8; 20];
-        field(out, "content-length", decimal(self.body.len(), &mut digits));
+        out.extend_from_slice(b"content-length: ");
+        http1::write_decimal(out, self.body.len() as u64);
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(b"x-content-type-options: nosniff\r\n");
         for (name, value) in &self.headers {
             field(out, name, value.as_bytes());
@@ -109,19 +109,6 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal, written into the end of `digits`.
-fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &digits[start..];
-        }
-    }
 }
 
 /// Whether the connection stays open after a response, and how to say so.
@@ -231,5 +218,66 @@ fn echo(head: &RequestHead, query: &str, body: &[u8]) -> Response {
             resp
         }
         _ => not_allowed("GET, HEAD, POST"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protolab_wire::http1::{parse_response, BodyFraming, HeadLimits, Headers as _};
+
+    use super::{KeepAlive, Response};
+
+    fn encode(resp: &Response, keep: KeepAlive, head_only: bool) -> Vec<u8> {
+        let mut out = b"earlier bytes stay".to_vec();
+        resp.encode(&mut out, keep, head_only);
+        assert!(out.starts_with(b"earlier bytes stay"));
+        out.split_off(b"earlier bytes stay".len())
+    }
+
+    #[test]
+    fn encoded_heads_parse_back_with_every_field() {
+        let ok = Response::new(200, "text/plain; charset=utf-8", &b"hello world"[..]);
+        let out = encode(&ok, KeepAlive::Http11, false);
+        let (head, len) = parse_response(&out, &HeadLimits::default())
+            .expect("a valid head")
+            .expect("a complete head");
+        assert_eq!(
+            (head.version, head.status, head.reason.as_str()),
+            (1, 200, "OK")
+        );
+        assert_eq!(head.header_str("content-length"), Some("11"));
+        assert_eq!(head.header_str("server"), Some("protolab"));
+        assert!(head.header_str("date").is_some_and(|d| d.ends_with(" GMT")));
+        assert_eq!(head.header_str("connection"), None);
+        assert_eq!(&out[len..], b"hello world");
+
+        // HEAD: the length of the body it would have, and no body.
+        let out = encode(&ok, KeepAlive::Close, true);
+        let (head, len) = parse_response(&out, &HeadLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.header_str("content-length"), Some("11"));
+        assert_eq!(head.header_str("connection"), Some("close"));
+        assert_eq!(len, out.len());
+
+        let refused = super::not_allowed("GET, HEAD");
+        let out = encode(&refused, KeepAlive::Http10, false);
+        let (head, len) = parse_response(&out, &HeadLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (head.status, head.reason.as_str()),
+            (405, "Method Not Allowed")
+        );
+        assert_eq!(head.header_str("allow"), Some("GET, HEAD"));
+        assert_eq!(head.header_str("connection"), Some("keep-alive"));
+        assert_eq!(
+            head.body_framing("GET"),
+            Ok(BodyFraming::ContentLength((out.len() - len) as u64))
+        );
+
+        // A status without a reason phrase keeps the space before the empty reason.
+        let odd = Response::error(599, "odd\n");
+        assert!(encode(&odd, KeepAlive::Http11, false).starts_with(b"HTTP/1.1 599 \r\n"));
     }
 }

@@ -121,8 +121,10 @@ pub(crate) fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn write_decimal(out: &mut Vec<u8>, mut n: u16) {
-    let mut digits = [0u8; 5];
+/// Appends `n` in decimal (a status code, a Content-Length) without formatting machinery.
+pub fn write_decimal(out: &mut Vec<u8>, n: impl Into<u64>) {
+    let mut n: u64 = n.into();
+    let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -203,7 +205,7 @@ mod tests {
 
     #[test]
     fn decimal() {
-        for n in [0u16, 9, 10, 101, 999, 65535] {
+        for n in [0u64, 9, 10, 101, 999, 65535, u64::MAX] {
             let mut out = Vec::new();
             write_decimal(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
