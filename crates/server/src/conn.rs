@@ -49,13 +49,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// Smallest free space kept in the read buffer before each read.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
-/// Makes room in `buf` for the next read: the rest of a frame or body already announced
-/// (`needed`, 0 if none), and never less than [`READ_CHUNK`], so a 16 KiB message that
-/// starts arriving is read whole rather than in pieces.
-pub(crate) fn make_read_room(buf: &mut BytesMut, needed: usize) {
-    buf.reserve(needed.max(READ_CHUNK));
-}
-
 enum HeadRead {
     /// A request head is in the connection's head.
     Head,
@@ -86,12 +79,7 @@ pub(crate) async fn serve<S: Io>(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(4096);
     // Every request of the connection is parsed into this one head, reusing its allocations.
-    let mut head = RequestHead {
-        method: String::new(),
-        target: String::new(),
-        version: 1,
-        headers: Vec::new(),
-    };
+    let mut head = RequestHead::default();
     let mut deadline = LazyDeadline::new(deadline);
     let graceful = ctx.graceful.cancelled();
     let hard = ctx.hard.cancelled();
@@ -247,7 +235,7 @@ async fn read_head<S: Io>(
             Ok(None) => {}
             Err(err) => return HeadRead::Bad(err),
         }
-        make_read_room(buf, 0);
+        buf.reserve(READ_CHUNK);
         let idle = buf.is_empty();
         // Read first: a pipelined or prompt request is served without polling the rest.
         tokio::select! {

@@ -2,6 +2,7 @@
 //! connection alive with pings, and close it properly (RFC 6455 §7) for every way it can end.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
@@ -9,14 +10,10 @@ use protolab_wire::ws::{
     apply_mask, close_code, decode_header, encode_close, encode_frame, write_header, CloseFrame,
     Decoder, DecoderConfig, FrameHeader, Message, OpCode, ProtocolError, Role,
 };
-use std::pin::Pin;
 use tokio::io::AsyncReadExt as _;
-
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use crate::conn::{
-    close_gracefully, make_read_room, write_out, write_two, ConnCtx, Io, READ_CHUNK,
-};
+use crate::conn::{close_gracefully, write_out, write_two, ConnCtx, Io, READ_CHUNK};
 
 /// Binary echoes at least this large skip two copies — into a decoded message, then into an
 /// output frame: the payload is unmasked where it lies in the read buffer and written from
@@ -76,7 +73,8 @@ pub(crate) async fn run<S: Io>(
     let ending = 'session: loop {
         // Answer everything already buffered before waiting again.
         loop {
-            if let Some(frame) = small_echo(&buf, &decoder, limits.max_message_bytes) {
+            let frame = echo_frame(&buf, &decoder, limits.max_message_bytes);
+            if let Some(frame) = frame.as_ref().filter(|f| f.payload_len < DIRECT_ECHO_BYTES) {
                 // Unmasked straight into the batched answers: no message is allocated.
                 let start = out.len();
                 write_header(
@@ -102,7 +100,9 @@ pub(crate) async fn run<S: Io>(
                     continue;
                 }
             }
-            if let Some(frame) = direct_echo(&buf, &decoder, limits.max_message_bytes) {
+            if let Some(frame) =
+                frame.filter(|f| f.opcode == OpCode::Binary && f.payload_len >= DIRECT_ECHO_BYTES)
+            {
                 // Earlier answers go first: the peer must see echoes in order.
                 if !out.is_empty() {
                     if write_out(&mut stream, &out, ctx).await.is_err() {
@@ -160,8 +160,7 @@ pub(crate) async fn run<S: Io>(
         if ctx.graceful.is_cancelled() {
             break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
         }
-        let pending = rest_of_next_frame(&buf);
-        make_read_room(&mut buf, pending);
+        buf.reserve(room_for_next_frame(&buf));
         // Read first: when woken by data, nothing else is polled. `hard` needs no branch:
         // it fires only after `graceful`, which has ended this loop by then.
         tokio::select! {
@@ -268,26 +267,20 @@ impl Timers {
     }
 }
 
-/// A whole binary frame at the start of the read buffer that can be echoed in place.
-struct DirectEcho {
-    header_len: usize,
-    payload_len: usize,
-    mask: [u8; 4],
-}
-
-/// A whole small data frame at the start of the read buffer that can be echoed by copying it
-/// into the batched answers.
-struct SmallEcho {
+/// A whole data frame at the start of the read buffer that can be echoed without the decoder.
+struct EchoFrame {
     opcode: OpCode,
     header_len: usize,
     payload_len: usize,
     mask: [u8; 4],
 }
 
-/// The frame at the start of `buf` if it is a complete, final, masked, unextended text or
-/// binary frame under [`DIRECT_ECHO_BYTES`] (and `max`) and no fragmented message is open.
-/// Text still has its UTF-8 checked by the caller; everything else goes through the decoder.
-fn small_echo(buf: &[u8], decoder: &Decoder, max: usize) -> Option<SmallEcho> {
+/// The frame at the start of `buf` if it can be echoed as it lies: no fragmented message is
+/// open (the decoder would have to reject a new data frame), and it is a final, masked,
+/// unextended text or binary frame of at most `max` bytes, all of it already read. The caller
+/// picks the path by size (and checks text's UTF-8); everything else goes through the decoder,
+/// which enforces every rule.
+fn echo_frame(buf: &[u8], decoder: &Decoder, max: usize) -> Option<EchoFrame> {
     if decoder.in_message() {
         return None;
     }
@@ -298,35 +291,10 @@ fn small_echo(buf: &[u8], decoder: &Decoder, max: usize) -> Option<SmallEcho> {
     (h.fin
         && h.rsv == 0
         && matches!(h.opcode, OpCode::Binary | OpCode::Text)
-        && payload_len < DIRECT_ECHO_BYTES
         && payload_len <= max
         && whole)
-        .then_some(SmallEcho {
+        .then_some(EchoFrame {
             opcode: h.opcode,
-            header_len,
-            payload_len,
-            mask,
-        })
-}
-
-/// The frame at the start of `buf` if it can take the direct path: no fragmented message is
-/// open (the decoder would have to reject a new data frame), and it is a final, masked,
-/// unextended binary frame of at least [`DIRECT_ECHO_BYTES`] and at most `max`, all of it
-/// already read. Everything else goes through the decoder, which enforces every rule.
-fn direct_echo(buf: &[u8], decoder: &Decoder, max: usize) -> Option<DirectEcho> {
-    if decoder.in_message() {
-        return None;
-    }
-    let (h, header_len) = decode_header(buf).ok()??;
-    let payload_len = usize::try_from(h.payload_len).ok()?;
-    let mask = h.mask?;
-    let whole = buf.len().checked_sub(header_len)? >= payload_len;
-    (h.fin
-        && h.rsv == 0
-        && h.opcode == OpCode::Binary
-        && (DIRECT_ECHO_BYTES..=max).contains(&payload_len)
-        && whole)
-        .then_some(DirectEcho {
             header_len,
             payload_len,
             mask,
@@ -392,21 +360,22 @@ async fn await_peer_close<S: Io>(
     }
 }
 
-/// Bytes still to come of the frame whose header is already buffered, plus room for the TLS
-/// records that carry them (a header and a tag per record), so a 16 KiB message arrives in one
-/// read and its records land whole and are opened in place instead of being carried over.
-/// 0 when no frame is pending. The decoder has already refused frames over the limit, so a
-/// hostile header cannot make this large.
-fn rest_of_next_frame(buf: &[u8]) -> usize {
+/// Free space to make before the next read: enough for the whole frame whose header is
+/// already buffered (so a 16 KiB message arrives in one read, not two), and at least
+/// [`READ_CHUNK`]. The decoder has already refused frames over the limit, so a hostile header
+/// cannot make this large.
+fn room_for_next_frame(buf: &[u8]) -> usize {
     let pending = match decode_header(buf) {
         Ok(Some((header, header_len))) => usize::try_from(header.payload_len)
             .map_or(0, |len| (header_len + len).saturating_sub(buf.len())),
         _ => 0,
     };
+    // The slack lets a large frame's TLS records land whole too (a header and a tag per
+    // record), so they are opened in place instead of being carried over.
     if pending == 0 {
-        0
+        READ_CHUNK
     } else {
-        pending + TLS_SLACK
+        (pending + TLS_SLACK).max(READ_CHUNK)
     }
 }
 

@@ -264,6 +264,18 @@ impl RequestHead {
     }
 }
 
+impl Default for RequestHead {
+    /// An empty HTTP/1.1 head: what [`parse_request_into`] fills.
+    fn default() -> Self {
+        Self {
+            method: String::new(),
+            target: String::new(),
+            version: 1,
+            headers: Vec::new(),
+        }
+    }
+}
+
 impl ResponseHead {
     /// Body framing of this response, given the request method (a response to HEAD, and
     /// 1xx/204/304 responses, have no body; RFC 9112 §6.3).

@@ -61,12 +61,7 @@ impl Response {
         // Written piece by piece rather than through a list of fields: the head of a small
         // response cost more than parsing its request when every field took four appends.
         let body = if head_only { &[][..] } else { &self.body[..] };
-        let own: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum();
-        out.reserve(192 + self.content_type.len() + own + body.len());
+        out.reserve(192 + self.content_type.len() + body.len());
         if self.status == 200 {
             out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
         } else {

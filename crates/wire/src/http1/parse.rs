@@ -33,12 +33,7 @@ pub fn parse_request(
     buf: &[u8],
     limits: &HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, HeadError> {
-    let mut head = RequestHead {
-        method: String::new(),
-        target: String::new(),
-        version: 1,
-        headers: Vec::new(),
-    };
+    let mut head = RequestHead::default();
     Ok(parse_request_into(buf, limits, &mut head)?.map(|consumed| (head, consumed)))
 }
 
