@@ -2,7 +2,9 @@
 //! whole and fed split at an input-chosen point must decode to the same messages and error.
 //!
 //! Input layout: `[flags, max_frame, max_message, split, stream...]`; flags bit 0 picks the
-//! role (0 = server, expects masked frames).
+//! role (0 = server, expects masked frames), bits 1–3 the most fragments per message, and
+//! bits 4–7 the size above which data frames are streamed (so both ways of taking a frame
+//! are exercised).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -32,7 +34,9 @@ fn run(
                     consumed += n;
                     out.extend(msg);
                 }
-                Err(e) => return (out, Some(e), consumed),
+                // How much of a streamed frame was taken before the error depends on where
+                // the reads ended.
+                Err(e) => return (out, Some(e), 0),
             }
         }
     }
@@ -51,6 +55,8 @@ fuzz_target!(|data: &[u8]| {
     let config = DecoderConfig {
         max_frame_bytes: usize::from(*max_frame) * 2,
         max_message_bytes: usize::from(*max_message) * 4,
+        max_fragments: u32::from((flags >> 1) & 7) + 1,
+        stream_frames_over: usize::from(flags >> 4) * 16,
     };
     let at = stream.len() * usize::from(*split) / 255;
     let whole = run(&mut Decoder::new(role, config), stream, &[stream.len()]);

@@ -10,6 +10,7 @@ use thiserror::Error;
 mod decoder;
 mod frame;
 pub mod handshake;
+mod utf8;
 mod watch;
 
 pub use decoder::Decoder;
@@ -112,6 +113,17 @@ pub struct DecoderConfig {
     /// Largest message accepted, summed over its fragments. Default 16 MiB. Exceeding it fails
     /// with [`ProtocolError::MessageTooLarge`] (close 1009) as soon as a header makes it certain.
     pub max_message_bytes: usize,
+    /// Most frames one data message may span. Default 131,072: Autobahn's largest
+    /// fragmentation case sends 4 MiB in 64-byte fragments (65,536 frames). More fails with
+    /// [`ProtocolError::TooManyFragments`] (close 1009); without a bound, a message of empty
+    /// continuation frames would never end.
+    pub max_fragments: u32,
+    /// Data frames with a payload up to this many bytes are consumed only once whole (the
+    /// caller may handle them where they lie in its buffer); larger ones are taken into the
+    /// message buffer as their bytes arrive, so memory follows what was received, not what a
+    /// header announced. Default 64 KiB. Text frames that arrive in pieces are always taken
+    /// piece by piece, to fail invalid UTF-8 at once.
+    pub stream_frames_over: usize,
 }
 
 impl Default for DecoderConfig {
@@ -119,6 +131,8 @@ impl Default for DecoderConfig {
         Self {
             max_frame_bytes: 16 << 20,
             max_message_bytes: 16 << 20,
+            max_fragments: 1 << 17,
+            stream_frames_over: 64 << 10,
         }
     }
 }
@@ -165,6 +179,8 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// Unexpected condition on the server.
     pub const INTERNAL: u16 = 1011;
+    /// The server is overloaded: try again later (IANA WebSocket close code registry).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 
     /// Whether `code` may appear in a close frame on the wire (RFC 6455 §7.4.1–7.4.2):
     /// 1000–1003, 1007–1011, 3000–4999. 1004–1006 and 1015 are reserved for local use.
@@ -213,6 +229,12 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
+    /// A message spanning more frames than [`DecoderConfig::max_fragments`].
+    #[error("message spans more than {limit} frames")]
+    TooManyFragments {
+        /// The configured limit.
+        limit: u32,
+    },
     /// A message growing past [`DecoderConfig::max_message_bytes`].
     #[error("message of at least {len} bytes exceeds the {limit}-byte limit")]
     MessageTooLarge {
@@ -228,7 +250,9 @@ impl ProtocolError {
     pub fn close_code(&self) -> u16 {
         match self {
             Self::InvalidUtf8 => close_code::INVALID_PAYLOAD,
-            Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => close_code::TOO_BIG,
+            Self::FrameTooLarge { .. }
+            | Self::MessageTooLarge { .. }
+            | Self::TooManyFragments { .. } => close_code::TOO_BIG,
             _ => close_code::PROTOCOL,
         }
     }
