@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use crate::apps::{self, KeepAlive, Response};
+use crate::budget::MessageBudget;
 use crate::cancel::{CancelToken, Cancelled};
 use crate::Limits;
 
@@ -36,6 +37,8 @@ pub(crate) struct ConnCtx {
     pub(crate) limits: Arc<Limits>,
     pub(crate) push_interval: Duration,
     pub(crate) allowed_origins: Arc<[String]>,
+    /// Shared by every listener of the lab: what WebSocket messages in progress may hold.
+    pub(crate) budget: Arc<MessageBudget>,
     /// Cancelled when the lab begins shutting down: stop taking new work.
     pub(crate) graceful: CancelToken,
     /// Cancelled when the drain timeout runs out: drop the connection now.

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::MessageBudget;
 use crate::cancel::CancelToken;
 use crate::conn::{self, AppKind, ConnCtx};
 use crate::{Error, Limits, Result};
@@ -175,6 +176,7 @@ pub struct Lab {
     hard: CancelToken,
     tracker: TaskTracker,
     open: Arc<std::sync::atomic::AtomicUsize>,
+    budget: Arc<MessageBudget>,
     drain_timeout: Duration,
 }
 
@@ -229,12 +231,14 @@ impl Lab {
             ));
             allowed_origins.push(format!("{}://{}", e.protocol.page_scheme(), e.addr));
         }
+        let budget = Arc::new(MessageBudget::new(config.limits.max_buffered_bytes));
         let lab = Self {
             endpoints,
             graceful: CancelToken::new(),
             hard: CancelToken::new(),
             tracker: TaskTracker::new(),
             open: Arc::default(),
+            budget: Arc::clone(&budget),
             drain_timeout: config.limits.drain_timeout,
         };
         let limits = Arc::new(config.limits);
@@ -245,6 +249,7 @@ impl Lab {
                 limits: Arc::clone(&limits),
                 push_interval: config.push_interval,
                 allowed_origins: Arc::clone(&allowed_origins),
+                budget: Arc::clone(&budget),
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
             });
@@ -281,6 +286,12 @@ impl Lab {
     /// Connections open right now, over all listeners.
     pub fn open_connections(&self) -> usize {
         self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes WebSocket connections hold right now for messages in progress, charged against
+    /// [`Limits::max_buffered_bytes`].
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.used()
     }
 
     /// Stops accepting, lets in-flight HTTP requests finish with `Connection: close`, closes

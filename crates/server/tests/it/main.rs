@@ -7,6 +7,7 @@ mod http;
 mod lifecycle;
 mod proxy;
 mod ws;
+mod ws_limits;
 
 use std::time::Duration;
 
