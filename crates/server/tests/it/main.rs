@@ -5,6 +5,7 @@
 mod hostile;
 mod http;
 mod lifecycle;
+mod names;
 mod proxy;
 mod ws;
 mod ws_limits;
