@@ -8,6 +8,7 @@
 use thiserror::Error;
 
 mod decoder;
+pub mod deflate;
 mod frame;
 pub mod handshake;
 mod watch;
