@@ -1,9 +1,13 @@
 //! Message decoder: frames → messages, with RFC 6455's rules and size limits.
 
+use super::deflate::{InflateError, Inflater};
 use super::{
     close_code, decode_header, frame::extend_masked, CloseFrame, DecoderConfig, FrameHeader,
     Message, OpCode, ProtocolError, Role,
 };
+
+/// RSV1: "Per-Message Compressed" on a message's first frame (RFC 7692 §6).
+const RSV1: u8 = 0b100;
 
 /// Turns bytes from the peer into whole [`Message`]s.
 ///
@@ -26,6 +30,10 @@ pub struct Decoder {
     /// invalid text fails at the fragment that breaks it rather than at the end of the
     /// message (RFC 6455 §8.1 lets us fail as soon as the data is known to be invalid).
     utf8_checked: usize,
+    /// permessage-deflate, when negotiated: inflates messages whose first frame has RSV1.
+    inflater: Option<Inflater>,
+    /// The fragmented message in progress is compressed.
+    compressed: bool,
 }
 
 impl Decoder {
@@ -37,7 +45,18 @@ impl Decoder {
             partial: None,
             fragments: Vec::new(),
             utf8_checked: 0,
+            inflater: None,
+            compressed: false,
         }
+    }
+
+    /// Accepts compressed messages (permessage-deflate, RFC 7692) with `inflater`, built
+    /// from the agreed parameters by [`Params::inflater`](super::deflate::Params::inflater).
+    /// RSV1 is then allowed on a data message's first frame and the message is inflated as
+    /// its fragments arrive; [`DecoderConfig::max_message_bytes`] bounds the inflated size.
+    pub fn with_inflater(mut self, inflater: Inflater) -> Self {
+        self.inflater = Some(inflater);
+        self
     }
 
     /// The side this decoder runs on.
@@ -74,11 +93,25 @@ impl Decoder {
             OpCode::Ping => Some(Message::Ping(unmasked(payload, header.mask))),
             OpCode::Pong => Some(Message::Pong(unmasked(payload, header.mask))),
             OpCode::Close => Some(close_message(unmasked(payload, header.mask))?),
+            OpCode::Text | OpCode::Binary if header.fin && header.rsv & RSV1 != 0 => {
+                let mut data = Vec::new();
+                let limit = self.config.max_message_bytes;
+                inflate(
+                    self.inflater.as_mut(),
+                    payload,
+                    header.mask,
+                    &mut data,
+                    limit,
+                    true,
+                )?;
+                Some(data_message(header.opcode, data)?)
+            }
             OpCode::Text | OpCode::Binary if header.fin => {
                 Some(data_message(header.opcode, unmasked(payload, header.mask))?)
             }
             OpCode::Text | OpCode::Binary => {
                 self.partial = Some(header.opcode);
+                self.compressed = header.rsv & RSV1 != 0;
                 self.fragments.clear();
                 self.utf8_checked = 0;
                 self.absorb(payload, header.mask, false)?
@@ -91,9 +124,13 @@ impl Decoder {
     /// Every rule that can be checked from the header alone, so nothing is buffered for a
     /// frame that will be refused anyway.
     fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
-        // RFC 6455 §5.2: RSV bits MUST be 0 unless an extension defines them; none is
-        // negotiated by this decoder.
-        if h.rsv != 0 {
+        // RFC 6455 §5.2: RSV bits MUST be 0 unless an extension defines them. permessage-
+        // deflate defines RSV1 on a data message's first frame only (RFC 7692 §6).
+        let allowed = match h.opcode {
+            OpCode::Text | OpCode::Binary if self.inflater.is_some() => RSV1,
+            _ => 0,
+        };
+        if h.rsv & !allowed != 0 {
             return Err(ProtocolError::ReservedBits);
         }
         // RFC 6455 §5.1: clients MUST mask, servers MUST NOT.
@@ -140,7 +177,12 @@ impl Decoder {
         };
         let limit = self.config.max_message_bytes;
         let len = so_far + h.payload_len;
-        if len > limit as u64 {
+        // A compressed message's limit applies to what it inflates to, as it inflates.
+        let compressed = match h.opcode {
+            OpCode::Continuation => self.compressed,
+            _ => h.rsv & RSV1 != 0,
+        };
+        if len > limit as u64 && !compressed {
             return Err(ProtocolError::MessageTooLarge { len, limit });
         }
         Ok(())
@@ -153,10 +195,22 @@ impl Decoder {
         mask: Option<[u8; 4]>,
         fin: bool,
     ) -> Result<Option<Message>, ProtocolError> {
-        match mask {
-            // Each frame has its own key, applied from the frame's first payload byte.
-            Some(key) => extend_masked(&mut self.fragments, payload, key),
-            None => self.fragments.extend_from_slice(payload),
+        if self.compressed {
+            let limit = self.config.max_message_bytes;
+            inflate(
+                self.inflater.as_mut(),
+                payload,
+                mask,
+                &mut self.fragments,
+                limit,
+                fin,
+            )?;
+        } else {
+            match mask {
+                // Each frame has its own key, applied from the frame's first payload byte.
+                Some(key) => extend_masked(&mut self.fragments, payload, key),
+                None => self.fragments.extend_from_slice(payload),
+            }
         }
         let Some(opcode) = self.partial else {
             return Ok(None);
@@ -177,6 +231,39 @@ impl Decoder {
         }
         Ok(None)
     }
+}
+
+/// Inflates one compressed frame's payload onto `out`, and the message's tail if `fin`
+/// (RFC 7692 §7.2.2), holding `out` to `limit` bytes.
+fn inflate(
+    inflater: Option<&mut Inflater>,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+    out: &mut Vec<u8>,
+    limit: usize,
+    fin: bool,
+) -> Result<(), ProtocolError> {
+    // check_header lets RSV1 through only when an inflater is there.
+    let inflater = inflater.ok_or(ProtocolError::ReservedBits)?;
+    let result = match mask {
+        Some(key) => inflater.inflate_masked(payload, key, 0, out, limit),
+        None => inflater.inflate(payload, out, limit),
+    };
+    result
+        .and_then(|()| {
+            if fin {
+                inflater.finish(out, limit)
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| match e {
+            InflateError::TooLarge { limit } => ProtocolError::MessageTooLarge {
+                len: limit as u64 + 1,
+                limit,
+            },
+            InflateError::Corrupt(why) => ProtocolError::BadCompressedData(why),
+        })
 }
 
 /// The payload copied out of the input, unmasked in the same pass.

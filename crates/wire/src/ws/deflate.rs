@@ -9,8 +9,9 @@
 //!   arrive, with a hard limit on the inflated size (a decompression bomb stops at the limit
 //!   with [`InflateError::TooLarge`], which maps to close 1009, and never allocates past it);
 //!   a [`Deflater`] compresses one whole message into one frame's payload. [`Params::inflater`]
-//!   and [`Params::deflater`] build both for one side of a connection; [`encode_compressed`]
-//!   writes a compressed message as a frame with RSV1 set.
+//!   and [`Params::deflater`] build both for one side of a connection. The frame-level
+//!   pieces are [`Decoder::with_inflater`](super::Decoder::with_inflater) (accepts RSV1 on a
+//!   message's first frame and inflates) and [`encode_compressed`].
 //!
 //! **Window of 8 bits.** zlib (and zlib-rs, which follows it) cannot *compress* raw DEFLATE
 //! with a 256-byte window: it refuses `windowBits = -8`, and peers that ask for 8 and quietly
@@ -211,23 +212,4 @@ pub enum NegotiationError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_pick_each_direction() {
-        let p = Params {
-            server_no_context_takeover: true,
-            client_no_context_takeover: false,
-            server_max_window_bits: 10,
-            client_max_window_bits: 12,
-        };
-        assert_eq!(p.sent_by(Role::Server), (10, true));
-        assert_eq!(p.sent_by(Role::Client), (12, false));
-        assert_eq!(p.inflater(Role::Client).window_bits(), 10);
-        assert!(p.inflater(Role::Client).no_context_takeover());
-        assert_eq!(p.inflater(Role::Server).window_bits(), 12);
-        assert_eq!(p.deflater(Role::Server, 1).window_bits(), 10);
-        assert_eq!(p.deflater(Role::Client, 1).window_bits(), 12);
-    }
-}
+mod tests;
