@@ -31,7 +31,8 @@ pub struct Decoder {
     /// message (RFC 6455 §8.1 lets us fail as soon as the data is known to be invalid).
     utf8_checked: usize,
     /// permessage-deflate, when negotiated: inflates messages whose first frame has RSV1.
-    inflater: Option<Inflater>,
+    /// Boxed so a decoder without it stays small.
+    inflater: Option<Box<Inflater>>,
     /// The fragmented message in progress is compressed.
     compressed: bool,
 }
@@ -55,7 +56,7 @@ impl Decoder {
     /// RSV1 is then allowed on a data message's first frame and the message is inflated as
     /// its fragments arrive; [`DecoderConfig::max_message_bytes`] bounds the inflated size.
     pub fn with_inflater(mut self, inflater: Inflater) -> Self {
-        self.inflater = Some(inflater);
+        self.inflater = Some(Box::new(inflater));
         self
     }
 
@@ -97,7 +98,7 @@ impl Decoder {
                 let mut data = Vec::new();
                 let limit = self.config.max_message_bytes;
                 inflate(
-                    self.inflater.as_mut(),
+                    self.inflater.as_deref_mut(),
                     payload,
                     header.mask,
                     &mut data,
@@ -198,7 +199,7 @@ impl Decoder {
         if self.compressed {
             let limit = self.config.max_message_bytes;
             inflate(
-                self.inflater.as_mut(),
+                self.inflater.as_deref_mut(),
                 payload,
                 mask,
                 &mut self.fragments,
