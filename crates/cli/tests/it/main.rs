@@ -10,3 +10,4 @@ mod proxy;
 mod results;
 mod up;
 mod wan;
+mod ws_deflate;

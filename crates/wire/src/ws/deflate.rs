@@ -98,6 +98,24 @@ impl Params {
     }
 }
 
+impl std::fmt::Display for Params {
+    /// Every parameter spelled out, flags only when set, e.g.
+    /// `server_no_context_takeover; server_max_window_bits=15; client_max_window_bits=10`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.server_no_context_takeover {
+            f.write_str("server_no_context_takeover; ")?;
+        }
+        if self.client_no_context_takeover {
+            f.write_str("client_no_context_takeover; ")?;
+        }
+        write!(
+            f,
+            "server_max_window_bits={}; client_max_window_bits={}",
+            self.server_max_window_bits, self.client_max_window_bits
+        )
+    }
+}
+
 fn peer(role: Role) -> Role {
     match role {
         Role::Server => Role::Client,
