@@ -1,11 +1,13 @@
 //! Per-connection protocol decoding over the two reassembled byte streams: TLS hellos and
 //! records, HTTP/1 start lines, the 101 upgrade, and every WebSocket frame. Decrypted TLS
 //! application data goes through the same HTTP/WebSocket decoding as plaintext traffic.
+//! permessage-deflate frames are inflated per direction with the terms the 101 agreed.
 
 use protolab_wire::http1::{self, BodyFraming, ChunkedDecoder, HeadLimits, Headers as _};
 use protolab_wire::tls::keylog::KeyLog;
 use protolab_wire::tls::{self, content_type};
-use protolab_wire::ws::{self, close_code, OpCode};
+use protolab_wire::ws::deflate::{self, Inflater};
+use protolab_wire::ws::{self, close_code, OpCode, Role};
 use serde::Serialize;
 
 use crate::flow::{Dir, Note};
@@ -89,6 +91,13 @@ pub enum Event {
         /// Head size in bytes.
         head_bytes: usize,
     },
+    /// The 101 agreed permessage-deflate (RFC 7692) with these terms; compressed frames are
+    /// inflated from here on.
+    WsDeflate {
+        /// Every parameter spelled out, e.g. `server_max_window_bits=15;
+        /// client_max_window_bits=15`.
+        params: String,
+    },
     /// A WebSocket frame.
     WsFrame {
         /// Direction.
@@ -103,10 +112,16 @@ pub enum Event {
         len: u64,
         /// Header size in bytes.
         header_bytes: usize,
-        /// Start of the unmasked payload: text as is, binary as hex.
+        /// Start of the unmasked payload (inflated, for a compressed frame that could be):
+        /// text as is, binary as hex.
         preview: String,
         /// Close code and reason, for close frames.
         close: Option<(u16, String)>,
+        /// Part of a permessage-deflate compressed message (RSV1 on its first frame).
+        compressed: bool,
+        /// What this frame's payload inflated to (the message's final frame includes the
+        /// flush tail); `None` when not compressed or not inflatable.
+        inflated_len: Option<u64>,
     },
     /// Bytes the decoder could not make sense of; the rest of that direction is skipped.
     Undecodable {
@@ -135,8 +150,10 @@ pub struct LayerBytes {
     pub http_body: u64,
     /// WebSocket frame headers.
     pub ws_framing: u64,
-    /// WebSocket payloads.
+    /// WebSocket payloads, as framed (compressed, under permessage-deflate).
     pub ws_payload: u64,
+    /// What compressed WebSocket payloads inflated to (a subset of `ws_payload`'s frames).
+    pub ws_inflated: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -160,6 +177,10 @@ struct Side {
     records: Vec<u8>,
     /// The TLS record stream stopped making sense.
     records_lost: bool,
+    /// permessage-deflate for the messages this direction carries, once agreed.
+    inflater: Option<Box<Inflater>>,
+    /// A compressed message has started and not finished.
+    in_compressed: bool,
 }
 
 /// The decoder for one connection.
@@ -358,6 +379,12 @@ impl Dissector {
                     let switching = head.status == 101
                         && self.upgrade_requested
                         && head.has_token("upgrade", "websocket");
+                    let extensions = head
+                        .headers
+                        .iter()
+                        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                        .map(|h| &h.value[..]);
+                    let agreed = switching.then(|| deflate::read_response(extensions));
                     match head.body_framing("GET") {
                         Ok(BodyFraming::ContentLength(n)) => side.body_left = n,
                         Ok(BodyFraming::Chunked) => side.chunked = Some(ChunkedDecoder::default()),
@@ -373,6 +400,24 @@ impl Dissector {
                         for s in &mut self.sides {
                             s.mode = Mode::Ws;
                         }
+                    }
+                    match agreed {
+                        Some(Ok(Some(params))) => {
+                            // Client-to-server messages are the client's compressor's output,
+                            // inflated as the server does; the other way as the client does.
+                            self.sides[Dir::ToServer.index()].inflater =
+                                Some(Box::new(params.inflater(Role::Server)));
+                            self.sides[Dir::ToClient.index()].inflater =
+                                Some(Box::new(params.inflater(Role::Client)));
+                            events.push(Event::WsDeflate {
+                                params: params.to_string(),
+                            });
+                        }
+                        Some(Err(e)) => self.notes.push(Note::Deflate {
+                            dir: Dir::ToClient,
+                            reason: format!("the 101's Sec-WebSocket-Extensions: {e}"),
+                        }),
+                        _ => {}
                     }
                     true
                 }
@@ -395,16 +440,66 @@ impl Dissector {
         let Some(payload) = side.buf.get(header_len..header_len + len) else {
             return false;
         };
-        // Only what the preview and a close reason show is unmasked and kept.
-        let shown_len = if header.opcode == OpCode::Close {
-            payload.len()
-        } else {
-            payload.len().min(PREVIEW_BYTES)
+        // RFC 7692 §6: RSV1 on a data message's first frame marks it compressed.
+        let compressed = match header.opcode {
+            OpCode::Text | OpCode::Binary => {
+                side.in_compressed = header.rsv & 0b100 != 0 && !header.fin;
+                header.rsv & 0b100 != 0
+            }
+            OpCode::Continuation => {
+                let continued = side.in_compressed;
+                side.in_compressed &= !header.fin;
+                continued
+            }
+            _ => false,
         };
-        let mut payload = payload[..shown_len].to_vec();
-        if let Some(mask) = header.mask {
-            ws::apply_mask(&mut payload, mask, 0);
+        let mut inflated = None;
+        if let (true, Some(inflater)) = (compressed, side.inflater.as_mut()) {
+            let mut out = Vec::new();
+            let result = match header.mask {
+                Some(mask) => {
+                    inflater.inflate_masked(payload, mask, 0, &mut out, MAX_MESSAGE_BUFFER)
+                }
+                None => inflater.inflate(payload, &mut out, MAX_MESSAGE_BUFFER),
+            }
+            .and_then(|()| {
+                if header.fin {
+                    inflater.finish(&mut out, MAX_MESSAGE_BUFFER)
+                } else {
+                    Ok(())
+                }
+            });
+            match result {
+                Ok(()) => inflated = Some(out),
+                Err(e) => {
+                    side.inflater = None;
+                    self.notes.push(Note::Deflate {
+                        dir,
+                        reason: format!("{e}; compressed frames shown as sent from here"),
+                    });
+                }
+            }
         }
+        let inflated_len = inflated.as_ref().map(|out| out.len() as u64);
+        // Only what the preview and a close reason show is unmasked and kept.
+        let payload = match inflated {
+            Some(mut out) => {
+                out.truncate(PREVIEW_BYTES);
+                out
+            }
+            None => {
+                let shown_len = if header.opcode == OpCode::Close {
+                    payload.len()
+                } else {
+                    payload.len().min(PREVIEW_BYTES)
+                };
+                let mut shown = payload[..shown_len].to_vec();
+                if let Some(mask) = header.mask {
+                    ws::apply_mask(&mut shown, mask, 0);
+                }
+                shown
+            }
+        };
         let close = (header.opcode == OpCode::Close && payload.len() >= 2).then(|| {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
             (code, String::from_utf8_lossy(&payload[2..]).into_owned())
@@ -412,6 +507,8 @@ impl Dissector {
         let shown = &payload[..payload.len().min(PREVIEW_BYTES)];
         let preview = match (header.opcode, std::str::from_utf8(shown)) {
             (OpCode::Binary, _) | (_, Err(_)) => hex(shown),
+            // Compressed bytes that were not inflated are not text, whatever they look like.
+            _ if compressed && inflated_len.is_none() => hex(shown),
             (_, Ok(text)) => text.to_string(),
         };
         events.push(Event::WsFrame {
@@ -423,9 +520,12 @@ impl Dissector {
             header_bytes: header_len,
             preview,
             close,
+            compressed,
+            inflated_len,
         });
         self.layers.ws_framing += header_len as u64;
         self.layers.ws_payload += len as u64;
+        self.layers.ws_inflated += inflated_len.unwrap_or(0);
         side.buf.drain(..header_len + len);
         true
     }

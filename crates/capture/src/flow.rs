@@ -53,6 +53,15 @@ pub enum Note {
         /// What happened and what is shown instead.
         reason: String,
     },
+    /// permessage-deflate frames that could not be inflated (bad data, a message over the
+    /// inflate limit, or a 101 whose extension answer does not parse); from there on that
+    /// direction's compressed frames are shown as sent.
+    Deflate {
+        /// The direction concerned.
+        dir: Dir,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// What one segment did to its connection, for the timeline.

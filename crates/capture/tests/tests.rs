@@ -7,6 +7,7 @@
     reason = "test helpers: a failed set-up step should panic right there"
 )]
 
+mod deflate;
 mod live;
 
 use std::io::{BufRead as _, BufReader};

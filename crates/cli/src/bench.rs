@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use protolab_load::{Config, Report, Summary, Target, Trust, Workload};
+use protolab_load::{Config, Payload, Report, Summary, Target, Trust, Workload};
+use protolab_wire::ws::deflate::Offer;
 
 use crate::units::{parse_duration, parse_size};
 use crate::Context;
@@ -68,6 +69,26 @@ pub struct BenchArgs {
     /// app understands).
     #[arg(long, default_value = "10ms", value_parser = parse_duration, value_name = "TIME")]
     pub push_interval: Duration,
+    /// Offer permessage-deflate (RFC 7692) as browsers do (`permessage-deflate;
+    /// client_max_window_bits`), compress what is sent and inflate what comes back when the
+    /// server accepts (ws/wss only). Byte counts stay what crosses the wire. Sends JSON
+    /// messages unless --payload says otherwise.
+    #[arg(long)]
+    pub ws_deflate: bool,
+    /// What messages carry: `alphabet` (abc…, the same every time) or `json` (trade-like
+    /// records, new values in every WebSocket message). Default: json with --ws-deflate,
+    /// alphabet otherwise.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub payload: Option<PayloadArg>,
+}
+
+/// `--payload` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PayloadArg {
+    /// `abc…xyz` repeated, the same every message.
+    Alphabet,
+    /// JSON records with new values in every WebSocket message.
+    Json,
 }
 
 /// `--workload` values.
@@ -95,6 +116,12 @@ impl BenchArgs {
     /// Validates the arguments into a load config.
     pub fn config(&self, ctx: &Context) -> anyhow::Result<Config> {
         let target = Target::parse(&self.url)?;
+        if self.ws_deflate && !target.scheme.is_ws() {
+            anyhow::bail!(
+                "--ws-deflate is for ws:// and wss:// URLs, not {}://",
+                target.scheme
+            );
+        }
         if !self.subprotocol.is_empty() && !target.scheme.is_ws() {
             anyhow::bail!(
                 "--subprotocol is for ws:// and wss:// URLs, not {}://",
@@ -119,6 +146,11 @@ impl BenchArgs {
         config.tls_resumption = self.tls_resume;
         config.headers.clone_from(&self.headers);
         config.subprotocols.clone_from(&self.subprotocol);
+        config.deflate = self.ws_deflate.then(Offer::browser);
+        config.payload = match (self.payload, self.ws_deflate) {
+            (Some(PayloadArg::Json), _) | (None, true) => Payload::Json,
+            (Some(PayloadArg::Alphabet), _) | (None, false) => Payload::Alphabet,
+        };
         if config.target.scheme.is_tls() {
             config.trust = self.trust(ctx)?;
         }
@@ -239,6 +271,30 @@ pub fn render(r: &Report) -> String {
                 opt(b.above_tls_received_per_message)
             ),
         );
+    }
+    if let Some(c) = &r.compression {
+        row(
+            "permessage-deflate",
+            match &c.agreed {
+                Some(agreed) => format!(
+                    "{agreed} ({} of {} connections)",
+                    c.connections_accepted, r.connections_opened
+                ),
+                None => "declined by the server".to_owned(),
+            },
+        );
+        if b.frame_payload_sent_per_message.is_some() {
+            row(
+                "payload/message",
+                format!(
+                    "{} {} B, compressed: sent {}  received {}",
+                    r.payload.as_str(),
+                    r.message_size,
+                    opt(b.frame_payload_sent_per_message),
+                    opt(b.frame_payload_received_per_message)
+                ),
+            );
+        }
     }
     row(
         "handshake bytes/conn",

@@ -262,6 +262,9 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
                 )
             }
             Note::Tls { reason, .. } => writeln!(s, "   note: {reason}"),
+            Note::Deflate { dir, reason } => {
+                writeln!(s, "   note: {} permessage-deflate: {reason}", arrow(*dir))
+            }
         };
     }
     if let Some(d) = &c.decrypted {
@@ -332,6 +335,7 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
                 reason,
                 head_bytes,
             } => format!("← HTTP {status} {reason}  ({head_bytes} B head)"),
+            Event::WsDeflate { params } => format!("WS permessage-deflate: {params}"),
             Event::WsFrame {
                 dir,
                 fin,
@@ -340,16 +344,24 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
                 len,
                 preview,
                 close,
+                compressed,
+                inflated_len,
                 ..
             } => {
                 let mut l = format!("{} WS {opcode}", arrow(*dir));
                 if !fin {
                     l.push_str(" (not FIN)");
                 }
+                if *compressed {
+                    l.push_str(" (compressed)");
+                }
                 if let Some(m) = mask {
                     let _ = write!(l, " mask {:02x}{:02x}{:02x}{:02x}", m[0], m[1], m[2], m[3]);
                 }
                 let _ = write!(l, " {len} B");
+                if let Some(inflated) = inflated_len {
+                    let _ = write!(l, " → {inflated} B inflated");
+                }
                 match close {
                     Some((code, reason)) => {
                         let _ = write!(l, "  {code} {} {reason:?}", close_meaning(*code));
@@ -371,7 +383,7 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
         (c.wire_bytes[0] + c.wire_bytes[1]).saturating_sub(c.payload_bytes[0] + c.payload_bytes[1]);
     let _ = writeln!(
         s,
-        "   cost: link/IP/TCP headers {headers} B, TLS {} B{}, HTTP heads {} B, HTTP bodies {} B, WS framing {} B, WS payload {} B",
+        "   cost: link/IP/TCP headers {headers} B, TLS {} B{}, HTTP heads {} B, HTTP bodies {} B, WS framing {} B, WS payload {} B{}",
         l.tls,
         if l.tls_encrypted > 0 {
             format!(", still encrypted {} B", l.tls_encrypted)
@@ -381,6 +393,11 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
         l.http_headers,
         l.http_body,
         l.ws_framing,
-        l.ws_payload
+        l.ws_payload,
+        if l.ws_inflated > 0 {
+            format!(" (compressed frames inflate to {} B)", l.ws_inflated)
+        } else {
+            String::new()
+        }
     );
 }

@@ -12,18 +12,21 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use protolab_wire::http1::{
-    parse_response, parse_response_with, write_request_head, BodyFraming, ChunkedDecoder,
-    HeadError, HeadLimits,
+    parse_response_with, write_request_head, BodyFraming, ChunkedDecoder, HeadError, HeadLimits,
 };
-use protolab_wire::ws::{encode_close, encode_frame, handshake, Decoder, Message, OpCode, Role};
+use protolab_wire::ws::deflate::{Deflater, Offer, Params};
+use protolab_wire::ws::{encode_close, Decoder};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::counting::{Counters, CountingStream, Snapshot};
+use crate::payload::Payload;
 use crate::report::ErrorKind;
 use crate::target::Target;
+
+mod ws;
 
 /// Anything the clients can talk over.
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -34,6 +37,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub(crate) struct Failure {
     pub(crate) kind: ErrorKind,
     pub(crate) detail: String,
+    /// For a WebSocket protocol violation by the server: the close code it calls for.
+    pub(crate) close_code: Option<u16>,
 }
 
 impl Failure {
@@ -41,6 +46,14 @@ impl Failure {
         Self {
             kind,
             detail: detail.into(),
+            close_code: None,
+        }
+    }
+
+    fn protocol(err: &protolab_wire::ws::ProtocolError) -> Self {
+        Self {
+            close_code: Some(err.close_code()),
+            ..Self::new(ErrorKind::Protocol, format!("WebSocket frame: {err}"))
         }
     }
 
@@ -87,6 +100,10 @@ pub(crate) struct Plan {
     pub(crate) headers: Vec<(String, String)>,
     /// WebSocket: subprotocols to offer.
     pub(crate) subprotocols: Vec<String>,
+    /// WebSocket: the permessage-deflate offer, if any.
+    pub(crate) deflate: Option<Offer>,
+    /// What the messages carry; [`Payload::Json`] changes every WebSocket message.
+    pub(crate) payload_kind: Payload,
     /// Bound on TCP connect + TLS handshake + upgrade.
     pub(crate) connect_timeout: Duration,
     /// Bound on one exchange.
@@ -129,6 +146,8 @@ pub(crate) struct Opened {
     pub(crate) upgrade: Option<Duration>,
     /// Bytes on the wire before the first message: TLS handshake and WebSocket upgrade.
     pub(crate) bytes: Counts,
+    /// permessage-deflate as agreed, if the server accepted the offer.
+    pub(crate) deflate: Option<Params>,
 }
 
 /// A connection's byte counts at one moment, on the wire and above TLS.
@@ -138,6 +157,9 @@ pub(crate) struct Counts {
     pub(crate) wire: Snapshot,
     /// Above TLS (the same as `wire` without TLS): HTTP heads and bodies, WebSocket frames.
     pub(crate) app: Snapshot,
+    /// WebSocket data frames' payload bytes as framed (compressed, under permessage-deflate);
+    /// counted only when deflate was agreed. `turns` is unused.
+    pub(crate) frame_payload: Snapshot,
 }
 
 impl Counts {
@@ -146,6 +168,7 @@ impl Counts {
         Self {
             wire: self.wire.since(earlier.wire),
             app: self.app.since(earlier.app),
+            frame_payload: self.frame_payload.since(earlier.frame_payload),
         }
     }
 
@@ -154,17 +177,9 @@ impl Counts {
         Self {
             wire: self.wire.plus(other.wire),
             app: self.app.plus(other.app),
+            frame_payload: self.frame_payload.plus(other.frame_payload),
         }
     }
-}
-
-/// One server push received.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Push {
-    /// From the server's send time (its `sent_at_us`) to its arrival here.
-    pub(crate) delay: Duration,
-    /// The message's payload bytes.
-    pub(crate) payload: usize,
 }
 
 /// One echo's timing.
@@ -191,7 +206,12 @@ struct Head {
 
 enum Proto {
     Http,
-    Ws { decoder: Decoder, rng: Xorshift },
+    Ws {
+        decoder: Decoder,
+        rng: Xorshift,
+        /// Compresses what we send, when permessage-deflate was agreed.
+        deflater: Option<Box<Deflater>>,
+    },
 }
 
 /// An open connection.
@@ -208,6 +228,13 @@ pub(crate) struct Conn {
     exchanges: u64,
     /// Bounds exchanges without a timer per exchange; see [`Conn::exchange`].
     watchdog: Option<Pin<Box<Sleep>>>,
+    /// The WebSocket message of the exchange in flight, when messages change
+    /// ([`Payload::Json`]); otherwise the plan's payload is sent every time.
+    message: Vec<u8>,
+    /// Data frames' payload bytes (see [`Counts::frame_payload`]).
+    frame_payload: Snapshot,
+    /// permessage-deflate as agreed in the upgrade.
+    deflate: Option<Params>,
 }
 
 /// WebSocket messages a connection received besides its echoes.
@@ -264,6 +291,9 @@ impl Conn {
             extras: Extras::default(),
             exchanges: 0,
             watchdog: None,
+            message: Vec::new(),
+            frame_payload: Snapshot::default(),
+            deflate: None,
         };
         let upgrade = if plan.target.scheme.is_ws() {
             let t2 = Instant::now();
@@ -278,6 +308,7 @@ impl Conn {
             None
         };
         let bytes = conn.counts();
+        let deflate = conn.deflate;
         Ok((
             conn,
             Opened {
@@ -285,8 +316,14 @@ impl Conn {
                 tls: tls_time,
                 upgrade,
                 bytes,
+                deflate,
             },
         ))
+    }
+
+    /// permessage-deflate as agreed in the upgrade.
+    pub(crate) fn deflate(&self) -> Option<Params> {
+        self.deflate
     }
 
     /// Messages received besides echoes so far.
@@ -299,53 +336,8 @@ impl Conn {
         Counts {
             wire: self.counters.snapshot(),
             app: self.app_counters.snapshot(),
+            frame_payload: self.frame_payload,
         }
-    }
-
-    async fn upgrade(&mut self, plan: &Plan) -> Result<(), Failure> {
-        let mut rng = Xorshift::seeded(&self.counters);
-        let mut nonce = [0u8; 16];
-        nonce[..8].copy_from_slice(&rng.next().to_le_bytes());
-        nonce[8..].copy_from_slice(&rng.next().to_le_bytes());
-        let key = handshake::encode_key(nonce);
-        let protocols: Vec<&str> = plan.subprotocols.iter().map(String::as_str).collect();
-        let extra: Vec<(&str, &[u8])> = plan
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_bytes()))
-            .collect();
-        self.out.clear();
-        handshake::write_request(
-            &mut self.out,
-            &plan.target.authority(),
-            &plan.target.path,
-            &key,
-            None,
-            &protocols,
-            &extra,
-        );
-        self.send_out("sending the upgrade request").await?;
-        let (head, consumed) = loop {
-            if let Some(parsed) = parse_response(&self.buf, &HeadLimits::default())
-                .map_err(|e| Failure::new(ErrorKind::Protocol, format!("upgrade response: {e}")))?
-            {
-                break parsed;
-            }
-            self.fill("reading the upgrade response").await?;
-        };
-        handshake::check_response(&head, &key).map_err(|e| {
-            Failure::new(
-                ErrorKind::Protocol,
-                format!("WebSocket upgrade refused: {e}"),
-            )
-        })?;
-        // Anything after the head (an early push) is already WebSocket frames.
-        self.buf.drain(..consumed);
-        self.proto = Proto::Ws {
-            decoder: Decoder::new(Role::Client, Default::default()),
-            rng,
-        };
-        Ok(())
     }
 
     /// Sends the echo message and waits for it to come back, by `deadline`; `t0` is now (the
@@ -511,136 +503,6 @@ impl Conn {
         })
     }
 
-    async fn ws_exchange(
-        &mut self,
-        plan: &Plan,
-        t0: Instant,
-        timed_first: bool,
-    ) -> Result<Exchange, Failure> {
-        let Proto::Ws { rng, .. } = &mut self.proto else {
-            return Err(Failure::new(ErrorKind::Protocol, "not a WebSocket"));
-        };
-        let mask = rng.mask();
-        self.out.clear();
-        encode_frame(
-            &mut self.out,
-            true,
-            OpCode::Binary,
-            Some(mask),
-            &plan.payload,
-        );
-        self.send_out("sending a message").await?;
-        // Untimed exchanges start with `first_read` set, so reads do not look at the clock.
-        let mut first_read = if timed_first {
-            (!self.buf.is_empty()).then(Instant::now)
-        } else {
-            Some(t0)
-        };
-        // Read until our echo arrives; pushes are skipped and pings answered on the way.
-        loop {
-            match self
-                .next_message("waiting for the echo", &mut first_read)
-                .await?
-            {
-                Message::Binary(data) if data == plan.payload => break,
-                Message::Binary(data) => {
-                    return Err(Failure::new(
-                        ErrorKind::Protocol,
-                        format!(
-                            "a {}-byte binary message is not the {}-byte message sent",
-                            data.len(),
-                            plan.payload.len()
-                        ),
-                    ))
-                }
-                // Server pushes (`{"type":"push",...}`) and other text, pongs: not our echo.
-                _ => self.extras.skipped += 1,
-            }
-        }
-        let done = Instant::now();
-        let total = done.saturating_duration_since(t0);
-        let first_byte = first_read.map_or(total, |at| at.saturating_duration_since(t0));
-        Ok(Exchange {
-            first_byte: timed_first.then_some(first_byte),
-            total,
-            done,
-            reusable: true,
-        })
-    }
-
-    /// Waits for the next server push (a text message carrying `"sent_at_us":N`, as the
-    /// lab's WS app sends) and measures how long it took to arrive. Pings are answered and
-    /// other messages skipped on the way. Both clocks are this machine's, so the delay is
-    /// real as long as client and server run on the same host.
-    pub(crate) async fn next_push(&mut self, deadline: Instant) -> Result<Push, Failure> {
-        bounded(deadline, "waiting for a server push", async {
-            loop {
-                match self
-                    .next_message("waiting for a server push", &mut None)
-                    .await?
-                {
-                    Message::Text(text) => {
-                        if let Some(sent_at_us) = push_sent_at_us(&text) {
-                            let now_us = std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0, |d| d.as_micros());
-                            let delay = now_us.saturating_sub(u128::from(sent_at_us));
-                            return Ok(Push {
-                                delay: Duration::from_micros(
-                                    u64::try_from(delay).unwrap_or(u64::MAX),
-                                ),
-                                payload: text.len(),
-                            });
-                        }
-                        self.extras.skipped += 1;
-                    }
-                    _ => self.extras.skipped += 1,
-                }
-            }
-        })
-        .await
-    }
-
-    /// The next data message, answering pings on the way; a close frame is a
-    /// [`ErrorKind::Closed`] failure. `first_read` is set to when the first read that was
-    /// needed brought bytes, if it is not set yet.
-    async fn next_message(
-        &mut self,
-        what: &str,
-        first_read: &mut Option<Instant>,
-    ) -> Result<Message, Failure> {
-        loop {
-            let Proto::Ws { decoder, rng } = &mut self.proto else {
-                return Err(Failure::new(ErrorKind::Protocol, "not a WebSocket"));
-            };
-            let (consumed, message) = decoder
-                .decode(&self.buf)
-                .map_err(|e| Failure::new(ErrorKind::Protocol, format!("WebSocket frame: {e}")))?;
-            self.buf.drain(..consumed);
-            match message {
-                None if consumed > 0 => {}
-                None => {
-                    self.fill(what).await?;
-                    first_read.get_or_insert_with(Instant::now);
-                }
-                Some(Message::Ping(data)) => {
-                    self.extras.pings += 1;
-                    let mask = rng.mask();
-                    self.out.clear();
-                    encode_frame(&mut self.out, true, OpCode::Pong, Some(mask), &data);
-                    self.send_out("answering a ping").await?;
-                }
-                Some(Message::Close(frame)) => {
-                    return Err(Failure::new(
-                        ErrorKind::Closed,
-                        format!("the server sent a close frame: {frame:?}"),
-                    ))
-                }
-                Some(other) => return Ok(other),
-            }
-        }
-    }
-
     /// Closes politely — a WebSocket close frame, TLS close_notify, FIN — then reads what the
     /// server sends back (its close frame, its close_notify) until it closes too, all by
     /// `deadline`. Reading the answer lets the server close TCP first (RFC 6455 §7.1.1) and
@@ -696,19 +558,6 @@ impl Conn {
     }
 }
 
-/// The `sent_at_us` number of a push like `{"type":"push","seq":1,"sent_at_us":N}`. A
-/// field search, not a JSON parser: the load generator reads the lab's own messages and
-/// anything else is simply not a push.
-fn push_sent_at_us(text: &str) -> Option<u64> {
-    const FIELD: &str = "\"sent_at_us\":";
-    let at = text.find(FIELD)? + FIELD.len();
-    let digits = text[at..].trim_start();
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse().ok()
-}
-
 fn tls_failure(err: protolab_tls::stream::HandshakeError) -> Failure {
     use protolab_tls::stream::HandshakeError;
     match err {
@@ -744,21 +593,5 @@ impl Xorshift {
 
     fn mask(&mut self) -> [u8; 4] {
         (self.next() as u32).to_ne_bytes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_sent_at_us;
-
-    #[test]
-    fn push_timestamps_are_found() {
-        assert_eq!(
-            push_sent_at_us(r#"{"type":"push","seq":1,"sent_at_ms":5,"sent_at_us":5123}"#),
-            Some(5123)
-        );
-        assert_eq!(push_sent_at_us(r#"{"sent_at_us": 7}"#), Some(7));
-        assert_eq!(push_sent_at_us(r#"{"sent_at_us":"x"}"#), None);
-        assert_eq!(push_sent_at_us("hello"), None);
     }
 }

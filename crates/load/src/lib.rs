@@ -3,9 +3,13 @@
 //! on the wire per message and per handshake, connection phase timings and errors by kind.
 //!
 //! One client per protocol, each over `protolab_wire`'s sans-IO codecs: HTTP/1.1 keep-alive
-//! (`POST` echoes) and WebSocket (binary echoes; server pushes skipped, pings answered), over
-//! TCP or TLS (rustls). Bytes are counted by a [`CountingStream`] under TLS, so they are what
-//! the network carries.
+//! (`POST` echoes) and WebSocket (binary echoes; server pushes skipped, pings answered;
+//! permessage-deflate when [`Config::deflate`] offers it), over TCP or TLS (rustls). Bytes
+//! are counted by a [`CountingStream`] under TLS, so they are what the network carries.
+//! [`Payload`] says what messages carry ([`Payload::Json`] for compression to mean something).
+//!
+//! [`websocket::WebSocket`] is the same connection code as a plain client (connect, send,
+//! receive, close) for tools and conformance tests.
 //!
 //! Workloads: [`Workload::Echo`] is a closed loop (one message in flight per connection);
 //! [`Workload::Connect`] opens a new connection per exchange to time the handshakes.
@@ -16,14 +20,17 @@
 mod client;
 pub mod counting;
 pub mod histogram;
+pub mod payload;
 pub mod report;
-mod run;
+pub(crate) mod run;
 pub mod target;
 pub mod tls;
+pub mod websocket;
 
 pub use counting::{Counters, CountingStream, Snapshot};
 pub use histogram::{Latency, Summary};
-pub use report::{Bytes, ErrorKind, Errors, Phases, Report};
+pub use payload::Payload;
+pub use report::{Bytes, Compression, ErrorKind, Errors, Phases, Report};
 pub use run::{check_header, run, Config, Workload, MAX_MESSAGE};
 pub use target::{Scheme, Target};
 pub use tls::Trust;

@@ -47,6 +47,10 @@ pub struct Report {
     pub skipped_messages: u64,
     /// WebSocket pings the server sent, each answered with a pong.
     pub pings_answered: u64,
+    /// permessage-deflate, for runs that offered it.
+    pub compression: Option<Compression>,
+    /// What the messages carried.
+    pub payload: crate::Payload,
     /// What went wrong, by kind.
     pub errors: Errors,
 }
@@ -74,6 +78,12 @@ pub struct Bytes {
     pub payload_sent_per_message: Option<f64>,
     /// Server → client application payload per message.
     pub payload_received_per_message: Option<f64>,
+    /// Client → server WebSocket data-frame payload per message as framed, i.e. compressed:
+    /// set when permessage-deflate was agreed. `payload_sent_per_message` minus this is what
+    /// compression saved; `above_tls_sent_per_message` minus this is the framing.
+    pub frame_payload_sent_per_message: Option<f64>,
+    /// Server → client data-frame payload per message as framed (compressed).
+    pub frame_payload_received_per_message: Option<f64>,
     /// Client → server bytes per connection before its first message: TLS handshake and
     /// WebSocket upgrade request.
     pub handshake_sent_per_connection: Option<f64>,
@@ -84,6 +94,18 @@ pub struct Bytes {
     pub total_sent: u64,
     /// Every byte received on connections that opened.
     pub total_received: u64,
+}
+
+/// permessage-deflate as offered and agreed in a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Compression {
+    /// The `Sec-WebSocket-Extensions` offer sent.
+    pub offer: String,
+    /// Connections whose server accepted it (the others ran uncompressed).
+    pub connections_accepted: u64,
+    /// The first accepting connection's agreed parameters, every one spelled out (e.g.
+    /// `server_max_window_bits=15; client_max_window_bits=15`); `None` if no server accepted.
+    pub agreed: Option<String>,
 }
 
 /// Durations of the steps of opening a connection, each over every connection opened.

@@ -10,9 +10,12 @@ use rustls::pki_types::ServerName;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use protolab_wire::ws::deflate::{Offer, Params};
+
 use crate::client::{Conn, Counts, Failure, Opened, Plan};
 use crate::histogram::{Latency, PerThread};
-use crate::report::{Bytes, ErrorKind, Errors, Phases, Report};
+use crate::payload::Payload;
+use crate::report::{Bytes, Compression, ErrorKind, Errors, Phases, Report};
 use crate::target::Target;
 use crate::tls::Trust;
 use crate::Error;
@@ -91,6 +94,13 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Push workload: the interval each connection asks the server to push at. Default 10 ms.
     pub push_interval: Duration,
+    /// WebSocket only: offer permessage-deflate (RFC 7692) with this offer, compress what is
+    /// sent and inflate what comes back once the server accepts. Default `None`. Byte
+    /// counts stay what crosses the wire; [`Report::compression`] says what was agreed.
+    pub deflate: Option<Offer>,
+    /// What the messages carry. Default [`Payload::Alphabet`]; use [`Payload::Json`] with
+    /// `deflate` (a repeated alphabet compresses to almost nothing).
+    pub payload: Payload,
 }
 
 impl Config {
@@ -111,10 +121,12 @@ impl Config {
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             push_interval: Duration::from_millis(10),
+            deflate: None,
+            payload: Payload::Alphabet,
         }
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         let invalid = |reason: String| Err(Error::InvalidConfig { reason });
         if self.connections == 0 {
             return invalid("connections must be at least 1".into());
@@ -144,6 +156,12 @@ impl Config {
             {
                 return invalid("the push interval must be from 1 ms to 1 hour".into());
             }
+        }
+        if self.deflate.is_some() && !self.target.scheme.is_ws() {
+            return invalid(format!(
+                "permessage-deflate is a WebSocket extension; the URL is {}://",
+                self.target.scheme
+            ));
         }
         if self.duration.is_zero() {
             return invalid("the duration must be longer than zero".into());
@@ -249,7 +267,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
 }
 
 /// Resolves the host and builds what every connection shares.
-async fn plan(config: &Config) -> Result<Plan, Error> {
+pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
     let mut target = config.target.clone();
     if config.workload == Workload::Push {
         let joiner = if target.path.contains('?') { '&' } else { '?' };
@@ -292,7 +310,8 @@ async fn plan(config: &Config) -> Result<Plan, Error> {
     } else {
         None
     };
-    let payload: Vec<u8> = (0..config.size).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut payload = Vec::new();
+    config.payload.fill(&mut payload, config.size, 0);
     let http_request = if target.scheme.is_ws() {
         Vec::new()
     } else {
@@ -306,6 +325,8 @@ async fn plan(config: &Config) -> Result<Plan, Error> {
         http_request,
         headers: config.headers.clone(),
         subprotocols: config.subprotocols.clone(),
+        deflate: config.deflate,
+        payload_kind: config.payload,
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
     })
@@ -521,6 +542,9 @@ struct Stats {
     round_trips: u64,
     /// Payload bytes of the pushes received.
     push_payload: u64,
+    /// Connections whose server accepted permessage-deflate, and the first one's terms.
+    deflate_accepted: u64,
+    deflate_params: Option<Params>,
     total: Counts,
     skipped: u64,
     pings: u64,
@@ -539,6 +563,10 @@ impl Stats {
             self.upgrade.record(t);
         }
         self.handshake = self.handshake.plus(opened.bytes);
+        if let Some(params) = opened.deflate {
+            self.deflate_accepted += 1;
+            self.deflate_params.get_or_insert(params);
+        }
     }
 
     fn exchanged(
@@ -608,6 +636,8 @@ impl Stats {
         self.first_messages += other.first_messages;
         self.round_trips += other.round_trips;
         self.push_payload += other.push_payload;
+        self.deflate_accepted += other.deflate_accepted;
+        self.deflate_params = self.deflate_params.or(other.deflate_params);
         self.total = self.total.plus(other.total);
         self.skipped += other.skipped;
         self.pings += other.pings;
@@ -658,6 +688,10 @@ impl Stats {
                 above_tls_received_per_message: per(per_message.app.received, count),
                 payload_sent_per_message: payload_sent.filter(|_| count > 0),
                 payload_received_per_message: payload_received.filter(|_| count > 0),
+                frame_payload_sent_per_message: per(per_message.frame_payload.sent, count)
+                    .filter(|_| self.deflate_accepted > 0),
+                frame_payload_received_per_message: per(per_message.frame_payload.received, count)
+                    .filter(|_| self.deflate_accepted > 0),
                 handshake_sent_per_connection: per(self.handshake.wire.sent, self.opened),
                 handshake_received_per_connection: per(self.handshake.wire.received, self.opened),
                 total_sent: self.total.wire.sent,
@@ -675,6 +709,12 @@ impl Stats {
             connections_opened: self.opened,
             skipped_messages: self.skipped,
             pings_answered: self.pings,
+            compression: config.deflate.map(|offer| Compression {
+                offer: offer.to_string(),
+                connections_accepted: self.deflate_accepted,
+                agreed: self.deflate_params.map(|p| p.to_string()),
+            }),
+            payload: config.payload,
             errors: self.errors,
         }
     }

@@ -3,11 +3,13 @@
 //!
 //! Every way a peer can break the protocol maps to one close code through
 //! [`ProtocolError::close_code`]: 1002 for protocol violations, 1007 for invalid UTF-8 in text
-//! or close reasons, 1009 for frames and messages over the limit.
+//! or close reasons, 1009 for frames and messages over the limit (inflated size included, when
+//! permessage-deflate was negotiated: see [`deflate`]).
 
 use thiserror::Error;
 
 mod decoder;
+pub mod deflate;
 mod frame;
 pub mod handshake;
 mod utf8;
@@ -111,7 +113,8 @@ pub struct DecoderConfig {
     /// payload is buffered.
     pub max_frame_bytes: usize,
     /// Largest message accepted, summed over its fragments. Default 16 MiB. Exceeding it fails
-    /// with [`ProtocolError::MessageTooLarge`] (close 1009) as soon as a header makes it certain.
+    /// with [`ProtocolError::MessageTooLarge`] (close 1009) as soon as a header makes it certain;
+    /// a compressed message is held to it by its inflated size, checked as it inflates.
     pub max_message_bytes: usize,
     /// Most frames one data message may span. Default 131,072: Autobahn's largest
     /// fragmentation case sends 4 MiB in 64-byte fragments (65,536 frames). More fails with
@@ -197,8 +200,10 @@ pub enum ProtocolError {
     /// Opcode 3–7 or 0xB–0xF.
     #[error("reserved opcode {0:#x}")]
     ReservedOpcode(u8),
-    /// RSV bits set without a negotiated extension.
-    #[error("reserved bits set without an extension")]
+    /// RSV bits that no negotiated extension defines for this frame: any RSV bit without an
+    /// extension, and with permessage-deflate RSV1 on a continuation or control frame (RFC
+    /// 7692 §6).
+    #[error("reserved bits set that no negotiated extension allows on this frame")]
     ReservedBits,
     /// A client frame without a mask (server role).
     #[error("client frame is not masked")]
@@ -235,7 +240,11 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: u32,
     },
-    /// A message growing past [`DecoderConfig::max_message_bytes`].
+    /// A compressed message that is not valid DEFLATE (RFC 7692 §7.2.2).
+    #[error("invalid compressed message: {0}")]
+    BadCompressedData(String),
+    /// A message growing past [`DecoderConfig::max_message_bytes`]; for a compressed message,
+    /// its inflated size (a decompression bomb stops here).
     #[error("message of at least {len} bytes exceeds the {limit}-byte limit")]
     MessageTooLarge {
         /// Bytes known so far, including the frame that broke the limit.

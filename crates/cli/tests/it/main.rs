@@ -10,4 +10,5 @@ mod proxy;
 mod results;
 mod up;
 mod wan;
+mod ws_deflate;
 mod ws_memory;

@@ -1,9 +1,13 @@
 //! Message decoder: frames → messages, with RFC 6455's rules and size limits.
 
+use super::deflate::{InflateError, Inflater};
 use super::{
     close_code, decode_header, frame::extend_masked, utf8::Utf8Stream, CloseFrame, DecoderConfig,
     FrameHeader, Message, OpCode, ProtocolError, Role,
 };
+
+/// RSV1: "Per-Message Compressed" on a message's first frame (RFC 7692 §6).
+const RSV1: u8 = 0b100;
 
 /// Turns bytes from the peer into whole [`Message`]s.
 ///
@@ -19,7 +23,9 @@ use super::{
 /// Once it returns an error, the connection must be closed with that error's close code.
 ///
 /// Every payload byte is copied exactly once, from `buf` into the returned message (or the
-/// message buffer), and unmasked a word at a time during that copy.
+/// message buffer), and unmasked a word at a time during that copy. With permessage-deflate
+/// ([`with_inflater`](Self::with_inflater)) a compressed message is inflated as its bytes
+/// arrive instead, and the limits apply to what it inflates to.
 #[derive(Debug)]
 pub struct Decoder {
     role: Role,
@@ -36,6 +42,11 @@ pub struct Decoder {
     frames: u32,
     /// UTF-8 state of a text message in progress.
     utf8: Utf8Stream,
+    /// permessage-deflate, when negotiated: inflates messages whose first frame has RSV1.
+    /// Boxed so a decoder without it stays small.
+    inflater: Option<Box<Inflater>>,
+    /// The message in progress is compressed.
+    compressed: bool,
 }
 
 /// A data frame whose header has been consumed and whose payload is partly read.
@@ -60,7 +71,18 @@ impl Decoder {
             fragments: Vec::new(),
             frames: 0,
             utf8: Utf8Stream::default(),
+            inflater: None,
+            compressed: false,
         }
+    }
+
+    /// Accepts compressed messages (permessage-deflate, RFC 7692) with `inflater`, built
+    /// from the agreed parameters by [`Params::inflater`](super::deflate::Params::inflater).
+    /// RSV1 is then allowed on a data message's first frame and the message is inflated as
+    /// its bytes arrive; [`DecoderConfig::max_message_bytes`] bounds the inflated size.
+    pub fn with_inflater(mut self, inflater: Inflater) -> Self {
+        self.inflater = Some(Box::new(inflater));
+        self
     }
 
     /// The side this decoder runs on.
@@ -127,13 +149,17 @@ impl Decoder {
             OpCode::Ping => Some(Message::Ping(unmasked(payload, header.mask))),
             OpCode::Pong => Some(Message::Pong(unmasked(payload, header.mask))),
             OpCode::Close => Some(close_message(unmasked(payload, header.mask))?),
-            OpCode::Text | OpCode::Binary if header.fin => {
+            OpCode::Text | OpCode::Binary if header.fin && header.rsv & RSV1 == 0 => {
                 Some(data_message(header.opcode, unmasked(payload, header.mask))?)
             }
             OpCode::Text | OpCode::Binary => {
-                self.begin(header.opcode);
+                self.begin(&header);
                 self.absorb(payload, header.mask, 0)?;
-                None
+                if header.fin {
+                    Some(self.finish()?)
+                } else {
+                    None
+                }
             }
             OpCode::Continuation => {
                 self.frames += 1;
@@ -166,7 +192,7 @@ impl Decoder {
         if header.opcode == OpCode::Continuation {
             self.frames += 1;
         } else {
-            self.begin(header.opcode);
+            self.begin(header);
         }
         self.absorb(rest, header.mask, 0)?;
         self.open = Some(OpenFrame {
@@ -207,9 +233,13 @@ impl Decoder {
     /// Every rule that can be checked from the header alone, so nothing is buffered for a
     /// frame that will be refused anyway.
     fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
-        // RFC 6455 §5.2: RSV bits MUST be 0 unless an extension defines them; none is
-        // negotiated by this decoder.
-        if h.rsv != 0 {
+        // RFC 6455 §5.2: RSV bits MUST be 0 unless an extension defines them. permessage-
+        // deflate defines RSV1 on a data message's first frame only (RFC 7692 §6).
+        let allowed = match h.opcode {
+            OpCode::Text | OpCode::Binary if self.inflater.is_some() => RSV1,
+            _ => 0,
+        };
+        if h.rsv & !allowed != 0 {
             return Err(ProtocolError::ReservedBits);
         }
         // RFC 6455 §5.1: clients MUST mask, servers MUST NOT.
@@ -265,15 +295,21 @@ impl Decoder {
         };
         let limit = self.config.max_message_bytes;
         let len = so_far + h.payload_len;
-        if len > limit as u64 {
+        // A compressed message's limit applies to what it inflates to, as it inflates.
+        let compressed = match h.opcode {
+            OpCode::Continuation => self.compressed,
+            _ => h.rsv & RSV1 != 0,
+        };
+        if len > limit as u64 && !compressed {
             return Err(ProtocolError::MessageTooLarge { len, limit });
         }
         Ok(())
     }
 
-    /// Starts a message that spans more than one frame or read.
-    fn begin(&mut self, opcode: OpCode) {
-        self.partial = Some(opcode);
+    /// Starts a message that spans more than one frame or read, or is compressed.
+    fn begin(&mut self, first: &FrameHeader) {
+        self.partial = Some(first.opcode);
+        self.compressed = first.rsv & RSV1 != 0;
         self.fragments = Vec::new();
         self.frames = 1;
         self.utf8 = Utf8Stream::default();
@@ -288,10 +324,24 @@ impl Decoder {
         offset: usize,
     ) -> Result<(), ProtocolError> {
         let start = self.fragments.len();
-        match mask {
-            // Each frame has its own key, applied from the frame's first payload byte.
-            Some(key) => extend_masked(&mut self.fragments, payload, rotate(key, offset)),
-            None => self.fragments.extend_from_slice(payload),
+        if self.compressed {
+            let limit = self.config.max_message_bytes;
+            let inflater = self.inflater.as_deref_mut();
+            // check_header lets RSV1 through only when an inflater is there.
+            let inflater = inflater.ok_or(ProtocolError::ReservedBits)?;
+            match mask {
+                Some(key) => {
+                    inflater.inflate_masked(payload, key, offset, &mut self.fragments, limit)
+                }
+                None => inflater.inflate(payload, &mut self.fragments, limit),
+            }
+            .map_err(inflate_error)?;
+        } else {
+            match mask {
+                // Each frame has its own key, applied from the frame's first payload byte.
+                Some(key) => extend_masked(&mut self.fragments, payload, rotate(key, offset)),
+                None => self.fragments.extend_from_slice(payload),
+            }
         }
         if self.partial == Some(OpCode::Text) {
             self.utf8
@@ -303,12 +353,37 @@ impl Decoder {
 
     /// The message in progress, now complete.
     fn finish(&mut self) -> Result<Message, ProtocolError> {
+        if std::mem::take(&mut self.compressed) {
+            // The `00 00 ff ff` the sender left off (RFC 7692 §7.2.2) may still produce output.
+            let start = self.fragments.len();
+            let limit = self.config.max_message_bytes;
+            if let Some(inflater) = self.inflater.as_deref_mut() {
+                inflater
+                    .finish(&mut self.fragments, limit)
+                    .map_err(inflate_error)?;
+            }
+            if self.partial == Some(OpCode::Text) {
+                self.utf8
+                    .feed(&self.fragments[start..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
         let opcode = self.partial.take().unwrap_or(OpCode::Binary);
         let data = std::mem::take(&mut self.fragments);
         if opcode == OpCode::Text && !self.utf8.at_boundary() {
             return Err(ProtocolError::InvalidUtf8);
         }
         data_message(opcode, data)
+    }
+}
+
+fn inflate_error(e: InflateError) -> ProtocolError {
+    match e {
+        InflateError::TooLarge { limit } => ProtocolError::MessageTooLarge {
+            len: limit as u64 + 1,
+            limit,
+        },
+        InflateError::Corrupt(why) => ProtocolError::BadCompressedData(why),
     }
 }
 
