@@ -105,6 +105,12 @@ pub struct LabConfig {
     pub allowed_origins: Vec<String>,
     /// Limits applied to every listener.
     pub limits: Limits,
+    /// permessage-deflate (RFC 7692) terms the WS apps accept when a client offers it, as
+    /// browsers do; `None` declines every offer. Default: the extension's defaults (15-bit
+    /// windows, context takeover). Each connection that agrees to it holds about 320 KiB of
+    /// compressor state, charged to [`Limits::max_buffered_bytes`]; when the budget cannot
+    /// take it the offer is declined.
+    pub ws_deflate: Option<protolab_wire::ws::deflate::ServerConfig>,
     /// Server TLS configuration; required when any TLS protocol is in `apps`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -120,6 +126,7 @@ impl Default for LabConfig {
             push_interval: Duration::from_secs(5),
             allowed_origins: Vec::new(),
             limits: Limits::default(),
+            ws_deflate: Some(protolab_wire::ws::deflate::ServerConfig::default()),
             tls: None,
         }
     }
@@ -252,6 +259,7 @@ impl Lab {
                 push_interval: config.push_interval,
                 allowed_origins: Arc::clone(&allowed_origins),
                 budget: Arc::clone(&budget),
+                ws_deflate: config.ws_deflate.clone(),
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
             });

@@ -7,6 +7,7 @@ fn client_decoder(limit: usize) -> Decoder {
     let config = DecoderConfig {
         max_frame_bytes: 1 << 20,
         max_message_bytes: limit,
+        ..DecoderConfig::default()
     };
     Decoder::new(Role::Client, config).with_inflater(Params::default().inflater(Role::Client))
 }
