@@ -5,6 +5,7 @@ mod bench;
 mod capture;
 mod certs;
 mod compare;
+mod compare_deflate;
 mod inspect;
 mod proxy;
 mod results;
