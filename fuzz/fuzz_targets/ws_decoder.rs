@@ -2,10 +2,13 @@
 //! whole and fed split at an input-chosen point must decode to the same messages and error.
 //!
 //! Input layout: `[flags, max_frame, max_message, split, stream...]`; flags bit 0 picks the
-//! role (0 = server, expects masked frames).
+//! role (0 = server, expects masked frames), bit 1 negotiates permessage-deflate (RSV1
+//! messages are inflated, their inflated size held to the message limit), bit 2 without
+//! context takeover.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use protolab_wire::ws::deflate::Params;
 use protolab_wire::ws::{Decoder, DecoderConfig, Message, ProtocolError, Role};
 
 fn run(
@@ -53,8 +56,20 @@ fuzz_target!(|data: &[u8]| {
         max_message_bytes: usize::from(*max_message) * 4,
     };
     let at = stream.len() * usize::from(*split) / 255;
-    let whole = run(&mut Decoder::new(role, config), stream, &[stream.len()]);
-    let split = run(&mut Decoder::new(role, config), stream, &[at, stream.len()]);
+    let decoder = || {
+        let decoder = Decoder::new(role, config);
+        if flags & 2 == 0 {
+            return decoder;
+        }
+        let params = Params {
+            server_no_context_takeover: flags & 4 != 0,
+            client_no_context_takeover: flags & 4 != 0,
+            ..Params::default()
+        };
+        decoder.with_inflater(params.inflater(role))
+    };
+    let whole = run(&mut decoder(), stream, &[stream.len()]);
+    let split = run(&mut decoder(), stream, &[at, stream.len()]);
     assert_eq!(whole, split);
     for msg in &whole.0 {
         match msg {
