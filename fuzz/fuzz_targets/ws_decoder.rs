@@ -2,9 +2,11 @@
 //! whole and fed split at an input-chosen point must decode to the same messages and error.
 //!
 //! Input layout: `[flags, max_frame, max_message, split, stream...]`; flags bit 0 picks the
-//! role (0 = server, expects masked frames), bit 1 negotiates permessage-deflate (RSV1
-//! messages are inflated, their inflated size held to the message limit), bit 2 without
-//! context takeover.
+//! role (0 = server, expects masked frames), bits 1–3 the most fragments per message, and
+//! bits 4–7 the size above which data frames are streamed (so both ways of taking a frame
+//! are exercised). The max_message byte's top bit negotiates permessage-deflate (RSV1
+//! messages are inflated, their inflated size held to the message limit), and the split
+//! byte's top bit drops context takeover.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -35,7 +37,9 @@ fn run(
                     consumed += n;
                     out.extend(msg);
                 }
-                Err(e) => return (out, Some(e), consumed),
+                // How much of a streamed frame was taken before the error depends on where
+                // the reads ended.
+                Err(e) => return (out, Some(e), 0),
             }
         }
     }
@@ -54,16 +58,18 @@ fuzz_target!(|data: &[u8]| {
     let config = DecoderConfig {
         max_frame_bytes: usize::from(*max_frame) * 2,
         max_message_bytes: usize::from(*max_message) * 4,
+        max_fragments: u32::from((flags >> 1) & 7) + 1,
+        stream_frames_over: usize::from(flags >> 4) * 16,
     };
     let at = stream.len() * usize::from(*split) / 255;
     let decoder = || {
         let decoder = Decoder::new(role, config);
-        if flags & 2 == 0 {
+        if max_message & 0x80 == 0 {
             return decoder;
         }
         let params = Params {
-            server_no_context_takeover: flags & 4 != 0,
-            client_no_context_takeover: flags & 4 != 0,
+            server_no_context_takeover: split & 0x80 != 0,
+            client_no_context_takeover: split & 0x80 != 0,
             ..Params::default()
         };
         decoder.with_inflater(params.inflater(role))

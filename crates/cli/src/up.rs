@@ -44,6 +44,16 @@ pub struct UpArgs {
     /// Largest WebSocket message accepted (e.g. 16MiB); bigger ones are closed with 1009.
     #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_message_size: u64,
+    /// Memory all WebSocket connections together may hold for messages in progress (e.g.
+    /// 2GiB); a connection whose message would pass it is closed with 1013 (try again later)
+    /// and a warning is logged. Default: a quarter of this machine's memory, or of the
+    /// container's memory limit when that is lower.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub max_buffered: Option<u64>,
+    /// Time one WebSocket message may take from its first frame to its last; a message still
+    /// incomplete then is closed with 1008.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub message_timeout: Duration,
     /// Largest HTTP request head accepted (e.g. 16KiB); bigger ones get 431.
     #[arg(long, default_value = "16KiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_header_size: u64,
@@ -146,6 +156,11 @@ impl TryFrom<UpArgs> for UpConfig {
         let limits = Limits {
             max_message_bytes: usize::try_from(args.max_message_size)
                 .context("--max-message-size is too large for this machine")?,
+            max_buffered_bytes: usize::try_from(
+                args.max_buffered.unwrap_or_else(default_max_buffered),
+            )
+            .context("--max-buffered is too large for this machine")?,
+            message_timeout: args.message_timeout,
             max_header_bytes: usize::try_from(args.max_header_size)
                 .context("--max-header-size is too large for this machine")?,
             max_body_bytes: args.max_body_size,
@@ -155,6 +170,16 @@ impl TryFrom<UpArgs> for UpConfig {
             drain_timeout: args.drain_timeout,
             ..Limits::default()
         };
+        anyhow::ensure!(
+            limits.max_buffered_bytes >= limits.max_message_bytes,
+            "--max-buffered ({}) must be at least --max-message-size ({}), or no message of the largest size could ever be received",
+            limits.max_buffered_bytes,
+            limits.max_message_bytes
+        );
+        anyhow::ensure!(
+            !args.message_timeout.is_zero(),
+            "--message-timeout must be greater than zero"
+        );
         anyhow::ensure!(
             limits.max_header_bytes >= 256,
             "--max-header-size must be at least 256 bytes"
@@ -177,6 +202,26 @@ impl TryFrom<UpArgs> for UpConfig {
             proxy: args.proxy.then_some((args.proxy_port, args.proxy_tls_port)),
         })
     }
+}
+
+/// A quarter of the memory this process may use: the machine's, or its cgroup's limit when
+/// that is lower (a container). 1 GiB when neither can be read.
+fn default_max_buffered() -> u64 {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let machine = read("/proc/meminfo").and_then(|s| {
+        let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    });
+    // cgroup v2, then v1; "max" (v2) or a huge number (v1) mean no limit.
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let total = match (machine, cgroup) {
+        (Some(m), Some(c)) => m.min(c),
+        (m, c) => m.or(c).unwrap_or(4 << 30),
+    };
+    total / 4
 }
 
 /// Runs `protolab up`.

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use crate::apps::{self, KeepAlive, Response};
+use crate::budget::MessageBudget;
 use crate::cancel::{CancelToken, Cancelled};
 use crate::Limits;
 
@@ -33,9 +34,13 @@ pub(crate) enum AppKind {
 #[derive(Debug)]
 pub(crate) struct ConnCtx {
     pub(crate) app: AppKind,
+    /// Whether the listener terminates TLS (its HTTP answers carry HSTS).
+    pub(crate) tls: bool,
     pub(crate) limits: Arc<Limits>,
     pub(crate) push_interval: Duration,
     pub(crate) allowed_origins: Arc<[String]>,
+    /// Shared by every listener of the lab: what WebSocket messages in progress may hold.
+    pub(crate) budget: Arc<MessageBudget>,
     /// Cancelled when the lab begins shutting down: stop taking new work.
     pub(crate) graceful: CancelToken,
     /// Cancelled when the drain timeout runs out: drop the connection now.
@@ -156,7 +161,13 @@ pub(crate) async fn serve<S: Io>(
             }
         };
 
-        let response = apps::route(ctx.app, &head, &body);
+        let mut response = apps::route(ctx.app, &head, &body);
+        if ctx.tls {
+            response.headers.push((
+                "strict-transport-security",
+                hsts(head.header_str("host")).into(),
+            ));
+        }
         let keep_alive = head.keep_alive() && !ctx.graceful.is_cancelled();
         let keep = KeepAlive::new(keep_alive, head.version);
         // With `keep` Close, `respond` has already closed gracefully.
@@ -549,13 +560,66 @@ fn push_interval(head: &RequestHead, default: Duration) -> Result<Duration, Stri
     }
 }
 
+/// The `Strict-Transport-Security` value for a response to `host` (RFC 6797). HSTS holds for
+/// a host name on every port (§8.3), so a year-long policy for `localhost` would send the
+/// browser's later visits to the lab's plain-HTTP app (same name, other port) over TLS, where
+/// nothing answers. Loopback names therefore get `max-age=0`, which also clears a policy some
+/// other local server left (§6.1.1); any other name gets a year. Browsers ignore HSTS from IP
+/// literals (§8.1.1).
+fn hsts(host: Option<&str>) -> &'static str {
+    match host.map(host_name) {
+        Some(name) if is_loopback_name(name) => "max-age=0",
+        _ => "max-age=31536000",
+    }
+}
+
+/// The name part of a Host value or an origin's authority: `[::1]:3002` → `[::1]`.
+fn host_name(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(name, _)| name)
+}
+
+fn is_loopback_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == "localhost"
+        || lower.ends_with(".localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a Host name cannot be taken over by DNS rebinding: an IP literal, or `localhost`
+/// and its subdomains, which browsers resolve to loopback themselves (RFC 6761 §6.3). Any other
+/// name can be pointed at this machine by whoever controls its DNS.
+fn is_rebinding_proof(name: &str) -> bool {
+    is_loopback_name(name)
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+}
+
 /// An upgrade is allowed from the page's own origin (its authority equals the Host header),
 /// from a listed origin, or from anywhere if `*` is listed. Browsers always send Origin, so
 /// this is what stops another site's page from using a visitor's browser as a client
 /// (cross-site WebSocket hijacking); non-browser clients send none and are not affected.
+///
+/// "Own origin" counts only when Host names the lab by an IP address or a localhost name: a
+/// DNS-rebinding page (`http://evil.example:3002`, its name re-pointed at 127.0.0.1) sends a
+/// Host and an Origin that agree, so agreement alone proves nothing. Other names must be
+/// listed.
 fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
     let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    if host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
+    if host.is_some_and(|h| h.eq_ignore_ascii_case(authority) && is_rebinding_proof(host_name(h))) {
         return true;
     }
     allowed
@@ -591,5 +655,42 @@ mod tests {
             None,
             &["*".to_string()]
         ));
+    }
+
+    #[test]
+    fn same_origin_counts_only_for_names_dns_rebinding_cannot_take() {
+        let none: Vec<String> = Vec::new();
+        for (origin, host) in [
+            ("http://localhost:3002", "localhost:3002"),
+            ("http://app.localhost:3002", "app.localhost:3002"),
+            ("http://127.0.0.1:3002", "127.0.0.1:3002"),
+            ("http://[::1]:3002", "[::1]:3002"),
+            ("http://192.168.56.10:3002", "192.168.56.10:3002"),
+        ] {
+            assert!(origin_allowed(origin, Some(host), &none), "{origin}");
+        }
+        // A rebinding page: its own name, re-pointed at the lab.
+        assert!(!origin_allowed(
+            "http://rebind.evil.example:3002",
+            Some("rebind.evil.example:3002"),
+            &none
+        ));
+        // Listed, the same name is fine.
+        assert!(origin_allowed(
+            "http://lab.example:3002",
+            Some("lab.example:3002"),
+            &["http://lab.example:3002".to_string()]
+        ));
+    }
+
+    #[test]
+    fn hsts_is_a_year_except_for_loopback_names() {
+        use super::hsts;
+        assert_eq!(hsts(Some("localhost:3001")), "max-age=0");
+        assert_eq!(hsts(Some("[::1]:3001")), "max-age=0");
+        assert_eq!(hsts(Some("127.0.0.1:3001")), "max-age=0");
+        assert_eq!(hsts(Some("lab.example:3001")), "max-age=31536000");
+        assert_eq!(hsts(Some("lab.example")), "max-age=31536000");
+        assert_eq!(hsts(None), "max-age=31536000");
     }
 }

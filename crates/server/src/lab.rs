@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::MessageBudget;
 use crate::cancel::CancelToken;
 use crate::conn::{self, AppKind, ConnCtx};
 use crate::{Error, Limits, Result};
@@ -92,7 +93,8 @@ impl fmt::Display for Protocol {
 #[derive(Debug, Clone)]
 pub struct LabConfig {
     /// Address every listener binds. Default 127.0.0.1: the lab is for this machine unless
-    /// the user says otherwise.
+    /// the user says otherwise. With 127.0.0.1 each app also listens on ::1 (same port), where
+    /// browsers try `localhost` first.
     pub bind: IpAddr,
     /// Protocols to serve and their ports; port 0 picks a free one (tests do that).
     pub apps: Vec<(Protocol, u16)>,
@@ -175,6 +177,7 @@ pub struct Lab {
     hard: CancelToken,
     tracker: TaskTracker,
     open: Arc<std::sync::atomic::AtomicUsize>,
+    budget: Arc<MessageBudget>,
     drain_timeout: Duration,
 }
 
@@ -188,33 +191,33 @@ impl Lab {
             if protocol.is_tls() && config.tls.is_none() {
                 return Err(Error::MissingTls(protocol));
             }
-            let addr = SocketAddr::new(config.bind, port);
-            let listener = TcpListener::bind(addr).await.map_err(|source| {
-                if source.kind() == std::io::ErrorKind::AddrInUse {
-                    Error::PortInUse {
-                        protocol,
-                        ip: config.bind,
-                        port,
-                    }
-                } else {
-                    Error::Bind {
-                        protocol,
-                        addr,
-                        source,
-                    }
-                }
-            })?;
+            let listener = bind(protocol, SocketAddr::new(config.bind, port)).await?;
             let local = listener.local_addr().map_err(|source| Error::Bind {
                 protocol,
-                addr,
+                addr: SocketAddr::new(config.bind, port),
                 source,
             })?;
+            let mut bound = vec![listener];
+            // Browsers resolve `localhost` to ::1 first; a lab on 127.0.0.1 alone answered
+            // them with a reset before they fell back. Same port on both.
+            if config.bind == IpAddr::V4(Ipv4Addr::LOCALHOST) {
+                let v6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), local.port());
+                match bind(protocol, v6).await {
+                    Ok(listener) => bound.push(listener),
+                    // A port of our own choosing (0 asked) may be taken on ::1 by someone
+                    // else, and a host may have no IPv6 at all: 127.0.0.1 still serves.
+                    Err(err) if port == 0 || !matches!(err, Error::PortInUse { .. }) => {
+                        tracing::debug!(%err, "serving {protocol} on 127.0.0.1 only");
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
             listeners.push((
                 Endpoint {
                     protocol,
                     addr: local,
                 },
-                listener,
+                bound,
             ));
         }
 
@@ -229,22 +232,26 @@ impl Lab {
             ));
             allowed_origins.push(format!("{}://{}", e.protocol.page_scheme(), e.addr));
         }
+        let budget = Arc::new(MessageBudget::new(config.limits.max_buffered_bytes));
         let lab = Self {
             endpoints,
             graceful: CancelToken::new(),
             hard: CancelToken::new(),
             tracker: TaskTracker::new(),
             open: Arc::default(),
+            budget: Arc::clone(&budget),
             drain_timeout: config.limits.drain_timeout,
         };
         let limits = Arc::new(config.limits);
         let allowed_origins: Arc<[String]> = allowed_origins.into();
-        for (endpoint, listener) in listeners {
+        for (endpoint, bound) in listeners {
             let ctx = Arc::new(ConnCtx {
                 app: endpoint.protocol.app(),
+                tls: endpoint.protocol.is_tls(),
                 limits: Arc::clone(&limits),
                 push_interval: config.push_interval,
                 allowed_origins: Arc::clone(&allowed_origins),
+                budget: Arc::clone(&budget),
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
             });
@@ -253,14 +260,19 @@ impl Lab {
             } else {
                 None
             };
-            lab.tracker.spawn(accept_loop(
-                listener,
-                endpoint,
-                tls,
-                ctx,
-                lab.tracker.clone(),
-                Arc::clone(&lab.open),
-            ));
+            // One connection limit per app, over both of its addresses.
+            let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+            for listener in bound {
+                lab.tracker.spawn(accept_loop(
+                    listener,
+                    endpoint,
+                    tls.clone(),
+                    Arc::clone(&ctx),
+                    Arc::clone(&slots),
+                    lab.tracker.clone(),
+                    Arc::clone(&lab.open),
+                ));
+            }
         }
         Ok(lab)
     }
@@ -281,6 +293,12 @@ impl Lab {
     /// Connections open right now, over all listeners.
     pub fn open_connections(&self) -> usize {
         self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes WebSocket connections hold right now for messages in progress, charged against
+    /// [`Limits::max_buffered_bytes`].
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.used()
     }
 
     /// Stops accepting, lets in-flight HTTP requests finish with `Connection: close`, closes
@@ -311,15 +329,38 @@ impl Lab {
     }
 }
 
+/// Binds `addr` for `protocol`'s app, naming the port when it is taken.
+async fn bind(protocol: Protocol, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            Error::PortInUse {
+                protocol,
+                ip: addr.ip(),
+                port: addr.port(),
+            }
+        } else {
+            Error::Bind {
+                protocol,
+                addr,
+                source,
+            }
+        }
+    })
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the listener's whole context, passed once"
+)]
 async fn accept_loop(
     listener: TcpListener,
     endpoint: Endpoint,
     tls: Option<Arc<rustls::ServerConfig>>,
     ctx: Arc<ConnCtx>,
+    slots: Arc<Semaphore>,
     tracker: TaskTracker,
     open: Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
     loop {
         // Take a slot before accepting: at the limit, new clients wait in the backlog.
         let permit = tokio::select! {

@@ -11,6 +11,7 @@
 //! the CLI owns those and hands in a ready `rustls::ServerConfig`.
 
 mod apps;
+mod budget;
 mod cancel;
 mod conn;
 mod lab;

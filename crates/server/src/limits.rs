@@ -10,6 +10,18 @@ pub struct Limits {
     /// tungstenite's frame default. Bigger ones are refused with close 1009 as soon as a frame
     /// header announces them, before the payload is buffered.
     pub max_message_bytes: usize,
+    /// Bytes all WebSocket connections of the lab together may hold for messages in
+    /// progress, beyond the read buffer each connection has anyway. Default 1 GiB (the CLI
+    /// sets a quarter of the machine's memory). Memory grows only as a message's bytes
+    /// arrive, never from a length a header announces; a connection whose message would
+    /// take the total past this budget is closed with 1013 (try again later) and the event
+    /// is logged, so hostile or merely many large messages cannot take the process down.
+    pub max_buffered_bytes: usize,
+    /// Time one WebSocket message may take from its first frame to its last. Default 60 s
+    /// (16 MiB at about 2 Mbit/s); a message still open then is closed with 1008. Together
+    /// with the decoder's bound on frames per message, a message that never ends (empty
+    /// continuation frames forever) is cut off.
+    pub message_timeout: Duration,
     /// Largest HTTP request head (request line + headers), in bytes. Default 16 KiB; more
     /// gets `431 Request Header Fields Too Large` and the connection is closed.
     pub max_header_bytes: usize,
@@ -45,6 +57,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_message_bytes: 16 << 20,
+            max_buffered_bytes: 1 << 30,
+            message_timeout: Duration::from_secs(60),
             max_header_bytes: 16 << 10,
             max_headers: 100,
             max_body_bytes: 1 << 20,

@@ -24,14 +24,22 @@ const DIRECT_ECHO_BYTES: usize = 4096;
 /// Room beyond the next frame for TLS record overhead: two records' headers and tags.
 const TLS_SLACK: usize = 2 * protolab_tls::record::MAX_OVERHEAD;
 
+/// Read-buffer capacity every connection may hold without charging the message budget: room
+/// for a 16 KiB frame with its TLS records, which echo workloads need on every message.
+const FREE_READ_BYTES: usize = 4 * READ_CHUNK;
+
 /// Why the session loop ended, which decides how the close handshake goes.
 enum Ending {
     /// The peer sent a close frame; we answered it.
     PeerClosed,
     /// The peer vanished without a close frame (EOF or I/O error); nothing to send.
     Gone,
-    /// We start the close handshake with this code and reason.
+    /// We start the close handshake with this code and reason, and wait for the peer's.
     WeClose(u16, String),
+    /// We fail the connection (RFC 6455 §7.1.7): a close frame with this code and reason,
+    /// then our side of TCP is closed at once (§7.1.1), without waiting for the peer's close
+    /// frame, which after a protocol error may never be parseable.
+    Fail(u16, String),
 }
 
 /// Runs the session until it closes. `buf` holds bytes that arrived after the upgrade head.
@@ -48,8 +56,13 @@ pub(crate) async fn run<S: Io>(
         DecoderConfig {
             max_frame_bytes: limits.max_message_bytes,
             max_message_bytes: limits.max_message_bytes,
+            ..DecoderConfig::default()
         },
     );
+    // What this connection holds beyond its read buffer, charged to the lab-wide budget.
+    let mut charge = ctx.budget.account();
+    // When the message in progress began, while one is.
+    let mut message_since: Option<Instant> = None;
     let mut out = Vec::with_capacity(READ_CHUNK);
     let start = Instant::now();
     // Ping once half the idle timeout has passed in silence; check four times per idle period
@@ -160,7 +173,18 @@ pub(crate) async fn run<S: Io>(
         if ctx.graceful.is_cancelled() {
             break Ending::WeClose(close_code::GOING_AWAY, "server shutting down".into());
         }
-        buf.reserve(room_for_next_frame(&buf));
+        if decoder.in_message() {
+            let since = *message_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > limits.message_timeout {
+                break message_too_slow(limits.message_timeout, peer);
+            }
+        } else {
+            message_since = None;
+        }
+        buf.reserve(read_room(decoder.wanted(&buf)));
+        if charge.set(held(&buf, &decoder)).is_err() {
+            break over_budget(peer);
+        }
         // Read first: when woken by data, nothing else is polled. `hard` needs no branch:
         // it fires only after `graceful`, which has ended this loop by then.
         tokio::select! {
@@ -179,6 +203,14 @@ pub(crate) async fn run<S: Io>(
                     encode_frame(&mut out, true, OpCode::Text, None, text.as_bytes());
                 }
                 if due.keepalive {
+                    if message_since.is_some_and(|t| due.now - t > limits.message_timeout) {
+                        break message_too_slow(limits.message_timeout, peer);
+                    }
+                    // Memory is given back while the connection waits with nothing pending.
+                    if buf.is_empty() && !decoder.in_message() && buf.capacity() > FREE_READ_BYTES {
+                        buf = BytesMut::with_capacity(READ_CHUNK);
+                        let _ = charge.set(held(&buf, &decoder));
+                    }
                     if std::mem::take(&mut heard) {
                         last_heard = due.now;
                     }
@@ -209,7 +241,35 @@ pub(crate) async fn run<S: Io>(
                 close_gracefully(&mut stream, ctx).await;
             }
         }
+        Ending::Fail(code, reason) => {
+            encode_close(&mut out, None, code, &reason);
+            if write_out(&mut stream, &out, ctx).await.is_ok() {
+                close_gracefully(&mut stream, ctx).await;
+            }
+        }
     }
+}
+
+/// Bytes this connection holds for messages beyond what every connection may: the message
+/// buffer, and read-buffer capacity past [`FREE_READ_BYTES`].
+fn held(buf: &BytesMut, decoder: &Decoder) -> usize {
+    buf.capacity().saturating_sub(FREE_READ_BYTES) + decoder.buffered()
+}
+
+fn over_budget(peer: SocketAddr) -> Ending {
+    tracing::debug!(%peer, "closing WebSocket: the lab's message buffer budget is exhausted");
+    Ending::Fail(
+        close_code::TRY_AGAIN_LATER,
+        "server is over its message memory budget; try again later".into(),
+    )
+}
+
+fn message_too_slow(limit: Duration, peer: SocketAddr) -> Ending {
+    tracing::debug!(%peer, ?limit, "closing WebSocket: a message took too long to arrive");
+    Ending::Fail(
+        close_code::POLICY,
+        format!("message not complete within {}s", limit.as_secs_f64()),
+    )
 }
 
 /// The session's two periodic jobs, push and keepalive check, behind one timer: the session
@@ -321,8 +381,8 @@ fn answer(message: Message, out: &mut Vec<u8>) -> bool {
 }
 
 fn protocol_error(err: &ProtocolError, peer: SocketAddr) -> Ending {
-    tracing::debug!(%peer, %err, code = err.close_code(), "closing WebSocket on a protocol error");
-    Ending::WeClose(err.close_code(), err.to_string())
+    tracing::debug!(%peer, %err, code = err.close_code(), "failing WebSocket on a protocol error");
+    Ending::Fail(err.close_code(), err.to_string())
 }
 
 /// After our close frame, reads (and discards) until the peer's close frame, EOF, or the close
@@ -360,22 +420,17 @@ async fn await_peer_close<S: Io>(
     }
 }
 
-/// Free space to make before the next read: enough for the whole frame whose header is
-/// already buffered (so a 16 KiB message arrives in one read, not two), and at least
-/// [`READ_CHUNK`]. The decoder has already refused frames over the limit, so a hostile header
-/// cannot make this large.
-fn room_for_next_frame(buf: &[u8]) -> usize {
-    let pending = match decode_header(buf) {
-        Ok(Some((header, header_len))) => usize::try_from(header.payload_len)
-            .map_or(0, |len| (header_len + len).saturating_sub(buf.len())),
-        _ => 0,
-    };
+/// Free space to make before the next read: what the decoder still wants of the frame it is
+/// waiting for (so a 16 KiB message arrives in one read, not two), at least [`READ_CHUNK`].
+/// The decoder caps what it wants at the size up to which it waits for whole frames; larger
+/// frames are taken as they arrive, so a header announcing 16 MiB reserves no more than that.
+fn read_room(wanted: usize) -> usize {
     // The slack lets a large frame's TLS records land whole too (a header and a tag per
     // record), so they are opened in place instead of being carried over.
-    if pending == 0 {
+    if wanted == 0 {
         READ_CHUNK
     } else {
-        (pending + TLS_SLACK).max(READ_CHUNK)
+        (wanted + TLS_SLACK).max(READ_CHUNK)
     }
 }
 

@@ -180,10 +180,10 @@ pub fn leaf_params(names: &[String]) -> Result<CertificateParams> {
     // ExplicitNoCa writes basicConstraints CA:FALSE rather than omitting the extension, so no
     // client can mistake the leaf for a CA.
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    // The leaf key is ECDSA: it signs handshakes and can encipher nothing. keyEncipherment
+    // belongs to RSA key transport; RFC 5480 §3 lists what an EC key's keyUsage may hold,
+    // and strict validators (and testssl.sh) flag it.
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,

@@ -366,6 +366,8 @@ fn openssl_accepts_our_leaf() {
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
+    // An ECDSA key cannot encipher (RFC 5480 §3).
+    assert!(!text.contains("Key Encipherment"), "{text}");
     let mut ca_text = tool("openssl", "openssl");
     ca_text
         .args(["x509", "-noout", "-text", "-in"])

@@ -12,6 +12,7 @@ mod decoder;
 pub mod deflate;
 mod frame;
 pub mod handshake;
+mod utf8;
 mod watch;
 
 pub use decoder::Decoder;
@@ -115,6 +116,17 @@ pub struct DecoderConfig {
     /// with [`ProtocolError::MessageTooLarge`] (close 1009) as soon as a header makes it certain;
     /// a compressed message is held to it by its inflated size, checked as it inflates.
     pub max_message_bytes: usize,
+    /// Most frames one data message may span. Default 131,072: Autobahn's largest
+    /// fragmentation case sends 4 MiB in 64-byte fragments (65,536 frames). More fails with
+    /// [`ProtocolError::TooManyFragments`] (close 1009); without a bound, a message of empty
+    /// continuation frames would never end.
+    pub max_fragments: u32,
+    /// Data frames with a payload up to this many bytes are consumed only once whole (the
+    /// caller may handle them where they lie in its buffer); larger ones are taken into the
+    /// message buffer as their bytes arrive, so memory follows what was received, not what a
+    /// header announced. Default 64 KiB. Text frames that arrive in pieces are always taken
+    /// piece by piece, to fail invalid UTF-8 at once.
+    pub stream_frames_over: usize,
 }
 
 impl Default for DecoderConfig {
@@ -122,6 +134,8 @@ impl Default for DecoderConfig {
         Self {
             max_frame_bytes: 16 << 20,
             max_message_bytes: 16 << 20,
+            max_fragments: 1 << 17,
+            stream_frames_over: 64 << 10,
         }
     }
 }
@@ -168,6 +182,8 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// Unexpected condition on the server.
     pub const INTERNAL: u16 = 1011;
+    /// The server is overloaded: try again later (IANA WebSocket close code registry).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 
     /// Whether `code` may appear in a close frame on the wire (RFC 6455 §7.4.1–7.4.2):
     /// 1000–1003, 1007–1011, 3000–4999. 1004–1006 and 1015 are reserved for local use.
@@ -221,6 +237,12 @@ pub enum ProtocolError {
     /// A compressed message that is not valid DEFLATE (RFC 7692 §7.2.2).
     #[error("invalid compressed message: {0}")]
     BadCompressedData(String),
+    /// A message spanning more frames than [`DecoderConfig::max_fragments`].
+    #[error("message spans more than {limit} frames")]
+    TooManyFragments {
+        /// The configured limit.
+        limit: u32,
+    },
     /// A message growing past [`DecoderConfig::max_message_bytes`]; for a compressed message,
     /// its inflated size (a decompression bomb stops here).
     #[error("message of at least {len} bytes exceeds the {limit}-byte limit")]
@@ -237,7 +259,9 @@ impl ProtocolError {
     pub fn close_code(&self) -> u16 {
         match self {
             Self::InvalidUtf8 => close_code::INVALID_PAYLOAD,
-            Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => close_code::TOO_BIG,
+            Self::FrameTooLarge { .. }
+            | Self::MessageTooLarge { .. }
+            | Self::TooManyFragments { .. } => close_code::TOO_BIG,
             _ => close_code::PROTOCOL,
         }
     }

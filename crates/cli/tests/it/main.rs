@@ -12,3 +12,4 @@ mod results;
 mod up;
 mod wan;
 mod ws_deflate;
+mod ws_memory;

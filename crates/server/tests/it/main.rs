@@ -5,8 +5,10 @@
 mod hostile;
 mod http;
 mod lifecycle;
+mod names;
 mod proxy;
 mod ws;
+mod ws_limits;
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 
 use super::deflate::{InflateError, Inflater};
 use super::{
-    close_code, decode_header, frame::extend_masked, CloseFrame, DecoderConfig, FrameHeader,
-    Message, OpCode, ProtocolError, Role,
+    close_code, decode_header, frame::extend_masked, utf8::Utf8Stream, CloseFrame, DecoderConfig,
+    FrameHeader, Message, OpCode, ProtocolError, Role,
 };
 
 /// RSV1: "Per-Message Compressed" on a message's first frame (RFC 7692 §6).
@@ -11,30 +11,51 @@ const RSV1: u8 = 0b100;
 
 /// Turns bytes from the peer into whole [`Message`]s.
 ///
-/// Feed it the unread part of your receive buffer; it consumes whole frames only. Data frames
-/// of a fragmented message are absorbed into an internal buffer (bounded by
-/// [`DecoderConfig::max_message_bytes`]); control frames in between are returned at once.
+/// Feed it the unread part of your receive buffer and drop the bytes it says it consumed.
+/// Control frames, and data frames up to [`DecoderConfig::stream_frames_over`] bytes, are
+/// consumed only once whole, so a caller may act on a small frame where it lies. Larger data
+/// frames, and text frames that arrive in pieces, are taken into the decoder's message buffer
+/// as their bytes arrive: memory grows with what the peer has actually sent, never with what
+/// a header announces, and text is checked for UTF-8 piece by piece, so invalid text fails at
+/// the read that brings it. Data frames of a fragmented message are absorbed into the same
+/// buffer (bounded by [`DecoderConfig::max_message_bytes`] and
+/// [`DecoderConfig::max_fragments`]); control frames in between are returned at once.
 /// Once it returns an error, the connection must be closed with that error's close code.
 ///
 /// Every payload byte is copied exactly once, from `buf` into the returned message (or the
-/// fragment buffer), and unmasked a word at a time during that copy.
+/// message buffer), and unmasked a word at a time during that copy.
 #[derive(Debug)]
 pub struct Decoder {
     role: Role,
     config: DecoderConfig,
-    /// Opcode (Text or Binary) of the fragmented message in progress, if any.
+    /// Opcode (Text or Binary) of the message in progress, if any: a fragmented message, or
+    /// an unfragmented one whose frame is being streamed.
     partial: Option<OpCode>,
-    /// Unmasked payload of that message so far.
+    /// The data frame whose payload is still arriving, if any; the receive buffer then starts
+    /// with payload bytes, not a frame header.
+    open: Option<OpenFrame>,
+    /// Unmasked payload of the message in progress so far.
     fragments: Vec<u8>,
-    /// Length of the prefix of `fragments` already known to be valid UTF-8 (text only), so
-    /// invalid text fails at the fragment that breaks it rather than at the end of the
-    /// message (RFC 6455 §8.1 lets us fail as soon as the data is known to be invalid).
-    utf8_checked: usize,
+    /// Frames the message in progress has spanned so far.
+    frames: u32,
+    /// UTF-8 state of a text message in progress.
+    utf8: Utf8Stream,
     /// permessage-deflate, when negotiated: inflates messages whose first frame has RSV1.
     /// Boxed so a decoder without it stays small.
     inflater: Option<Box<Inflater>>,
-    /// The fragmented message in progress is compressed.
+    /// The message in progress is compressed: its payload goes through the inflater.
     compressed: bool,
+}
+
+/// A data frame whose header has been consumed and whose payload is partly read.
+#[derive(Debug, Clone, Copy)]
+struct OpenFrame {
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    /// Payload bytes already consumed, which is also where the mask key stands.
+    done: u64,
+    /// Payload bytes still to come.
+    left: u64,
 }
 
 impl Decoder {
@@ -44,8 +65,10 @@ impl Decoder {
             role,
             config,
             partial: None,
+            open: None,
             fragments: Vec::new(),
-            utf8_checked: 0,
+            frames: 0,
+            utf8: Utf8Stream::default(),
             inflater: None,
             compressed: false,
         }
@@ -54,7 +77,7 @@ impl Decoder {
     /// Accepts compressed messages (permessage-deflate, RFC 7692) with `inflater`, built
     /// from the agreed parameters by [`Params::inflater`](super::deflate::Params::inflater).
     /// RSV1 is then allowed on a data message's first frame and the message is inflated as
-    /// its fragments arrive; [`DecoderConfig::max_message_bytes`] bounds the inflated size.
+    /// its payload arrives; [`DecoderConfig::max_message_bytes`] bounds the inflated size.
     pub fn with_inflater(mut self, inflater: Inflater) -> Self {
         self.inflater = Some(Box::new(inflater));
         self
@@ -70,16 +93,46 @@ impl Decoder {
         &self.config
     }
 
-    /// Whether a fragmented message has started and not yet finished.
+    /// Whether a message has started and not yet finished (a fragmented message, or a frame
+    /// being streamed). While it has, the receive buffer may start in the middle of a frame.
     pub fn in_message(&self) -> bool {
         self.partial.is_some()
     }
 
+    /// Bytes of memory the decoder holds for the message in progress (its buffer's capacity),
+    /// for a caller that budgets memory across connections.
+    pub fn buffered(&self) -> usize {
+        self.fragments.capacity()
+    }
+
+    /// How many more bytes the decoder needs in `buf` before it can make progress, capped at
+    /// [`DecoderConfig::stream_frames_over`]: what is missing of the whole frame it waits for,
+    /// or of the payload it is streaming. A caller sizes its next read with it (a frame that
+    /// arrives in one read is handled in one pass). 0 when a header is incomplete or `buf`
+    /// already holds a whole frame.
+    pub fn wanted(&self, buf: &[u8]) -> usize {
+        let cap = self.config.stream_frames_over;
+        if let Some(open) = self.open {
+            return usize::try_from(open.left).map_or(cap, |left| left.min(cap));
+        }
+        let Ok(Some((header, header_len))) = decode_header(buf) else {
+            return 0;
+        };
+        usize::try_from(header.payload_len)
+            .ok()
+            .and_then(|len| header_len.checked_add(len))
+            .map_or(cap, |end| end.saturating_sub(buf.len()).min(cap))
+    }
+
     /// Decodes from the start of `buf`. Returns how many bytes were consumed (drop them from
-    /// the buffer) and the message, if one completed. `(0, None)` means a whole frame is not
-    /// there yet: read more. `(n > 0, None)` means a fragment was absorbed: call again.
+    /// the buffer) and the message, if one completed. `(0, None)` means nothing can be done
+    /// until more bytes arrive: read more. `(n > 0, None)` means a fragment or part of a
+    /// payload was absorbed: call again with what is left.
     /// An oversized frame is rejected from its header alone, before its payload arrives.
     pub fn decode(&mut self, buf: &[u8]) -> Result<(usize, Option<Message>), ProtocolError> {
+        if let Some(open) = self.open {
+            return self.continue_open(open, buf);
+        }
         let Some((header, header_len)) = decode_header(buf)? else {
             return Ok((0, None));
         };
@@ -88,38 +141,93 @@ impl Decoder {
         let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
         let end = header_len.saturating_add(len);
         let Some(payload) = buf.get(header_len..end) else {
-            return Ok((0, None));
+            return self.start_open(&header, header_len, &buf[header_len..]);
         };
         let message = match header.opcode {
             OpCode::Ping => Some(Message::Ping(unmasked(payload, header.mask))),
             OpCode::Pong => Some(Message::Pong(unmasked(payload, header.mask))),
             OpCode::Close => Some(close_message(unmasked(payload, header.mask))?),
+            // A compressed message is inflated through the message buffer, whole or not.
             OpCode::Text | OpCode::Binary if header.fin && header.rsv & RSV1 != 0 => {
-                let mut data = Vec::new();
-                let limit = self.config.max_message_bytes;
-                inflate(
-                    self.inflater.as_deref_mut(),
-                    payload,
-                    header.mask,
-                    &mut data,
-                    limit,
-                    true,
-                )?;
-                Some(data_message(header.opcode, data)?)
+                self.begin(header.opcode, true);
+                self.absorb(payload, header.mask, 0)?;
+                Some(self.finish()?)
             }
             OpCode::Text | OpCode::Binary if header.fin => {
                 Some(data_message(header.opcode, unmasked(payload, header.mask))?)
             }
             OpCode::Text | OpCode::Binary => {
-                self.partial = Some(header.opcode);
-                self.compressed = header.rsv & RSV1 != 0;
-                self.fragments.clear();
-                self.utf8_checked = 0;
-                self.absorb(payload, header.mask, false)?
+                self.begin(header.opcode, header.rsv & RSV1 != 0);
+                self.absorb(payload, header.mask, 0)?;
+                None
             }
-            OpCode::Continuation => self.absorb(payload, header.mask, header.fin)?,
+            OpCode::Continuation => {
+                self.frames += 1;
+                self.absorb(payload, header.mask, 0)?;
+                if header.fin {
+                    Some(self.finish()?)
+                } else {
+                    None
+                }
+            }
         };
         Ok((end, message))
+    }
+
+    /// A frame whose payload is not all in `rest` yet: wait for it whole, or start streaming
+    /// it (text, so bad UTF-8 fails now; or too large to wait for).
+    fn start_open(
+        &mut self,
+        header: &FrameHeader,
+        header_len: usize,
+        rest: &[u8],
+    ) -> Result<(usize, Option<Message>), ProtocolError> {
+        let text = header.opcode == OpCode::Text
+            || (header.opcode == OpCode::Continuation && self.partial == Some(OpCode::Text));
+        let stream = !header.opcode.is_control()
+            && (text || header.payload_len > self.config.stream_frames_over as u64);
+        if !stream {
+            return Ok((0, None));
+        }
+        if header.opcode == OpCode::Continuation {
+            self.frames += 1;
+        } else {
+            self.begin(header.opcode, header.rsv & RSV1 != 0);
+        }
+        self.absorb(rest, header.mask, 0)?;
+        self.open = Some(OpenFrame {
+            fin: header.fin,
+            mask: header.mask,
+            done: rest.len() as u64,
+            left: header.payload_len - rest.len() as u64,
+        });
+        Ok((header_len + rest.len(), None))
+    }
+
+    /// More payload of the frame being streamed.
+    fn continue_open(
+        &mut self,
+        mut open: OpenFrame,
+        buf: &[u8],
+    ) -> Result<(usize, Option<Message>), ProtocolError> {
+        let n = usize::try_from(open.left).map_or(buf.len(), |left| left.min(buf.len()));
+        if n == 0 {
+            return Ok((0, None));
+        }
+        let offset = (open.done % 4) as usize;
+        self.absorb(&buf[..n], open.mask, offset)?;
+        open.done += n as u64;
+        open.left -= n as u64;
+        if open.left > 0 {
+            self.open = Some(open);
+            return Ok((n, None));
+        }
+        self.open = None;
+        if open.fin {
+            Ok((n, Some(self.finish()?)))
+        } else {
+            Ok((n, None))
+        }
     }
 
     /// Every rule that can be checked from the header alone, so nothing is buffered for a
@@ -167,7 +275,16 @@ impl Decoder {
                     "continuation without a message",
                 ));
             }
-            (OpCode::Continuation, Some(_)) => self.fragments.len() as u64,
+            (OpCode::Continuation, Some(_)) => {
+                // Empty continuations cost nothing to send and would keep a message open
+                // forever; the frame count bounds them.
+                if self.frames >= self.config.max_fragments {
+                    return Err(ProtocolError::TooManyFragments {
+                        limit: self.config.max_fragments,
+                    });
+                }
+                self.fragments.len() as u64
+            }
             (OpCode::Text | OpCode::Binary, Some(_)) => {
                 return Err(ProtocolError::BadFragmentation(
                     "new message before the fragmented one finished",
@@ -189,82 +306,106 @@ impl Decoder {
         Ok(())
     }
 
-    /// Appends one data fragment; returns the message once `fin` completes it.
+    /// Starts a message that spans more than one frame or read, or is `compressed`.
+    fn begin(&mut self, opcode: OpCode, compressed: bool) {
+        self.partial = Some(opcode);
+        self.compressed = compressed;
+        self.fragments = Vec::new();
+        self.frames = 1;
+        self.utf8 = Utf8Stream::default();
+    }
+
+    /// Appends payload bytes of the message in progress; `offset` is where in its frame's
+    /// payload `payload` starts (for the mask key). Text is checked as it arrives.
     fn absorb(
         &mut self,
         payload: &[u8],
         mask: Option<[u8; 4]>,
-        fin: bool,
-    ) -> Result<Option<Message>, ProtocolError> {
+        offset: usize,
+    ) -> Result<(), ProtocolError> {
+        let start = self.fragments.len();
         if self.compressed {
             let limit = self.config.max_message_bytes;
-            inflate(
-                self.inflater.as_deref_mut(),
-                payload,
-                mask,
-                &mut self.fragments,
-                limit,
-                fin,
-            )?;
+            let inflater = self.inflater.as_deref_mut();
+            inflate(inflater, payload, mask, offset, &mut self.fragments, limit)?;
         } else {
             match mask {
                 // Each frame has its own key, applied from the frame's first payload byte.
-                Some(key) => extend_masked(&mut self.fragments, payload, key),
+                Some(key) => extend_masked(&mut self.fragments, payload, rotate(key, offset)),
                 None => self.fragments.extend_from_slice(payload),
             }
         }
-        let Some(opcode) = self.partial else {
-            return Ok(None);
-        };
-        if fin {
-            self.partial = None;
-            self.utf8_checked = 0;
-            return data_message(opcode, std::mem::take(&mut self.fragments)).map(Some);
+        if self.partial == Some(OpCode::Text) {
+            self.utf8
+                .feed(&self.fragments[start..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
         }
-        if opcode == OpCode::Text {
-            match std::str::from_utf8(&self.fragments[self.utf8_checked..]) {
-                Ok(_) => self.utf8_checked = self.fragments.len(),
-                // A sequence cut at the fragment boundary may still complete; anything else
-                // can never become valid.
-                Err(e) if e.error_len().is_none() => self.utf8_checked += e.valid_up_to(),
-                Err(_) => return Err(ProtocolError::InvalidUtf8),
+        Ok(())
+    }
+
+    /// The message in progress, now complete.
+    fn finish(&mut self) -> Result<Message, ProtocolError> {
+        let opcode = self.partial.take().unwrap_or(OpCode::Binary);
+        if std::mem::take(&mut self.compressed) {
+            // RFC 7692 §7.2.2: the message ends with the tail its sender left off.
+            let start = self.fragments.len();
+            let limit = self.config.max_message_bytes;
+            let inflater = self
+                .inflater
+                .as_deref_mut()
+                .ok_or(ProtocolError::ReservedBits)?;
+            inflater
+                .finish(&mut self.fragments, limit)
+                .map_err(inflate_error)?;
+            if opcode == OpCode::Text {
+                self.utf8
+                    .feed(&self.fragments[start..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
             }
         }
-        Ok(None)
+        let data = std::mem::take(&mut self.fragments);
+        if opcode == OpCode::Text && !self.utf8.at_boundary() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        data_message(opcode, data)
     }
 }
 
-/// Inflates one compressed frame's payload onto `out`, and the message's tail if `fin`
-/// (RFC 7692 §7.2.2), holding `out` to `limit` bytes.
+/// `key` as seen from `offset` bytes into a payload (RFC 6455 §5.3: octet i is XORed with
+/// key octet i MOD 4).
+fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
+    let r = offset % 4;
+    [key[r], key[(r + 1) % 4], key[(r + 2) % 4], key[(r + 3) % 4]]
+}
+
+/// Inflates a piece of a compressed frame's payload, starting `offset` bytes into the frame,
+/// onto `out`, holding `out` to `limit` bytes.
 fn inflate(
     inflater: Option<&mut Inflater>,
     payload: &[u8],
     mask: Option<[u8; 4]>,
+    offset: usize,
     out: &mut Vec<u8>,
     limit: usize,
-    fin: bool,
 ) -> Result<(), ProtocolError> {
     // check_header lets RSV1 through only when an inflater is there.
     let inflater = inflater.ok_or(ProtocolError::ReservedBits)?;
-    let result = match mask {
-        Some(key) => inflater.inflate_masked(payload, key, 0, out, limit),
+    match mask {
+        Some(key) => inflater.inflate_masked(payload, key, offset, out, limit),
         None => inflater.inflate(payload, out, limit),
-    };
-    result
-        .and_then(|()| {
-            if fin {
-                inflater.finish(out, limit)
-            } else {
-                Ok(())
-            }
-        })
-        .map_err(|e| match e {
-            InflateError::TooLarge { limit } => ProtocolError::MessageTooLarge {
-                len: limit as u64 + 1,
-                limit,
-            },
-            InflateError::Corrupt(why) => ProtocolError::BadCompressedData(why),
-        })
+    }
+    .map_err(inflate_error)
+}
+
+fn inflate_error(e: InflateError) -> ProtocolError {
+    match e {
+        // Nothing past the limit was produced: the message has at least one byte more.
+        InflateError::TooLarge { limit } => ProtocolError::MessageTooLarge {
+            len: limit as u64 + 1,
+            limit,
+        },
+        InflateError::Corrupt(why) => ProtocolError::BadCompressedData(why),
+    }
 }
 
 /// The payload copied out of the input, unmasked in the same pass.
@@ -577,6 +718,7 @@ mod tests {
         let config = DecoderConfig {
             max_frame_bytes: 10,
             max_message_bytes: 100,
+            ..DecoderConfig::default()
         };
         let f = frame(true, OpCode::Binary, None, &[0; 11]);
         assert!(matches!(
@@ -596,6 +738,7 @@ mod tests {
         let config = DecoderConfig {
             max_frame_bytes: 10,
             max_message_bytes: 25,
+            ..DecoderConfig::default()
         };
         let mut dec = Decoder::new(Role::Client, config);
         let f = frame(false, OpCode::Binary, None, &[1; 10]);
@@ -612,6 +755,7 @@ mod tests {
         let config = DecoderConfig {
             max_frame_bytes: 100,
             max_message_bytes: 5,
+            ..DecoderConfig::default()
         };
         let f = frame(true, OpCode::Text, None, b"123456");
         assert!(matches!(
@@ -624,11 +768,132 @@ mod tests {
             DecoderConfig {
                 max_frame_bytes: 10,
                 max_message_bytes: 20,
+                ..DecoderConfig::default()
             },
         );
         let mut buf = frame(false, OpCode::Binary, None, &[1; 10]);
         buf.extend(frame(true, OpCode::Continuation, None, &[2; 10]));
         assert_eq!(decode_all(&mut dec, &buf).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn large_frames_are_taken_as_they_arrive_not_as_announced() {
+        let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7) as u8).collect();
+        let f = frame(true, OpCode::Binary, Some(KEY), &data);
+        let header_len = f.len() - data.len();
+        let mut dec = server();
+        // The header and 100 payload bytes: taken, and only what arrived is held.
+        let (n, msg) = dec.decode(&f[..header_len + 100]).unwrap();
+        assert_eq!((n, msg), (header_len + 100, None));
+        assert!(dec.in_message());
+        assert!(dec.buffered() < 4096, "held {} bytes", dec.buffered());
+        assert_eq!(
+            dec.wanted(&[]),
+            64 << 10,
+            "reads are capped, not the whole frame"
+        );
+        // The rest in uneven pieces (mask phase at every offset mod 4).
+        let mut at = header_len + 100;
+        let mut got = None;
+        for piece in [1usize, 2, 3, 4093, 65_536, 1 << 20].iter().cycle() {
+            let end = (at + piece).min(f.len());
+            let (n, msg) = dec.decode(&f[at..end]).unwrap();
+            assert_eq!(n, end - at);
+            at = end;
+            if let Some(m) = msg {
+                got = Some(m);
+                break;
+            }
+        }
+        assert_eq!(at, f.len());
+        assert_eq!(got, Some(Message::Binary(data)));
+        assert!(!dec.in_message());
+        assert_eq!(
+            dec.buffered(),
+            0,
+            "the message buffer is handed over, not kept"
+        );
+    }
+
+    #[test]
+    fn small_binary_frames_wait_whole_and_say_what_is_missing() {
+        let f = frame(true, OpCode::Binary, Some(KEY), &[5u8; 1000]);
+        let mut dec = server();
+        assert_eq!(dec.decode(&f[..500]), Ok((0, None)));
+        assert!(!dec.in_message());
+        assert_eq!(dec.wanted(&f[..500]), f.len() - 500);
+        assert_eq!(dec.wanted(&f[..1]), 0, "no header yet");
+        assert_eq!(
+            dec.decode(&f),
+            Ok((f.len(), Some(Message::Binary(vec![5u8; 1000]))))
+        );
+    }
+
+    #[test]
+    fn invalid_text_fails_at_the_read_that_brings_it() {
+        // Autobahn 6.4.3: one frame, sent in chops; the second chop breaks the UTF-8.
+        let payload = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80\x65\x64";
+        let f = frame(true, OpCode::Text, Some(KEY), payload);
+        let header_len = f.len() - payload.len();
+        let mut dec = server();
+        let first = header_len + 11;
+        assert_eq!(dec.decode(&f[..first]), Ok((first, None)));
+        assert_eq!(
+            dec.decode(&f[first..first + 2]),
+            Err(ProtocolError::InvalidUtf8)
+        );
+        // Valid text in chops still arrives whole.
+        let text = "κόσμε and more κόσμε";
+        let f = frame(true, OpCode::Text, Some(KEY), text.as_bytes());
+        let mut dec = server();
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for chop in f.chunks(3) {
+            buf.extend_from_slice(chop);
+            loop {
+                let (n, msg) = dec.decode(&buf).unwrap();
+                buf.drain(..n);
+                got.extend(msg);
+                if n == 0 || buf.is_empty() {
+                    break;
+                }
+            }
+        }
+        assert_eq!(got, vec![Message::Text(text.into())]);
+    }
+
+    #[test]
+    fn endless_messages_are_bounded_by_their_frame_count() {
+        let mut dec = Decoder::new(
+            Role::Server,
+            DecoderConfig {
+                max_fragments: 4,
+                ..DecoderConfig::default()
+            },
+        );
+        let mut buf = frame(false, OpCode::Binary, Some(KEY), b"");
+        for _ in 0..3 {
+            buf.extend(frame(false, OpCode::Continuation, Some(KEY), b""));
+        }
+        assert_eq!(decode_all(&mut dec, &buf), Ok(vec![]));
+        let more = frame(false, OpCode::Continuation, Some(KEY), b"");
+        let err = dec.decode(&more).unwrap_err();
+        assert_eq!(err, ProtocolError::TooManyFragments { limit: 4 });
+        assert_eq!(err.close_code(), close_code::TOO_BIG);
+        // The count starts again with every message.
+        let mut dec = Decoder::new(
+            Role::Server,
+            DecoderConfig {
+                max_fragments: 2,
+                ..DecoderConfig::default()
+            },
+        );
+        let mut buf = Vec::new();
+        for _ in 0..10 {
+            buf.extend(frame(false, OpCode::Text, Some(KEY), b"a"));
+            buf.extend(frame(true, OpCode::Continuation, Some(KEY), b"b"));
+        }
+        assert_eq!(decode_all(&mut dec, &buf).unwrap().len(), 10);
     }
 
     #[test]
