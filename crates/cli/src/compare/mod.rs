@@ -589,7 +589,11 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
                         cpu.client_utilization * 100.0
                     ));
                 }
-                if let Some(c) = report.compression.as_ref().filter(|c| c.agreed.is_none()) {
+                let declined = report
+                    .compression
+                    .as_ref()
+                    .filter(|c| c.agreed.is_none() && report.connections_opened > 0);
+                if let Some(c) = declined {
                     warnings.push(format!(
                         "{name} {} {}: the server declined permessage-deflate (offered `{}`), so these messages went uncompressed",
                         step.workload.as_str(),
