@@ -4,10 +4,13 @@
 //! Input layout: `[flags, max_frame, max_message, split, stream...]`; flags bit 0 picks the
 //! role (0 = server, expects masked frames), bits 1–3 the most fragments per message, and
 //! bits 4–7 the size above which data frames are streamed (so both ways of taking a frame
-//! are exercised).
+//! are exercised). The max_message byte's top bit negotiates permessage-deflate (RSV1
+//! messages are inflated, their inflated size held to the message limit), and the split
+//! byte's top bit drops context takeover.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use protolab_wire::ws::deflate::Params;
 use protolab_wire::ws::{Decoder, DecoderConfig, Message, ProtocolError, Role};
 
 fn run(
@@ -59,8 +62,20 @@ fuzz_target!(|data: &[u8]| {
         stream_frames_over: usize::from(flags >> 4) * 16,
     };
     let at = stream.len() * usize::from(*split) / 255;
-    let whole = run(&mut Decoder::new(role, config), stream, &[stream.len()]);
-    let split = run(&mut Decoder::new(role, config), stream, &[at, stream.len()]);
+    let decoder = || {
+        let decoder = Decoder::new(role, config);
+        if max_message & 0x80 == 0 {
+            return decoder;
+        }
+        let params = Params {
+            server_no_context_takeover: split & 0x80 != 0,
+            client_no_context_takeover: split & 0x80 != 0,
+            ..Params::default()
+        };
+        decoder.with_inflater(params.inflater(role))
+    };
+    let whole = run(&mut decoder(), stream, &[stream.len()]);
+    let split = run(&mut decoder(), stream, &[at, stream.len()]);
     assert_eq!(whole, split);
     for msg in &whole.0 {
         match msg {

@@ -280,6 +280,7 @@ pub fn render(r: &Report) -> String {
                     "{agreed} ({} of {} connections)",
                     c.connections_accepted, r.connections_opened
                 ),
+                None if r.connections_opened == 0 => "no connection opened".to_owned(),
                 None => "declined by the server".to_owned(),
             },
         );

@@ -1,6 +1,7 @@
 //! Helpers for protolab's integration tests: a lab on port 0 with a throwaway CA
 //! ([`TestLab`]), launchers for the real peers the tests talk to ([`Peer`]), and a raw
-//! WebSocket client for sending bytes no well-behaved client would ([`RawWs`]).
+//! WebSocket client for sending bytes no well-behaved client would ([`RawWs`]), and
+//! Autobahn|Testsuite's fuzzing server and its verdicts ([`autobahn`]).
 //!
 //! A missing peer fails the test with the command that installs it: tests never skip.
 
@@ -12,6 +13,8 @@ use protolab_server::{Lab, LabConfig, Protocol};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+
+pub mod autobahn;
 
 /// The repository's top folder.
 pub fn repo_root() -> PathBuf {

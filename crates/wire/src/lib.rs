@@ -2,7 +2,8 @@
 //!
 //! The principal types are [`http1::RequestHead`] (parsed by [`http1::parse_request`]) and
 //! [`ws::Decoder`], which turns bytes from a peer into whole [`ws::Message`]s while enforcing
-//! RFC 6455's rules and the configured size limits. Encoding goes through [`ws::encode_frame`].
+//! RFC 6455's rules and the configured size limits. Encoding goes through [`ws::encode_frame`];
+//! permessage-deflate (RFC 7692) negotiation and its codec through [`ws::deflate`].
 //! Capture files go through [`pcapng::Reader`] (pcapng and classic pcap) and the
 //! `pcapng::write_*` functions, Decryption Secrets Blocks included; captured frames through
 //! [`net::decode_tcp`]; TLS records and hellos through [`tls::decode_record`] and

@@ -21,8 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use protolab_load::{Config, Target, Trust, Workload};
+use protolab_load::{Config, Payload, Target, Trust, Workload};
 use protolab_server::{LabConfig, Limits, Protocol};
+use protolab_wire::ws::deflate::Offer;
 
 use crate::units::{parse_duration, parse_size};
 use crate::Context;
@@ -40,7 +41,10 @@ const SETTLE: Duration = Duration::from_millis(150);
 /// `protolab compare` arguments.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Protocols to compare, comma-separated.
+    /// Protocols to compare, comma-separated. `ws-deflate` and `wss-deflate` are the
+    /// WebSocket apps with permessage-deflate offered as browsers offer it; with either, every
+    /// run's messages are JSON records (new values each message) so ws and ws-deflate carry
+    /// the same bytes and the saving shows.
     #[arg(
         long,
         value_enum,
@@ -135,17 +139,44 @@ pub enum ProtocolArg {
     Ws,
     /// WebSocket over TLS.
     Wss,
+    /// WebSocket over TCP, offering permessage-deflate (RFC 7692).
+    WsDeflate,
+    /// WebSocket over TLS, offering permessage-deflate.
+    WssDeflate,
 }
 
 impl ProtocolArg {
+    /// The lab app that serves it.
     fn protocol(self) -> Protocol {
         match self {
             Self::Http => Protocol::Http,
             Self::Https => Protocol::Https,
-            Self::Ws => Protocol::Ws,
-            Self::Wss => Protocol::Wss,
+            Self::Ws | Self::WsDeflate => Protocol::Ws,
+            Self::Wss | Self::WssDeflate => Protocol::Wss,
         }
     }
+
+    fn deflate(self) -> bool {
+        matches!(self, Self::WsDeflate | Self::WssDeflate)
+    }
+
+    /// The name in tables and results.json: the app's, with `-deflate` for compression.
+    fn name(self) -> String {
+        let app = self.protocol().name();
+        if self.deflate() {
+            format!("{app}{DEFLATE_SUFFIX}")
+        } else {
+            app.to_owned()
+        }
+    }
+}
+
+/// Appended to a WebSocket protocol's name when its runs offer permessage-deflate.
+const DEFLATE_SUFFIX: &str = "-deflate";
+
+/// The lab app behind a protocol name of results.json (`ws-deflate` is the `ws` app).
+fn lab_protocol(name: &str) -> Option<Protocol> {
+    Protocol::from_name(name.strip_suffix(DEFLATE_SUFFIX).unwrap_or(name))
 }
 
 /// `--workloads` values.
@@ -172,7 +203,7 @@ impl WorkloadArg {
 /// One planned run.
 #[derive(Debug, Clone, Copy)]
 struct Step {
-    protocol: Protocol,
+    protocol: ProtocolArg,
     workload: Workload,
     size: usize,
 }
@@ -191,10 +222,10 @@ pub struct Plan {
 impl CompareArgs {
     /// Checks the arguments and lays out the runs.
     pub fn plan(&self) -> anyhow::Result<Plan> {
-        let mut protocols: Vec<Protocol> = Vec::new();
+        let mut protocols: Vec<ProtocolArg> = Vec::new();
         for p in &self.protocols {
-            if !protocols.contains(&p.protocol()) {
-                protocols.push(p.protocol());
+            if !protocols.contains(p) {
+                protocols.push(*p);
             }
         }
         let mut workloads: Vec<Workload> = Vec::new();
@@ -238,7 +269,7 @@ impl CompareArgs {
             for &size in sizes_here {
                 for &protocol in &protocols {
                     if workload == Workload::Push
-                        && !matches!(protocol, Protocol::Ws | Protocol::Wss)
+                        && !matches!(protocol.protocol(), Protocol::Ws | Protocol::Wss)
                     {
                         continue;
                     }
@@ -290,7 +321,12 @@ impl CompareArgs {
         );
         let settings = Settings {
             wan,
-            protocols: protocols.iter().map(|p| p.name().to_owned()).collect(),
+            protocols: protocols.iter().map(|p| p.name()).collect(),
+            payload: if protocols.iter().any(|p| p.deflate()) {
+                Payload::Json
+            } else {
+                Payload::Alphabet
+            },
             workloads: workloads.iter().map(|w| w.as_str().to_owned()).collect(),
             sizes: sizes.clone(),
             connections: self.connections,
@@ -432,11 +468,12 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         .enable_all()
         .build()
         .context("starting the load generator's runtime")?;
-    let protocols: Vec<Protocol> = s
-        .protocols
-        .iter()
-        .filter_map(|p| Protocol::from_name(p))
-        .collect();
+    let mut protocols: Vec<Protocol> = Vec::new();
+    for p in s.protocols.iter().filter_map(|p| lab_protocol(p)) {
+        if !protocols.contains(&p) {
+            protocols.push(p);
+        }
+    }
     // Declared before the lab so it is dropped (the namespace deleted) after the lab stops.
     let wan = s.wan.as_ref().map(wan::Wan::create).transpose()?;
     let mut settings = plan.settings.clone();
@@ -502,7 +539,7 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
     let mut runs = Vec::with_capacity(plan.steps.len());
     let mut warnings = Vec::new();
     for (index, step) in plan.steps.iter().enumerate() {
-        let Some(endpoint) = lab.endpoint(step.protocol) else {
+        let Some(endpoint) = lab.endpoint(step.protocol.protocol()) else {
             continue;
         };
         let mut config = Config::new(Target::parse(&endpoint.url())?);
@@ -513,6 +550,8 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         config.trust = trust.clone();
         config.tls_resumption = s.tls_resumption;
         config.push_interval = plan.push_interval;
+        config.payload = s.payload;
+        config.deflate = step.protocol.deflate().then(Offer::browser);
         if step.workload == Workload::Echo {
             config.rate = s.rate;
         }
@@ -549,6 +588,18 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
                         table::size_label(step.size),
                         s.client_threads,
                         cpu.client_utilization * 100.0
+                    ));
+                }
+                let declined = report
+                    .compression
+                    .as_ref()
+                    .filter(|c| c.agreed.is_none() && report.connections_opened > 0);
+                if let Some(c) = declined {
+                    warnings.push(format!(
+                        "{name} {} {}: the server declined permessage-deflate (offered `{}`), so these messages went uncompressed",
+                        step.workload.as_str(),
+                        table::size_label(step.size),
+                        c.offer
                     ));
                 }
                 if report.messages == 0 {

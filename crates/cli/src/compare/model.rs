@@ -1,14 +1,19 @@
 //! `results.json`: what a compare run measured, with the settings and machine it ran on.
 //! Its shape is versioned ([`SCHEMA_VERSION`]) and described by
-//! `docs/schema/compare-results.v1.schema.json`; a change that breaks readers bumps it.
+//! `docs/schema/compare-results.v2.schema.json`; a change that breaks readers bumps it.
 
 use std::collections::BTreeMap;
 
 use protolab_load::{Report, Workload};
 use serde::Serialize;
 
-/// Bumped when a field is removed or changes meaning; adding fields keeps it.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped when a field is removed or changes meaning; adding fields keeps it. 2: `protocol`
+/// may be `ws-deflate` or `wss-deflate` (values a version 1 reader would refuse).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Versions [`compare_with_baseline`] reads: 2 only added to 1, so a version 1 baseline
+/// still compares on the runs both have.
+const BASELINE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=2;
 
 /// The whole file.
 #[derive(Debug, Clone, Serialize)]
@@ -116,8 +121,11 @@ pub fn wire_cost(file: &[u8], ports: &[(u16, String)]) -> Vec<WireCost> {
 pub struct Settings {
     /// WAN emulation between the load generator and the lab; `None` = loopback.
     pub wan: Option<super::wan::WanSpec>,
-    /// Protocols compared (`http`, `https`, `ws`, `wss`).
+    /// Protocols compared (`http`, `https`, `ws`, `wss`, `ws-deflate`, `wss-deflate`).
     pub protocols: Vec<String>,
+    /// What echo messages carry: `json` (records with new values every WebSocket message)
+    /// whenever a `-deflate` protocol is compared, `alphabet` otherwise.
+    pub payload: protolab_load::Payload,
     /// Workloads run (`connect`, `echo`, `push`).
     pub workloads: Vec<String>,
     /// Echo message sizes in bytes; `connect` uses the first.
@@ -165,7 +173,7 @@ pub struct LabEndpoint {
 /// One protocol under one workload at one size.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
-    /// `http`, `https`, `ws` or `wss`.
+    /// `http`, `https`, `ws`, `wss`, `ws-deflate` or `wss-deflate`.
     pub protocol: String,
     /// `connect`, `echo` or `push`.
     pub workload: Workload,
@@ -276,9 +284,9 @@ pub fn compare_with_baseline(
     let version = baseline
         .get("schema_version")
         .and_then(serde_json::Value::as_u64);
-    if version != Some(u64::from(SCHEMA_VERSION)) {
+    if !version.is_some_and(|v| BASELINE_VERSIONS.contains(&v)) {
         return Err(format!(
-            "its schema_version is {}, this protolab reads {SCHEMA_VERSION}",
+            "its schema_version is {}, this protolab reads 1 to {SCHEMA_VERSION}",
             version.map_or_else(|| "missing".to_owned(), |v| v.to_string())
         ));
     }

@@ -117,6 +117,11 @@ pub fn render(results: &Results) -> String {
     if let Some(wan) = &s.wan {
         out.push_str(&format!("WAN link: {}\n", wan.describe()));
     }
+    if s.payload == protolab_load::Payload::Json {
+        out.push_str(
+            "payload: JSON records, new values every WebSocket message (for permessage-deflate)\n",
+        );
+    }
     out.push_str(&format!("{:label_width$}", ""));
     for p in protocols {
         out.push_str(&format!("{p:>col_width$}"));
@@ -217,6 +222,19 @@ fn rows(workload: Workload, runs: &[Option<&Run>]) -> Vec<(String, Vec<String>)>
             ))
         }),
     ));
+    if reports.iter().flatten().any(|r| r.compression.is_some()) {
+        out.push((
+            "compressed payload ↑ / ↓".into(),
+            row(&|r, _| match &r.compression {
+                None => Some("-".to_owned()),
+                Some(c) if c.agreed.is_none() => Some("declined".to_owned()),
+                Some(_) => Some(bytes_pair(
+                    r.bytes.frame_payload_sent_per_message,
+                    r.bytes.frame_payload_received_per_message,
+                )),
+            }),
+        ));
+    }
     out.push((
         "CPU µs/1k msgs client / server".into(),
         row(&|_, run| {

@@ -91,7 +91,7 @@ async fn quick_compare_report_is_valid_and_obeys_protocol_arithmetic() {
     let file = out_dir.join("results.json");
     let on_disk: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(on_disk["runs"], results["runs"]);
-    let schema = repo_root().join("docs/schema/compare-results.v1.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v2.schema.json");
     let validated = run(
         Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
         Duration::from_secs(30),
@@ -554,7 +554,7 @@ async fn a_capture_of_the_run_opens_decrypted_in_tshark() {
         );
     }
 
-    let schema = repo_root().join("docs/schema/compare-results.v1.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v2.schema.json");
     let results_file = out_dir.join("results.json");
     let validated = run(
         Peer::JsonSchema.command([schema.as_os_str(), results_file.as_os_str()]),

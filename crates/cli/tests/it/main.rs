@@ -1,10 +1,12 @@
 //! The `protolab` command line end to end: `certs` in-process and through the binary, `up` as
 //! a user runs it, each against real peers.
 
+mod autobahn;
 mod bench;
 mod capture;
 mod certs;
 mod compare;
+mod compare_deflate;
 mod inspect;
 mod proxy;
 mod results;

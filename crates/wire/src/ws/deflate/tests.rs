@@ -198,3 +198,47 @@ fn params_pick_each_direction() {
     assert_eq!(p.deflater(Role::Server, 1).window_bits(), 10);
     assert_eq!(p.deflater(Role::Client, 1).window_bits(), 12);
 }
+
+#[test]
+fn decoder_inflates_compressed_frames_streamed_in_pieces() {
+    let params = Params::default();
+    let mut deflater = params.deflater(Role::Client, DEFAULT_LEVEL);
+    let texts: Vec<String> = (0..20)
+        .map(|i| format!("{{\"n\":{i},\"t\":\"{}\"}}", "abcé".repeat(i * 50)))
+        .collect();
+    let mut wire = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let key = (i as u32).wrapping_mul(0x9e37_79b9).to_le_bytes();
+        encode_compressed(
+            &mut wire,
+            &mut deflater,
+            OpCode::Text,
+            Some(key),
+            t.as_bytes(),
+        )
+        .unwrap();
+    }
+    let want: Vec<Message> = texts.into_iter().map(Message::Text).collect();
+    for step in [1, 7, 100, wire.len()] {
+        let config = DecoderConfig {
+            stream_frames_over: 16,
+            ..DecoderConfig::default()
+        };
+        let mut dec =
+            Decoder::new(Role::Server, config).with_inflater(params.inflater(Role::Server));
+        let (mut buf, mut got) = (Vec::new(), Vec::new());
+        for piece in wire.chunks(step) {
+            buf.extend_from_slice(piece);
+            loop {
+                let (n, msg) = dec.decode(&buf).unwrap();
+                buf.drain(..n);
+                got.extend(msg);
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        assert!(buf.is_empty() && !dec.in_message(), "step {step}");
+        assert_eq!(got, want, "step {step}");
+    }
+}
