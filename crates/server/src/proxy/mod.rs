@@ -15,10 +15,13 @@
 //! retries of requests that reached a backend, or sticky sessions beyond `source` hashing.
 
 mod emit;
+mod exchange;
 mod metrics;
 mod pool;
+mod relay;
 mod session;
 mod tunnel;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -65,6 +65,8 @@ pub struct BackendState {
 #[derive(Debug)]
 struct Backend {
     addr: SocketAddr,
+    /// `addr` as text, the Host sent for an HTTP/1.0 request that had none.
+    authority: String,
     up: AtomicBool,
     active: AtomicUsize,
 }
@@ -90,6 +92,11 @@ impl Lease<'_> {
     pub(crate) fn addr(&self) -> SocketAddr {
         self.pool.backends[self.index].addr
     }
+
+    /// The backend's address as `host:port` text.
+    pub(crate) fn authority(&self) -> &str {
+        &self.pool.backends[self.index].authority
+    }
 }
 
 impl Drop for Lease<'_> {
@@ -107,6 +114,7 @@ impl Pool {
                 .iter()
                 .map(|&addr| Backend {
                     addr,
+                    authority: addr.to_string(),
                     up: AtomicBool::new(true),
                     active: AtomicUsize::new(0),
                 })

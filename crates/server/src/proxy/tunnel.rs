@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::session::write_timed;
+use super::relay::write_timed;
 use super::Shared;
 use crate::conn::{Io, LazyDeadline};
 

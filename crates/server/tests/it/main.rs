@@ -5,7 +5,9 @@
 mod hostile;
 mod http;
 mod lifecycle;
+mod logs;
 mod proxy;
+mod smuggling;
 mod ws;
 
 use std::time::Duration;
