@@ -8,7 +8,7 @@ use protolab_wire::http1::forward::{self, ForwardedFor, Hop};
 use protolab_wire::http1::{BodyFraming, BodyRelay, Headers as _, RequestHead, ResponseHead};
 use tokio::time::Instant;
 
-use super::relay::{self, write_timed, RelayError};
+use super::relay::{self, write_timed, RelayError, RequestBody};
 use super::session::{close_gracefully, head_limits, refuse, Access, Cancel, Client, Next};
 use super::upstream::{self, read_response_head, Upstream};
 use super::{tunnel, Shared};
@@ -108,8 +108,18 @@ pub(super) async fn exchange<'p, S: Io>(
         let continue_ = b"HTTP/1.1 100 Continue\r\n\r\n";
         let _ = write_timed(stream, continue_, t.client, shared).await;
     }
-    match relay::request_body(stream, buf, up, accepted.framing, shared).await {
-        Ok(n) => sent += n,
+    let limits = head_limits(shared);
+    let early = match relay::request_body(stream, buf, up, accepted.framing, &limits, shared).await
+    {
+        Ok(RequestBody::Sent(n)) => {
+            sent += n;
+            false
+        }
+        Ok(RequestBody::AnsweredEarly(n)) => {
+            sent += n;
+            tracing::debug!(peer = %client.peer, %backend, "backend answered before the request body ended");
+            true
+        }
         Err(err) => {
             *upstream = None;
             let status = match err {
@@ -125,10 +135,9 @@ pub(super) async fn exchange<'p, S: Io>(
             refuse(stream, shared, status, "request body could not be relayed").await;
             return Next::Close;
         }
-    }
+    };
 
     // The response head, relaying interim 1xx responses other than 101.
-    let limits = head_limits(shared);
     let mut received = 0u64;
     let mut interim_left = MAX_INTERIM;
     let response = loop {
@@ -166,7 +175,7 @@ pub(super) async fn exchange<'p, S: Io>(
 
     let unusable = if (100..200).contains(&response.status) && response.status != 101 {
         Some("the backend sent too many interim responses")
-    } else if response.status == 101 && !accepted.upgrade {
+    } else if response.status == 101 && (!accepted.upgrade || early) {
         Some("the backend switched protocols unasked")
     } else {
         None
@@ -208,9 +217,11 @@ pub(super) async fn exchange<'p, S: Io>(
         resp_framing
     };
     let client_keep = head.keep_alive()
+        && !early
         && !shared.graceful.is_cancelled()
         && to_client != BodyFraming::UntilClose;
     let backend_keep = response.version == 1
+        && !early
         && !response.has_token("connection", "close")
         && resp_framing != BodyFraming::UntilClose;
     let mut extra: Vec<(&str, &[u8])> = Vec::new();

@@ -1,13 +1,15 @@
 //! Bodies streamed through the proxy, never buffered whole, re-framed by
-//! `protolab_wire::http1::BodyRelay` from the framing the proxy parsed.
+//! `protolab_wire::http1::BodyRelay` from the framing the proxy parsed. The request body is
+//! sent while the backend is watched, so a backend that answers before the body is done (a
+//! 413 over its size limit) is heard at once instead of after the client's timeout.
 
 use std::time::Duration;
 
 use bytes::{Buf as _, BytesMut};
-use protolab_wire::http1::{BodyFraming, BodyRelay};
-use tokio::io::{AsyncReadExt as _, AsyncWrite};
+use protolab_wire::http1::{BodyFraming, BodyRelay, HeadLimits};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 
-use super::upstream::Upstream;
+use super::upstream::{answered, Upstream};
 use super::Shared;
 use crate::conn::{Io, READ_CHUNK};
 
@@ -24,22 +26,35 @@ pub(super) enum RelayError {
     Bad,
 }
 
+/// How a request body's relay ended, when it did not fail.
+pub(super) enum RequestBody {
+    /// The whole body went to the backend; this many bytes were written.
+    Sent(u64),
+    /// The backend answered before the body was done (its response head is in the
+    /// upstream's buffer); this many bytes had been written. The rest of the body is never
+    /// read, so neither connection can carry another request.
+    AnsweredEarly(u64),
+}
+
 /// Streams the request body from the client (`buf` holds what already arrived) to the
-/// backend, framed as `framing`. Returns the bytes written to the backend.
+/// backend, framed as `framing`, watching the backend meanwhile.
 pub(super) async fn request_body<S: Io>(
     client: &mut S,
     buf: &mut BytesMut,
     up: &mut Upstream<'_>,
     framing: BodyFraming,
+    limits: &HeadLimits,
     shared: &Shared,
-) -> Result<u64, RelayError> {
+) -> Result<RequestBody, RelayError> {
     let mut relay = BodyRelay::new(framing, false);
     if relay.is_done() {
-        return Ok(0);
+        return Ok(RequestBody::Sent(0));
     }
     let t = shared.config.timeouts;
+    let write_timeout = t.server;
     let mut out = Vec::new();
     let mut written = 0u64;
+    let (mut from_backend, mut to_backend) = up.tcp.split();
     loop {
         out.clear();
         let step = relay.relay(buf, &mut out).map_err(|_| RelayError::Bad)?;
@@ -49,14 +64,20 @@ pub(super) async fn request_body<S: Io>(
             &out[..]
         };
         if !bytes.is_empty() {
-            write_timed(&mut up.tcp, bytes, t.server, shared)
-                .await
-                .map_err(|()| RelayError::DestinationFailed)?;
+            let sent = write_timed(&mut to_backend, bytes, write_timeout, shared);
+            tokio::select! {
+                biased;
+                r = sent => r.map_err(|()| RelayError::DestinationFailed)?,
+                heard = watch(&mut from_backend, &mut up.buf, limits) => {
+                    return heard.then_some(RequestBody::AnsweredEarly(written))
+                        .ok_or(RelayError::DestinationFailed);
+                }
+            }
             written += bytes.len() as u64;
         }
         buf.advance(step.consumed);
         if step.done {
-            return Ok(written);
+            return Ok(RequestBody::Sent(written));
         }
         buf.reserve(READ_CHUNK);
         tokio::select! {
@@ -65,8 +86,37 @@ pub(super) async fn request_body<S: Io>(
                 Ok(0) | Err(_) => return Err(RelayError::SourceClosed),
                 Ok(_) => {}
             },
+            heard = watch(&mut from_backend, &mut up.buf, limits) => {
+                return heard.then_some(RequestBody::AnsweredEarly(written))
+                    .ok_or(RelayError::DestinationFailed);
+            }
             () = shared.hard.cancelled() => return Err(RelayError::SourceClosed),
             () = tokio::time::sleep(t.client) => return Err(RelayError::SourceTimeout),
+        }
+    }
+}
+
+/// Reads what the backend sends while the request body is still going out. Completes with
+/// `true` once a final response head is buffered (interim 1xx responses alone do not
+/// count), `false` if the backend closed or failed without one. Cancel-safe: what was read
+/// stays in `buf`.
+async fn watch<R: AsyncRead + Unpin>(
+    from: &mut R,
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+) -> bool {
+    loop {
+        if answered(buf, limits) {
+            return true;
+        }
+        if buf.len() > limits.max_head_bytes {
+            // Too much for a head: let the response reader refuse it.
+            return true;
+        }
+        buf.reserve(READ_CHUNK);
+        match from.read_buf(buf).await {
+            Ok(0) | Err(_) => return answered(buf, limits),
+            Ok(_) => {}
         }
     }
 }

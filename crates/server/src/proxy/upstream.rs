@@ -134,3 +134,17 @@ pub(super) async fn read_response_head(
         }
     }
 }
+
+/// Whether `buf` starts with a complete final response head (after any interim 1xx ones),
+/// or with bytes that cannot become one: either way the backend has answered.
+pub(super) fn answered(buf: &[u8], limits: &HeadLimits) -> bool {
+    let mut at = 0;
+    loop {
+        let rest = buf.get(at..).unwrap_or_default();
+        match http1::parse_response_with(rest, limits, |v| v.status) {
+            Ok(Some((status, len))) if (100..200).contains(&status) && status != 101 => at += len,
+            Ok(Some(_)) | Err(_) => return true,
+            Ok(None) => return false,
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod http;
 mod lifecycle;
 mod logs;
 mod proxy;
+mod proxy_edges;
 mod smuggling;
 mod ws;
 

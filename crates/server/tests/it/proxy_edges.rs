@@ -1,0 +1,132 @@
+//! The proxy where its neighbours misbehave or merely differ: backends (the lab's HTTP app,
+//! nginx) that answer 413 before a request body is done.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up is a failed test"
+)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use protolab_server::Protocol;
+use protolab_test_support::{require, TestLab};
+use protolab_wire::http1::{parse_response, BodyFraming, HeadLimits};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::proxy::TestProxy;
+
+/// nginx (one process, no daemon) answering every request `200 ok`, refusing bodies over
+/// 1 KiB with 413 (`client_max_body_size`). Killed when dropped.
+struct Nginx {
+    addr: SocketAddr,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    async fn start() -> Self {
+        let nginx = require("nginx", "apt-get install -y nginx");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off; master_process off; pid {d}/nginx.pid; error_log stderr crit;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+             server {{ listen 127.0.0.1:{port}; client_max_body_size 1k;\n\
+             location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = tokio::process::Command::new(nginx)
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "nginx never listened on {port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _child: child,
+            _dir: dir,
+        }
+    }
+}
+
+/// Announces a 10 MB body, sends 64 KiB of it, then waits for an answer without sending more
+/// (a client that stops uploading once it is answered). Returns the response head as text,
+/// its body, and how long it took.
+async fn upload_and_wait(port: u16) -> (String, Vec<u8>, Duration) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let start = Instant::now();
+    tcp.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n")
+        .await
+        .unwrap();
+    tcp.write_all(&vec![b'x'; 64 << 10]).await.unwrap();
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            if let Some((head, len)) = parse_response(&buf, &HeadLimits::default()).unwrap() {
+                let BodyFraming::ContentLength(n) = head.body_framing("POST").unwrap() else {
+                    panic!("an unframed error page: {head:?}");
+                };
+                let end = len + usize::try_from(n).unwrap();
+                while buf.len() < end {
+                    let mut chunk = [0u8; 4096];
+                    let n = tcp.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "closed inside the body");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let text = String::from_utf8_lossy(&buf[..len]).to_ascii_lowercase();
+                return (text, buf[len..end].to_vec());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    let (head, body) = tokio::time::timeout(Duration::from_secs(15), read)
+        .await
+        .expect("an answer within 15 s");
+    (head, body, start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_sent_before_the_body_ends_reaches_the_client_at_once() {
+    let lab = TestLab::start(&[Protocol::Http], |c| c.limits.max_body_bytes = 1024).await;
+    let nginx = Nginx::start().await;
+    let client_timeout = Duration::from_secs(5);
+    for (name, backend) in [
+        (
+            "the lab's HTTP app",
+            SocketAddr::from(([127, 0, 0, 1], lab.port(Protocol::Http))),
+        ),
+        ("nginx", nginx.addr),
+    ] {
+        let proxy = TestProxy::start(vec![backend], |c| c.timeouts.client = client_timeout).await;
+        let (head, body, took) = upload_and_wait(proxy.port(false)).await;
+        assert!(head.starts_with("http/1.1 413 "), "{name}: {head}");
+        assert!(!body.is_empty(), "{name}: the backend's own error page");
+        assert!(
+            head.contains("\r\nconnection: close\r\n"),
+            "{name}: the rest of the body is never read, so the connection closes: {head}"
+        );
+        assert!(
+            took < client_timeout / 2,
+            "{name}: answered after {took:?}, as if the proxy waited for the body"
+        );
+    }
+}
