@@ -59,6 +59,11 @@ pub struct ProxyArgs {
     /// Inactivity allowed after the client half-closed a tunnel.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout_client_fin: Duration,
+    /// Time one write may wait for a client or backend that does not read, tunnels included
+    /// (a WebSocket client that stops reading is cut off after it, not after the tunnel
+    /// timeout). nginx's send_timeout / proxy_send_timeout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout_write: Duration,
     /// Path of the health check (HTTP GET; 2xx/3xx is healthy).
     #[arg(long, default_value = "/healthz", value_name = "PATH")]
     pub health_path: String,
@@ -184,6 +189,7 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
             ("--timeout-server", args.timeout_server),
             ("--timeout-tunnel", args.timeout_tunnel),
             ("--timeout-client-fin", args.timeout_client_fin),
+            ("--timeout-write", args.timeout_write),
             ("--health-interval", args.health_interval),
         ] {
             anyhow::ensure!(!d.1.is_zero(), "{} must be greater than zero", d.0);
@@ -225,6 +231,7 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
                     server: args.timeout_server,
                     tunnel: args.timeout_tunnel,
                     client_fin: args.timeout_client_fin,
+                    write: args.timeout_write,
                 },
                 health: (!args.no_health_check).then(|| HealthCheck {
                     path: args.health_path.clone(),

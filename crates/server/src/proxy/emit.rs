@@ -81,6 +81,12 @@ fn haproxy(config: &Config, tls: &[TlsFiles]) -> String {
     );
     let _ = writeln!(o, "    timeout tunnel {}", ms(t.tunnel));
     let _ = writeln!(o, "    timeout client-fin {}", ms(t.client_fin));
+    let _ = writeln!(
+        o,
+        "    # protolab's write timeout ({}) has no HAProxy equivalent: a client that stops",
+        ms(t.write)
+    );
+    let _ = writeln!(o, "    # reading a tunnel is held until `timeout tunnel`.");
     let _ = writeln!(o);
     let _ = writeln!(o, "frontend protolab");
     for l in &config.listen {
@@ -197,6 +203,8 @@ fn nginx(config: &Config, tls: &[TlsFiles], runtime: &Runtime) -> String {
     let _ = writeln!(o, "    client_header_timeout {};", ms(t.http_request));
     let _ = writeln!(o, "    client_body_timeout {};", ms(t.client));
     let _ = writeln!(o, "    keepalive_timeout {};", ms(t.client));
+    // Bounds each write to a client that does not read, in upgraded connections too.
+    let _ = writeln!(o, "    send_timeout {};", ms(t.write));
     let _ = writeln!(
         o,
         "    large_client_header_buffers 4 {}k;",
@@ -276,14 +284,18 @@ fn server_block(
     let _ = writeln!(o, "            proxy_connect_timeout {};", ms(t.connect));
     let _ = writeln!(
         o,
-        "            # nginx has one read/send timeout for responses and upgraded connections:"
+        "            # nginx has one read timeout for responses and upgraded connections: the"
     );
     let _ = writeln!(
         o,
-        "            # the tunnel timeout, so idle WebSockets live as long as under protolab."
+        "            # tunnel timeout, so idle WebSockets live as long as under protolab. Send"
+    );
+    let _ = writeln!(
+        o,
+        "            # timeouts only run while a write waits: protolab's write timeout."
     );
     let _ = writeln!(o, "            proxy_read_timeout {};", ms(t.tunnel));
-    let _ = writeln!(o, "            proxy_send_timeout {};", ms(t.tunnel));
+    let _ = writeln!(o, "            proxy_send_timeout {};", ms(t.write));
     let _ = writeln!(o, "            proxy_buffering off;");
     let _ = writeln!(o, "        }}");
     let _ = writeln!(o, "    }}");
@@ -352,6 +364,8 @@ mod tests {
             "listen 127.0.0.1:8443 ssl default_server;",
             "least_conn;",
             "proxy_read_timeout 3600000ms;",
+            "proxy_send_timeout 30000ms;",
+            "send_timeout 30000ms;",
             "ssl_certificate /path/to/cert.pem;",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

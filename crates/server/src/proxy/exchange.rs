@@ -95,7 +95,7 @@ pub(super) async fn exchange<'p, S: Io>(
         up.lease.authority().as_bytes(),
     );
     let mut sent = out.len() as u64;
-    if write_timed(&mut up.tcp, &out, t.server, shared)
+    if write_timed(&mut up.tcp, &out, t.write.min(t.server), shared)
         .await
         .is_err()
     {
@@ -106,7 +106,7 @@ pub(super) async fn exchange<'p, S: Io>(
     }
     if expects && head.version == 1 && accepted.framing != BodyFraming::Empty {
         let continue_ = b"HTTP/1.1 100 Continue\r\n\r\n";
-        let _ = write_timed(stream, continue_, t.client, shared).await;
+        let _ = write_timed(stream, continue_, t.write.min(t.client), shared).await;
     }
     let limits = head_limits(shared);
     let early = match relay::request_body(stream, buf, up, accepted.framing, &limits, shared).await
@@ -156,7 +156,7 @@ pub(super) async fn exchange<'p, S: Io>(
                             BodyFraming::Empty,
                             &[],
                         );
-                        let _ = write_timed(stream, &interim, t.client, shared).await;
+                        let _ = write_timed(stream, &interim, t.write.min(t.client), shared).await;
                     }
                     continue;
                 }
@@ -250,7 +250,11 @@ pub(super) async fn exchange<'p, S: Io>(
         }
         Err(_) => false,
     };
-    if !ok || write_timed(stream, &out, t.client, shared).await.is_err() {
+    if !ok
+        || write_timed(stream, &out, t.write.min(t.client), shared)
+            .await
+            .is_err()
+    {
         *upstream = None;
         access.log(shared, response.status, sent, 0);
         return Next::Close;
@@ -316,7 +320,10 @@ async fn switch<S: Io>(
             ),
         ],
     );
-    if write_timed(stream, &out, t.client, shared).await.is_err() {
+    if write_timed(stream, &out, t.write.min(t.client), shared)
+        .await
+        .is_err()
+    {
         return Next::Close;
     }
     shared.metrics.response(101);

@@ -49,7 +49,7 @@ pub struct Listen {
 }
 
 /// Timeouts, with HAProxy's names and meanings (`timeout client`, `connect`, `server`,
-/// `tunnel`, `client-fin`, `http-request`).
+/// `tunnel`, `client-fin`, `http-request`), plus a write timeout HAProxy has no name for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Inactivity on the client side while a request is expected or being received (and the
@@ -71,6 +71,13 @@ pub struct Timeouts {
     /// Inactivity allowed once the client has half-closed a tunnel (sent its FIN, or its TLS
     /// close_notify) while the backend side is still open. Default 5 s.
     pub client_fin: Duration,
+    /// Time one write may wait for its reader — client or backend — to make room, in every
+    /// phase, tunnels included. Default 30 s, the lab's own `Limits::write_timeout`: a
+    /// client that stops reading a WebSocket is cut off after it instead of holding its
+    /// tunnel (and the data queued for it) until the tunnel timeout. Outside tunnels a write
+    /// also never waits longer than `client` or `server`. HAProxy has no separate setting;
+    /// nginx has `send_timeout` (toward clients) and `proxy_send_timeout` (toward backends).
+    pub write: Duration,
 }
 
 impl Default for Timeouts {
@@ -82,6 +89,7 @@ impl Default for Timeouts {
             server: Duration::from_secs(30),
             tunnel: Duration::from_secs(3600),
             client_fin: Duration::from_secs(5),
+            write: Duration::from_secs(30),
         }
     }
 }

@@ -51,7 +51,7 @@ pub(super) async fn request_body<S: Io>(
         return Ok(RequestBody::Sent(0));
     }
     let t = shared.config.timeouts;
-    let write_timeout = t.server;
+    let write_timeout = t.write.min(t.server);
     let mut out = Vec::new();
     let mut written = 0u64;
     let (mut from_backend, mut to_backend) = up.tcp.split();
@@ -130,7 +130,7 @@ pub(super) async fn response_body<S: Io>(
     shared: &Shared,
 ) -> Result<u64, RelayError> {
     let t = shared.config.timeouts;
-    let write_timeout = t.client;
+    let write_timeout = t.write.min(t.client);
     let mut out = Vec::new();
     let mut written = 0u64;
     while !relay.is_done() {

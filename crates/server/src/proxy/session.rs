@@ -216,7 +216,10 @@ pub(super) async fn refuse<S: Io>(stream: &mut S, shared: &Shared, status: u16, 
     );
     out.extend_from_slice(body.as_bytes());
     let t = shared.config.timeouts;
-    if write_timed(stream, &out, t.client, shared).await.is_ok() {
+    if write_timed(stream, &out, t.write.min(t.client), shared)
+        .await
+        .is_ok()
+    {
         close_gracefully(stream, shared).await;
     }
 }

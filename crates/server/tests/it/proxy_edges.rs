@@ -1,5 +1,6 @@
 //! The proxy where its neighbours misbehave or merely differ: backends (the lab's HTTP app,
-//! nginx) that answer 413 before a request body is done.
+//! nginx) that answer 413 before a request body is done, and a WebSocket client that stops
+//! reading.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers: a failed set-up is a failed test"
@@ -9,8 +10,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use protolab_server::Protocol;
-use protolab_test_support::{require, TestLab};
+use protolab_test_support::{require, RawWs, TestLab};
 use protolab_wire::http1::{parse_response, BodyFraming, HeadLimits};
+use protolab_wire::ws::{encode_frame, Message, OpCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -129,4 +131,77 @@ async fn a_413_sent_before_the_body_ends_reaches_the_client_at_once() {
             "{name}: answered after {took:?}, as if the proxy waited for the body"
         );
     }
+}
+
+/// A masked binary frame of `len` bytes, as a client sends it.
+fn binary_frame(len: usize) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(len + 14);
+    encode_frame(
+        &mut frame,
+        true,
+        OpCode::Binary,
+        Some([1, 2, 3, 4]),
+        &vec![7u8; len],
+    );
+    frame
+}
+
+async fn echo(ws: &mut RawWs, text: &str) {
+    let mut frame = Vec::new();
+    encode_frame(
+        &mut frame,
+        true,
+        OpCode::Text,
+        Some([9, 8, 7, 6]),
+        text.as_bytes(),
+    );
+    ws.send_raw(&frame).await;
+    loop {
+        match ws.next_message(Duration::from_secs(5)).await {
+            Message::Text(t) if t == text => return,
+            Message::Text(_) | Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("no echo of {text:?}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let lab = TestLab::start(&[Protocol::Ws], |c| {
+        c.push_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let backend = SocketAddr::from(([127, 0, 0, 1], lab.port(Protocol::Ws)));
+    let write_timeout = Duration::from_secs(1);
+    let proxy = TestProxy::start(vec![backend], |c| c.timeouts.write = write_timeout).await;
+    let port = proxy.port(false);
+    let mut canary = RawWs::connect(port).await;
+    echo(&mut canary, "before").await;
+
+    // The slow client asks for 256 KiB echoes without end and never reads one.
+    let mut slow = RawWs::connect(port).await;
+    assert_eq!(lab.lab.open_connections(), 2);
+    let flood_started = Instant::now();
+    let flood = tokio::spawn(async move {
+        let frame = binary_frame(256 << 10);
+        while slow.stream.write_all(&frame).await.is_ok() {}
+    });
+    // Meanwhile the canary is served as usual.
+    echo(&mut canary, "during").await;
+    let deadline = flood_started + Duration::from_secs(15);
+    while lab.lab.open_connections() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the non-reading client's tunnel is still open after 15 s (write timeout {write_timeout:?}, tunnel timeout 1 h)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cut_after = flood_started.elapsed();
+    flood.abort();
+    // The backend and the other client never noticed.
+    echo(&mut canary, "after").await;
+    assert_eq!(lab.lab.open_connections(), 1, "the canary's tunnel is up");
+    let mut fresh = RawWs::connect(port).await;
+    echo(&mut fresh, "new client").await;
+    eprintln!("slow reader cut off {cut_after:?} after it stopped reading");
 }
