@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use protolab_server::proxy::{
-    self, Balance, Config, Flavor, HealthCheck, Listen, Proxy, Runtime, Timeouts, TlsFiles,
+    self, Balance, Config, Flavor, ForwardedFor, HealthCheck, Listen, Proxy, Runtime, Timeouts,
+    TlsFiles,
 };
 
 use crate::units::{parse_duration, parse_size};
@@ -64,6 +65,11 @@ pub struct ProxyArgs {
     /// timeout). nginx's send_timeout / proxy_send_timeout.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout_write: Duration,
+    /// X-Forwarded-For and Forwarded fields a client sends: `append` keeps them and adds the
+    /// address the proxy saw (for a proxy behind another trusted proxy); `replace` drops them
+    /// and sends only that address (the safe choice when this proxy is the edge).
+    #[arg(long, value_enum, default_value_t = ForwardedForArg::Append, value_name = "MODE")]
+    pub forwarded_for: ForwardedForArg,
     /// Path of the health check (HTTP GET; 2xx/3xx is healthy).
     #[arg(long, default_value = "/healthz", value_name = "PATH")]
     pub health_path: String,
@@ -117,6 +123,15 @@ pub enum BalanceArg {
     /// A hash of the client address: one client, one backend.
     #[value(alias = "source-hash")]
     Source,
+}
+
+/// `--forwarded-for` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForwardedForArg {
+    /// Keep the client's entries and append the address the proxy saw.
+    Append,
+    /// Drop the client's entries; send only the address the proxy saw.
+    Replace,
 }
 
 /// `--emit` values.
@@ -232,6 +247,10 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
                     tunnel: args.timeout_tunnel,
                     client_fin: args.timeout_client_fin,
                     write: args.timeout_write,
+                },
+                forwarded_for: match args.forwarded_for {
+                    ForwardedForArg::Append => ForwardedFor::Append,
+                    ForwardedForArg::Replace => ForwardedFor::Replace,
                 },
                 health: (!args.no_health_check).then(|| HealthCheck {
                     path: args.health_path.clone(),

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protolab_server::Protocol;
-use protolab_test_support::{require, run, run_json, Peer, TestLab};
+use protolab_test_support::{require, run, run_json, LenientBackend, Peer, TestLab};
 
 const PEER_LIMIT: Duration = Duration::from_secs(30);
 
@@ -305,4 +305,102 @@ async fn real_haproxy_from_the_emitted_config_passes_the_websocket_tests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_nginx_from_the_emitted_config_passes_the_websocket_tests() {
     real_proxy_from_emitted_config("nginx").await;
+}
+
+/// Starts `via` — protolab itself, or HAProxy or nginx from `protolab proxy --emit` — with
+/// `--forwarded-for mode` in front of `backend`, sends a request carrying a client's own
+/// X-Forwarded-For and Forwarded, and returns those fields as the backend saw them (each
+/// joined over its lines).
+async fn forwarding_fields_behind(
+    via: &str,
+    mode: &str,
+    backend: &mut LenientBackend,
+) -> (String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args = [
+        "proxy",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--backend",
+        &backend.addr.to_string(),
+        "--no-health-check",
+        "--forwarded-for",
+        mode,
+    ];
+    let _server = if via == "protolab" {
+        let mut cmd = protolab(home.path());
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        Group::spawn(cmd)
+    } else {
+        let out = protolab(home.path())
+            .args(args)
+            .args(["--emit", via])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = home.path().join(format!("{via}.conf"));
+        std::fs::write(&config, &out.stdout).unwrap();
+        let mut cmd = if via == "haproxy" {
+            let mut cmd = Command::new(require("haproxy", "apt-get install -y haproxy"));
+            cmd.arg("-f").arg(&config).arg("-db");
+            cmd
+        } else {
+            let mut cmd = Command::new(require("nginx", "apt-get install -y nginx"));
+            let prefix = home.path().join("proxy-run");
+            cmd.arg("-c")
+                .arg(&config)
+                .arg("-p")
+                .arg(format!("{}/", prefix.display()));
+            cmd
+        };
+        cmd.stdout(Stdio::null());
+        Group::spawn(cmd)
+    };
+    wait_listening(port, via).await;
+    let out = run(
+        Peer::Curl.command([
+            "-sS",
+            "-H",
+            "X-Forwarded-For: 203.0.113.9",
+            "-H",
+            "Forwarded: for=203.0.113.9",
+            &format!("http://127.0.0.1:{port}/fields"),
+        ]),
+        PEER_LIMIT,
+    )
+    .await;
+    assert!(out.status.success(), "{via}: {out:?}");
+    let seen = backend.requests(Duration::from_millis(300)).await;
+    let request = seen
+        .iter()
+        .find(|r| r.url == "/fields")
+        .unwrap_or_else(|| panic!("{via}: the request never reached the backend: {seen:?}"));
+    (
+        request.values("x-forwarded-for").join(", "),
+        request.values("forwarded").join(", "),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_append_or_replace_means_the_same_in_protolab_haproxy_and_nginx() {
+    let mut backend = LenientBackend::start().await;
+    for via in ["protolab", "haproxy", "nginx"] {
+        let (xff, forwarded) = forwarding_fields_behind(via, "append", &mut backend).await;
+        assert_eq!(xff, "203.0.113.9, 127.0.0.1", "{via} append");
+        assert!(
+            forwarded.starts_with("for=203.0.113.9, for=127.0.0.1;proto=http"),
+            "{via} append: {forwarded}"
+        );
+        let (xff, forwarded) = forwarding_fields_behind(via, "replace", &mut backend).await;
+        assert_eq!(xff, "127.0.0.1", "{via} replace");
+        assert!(
+            forwarded.starts_with("for=127.0.0.1;proto=http") && !forwarded.contains("203.0.113.9"),
+            "{via} replace: {forwarded}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! upgrade into a tunnel.
 
 use bytes::{Buf as _, BytesMut};
-use protolab_wire::http1::forward::{self, ForwardedFor, Hop};
+use protolab_wire::http1::forward::{self, Hop};
 use protolab_wire::http1::{BodyFraming, BodyRelay, Headers as _, RequestHead, ResponseHead};
 use tokio::time::Instant;
 
@@ -84,7 +84,7 @@ pub(super) async fn exchange<'p, S: Io>(
     let hop = Hop {
         client: client.peer.ip(),
         tls: client.tls,
-        forwarded_for: ForwardedFor::Append,
+        forwarded_for: shared.config.forwarded_for,
     };
     let mut out = Vec::with_capacity(1024);
     forward::write_request_head(

@@ -6,9 +6,11 @@
 //! and starts the backends' health checks; [`Proxy::shutdown`] stops accepting and drains.
 //! Per request the proxy reads a strictly parsed head (`protolab_wire::http1`: smuggling shapes
 //! are answered 400 and the connection closed), picks a backend with the [`Balance`]
-//! algorithm among those up, removes hop-by-hop headers, adds `X-Forwarded-*` and `Forwarded`,
-//! and streams both bodies. A `101 Switching Protocols` answer to an upgrade turns the
-//! connection into a tunnel held to that backend until either side ends it.
+//! algorithm among those up, and sends it a head rewritten by
+//! `protolab_wire::http1::forward` — hop-by-hop fields removed, `X-Forwarded-*` and
+//! `Forwarded` added ([`ForwardedFor`]), framing restated from what the proxy parsed — then
+//! streams both bodies, re-framed the same way. A `101 Switching Protocols` answer to an
+//! upgrade turns the connection into a tunnel held to that backend until either side ends it.
 //!
 //! Timeouts have HAProxy's meanings ([`Timeouts`]); [`emit`] prints the equivalent HAProxy
 //! and nginx configurations. What this module does *not* do: HTTP/2, caching, compression,
@@ -35,6 +37,7 @@ use tokio_util::task::TaskTracker;
 pub use emit::{emit, Flavor, Runtime, TlsFiles};
 pub use metrics::Metrics;
 pub use pool::{BackendState, Balance};
+pub use protolab_wire::http1::forward::ForwardedFor;
 
 use crate::cancel::CancelToken;
 use crate::{Error, Result};
@@ -131,6 +134,11 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Health checks; `None` trusts every backend (a failed connect still moves on to the next).
     pub health: Option<HealthCheck>,
+    /// What happens to the `X-Forwarded-For` and `Forwarded` fields a client sends: kept with
+    /// the proxy's entry appended (default, today's behaviour), or replaced by the proxy's
+    /// entry alone (the safe choice when the proxy is the edge). `X-Forwarded-Proto` is
+    /// always the proxy's own.
+    pub forwarded_for: ForwardedFor,
     /// Send a PROXY protocol v2 header first on every backend connection (the backend must
     /// expect it, like HAProxy's `send-proxy-v2`). Default off.
     pub proxy_protocol: bool,
@@ -163,6 +171,7 @@ impl Default for Config {
             balance: Balance::RoundRobin,
             timeouts: Timeouts::default(),
             health: Some(HealthCheck::default()),
+            forwarded_for: ForwardedFor::Append,
             proxy_protocol: false,
             max_header_bytes: 16 << 10,
             max_headers: 100,

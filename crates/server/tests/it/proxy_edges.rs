@@ -1,6 +1,6 @@
 //! The proxy where its neighbours misbehave or merely differ: backends (the lab's HTTP app,
-//! nginx) that answer 413 before a request body is done, and a WebSocket client that stops
-//! reading.
+//! nginx) that answer 413 before a request body is done, a WebSocket client that stops
+//! reading, and the forwarding fields a client sends.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers: a failed set-up is a failed test"
@@ -9,14 +9,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use protolab_server::proxy::ForwardedFor;
 use protolab_server::Protocol;
-use protolab_test_support::{require, RawWs, TestLab};
+use protolab_test_support::{require, run, LenientBackend, Peer, RawWs, TestLab};
 use protolab_wire::http1::{parse_response, BodyFraming, HeadLimits};
 use protolab_wire::ws::{encode_frame, Message, OpCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::proxy::TestProxy;
+use crate::PEER_LIMIT;
 
 /// nginx (one process, no daemon) answering every request `200 ok`, refusing bodies over
 /// 1 KiB with 413 (`client_max_body_size`). Killed when dropped.
@@ -204,4 +206,43 @@ async fn a_websocket_client_that_stops_reading_is_cut_off_after_the_write_timeou
     let mut fresh = RawWs::connect(port).await;
     echo(&mut fresh, "new client").await;
     eprintln!("slow reader cut off {cut_after:?} after it stopped reading");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_fields_a_client_sent_are_kept_or_replaced() {
+    let mut backend = LenientBackend::start().await;
+    for (mode, want_xff, want_forwarded) in [
+        (
+            ForwardedFor::Append,
+            "203.0.113.9, 127.0.0.1",
+            "for=203.0.113.9, for=127.0.0.1;proto=http;host=\"a.test\"",
+        ),
+        (
+            ForwardedFor::Replace,
+            "127.0.0.1",
+            "for=127.0.0.1;proto=http;host=\"a.test\"",
+        ),
+    ] {
+        let proxy = TestProxy::start(vec![backend.addr], |c| c.forwarded_for = mode).await;
+        let url = format!("http://127.0.0.1:{}/fields", proxy.port(false));
+        let out = run(
+            Peer::Curl.command([
+                "-sS",
+                "-H",
+                "Host: a.test",
+                "-H",
+                "X-Forwarded-For: 203.0.113.9",
+                "-H",
+                "Forwarded: for=203.0.113.9",
+                &url,
+            ]),
+            PEER_LIMIT,
+        )
+        .await;
+        assert!(out.status.success(), "{out:?}");
+        let seen = backend.requests(Duration::from_millis(300)).await;
+        assert_eq!(seen.len(), 1, "{mode:?}: {seen:?}");
+        assert_eq!(seen[0].values("x-forwarded-for"), [want_xff], "{mode:?}");
+        assert_eq!(seen[0].values("forwarded"), [want_forwarded], "{mode:?}");
+    }
 }
