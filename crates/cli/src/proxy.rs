@@ -94,7 +94,8 @@ pub struct ProxyArgs {
     /// Largest request or response head; bigger requests get 431.
     #[arg(long, default_value = "16KiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_header_size: u64,
-    /// Client connections open at once per listener; more wait in the listen backlog.
+    /// Client connections open at once per listener; more wait in the listen backlog. Fewer
+    /// when the open-file limit (`ulimit -n`) cannot hold them with a backend connection each.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_connections: usize,
     /// Time open requests and tunnels get to finish on Ctrl-C.
@@ -431,6 +432,7 @@ fn print_ready(proxy: &Proxy, ctx: &Context) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
             "backends": proxy.backends().iter().map(|b| b.addr).collect::<Vec<_>>(),
             "metrics": proxy.metrics_addr(),
+            "client_capacity": proxy.client_capacity(),
         });
         writeln!(out, "{line}")?;
     } else {

@@ -148,6 +148,9 @@ pub struct Config {
     /// Most header fields in a request or response head. Default 100.
     pub max_headers: usize,
     /// Client connections open at once per listener; more wait in the backlog. Default 10,000.
+    /// The proxy as a whole also admits no more clients than its open-file limit can serve
+    /// with a backend connection each, after a reserve for listeners and health checks (see
+    /// [`Proxy::client_capacity`]), so a flood cannot take the descriptors health checks need.
     pub max_connections: usize,
     /// Time [`Proxy::shutdown`] lets open requests and tunnels run before dropping them.
     /// Default 5 s.
@@ -198,6 +201,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub struct Proxy {
     endpoints: Vec<Listen>,
+    capacity: usize,
     metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
@@ -233,6 +237,25 @@ impl Proxy {
             }
             None => None,
         };
+        let wanted = config
+            .max_connections
+            .saturating_mul(config.listen.len())
+            .max(1);
+        let capacity = match descriptor_budget(&config) {
+            Some((budget, limit)) if budget < wanted => {
+                tracing::warn!(
+                    open_file_limit = limit,
+                    admitted = budget,
+                    configured = wanted,
+                    "the open-file limit lets the proxy serve {budget} client connections at once, \
+                     not {wanted}: each needs a backend connection, and health checks keep \
+                     descriptors of their own (raise it with `ulimit -n`)"
+                );
+                budget
+            }
+            _ => wanted,
+        };
+        let clients = Arc::new(Semaphore::new(capacity));
         let metrics = Arc::new(Metrics::new(&config.backends));
         let shared = Arc::new(Shared {
             pool: pool::Pool::new(&config.backends, config.balance, Arc::clone(&metrics)),
@@ -243,6 +266,7 @@ impl Proxy {
         });
         let proxy = Self {
             endpoints: listeners.iter().map(|(l, _)| *l).collect(),
+            capacity,
             metrics_addr: metrics_listener.as_ref().map(|(a, _)| *a),
             shared: Arc::clone(&shared),
             tracker: TaskTracker::new(),
@@ -265,6 +289,7 @@ impl Proxy {
                 listener,
                 listen,
                 tls,
+                Arc::clone(&clients),
                 Arc::clone(&shared),
                 proxy.tracker.clone(),
                 Arc::clone(&proxy.open),
@@ -281,6 +306,13 @@ impl Proxy {
     /// The bound listeners (ports resolved), in configuration order.
     pub fn endpoints(&self) -> &[Listen] {
         &self.endpoints
+    }
+
+    /// Client connections served at once across all listeners: the sum of
+    /// [`Config::max_connections`] over the listeners, or less when the open-file limit
+    /// cannot hold that many with a backend connection each (a warning says so at start).
+    pub fn client_capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Where `/metrics` is served, if asked for.
@@ -336,19 +368,51 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr> {
         .map_err(|source| Error::ProxyBind { addr, source })
 }
 
+/// File descriptors kept out of the client budget: the listeners, one health-check
+/// connection per backend (two, should a check outlive its interval), `/metrics` scrapes,
+/// and what the runtime, stdio and the TLS key log hold.
+fn reserved_descriptors(config: &Config) -> u64 {
+    64 + config.listen.len() as u64 + 2 * config.backends.len() as u64
+}
+
+/// How many clients the soft open-file limit can serve at once, each holding its own
+/// connection and one to a backend, after [`reserved_descriptors`]; with the limit. `None`
+/// when the limit cannot be read or is unlimited.
+fn descriptor_budget(config: &Config) -> Option<(usize, u64)> {
+    use nix::sys::resource::{getrlimit, Resource};
+    let (soft, _hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft == nix::sys::resource::RLIM_INFINITY {
+        return None;
+    }
+    let per_client = 2;
+    let budget = soft.saturating_sub(reserved_descriptors(config)) / per_client;
+    Some((usize::try_from(budget).unwrap_or(usize::MAX).max(1), soft))
+}
+
 async fn accept_loop(
     listener: TcpListener,
     listen: Listen,
     tls: Option<Arc<rustls::ServerConfig>>,
+    clients: Arc<Semaphore>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     open: Arc<AtomicUsize>,
 ) {
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     loop {
+        // A slot of this listener, then one of the whole proxy's descriptor budget: past
+        // either, clients wait in the kernel's backlog rather than taking descriptors that
+        // backend connections and health checks need.
         let permit = tokio::select! {
             () = shared.graceful.cancelled() => break,
             permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let budget = tokio::select! {
+            () = shared.graceful.cancelled() => break,
+            permit = Arc::clone(&clients).acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break,
             },
@@ -370,7 +434,7 @@ async fn accept_loop(
         let open = Arc::clone(&open);
         open.fetch_add(1, Ordering::Relaxed);
         tracker.spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, budget);
             serve(tcp, peer, listen.addr, tls, &shared).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });

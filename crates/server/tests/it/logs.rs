@@ -20,6 +20,7 @@ use tracing_subscriber::Layer;
 #[derive(Debug, Clone)]
 pub(crate) struct Event {
     pub(crate) target: String,
+    pub(crate) level: Level,
     /// Every field by name, `message` included, as its Display (or Debug) text.
     pub(crate) fields: BTreeMap<String, String>,
 }
@@ -53,6 +54,7 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
         event.record(&mut Fields(&mut fields));
         EVENTS.lock().unwrap().push(Event {
             target: event.metadata().target().to_string(),
+            level: *event.metadata().level(),
             fields,
         });
     }

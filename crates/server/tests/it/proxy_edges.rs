@@ -1,6 +1,6 @@
 //! The proxy where its neighbours misbehave or merely differ: backends (the lab's HTTP app,
 //! nginx) that answer 413 before a request body is done, a WebSocket client that stops
-//! reading, and the forwarding fields a client sends.
+//! reading, a backend that goes away and comes back, and the forwarding fields a client sends.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers: a failed set-up is a failed test"
@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use protolab_server::proxy::ForwardedFor;
+use protolab_server::proxy::{ForwardedFor, HealthCheck};
 use protolab_server::Protocol;
 use protolab_test_support::{require, run, LenientBackend, Peer, RawWs, TestLab};
 use protolab_wire::http1::{parse_response, BodyFraming, HeadLimits};
@@ -17,6 +17,7 @@ use protolab_wire::ws::{encode_frame, Message, OpCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use crate::logs;
 use crate::proxy::TestProxy;
 use crate::PEER_LIMIT;
 
@@ -244,5 +245,54 @@ async fn forwarding_fields_a_client_sent_are_kept_or_replaced() {
         assert_eq!(seen.len(), 1, "{mode:?}: {seen:?}");
         assert_eq!(seen[0].values("x-forwarded-for"), [want_xff], "{mode:?}");
         assert_eq!(seen[0].values("forwarded"), [want_forwarded], "{mode:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_going_down_and_up_is_logged_as_a_warning_with_the_reason_both_ways() {
+    logs::capture();
+    // A port nobody listens on yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let backend = SocketAddr::from(([127, 0, 0, 1], port));
+    let check = HealthCheck {
+        interval: Duration::from_millis(100),
+        rise: 2,
+        fall: 2,
+        ..HealthCheck::default()
+    };
+    let proxy = TestProxy::start(vec![backend], |c| c.health = Some(check)).await;
+    wait_until_up(&proxy, false).await;
+    let _lab = TestLab::start(&[Protocol::Http], |c| c.apps = vec![(Protocol::Http, port)]).await;
+    wait_until_up(&proxy, true).await;
+    let addr = backend.to_string();
+    let changes =
+        logs::events(|e| e.target == "protolab_server::proxy::pool" && e.field("backend") == addr);
+    let find = |word: &str| {
+        changes
+            .iter()
+            .find(|e| e.field("message").contains(word))
+            .unwrap_or_else(|| panic!("no {word} line: {changes:?}"))
+            .clone()
+    };
+    let (down, up) = (find("DOWN"), find("UP"));
+    assert_eq!(down.level, tracing::Level::WARN, "{down:?}");
+    assert_eq!(up.level, tracing::Level::WARN, "{up:?}");
+    assert!(down.field("reason").contains("connect failed"), "{down:?}");
+    assert!(up.field("reason").contains("200"), "{up:?}");
+}
+
+/// Waits (at most 5 s) until health checks consider the only backend `up`.
+async fn wait_until_up(proxy: &TestProxy, up: bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.proxy.backends()[0].up != up {
+        assert!(
+            Instant::now() < deadline,
+            "the backend never became up={up}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
