@@ -449,7 +449,7 @@ pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) 
 
 /// [`write_out`] with an explicit bound, for callers that are not lab connections (the
 /// proxy): within `timeout`, and not past `hard`.
-pub(crate) async fn write_within<S: Io>(
+pub(crate) async fn write_within<S: AsyncWrite + Unpin + ?Sized>(
     stream: &mut S,
     out: &[u8],
     timeout: Duration,
@@ -477,7 +477,7 @@ pub(crate) async fn write_within<S: Io>(
 
 /// Writes what it can of `out[*written..]` and flushes, without waiting: `Ready` once all of
 /// it is written and flushed (or on an error), `Pending` with `written` advanced otherwise.
-fn try_write_now<S: Io>(
+fn try_write_now<S: AsyncWrite + Unpin + ?Sized>(
     mut stream: Pin<&mut S>,
     cx: &mut std::task::Context<'_>,
     out: &[u8],
