@@ -1,6 +1,7 @@
 //! Autobahn|Testsuite (`wstest`, the Python 3 port that `scripts/autobahn/build-py3.sh`
-//! builds): its fuzzing server for testing a WebSocket client, its fuzzing client for testing
-//! a server, and the `index.json` both write.
+//! builds): its fuzzing server for testing a WebSocket client ([`FuzzingServer`]), its fuzzing
+//! client for testing a server ([`fuzzing_client`]), the cases a run takes ([`cases`]), and the
+//! `index.json` both write ([`Verdicts`]).
 //!
 //! Verdicts are the suite's own: `OK`, `NON-STRICT` (allowed but not the strict reading of
 //! RFC 6455), `INFORMATIONAL`, `UNIMPLEMENTED` and `FAILED`. [`Verdicts::check`] fails on any
@@ -146,6 +147,75 @@ impl FuzzingServer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.outdir.path().join("wstest.log")).unwrap_or_default()
     }
+}
+
+/// Every case of categories 1–10 and 12–13 (`PROTOLAB_AUTOBAHN_CASES=all`).
+pub const ALL_CASES: &str = "1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.*,13.*";
+
+/// The cases a run takes: `PROTOLAB_AUTOBAHN_CASES` (`all`, or comma-separated patterns), else
+/// all of 1–10; of 12 (five data sets × 18 sizes and fragmentations) the JSON set whole and the
+/// other four up to 64 KiB unfragmented (x.y.1–x.y.9); of 13 (seven negotiations) every
+/// negotiation up to 64 KiB unfragmented. Every case category and every set of deflate terms
+/// is exercised; only large repetitions of the same are left to `all`, which takes several
+/// times as long (the suite's Python compressor is most of it). The suite reads a pattern as a
+/// regular expression only if it has a `*`, so ranges are spelled out.
+pub fn cases() -> Vec<String> {
+    match std::env::var("PROTOLAB_AUTOBAHN_CASES") {
+        Ok(all) if all == "all" => ALL_CASES.split(',').map(str::to_owned).collect(),
+        Ok(list) => list.split(',').map(str::to_owned).collect(),
+        Err(_) => {
+            let mut cases: Vec<String> = ["1", "2", "3", "4", "5", "6", "7", "9", "10", "12.1"]
+                .iter()
+                .map(|c| format!("{c}.*"))
+                .collect();
+            for (category, sets) in [(12, 2..=5), (13, 1..=7)] {
+                for set in sets {
+                    cases.extend((1..=9).map(|size| format!("{category}.{set}.{size}")));
+                }
+            }
+            cases
+        }
+    }
+}
+
+/// Runs `wstest -m fuzzingclient` — the suite as a client — against the server at `url`
+/// (`ws://` or `wss://`; the suite does not check certificates) with `cases`, and returns the
+/// verdicts. Panics, with the suite's log, if it does not finish within `limit`.
+pub async fn fuzzing_client(url: &str, cases: &[String], agent: &str, limit: Duration) -> Verdicts {
+    let wstest = wstest();
+    let outdir = tempfile::tempdir().expect("report folder");
+    let spec = serde_json::json!({
+        "outdir": outdir.path().join("reports"),
+        "servers": [{"agent": agent, "url": url}],
+        "cases": cases,
+        "exclude-cases": [],
+        "exclude-agent-cases": {},
+    });
+    let spec_path = outdir.path().join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).expect("write spec.json");
+    let log_path = outdir.path().join("wstest.log");
+    let log = std::fs::File::create(&log_path).expect("wstest log");
+    let mut child = Command::new(wstest)
+        .args(["-m", "fuzzingclient", "-s"])
+        .arg(&spec_path)
+        .current_dir(outdir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wstest starts");
+    let status = tokio::time::timeout(limit, child.wait()).await;
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    match status {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(other) => panic!("wstest against {url} ended with {other:?}:\n{}", log()),
+        Err(_) => panic!(
+            "wstest against {url} did not finish within {limit:?}:\n{}",
+            log()
+        ),
+    }
+    Verdicts::read(&outdir.path().join("reports/index.json"), agent)
 }
 
 /// One case's outcome in `index.json`.

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use protolab_load::websocket::{Options, Received, WebSocket, WsError};
-use protolab_test_support::autobahn::FuzzingServer;
+use protolab_test_support::autobahn::{self, FuzzingServer};
 use protolab_wire::ws::deflate::Offer;
 
 const AGENT: &str = "protolab";
@@ -15,30 +15,6 @@ const AGENT: &str = "protolab";
 /// turns invalid in the middle of a frame arriving in pieces) became OK once the decoder
 /// checked UTF-8 per read instead of per frame.
 const ALLOWED_NON_STRICT: &[&str] = &[];
-
-/// Every case of categories 1–10 and 12–13 (14 minutes in a debug build here, most of it
-/// 12.x's 128 KiB messages): `PROTOLAB_AUTOBAHN_CASES=all`.
-const ALL_CASES: &str = "1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.*,13.*";
-
-/// What runs by default: all of 1–10; of 12 (five data sets × 18 sizes and fragmentations)
-/// the JSON set whole and the other four up to 64 KiB unfragmented (x.y.1–x.y.9); of 13
-/// (seven negotiations) every negotiation up to 64 KiB unfragmented. Every case category
-/// and every set of deflate terms is exercised; only large repetitions of the same are left
-/// to `all`. Any other comma-separated list of patterns in `PROTOLAB_AUTOBAHN_CASES` runs
-/// instead. (The suite reads a pattern as a regular expression only if it has a `*`, so
-/// ranges are spelled out.)
-fn default_cases() -> String {
-    let mut cases: Vec<String> = ["1", "2", "3", "4", "5", "6", "7", "9", "10", "12.1"]
-        .iter()
-        .map(|c| format!("{c}.*"))
-        .collect();
-    for (category, sets) in [(12, 2..=5), (13, 1..=7)] {
-        for set in sets {
-            cases.extend((1..=9).map(|size| format!("{category}.{set}.{size}")));
-        }
-    }
-    cases.join(",")
-}
 
 async fn one_text(url: &str) -> String {
     let mut ws = WebSocket::connect(url, Options::default())
@@ -82,19 +58,15 @@ async fn run_case(url: &str, deflate: bool) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autobahn_fuzzingserver_passes_our_client() {
-    let cases = match std::env::var("PROTOLAB_AUTOBAHN_CASES") {
-        Ok(all) if all == "all" => ALL_CASES.to_owned(),
-        Ok(cases) => cases,
-        Err(_) => default_cases(),
-    };
-    let patterns: Vec<&str> = cases.split(',').collect();
+    let cases = autobahn::cases();
+    let patterns: Vec<&str> = cases.iter().map(String::as_str).collect();
     let server = FuzzingServer::start(&patterns).await;
     let count: u32 = one_text(&server.case_count_url())
         .await
         .trim()
         .parse()
         .expect("a case count");
-    assert!(count > 0, "no cases selected by {cases}");
+    assert!(count > 0, "no cases selected by {cases:?}");
     let started = Instant::now();
     let mut deflate_cases = 0;
     for case in 1..=count {

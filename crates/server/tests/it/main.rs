@@ -2,6 +2,7 @@
 //! `websockets`, Node `ws` and headless Chromium, each started by the test on loopback
 //! against a lab bound to port 0.
 
+mod autobahn;
 mod hostile;
 mod http;
 mod lifecycle;
