@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use protolab_server::proxy::{
-    self, Balance, Config, Flavor, HealthCheck, Listen, Proxy, Runtime, Timeouts, TlsFiles,
+    self, Balance, Config, Flavor, ForwardedFor, HealthCheck, Listen, Proxy, Runtime, Timeouts,
+    TlsFiles,
 };
 
 use crate::units::{parse_duration, parse_size};
@@ -59,6 +60,16 @@ pub struct ProxyArgs {
     /// Inactivity allowed after the client half-closed a tunnel.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout_client_fin: Duration,
+    /// Time one write may wait for a client or backend that does not read, tunnels included
+    /// (a WebSocket client that stops reading is cut off after it, not after the tunnel
+    /// timeout). nginx's send_timeout / proxy_send_timeout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout_write: Duration,
+    /// X-Forwarded-For and Forwarded fields a client sends: `append` keeps them and adds the
+    /// address the proxy saw (for a proxy behind another trusted proxy); `replace` drops them
+    /// and sends only that address (the safe choice when this proxy is the edge).
+    #[arg(long, value_enum, default_value_t = ForwardedForArg::Append, value_name = "MODE")]
+    pub forwarded_for: ForwardedForArg,
     /// Path of the health check (HTTP GET; 2xx/3xx is healthy).
     #[arg(long, default_value = "/healthz", value_name = "PATH")]
     pub health_path: String,
@@ -83,7 +94,8 @@ pub struct ProxyArgs {
     /// Largest request or response head; bigger requests get 431.
     #[arg(long, default_value = "16KiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_header_size: u64,
-    /// Client connections open at once per listener; more wait in the listen backlog.
+    /// Client connections open at once per listener; more wait in the listen backlog. Fewer
+    /// when the open-file limit (`ulimit -n`) cannot hold them with a backend connection each.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_connections: usize,
     /// Time open requests and tunnels get to finish on Ctrl-C.
@@ -112,6 +124,15 @@ pub enum BalanceArg {
     /// A hash of the client address: one client, one backend.
     #[value(alias = "source-hash")]
     Source,
+}
+
+/// `--forwarded-for` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForwardedForArg {
+    /// Keep the client's entries and append the address the proxy saw.
+    Append,
+    /// Drop the client's entries; send only the address the proxy saw.
+    Replace,
 }
 
 /// `--emit` values.
@@ -184,6 +205,7 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
             ("--timeout-server", args.timeout_server),
             ("--timeout-tunnel", args.timeout_tunnel),
             ("--timeout-client-fin", args.timeout_client_fin),
+            ("--timeout-write", args.timeout_write),
             ("--health-interval", args.health_interval),
         ] {
             anyhow::ensure!(!d.1.is_zero(), "{} must be greater than zero", d.0);
@@ -225,6 +247,11 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
                     server: args.timeout_server,
                     tunnel: args.timeout_tunnel,
                     client_fin: args.timeout_client_fin,
+                    write: args.timeout_write,
+                },
+                forwarded_for: match args.forwarded_for {
+                    ForwardedForArg::Append => ForwardedFor::Append,
+                    ForwardedForArg::Replace => ForwardedFor::Replace,
                 },
                 health: (!args.no_health_check).then(|| HealthCheck {
                     path: args.health_path.clone(),
@@ -405,6 +432,7 @@ fn print_ready(proxy: &Proxy, ctx: &Context) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
             "backends": proxy.backends().iter().map(|b| b.addr).collect::<Vec<_>>(),
             "metrics": proxy.metrics_addr(),
+            "client_capacity": proxy.client_capacity(),
         });
         writeln!(out, "{line}")?;
     } else {

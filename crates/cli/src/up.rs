@@ -54,6 +54,11 @@ pub struct UpArgs {
     /// incomplete then is closed with 1008.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub message_timeout: Duration,
+    /// Decline permessage-deflate (RFC 7692) on the WS apps. By default it is agreed when a
+    /// client offers it, as browsers do: compressed messages are echoed compressed, pushes
+    /// are compressed, and each such connection holds about 320 KiB of compressor state.
+    #[arg(long)]
+    pub no_ws_deflate: bool,
     /// Largest HTTP request head accepted (e.g. 16KiB); bigger ones get 431.
     #[arg(long, default_value = "16KiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_header_size: u64,
@@ -196,6 +201,8 @@ impl TryFrom<UpArgs> for UpConfig {
                 allowed_origins: args.allow_origins,
                 limits,
                 tls: None,
+                ws_deflate: (!args.no_ws_deflate)
+                    .then(protolab_wire::ws::deflate::ServerConfig::default),
             },
             keylog: args.keylog,
             keylog_buffer: None,

@@ -12,7 +12,7 @@ use protolab_wire::http1::{
     self, query, BodyFraming, ChunkedDecoder, ChunkedError, HeadError, HeadLimits, Headers as _,
     RequestHead,
 };
-use protolab_wire::ws::handshake;
+use protolab_wire::ws::{deflate, handshake};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
@@ -41,6 +41,8 @@ pub(crate) struct ConnCtx {
     pub(crate) allowed_origins: Arc<[String]>,
     /// Shared by every listener of the lab: what WebSocket messages in progress may hold.
     pub(crate) budget: Arc<MessageBudget>,
+    /// permessage-deflate terms the WS app accepts, or `None` to decline every offer.
+    pub(crate) ws_deflate: Option<deflate::ServerConfig>,
     /// Cancelled when the lab begins shutting down: stop taking new work.
     pub(crate) graceful: CancelToken,
     /// Cancelled when the drain timeout runs out: drop the connection now.
@@ -447,7 +449,7 @@ pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) 
 
 /// [`write_out`] with an explicit bound, for callers that are not lab connections (the
 /// proxy): within `timeout`, and not past `hard`.
-pub(crate) async fn write_within<S: Io>(
+pub(crate) async fn write_within<S: AsyncWrite + Unpin + ?Sized>(
     stream: &mut S,
     out: &[u8],
     timeout: Duration,
@@ -475,7 +477,7 @@ pub(crate) async fn write_within<S: Io>(
 
 /// Writes what it can of `out[*written..]` and flushes, without waiting: `Ready` once all of
 /// it is written and flushed (or on an error), `Pending` with `written` advanced otherwise.
-fn try_write_now<S: Io>(
+fn try_write_now<S: AsyncWrite + Unpin + ?Sized>(
     mut stream: Pin<&mut S>,
     cx: &mut std::task::Context<'_>,
     out: &[u8],
@@ -530,12 +532,36 @@ async fn upgrade<S: Io>(
             return;
         }
     };
-    handshake::write_response(&mut out, &upgrade.key, None, &[]);
+    // permessage-deflate when the client offers it and the lab allows it, and when the
+    // message budget can hold its state; declining is always allowed (RFC 7692 §5).
+    let mut charge = ctx.budget.account();
+    let accepted = ctx.ws_deflate.as_ref().and_then(|config| {
+        let offers = upgrade.extensions.iter().map(|e| e.as_bytes());
+        let accepted = deflate::negotiate(offers, config)?;
+        match charge.set(crate::ws::DEFLATE_STATE_BYTES) {
+            Ok(()) => Some(accepted),
+            Err(_) => {
+                tracing::debug!(%peer, "declining permessage-deflate: message budget exhausted");
+                None
+            }
+        }
+    });
+    let extensions = accepted.as_ref().map(|a| a.response.as_bytes());
+    let extra: Vec<(&str, &[u8])> = extensions
+        .map(|value| ("Sec-WebSocket-Extensions", value))
+        .into_iter()
+        .collect();
+    handshake::write_response(&mut out, &upgrade.key, None, &extra);
     if write_out(&mut stream, &out, ctx).await.is_err() {
         return;
     }
-    tracing::debug!(%peer, "WebSocket open");
-    crate::ws::run(stream, buf, peer, ctx, push_interval).await;
+    tracing::debug!(%peer, deflate = ?accepted.as_ref().map(|a| a.params), "WebSocket open");
+    let setup = crate::ws::Setup {
+        push_interval,
+        deflate: accepted.map(|a| a.params),
+        charge,
+    };
+    crate::ws::run(stream, buf, peer, ctx, setup).await;
 }
 
 /// Shortest push interval a client may ask for: a millisecond keeps a thousand sockets from

@@ -105,6 +105,12 @@ pub struct LabConfig {
     pub allowed_origins: Vec<String>,
     /// Limits applied to every listener.
     pub limits: Limits,
+    /// permessage-deflate (RFC 7692) terms the WS apps accept when a client offers it, as
+    /// browsers do; `None` declines every offer. Default: the extension's defaults (15-bit
+    /// windows, context takeover). Each connection that agrees to it holds about 320 KiB of
+    /// compressor state, charged to [`Limits::max_buffered_bytes`]; when the budget cannot
+    /// take it the offer is declined.
+    pub ws_deflate: Option<protolab_wire::ws::deflate::ServerConfig>,
     /// Server TLS configuration; required when any TLS protocol is in `apps`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -120,6 +126,7 @@ impl Default for LabConfig {
             push_interval: Duration::from_secs(5),
             allowed_origins: Vec::new(),
             limits: Limits::default(),
+            ws_deflate: Some(protolab_wire::ws::deflate::ServerConfig::default()),
             tls: None,
         }
     }
@@ -252,6 +259,7 @@ impl Lab {
                 push_interval: config.push_interval,
                 allowed_origins: Arc::clone(&allowed_origins),
                 budget: Arc::clone(&budget),
+                ws_deflate: config.ws_deflate,
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
             });
@@ -260,19 +268,14 @@ impl Lab {
             } else {
                 None
             };
-            // One connection limit per app, over both of its addresses.
-            let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
-            for listener in bound {
-                lab.tracker.spawn(accept_loop(
-                    listener,
-                    endpoint,
-                    tls.clone(),
-                    Arc::clone(&ctx),
-                    Arc::clone(&slots),
-                    lab.tracker.clone(),
-                    Arc::clone(&lab.open),
-                ));
-            }
+            lab.tracker.spawn(accept_loop(
+                bound,
+                endpoint,
+                tls,
+                ctx,
+                lab.tracker.clone(),
+                Arc::clone(&lab.open),
+            ));
         }
         Ok(lab)
     }
@@ -329,6 +332,13 @@ impl Lab {
     }
 }
 
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Binds `addr` for `protocol`'s app, naming the port when it is taken.
 async fn bind(protocol: Protocol, addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|source| {
@@ -348,19 +358,19 @@ async fn bind(protocol: Protocol, addr: SocketAddr) -> Result<TcpListener> {
     })
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the listener's whole context, passed once"
-)]
+/// Accepts on an app's listeners (127.0.0.1, and ::1 beside it) under one connection limit:
+/// a slot is taken first, then the connection from whichever address has one, so a free slot
+/// never waits on the quieter address.
 async fn accept_loop(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     endpoint: Endpoint,
     tls: Option<Arc<rustls::ServerConfig>>,
     ctx: Arc<ConnCtx>,
-    slots: Arc<Semaphore>,
     tracker: TaskTracker,
     open: Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    let (first, second) = (listeners.first(), listeners.get(1));
     loop {
         // Take a slot before accepting: at the limit, new clients wait in the backlog.
         let permit = tokio::select! {
@@ -370,17 +380,19 @@ async fn accept_loop(
                 Err(_) => break,
             },
         };
-        let (tcp, peer) = tokio::select! {
+        let accepted = tokio::select! {
             () = ctx.graceful.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // EMFILE/ENFILE and ECONNABORTED are transient; back off instead of spinning.
-                    tracing::warn!(%err, port = endpoint.addr.port(), "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(first) => accepted,
+            accepted = accept(second) => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // EMFILE/ENFILE and ECONNABORTED are transient; back off instead of spinning.
+                tracing::warn!(%err, port = endpoint.addr.port(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         // Echo traffic is many small writes; Nagle would hold each for the peer's delayed ACK.
         if let Err(err) = tcp.set_nodelay(true) {

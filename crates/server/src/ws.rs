@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
+use protolab_wire::ws::deflate::{self, Deflater};
 use protolab_wire::ws::{
     apply_mask, close_code, decode_header, encode_close, encode_frame, write_header, CloseFrame,
     Decoder, DecoderConfig, FrameHeader, Message, OpCode, ProtocolError, Role,
@@ -13,6 +14,7 @@ use protolab_wire::ws::{
 use tokio::io::AsyncReadExt as _;
 use tokio::time::{sleep_until, Instant, Sleep};
 
+use crate::budget::Charge;
 use crate::conn::{close_gracefully, write_out, write_two, ConnCtx, Io, READ_CHUNK};
 
 /// Binary echoes at least this large skip two copies — into a decoded message, then into an
@@ -23,6 +25,12 @@ const DIRECT_ECHO_BYTES: usize = 4096;
 
 /// Room beyond the next frame for TLS record overhead: two records' headers and tags.
 const TLS_SLACK: usize = 2 * protolab_tls::record::MAX_OVERHEAD;
+
+/// What permessage-deflate's state costs a connection: zlib's compressor at a 15-bit window
+/// and its default memory level (window, hash chains and pending buffer, about 256 KiB) plus
+/// the inflater's 32 KiB window. Charged to the message budget when the extension is agreed,
+/// so compression is declined, not the connection refused, when memory is short.
+pub(crate) const DEFLATE_STATE_BYTES: usize = 320 << 10;
 
 /// Read-buffer capacity every connection may hold without charging the message budget: room
 /// for a 16 KiB frame with its TLS records, which echo workloads need on every message.
@@ -42,15 +50,27 @@ enum Ending {
     Fail(u16, String),
 }
 
+/// What one session was given at the upgrade.
+pub(crate) struct Setup<'a> {
+    /// Interval between pushes.
+    pub(crate) push_interval: Duration,
+    /// permessage-deflate's agreed terms, if it was negotiated.
+    pub(crate) deflate: Option<deflate::Params>,
+    /// The connection's account with the lab's message budget (holding the deflate state's
+    /// share already, when there is one).
+    pub(crate) charge: Charge<'a>,
+}
+
 /// Runs the session until it closes. `buf` holds bytes that arrived after the upgrade head.
 pub(crate) async fn run<S: Io>(
     mut stream: S,
     mut buf: BytesMut,
     peer: SocketAddr,
     ctx: &ConnCtx,
-    push_interval: Duration,
+    setup: Setup<'_>,
 ) {
     let limits = &ctx.limits;
+    let push_interval = setup.push_interval;
     let mut decoder = Decoder::new(
         Role::Server,
         DecoderConfig {
@@ -59,8 +79,17 @@ pub(crate) async fn run<S: Io>(
             ..DecoderConfig::default()
         },
     );
+    // A compressed message is echoed compressed, and pushes are compressed; what arrives
+    // uncompressed goes back as it came (the batched and direct paths).
+    let mut deflater: Option<Deflater> = None;
+    let mut fixed = 0;
+    if let Some(params) = setup.deflate {
+        decoder = decoder.with_inflater(params.inflater(Role::Server));
+        deflater = Some(params.deflater(Role::Server, deflate::DEFAULT_LEVEL));
+        fixed = DEFLATE_STATE_BYTES;
+    }
     // What this connection holds beyond its read buffer, charged to the lab-wide budget.
-    let mut charge = ctx.budget.account();
+    let mut charge = setup.charge;
     // When the message in progress began, while one is.
     let mut message_since: Option<Instant> = None;
     let mut out = Vec::with_capacity(READ_CHUNK);
@@ -152,7 +181,7 @@ pub(crate) async fn run<S: Io>(
                     buf.advance(consumed);
                     heard = true;
                     if let Some(message) = message {
-                        if answer(message, &mut out) {
+                        if answer(message, &mut out, deflater.as_mut()) {
                             if write_out(&mut stream, &out, ctx).await.is_err() {
                                 break 'session Ending::Gone;
                             }
@@ -182,7 +211,7 @@ pub(crate) async fn run<S: Io>(
             message_since = None;
         }
         buf.reserve(read_room(decoder.wanted(&buf)));
-        if charge.set(held(&buf, &decoder)).is_err() {
+        if charge.set(fixed + held(&buf, &decoder)).is_err() {
             break over_budget(peer);
         }
         // Read first: when woken by data, nothing else is polled. `hard` needs no branch:
@@ -200,7 +229,7 @@ pub(crate) async fn run<S: Io>(
                 if due.push {
                     push_seq += 1;
                     let text = push_message(push_seq);
-                    encode_frame(&mut out, true, OpCode::Text, None, text.as_bytes());
+                    encode_data(&mut out, OpCode::Text, text.as_bytes(), deflater.as_mut());
                 }
                 if due.keepalive {
                     if message_since.is_some_and(|t| due.now - t > limits.message_timeout) {
@@ -209,7 +238,7 @@ pub(crate) async fn run<S: Io>(
                     // Memory is given back while the connection waits with nothing pending.
                     if buf.is_empty() && !decoder.in_message() && buf.capacity() > FREE_READ_BYTES {
                         buf = BytesMut::with_capacity(READ_CHUNK);
-                        let _ = charge.set(held(&buf, &decoder));
+                        let _ = charge.set(fixed + held(&buf, &decoder));
                     }
                     if std::mem::take(&mut heard) {
                         last_heard = due.now;
@@ -363,10 +392,10 @@ fn echo_frame(buf: &[u8], decoder: &Decoder, max: usize) -> Option<EchoFrame> {
 
 /// Encodes the reply to `message` into `out`. Returns true when it was a close frame (the
 /// reply, a close echoing its code, is then in `out` and the session ends).
-fn answer(message: Message, out: &mut Vec<u8>) -> bool {
+fn answer(message: Message, out: &mut Vec<u8>, deflater: Option<&mut Deflater>) -> bool {
     match message {
-        Message::Text(text) => encode_frame(out, true, OpCode::Text, None, text.as_bytes()),
-        Message::Binary(data) => encode_frame(out, true, OpCode::Binary, None, &data),
+        Message::Text(text) => encode_data(out, OpCode::Text, text.as_bytes(), deflater),
+        Message::Binary(data) => encode_data(out, OpCode::Binary, &data, deflater),
         Message::Ping(data) => encode_frame(out, true, OpCode::Pong, None, &data),
         Message::Pong(_) => {}
         Message::Close(frame) => {
@@ -378,6 +407,18 @@ fn answer(message: Message, out: &mut Vec<u8>) -> bool {
         }
     }
     false
+}
+
+/// One data message, compressed when permessage-deflate is on (RFC 7692 §6: RSV1 on its
+/// frame). Should the compressor fail, the message goes uncompressed, which is always allowed.
+fn encode_data(out: &mut Vec<u8>, opcode: OpCode, data: &[u8], deflater: Option<&mut Deflater>) {
+    if let Some(deflater) = deflater {
+        match deflate::encode_compressed(out, deflater, opcode, None, data) {
+            Ok(()) => return,
+            Err(err) => tracing::debug!(%err, "sending a message uncompressed"),
+        }
+    }
+    encode_frame(out, true, opcode, None, data);
 }
 
 fn protocol_error(err: &ProtocolError, peer: SocketAddr) -> Ending {

@@ -85,6 +85,9 @@ pub enum Peer {
     PythonWs,
     /// Node `ws` client script (npm `ws` in tests/peers).
     NodeWs,
+    /// Node's own `http` server with its lenient parser (`insecureHTTPParser`), printing every
+    /// request it parsed as a JSON line (`tests/peers/lenient_backend.mjs`; Node only).
+    NodeLenientBackend,
     /// Headless Chromium driven over DevTools (Debian `chromium`, `libnss3-tools`).
     Chromium,
     /// A JSON Schema validator: `validate_schema.py SCHEMA FILE` (PyPI `jsonschema`).
@@ -116,6 +119,11 @@ impl Peer {
                 );
                 let mut c = Command::new(require("node", "apt-get install -y nodejs"));
                 c.arg(peers.join("ws_client.mjs"));
+                c
+            }
+            Self::NodeLenientBackend => {
+                let mut c = Command::new(require("node", "apt-get install -y nodejs"));
+                c.arg(peers.join("lenient_backend.mjs"));
                 c
             }
             Self::Chromium => {
@@ -277,12 +285,94 @@ impl Background {
             .unwrap_or_else(|e| panic!("peer line is not JSON ({e}): {line}"))
     }
 
+    /// The next stdout line parsed as JSON, or `None` when none arrives within `limit` or the
+    /// peer has exited: for reading a peer's events until it goes quiet.
+    pub async fn try_next_json(&mut self, limit: Duration) -> Option<serde_json::Value> {
+        let line = tokio::time::timeout(limit, self.lines.next_line())
+            .await
+            .ok()?
+            .expect("read peer stdout")?;
+        Some(
+            serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("peer line is not JSON ({e}): {line}")),
+        )
+    }
+
     /// Waits for the process to exit within `limit`.
     pub async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
         tokio::time::timeout(limit, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("peer did not exit within {limit:?}"))
             .expect("peer exit status")
+    }
+}
+
+/// Node's lenient HTTP server ([`Peer::NodeLenientBackend`]) running on a port of its own,
+/// reporting every request it parsed.
+#[derive(Debug)]
+pub struct LenientBackend {
+    peer: Background,
+    /// Where it listens (127.0.0.1, a free port).
+    pub addr: std::net::SocketAddr,
+}
+
+/// One request as the lenient backend parsed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedRequest {
+    /// The method.
+    pub method: String,
+    /// The request target as received.
+    pub url: String,
+    /// Every field in order, name as sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ParsedRequest {
+    /// Every value of field `name`, in order.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+impl LenientBackend {
+    /// Starts it and waits until it listens.
+    pub async fn start() -> Self {
+        let mut peer = Background::spawn(Peer::NodeLenientBackend.command::<_, &str>([]));
+        let ready = peer.next_json(Duration::from_secs(15)).await;
+        assert_eq!(ready["event"], "ready", "{ready}");
+        let port = ready["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .expect("the backend's port");
+        Self {
+            peer,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// The requests reported since the last call, read until the backend has been quiet for
+    /// `quiet`.
+    pub async fn requests(&mut self, quiet: Duration) -> Vec<ParsedRequest> {
+        let mut seen = Vec::new();
+        while let Some(event) = self.peer.try_next_json(quiet).await {
+            if event["event"] != "request" {
+                continue;
+            }
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            seen.push(ParsedRequest {
+                method: text(&event["method"]),
+                url: text(&event["url"]),
+                headers: event["headers"]
+                    .as_array()
+                    .map(|hs| hs.iter().map(|h| (text(&h[0]), text(&h[1]))).collect())
+                    .unwrap_or_default(),
+            });
+        }
+        seen
     }
 }
 

@@ -1,5 +1,6 @@
 //! HTTP/1.x message heads (RFC 9112): request and response parsing, body framing, chunked
-//! decoding, and response head encoding.
+//! decoding, head encoding, and what an intermediary forwards ([`forward`] rewrites heads,
+//! [`BodyRelay`] re-frames bodies, both from the framing this side parsed).
 //!
 //! Parsing is strict where leniency enables request smuggling (RFC 9112 §6.3, §11.2):
 //! Transfer-Encoding together with Content-Length, differing duplicate Content-Length values,
@@ -245,17 +246,32 @@ impl RequestHead {
         if t.starts_with('/') {
             return t;
         }
-        let rest = ["http://", "https://", "ws://", "wss://"]
+        match self.after_scheme() {
+            Some(rest) => rest.find(['/', '?']).map_or("/", |i| &rest[i..]),
+            None => t,
+        }
+    }
+
+    /// The authority (`host[:port]`, possibly empty) of an absolute-form target with an
+    /// `http`, `https`, `ws` or `wss` scheme; `None` for any other form.
+    pub fn target_authority(&self) -> Option<&str> {
+        if self.target.starts_with('/') {
+            return None;
+        }
+        let rest = self.after_scheme()?;
+        Some(rest.find(['/', '?']).map_or(rest, |i| &rest[..i]))
+    }
+
+    /// What follows `scheme://` in an absolute-form target of a scheme we route.
+    fn after_scheme(&self) -> Option<&str> {
+        let t = self.target.as_str();
+        ["http://", "https://", "ws://", "wss://"]
             .iter()
             .find_map(|scheme| {
                 t.get(..scheme.len())
                     .filter(|p| p.eq_ignore_ascii_case(scheme))
                     .map(|_| &t[scheme.len()..])
-            });
-        match rest {
-            Some(rest) => rest.find(['/', '?']).map_or("/", |i| &rest[i..]),
-            None => t,
-        }
+            })
     }
 
     /// The raw query string (no leading `?`), if any.
@@ -286,15 +302,18 @@ impl ResponseHead {
 
 mod chunked;
 pub(crate) mod encode;
+pub mod forward;
 mod framing;
 mod parse;
 pub mod query;
+mod relay;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedEvent};
 pub use encode::{reason_phrase, write_decimal, write_request_head, write_response_head};
 pub use parse::{
     parse_request, parse_request_into, parse_response, parse_response_with, ResponseView,
 };
+pub use relay::{BodyRelay, RelayStep};
 
 #[cfg(test)]
 mod tests {
@@ -321,6 +340,15 @@ mod tests {
         assert_eq!(head("/api/birds?year=2020").query(), Some("year=2020"));
         assert_eq!(head("*").path(), "*");
         assert_eq!(head("/http://not-absolute").path(), "/http://not-absolute");
+        assert_eq!(
+            head("http://localhost:3000/echo?msg=hi").target_authority(),
+            Some("localhost:3000")
+        );
+        assert_eq!(head("WSS://h?x").target_authority(), Some("h"));
+        assert_eq!(head("http://").target_authority(), Some(""));
+        assert_eq!(head("/a").target_authority(), None);
+        assert_eq!(head("*").target_authority(), None);
+        assert_eq!(head("ftp://h/").target_authority(), None);
     }
 
     #[test]

@@ -234,15 +234,15 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
-    /// A compressed message that is not valid DEFLATE (RFC 7692 §7.2.2).
-    #[error("invalid compressed message: {0}")]
-    BadCompressedData(String),
     /// A message spanning more frames than [`DecoderConfig::max_fragments`].
     #[error("message spans more than {limit} frames")]
     TooManyFragments {
         /// The configured limit.
         limit: u32,
     },
+    /// A compressed message that is not valid DEFLATE (RFC 7692 §7.2.2).
+    #[error("invalid compressed message: {0}")]
+    BadCompressedData(String),
     /// A message growing past [`DecoderConfig::max_message_bytes`]; for a compressed message,
     /// its inflated size (a decompression bomb stops here).
     #[error("message of at least {len} bytes exceeds the {limit}-byte limit")]

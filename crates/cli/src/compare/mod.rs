@@ -443,6 +443,7 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
             allowed_origins: Vec::new(),
             limits: Limits::default(),
             tls: None,
+            ..LabConfig::default()
         },
         keylog: None,
         keylog_buffer: plan

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protolab_server::Protocol;
-use protolab_test_support::{require, run, run_json, Peer, TestLab};
+use protolab_test_support::{require, run, run_json, LenientBackend, Peer, TestLab};
 
 const PEER_LIMIT: Duration = Duration::from_secs(30);
 
@@ -305,4 +305,252 @@ async fn real_haproxy_from_the_emitted_config_passes_the_websocket_tests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_nginx_from_the_emitted_config_passes_the_websocket_tests() {
     real_proxy_from_emitted_config("nginx").await;
+}
+
+/// The proxy's `/metrics` text, or `None` if it could not be read within 2 s.
+async fn scrape(metrics: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(metrics).await.ok()?;
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(2), tcp.read_to_string(&mut text))
+        .await
+        .ok()?
+        .ok()?;
+    Some(text)
+}
+
+/// The value of `series` (name and labels) in a `/metrics` text.
+fn sample(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flood_up_to_the_connection_limit_does_not_starve_health_checks() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let prlimit = require("prlimit", "apt-get install -y util-linux");
+    let lab = TestLab::start(&[Protocol::Http], |_| {}).await;
+    let backend = format!("127.0.0.1:{}", lab.port(Protocol::Http));
+    let home = tempfile::tempdir().unwrap();
+    // 400 clients allowed, each wanting a backend connection too, under a 512-descriptor
+    // limit: the flood alone could take every descriptor the health checks need.
+    let mut cmd = Command::new(prlimit);
+    cmd.arg("--nofile=512")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_protolab"))
+        .arg("--home")
+        .arg(home.path())
+        .env_remove("RUST_LOG")
+        .args([
+            "--json",
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            &backend,
+            "--max-connections",
+            "400",
+            "--health-interval",
+            "200ms",
+            "--fall",
+            "2",
+            "--metrics",
+            "127.0.0.1:0",
+            "--no-access-log",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Group::spawn(cmd);
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready JSON");
+    let addr = ready["listeners"][0]["addr"].as_str().unwrap().to_string();
+    let metrics = ready["metrics"].as_str().unwrap().to_string();
+    let up = format!("protolab_proxy_backend_up{{backend=\"{backend}\"}}");
+    let passed =
+        format!("protolab_proxy_health_checks_total{{backend=\"{backend}\",result=\"passed\"}}");
+    let failed =
+        format!("protolab_proxy_health_checks_total{{backend=\"{backend}\",result=\"failed\"}}");
+    let before = scrape(&metrics).await.expect("metrics before the flood");
+    let passed_before = sample(&before, &passed).unwrap();
+
+    // 400 keep-alive clients, each sending one request and holding its connection.
+    let (answered_tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        let addr = addr.clone();
+        let answered_tx = answered_tx.clone();
+        flood.push(tokio::spawn(async move {
+            let Ok(mut tcp) = tokio::net::TcpStream::connect(&addr).await else {
+                return;
+            };
+            if tcp
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut first = [0u8; 12];
+            if tcp.read_exact(&mut first).await.is_ok() {
+                let _ = answered_tx.send(first == *b"HTTP/1.1 200");
+            }
+            std::future::pending::<()>().await;
+        }));
+    }
+    drop(answered_tx);
+    // Three seconds of flood: fifteen health-check intervals.
+    let mut samples = Vec::new();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let text = scrape(&metrics).await.unwrap_or_default();
+        samples.push((
+            sample(&text, &up),
+            sample(&text, &failed),
+            sample(&text, &passed),
+        ));
+    }
+    let mut ok = 0;
+    while let Ok(Some(good)) =
+        tokio::time::timeout(Duration::from_millis(100), answered.recv()).await
+    {
+        ok += usize::from(good);
+    }
+    for task in &flood {
+        task.abort();
+    }
+    child.signal("-TERM");
+    let _ = child.0.wait();
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        !stderr.contains("backend is DOWN"),
+        "the flood took the backend out:\n{stderr}"
+    );
+    assert!(
+        samples
+            .iter()
+            .all(|(up, failed, _)| *up == Some(1) && *failed == Some(0)),
+        "health checks failed or /metrics went unanswered during the flood: {samples:?}\n{stderr}"
+    );
+    let passed_after = samples.last().and_then(|s| s.2).unwrap();
+    assert!(
+        passed_after >= passed_before + 8,
+        "health checks stopped running: {passed_before} passed before, {passed_after} after"
+    );
+    assert!(ok >= 100, "only {ok} flood clients were served");
+    assert!(
+        stderr.contains("open-file limit lets the proxy serve"),
+        "the reduced capacity is announced: {stderr}"
+    );
+}
+
+/// Starts `via` — protolab itself, or HAProxy or nginx from `protolab proxy --emit` — with
+/// `--forwarded-for mode` in front of `backend`, sends a request carrying a client's own
+/// X-Forwarded-For and Forwarded, and returns those fields as the backend saw them (each
+/// joined over its lines).
+async fn forwarding_fields_behind(
+    via: &str,
+    mode: &str,
+    backend: &mut LenientBackend,
+) -> (String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args = [
+        "proxy",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--backend",
+        &backend.addr.to_string(),
+        "--no-health-check",
+        "--forwarded-for",
+        mode,
+    ];
+    let _server = if via == "protolab" {
+        let mut cmd = protolab(home.path());
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        Group::spawn(cmd)
+    } else {
+        let out = protolab(home.path())
+            .args(args)
+            .args(["--emit", via])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = home.path().join(format!("{via}.conf"));
+        std::fs::write(&config, &out.stdout).unwrap();
+        let mut cmd = if via == "haproxy" {
+            let mut cmd = Command::new(require("haproxy", "apt-get install -y haproxy"));
+            cmd.arg("-f").arg(&config).arg("-db");
+            cmd
+        } else {
+            let mut cmd = Command::new(require("nginx", "apt-get install -y nginx"));
+            let prefix = home.path().join("proxy-run");
+            cmd.arg("-c")
+                .arg(&config)
+                .arg("-p")
+                .arg(format!("{}/", prefix.display()));
+            cmd
+        };
+        cmd.stdout(Stdio::null());
+        Group::spawn(cmd)
+    };
+    wait_listening(port, via).await;
+    let out = run(
+        Peer::Curl.command([
+            "-sS",
+            "-H",
+            "X-Forwarded-For: 203.0.113.9",
+            "-H",
+            "Forwarded: for=203.0.113.9",
+            &format!("http://127.0.0.1:{port}/fields"),
+        ]),
+        PEER_LIMIT,
+    )
+    .await;
+    assert!(out.status.success(), "{via}: {out:?}");
+    let seen = backend.requests(Duration::from_millis(300)).await;
+    let request = seen
+        .iter()
+        .find(|r| r.url == "/fields")
+        .unwrap_or_else(|| panic!("{via}: the request never reached the backend: {seen:?}"));
+    (
+        request.values("x-forwarded-for").join(", "),
+        request.values("forwarded").join(", "),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_append_or_replace_means_the_same_in_protolab_haproxy_and_nginx() {
+    let mut backend = LenientBackend::start().await;
+    for via in ["protolab", "haproxy", "nginx"] {
+        let (xff, forwarded) = forwarding_fields_behind(via, "append", &mut backend).await;
+        assert_eq!(xff, "203.0.113.9, 127.0.0.1", "{via} append");
+        assert!(
+            forwarded.starts_with("for=203.0.113.9, for=127.0.0.1;proto=http"),
+            "{via} append: {forwarded}"
+        );
+        let (xff, forwarded) = forwarding_fields_behind(via, "replace", &mut backend).await;
+        assert_eq!(xff, "127.0.0.1", "{via} replace");
+        assert!(
+            forwarded.starts_with("for=127.0.0.1;proto=http") && !forwarded.contains("203.0.113.9"),
+            "{via} replace: {forwarded}"
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Balance, Config, Listen};
+use super::{Balance, Config, ForwardedFor, Listen};
 
 /// Which proxy to write a configuration for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,10 @@ fn haproxy(config: &Config, tls: &[TlsFiles]) -> String {
     let _ = writeln!(o, "defaults");
     let _ = writeln!(o, "    mode http");
     let _ = writeln!(o, "    option http-keep-alive");
-    let _ = writeln!(o, "    option forwardfor");
+    if config.forwarded_for == ForwardedFor::Append {
+        // Adds an X-Forwarded-For line of its own after the client's.
+        let _ = writeln!(o, "    option forwardfor");
+    }
     let _ = writeln!(o, "    timeout client {}", ms(t.client));
     let _ = writeln!(o, "    timeout http-request {}", ms(t.http_request));
     let _ = writeln!(o, "    timeout http-keep-alive {}", ms(t.client));
@@ -81,6 +84,12 @@ fn haproxy(config: &Config, tls: &[TlsFiles]) -> String {
     );
     let _ = writeln!(o, "    timeout tunnel {}", ms(t.tunnel));
     let _ = writeln!(o, "    timeout client-fin {}", ms(t.client_fin));
+    let _ = writeln!(
+        o,
+        "    # protolab's write timeout ({}) has no HAProxy equivalent: a client that stops",
+        ms(t.write)
+    );
+    let _ = writeln!(o, "    # reading a tunnel is held until `timeout tunnel`.");
     let _ = writeln!(o);
     let _ = writeln!(o, "frontend protolab");
     for l in &config.listen {
@@ -108,11 +117,20 @@ fn haproxy(config: &Config, tls: &[TlsFiles]) -> String {
         o,
         "    http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}"
     );
+    // `--forwarded-for replace`: the client's entries go, only the address HAProxy saw stays.
+    let forwarded_verb = match config.forwarded_for {
+        ForwardedFor::Append => "add-header",
+        ForwardedFor::Replace => {
+            let _ = writeln!(o, "    http-request set-header X-Forwarded-For %[src]");
+            let _ = writeln!(o, "    http-request del-header Forwarded");
+            "add-header"
+        }
+    };
     // `option forwarded` needs HAProxy 2.8; this works from 2.0 (Debian 12 ships 2.6).
     for (proto, cond) in [("https", ""), ("http", "!")] {
         let _ = writeln!(
             o,
-            "    http-request add-header Forwarded \"for=%[src];proto={proto}\" if {cond}{{ ssl_fc }}"
+            "    http-request {forwarded_verb} Forwarded \"for=%[src];proto={proto}\" if {cond}{{ ssl_fc }}"
         );
     }
     let _ = writeln!(o, "    default_backend apps");
@@ -170,6 +188,16 @@ fn nginx(config: &Config, tls: &[TlsFiles], runtime: &Runtime) -> String {
     let _ = writeln!(o, "        default upgrade;");
     let _ = writeln!(o, "        ''      '';");
     let _ = writeln!(o, "    }}");
+    if config.forwarded_for == ForwardedFor::Append {
+        // The Forwarded counterpart of $proxy_add_x_forwarded_for: the client's, then ours.
+        let _ = writeln!(o, "    map $http_forwarded $proxy_add_forwarded {{");
+        let _ = writeln!(o, "        ''      \"for=$remote_addr;proto=$scheme\";");
+        let _ = writeln!(
+            o,
+            "        default \"$http_forwarded, for=$remote_addr;proto=$scheme\";"
+        );
+        let _ = writeln!(o, "    }}");
+    }
     let _ = writeln!(o, "    upstream apps {{");
     match config.balance {
         Balance::RoundRobin => {}
@@ -197,6 +225,8 @@ fn nginx(config: &Config, tls: &[TlsFiles], runtime: &Runtime) -> String {
     let _ = writeln!(o, "    client_header_timeout {};", ms(t.http_request));
     let _ = writeln!(o, "    client_body_timeout {};", ms(t.client));
     let _ = writeln!(o, "    keepalive_timeout {};", ms(t.client));
+    // Bounds each write to a client that does not read, in upgraded connections too.
+    let _ = writeln!(o, "    send_timeout {};", ms(t.write));
     let _ = writeln!(
         o,
         "    large_client_header_buffers 4 {}k;",
@@ -264,26 +294,28 @@ fn server_block(
         o,
         "            proxy_set_header Connection $connection_upgrade;"
     );
-    let _ = writeln!(
-        o,
-        "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"
-    );
+    let (xff, forwarded) = match config.forwarded_for {
+        ForwardedFor::Append => ("$proxy_add_x_forwarded_for", "$proxy_add_forwarded"),
+        ForwardedFor::Replace => ("$remote_addr", "\"for=$remote_addr;proto=$scheme\""),
+    };
+    let _ = writeln!(o, "            proxy_set_header X-Forwarded-For {xff};");
     let _ = writeln!(o, "            proxy_set_header X-Forwarded-Proto $scheme;");
-    let _ = writeln!(
-        o,
-        "            proxy_set_header Forwarded \"for=$remote_addr;proto=$scheme\";"
-    );
+    let _ = writeln!(o, "            proxy_set_header Forwarded {forwarded};");
     let _ = writeln!(o, "            proxy_connect_timeout {};", ms(t.connect));
     let _ = writeln!(
         o,
-        "            # nginx has one read/send timeout for responses and upgraded connections:"
+        "            # nginx has one read timeout for responses and upgraded connections: the"
     );
     let _ = writeln!(
         o,
-        "            # the tunnel timeout, so idle WebSockets live as long as under protolab."
+        "            # tunnel timeout, so idle WebSockets live as long as under protolab. Send"
+    );
+    let _ = writeln!(
+        o,
+        "            # timeouts only run while a write waits: protolab's write timeout."
     );
     let _ = writeln!(o, "            proxy_read_timeout {};", ms(t.tunnel));
-    let _ = writeln!(o, "            proxy_send_timeout {};", ms(t.tunnel));
+    let _ = writeln!(o, "            proxy_send_timeout {};", ms(t.write));
     let _ = writeln!(o, "            proxy_buffering off;");
     let _ = writeln!(o, "        }}");
     let _ = writeln!(o, "    }}");
@@ -352,9 +384,42 @@ mod tests {
             "listen 127.0.0.1:8443 ssl default_server;",
             "least_conn;",
             "proxy_read_timeout 3600000ms;",
+            "proxy_send_timeout 30000ms;",
+            "send_timeout 30000ms;",
             "ssl_certificate /path/to/cert.pem;",
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            "proxy_set_header Forwarded $proxy_add_forwarded;",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn forwarded_for_replace_drops_the_clients_entries() {
+        let rt = Runtime {
+            dir: "/tmp/x".into(),
+        };
+        let replace = Config {
+            forwarded_for: ForwardedFor::Replace,
+            ..config()
+        };
+        let nginx = emit(Flavor::Nginx, &replace, &[], &rt);
+        for want in [
+            "proxy_set_header X-Forwarded-For $remote_addr;",
+            "proxy_set_header Forwarded \"for=$remote_addr;proto=$scheme\";",
+        ] {
+            assert!(nginx.contains(want), "missing {want:?} in\n{nginx}");
+        }
+        assert!(!nginx.contains("proxy_add_"), "{nginx}");
+        let haproxy = emit(Flavor::Haproxy, &replace, &[], &rt);
+        for want in [
+            "http-request set-header X-Forwarded-For %[src]",
+            "http-request del-header Forwarded",
+        ] {
+            assert!(haproxy.contains(want), "missing {want:?} in\n{haproxy}");
+        }
+        assert!(!haproxy.contains("option forwardfor"), "{haproxy}");
+        let append = emit(Flavor::Haproxy, &config(), &[], &rt);
+        assert!(append.contains("option forwardfor") && !append.contains("del-header"));
     }
 }

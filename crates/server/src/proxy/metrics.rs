@@ -32,6 +32,8 @@ struct BackendCounters {
     requests: AtomicU64,
     connect_failures: AtomicU64,
     transitions: AtomicU64,
+    checks_passed: AtomicU64,
+    checks_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -50,6 +52,8 @@ impl Metrics {
                     requests: AtomicU64::new(0),
                     connect_failures: AtomicU64::new(0),
                     transitions: AtomicU64::new(0),
+                    checks_passed: AtomicU64::new(0),
+                    checks_failed: AtomicU64::new(0),
                 })
                 .collect(),
         }
@@ -98,6 +102,17 @@ impl Metrics {
     pub(crate) fn backend_up(&self, backend: usize, _up: bool) {
         if let Some(b) = self.per_backend.get(backend) {
             b.transitions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn health_checked(&self, backend: usize, passed: bool) {
+        if let Some(b) = self.per_backend.get(backend) {
+            let counter = if passed {
+                &b.checks_passed
+            } else {
+                &b.checks_failed
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -223,6 +238,24 @@ impl Metrics {
             "counter",
             "Times health checks moved the backend between up and down.",
             &per(&|i| self.per_backend.get(i).map_or(0, |b| load(&b.transitions))),
+        );
+        let checks: Vec<(String, u64)> = states
+            .iter()
+            .zip(&self.per_backend)
+            .flat_map(|(s, b)| {
+                [("passed", &b.checks_passed), ("failed", &b.checks_failed)].map(|(result, c)| {
+                    (
+                        format!("{{backend=\"{}\",result=\"{result}\"}}", s.addr),
+                        load(c),
+                    )
+                })
+            })
+            .collect();
+        metric(
+            "protolab_proxy_health_checks_total",
+            "counter",
+            "Health checks run against the backend, by result.",
+            &checks,
         );
         o
     }

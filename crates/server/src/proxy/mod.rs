@@ -6,19 +6,24 @@
 //! and starts the backends' health checks; [`Proxy::shutdown`] stops accepting and drains.
 //! Per request the proxy reads a strictly parsed head (`protolab_wire::http1`: smuggling shapes
 //! are answered 400 and the connection closed), picks a backend with the [`Balance`]
-//! algorithm among those up, removes hop-by-hop headers, adds `X-Forwarded-*` and `Forwarded`,
-//! and streams both bodies. A `101 Switching Protocols` answer to an upgrade turns the
-//! connection into a tunnel held to that backend until either side ends it.
+//! algorithm among those up, and sends it a head rewritten by
+//! `protolab_wire::http1::forward` — hop-by-hop fields removed, `X-Forwarded-*` and
+//! `Forwarded` added ([`ForwardedFor`]), framing restated from what the proxy parsed — then
+//! streams both bodies, re-framed the same way. A `101 Switching Protocols` answer to an
+//! upgrade turns the connection into a tunnel held to that backend until either side ends it.
 //!
 //! Timeouts have HAProxy's meanings ([`Timeouts`]); [`emit`] prints the equivalent HAProxy
 //! and nginx configurations. What this module does *not* do: HTTP/2, caching, compression,
 //! retries of requests that reached a backend, or sticky sessions beyond `source` hashing.
 
 mod emit;
+mod exchange;
 mod metrics;
 mod pool;
+mod relay;
 mod session;
 mod tunnel;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +37,7 @@ use tokio_util::task::TaskTracker;
 pub use emit::{emit, Flavor, Runtime, TlsFiles};
 pub use metrics::Metrics;
 pub use pool::{BackendState, Balance};
+pub use protolab_wire::http1::forward::ForwardedFor;
 
 use crate::cancel::CancelToken;
 use crate::{Error, Result};
@@ -46,7 +52,7 @@ pub struct Listen {
 }
 
 /// Timeouts, with HAProxy's names and meanings (`timeout client`, `connect`, `server`,
-/// `tunnel`, `client-fin`, `http-request`).
+/// `tunnel`, `client-fin`, `http-request`), plus a write timeout HAProxy has no name for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Inactivity on the client side while a request is expected or being received (and the
@@ -68,6 +74,13 @@ pub struct Timeouts {
     /// Inactivity allowed once the client has half-closed a tunnel (sent its FIN, or its TLS
     /// close_notify) while the backend side is still open. Default 5 s.
     pub client_fin: Duration,
+    /// Time one write may wait for its reader — client or backend — to make room, in every
+    /// phase, tunnels included. Default 30 s, the lab's own `Limits::write_timeout`: a
+    /// client that stops reading a WebSocket is cut off after it instead of holding its
+    /// tunnel (and the data queued for it) until the tunnel timeout. Outside tunnels a write
+    /// also never waits longer than `client` or `server`. HAProxy has no separate setting;
+    /// nginx has `send_timeout` (toward clients) and `proxy_send_timeout` (toward backends).
+    pub write: Duration,
 }
 
 impl Default for Timeouts {
@@ -79,6 +92,7 @@ impl Default for Timeouts {
             server: Duration::from_secs(30),
             tunnel: Duration::from_secs(3600),
             client_fin: Duration::from_secs(5),
+            write: Duration::from_secs(30),
         }
     }
 }
@@ -120,6 +134,11 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Health checks; `None` trusts every backend (a failed connect still moves on to the next).
     pub health: Option<HealthCheck>,
+    /// What happens to the `X-Forwarded-For` and `Forwarded` fields a client sends: kept with
+    /// the proxy's entry appended (default, today's behaviour), or replaced by the proxy's
+    /// entry alone (the safe choice when the proxy is the edge). `X-Forwarded-Proto` is
+    /// always the proxy's own.
+    pub forwarded_for: ForwardedFor,
     /// Send a PROXY protocol v2 header first on every backend connection (the backend must
     /// expect it, like HAProxy's `send-proxy-v2`). Default off.
     pub proxy_protocol: bool,
@@ -129,6 +148,9 @@ pub struct Config {
     /// Most header fields in a request or response head. Default 100.
     pub max_headers: usize,
     /// Client connections open at once per listener; more wait in the backlog. Default 10,000.
+    /// The proxy as a whole also admits no more clients than its open-file limit can serve
+    /// with a backend connection each, after a reserve for listeners and health checks (see
+    /// [`Proxy::client_capacity`]), so a flood cannot take the descriptors health checks need.
     pub max_connections: usize,
     /// Time [`Proxy::shutdown`] lets open requests and tunnels run before dropping them.
     /// Default 5 s.
@@ -152,6 +174,7 @@ impl Default for Config {
             balance: Balance::RoundRobin,
             timeouts: Timeouts::default(),
             health: Some(HealthCheck::default()),
+            forwarded_for: ForwardedFor::Append,
             proxy_protocol: false,
             max_header_bytes: 16 << 10,
             max_headers: 100,
@@ -178,6 +201,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub struct Proxy {
     endpoints: Vec<Listen>,
+    capacity: usize,
     metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
@@ -213,6 +237,25 @@ impl Proxy {
             }
             None => None,
         };
+        let wanted = config
+            .max_connections
+            .saturating_mul(config.listen.len())
+            .max(1);
+        let capacity = match descriptor_budget(&config) {
+            Some((budget, limit)) if budget < wanted => {
+                tracing::warn!(
+                    open_file_limit = limit,
+                    admitted = budget,
+                    configured = wanted,
+                    "the open-file limit lets the proxy serve {budget} client connections at once, \
+                     not {wanted}: each needs a backend connection, and health checks keep \
+                     descriptors of their own (raise it with `ulimit -n`)"
+                );
+                budget
+            }
+            _ => wanted,
+        };
+        let clients = Arc::new(Semaphore::new(capacity));
         let metrics = Arc::new(Metrics::new(&config.backends));
         let shared = Arc::new(Shared {
             pool: pool::Pool::new(&config.backends, config.balance, Arc::clone(&metrics)),
@@ -223,6 +266,7 @@ impl Proxy {
         });
         let proxy = Self {
             endpoints: listeners.iter().map(|(l, _)| *l).collect(),
+            capacity,
             metrics_addr: metrics_listener.as_ref().map(|(a, _)| *a),
             shared: Arc::clone(&shared),
             tracker: TaskTracker::new(),
@@ -245,6 +289,7 @@ impl Proxy {
                 listener,
                 listen,
                 tls,
+                Arc::clone(&clients),
                 Arc::clone(&shared),
                 proxy.tracker.clone(),
                 Arc::clone(&proxy.open),
@@ -261,6 +306,13 @@ impl Proxy {
     /// The bound listeners (ports resolved), in configuration order.
     pub fn endpoints(&self) -> &[Listen] {
         &self.endpoints
+    }
+
+    /// Client connections served at once across all listeners: the sum of
+    /// [`Config::max_connections`] over the listeners, or less when the open-file limit
+    /// cannot hold that many with a backend connection each (a warning says so at start).
+    pub fn client_capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Where `/metrics` is served, if asked for.
@@ -316,19 +368,51 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr> {
         .map_err(|source| Error::ProxyBind { addr, source })
 }
 
+/// File descriptors kept out of the client budget: the listeners, one health-check
+/// connection per backend (two, should a check outlive its interval), `/metrics` scrapes,
+/// and what the runtime, stdio and the TLS key log hold.
+fn reserved_descriptors(config: &Config) -> u64 {
+    64 + config.listen.len() as u64 + 2 * config.backends.len() as u64
+}
+
+/// How many clients the soft open-file limit can serve at once, each holding its own
+/// connection and one to a backend, after [`reserved_descriptors`]; with the limit. `None`
+/// when the limit cannot be read or is unlimited.
+fn descriptor_budget(config: &Config) -> Option<(usize, u64)> {
+    use nix::sys::resource::{getrlimit, Resource};
+    let (soft, _hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft == nix::sys::resource::RLIM_INFINITY {
+        return None;
+    }
+    let per_client = 2;
+    let budget = soft.saturating_sub(reserved_descriptors(config)) / per_client;
+    Some((usize::try_from(budget).unwrap_or(usize::MAX).max(1), soft))
+}
+
 async fn accept_loop(
     listener: TcpListener,
     listen: Listen,
     tls: Option<Arc<rustls::ServerConfig>>,
+    clients: Arc<Semaphore>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     open: Arc<AtomicUsize>,
 ) {
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     loop {
+        // A slot of this listener, then one of the whole proxy's descriptor budget: past
+        // either, clients wait in the kernel's backlog rather than taking descriptors that
+        // backend connections and health checks need.
         let permit = tokio::select! {
             () = shared.graceful.cancelled() => break,
             permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let budget = tokio::select! {
+            () = shared.graceful.cancelled() => break,
+            permit = Arc::clone(&clients).acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break,
             },
@@ -350,7 +434,7 @@ async fn accept_loop(
         let open = Arc::clone(&open);
         open.fetch_add(1, Ordering::Relaxed);
         tracker.spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, budget);
             serve(tcp, peer, listen.addr, tls, &shared).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });

@@ -65,6 +65,8 @@ pub struct BackendState {
 #[derive(Debug)]
 struct Backend {
     addr: SocketAddr,
+    /// `addr` as text, the Host sent for an HTTP/1.0 request that had none.
+    authority: String,
     up: AtomicBool,
     active: AtomicUsize,
 }
@@ -90,6 +92,11 @@ impl Lease<'_> {
     pub(crate) fn addr(&self) -> SocketAddr {
         self.pool.backends[self.index].addr
     }
+
+    /// The backend's address as `host:port` text.
+    pub(crate) fn authority(&self) -> &str {
+        &self.pool.backends[self.index].authority
+    }
 }
 
 impl Drop for Lease<'_> {
@@ -107,6 +114,7 @@ impl Pool {
                 .iter()
                 .map(|&addr| Backend {
                     addr,
+                    authority: addr.to_string(),
                     up: AtomicBool::new(true),
                     active: AtomicUsize::new(0),
                 })
@@ -168,13 +176,15 @@ impl Pool {
         Some(Lease { pool: self, index })
     }
 
-    fn set_up(&self, index: usize, up: bool) {
+    /// Moves backend `index` up or down; a change is logged at warn, both ways, with `reason`
+    /// (an operator watching for DOWN wants to see the matching UP at the same level).
+    fn set_up(&self, index: usize, up: bool, reason: &str) {
         let backend = &self.backends[index];
         if backend.up.swap(up, Ordering::Relaxed) != up {
             if up {
-                tracing::info!(backend = %backend.addr, "backend is UP (health check)");
+                tracing::warn!(backend = %backend.addr, reason, "backend is UP (health check)");
             } else {
-                tracing::warn!(backend = %backend.addr, "backend is DOWN (health check)");
+                tracing::warn!(backend = %backend.addr, reason, "backend is DOWN (health check)");
             }
             self.metrics.backend_up(index, up);
         }
@@ -195,43 +205,42 @@ pub(crate) async fn health_loop(shared: Arc<Shared>, index: usize, check: Health
         }
         // A check may take at most one interval (and the connect timeout for its connect).
         let limit = check.interval.max(std::time::Duration::from_millis(100));
-        let healthy = match tokio::time::timeout(limit, probe(addr, &check.path, &shared)).await {
-            Ok(Ok(status)) if (200..400).contains(&status) => true,
-            Ok(Ok(status)) => {
-                tracing::debug!(backend = %addr, status, "health check: bad status");
-                false
-            }
-            Ok(Err(reason)) => {
-                tracing::debug!(backend = %addr, reason, "health check failed");
-                false
-            }
-            Err(_) => {
-                tracing::debug!(backend = %addr, "health check timed out");
-                false
-            }
+        let outcome = match tokio::time::timeout(limit, probe(addr, &check.path, &shared)).await {
+            Ok(Ok(status)) if (200..400).contains(&status) => Ok(status),
+            Ok(Ok(status)) => Err(format!("answered {status}")),
+            Ok(Err(reason)) => Err(reason),
+            Err(_) => Err(format!("no answer within {limit:?}")),
         };
-        if healthy {
-            ok_run += 1;
-            fail_run = 0;
-            if ok_run >= check.rise {
-                shared.pool.set_up(index, true);
+        shared.metrics.health_checked(index, outcome.is_ok());
+        match outcome {
+            Ok(status) => {
+                ok_run += 1;
+                fail_run = 0;
+                if ok_run >= check.rise {
+                    let reason =
+                        format!("{ok_run} checks in a row passed, the last answered {status}");
+                    shared.pool.set_up(index, true, &reason);
+                }
             }
-        } else {
-            fail_run += 1;
-            ok_run = 0;
-            if fail_run >= check.fall {
-                shared.pool.set_up(index, false);
+            Err(failure) => {
+                tracing::debug!(backend = %addr, %failure, "health check failed");
+                fail_run += 1;
+                ok_run = 0;
+                if fail_run >= check.fall {
+                    let reason = format!("{fail_run} checks in a row failed, the last: {failure}");
+                    shared.pool.set_up(index, false, &reason);
+                }
             }
         }
     }
 }
 
 /// One `GET path` on a new connection; the response status.
-async fn probe(addr: SocketAddr, path: &str, shared: &Shared) -> Result<u16, &'static str> {
+async fn probe(addr: SocketAddr, path: &str, shared: &Shared) -> Result<u16, String> {
     let mut tcp = tokio::time::timeout(shared.config.timeouts.connect, TcpStream::connect(addr))
         .await
-        .map_err(|_| "connect timed out")?
-        .map_err(|_| "connect failed")?;
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect failed: {e}"))?;
     let mut req = Vec::with_capacity(128);
     if shared.config.proxy_protocol {
         // LOCAL: "this connection is the proxy's own" (proxy-protocol.txt §2.2).
@@ -248,19 +257,24 @@ async fn probe(addr: SocketAddr, path: &str, shared: &Shared) -> Result<u16, &'s
             ("connection", b"close"),
         ],
     );
-    tcp.write_all(&req).await.map_err(|_| "write failed")?;
+    tcp.write_all(&req)
+        .await
+        .map_err(|e| format!("write failed: {e}"))?;
     let mut buf = Vec::with_capacity(1024);
     let limits = HeadLimits::default();
     loop {
         if let Some((head, _)) =
-            http1::parse_response(&buf, &limits).map_err(|_| "malformed response")?
+            http1::parse_response(&buf, &limits).map_err(|e| format!("malformed response: {e}"))?
         {
             return Ok(head.status);
         }
         let mut chunk = [0u8; 1024];
-        let n = tcp.read(&mut chunk).await.map_err(|_| "read failed")?;
+        let n = tcp
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
         if n == 0 {
-            return Err("closed before answering");
+            return Err("closed before answering".to_string());
         }
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -284,7 +298,7 @@ mod tests {
         let p = pool(Balance::RoundRobin);
         let picks: Vec<usize> = (0..6).map(|_| p.pick(CLIENT, &[]).unwrap().index).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        p.set_up(1, false);
+        p.set_up(1, false, "test");
         let picks: Vec<usize> = (0..4).map(|_| p.pick(CLIENT, &[]).unwrap().index).collect();
         assert!(!picks.contains(&1) && picks.contains(&0) && picks.contains(&2));
         assert!(p.pick(CLIENT, &[0, 2]).is_none());

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::session::write_timed;
+use super::relay::write_timed;
 use super::Shared;
 use crate::conn::{Io, LazyDeadline};
 
@@ -116,7 +116,7 @@ pub(crate) async fn run<S: Io>(
     let mut down_watch = FrameWatcher::new();
     if !client_buf.is_empty() {
         up_watch.feed(&client_buf);
-        if write_timed(&mut backend, &client_buf, t.tunnel, shared)
+        if write_timed(&mut backend, &client_buf, t.write.min(t.tunnel), shared)
             .await
             .is_err()
         {
@@ -127,7 +127,7 @@ pub(crate) async fn run<S: Io>(
     }
     if !backend_buf.is_empty() {
         down_watch.feed(&backend_buf);
-        if write_timed(client, &backend_buf, t.tunnel, shared)
+        if write_timed(client, &backend_buf, t.write.min(t.tunnel), shared)
             .await
             .is_err()
         {
@@ -188,7 +188,7 @@ pub(crate) async fn run<S: Io>(
                     if !backend_open {
                         continue; // The backend is gone: drain the client's last words.
                     }
-                    if write_timed(&mut backend, &a[..n], idle, shared).await.is_err() {
+                    if write_timed(&mut backend, &a[..n], t.write.min(idle), shared).await.is_err() {
                         stats.ended = "backend write failed";
                         break;
                     }
@@ -232,7 +232,7 @@ pub(crate) async fn run<S: Io>(
                     if stats.close_code.is_none() {
                         stats.close_code = down_watch.close_code();
                     }
-                    if write_timed(client, &b[..n], idle, shared).await.is_err() {
+                    if write_timed(client, &b[..n], t.write.min(idle), shared).await.is_err() {
                         stats.ended = "client write failed";
                         break;
                     }

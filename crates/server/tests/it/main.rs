@@ -5,8 +5,11 @@
 mod hostile;
 mod http;
 mod lifecycle;
+mod logs;
 mod names;
 mod proxy;
+mod proxy_edges;
+mod smuggling;
 mod ws;
 mod ws_limits;
 

@@ -62,6 +62,31 @@ pub(super) fn response_framing<F: Field>(
         .map_or(BodyFraming::UntilClose, BodyFraming::ContentLength))
 }
 
+/// The Content-Length `headers` declare, by the same rules as framing (RFC 9110 §8.6): for a
+/// response without a body (to HEAD, a 304) whose length still describes the representation.
+pub(super) fn declared_length<F: Field>(headers: &[F]) -> Result<Option<u64>, HeadError> {
+    Fields::scan(headers).cl.finish()
+}
+
+/// Whether the message's only transfer coding is a bare `chunked`, applied once: what an
+/// intermediary that decodes and re-chunks bodies can relay without changing their meaning.
+pub(super) fn only_chunked<F: Field>(headers: &[F]) -> bool {
+    let mut chunked = 0;
+    let codings = headers
+        .iter()
+        .filter(|h| h.name().eq_ignore_ascii_case("transfer-encoding"))
+        .flat_map(|h| h.value().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    for coding in codings {
+        if !coding.eq_ignore_ascii_case(b"chunked") {
+            return false;
+        }
+        chunked += 1;
+    }
+    chunked == 1
+}
+
 fn framing(reason: &'static str) -> HeadError {
     HeadError::Framing { reason }
 }

@@ -23,7 +23,9 @@ const RSV1: u8 = 0b100;
 /// Once it returns an error, the connection must be closed with that error's close code.
 ///
 /// Every payload byte is copied exactly once, from `buf` into the returned message (or the
-/// message buffer), and unmasked a word at a time during that copy.
+/// message buffer), and unmasked a word at a time during that copy. With permessage-deflate
+/// ([`with_inflater`](Self::with_inflater)) a compressed message is inflated as its bytes
+/// arrive instead, and the limits apply to what it inflates to.
 #[derive(Debug)]
 pub struct Decoder {
     role: Role,
@@ -43,7 +45,7 @@ pub struct Decoder {
     /// permessage-deflate, when negotiated: inflates messages whose first frame has RSV1.
     /// Boxed so a decoder without it stays small.
     inflater: Option<Box<Inflater>>,
-    /// The message in progress is compressed: its payload goes through the inflater.
+    /// The message in progress is compressed.
     compressed: bool,
 }
 
@@ -77,7 +79,7 @@ impl Decoder {
     /// Accepts compressed messages (permessage-deflate, RFC 7692) with `inflater`, built
     /// from the agreed parameters by [`Params::inflater`](super::deflate::Params::inflater).
     /// RSV1 is then allowed on a data message's first frame and the message is inflated as
-    /// its payload arrives; [`DecoderConfig::max_message_bytes`] bounds the inflated size.
+    /// its bytes arrive; [`DecoderConfig::max_message_bytes`] bounds the inflated size.
     pub fn with_inflater(mut self, inflater: Inflater) -> Self {
         self.inflater = Some(Box::new(inflater));
         self
@@ -147,19 +149,17 @@ impl Decoder {
             OpCode::Ping => Some(Message::Ping(unmasked(payload, header.mask))),
             OpCode::Pong => Some(Message::Pong(unmasked(payload, header.mask))),
             OpCode::Close => Some(close_message(unmasked(payload, header.mask))?),
-            // A compressed message is inflated through the message buffer, whole or not.
-            OpCode::Text | OpCode::Binary if header.fin && header.rsv & RSV1 != 0 => {
-                self.begin(header.opcode, true);
-                self.absorb(payload, header.mask, 0)?;
-                Some(self.finish()?)
-            }
-            OpCode::Text | OpCode::Binary if header.fin => {
+            OpCode::Text | OpCode::Binary if header.fin && header.rsv & RSV1 == 0 => {
                 Some(data_message(header.opcode, unmasked(payload, header.mask))?)
             }
             OpCode::Text | OpCode::Binary => {
-                self.begin(header.opcode, header.rsv & RSV1 != 0);
+                self.begin(&header);
                 self.absorb(payload, header.mask, 0)?;
-                None
+                if header.fin {
+                    Some(self.finish()?)
+                } else {
+                    None
+                }
             }
             OpCode::Continuation => {
                 self.frames += 1;
@@ -192,7 +192,7 @@ impl Decoder {
         if header.opcode == OpCode::Continuation {
             self.frames += 1;
         } else {
-            self.begin(header.opcode, header.rsv & RSV1 != 0);
+            self.begin(header);
         }
         self.absorb(rest, header.mask, 0)?;
         self.open = Some(OpenFrame {
@@ -306,10 +306,10 @@ impl Decoder {
         Ok(())
     }
 
-    /// Starts a message that spans more than one frame or read, or is `compressed`.
-    fn begin(&mut self, opcode: OpCode, compressed: bool) {
-        self.partial = Some(opcode);
-        self.compressed = compressed;
+    /// Starts a message that spans more than one frame or read, or is compressed.
+    fn begin(&mut self, first: &FrameHeader) {
+        self.partial = Some(first.opcode);
+        self.compressed = first.rsv & RSV1 != 0;
         self.fragments = Vec::new();
         self.frames = 1;
         self.utf8 = Utf8Stream::default();
@@ -327,7 +327,15 @@ impl Decoder {
         if self.compressed {
             let limit = self.config.max_message_bytes;
             let inflater = self.inflater.as_deref_mut();
-            inflate(inflater, payload, mask, offset, &mut self.fragments, limit)?;
+            // check_header lets RSV1 through only when an inflater is there.
+            let inflater = inflater.ok_or(ProtocolError::ReservedBits)?;
+            match mask {
+                Some(key) => {
+                    inflater.inflate_masked(payload, key, offset, &mut self.fragments, limit)
+                }
+                None => inflater.inflate(payload, &mut self.fragments, limit),
+            }
+            .map_err(inflate_error)?;
         } else {
             match mask {
                 // Each frame has its own key, applied from the frame's first payload byte.
@@ -345,24 +353,22 @@ impl Decoder {
 
     /// The message in progress, now complete.
     fn finish(&mut self) -> Result<Message, ProtocolError> {
-        let opcode = self.partial.take().unwrap_or(OpCode::Binary);
         if std::mem::take(&mut self.compressed) {
-            // RFC 7692 §7.2.2: the message ends with the tail its sender left off.
+            // The `00 00 ff ff` the sender left off (RFC 7692 §7.2.2) may still produce output.
             let start = self.fragments.len();
             let limit = self.config.max_message_bytes;
-            let inflater = self
-                .inflater
-                .as_deref_mut()
-                .ok_or(ProtocolError::ReservedBits)?;
-            inflater
-                .finish(&mut self.fragments, limit)
-                .map_err(inflate_error)?;
-            if opcode == OpCode::Text {
+            if let Some(inflater) = self.inflater.as_deref_mut() {
+                inflater
+                    .finish(&mut self.fragments, limit)
+                    .map_err(inflate_error)?;
+            }
+            if self.partial == Some(OpCode::Text) {
                 self.utf8
                     .feed(&self.fragments[start..])
                     .map_err(|_| ProtocolError::InvalidUtf8)?;
             }
         }
+        let opcode = self.partial.take().unwrap_or(OpCode::Binary);
         let data = std::mem::take(&mut self.fragments);
         if opcode == OpCode::Text && !self.utf8.at_boundary() {
             return Err(ProtocolError::InvalidUtf8);
@@ -371,41 +377,21 @@ impl Decoder {
     }
 }
 
-/// `key` as seen from `offset` bytes into a payload (RFC 6455 §5.3: octet i is XORed with
-/// key octet i MOD 4).
-fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let r = offset % 4;
-    [key[r], key[(r + 1) % 4], key[(r + 2) % 4], key[(r + 3) % 4]]
-}
-
-/// Inflates a piece of a compressed frame's payload, starting `offset` bytes into the frame,
-/// onto `out`, holding `out` to `limit` bytes.
-fn inflate(
-    inflater: Option<&mut Inflater>,
-    payload: &[u8],
-    mask: Option<[u8; 4]>,
-    offset: usize,
-    out: &mut Vec<u8>,
-    limit: usize,
-) -> Result<(), ProtocolError> {
-    // check_header lets RSV1 through only when an inflater is there.
-    let inflater = inflater.ok_or(ProtocolError::ReservedBits)?;
-    match mask {
-        Some(key) => inflater.inflate_masked(payload, key, offset, out, limit),
-        None => inflater.inflate(payload, out, limit),
-    }
-    .map_err(inflate_error)
-}
-
 fn inflate_error(e: InflateError) -> ProtocolError {
     match e {
-        // Nothing past the limit was produced: the message has at least one byte more.
         InflateError::TooLarge { limit } => ProtocolError::MessageTooLarge {
             len: limit as u64 + 1,
             limit,
         },
         InflateError::Corrupt(why) => ProtocolError::BadCompressedData(why),
     }
+}
+
+/// `key` as seen from `offset` bytes into a payload (RFC 6455 §5.3: octet i is XORed with
+/// key octet i MOD 4).
+fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
+    let r = offset % 4;
+    [key[r], key[(r + 1) % 4], key[(r + 2) % 4], key[(r + 3) % 4]]
 }
 
 /// The payload copied out of the input, unmasked in the same pass.
