@@ -74,8 +74,24 @@ fuzz_target!(|data: &[u8]| {
         };
         decoder.with_inflater(params.inflater(role))
     };
-    let whole = run(&mut decoder(), stream, &[stream.len()]);
-    let split = run(&mut decoder(), stream, &[at, stream.len()]);
+    // A compressed message that breaks is met differently depending on the cut: zlib may
+    // report the fault a call later than the bytes that caused it (in other words), after
+    // inflating more, so what inflated first may already be invalid UTF-8 or over the limit.
+    // Either way the message is refused, so under deflate those errors compare as one.
+    let deflate = max_message & 0x80 != 0;
+    let same_kind = |(messages, error, used): (Vec<Message>, Option<ProtocolError>, usize)| {
+        let refused = ProtocolError::BadCompressedData(String::new());
+        let error = error.map(|e| match e {
+            ProtocolError::BadCompressedData(_) => refused,
+            ProtocolError::InvalidUtf8 | ProtocolError::MessageTooLarge { .. } if deflate => {
+                refused
+            }
+            other => other,
+        });
+        (messages, error, used)
+    };
+    let whole = same_kind(run(&mut decoder(), stream, &[stream.len()]));
+    let split = same_kind(run(&mut decoder(), stream, &[at, stream.len()]));
     assert_eq!(whole, split);
     for msg in &whole.0 {
         match msg {

@@ -9,6 +9,7 @@
 mod cpu;
 pub mod html;
 pub mod model;
+mod protocols;
 pub mod table;
 pub mod wan;
 
@@ -28,6 +29,8 @@ use protolab_wire::ws::deflate::Offer;
 use crate::units::{parse_duration, parse_size};
 use crate::Context;
 use model::{Cpu, LabEndpoint, Results, Run, Settings};
+use protocols::lab_protocol;
+pub use protocols::ProtocolArg;
 
 /// Thread name prefixes of the two runtimes (Linux keeps 15 bytes of a thread's name).
 const LAB_THREADS: &str = "pl-lab";
@@ -126,57 +129,6 @@ pub struct CompareArgs {
     /// An earlier run's results.json: print how this run changed against it.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
-}
-
-/// `--protocols` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProtocolArg {
-    /// HTTP/1.1 over TCP.
-    Http,
-    /// HTTP/1.1 over TLS.
-    Https,
-    /// WebSocket over TCP.
-    Ws,
-    /// WebSocket over TLS.
-    Wss,
-    /// WebSocket over TCP, offering permessage-deflate (RFC 7692).
-    WsDeflate,
-    /// WebSocket over TLS, offering permessage-deflate.
-    WssDeflate,
-}
-
-impl ProtocolArg {
-    /// The lab app that serves it.
-    fn protocol(self) -> Protocol {
-        match self {
-            Self::Http => Protocol::Http,
-            Self::Https => Protocol::Https,
-            Self::Ws | Self::WsDeflate => Protocol::Ws,
-            Self::Wss | Self::WssDeflate => Protocol::Wss,
-        }
-    }
-
-    fn deflate(self) -> bool {
-        matches!(self, Self::WsDeflate | Self::WssDeflate)
-    }
-
-    /// The name in tables and results.json: the app's, with `-deflate` for compression.
-    fn name(self) -> String {
-        let app = self.protocol().name();
-        if self.deflate() {
-            format!("{app}{DEFLATE_SUFFIX}")
-        } else {
-            app.to_owned()
-        }
-    }
-}
-
-/// Appended to a WebSocket protocol's name when its runs offer permessage-deflate.
-const DEFLATE_SUFFIX: &str = "-deflate";
-
-/// The lab app behind a protocol name of results.json (`ws-deflate` is the `ws` app).
-fn lab_protocol(name: &str) -> Option<Protocol> {
-    Protocol::from_name(name.strip_suffix(DEFLATE_SUFFIX).unwrap_or(name))
 }
 
 /// `--workloads` values.
