@@ -41,6 +41,25 @@ pub fn wstest() -> PathBuf {
     wstest
 }
 
+/// Starts `wstest ARGS -s DIR/spec.json` in `dir` with `spec` written there, its output going
+/// to `DIR/wstest.log`; killed when dropped.
+fn spawn(wstest: &Path, args: &[&str], spec: &serde_json::Value, dir: &Path) -> Child {
+    let spec_path = dir.join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).expect("write spec.json");
+    let log = std::fs::File::create(dir.join("wstest.log")).expect("wstest log");
+    Command::new(wstest)
+        .args(args)
+        .arg("-s")
+        .arg(&spec_path)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wstest starts")
+}
+
 /// A free loopback port: bound, read and released (wstest takes its port from the spec, so
 /// the tiny window before it binds is unavoidable).
 fn free_port() -> u16 {
@@ -76,19 +95,12 @@ impl FuzzingServer {
             "exclude-cases": [],
             "exclude-agent-cases": {},
         });
-        let spec_path = outdir.path().join("spec.json");
-        std::fs::write(&spec_path, spec.to_string()).expect("write spec.json");
-        let log = std::fs::File::create(outdir.path().join("wstest.log")).expect("wstest log");
-        let child = Command::new(wstest)
-            .args(["-m", "fuzzingserver", "--webport", "0", "-s"])
-            .arg(&spec_path)
-            .current_dir(outdir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("wstest starts");
+        let child = spawn(
+            &wstest,
+            &["-m", "fuzzingserver", "--webport", "0"],
+            &spec,
+            outdir.path(),
+        );
         let mut server = Self {
             child,
             port,
@@ -191,20 +203,8 @@ pub async fn fuzzing_client(url: &str, cases: &[String], agent: &str, limit: Dur
         "exclude-cases": [],
         "exclude-agent-cases": {},
     });
-    let spec_path = outdir.path().join("spec.json");
-    std::fs::write(&spec_path, spec.to_string()).expect("write spec.json");
+    let mut child = spawn(&wstest, &["-m", "fuzzingclient"], &spec, outdir.path());
     let log_path = outdir.path().join("wstest.log");
-    let log = std::fs::File::create(&log_path).expect("wstest log");
-    let mut child = Command::new(wstest)
-        .args(["-m", "fuzzingclient", "-s"])
-        .arg(&spec_path)
-        .current_dir(outdir.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log handle"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("wstest starts");
     let status = tokio::time::timeout(limit, child.wait()).await;
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     match status {

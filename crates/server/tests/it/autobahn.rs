@@ -38,8 +38,10 @@ async fn check(url: &str, what: &str) {
         verdicts.0.len(),
         verdicts.summary()
     );
+    // The default selection is 418 cases; a chosen one may be any size.
+    let chosen = std::env::var_os("PROTOLAB_AUTOBAHN_CASES").is_some();
     assert!(
-        verdicts.0.len() > 300,
+        verdicts.0.len() >= if chosen { 1 } else { 418 },
         "only {} cases ran",
         verdicts.0.len()
     );
