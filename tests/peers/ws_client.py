@@ -6,6 +6,8 @@ Modes (one JSON line on stdout at the end):
   soak   echo a message every --interval for --seconds, count echoes and errors
   hold   connect, print {"connected": true}, then wait until the server closes; report the code
   reject try to connect and report the HTTP status the server refused with
+  bomb   send --bomb-bytes zero bytes as one message (permessage-deflate, which websockets
+         offers by default, shrinks it to a few KiB) and report how the server closed
 """
 import argparse
 import asyncio
@@ -114,6 +116,18 @@ async def hold(args):
             }
 
 
+async def bomb(args):
+    async with await connect(args) as ws:
+        compressed = any(e.name == "permessage-deflate" for e in ws.protocol.extensions)
+        try:
+            await ws.send(bytes(args.bomb_bytes))
+            while True:
+                await ws.recv()
+        except websockets.ConnectionClosed as e:
+            rcvd = e.rcvd
+            return {"compressed": compressed, "close_code": rcvd.code if rcvd else None}
+
+
 async def reject(args):
     try:
         async with await connect(args):
@@ -124,7 +138,7 @@ async def reject(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["echo", "soak", "hold", "reject"])
+    p.add_argument("mode", choices=["echo", "soak", "hold", "reject", "bomb"])
     p.add_argument("url")
     p.add_argument("--cafile")
     p.add_argument("--origin")
@@ -134,6 +148,7 @@ def main():
     p.add_argument("--push-within", type=float, default=0.0)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--interval", type=float, default=0.02)
+    p.add_argument("--bomb-bytes", type=int, default=64 << 20)
     args = p.parse_args()
     result = asyncio.run(globals()[args.mode](args))
     print(json.dumps(result), flush=True)

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use protolab_server::Protocol;
-use protolab_test_support::{RawWs, TestLab};
+use protolab_test_support::{run_json, Peer, RawWs, TestLab};
 use protolab_wire::ws::{encode_frame, OpCode};
 use tokio::io::AsyncReadExt as _;
 
@@ -170,5 +170,28 @@ async fn endless_messages_are_cut_off() {
     assert!(
         took < Duration::from_secs(2),
         "closed after {took:?} with a 700 ms message timeout"
+    );
+}
+
+/// A decompression bomb from a real client: Python `websockets` compresses 64 MiB of zeros
+/// into a few KiB; the lab inflates no further than its 1 MiB message limit and closes 1009.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_bomb_from_python_websockets_is_closed_with_1009() {
+    let lab = TestLab::start(&[Protocol::Ws], |c| {
+        c.limits.max_message_bytes = 1 << 20;
+    })
+    .await;
+    let url = lab.url(Protocol::Ws);
+    let result = run_json(
+        Peer::PythonWs.command(["bomb", &url, "--bomb-bytes", &(64u64 << 20).to_string()]),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(result["compressed"], true, "{result}");
+    assert_eq!(result["close_code"], 1009, "{result}");
+    assert_eq!(
+        lab.lab.buffered_bytes(),
+        0,
+        "the bomb's memory was given back"
     );
 }
