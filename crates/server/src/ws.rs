@@ -79,8 +79,9 @@ pub(crate) async fn run<S: Io>(
             ..DecoderConfig::default()
         },
     );
-    // A compressed message is echoed compressed, and pushes are compressed; what arrives
-    // uncompressed goes back as it came (the batched and direct paths).
+    // With permessage-deflate, every message answered through the decoder is compressed (a
+    // compressed one always goes that way) and so are pushes; uncompressed frames that take
+    // the in-place paths (whole, unfragmented) go back uncompressed, as they came.
     let mut deflater: Option<Deflater> = None;
     let mut fixed = 0;
     if let Some(params) = setup.deflate {
