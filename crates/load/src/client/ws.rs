@@ -121,7 +121,8 @@ impl Conn {
                     |e| Failure::new(ErrorKind::Io, format!("compressing a message: {e}")),
                 )?;
                 if let Ok(Some((header, _))) = decode_header(&self.out[start..]) {
-                    self.frame_payload.sent += header.payload_len;
+                    self.frame_payload.sent =
+                        self.frame_payload.sent.saturating_add(header.payload_len);
                 }
             }
             None => encode_frame(&mut self.out, true, opcode, Some(mask), data),
@@ -249,16 +250,21 @@ impl Conn {
             let Proto::Ws { decoder, rng, .. } = &mut self.proto else {
                 return Err(Failure::new(ErrorKind::Protocol, "not a WebSocket"));
             };
-            // Under deflate, what data frames carry on the wire is counted from their headers.
+            // Under deflate, what data frames carry on the wire is counted from their headers,
+            // read only where the buffer starts at one (not inside a frame being streamed).
             let header = self
                 .deflate
+                .filter(|_| !decoder.mid_frame())
                 .and_then(|_| decode_header(&self.buf).ok().flatten());
             let (consumed, message) = decoder
                 .decode(&self.buf)
                 .map_err(|e| Failure::protocol(&e))?;
             if let Some((header, _)) = header.filter(|_| consumed > 0) {
                 if !header.opcode.is_control() {
-                    self.frame_payload.received += header.payload_len;
+                    self.frame_payload.received = self
+                        .frame_payload
+                        .received
+                        .saturating_add(header.payload_len);
                 }
             }
             self.buf.drain(..consumed);

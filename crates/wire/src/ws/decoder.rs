@@ -101,6 +101,12 @@ impl Decoder {
         self.partial.is_some()
     }
 
+    /// Whether a frame's payload is being streamed: the receive buffer then starts in the
+    /// middle of that frame, not at a header.
+    pub fn mid_frame(&self) -> bool {
+        self.open.is_some()
+    }
+
     /// Bytes of memory the decoder holds for the message in progress (its buffer's capacity),
     /// for a caller that budgets memory across connections.
     pub fn buffered(&self) -> usize {
