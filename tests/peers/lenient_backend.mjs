@@ -23,18 +23,24 @@ const pairs = (raw) => {
   return out;
 };
 
+// Every request the parser accepted, as one line; returns its sequence number.
+const record = (req) => {
+  const id = ++seq;
+  emit({
+    event: 'request',
+    seq: id,
+    method: req.method,
+    url: req.url,
+    version: req.httpVersion,
+    headers: pairs(req.rawHeaders),
+  });
+  return id;
+};
+
 const server = http.createServer(
   { insecureHTTPParser: true, keepAliveTimeout: 60_000, requestTimeout: 0 },
   (req, res) => {
-    const id = ++seq;
-    emit({
-      event: 'request',
-      seq: id,
-      method: req.method,
-      url: req.url,
-      version: req.httpVersion,
-      headers: pairs(req.rawHeaders),
-    });
+    const id = record(req);
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
@@ -60,15 +66,7 @@ server.on('clientError', (err, socket) => {
 
 // Upgrades and CONNECT are recorded like requests, then refused, so a tunnel never opens.
 const refuseSpecial = (req, socket) => {
-  const id = ++seq;
-  emit({
-    event: 'request',
-    seq: id,
-    method: req.method,
-    url: req.url,
-    version: req.httpVersion,
-    headers: pairs(req.rawHeaders),
-  });
+  record(req);
   socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
 };
 server.on('upgrade', refuseSpecial);

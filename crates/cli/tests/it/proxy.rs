@@ -64,6 +64,23 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `protolab ARGS --emit FLAVOR`, written to `HOME/FLAVOR.conf`; the file's path.
+fn emitted_config(home: &std::path::Path, args: &[&str], flavor: &str) -> std::path::PathBuf {
+    let out = protolab(home)
+        .args(args)
+        .args(["--emit", flavor])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = home.join(format!("{flavor}.conf"));
+    std::fs::write(&config, &out.stdout).unwrap();
+    config
+}
+
 async fn wait_listening(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -235,31 +252,24 @@ async fn real_proxy_from_emitted_config(flavor: &str) {
     .await;
     let home = tempfile::tempdir().unwrap();
     let (ws, wss) = (free_port(), free_port());
-    let out = protolab(home.path())
-        .args([
+    let backend = format!("127.0.0.1:{}", lab.port(Protocol::Ws));
+    let config = emitted_config(
+        home.path(),
+        &[
             "proxy",
             "--listen",
             &format!("127.0.0.1:{ws}"),
             "--listen-tls",
             &format!("127.0.0.1:{wss}"),
             "--backend",
-            &format!("127.0.0.1:{}", lab.port(Protocol::Ws)),
+            &backend,
             "--balance",
             "leastconn",
             "--sni",
             "a.test",
-            "--emit",
-            flavor,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        flavor,
     );
-    let config = home.path().join(format!("{flavor}.conf"));
-    std::fs::write(&config, &out.stdout).unwrap();
     let _server = match flavor {
         "haproxy" => {
             let mut cmd = Command::new(require("haproxy", "apt-get install -y haproxy"));
@@ -483,18 +493,7 @@ async fn forwarding_fields_behind(
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
         Group::spawn(cmd)
     } else {
-        let out = protolab(home.path())
-            .args(args)
-            .args(["--emit", via])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let config = home.path().join(format!("{via}.conf"));
-        std::fs::write(&config, &out.stdout).unwrap();
+        let config = emitted_config(home.path(), &args, via);
         let mut cmd = if via == "haproxy" {
             let mut cmd = Command::new(require("haproxy", "apt-get install -y haproxy"));
             cmd.arg("-f").arg(&config).arg("-db");
