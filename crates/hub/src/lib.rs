@@ -11,9 +11,13 @@
 mod history;
 mod hub;
 mod notification;
+mod origin;
+pub mod socketio;
+pub mod story;
 
 pub use history::{History, HistoryLimits, Since};
 pub use hub::{ChannelInfo, Hub, HubConfig, HubError, Published, Subscription};
 pub use notification::{
     ChannelName, InvalidField, Level, Notification, Position, Publication, PublicationLimits,
 };
+pub use origin::AllowedOrigins;
