@@ -70,8 +70,10 @@ def page_ws_url(port, url):
     sys.exit("no page target in chromium")
 
 
-async def watch(ws_url, expect, timeout, screenshot):
+async def watch(ws_url, expect, timeout, screenshot, selector=None):
     script = """(() => {
+      const sel = %s;
+      const picked = sel ? document.querySelector(sel) : null;
       const s = document.getElementById('status');
       const l = document.getElementById('log');
       // Charts that drew something: an SVG with a size and at least one mark in it.
@@ -80,8 +82,9 @@ async def watch(ws_url, expect, timeout, screenshot):
         return b.width > 0 && b.height > 0 && g.querySelectorAll('rect,polyline,circle,line').length > 0;
       }).length;
       return JSON.stringify({url: location.href, title: document.title, svgs,
+        selected: picked ? picked.textContent : null,
         status: s ? s.textContent : '', log: l ? l.innerText : document.body ? document.body.innerText : ''});
-    })()"""
+    })()""" % json.dumps(selector)
     async with websockets.connect(ws_url, max_size=None) as cdp:
         seq = 0
 
@@ -101,7 +104,8 @@ async def watch(ws_url, expect, timeout, screenshot):
             value = res.get("result", {}).get("result", {}).get("value")
             if value:
                 state = json.loads(value)
-                if expect in state.get("log", ""):
+                text = state.get("selected") if selector else state.get("log", "")
+                if text is not None and expect in text:
                     state["found"] = True
                     break
             await asyncio.sleep(0.2)
@@ -124,6 +128,7 @@ def main():
     p.add_argument("--expect", required=True, help="text the page's log must come to contain")
     p.add_argument("--timeout", type=float, default=15)
     p.add_argument("--screenshot", help="write a PNG of the page here")
+    p.add_argument("--selector", help="CSS selector of the element whose text must contain --expect")
     args = p.parse_args()
     home = tempfile.mkdtemp(prefix="protolab-chromium-")
     proc = None
@@ -131,7 +136,8 @@ def main():
         if args.ca:
             trust_ca(home, args.ca)
         proc, port = start_chromium(home, args.url)
-        state = asyncio.run(watch(page_ws_url(port, args.url), args.expect, args.timeout, args.screenshot))
+        state = asyncio.run(watch(page_ws_url(port, args.url), args.expect, args.timeout, args.screenshot,
+                                 args.selector))
         print(json.dumps(state), flush=True)
         return 0 if state.get("found") else 1
     finally:

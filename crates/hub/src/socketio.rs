@@ -184,18 +184,25 @@ pub fn socketio(hub: Arc<Hub>, config: SocketIoConfig) -> SocketIoEndpoint {
         slow: Mutex::new(HashSet::new()),
         slow_disconnects: AtomicU64::new(0),
     });
+    // Event handlers are registered in the admitting middleware, which runs before the hub
+    // answers the client's connect: a client that emits `subscribe` as soon as it is
+    // connected would otherwise race the connect handler's registration and be ignored.
+    let admit = {
+        let shared = Arc::clone(&shared);
+        move |socket: SocketRef, TryData(auth): TryData<Value>| {
+            let shared = Arc::clone(&shared);
+            async move {
+                shared.admit()?;
+                shared.register(&socket, auth.ok());
+                Ok::<(), Refused>(())
+            }
+        }
+    };
     let on_connect = {
         let shared = Arc::clone(&shared);
         move |socket: SocketRef, TryData(auth): TryData<Value>| {
             let shared = Arc::clone(&shared);
-            async move { shared.on_connect(socket, auth.ok()).await }
-        }
-    };
-    let admit = {
-        let shared = Arc::clone(&shared);
-        move || {
-            let shared = Arc::clone(&shared);
-            async move { shared.admit() }
+            async move { shared.join_story(socket, auth.ok()).await }
         }
     };
     io.ns("/", on_connect.with(admit));
@@ -298,15 +305,10 @@ impl Shared {
             })
     }
 
-    async fn on_connect(self: Arc<Self>, socket: SocketRef, auth: Option<Value>) {
-        let token: Option<Arc<str>> = auth
-            .as_ref()
-            .and_then(|auth| auth.get("token"))
-            .and_then(Value::as_str)
-            .map(Arc::from)
-            .or_else(|| query_token(socket.req_parts().uri.query()).map(Arc::from));
+    fn register(self: &Arc<Self>, socket: &SocketRef, auth: Option<Value>) {
+        let token = token_of(socket, auth.as_ref());
         {
-            let shared = Arc::clone(&self);
+            let shared = Arc::clone(self);
             socket.on_disconnect(move |socket: SocketRef| {
                 let shared = Arc::clone(&shared);
                 async move {
@@ -316,8 +318,7 @@ impl Shared {
             });
         }
         {
-            let shared = Arc::clone(&self);
-            let token = token.clone();
+            let shared = Arc::clone(self);
             socket.on(
                 "subscribe",
                 move |socket: SocketRef, TryData(request): TryData<Value>, ack: AckSender| {
@@ -339,6 +340,11 @@ impl Shared {
                 let _ = ack.send(&reply);
             },
         );
+    }
+
+    /// Every socket is in the story's room from its connect on.
+    async fn join_story(self: Arc<Self>, socket: SocketRef, auth: Option<Value>) {
+        let token = token_of(&socket, auth.as_ref());
         let notifs: ChannelName = match NOTIFS_CHANNEL.parse() {
             Ok(channel) => channel,
             Err(_) => return,
@@ -361,6 +367,14 @@ impl Shared {
             Ok(wanted) => wanted,
             Err(message) => return json!({"error": {"code": 400, "message": message}}),
         };
+        // socketioxide marks a socket connected just after it answers the connect, so a
+        // client that subscribes at once can be here a moment before: emits would fail.
+        for _ in 0..1000 {
+            if socket.connected() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let mut results = Vec::with_capacity(wanted.len());
         for (channel, since) in wanted {
             results.push(self.join(socket, token, channel, since).await);
@@ -615,6 +629,7 @@ fn disconnect_slow(shared: &Arc<Shared>, socket: SocketRef) {
         return;
     }
     shared.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(socket = %socket.id, "socket.io subscriber disconnected: its queue is full");
     socket.leave_all();
     let patience = shared.config.ping_interval + shared.config.ping_timeout;
     tokio::spawn(async move {
@@ -691,6 +706,14 @@ fn parse_subscribe(
             Ok((channel, since))
         })
         .collect()
+}
+
+/// The token a socket connected with: its `auth` payload's `token`, else its `?token=`.
+fn token_of(socket: &SocketRef, auth: Option<&Value>) -> Option<Arc<str>> {
+    auth.and_then(|auth| auth.get("token"))
+        .and_then(Value::as_str)
+        .map(Arc::from)
+        .or_else(|| query_token(socket.req_parts().uri.query()).map(Arc::from))
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {
