@@ -216,7 +216,8 @@ impl JwtVerifier {
 }
 
 /// Pages allowed to open subscriber connections. A request without `Origin` is not from a
-/// browser page and passes; a page of the hub's own origin passes.
+/// browser page and passes; a page of the hub's own origin passes when the hub is addressed
+/// by IP or a localhost name.
 #[derive(Debug, Clone, Default)]
 pub struct OriginPolicy {
     allowed: HashSet<String>,
@@ -253,11 +254,23 @@ impl OriginPolicy {
         let origin_host = origin
             .split_once("://")
             .map_or("", |(_, rest)| rest.trim_end_matches('/'));
-        if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+        // Same origin counts only under an IP address or a localhost name: a DNS-rebinding
+        // page (evil.example resolving to the hub) has a matching Host and Origin too.
+        if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) && is_ip_or_localhost(host) {
             return Ok(Some(origin));
         }
         Err(origin.to_owned())
     }
+}
+
+fn is_ip_or_localhost(host: &str) -> bool {
+    let name = if host.starts_with('[') {
+        host.split(']').next().unwrap_or("").trim_start_matches('[')
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let name = name.to_ascii_lowercase();
+    name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" || name.ends_with(".localhost")
 }
 
 #[cfg(test)]
@@ -298,12 +311,19 @@ mod tests {
         let policy = OriginPolicy::new(&["https://app.example".to_owned()]);
         let headers = |origin: &str| {
             let mut h = HeaderMap::new();
-            h.insert(header::HOST, "hub.local:4000".parse().expect("host"));
+            h.insert(header::HOST, "127.0.0.1:4000".parse().expect("host"));
             h.insert(header::ORIGIN, origin.parse().expect("origin"));
             h
         };
         assert!(policy.check(&headers("https://app.example")).is_ok());
-        assert!(policy.check(&headers("http://hub.local:4000")).is_ok());
+        assert!(policy.check(&headers("http://127.0.0.1:4000")).is_ok());
+        let mut rebound = headers("http://rebind.example:4000");
+        rebound.insert(header::HOST, "rebind.example:4000".parse().expect("host"));
+        assert!(
+            policy.check(&rebound).is_err(),
+            "a DNS-rebinding page passed"
+        );
+        assert!(is_ip_or_localhost("[::1]:4000") && is_ip_or_localhost("localhost"));
         assert!(policy.check(&headers("https://evil.example")).is_err());
         assert!(policy.check(&headers("null")).is_err());
         assert!(policy.check(&HeaderMap::new()).is_ok());
