@@ -20,7 +20,7 @@ pub struct Load {
 impl Load {
     /// `100 × 20 B`, `10 × 16 KiB`.
     pub fn label(&self) -> String {
-        if self.size >= 1024 && self.size % 1024 == 0 {
+        if self.size >= 1024 && self.size.is_multiple_of(1024) {
             format!("{} × {} KiB", self.connections, self.size / 1024)
         } else {
             format!("{} × {} B", self.connections, self.size)

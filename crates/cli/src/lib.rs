@@ -14,6 +14,7 @@ pub mod bench;
 pub mod capture;
 pub mod certs;
 pub mod compare;
+pub mod hub;
 pub mod inspect;
 pub mod logging;
 pub mod proxy;
@@ -63,6 +64,10 @@ pub enum Command {
     /// Run a TLS-terminating, WebSocket-aware reverse proxy in front of backends (plain :8080,
     /// TLS :8443), or print the same setup for HAProxy or nginx with --emit.
     Proxy(proxy::ProxyArgs),
+    /// Run the notification hub (default :4000): publish over HTTP (`POST /api/publish`),
+    /// subscribe over WebSocket (`/connection/ws`) or SSE (`/connection/sse`), with per-channel
+    /// history so a returning subscriber gets exactly what it missed.
+    Hub(hub::HubArgs),
     /// Load an http/https/ws/wss URL with echoes: throughput, latency percentiles, bytes on
     /// the wire per message and per handshake, connection phase timings.
     Bench(bench::BenchArgs),
@@ -122,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(args, &ctx).await,
         Command::Bench(args) => bench::run(args, &ctx).await,
         Command::Proxy(args) => proxy::run(args, &ctx).await,
+        Command::Hub(args) => hub::run(args, &ctx).await,
         Command::Inspect(args) => inspect::run(args, &ctx).await,
         Command::Capture(args) => capture::run(args, &ctx).await,
         Command::Completions { shell } => {

@@ -213,6 +213,11 @@ impl Hub {
         infos
     }
 
+    /// How many channels the hub holds now.
+    pub fn channel_count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Notifications published (not counting duplicates) and duplicates refused, since start.
     pub fn counts(&self) -> (u64, u64) {
         (

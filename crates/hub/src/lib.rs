@@ -5,19 +5,30 @@
 //! subscribers. A subscriber that comes back with the [`Position`] it last saw gets exactly the
 //! notifications it missed, or an explicit `recovered: false` when history no longer holds them.
 //!
-//! This crate does not parse HTTP or WebSocket bytes itself and owns no listener configuration
-//! beyond what its endpoints need; the `protolab hub` command wires it to sockets.
+//! Around it: the HTTP publish API ([`api`]), WebSocket ([`ws`]) and SSE ([`sse`]) subscriber
+//! connections, auth ([`auth`]), metrics, all on one axum router ([`app::router`]) that
+//! [`serve`] puts on a listener. Parsers of network input are plain functions
+//! ([`protocol::parse_command`], [`sse::parse_last_event_id`], [`api::parse_history_query`]...)
+//! so they can be fuzzed without sockets.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod error;
 mod history;
 mod hub;
+pub mod metrics;
 mod notification;
-mod origin;
+pub mod protocol;
+mod serve;
 pub mod socketio;
+pub mod sse;
 pub mod story;
+pub mod ws;
 
-pub use history::{History, HistoryLimits, Since};
+pub use history::{History, HistoryLimits, Recovery, Since};
 pub use hub::{ChannelInfo, Hub, HubConfig, HubError, Published, Subscription};
 pub use notification::{
     ChannelName, InvalidField, Level, Notification, Position, Publication, PublicationLimits,
 };
-pub use origin::AllowedOrigins;
+pub use serve::{serve, ServeOptions, Server};

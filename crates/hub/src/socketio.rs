@@ -36,10 +36,10 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::auth::OriginPolicy;
 use crate::history::Since;
 use crate::hub::Hub;
 use crate::notification::{ChannelName, Notification, Position};
-use crate::origin::AllowedOrigins;
 use crate::story::{story_message, NOTIFS_CHANNEL};
 
 /// Where the endpoint answers, as socket.io clients expect by default.
@@ -66,7 +66,7 @@ pub type Authorize =
 #[derive(Clone)]
 pub struct SocketIoConfig {
     /// Browser origins allowed to connect (checked on the upgrade and on every poll).
-    pub origins: AllowedOrigins,
+    pub origins: OriginPolicy,
     /// Most sockets at once; more are refused at connect with a `connect_error`. Default 20,000.
     pub max_sockets: usize,
     /// Packets socketioxide may queue for one socket before it counts as slow. Default 2,048:
@@ -87,7 +87,7 @@ pub struct SocketIoConfig {
 impl Default for SocketIoConfig {
     fn default() -> Self {
         Self {
-            origins: AllowedOrigins::same_origin_only(),
+            origins: OriginPolicy::default(),
             max_sockets: 20_000,
             socket_buffer: 2048,
             max_payload: 64 * 1024,
@@ -210,7 +210,7 @@ pub fn socketio(hub: Arc<Hub>, config: SocketIoConfig) -> SocketIoEndpoint {
 }
 
 async fn check_origin(
-    State(origins): State<Arc<AllowedOrigins>>,
+    State(origins): State<Arc<OriginPolicy>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -219,9 +219,7 @@ async fn check_origin(
     }
     let headers = request.headers();
     let origin = header_text(headers, header::ORIGIN);
-    let host = header_text(headers, header::HOST);
-    if !origins.allows(origin.as_deref(), host.as_deref()) {
-        let shown = origin.unwrap_or_default();
+    if let Err(shown) = origins.check(headers) {
         return (
             StatusCode::FORBIDDEN,
             format!("origin {shown:?} may not connect; add it to the hub's allowed origins\n"),

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use common::{client, curl, drain, events_until, until_event, Client, TestHub, WAIT};
 use futures_util::{SinkExt as _, StreamExt as _};
+use protolab_hub::auth::OriginPolicy;
 use protolab_hub::socketio::SocketIoConfig;
 use protolab_hub::story::NotifsAllow;
-use protolab_hub::{AllowedOrigins, Level};
+use protolab_hub::Level;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -128,7 +129,7 @@ async fn a_client_that_reconnects_with_its_position_gets_exactly_what_it_missed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_origin_is_refused_on_polling_and_on_the_upgrade() {
     let config = SocketIoConfig {
-        origins: AllowedOrigins::new(["http://gui.example:8080"]),
+        origins: OriginPolicy::new(&["http://gui.example:8080".to_owned()]),
         ..SocketIoConfig::default()
     };
     let hub = TestHub::start("127.0.0.1", config, NotifsAllow::default()).await;

@@ -10,9 +10,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use common::{curl, TestHub};
+use protolab_hub::auth::OriginPolicy;
 use protolab_hub::socketio::SocketIoConfig;
 use protolab_hub::story::NotifsAllow;
-use protolab_hub::AllowedOrigins;
 use protolab_test_support::{repo_root, require, run};
 use tokio::process::Command;
 
@@ -92,7 +92,7 @@ async fn the_story_page_shows_an_error_toast_after_notifs() {
         .expect("bind");
     let page_origin = format!("http://{}", page_listener.local_addr().expect("addr"));
     let config = SocketIoConfig {
-        origins: AllowedOrigins::new([page_origin.as_str()]),
+        origins: OriginPolicy::new(std::slice::from_ref(&page_origin)),
         ..SocketIoConfig::default()
     };
     let hub = TestHub::start("127.0.0.1", config, NotifsAllow::default()).await;

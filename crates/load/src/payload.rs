@@ -68,7 +68,11 @@ fn json(out: &mut Vec<u8>, size: usize, seq: u64) {
             WORDS[pick(&mut rng, WORDS.len())],
             WORDS[pick(&mut rng, WORDS.len())],
         );
-        let side = if rng.next() % 2 == 0 { "buy" } else { "sell" };
+        let side = if rng.next().is_multiple_of(2) {
+            "buy"
+        } else {
+            "sell"
+        };
         let price = rng.next() % 1_000_000;
         let qty = 1 + rng.next() % 500;
         let ts = 1_718_000_000_000 + seq * 37 + record * 3;

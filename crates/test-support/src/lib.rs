@@ -92,6 +92,10 @@ pub enum Peer {
     Chromium,
     /// A JSON Schema validator: `validate_schema.py SCHEMA FILE` (PyPI `jsonschema`).
     JsonSchema,
+    /// A subscriber of the hub's `/connection/ws` (`hub_ws_client.py`, PyPI `websockets`).
+    PythonHubWs,
+    /// An OpenAPI 3.x document validator (PyPI `openapi-spec-validator`), reading stdin.
+    OpenApiValidator,
 }
 
 impl Peer {
@@ -132,6 +136,21 @@ impl Peer {
                 require_python_module("websockets");
                 let mut c = Command::new(require("python3", "apt-get install -y python3"));
                 c.arg(peers.join("chromium_page.py"));
+                c
+            }
+            Self::PythonHubWs => {
+                require_python_module("websockets");
+                let mut c = Command::new(require("python3", "apt-get install -y python3"));
+                c.arg(peers.join("hub_ws_client.py"));
+                c
+            }
+            Self::OpenApiValidator => {
+                require_python_module("openapi_spec_validator");
+                let mut c = Command::new(require("python3", "apt-get install -y python3"));
+                c.args([
+                    "-c",
+                    "import json, sys; from openapi_spec_validator import validate; validate(json.load(sys.stdin)); print('valid')",
+                ]);
                 c
             }
             Self::JsonSchema => {

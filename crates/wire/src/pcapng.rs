@@ -226,7 +226,7 @@ impl Reader {
                 len: u64::from(len),
             });
         }
-        if len < 12 || len % 4 != 0 {
+        if len < 12 || !len.is_multiple_of(4) {
             let reason = if len < 12 {
                 "shorter than 12 bytes"
             } else {

@@ -289,7 +289,7 @@ mod tests {
         for len in [0u64, 125, 126, 0xFFFF, 0x1_0000, (1 << 63) - 1] {
             for mask in [None, Some(KEY)] {
                 let h = FrameHeader {
-                    fin: len % 2 == 0,
+                    fin: len.is_multiple_of(2),
                     rsv: 0b101,
                     opcode: OpCode::Binary,
                     mask,

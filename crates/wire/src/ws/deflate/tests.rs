@@ -146,7 +146,7 @@ fn decoder_follows_a_deflater_across_messages_fragments_and_masks() {
         for i in 0..30usize {
             let text = format!("{{\"seq\":{i},\"body\":\"{}\"}}", "é".repeat(i * 37 % 500));
             let key = (i as u32).wrapping_mul(0x9e37_79b9).to_le_bytes();
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 // Compressed, then cut into fragments with their own masks.
                 let mut payload = Vec::new();
                 deflater.compress(text.as_bytes(), &mut payload).unwrap();

@@ -1,0 +1,302 @@
+//! The WebSocket subscriber protocol's messages (docs/hub-protocol.md): commands a client sends,
+//! parsed by a plain function so they can be fuzzed, and the messages the hub sends back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::Since;
+use crate::notification::{ChannelName, Notification};
+
+/// A command from a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Subscribe to channels, each from where the client stands.
+    Subscribe {
+        /// Echoed in the answers.
+        id: u64,
+        /// The channels and where to start each.
+        channels: Vec<(ChannelName, Since)>,
+    },
+    /// Leave channels.
+    Unsubscribe {
+        /// Echoed in the answers.
+        id: u64,
+        /// The channels.
+        channels: Vec<ChannelName>,
+    },
+    /// Asks for a pong.
+    Ping {
+        /// Echoed in the pong.
+        id: u64,
+    },
+}
+
+/// A command refused: answered with an `error` message (code 400, or 413 for too many channels)
+/// carrying the command's id when it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    /// The command's id, if it had a readable one.
+    pub id: Option<u64>,
+    /// 400 or 413.
+    pub code: u16,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<u64>,
+    #[serde(default)]
+    channels: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscription {
+    channel: ChannelName,
+    #[serde(default)]
+    since: Option<String>,
+}
+
+/// Parses one text message into a command. `max_channels` bounds the channels one command may
+/// name.
+pub fn parse_command(text: &str, max_channels: usize) -> Result<Command, CommandError> {
+    let refuse = |id, message: String| CommandError {
+        id,
+        code: 400,
+        message,
+    };
+    let raw: RawCommand = serde_json::from_str(text).map_err(|err| {
+        refuse(
+            None,
+            format!("not a command: {err}; send {{\"type\":\"subscribe\"|\"unsubscribe\"|\"ping\",\"id\":N,...}}"),
+        )
+    })?;
+    let id = raw
+        .id
+        .ok_or_else(|| refuse(None, "the command has no numeric `id`".to_owned()))?;
+    let channels_of =
+        |value: Option<serde_json::Value>| -> Result<Vec<serde_json::Value>, CommandError> {
+            let list = match value {
+                Some(serde_json::Value::Array(list)) if !list.is_empty() => list,
+                _ => {
+                    return Err(refuse(
+                        Some(id),
+                        "`channels` must be a non-empty array".to_owned(),
+                    ))
+                }
+            };
+            if list.len() > max_channels {
+                return Err(CommandError {
+                    id: Some(id),
+                    code: 413,
+                    message: format!(
+                        "{} channels in one command, at most {max_channels} allowed",
+                        list.len()
+                    ),
+                });
+            }
+            Ok(list)
+        };
+    match raw.kind.as_str() {
+        "subscribe" => {
+            let mut channels = Vec::new();
+            for value in channels_of(raw.channels)? {
+                let sub: RawSubscription = serde_json::from_value(value).map_err(|err| {
+                    refuse(
+                        Some(id),
+                        format!(
+                            "a subscribe entry is {{\"channel\":NAME,\"since\":POSITION?}}: {err}"
+                        ),
+                    )
+                })?;
+                let since = match sub.since.as_deref() {
+                    None => Since::Now,
+                    Some("start") => Since::Start,
+                    Some(position) => Since::Position(position.parse().map_err(|err| {
+                        refuse(
+                            Some(id),
+                            format!("since for channel {}: {err}; or \"start\"", sub.channel),
+                        )
+                    })?),
+                };
+                channels.push((sub.channel, since));
+            }
+            Ok(Command::Subscribe { id, channels })
+        }
+        "unsubscribe" => {
+            let channels = channels_of(raw.channels)?
+                .into_iter()
+                .map(|value| {
+                    serde_json::from_value::<ChannelName>(value).map_err(|err| {
+                        refuse(
+                            Some(id),
+                            format!("unsubscribe names channels as strings: {err}"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Command::Unsubscribe { id, channels })
+        }
+        "ping" if raw.channels.is_none() => Ok(Command::Ping { id }),
+        "ping" => Err(refuse(Some(id), "ping takes no channels".to_owned())),
+        other => Err(refuse(
+            Some(id),
+            format!("unknown command type {other:?}; use subscribe, unsubscribe or ping"),
+        )),
+    }
+}
+
+/// A message from the hub to a subscriber.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Reply<'a> {
+    /// A channel joined: where it stands and whether the missed notifications that follow are
+    /// exactly all the client missed.
+    Subscribed {
+        /// The subscribe command's id.
+        id: u64,
+        /// The channel.
+        channel: &'a ChannelName,
+        /// Its epoch.
+        epoch: &'a str,
+        /// Its last offset when the subscription began.
+        offset: u64,
+        /// False when history no longer held everything since the client's position.
+        recovered: bool,
+    },
+    /// A notification.
+    Notification(&'a Notification),
+    /// A channel left.
+    Unsubscribed {
+        /// The command's id.
+        id: u64,
+        /// The channel.
+        channel: &'a ChannelName,
+    },
+    /// The answer to a ping.
+    Pong {
+        /// The ping's id.
+        id: u64,
+    },
+    /// A command, or one channel of it, refused.
+    Error {
+        /// The command's id, if it had one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// An HTTP-like status: 400, 401, 403, 413, 429, 503.
+        code: u16,
+        /// What went wrong and what to do.
+        message: &'a str,
+        /// The channel concerned, when one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel: Option<&'a ChannelName>,
+    },
+}
+
+impl Reply<'_> {
+    /// The message as one JSON text.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: no maps with non-string keys, no custom errors.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::Position;
+
+    #[test]
+    fn commands() {
+        let cmd = parse_command(
+            r#"{"type":"subscribe","id":1,"channels":[{"channel":"ops","since":"e1:7"},{"channel":"x","since":"start"},{"channel":"y"}]}"#,
+            8,
+        )
+        .expect("subscribe");
+        let position = Position {
+            epoch: "e1".into(),
+            offset: 7,
+        };
+        assert_eq!(
+            cmd,
+            Command::Subscribe {
+                id: 1,
+                channels: vec![
+                    ("ops".parse().expect("c"), Since::Position(position)),
+                    ("x".parse().expect("c"), Since::Start),
+                    ("y".parse().expect("c"), Since::Now),
+                ]
+            }
+        );
+        assert_eq!(
+            parse_command(r#"{"type":"unsubscribe","id":2,"channels":["ops"]}"#, 8),
+            Ok(Command::Unsubscribe {
+                id: 2,
+                channels: vec!["ops".parse().expect("c")]
+            })
+        );
+        assert_eq!(
+            parse_command(r#"{"type":"ping","id":3}"#, 8),
+            Ok(Command::Ping { id: 3 })
+        );
+        for (bad, id, code) in [
+            ("", None, 400),
+            ("[]", None, 400),
+            (r#"{"type":"ping"}"#, None, 400),
+            (r#"{"type":"ping","id":1,"extra":1}"#, None, 400),
+            (r#"{"type":"jump","id":4}"#, Some(4), 400),
+            (r#"{"type":"subscribe","id":5,"channels":[]}"#, Some(5), 400),
+            (
+                r#"{"type":"subscribe","id":6,"channels":[{"channel":"a b"}]}"#,
+                Some(6),
+                400,
+            ),
+            (
+                r#"{"type":"subscribe","id":7,"channels":[{"channel":"a","since":"7"}]}"#,
+                Some(7),
+                400,
+            ),
+            (
+                r#"{"type":"subscribe","id":8,"channels":[{"channel":"a","x":1}]}"#,
+                Some(8),
+                400,
+            ),
+            (
+                r#"{"type":"unsubscribe","id":9,"channels":["a","b","c"]}"#,
+                Some(9),
+                413,
+            ),
+        ] {
+            let err = parse_command(bad, 2).expect_err(bad);
+            assert_eq!((err.id, err.code), (id, code), "{bad}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn replies() {
+        let channel: ChannelName = "ops".parse().expect("c");
+        let json = Reply::Subscribed {
+            id: 1,
+            channel: &channel,
+            epoch: "e",
+            offset: 3,
+            recovered: true,
+        }
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"subscribed","id":1,"channel":"ops","epoch":"e","offset":3,"recovered":true}"#
+        );
+        let json = Reply::Error {
+            id: None,
+            code: 400,
+            message: "m",
+            channel: None,
+        }
+        .to_json();
+        assert_eq!(json, r#"{"type":"error","code":400,"message":"m"}"#);
+    }
+}

@@ -1,0 +1,266 @@
+//! `GET /connection/ws`: the WebSocket subscriber connection (docs/hub-protocol.md).
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures_util::StreamExt as _;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamMap;
+
+use crate::app::{ConnectionGuard, SharedState};
+use crate::auth::Grant;
+use crate::error::ApiError;
+use crate::hub::HubError;
+use crate::metrics::Transport;
+use crate::notification::{ChannelName, Notification};
+use crate::protocol::{parse_command, Command, Reply};
+
+/// The close code a subscriber gets when it fell more than the subscriber queue behind.
+pub const SLOW_SUBSCRIBER_CLOSE: u16 = 4008;
+/// The reason sent with [`SLOW_SUBSCRIBER_CLOSE`].
+pub const SLOW_SUBSCRIBER_REASON: &str =
+    "slow subscriber: reconnect and recover from your last positions";
+
+// An idle subscriber holds its buffers for as long as it is connected: commands are small, so a
+// small read buffer does; writes go straight to the socket (no write buffering) because each
+// message is flushed as soon as it is sent anyway.
+const READ_BUFFER: usize = 1024;
+
+/// How long a closing connection waits for its close frame to be written: a slow subscriber
+/// that reads again within it learns why it was closed.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub(crate) fn routes() -> Router<SharedState> {
+    Router::new().route("/connection/ws", get(upgrade))
+}
+
+/// `?token=` of a query string, if any.
+pub(crate) fn query_token(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
+}
+
+async fn upgrade(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    // Before the upgrade, so a refused client gets an HTTP status and never a byte of data.
+    state.authorize_origin(&headers)?;
+    let grant = state.authorize_subscriber(&headers, query_token(query.as_deref()).as_deref())?;
+    let guard = ConnectionGuard::open(&state, Transport::WebSocket)?;
+    let max_message = state.config.limits.max_command_bytes;
+    Ok(ws
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            Connection {
+                socket,
+                grant,
+                subscriptions: StreamMap::new(),
+                guard,
+            }
+            .run()
+            .await;
+        })
+        .into_response())
+}
+
+struct Connection {
+    socket: WebSocket,
+    grant: Grant,
+    subscriptions: StreamMap<ChannelName, BroadcastStream<Arc<Notification>>>,
+    guard: ConnectionGuard,
+}
+
+/// How a connection ends.
+enum End {
+    /// The client went away or the socket failed.
+    Gone,
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+const SLOW: End = End::Close(SLOW_SUBSCRIBER_CLOSE, SLOW_SUBSCRIBER_REASON);
+
+impl Connection {
+    async fn run(mut self) {
+        let state = Arc::clone(self.guard.state());
+        let keepalive = state.config.limits.keepalive;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let end = loop {
+            tokio::select! {
+                () = state.shutdown.cancelled() => break End::Close(1001, "the hub is shutting down; reconnect and recover"),
+                message = self.socket.recv() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Err(end) = self.command(&state, text.as_str()).await {
+                            break end;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        break End::Close(1003, "commands are JSON text messages");
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
+                },
+                Some((_, item)) = self.subscriptions.next(), if !self.subscriptions.is_empty() => match item {
+                    Ok(notification) => {
+                        if let Err(end) = self.send(Reply::Notification(&notification).to_json()).await {
+                            break end;
+                        }
+                        state.metrics.delivered(Transport::WebSocket, 1);
+                    }
+                    Err(BroadcastStreamRecvError::Lagged(_)) => {
+                        break SLOW;
+                    }
+                },
+                _ = ping.tick() => {
+                    if let Err(end) = self.send_message(Message::Ping(Default::default())).await {
+                        break end;
+                    }
+                }
+            }
+        };
+        if let End::Close(code, reason) = end {
+            if code == SLOW_SUBSCRIBER_CLOSE {
+                state.metrics.slow_disconnect(Transport::WebSocket);
+            }
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            // Queued behind whatever a stalled client has not read yet: it gets the reason if
+            // it reads again within the timeout.
+            let close = self.socket.send(Message::Close(Some(frame)));
+            let _ = tokio::time::timeout(CLOSE_GRACE, close).await;
+        }
+    }
+
+    /// Sends `text`; a write blocked past the write timeout makes this a slow subscriber.
+    async fn send(&mut self, text: String) -> Result<(), End> {
+        self.send_message(Message::Text(text.into())).await
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), End> {
+        let timeout = self.guard.state().config.limits.write_timeout;
+        match tokio::time::timeout(timeout, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(SLOW),
+        }
+    }
+
+    async fn command(&mut self, state: &SharedState, text: &str) -> Result<(), End> {
+        let command = match parse_command(text, state.config.limits.max_subscriptions) {
+            Ok(command) => command,
+            Err(err) => {
+                let reply = Reply::Error {
+                    id: err.id,
+                    code: err.code,
+                    message: &err.message,
+                    channel: None,
+                };
+                return self.send(reply.to_json()).await;
+            }
+        };
+        match command {
+            Command::Ping { id } => self.send(Reply::Pong { id }.to_json()).await,
+            Command::Unsubscribe { id, channels } => {
+                for channel in &channels {
+                    self.subscriptions.remove(channel);
+                    self.send(Reply::Unsubscribed { id, channel }.to_json())
+                        .await?;
+                }
+                Ok(())
+            }
+            Command::Subscribe { id, channels } => {
+                for (channel, since) in channels {
+                    self.subscribe(state, id, channel, &since).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        state: &SharedState,
+        id: u64,
+        channel: ChannelName,
+        since: &crate::history::Since,
+    ) -> Result<(), End> {
+        let refuse = |code, message: String| (code, message);
+        let refused = if !self.grant.allows(&channel) {
+            state.metrics.refused();
+            Some(refuse(
+                403,
+                format!("token does not allow channel {channel}"),
+            ))
+        } else if !self.subscriptions.contains_key(&channel)
+            && self.subscriptions.len() >= state.config.limits.max_subscriptions
+        {
+            Some(refuse(
+                429,
+                format!(
+                    "this connection has its limit of {} subscriptions; unsubscribe first or open another connection",
+                    state.config.limits.max_subscriptions
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refused {
+            let reply = Reply::Error {
+                id: Some(id),
+                code,
+                message: &message,
+                channel: Some(&channel),
+            };
+            return self.send(reply.to_json()).await;
+        }
+        let subscription = match state.hub.subscribe(&channel, since) {
+            Ok(subscription) => subscription,
+            Err(err @ HubError::TooManyChannels { .. }) => {
+                let message = err.to_string();
+                let reply = Reply::Error {
+                    id: Some(id),
+                    code: 429,
+                    message: &message,
+                    channel: Some(&channel),
+                };
+                return self.send(reply.to_json()).await;
+            }
+        };
+        // A resubscribe replaces the old subscription: its live notifications not yet sent
+        // are covered by the new one's recovery from the client's position.
+        self.subscriptions.remove(&channel);
+        let subscribed = Reply::Subscribed {
+            id,
+            channel: &channel,
+            epoch: &subscription.position.epoch,
+            offset: subscription.position.offset,
+            recovered: subscription.recovery.recovered,
+        };
+        self.send(subscribed.to_json()).await?;
+        let missed = subscription.recovery.missed.len() as u64;
+        for notification in &subscription.recovery.missed {
+            self.send(Reply::Notification(notification).to_json())
+                .await?;
+        }
+        state.metrics.delivered(Transport::WebSocket, missed);
+        // Live notifications published meanwhile wait in the receiver, after the missed ones.
+        self.subscriptions
+            .insert(channel, BroadcastStream::new(subscription.live));
+        Ok(())
+    }
+}
