@@ -12,7 +12,7 @@ use super::relay::{self, write_timed, RelayError, RequestBody};
 use super::session::{close_gracefully, head_limits, refuse, Access, Cancel, Client, Next};
 use super::upstream::{self, read_response_head, Upstream};
 use super::{tunnel, Shared};
-use crate::conn::Io;
+use crate::io::Io;
 
 /// Interim (1xx) responses relayed before the final one: a few are normal (100, 103), an
 /// endless stream of them is not.

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 
 use super::upstream::{answered, Upstream};
 use super::Shared;
-use crate::conn::{Io, READ_CHUNK};
+use crate::io::{Io, READ_CHUNK};
 
 /// Why a body could not be relayed.
 #[derive(Debug)]
@@ -175,5 +175,5 @@ pub(super) async fn write_timed<W: AsyncWrite + Unpin + ?Sized>(
     timeout: Duration,
     shared: &Shared,
 ) -> Result<(), ()> {
-    crate::conn::write_within(dst, bytes, timeout, &shared.hard).await
+    crate::io::write_within(dst, bytes, timeout, &shared.hard).await
 }

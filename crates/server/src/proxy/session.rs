@@ -17,7 +17,7 @@ use super::relay::write_timed;
 use super::upstream::Upstream;
 use super::Shared;
 use crate::cancel::Cancelled;
-use crate::conn::{linger_close, Io, LazyDeadline, READ_CHUNK};
+use crate::io::{linger_close, Io, LazyDeadline, READ_CHUNK};
 
 /// Who is on the client side.
 #[derive(Debug, Clone, Copy)]

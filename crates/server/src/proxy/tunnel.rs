@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::relay::write_timed;
 use super::Shared;
-use crate::conn::{Io, LazyDeadline};
+use crate::io::{Io, LazyDeadline};
 
 /// Copy buffer per direction: one full TLS record's plaintext.
 const BUF: usize = 16 * 1024;
