@@ -7,8 +7,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::client::{Cancel, Client};
 use super::pool::Lease;
-use super::session::{Cancel, Client};
 use super::Shared;
 use crate::io::{LazyDeadline, READ_CHUNK};
 
