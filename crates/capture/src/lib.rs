@@ -19,6 +19,7 @@
 //! everything before them is kept.
 
 mod dissect;
+mod event;
 mod flow;
 pub mod live;
 mod secrets;
@@ -31,7 +32,8 @@ use protolab_wire::net::{decode_tcp, TcpFlags};
 use protolab_wire::pcapng::{self, Block, PcapError, Reader};
 use serde::Serialize;
 
-pub use dissect::{close_meaning, Event, LayerBytes, MAX_MESSAGE_BUFFER, PREVIEW_BYTES};
+pub use dissect::{close_meaning, LayerBytes, MAX_MESSAGE_BUFFER, PREVIEW_BYTES};
+pub use event::Event;
 pub use flow::{Dir, Note, MAX_PENDING_BYTES};
 pub use protolab_wire::tls::keylog::{KeyLog, KeyLogError};
 pub use secrets::{inject_secrets, strip_secrets, SecretsError};

@@ -7,7 +7,7 @@ use protolab_wire::tls::keylog::KeyLog;
 use protolab_wire::tls::{self, content_type, Record, ServerHello};
 use serde::Serialize;
 
-use crate::dissect::Event;
+use crate::event::Event;
 use crate::flow::{Dir, Note};
 
 /// A connection whose TLS records were decrypted.

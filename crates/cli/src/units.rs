@@ -1,4 +1,5 @@
-//! Parsers for human-written sizes and durations on the command line.
+//! Sizes, durations and counts as people write and read them: parsers for the command line,
+//! labels for tables and reports.
 
 use std::time::Duration;
 
@@ -40,6 +41,42 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// `32 B`, `1 KiB`, `64 KiB`.
+pub fn size_label(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// A duration in microseconds, in the unit that reads best.
+pub fn micros(us: f64) -> String {
+    if us < 1_000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1_000.0)
+    } else {
+        format!("{:.2} s", us / 1_000_000.0)
+    }
+}
+
+/// A rate with thousands grouped: `12,345`.
+pub fn count(v: f64) -> String {
+    let n = v.round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +101,17 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(size_label(32), "32 B");
+        assert_eq!(size_label(1024), "1 KiB");
+        assert_eq!(size_label(65536), "64 KiB");
+        assert_eq!(size_label(1500), "1500 B");
+        assert_eq!(micros(312.4), "312 µs");
+        assert_eq!(micros(1432.0), "1.43 ms");
+        assert_eq!(count(1234567.4), "1,234,567");
+        assert_eq!(count(12.0), "12");
     }
 }

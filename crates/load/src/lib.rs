@@ -26,14 +26,16 @@ pub(crate) mod run;
 pub mod target;
 pub mod tls;
 pub mod websocket;
+mod workload;
 
 pub use counting::{Counters, CountingStream, Snapshot};
 pub use histogram::{Latency, Summary};
 pub use payload::Payload;
 pub use report::{Bytes, Compression, ErrorKind, Errors, Phases, Report};
-pub use run::{check_header, run, Config, Workload, MAX_MESSAGE};
+pub use run::{check_header, run, Config, MAX_MESSAGE};
 pub use target::{Scheme, Target};
 pub use tls::Trust;
+pub use workload::Workload;
 
 /// Why a run could not start. Failures during the run are counted in [`Report::errors`].
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
-use serde::Serialize;
 use tokio::task::JoinSet;
 
 use protolab_wire::ws::deflate::{Offer, Params};
@@ -18,38 +17,11 @@ use crate::payload::Payload;
 use crate::report::{Bytes, Compression, ErrorKind, Errors, Phases, Report};
 use crate::target::Target;
 use crate::tls::Trust;
+use crate::workload::Workload;
 use crate::Error;
 
 /// Largest message: the WebSocket decoder's default frame limit.
 pub const MAX_MESSAGE: usize = 16 << 20;
-
-/// What each connection does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Workload {
-    /// Closed loop: each connection stays open and keeps one message in flight, sending the
-    /// next as soon as the echo of the last arrives.
-    #[default]
-    Echo,
-    /// A new connection per exchange: connect, TLS handshake, upgrade, one echo, close.
-    Connect,
-    /// Server to client: each connection (ws/wss only) asks the server for a push every
-    /// [`Config::push_interval`] (`?push_ms=N` on the upgrade URL, as the lab's WS app
-    /// understands) and measures each push's delivery delay from the `sent_at_us` timestamp
-    /// it carries. Client and server must share a clock (the same machine).
-    Push,
-}
-
-impl Workload {
-    /// `echo`, `connect` or `push`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Echo => "echo",
-            Self::Connect => "connect",
-            Self::Push => "push",
-        }
-    }
-}
 
 /// One load run. Build with [`Config::new`] and change fields.
 #[derive(Debug, Clone)]

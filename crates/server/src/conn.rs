@@ -3,8 +3,6 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -13,48 +11,13 @@ use protolab_wire::http1::{
     RequestHead,
 };
 use protolab_wire::ws::{deflate, handshake};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 use tokio::time::Instant;
 
-use crate::apps::{self, KeepAlive, Response};
-use crate::budget::MessageBudget;
-use crate::cancel::{CancelToken, Cancelled};
-use crate::Limits;
-
-/// Which app a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AppKind {
-    /// Demo page, `/echo`, `/api/birds`, `/healthz`.
-    Http,
-    /// Demo page and `/ws` (echo + push).
-    Ws,
-}
-
-/// What every connection of one listener shares.
-#[derive(Debug)]
-pub(crate) struct ConnCtx {
-    pub(crate) app: AppKind,
-    /// Whether the listener terminates TLS (its HTTP answers carry HSTS).
-    pub(crate) tls: bool,
-    pub(crate) limits: Arc<Limits>,
-    pub(crate) push_interval: Duration,
-    pub(crate) allowed_origins: Arc<[String]>,
-    /// Shared by every listener of the lab: what WebSocket messages in progress may hold.
-    pub(crate) budget: Arc<MessageBudget>,
-    /// permessage-deflate terms the WS app accepts, or `None` to decline every offer.
-    pub(crate) ws_deflate: Option<deflate::ServerConfig>,
-    /// Cancelled when the lab begins shutting down: stop taking new work.
-    pub(crate) graceful: CancelToken,
-    /// Cancelled when the drain timeout runs out: drop the connection now.
-    pub(crate) hard: CancelToken,
-}
-
-/// A byte stream the lab serves: plain TCP or TLS over it.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// Smallest free space kept in the read buffer before each read.
-pub(crate) const READ_CHUNK: usize = 16 * 1024;
+use crate::apps::{self, AppKind, KeepAlive, Response};
+use crate::cancel::Cancelled;
+use crate::ctx::{close_gracefully, write_out, ConnCtx};
+use crate::io::{Io, LazyDeadline, READ_CHUNK};
 
 enum HeadRead {
     /// A request head is in the connection's head.
@@ -181,47 +144,6 @@ pub(crate) async fn serve<S: Io>(
             return;
         }
         deadline.push_back(Instant::now() + ctx.limits.idle_timeout);
-    }
-}
-
-/// A deadline that moves often but fires rarely. Keep-alive moves the idle deadline after
-/// every request; resetting a timer each time would touch the timer wheel per request.
-/// Instead the timer stays armed at an older, earlier instant and, when it fires early,
-/// re-arms itself once for the current deadline.
-pub(crate) struct LazyDeadline {
-    timer: Pin<Box<tokio::time::Sleep>>,
-    at: Instant,
-}
-
-impl LazyDeadline {
-    pub(crate) fn new(at: Instant) -> Self {
-        Self {
-            timer: Box::pin(tokio::time::sleep_until(at)),
-            at,
-        }
-    }
-
-    pub(crate) fn push_back(&mut self, at: Instant) {
-        self.at = at;
-    }
-
-    /// Moves the deadline to `at`, earlier or later; only an earlier one touches the timer.
-    pub(crate) fn move_to(&mut self, at: Instant) {
-        if at < self.timer.deadline() {
-            self.timer.as_mut().reset(at);
-        }
-        self.at = at;
-    }
-
-    /// Completes once `at` has passed.
-    pub(crate) async fn expired(&mut self) {
-        loop {
-            self.timer.as_mut().await;
-            if Instant::now() >= self.at {
-                return;
-            }
-            self.timer.as_mut().reset(self.at);
-        }
     }
 }
 
@@ -361,137 +283,6 @@ async fn respond<S: Io>(
         close_gracefully(stream, ctx).await;
     }
     written
-}
-
-/// Closes our side, then reads and discards until the peer closes too, within the close
-/// timeout ("lingering close", RFC 9112 §9.6). Dropping the socket at once would answer the
-/// peer's last bytes — the rest of an oversized request, a pipelined request, its TLS
-/// close_notify — with a RST, and a RST can destroy our final response before it is read.
-pub(crate) async fn close_gracefully<S: Io>(stream: &mut S, ctx: &ConnCtx) {
-    linger_close(stream, ctx.limits.close_timeout, &ctx.hard).await;
-}
-
-/// [`close_gracefully`] with an explicit bound, for callers that are not lab connections
-/// (the proxy): at most `bound`, and not past `hard`.
-pub(crate) async fn linger_close<S: Io>(stream: &mut S, bound: Duration, hard: &CancelToken) {
-    let linger = async {
-        if stream.shutdown().await.is_err() {
-            return;
-        }
-        let mut sink = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut sink).await {
-            if n == 0 {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        () = hard.cancelled() => {}
-        _ = tokio::time::timeout(bound, linger) => {}
-    }
-}
-
-/// Writes `first` then `second` with vectored writes (one TLS record or one `writev` for
-/// both, no copy to join them) and flushes, within the write timeout.
-pub(crate) async fn write_two<S: Io>(
-    stream: &mut S,
-    first: &[u8],
-    second: &[u8],
-    ctx: &ConnCtx,
-) -> Result<(), ()> {
-    let write = async {
-        let (mut a, mut b) = (first, second);
-        while !a.is_empty() || !b.is_empty() {
-            let n = stream
-                .write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
-                .await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            let from_a = n.min(a.len());
-            a = &a[from_a..];
-            b = &b[n - from_a..];
-        }
-        stream.flush().await
-    };
-    bounded_write(write, ctx).await
-}
-
-/// Awaits `write` within the write timeout, giving up at once on a hard shutdown.
-async fn bounded_write(
-    write: impl std::future::Future<Output = std::io::Result<()>>,
-    ctx: &ConnCtx,
-) -> Result<(), ()> {
-    bounded(write, ctx.limits.write_timeout, &ctx.hard).await
-}
-
-/// Awaits `write` within `timeout`, giving up at once when `hard` is cancelled.
-async fn bounded(
-    write: impl std::future::Future<Output = std::io::Result<()>>,
-    timeout: Duration,
-    hard: &CancelToken,
-) -> Result<(), ()> {
-    tokio::select! {
-        biased;
-        r = tokio::time::timeout(timeout, write) => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(()),
-        },
-        () = hard.cancelled() => Err(()),
-    }
-}
-
-/// Writes and flushes `out` within the write timeout; flushing matters for TLS, whose
-/// writer holds records until flushed.
-pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) -> Result<(), ()> {
-    write_within(stream, out, ctx.limits.write_timeout, &ctx.hard).await
-}
-
-/// [`write_out`] with an explicit bound, for callers that are not lab connections (the
-/// proxy): within `timeout`, and not past `hard`.
-pub(crate) async fn write_within<S: AsyncWrite + Unpin + ?Sized>(
-    stream: &mut S,
-    out: &[u8],
-    timeout: Duration,
-    hard: &CancelToken,
-) -> Result<(), ()> {
-    // Almost every write completes at once (the socket buffer has room): try it directly
-    // before building the timeout, which reads the clock, and before touching the token.
-    let mut written = 0;
-    let attempt = std::future::poll_fn(|cx| {
-        Poll::Ready(try_write_now(Pin::new(&mut *stream), cx, out, &mut written))
-    })
-    .await;
-    match attempt {
-        Poll::Ready(done) => done.map_err(|_| ()),
-        Poll::Pending => {
-            let rest = &out[written..];
-            let write = async {
-                stream.write_all(rest).await?;
-                stream.flush().await
-            };
-            bounded(write, timeout, hard).await
-        }
-    }
-}
-
-/// Writes what it can of `out[*written..]` and flushes, without waiting: `Ready` once all of
-/// it is written and flushed (or on an error), `Pending` with `written` advanced otherwise.
-fn try_write_now<S: AsyncWrite + Unpin + ?Sized>(
-    mut stream: Pin<&mut S>,
-    cx: &mut std::task::Context<'_>,
-    out: &[u8],
-    written: &mut usize,
-) -> Poll<std::io::Result<()>> {
-    while *written < out.len() {
-        match stream.as_mut().poll_write(cx, &out[*written..]) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-            Poll::Ready(Ok(n)) => *written += n,
-            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-            Poll::Pending => return Poll::Pending,
-        }
-    }
-    stream.poll_flush(cx)
 }
 
 /// Validates the upgrade, checks `Origin`, answers 101 and runs the WebSocket session.

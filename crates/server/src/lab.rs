@@ -11,9 +11,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::apps::AppKind;
 use crate::budget::MessageBudget;
 use crate::cancel::CancelToken;
-use crate::conn::{self, AppKind, ConnCtx};
+use crate::conn;
+use crate::ctx::ConnCtx;
 use crate::{Error, Limits, Result};
 
 /// One of the lab's protocols; each gets its own port so a capture filter isolates it.

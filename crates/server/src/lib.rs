@@ -14,6 +14,8 @@ mod apps;
 mod budget;
 mod cancel;
 mod conn;
+mod ctx;
+mod io;
 mod lab;
 mod limits;
 pub mod proxy;

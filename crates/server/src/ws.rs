@@ -15,7 +15,8 @@ use tokio::io::AsyncReadExt as _;
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use crate::budget::Charge;
-use crate::conn::{close_gracefully, write_out, write_two, ConnCtx, Io, READ_CHUNK};
+use crate::ctx::{close_gracefully, write_out, write_two, ConnCtx};
+use crate::io::{Io, READ_CHUNK};
 
 /// Binary echoes at least this large skip two copies — into a decoded message, then into an
 /// output frame: the payload is unmasked where it lies in the read buffer and written from

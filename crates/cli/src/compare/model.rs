@@ -317,7 +317,7 @@ pub fn compare_with_baseline(
             "{} {} {}",
             run.protocol,
             run.workload.as_str(),
-            super::table::size_label(run.size)
+            crate::units::size_label(run.size)
         );
         let metrics: [(&'static str, &[&str]); 5] = [
             ("msgs/s", &["report", "throughput_per_sec"]),

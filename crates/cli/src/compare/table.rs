@@ -3,42 +3,9 @@
 use protolab_load::{Report, Workload};
 
 use super::model::{Change, Results, Run};
-
-/// `32 B`, `1 KiB`, `64 KiB`.
-pub fn size_label(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
-        format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
-        format!("{} KiB", bytes >> 10)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
-/// A duration in microseconds, in the unit that reads best.
-pub fn micros(us: f64) -> String {
-    if us < 1_000.0 {
-        format!("{us:.0} µs")
-    } else if us < 1_000_000.0 {
-        format!("{:.2} ms", us / 1_000.0)
-    } else {
-        format!("{:.2} s", us / 1_000_000.0)
-    }
-}
-
-/// A rate with thousands grouped: `12,345`.
-pub fn count(v: f64) -> String {
-    let n = v.round() as u64;
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+// The number formats live in `crate::units`, below the results model, which labels its
+// changes with them too; the renderers keep finding them here.
+pub use crate::units::{count, micros, size_label};
 
 fn bytes_pair(sent: Option<f64>, received: Option<f64>) -> String {
     match (sent, received) {
@@ -273,21 +240,4 @@ pub fn render_changes(changes: &[Change]) -> String {
         ));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn units_read_well() {
-        assert_eq!(size_label(32), "32 B");
-        assert_eq!(size_label(1024), "1 KiB");
-        assert_eq!(size_label(65536), "64 KiB");
-        assert_eq!(size_label(1500), "1500 B");
-        assert_eq!(micros(312.4), "312 µs");
-        assert_eq!(micros(1432.0), "1.43 ms");
-        assert_eq!(count(1234567.4), "1,234,567");
-        assert_eq!(count(12.0), "12");
-    }
 }

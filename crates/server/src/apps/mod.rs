@@ -7,12 +7,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use protolab_wire::http1::{self, query, Headers as _, RequestHead};
 
-use crate::conn::AppKind;
-
 pub mod birds;
 
 const HTTP_PAGE: &str = include_str!("pages/http.html");
 const WS_PAGE: &str = include_str!("pages/ws.html");
+
+/// Which app a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AppKind {
+    /// Demo page, `/echo`, `/api/birds`, `/healthz`.
+    Http,
+    /// Demo page and `/ws` (echo + push).
+    Ws,
+}
 
 /// A response before encoding.
 #[derive(Debug)]

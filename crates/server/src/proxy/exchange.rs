@@ -8,11 +8,11 @@ use protolab_wire::http1::forward::{self, Hop};
 use protolab_wire::http1::{BodyFraming, BodyRelay, Headers as _, RequestHead, ResponseHead};
 use tokio::time::Instant;
 
-use super::relay::{self, write_timed, RelayError, RequestBody};
-use super::session::{close_gracefully, head_limits, refuse, Access, Cancel, Client, Next};
+use super::client::{close_gracefully, head_limits, refuse, Access, Cancel, Client, Next};
+use super::relay::{self, RelayError, RequestBody};
 use super::upstream::{self, read_response_head, Upstream};
-use super::{tunnel, Shared};
-use crate::conn::Io;
+use super::{tunnel, write_timed, Shared};
+use crate::io::Io;
 
 /// Interim (1xx) responses relayed before the final one: a few are normal (100, 103), an
 /// endless stream of them is not.

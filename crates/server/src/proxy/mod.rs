@@ -16,6 +16,7 @@
 //! and nginx configurations. What this module does *not* do: HTTP/2, caching, compression,
 //! retries of requests that reached a backend, or sticky sessions beyond `source` hashing.
 
+mod client;
 mod emit;
 mod exchange;
 mod metrics;
@@ -40,6 +41,7 @@ pub use pool::{BackendState, Balance};
 pub use protolab_wire::http1::forward::ForwardedFor;
 
 use crate::cancel::CancelToken;
+use crate::io::write_within;
 use crate::{Error, Result};
 
 /// One listening address of the proxy.
@@ -195,6 +197,16 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) graceful: CancelToken,
     pub(crate) hard: CancelToken,
+}
+
+/// Writes and flushes `bytes` within `timeout` (and before the hard shutdown).
+async fn write_timed<W: tokio::io::AsyncWrite + Unpin + ?Sized>(
+    dst: &mut W,
+    bytes: &[u8],
+    timeout: Duration,
+    shared: &Shared,
+) -> Result<(), ()> {
+    write_within(dst, bytes, timeout, &shared.hard).await
 }
 
 /// A running proxy.
@@ -449,7 +461,7 @@ async fn serve(
     shared: &Shared,
 ) {
     let deadline = tokio::time::Instant::now() + shared.config.timeouts.http_request;
-    let client = session::Client {
+    let client = client::Client {
         peer,
         local,
         tls: tls.is_some(),

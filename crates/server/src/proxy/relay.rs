@@ -3,15 +3,13 @@
 //! sent while the backend is watched, so a backend that answers before the body is done (a
 //! 413 over its size limit) is heard at once instead of after the client's timeout.
 
-use std::time::Duration;
-
 use bytes::{Buf as _, BytesMut};
 use protolab_wire::http1::{BodyFraming, BodyRelay, HeadLimits};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use super::upstream::{answered, Upstream};
-use super::Shared;
-use crate::conn::{Io, READ_CHUNK};
+use super::{write_timed, Shared};
+use crate::io::{Io, READ_CHUNK};
 
 /// Why a body could not be relayed.
 #[derive(Debug)]
@@ -166,14 +164,4 @@ pub(super) async fn response_body<S: Io>(
         }
     }
     Ok(written)
-}
-
-/// Writes and flushes `bytes` within `timeout` (and before the hard shutdown).
-pub(super) async fn write_timed<W: AsyncWrite + Unpin + ?Sized>(
-    dst: &mut W,
-    bytes: &[u8],
-    timeout: Duration,
-    shared: &Shared,
-) -> Result<(), ()> {
-    crate::conn::write_within(dst, bytes, timeout, &shared.hard).await
 }

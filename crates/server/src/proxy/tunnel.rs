@@ -9,9 +9,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::relay::write_timed;
-use super::Shared;
-use crate::conn::{Io, LazyDeadline};
+use super::{write_timed, Shared};
+use crate::io::{Io, LazyDeadline};
 
 /// Copy buffer per direction: one full TLS record's plaintext.
 const BUF: usize = 16 * 1024;

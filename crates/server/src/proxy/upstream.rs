@@ -7,10 +7,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::client::{Cancel, Client};
 use super::pool::Lease;
-use super::session::{Cancel, Client};
 use super::Shared;
-use crate::conn::{LazyDeadline, READ_CHUNK};
+use crate::io::{LazyDeadline, READ_CHUNK};
 
 /// A backend connection and the lease that counts it against its backend.
 pub(super) struct Upstream<'p> {

@@ -1,0 +1,77 @@
+//! What every connection of one listener shares ([`ConnCtx`]), and the writes and closes
+//! bounded by its limits, for the HTTP and WebSocket paths alike.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protolab_wire::ws::deflate;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::apps::AppKind;
+use crate::budget::MessageBudget;
+use crate::cancel::CancelToken;
+use crate::io::{bounded, linger_close, write_within, Io};
+use crate::Limits;
+
+/// What every connection of one listener shares.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) app: AppKind,
+    /// Whether the listener terminates TLS (its HTTP answers carry HSTS).
+    pub(crate) tls: bool,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) push_interval: Duration,
+    pub(crate) allowed_origins: Arc<[String]>,
+    /// Shared by every listener of the lab: what WebSocket messages in progress may hold.
+    pub(crate) budget: Arc<MessageBudget>,
+    /// permessage-deflate terms the WS app accepts, or `None` to decline every offer.
+    pub(crate) ws_deflate: Option<deflate::ServerConfig>,
+    /// Cancelled when the lab begins shutting down: stop taking new work.
+    pub(crate) graceful: CancelToken,
+    /// Cancelled when the drain timeout runs out: drop the connection now.
+    pub(crate) hard: CancelToken,
+}
+
+/// Closes gracefully: [`linger_close`] within the listener's close timeout.
+pub(crate) async fn close_gracefully<S: Io>(stream: &mut S, ctx: &ConnCtx) {
+    linger_close(stream, ctx.limits.close_timeout, &ctx.hard).await;
+}
+
+/// Writes `first` then `second` with vectored writes (one TLS record or one `writev` for
+/// both, no copy to join them) and flushes, within the write timeout.
+pub(crate) async fn write_two<S: Io>(
+    stream: &mut S,
+    first: &[u8],
+    second: &[u8],
+    ctx: &ConnCtx,
+) -> Result<(), ()> {
+    let write = async {
+        let (mut a, mut b) = (first, second);
+        while !a.is_empty() || !b.is_empty() {
+            let n = stream
+                .write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
+                .await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            let from_a = n.min(a.len());
+            a = &a[from_a..];
+            b = &b[n - from_a..];
+        }
+        stream.flush().await
+    };
+    bounded_write(write, ctx).await
+}
+
+/// Awaits `write` within the write timeout, giving up at once on a hard shutdown.
+async fn bounded_write(
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+    ctx: &ConnCtx,
+) -> Result<(), ()> {
+    bounded(write, ctx.limits.write_timeout, &ctx.hard).await
+}
+
+/// Writes and flushes `out` within the listener's write timeout ([`write_within`]).
+pub(crate) async fn write_out<S: Io>(stream: &mut S, out: &[u8], ctx: &ConnCtx) -> Result<(), ()> {
+    write_within(stream, out, ctx.limits.write_timeout, &ctx.hard).await
+}
