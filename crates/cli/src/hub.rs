@@ -12,11 +12,11 @@ use anyhow::Context as _;
 use axum::Router;
 use clap::Args;
 use ipnet::IpNet;
-use protolab_hub::app::{router, AppConfig, AppState, SharedState};
+use protolab_hub::app::{AppConfig, AppState, SharedState};
 use protolab_hub::auth::{ApiKeys, JwtVerifier, OriginPolicy};
 use protolab_hub::socketio::{socketio, Authorize, SocketIoConfig};
 use protolab_hub::story::{notifs_routes, NotifsAllow};
-use protolab_hub::{ChannelName, HistoryLimits, Hub, HubConfig, ServeOptions};
+use protolab_hub::{router, ChannelName, HistoryLimits, Hub, HubConfig, ServeOptions};
 
 use crate::units::parse_duration;
 use crate::Context;

@@ -1,15 +1,12 @@
-//! The hub's HTTP application: shared state, limits, and the axum [`Router`] of every endpoint.
-//!
-//! Other transports (socket.io and the `/notifs` endpoint) are separate routers and layers over
-//! the same [`Hub`]; whoever serves the hub merges them onto [`router`]'s result, e.g.
-//! `router(state).merge(extra_routes).layer(extra_layer)`.
+//! What every endpoint of the hub shares: state, limits, auth decisions and connection
+//! accounting. The endpoints (`api`, `ws`, `sse`) use this module; [`crate::router`] puts them
+//! on one axum Router.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{bearer, ApiKeys, Grant, JwtVerifier, OriginPolicy};
@@ -196,15 +193,4 @@ fn is_loopback(peer: SocketAddr) -> bool {
             ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
-}
-
-/// Every endpoint of the hub: the publish API, `/metrics`, health, and the WebSocket and SSE
-/// subscriber connections. Serve it with peer addresses (`ConnectInfo<SocketAddr>`), as
-/// [`crate::serve`] does.
-pub fn router(state: SharedState) -> Router {
-    Router::new()
-        .merge(crate::api::routes())
-        .merge(crate::ws::routes())
-        .merge(crate::sse::routes())
-        .with_state(state)
 }

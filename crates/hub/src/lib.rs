@@ -6,7 +6,7 @@
 //! notifications it missed, or an explicit `recovered: false` when history no longer holds them.
 //!
 //! Around it: the HTTP publish API ([`api`]), WebSocket ([`ws`]) and SSE ([`sse`]) subscriber
-//! connections, auth ([`auth`]), metrics, all on one axum router ([`app::router`]) that
+//! connections, auth ([`auth`]), metrics, all on one axum router ([`router()`]) that
 //! [`serve`] puts on a listener. Parsers of network input are plain functions
 //! ([`protocol::parse_command`], [`sse::parse_last_event_id`], [`api::parse_history_query`]...)
 //! so they can be fuzzed without sockets.
@@ -20,6 +20,7 @@ mod hub;
 pub mod metrics;
 mod notification;
 pub mod protocol;
+mod router;
 mod serve;
 pub mod socketio;
 pub mod sse;
@@ -31,4 +32,5 @@ pub use hub::{ChannelInfo, Hub, HubConfig, HubError, Published, Subscription};
 pub use notification::{
     ChannelName, InvalidField, Level, Notification, Position, Publication, PublicationLimits,
 };
+pub use router::router;
 pub use serve::{serve, ServeOptions, Server};

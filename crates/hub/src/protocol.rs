@@ -6,6 +6,13 @@ use serde::{Deserialize, Serialize};
 use crate::history::Since;
 use crate::notification::{ChannelName, Notification};
 
+/// The close code a subscriber gets when it fell more than the subscriber queue behind (on
+/// the WebSocket protocol as a close code, on socket.io and SSE inside an error event).
+pub const SLOW_SUBSCRIBER_CLOSE: u16 = 4008;
+/// The reason sent with [`SLOW_SUBSCRIBER_CLOSE`].
+pub const SLOW_SUBSCRIBER_REASON: &str =
+    "slow subscriber: reconnect and recover from your last positions";
+
 /// A command from a subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {

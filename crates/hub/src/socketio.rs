@@ -40,16 +40,11 @@ use crate::auth::OriginPolicy;
 use crate::history::Since;
 use crate::hub::Hub;
 use crate::notification::{ChannelName, Notification, Position};
+use crate::protocol::{SLOW_SUBSCRIBER_CLOSE, SLOW_SUBSCRIBER_REASON};
 use crate::story::{story_message, NOTIFS_CHANNEL};
 
 /// Where the endpoint answers, as socket.io clients expect by default.
 pub const SOCKETIO_PATH: &str = "/socket.io";
-
-/// The close code and reason a slow subscriber is told, as on the hub's WebSocket protocol.
-pub const SLOW_SUBSCRIBER_CODE: u16 = 4008;
-/// See [`SLOW_SUBSCRIBER_CODE`].
-pub const SLOW_SUBSCRIBER_REASON: &str =
-    "slow subscriber: reconnect and recover from your last positions";
 
 /// Joins that may wait for one channel's forwarding task.
 const JOIN_QUEUE: usize = 1024;
@@ -550,7 +545,7 @@ impl Forwarder {
         } else {
             let _ = reply.send(json!({
                 "channel": self.channel,
-                "error": {"code": SLOW_SUBSCRIBER_CODE, "message": SLOW_SUBSCRIBER_REASON},
+                "error": {"code": SLOW_SUBSCRIBER_CLOSE, "message": SLOW_SUBSCRIBER_REASON},
             }));
         }
     }
@@ -631,7 +626,7 @@ fn disconnect_slow(shared: &Arc<Shared>, socket: SocketRef) {
     socket.leave_all();
     let patience = shared.config.ping_interval + shared.config.ping_timeout;
     tokio::spawn(async move {
-        let reason = json!({"code": SLOW_SUBSCRIBER_CODE, "message": SLOW_SUBSCRIBER_REASON});
+        let reason = json!({"code": SLOW_SUBSCRIBER_CLOSE, "message": SLOW_SUBSCRIBER_REASON});
         let deadline = tokio::time::Instant::now() + patience;
         let mut told = false;
         while socket.connected() && tokio::time::Instant::now() < deadline {

@@ -287,7 +287,7 @@ impl SseStream {
             Pending::SlowSubscriber => Event::default().event("error").data(
                 serde_json::json!({
                     "code": 4008,
-                    "message": crate::ws::SLOW_SUBSCRIBER_REASON,
+                    "message": crate::protocol::SLOW_SUBSCRIBER_REASON,
                 })
                 .to_string(),
             ),

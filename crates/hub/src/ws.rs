@@ -19,13 +19,9 @@ use crate::error::ApiError;
 use crate::hub::HubError;
 use crate::metrics::Transport;
 use crate::notification::{ChannelName, Notification};
-use crate::protocol::{parse_command, Command, Reply};
-
-/// The close code a subscriber gets when it fell more than the subscriber queue behind.
-pub const SLOW_SUBSCRIBER_CLOSE: u16 = 4008;
-/// The reason sent with [`SLOW_SUBSCRIBER_CLOSE`].
-pub const SLOW_SUBSCRIBER_REASON: &str =
-    "slow subscriber: reconnect and recover from your last positions";
+use crate::protocol::{
+    parse_command, Command, Reply, SLOW_SUBSCRIBER_CLOSE, SLOW_SUBSCRIBER_REASON,
+};
 
 // An idle subscriber holds its buffers for as long as it is connected: commands are small, so a
 // small read buffer does; writes go straight to the socket (no write buffering) because each

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use protolab_hub::app::{router, AppConfig, AppState, SharedState};
-use protolab_hub::{serve, Hub, HubConfig, ServeOptions, Server};
+use protolab_hub::app::{AppConfig, AppState, SharedState};
+use protolab_hub::{router, serve, Hub, HubConfig, ServeOptions, Server};
 use protolab_test_support::Peer;
 
 /// A 32-byte HS256 secret the test hubs verify tokens with.
