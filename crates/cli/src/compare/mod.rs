@@ -193,9 +193,11 @@ impl CompareArgs {
             (true, false) => vec![32, 1 << 10, 64 << 10],
         };
         for s in asked {
-            let s = usize::try_from(s).context("a --sizes value is too large")?;
+            let Ok(s) = usize::try_from(s) else {
+                bail_usage!("--sizes {s} is too large for this machine");
+            };
             if s > protolab_load::MAX_MESSAGE {
-                anyhow::bail!(
+                bail_usage!(
                     "--sizes {s} is larger than the {}-byte maximum message",
                     protolab_load::MAX_MESSAGE
                 );
@@ -204,14 +206,20 @@ impl CompareArgs {
                 sizes.push(s);
             }
         }
-        anyhow::ensure!(!sizes.is_empty(), "--sizes needs at least one size");
-        anyhow::ensure!(self.connections >= 1, "--connections must be at least 1");
+        ensure_usage!(!sizes.is_empty(), "--sizes needs at least one size");
+        ensure_usage!(self.connections >= 1, "--connections must be at least 1");
         if let Some(rate) = self.rate {
-            anyhow::ensure!(
+            ensure_usage!(
                 rate.is_finite() && rate > 0.0,
                 "--rate must be a positive number of messages per second"
             );
         }
+        ensure_usage!(
+            !workloads.contains(&Workload::Push)
+                || (Duration::from_millis(1)..=Duration::from_secs(3600))
+                    .contains(&self.push_interval),
+            "--push-interval must be from 1ms to 1h"
+        );
         let mut steps = Vec::new();
         for &workload in &workloads {
             let sizes_here: &[usize] = match workload {
@@ -233,7 +241,7 @@ impl CompareArgs {
                 }
             }
         }
-        anyhow::ensure!(
+        ensure_usage!(
             !steps.is_empty(),
             "nothing to run: the push workload needs ws or wss among --protocols"
         );
@@ -243,7 +251,7 @@ impl CompareArgs {
             Duration::from_secs(24)
         });
         let run_time = total / u32::try_from(steps.len()).unwrap_or(u32::MAX);
-        anyhow::ensure!(
+        ensure_usage!(
             run_time >= Duration::from_millis(100),
             "--duration {} is too short for {} runs: each needs at least 100 ms",
             humantime::format_duration(total),
@@ -254,7 +262,7 @@ impl CompareArgs {
         let client_threads = self
             .client_threads
             .unwrap_or(cpus.saturating_sub(server_threads).max(1));
-        anyhow::ensure!(
+        ensure_usage!(
             server_threads >= 1 && client_threads >= 1,
             "--server-threads and --client-threads must be at least 1"
         );
@@ -267,9 +275,14 @@ impl CompareArgs {
                     emulator: self.wan_emulator,
                 }
             });
-        anyhow::ensure!(
+        ensure_usage!(
             wan.is_some() || self.wan_emulator.is_none(),
             "--wan-emulator needs --rtt, --loss or --bandwidth"
+        );
+        ensure_usage!(
+            self.wan_emulator != Some(wan::Emulator::Tbf)
+                || (self.rtt.is_none() && self.loss.is_none()),
+            "--wan-emulator tbf only limits the rate: use netem or userspace for --rtt and --loss"
         );
         let settings = Settings {
             wan,
@@ -391,8 +404,17 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
+        // Point only at what exists: a report folder only when one was written.
+        let mut see = if ctx.json {
+            "the JSON's warnings and each run's errors say why".to_owned()
+        } else {
+            "the warnings above say why".to_owned()
+        };
+        if let Some(dir) = &report_dir {
+            see.push_str(&format!("; also in {}", dir.join("results.json").display()));
+        }
         eprintln!(
-            "error: no message completed in: {} (see errors in the report)",
+            "error: no message completed in: {} ({see})",
             failed.join(", ")
         );
         Ok(ExitCode::FAILURE)

@@ -7,6 +7,7 @@ mod capture;
 mod certs;
 mod compare;
 mod compare_deflate;
+mod errors;
 mod inspect;
 mod proxy;
 mod results;
