@@ -32,6 +32,7 @@ pub mod certs;
 pub mod compare;
 pub mod inspect;
 pub mod logging;
+pub mod progress;
 pub mod proxy;
 pub mod signals;
 pub mod units;

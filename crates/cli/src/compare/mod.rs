@@ -13,10 +13,11 @@ mod protocols;
 pub mod table;
 pub mod wan;
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -324,6 +325,7 @@ pub struct Outcome {
 /// Runs `protolab compare`: prints the table (or `--json`), writes the report folder.
 pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut plan = args.plan()?;
+    let planned = plan.steps.len();
     let baseline = match &args.baseline {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -346,10 +348,14 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             plan.capture = Some((dir.join("capture.pcapng"), args.capture_max));
         }
     }
+    let stop = crate::signals::StopFlag::install(
+        "interrupted: finishing the current run, then writing what was measured",
+    )?;
     let ctx2 = ctx.clone();
-    let results = tokio::task::spawn_blocking(move || measure(&plan, &ctx2))
-        .await
-        .context("the compare run panicked")??;
+    let flag = stop.flag();
+    let measured = tokio::task::spawn_blocking(move || measure(&plan, &ctx2, &flag)).await;
+    drop(stop);
+    let results = measured.context("the compare run panicked")??;
     if let Some(dir) = &report_dir {
         write_report(dir, &results)?;
     }
@@ -395,6 +401,18 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &report_dir {
         eprintln!("report: {}", dir.join("index.html").display());
     }
+    if results.partial {
+        let written = match &report_dir {
+            Some(dir) => format!("written to {}", dir.display()),
+            None => "printed above".to_owned(),
+        };
+        eprintln!(
+            "interrupted: {} of {} runs measured, {written} and marked partial",
+            results.runs.len(),
+            planned
+        );
+        return Ok(ExitCode::from(crate::signals::EXIT_INTERRUPTED));
+    }
     let failed: Vec<String> = results
         .runs
         .iter()
@@ -423,7 +441,9 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 /// Starts the lab and the load generator on their own runtimes, runs every step, stops the
 /// lab. Blocking: call it off the async runtime.
-pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
+/// Once `stop` is set (Ctrl-C), the run in progress ends early and keeps what it measured,
+/// no further run starts, and the results are marked partial.
+pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Result<Results> {
     let started_wall = SystemTime::now();
     let started = Instant::now();
     let s = &plan.settings;
@@ -512,7 +532,13 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
     let mut progress = Progress::new(plan);
     let mut runs = Vec::with_capacity(plan.steps.len());
     let mut warnings = Vec::new();
+    // Set when a signal ended the loop early; names the run it cut short, if one measured.
+    let mut interrupted: Option<Option<String>> = None;
     for (index, step) in plan.steps.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            interrupted = Some(None);
+            break;
+        }
         let Some(endpoint) = lab.endpoint(step.protocol.protocol()) else {
             continue;
         };
@@ -526,6 +552,7 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         config.push_interval = plan.push_interval;
         config.payload = s.payload;
         config.deflate = step.protocol.deflate().then(Offer::browser);
+        config.stop = Some(Arc::clone(stop));
         if step.workload == Workload::Echo {
             config.rate = s.rate;
         }
@@ -536,6 +563,21 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         let wall = t0.elapsed();
         let cpu_after = cpu::by_thread_prefix(&[LOAD_THREADS, LAB_THREADS]);
         let name = step.protocol.name().to_owned();
+        if stop.load(Ordering::Relaxed) {
+            let measured = outcome.as_ref().is_ok_and(|r| r.messages > 0);
+            interrupted = Some(measured.then(|| {
+                format!(
+                    "{} {} {name}, after {:.1} s of {:.1} s",
+                    step.workload.as_str(),
+                    table::size_label(step.size),
+                    wall.as_secs_f64(),
+                    plan.run_time.as_secs_f64()
+                )
+            }));
+            if !measured {
+                break;
+            }
+        }
         let run = match outcome {
             Ok(report) => {
                 let used = |i: usize| cpu_after[i].saturating_sub(cpu_before[i]);
@@ -615,9 +657,22 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
             }
         };
         runs.push(run);
+        if interrupted.is_some() {
+            break;
+        }
         std::thread::sleep(SETTLE);
     }
-    progress.finish();
+    if let Some(cut) = &interrupted {
+        let cut = cut
+            .as_ref()
+            .map_or_else(String::new, |c| format!(", the last ({c}) cut short"));
+        warnings.push(format!(
+            "interrupted: {} of {} runs measured{cut}; the rest did not run",
+            runs.len(),
+            plan.steps.len()
+        ));
+    }
+    progress.finish(runs.len());
     if let Some((up, down)) = wan.as_ref().and_then(wan::Wan::userspace_stats) {
         let link_cpu = cpu::by_thread_prefix(&[wan::userspace::THREADS])
             .first()
@@ -707,6 +762,7 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         lab: lab_endpoints,
         runs,
         warnings,
+        partial: interrupted.is_some(),
         capture: capture_summary,
     })
 }
@@ -739,7 +795,7 @@ impl Progress {
             total: plan.steps.len(),
             run_time: plan.run_time,
             started: Instant::now(),
-            tty: std::io::stderr().is_terminal(),
+            tty: crate::progress::on_terminal(),
             label: String::new(),
             index: 0,
         }
@@ -766,40 +822,24 @@ impl Progress {
         if !self.tty {
             return fut.await;
         }
-        tokio::pin!(fut);
-        let run_start = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                out = &mut fut => return out,
-                _ = tick.tick() => self.draw(run_start.elapsed()),
-            }
-        }
+        crate::progress::tick_while(fut, |in_run| self.draw(in_run)).await
     }
 
     fn draw(&self, in_run: Duration) {
-        const WIDTH: usize = 24;
         let done =
             self.run_time * u32::try_from(self.index).unwrap_or(0) + in_run.min(self.run_time);
         let all = self.run_time * u32::try_from(self.total).unwrap_or(1);
-        let frac = (done.as_secs_f64() / all.as_secs_f64().max(1e-9)).min(1.0);
-        let filled = (frac * WIDTH as f64) as usize;
-        let left = all.saturating_sub(done).as_secs();
-        eprint!(
-            "\r\x1b[2K[{}{}] {}/{} {:<24} {left:>3} s left",
-            "#".repeat(filled),
-            ".".repeat(WIDTH - filled),
-            self.index + 1,
-            self.total,
-            self.label
+        crate::progress::draw(
+            done.as_secs_f64() / all.as_secs_f64().max(1e-9),
+            &format!("{}/{} {:<24}", self.index + 1, self.total, self.label),
+            all.saturating_sub(done),
         );
     }
 
-    fn finish(&self) {
+    fn finish(&self, done: usize) {
         if self.tty {
             eprintln!(
-                "\r\x1b[2K{} runs in {:.1} s",
-                self.total,
+                "\r\x1b[2K{done} runs in {:.1} s",
                 self.started.elapsed().as_secs_f64()
             );
         }

@@ -114,6 +114,9 @@ pub fn render(results: &Results) -> String {
         .unwrap_or(0)
         + 2;
     let mut out = String::new();
+    if results.partial {
+        out.push_str("PARTIAL: the run was interrupted; below is what was measured until then\n");
+    }
     if let Some(wan) = &s.wan {
         out.push_str(&format!("WAN link: {}\n", wan.describe()));
     }

@@ -9,6 +9,7 @@ mod compare;
 mod compare_deflate;
 mod errors;
 mod inspect;
+mod interrupt;
 mod proxy;
 mod results;
 mod up;
