@@ -236,7 +236,22 @@ pub async fn measure(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Report> 
 
 /// Runs `protolab bench` and prints the report. Fails (exit 1) if no message came back.
 pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let report = measure(&args, ctx).await?;
+    let report = if crate::progress::on_terminal() {
+        let total = args.duration;
+        let label = args.url.clone();
+        let measured = crate::progress::tick_while(measure(&args, ctx), |elapsed| {
+            crate::progress::draw(
+                elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9),
+                &label,
+                total.saturating_sub(elapsed),
+            );
+        })
+        .await;
+        crate::progress::clear();
+        measured?
+    } else {
+        measure(&args, ctx).await?
+    };
     let mut out = std::io::stdout().lock();
     if ctx.json {
         // Serialize first so a closed stdout surfaces as an io::Error (broken pipe is success).

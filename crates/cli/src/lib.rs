@@ -50,8 +50,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every subcommand takes.
+/// Options every subcommand takes. Under their own heading, so a subcommand's `--help` lists
+/// its own options first.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Where the CA, certificates and keys live. Default: $XDG_DATA_HOME/protolab
     /// (~/.local/share/protolab).

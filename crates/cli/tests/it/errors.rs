@@ -1,7 +1,7 @@
 // What the binary says when something is wrong: usage errors exit 2 in every command, a home
 // that cannot be made names `--home`/`PROTOLAB_HOME`, an OS error is said once, a taken port
-// names the flag that picks another, compare points only at a report it wrote, and TLS
-// failures are said in words.
+// names the flag that picks another, compare points only at a report it wrote, TLS failures
+// are said in words, and `--help` lists a command's own options before the global ones.
 
 #![allow(
     clippy::unwrap_used,
@@ -294,6 +294,30 @@ fn compare_points_at_a_report_only_when_it_wrote_one() {
         stderr.contains(&results.display().to_string()),
         "the report is named:\n{stderr}"
     );
+}
+
+#[test]
+fn help_lists_a_commands_own_options_before_the_global_ones() {
+    let home = tempfile::tempdir().unwrap();
+    for (command, own) in [
+        (&["compare", "--help"][..], "--connections"),
+        (&["bench", "--help"][..], "--workload"),
+        (&["certs", "check", "--help"][..], "--cacert"),
+        (&["up", "-h"][..], "--http-port"),
+    ] {
+        let out = protolab(home.path(), command);
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        let own_at = help.find(own).unwrap();
+        let global = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{command:?}: no global heading:\n{help}"));
+        let home_at = help.find("--home").unwrap();
+        assert!(
+            own_at < global && global < home_at,
+            "{command:?}: own options first, then the global ones:\n{help}"
+        );
+    }
 }
 
 /// `protolab --home HOME ARGS` through the binary, with `USER` set (it names a new CA).

@@ -10,6 +10,7 @@ mod compare_deflate;
 mod errors;
 mod inspect;
 mod interrupt;
+mod progress;
 mod proxy;
 mod results;
 mod up;
