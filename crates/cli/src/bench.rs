@@ -115,20 +115,54 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 impl BenchArgs {
     /// Validates the arguments into a load config.
     pub fn config(&self, ctx: &Context) -> anyhow::Result<Config> {
-        let target = Target::parse(&self.url)?;
-        if self.ws_deflate && !target.scheme.is_ws() {
-            anyhow::bail!(
-                "--ws-deflate is for ws:// and wss:// URLs, not {}://",
-                target.scheme
+        let target = Target::parse(&self.url).map_err(|err| crate::usage(err.to_string()))?;
+        ensure_usage!(
+            !self.ws_deflate || target.scheme.is_ws(),
+            "--ws-deflate is for ws:// and wss:// URLs, not {}://",
+            target.scheme
+        );
+        ensure_usage!(
+            self.subprotocol.is_empty() || target.scheme.is_ws(),
+            "--subprotocol is for ws:// and wss:// URLs, not {}://",
+            target.scheme
+        );
+        ensure_usage!(
+            self.connections >= 1,
+            "--connections (-c) must be at least 1"
+        );
+        ensure_usage!(
+            !self.duration.is_zero(),
+            "--duration must be longer than zero"
+        );
+        ensure_usage!(
+            self.max_messages != Some(0),
+            "--max-messages (-n) must be at least 1"
+        );
+        if let Some(rate) = self.rate {
+            ensure_usage!(
+                rate.is_finite() && rate > 0.0,
+                "--rate must be a positive number of messages per second"
+            );
+            ensure_usage!(
+                self.workload == WorkloadArg::Echo,
+                "--rate applies to --workload echo only"
             );
         }
-        if !self.subprotocol.is_empty() && !target.scheme.is_ws() {
-            anyhow::bail!(
-                "--subprotocol is for ws:// and wss:// URLs, not {}://",
-                target.scheme
-            );
-        }
-        let size = usize::try_from(self.size).context("--size is too large")?;
+        ensure_usage!(
+            self.workload != WorkloadArg::Push || target.scheme.is_ws(),
+            "--workload push needs a ws:// or wss:// URL, not {}://",
+            target.scheme
+        );
+        let size = usize::try_from(self.size)
+            .ok()
+            .filter(|&size| size <= protolab_load::MAX_MESSAGE)
+            .ok_or_else(|| {
+                crate::usage(format!(
+                    "--size {} is larger than the {}-byte maximum message",
+                    self.size,
+                    protolab_load::MAX_MESSAGE
+                ))
+            })?;
         let mut config = Config::new(target);
         config.workload = match self.workload {
             WorkloadArg::Echo => Workload::Echo,
@@ -191,14 +225,33 @@ pub async fn measure(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Report> 
         );
     }
     let target = config.target.to_string();
-    protolab_load::run(config)
-        .await
-        .with_context(|| format!("loading {target}"))
+    protolab_load::run(config).await.map_err(|err| match err {
+        // Settings the checks above let through are still the command line's fault.
+        protolab_load::Error::InvalidConfig { .. } | protolab_load::Error::BadHeader { .. } => {
+            crate::usage(err.to_string())
+        }
+        err => anyhow::Error::new(err).context(format!("loading {target}")),
+    })
 }
 
 /// Runs `protolab bench` and prints the report. Fails (exit 1) if no message came back.
 pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let report = measure(&args, ctx).await?;
+    let report = if crate::progress::on_terminal() {
+        let total = args.duration;
+        let label = args.url.clone();
+        let measured = crate::progress::tick_while(measure(&args, ctx), |elapsed| {
+            crate::progress::draw(
+                elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9),
+                &label,
+                total.saturating_sub(elapsed),
+            );
+        })
+        .await;
+        crate::progress::clear();
+        measured?
+    } else {
+        measure(&args, ctx).await?
+    };
     let mut out = std::io::stdout().lock();
     if ctx.json {
         // Serialize first so a closed stdout surfaces as an io::Error (broken pipe is success).
@@ -208,6 +261,11 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         write!(out, "{}", render(&report))?;
     }
     out.flush()?;
+    if report.errors.tls > 0 {
+        if let Some(why) = explain_tls_failure(&args, ctx).await {
+            eprint!("{why}");
+        }
+    }
     if report.messages == 0 {
         anyhow::bail!(
             "no message came back from {}: {}",
@@ -220,6 +278,53 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After TLS failures: what `protolab certs check` finds at the same address with the same
+/// trust, so the problem comes in words with its fix. `None` when it cannot be asked.
+async fn explain_tls_failure(args: &BenchArgs, ctx: &Context) -> Option<String> {
+    let config = args.config(ctx).ok()?;
+    let target = &config.target;
+    let addr = if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let mut command = format!("protolab certs check {addr}");
+    if let Some(ca) = &args.cacert {
+        command.push_str(&format!(" --cacert {}", ca.display()));
+    }
+    // --insecure accepts every certificate: a failure is then about TLS itself, and the
+    // check with nothing trusted still says what the server speaks.
+    let roots = match config.trust {
+        Trust::Roots(roots) => roots,
+        Trust::Insecure => protolab_tls::Roots::new(),
+    };
+    let host = target.host.clone();
+    let remote = addr.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || protolab_tls::check_remote(&remote, &host, &roots))
+            .await
+            .ok()?;
+    Some(match checked {
+        // Not a certificate problem (no TLS, refused, an alert): the load generator's own
+        // error already says it in words.
+        Err(_) => return None,
+        Ok(_) if args.insecure => format!(
+            "TLS: the handshake failed although --insecure accepts any certificate (see the errors row); `{command}` shows what the server presents\n"
+        ),
+        Ok(d) if d.ok => format!(
+            "TLS: `{command}` finds the certificate acceptable, so the handshake failed for another reason (see the errors row)\n"
+        ),
+        Ok(d) => {
+            let titles: Vec<&str> = d.problems.iter().map(protolab_tls::Problem::title).collect();
+            format!(
+                "TLS: the server's certificate is refused: {}. `{command}` shows the whole chain.\n{}",
+                titles.join("; "),
+                crate::certs::wrap(&d.explanation, 96, "  ")
+            )
+        }
+    })
 }
 
 /// The report as a text table.

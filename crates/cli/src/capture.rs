@@ -52,16 +52,16 @@ impl TryFrom<&CaptureArgs> for CaptureConfig {
     type Error = anyhow::Error;
 
     fn try_from(args: &CaptureArgs) -> anyhow::Result<Self> {
-        anyhow::ensure!(
+        ensure_usage!(
             !args.ports.contains(&0),
             "--port 0 is not a port anything listens on"
         );
-        anyhow::ensure!(
+        ensure_usage!(
             args.duration.is_none_or(|d| !d.is_zero()),
             "--duration must be greater than zero"
         );
-        anyhow::ensure!(args.count != Some(0), "--count must be at least 1");
-        anyhow::ensure!(args.max_size > 0, "--max-size must be greater than zero");
+        ensure_usage!(args.count != Some(0), "--count must be at least 1");
+        ensure_usage!(args.max_size > 0, "--max-size must be greater than zero");
         let mut ports = args.ports.clone();
         ports.sort_unstable();
         ports.dedup();
@@ -84,7 +84,7 @@ pub async fn run(args: CaptureArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    anyhow::ensure!(
+    ensure_usage!(
         dir.is_dir(),
         "-w {}: the directory {} does not exist",
         args.write.display(),

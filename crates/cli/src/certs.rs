@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use protolab_tls::trust::{self, Installed};
-use protolab_tls::{CertInfo, Diagnosis, Error as TlsError, InitOutcome, Roots, Store};
+use protolab_tls::{CertInfo, Diagnosis, Error as TlsError, InitOutcome, Problem, Roots, Store};
 use serde::Serialize;
 
 use crate::Context;
@@ -624,9 +624,16 @@ fn render_diagnosis(ctx: &Context, d: &Diagnosis, what: &str) -> anyhow::Result<
     if ctx.json {
         return print_json(d);
     }
-    let verdict = match &d.problem {
-        None => "OK".to_owned(),
-        Some(problem) => format!("PROBLEM: {}", problem.title()),
+    let verdict = if d.problems.is_empty() {
+        "OK".to_owned()
+    } else {
+        let titles: Vec<&str> = d.problems.iter().map(Problem::title).collect();
+        let label = if titles.len() == 1 {
+            "PROBLEM"
+        } else {
+            "PROBLEMS"
+        };
+        format!("{label}: {}", titles.join("; "))
     };
     let mut rows = vec![("checked", what.to_owned()), ("result", verdict)];
     if let Some(by) = &d.verified_by {
@@ -652,7 +659,7 @@ fn render_diagnosis(ctx: &Context, d: &Diagnosis, what: &str) -> anyhow::Result<
 }
 
 /// Greedy word wrap, each line prefixed with `indent`.
-fn wrap(text: &str, width: usize, indent: &str) -> String {
+pub(crate) fn wrap(text: &str, width: usize, indent: &str) -> String {
     let mut result = String::new();
     for paragraph in text.split('\n') {
         let mut line = String::new();

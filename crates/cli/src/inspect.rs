@@ -48,7 +48,7 @@ pub async fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if args.inject_secrets.is_some() || args.strip_secrets {
         return rewrite(&args);
     }
-    anyhow::ensure!(
+    ensure_usage!(
         args.out.is_none(),
         "inspect takes one FILE; a second path (OUT) is only for --inject-secrets or --strip-secrets"
     );
@@ -78,7 +78,7 @@ pub async fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {e}");
     }
     if let Some(n) = args.stream {
-        anyhow::ensure!(
+        ensure_usage!(
             (1..=report.connections.len()).contains(&n),
             "--stream {n}: the file has {} connection(s) matching the filter",
             report.connections.len()
@@ -107,7 +107,7 @@ pub async fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 /// `--inject-secrets` and `--strip-secrets`: FILE to OUT.
 fn rewrite(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     let Some(out) = &args.out else {
-        anyhow::bail!("--inject-secrets and --strip-secrets need an OUT file");
+        bail_usage!("--inject-secrets and --strip-secrets need an OUT file");
     };
     refuse_same_file(&args.file, out)?;
     let input =
@@ -144,7 +144,7 @@ fn refuse_same_file(input: &Path, out: &Path) -> anyhow::Result<()> {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => input == out,
     };
-    anyhow::ensure!(
+    ensure_usage!(
         !same,
         "refusing to overwrite the input {}: give a different OUT file",
         input.display()

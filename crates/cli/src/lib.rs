@@ -10,6 +10,22 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+/// Returns a [`UsageError`] (exit status 2) unless `cond` holds.
+macro_rules! ensure_usage {
+    ($cond:expr, $($message:tt)+) => {
+        if !$cond {
+            return Err($crate::UsageError(format!($($message)+)).into());
+        }
+    };
+}
+
+/// Returns a [`UsageError`] (exit status 2).
+macro_rules! bail_usage {
+    ($($message:tt)+) => {
+        return Err($crate::UsageError(format!($($message)+)).into())
+    };
+}
+
 pub mod bench;
 pub mod capture;
 pub mod certs;
@@ -17,6 +33,7 @@ pub mod compare;
 pub mod hub;
 pub mod inspect;
 pub mod logging;
+pub mod progress;
 pub mod proxy;
 pub mod signals;
 pub mod units;
@@ -34,8 +51,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every subcommand takes.
+/// Options every subcommand takes. Under their own heading, so a subcommand's `--help` lists
+/// its own options first.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Where the CA, certificates and keys live. Default: $XDG_DATA_HOME/protolab
     /// (~/.local/share/protolab).
@@ -121,15 +140,47 @@ fn default_home() -> Option<PathBuf> {
 /// Runs one parsed command line. Errors carry context for the user; `main` prints them.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::from_args(&cli.global)?;
-    match cli.command {
-        Command::Compare(args) => compare::run(args, &ctx).await,
-        Command::Certs(args) => certs::run(args, &ctx).await,
-        Command::Up(args) => up::run(args, &ctx).await,
-        Command::Bench(args) => bench::run(args, &ctx).await,
-        Command::Proxy(args) => proxy::run(args, &ctx).await,
-        Command::Hub(args) => hub::run(args, &ctx).await,
-        Command::Inspect(args) => inspect::run(args, &ctx).await,
-        Command::Capture(args) => capture::run(args, &ctx).await,
+    let home_given = cli.global.home.is_some();
+    run_command(cli.command, &ctx)
+        .await
+        .map_err(|err| name_the_home(err, &ctx, home_given))
+}
+
+/// Says where the state directory comes from when it is the thing that failed (it cannot be
+/// created or written), so the fix (`--home`, `PROTOLAB_HOME`) is in the message.
+fn name_the_home(err: anyhow::Error, ctx: &Context, home_given: bool) -> anyhow::Error {
+    let about_home = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<protolab_tls::Error>(),
+            Some(protolab_tls::Error::Io { path, .. })
+                if path.starts_with(&ctx.home) || ctx.home.starts_with(path)
+        )
+    });
+    if !about_home {
+        return err;
+    }
+    let source = if home_given {
+        "given by --home or PROTOLAB_HOME"
+    } else {
+        "the default, $XDG_DATA_HOME/protolab or ~/.local/share/protolab"
+    };
+    anyhow::anyhow!(
+        "{}\nThe state directory {} is {source}: pass --home DIR or set PROTOLAB_HOME=DIR to a directory you can create and write.",
+        error_text(&err),
+        ctx.home.display()
+    )
+}
+
+async fn run_command(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Compare(args) => compare::run(args, ctx).await,
+        Command::Certs(args) => certs::run(args, ctx).await,
+        Command::Up(args) => up::run(args, ctx).await,
+        Command::Bench(args) => bench::run(args, ctx).await,
+        Command::Proxy(args) => proxy::run(args, ctx).await,
+        Command::Hub(args) => hub::run(args, ctx).await,
+        Command::Inspect(args) => inspect::run(args, ctx).await,
+        Command::Capture(args) => capture::run(args, ctx).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut cmd = Cli::command();
@@ -137,6 +188,78 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Exit status of a command line that cannot work as given, like clap's own usage errors.
+pub const EXIT_USAGE: u8 = 2;
+
+/// A command line that cannot work as given: a value out of range, flags that contradict each
+/// other. Anywhere in an error's chain it makes the exit status [`EXIT_USAGE`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A [`UsageError`] as an `anyhow::Error`, for `ok_or_else` and `map_err`.
+pub(crate) fn usage(message: String) -> anyhow::Error {
+    UsageError(message).into()
+}
+
+/// A listener's port was taken: the message names the flag that picks another one.
+/// `flag_for` gets the address that could not be bound and, for a lab app, its protocol.
+pub(crate) fn name_the_port_flag(
+    err: anyhow::Error,
+    flag_for: impl Fn(std::net::SocketAddr, Option<protolab_server::Protocol>) -> Option<String>,
+) -> anyhow::Error {
+    use protolab_server::Error as ServerError;
+    let taken = err
+        .chain()
+        .find_map(|cause| match cause.downcast_ref::<ServerError>() {
+            Some(ServerError::PortInUse { protocol, ip, port }) => Some((
+                std::net::SocketAddr::new(*ip, *port),
+                Some(*protocol),
+                format!("the {protocol} app"),
+            )),
+            Some(ServerError::ProxyPortInUse(addr)) => Some((*addr, None, "the proxy".to_owned())),
+            _ => None,
+        });
+    let Some((addr, protocol, what)) = taken else {
+        return err;
+    };
+    let Some(flag) = flag_for(addr, protocol) else {
+        return err;
+    };
+    anyhow::anyhow!(
+        "port {port} on {ip} is already in use ({what}): stop whatever holds it (`ss -ltnp 'sport = :{port}'` shows it) or pick another port with {flag}",
+        port = addr.port(),
+        ip = addr.ip(),
+    )
+}
+
+/// The exit status for a failed command: [`EXIT_USAGE`] for a usage error, 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|cause| cause.is::<UsageError>()) {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The error as one line, outermost context first, each cause once. Many error types print
+/// their source inside their own message (`cannot create DIR: Permission denied`) and also
+/// return it as their source, so the plain chain would say the OS error twice.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let here = cause.to_string();
+        if here.is_empty() || text.contains(&here) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&here);
+    }
+    text
 }
 
 /// Whether `err` is a closed stdout (e.g. `protolab ... | head`), which is not a failure.

@@ -28,8 +28,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if protolab::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", protolab::error_text(&err));
+            protolab::exit_code(&err)
         }
     }
 }

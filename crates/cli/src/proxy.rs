@@ -187,7 +187,7 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
             ];
         }
         for name in &args.sni {
-            anyhow::ensure!(
+            ensure_usage!(
                 matches!(protolab_tls::Name::parse(name), Ok(protolab_tls::Name::Dns(_)))
                     && !name.starts_with("*."),
                 "--sni {name}: not a DNS name without wildcard (clients send no SNI for IP addresses)"
@@ -208,13 +208,13 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
             ("--timeout-write", args.timeout_write),
             ("--health-interval", args.health_interval),
         ] {
-            anyhow::ensure!(!d.1.is_zero(), "{} must be greater than zero", d.0);
+            ensure_usage!(!d.1.is_zero(), "{} must be greater than zero", d.0);
         }
-        anyhow::ensure!(
+        ensure_usage!(
             args.rise > 0 && args.fall > 0,
             "--rise and --fall must be at least 1"
         );
-        anyhow::ensure!(
+        ensure_usage!(
             args.health_path.starts_with('/')
                 && !args
                     .health_path
@@ -222,14 +222,14 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
                     .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()),
             "--health-path must be a path like /healthz"
         );
-        anyhow::ensure!(
+        ensure_usage!(
             args.max_connections > 0,
             "--max-connections must be at least 1"
         );
         let max_header_bytes = usize::try_from(args.max_header_size)
             .ok()
             .filter(|&n| n >= 256)
-            .context("--max-header-size must be at least 256 bytes")?;
+            .ok_or_else(|| crate::usage("--max-header-size must be at least 256 bytes".into()))?;
         let balance = match args.balance {
             BalanceArg::Roundrobin => Balance::RoundRobin,
             BalanceArg::Leastconn => Balance::LeastConn,
@@ -282,9 +282,19 @@ fn resolve(backend: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(addr) = backend.parse() {
         return Ok(addr);
     }
-    backend
-        .to_socket_addrs()
-        .with_context(|| format!("--backend {backend}: not HOST:PORT or cannot be resolved"))?
+    let addrs = backend.to_socket_addrs().map_err(|err| {
+        // The standard library says InvalidInput for a missing or bad port; anything else is
+        // the resolver's answer about a well-formed name.
+        if err.kind() == std::io::ErrorKind::InvalidInput {
+            crate::usage(format!(
+                "--backend {backend}: not HOST:PORT (e.g. 127.0.0.1:3002 or app.internal:80)"
+            ))
+        } else {
+            anyhow::Error::new(err).context(format!("--backend {backend}: cannot be resolved"))
+        }
+    })?;
+    addrs
+        .into_iter()
         .next()
         .with_context(|| format!("--backend {backend}: resolves to no address"))
 }
@@ -300,7 +310,24 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let shutdown = crate::signals::shutdown_signal()?;
-    let proxy = start(config, ctx).await?;
+    let metrics = config.proxy.metrics;
+    let listeners = config.proxy.listen.clone();
+    let proxy = start(config, ctx).await.map_err(|err| {
+        crate::name_the_port_flag(err, |addr, _| {
+            if metrics == Some(addr) {
+                return Some("--metrics ADDR".into());
+            }
+            let tls = listeners.iter().find(|l| l.addr == addr)?.tls;
+            Some(
+                if tls {
+                    "--listen-tls ADDR"
+                } else {
+                    "--listen ADDR"
+                }
+                .into(),
+            )
+        })
+    })?;
     print_ready(&proxy, ctx)?;
     shutdown.await;
     eprintln!("shutting down: finishing requests and tunnels…");

@@ -124,50 +124,52 @@ impl TryFrom<UpArgs> for UpConfig {
                 .iter()
                 .filter(|s| !s.trim().is_empty())
                 .map(|name| {
-                    Protocol::from_name(name).with_context(|| {
-                        format!(
+                    Protocol::from_name(name).ok_or_else(|| {
+                        crate::usage(format!(
                             "--only: unknown protocol `{name}`; choose from http, https, ws, wss"
-                        )
+                        ))
                     })
                 })
                 .collect::<anyhow::Result<_>>()?
         };
         protocols.sort();
         protocols.dedup();
-        anyhow::ensure!(
+        ensure_usage!(
             !protocols.is_empty(),
             "--only names no protocol; choose from http, https, ws, wss"
         );
         let apps: Vec<(Protocol, u16)> = protocols.iter().map(|&p| (p, port_of(p))).collect();
         for (i, (a, pa)) in apps.iter().enumerate() {
             if let Some((b, _)) = apps[i + 1..].iter().find(|(_, pb)| *pb == *pa && *pa != 0) {
-                anyhow::bail!(
+                bail_usage!(
                     "{a} and {b} are both set to port {pa}; each protocol needs its own port"
                 );
             }
         }
-        anyhow::ensure!(
+        ensure_usage!(
             !args.push_interval.is_zero(),
             "--push-interval must be greater than zero"
         );
-        anyhow::ensure!(
+        ensure_usage!(
             !args.idle_timeout.is_zero(),
             "--idle-timeout must be greater than zero"
         );
-        anyhow::ensure!(
+        ensure_usage!(
             args.max_connections > 0,
             "--max-connections must be at least 1"
         );
         let limits = Limits {
-            max_message_bytes: usize::try_from(args.max_message_size)
-                .context("--max-message-size is too large for this machine")?,
+            max_message_bytes: usize::try_from(args.max_message_size).map_err(|_| {
+                crate::usage("--max-message-size is too large for this machine".into())
+            })?,
             max_buffered_bytes: usize::try_from(
                 args.max_buffered.unwrap_or_else(default_max_buffered),
             )
-            .context("--max-buffered is too large for this machine")?,
+            .map_err(|_| crate::usage("--max-buffered is too large for this machine".into()))?,
             message_timeout: args.message_timeout,
-            max_header_bytes: usize::try_from(args.max_header_size)
-                .context("--max-header-size is too large for this machine")?,
+            max_header_bytes: usize::try_from(args.max_header_size).map_err(|_| {
+                crate::usage("--max-header-size is too large for this machine".into())
+            })?,
             max_body_bytes: args.max_body_size,
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
@@ -175,21 +177,21 @@ impl TryFrom<UpArgs> for UpConfig {
             drain_timeout: args.drain_timeout,
             ..Limits::default()
         };
-        anyhow::ensure!(
+        ensure_usage!(
             limits.max_buffered_bytes >= limits.max_message_bytes,
             "--max-buffered ({}) must be at least --max-message-size ({}), or no message of the largest size could ever be received",
             limits.max_buffered_bytes,
             limits.max_message_bytes
         );
-        anyhow::ensure!(
+        ensure_usage!(
             !args.message_timeout.is_zero(),
             "--message-timeout must be greater than zero"
         );
-        anyhow::ensure!(
+        ensure_usage!(
             limits.max_header_bytes >= 256,
             "--max-header-size must be at least 256 bytes"
         );
-        anyhow::ensure!(
+        ensure_usage!(
             !args.proxy || protocols.contains(&Protocol::Ws),
             "--proxy puts the proxy in front of the ws app; do not leave ws out with --only"
         );
@@ -234,8 +236,16 @@ fn default_max_buffered() -> u64 {
 /// Runs `protolab up`.
 pub async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let config = UpConfig::try_from(args)?;
+    let proxy_ports = config.proxy;
     let shutdown = crate::signals::shutdown_signal()?;
-    let (lab, proxy) = start(config, ctx).await?;
+    let (lab, proxy) = start(config, ctx).await.map_err(|err| {
+        crate::name_the_port_flag(err, |addr, protocol| match (protocol, proxy_ports) {
+            (Some(p), _) => Some(format!("--{}-port", p.name())),
+            (None, Some((plain, _))) if addr.port() == plain => Some("--proxy-port".into()),
+            (None, Some(_)) => Some("--proxy-tls-port".into()),
+            (None, None) => None,
+        })
+    })?;
     print_ready(&lab, proxy.as_ref(), ctx)?;
     shutdown.await;
     eprintln!("shutting down: closing connections (WebSockets get 1001)…");

@@ -566,6 +566,13 @@ fn tls_failure(err: protolab_tls::stream::HandshakeError) -> Failure {
             "in the TLS handshake",
             &std::io::Error::new(std::io::ErrorKind::UnexpectedEof, err.to_string()),
         ),
+        HandshakeError::Tls(tls) => Failure::new(
+            ErrorKind::Tls,
+            format!(
+                "TLS handshake failed: {}",
+                protolab_tls::describe_handshake_error(&tls)
+            ),
+        ),
         other => Failure::new(ErrorKind::Tls, format!("TLS handshake failed: {other}")),
     }
 }

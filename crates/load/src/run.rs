@@ -2,7 +2,7 @@
 //! counters; the run merges them into a [`Report`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,10 @@ pub struct Config {
     /// What the messages carry. Default [`Payload::Alphabet`]; use [`Payload::Json`] with
     /// `deflate` (a repeated alphabet compresses to almost nothing).
     pub payload: Payload,
+    /// Set it to end the run early (e.g. on Ctrl-C): each worker finishes the exchange in
+    /// flight and starts no other, and [`run`] reports what was measured until then.
+    /// Default `None`: the run goes to `duration` or `max_messages`.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Config {
@@ -95,6 +99,7 @@ impl Config {
             push_interval: Duration::from_millis(10),
             deflate: None,
             payload: Payload::Alphabet,
+            stop: None,
         }
     }
 
@@ -193,6 +198,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     for index in 0..config.connections {
         let (plan, claimed) = (Arc::clone(&plan), Arc::clone(&claimed));
         let echo_latency = Arc::clone(&echo_latency);
+        let stop = config.stop.clone();
         let max = config.max_messages;
         let workload = config.workload;
         // Stagger the connections' schedules so the total rate is smooth.
@@ -207,6 +213,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
                 end,
                 schedule,
                 echo_latency,
+                stop,
             };
             match workload {
                 Workload::Echo => echo_worker(&plan, &budget).await,
@@ -312,6 +319,9 @@ struct Budget {
     schedule: Option<Schedule>,
     /// Where echo workers record each exchange's latency (the run's, shared).
     echo_latency: Arc<PerThread>,
+    /// [`Config::stop`]: read once per exchange, written once at most, so its cache line
+    /// stays shared between the workers' cores.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// One connection's open-loop send times: `offset`, then every `every`, from when it opened.
@@ -331,6 +341,10 @@ impl Budget {
     fn claim_at(&self, now: Instant) -> bool {
         // Without a message limit, the shared counter (an atomic add per exchange) is moot.
         now < self.end
+            && !self
+                .stop
+                .as_ref()
+                .is_some_and(|stop| stop.load(Ordering::Relaxed))
             && (self.max == u64::MAX || self.claimed.fetch_add(1, Ordering::Relaxed) < self.max)
     }
 }

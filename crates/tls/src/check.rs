@@ -101,9 +101,14 @@ impl Problem {
 pub struct Diagnosis {
     /// A rustls client would accept this chain for this name.
     pub ok: bool,
-    /// What is wrong, if anything.
+    /// What is wrong, if anything: the first of [`Diagnosis::problems`].
     pub problem: Option<Problem>,
-    /// Plain-words explanation: what it means and how to fix it.
+    /// Everything found wrong: first the reason rustls refused the chain, then the other
+    /// faults it did not get to (it stops at the first), e.g. a self-signed certificate that
+    /// is also for the wrong name. Each needs its own fix.
+    pub problems: Vec<Problem>,
+    /// Plain-words explanation of each problem, in the same order: what it means and how to
+    /// fix it.
     pub explanation: String,
     /// The name checked against.
     pub server_name: String,
@@ -154,25 +159,34 @@ pub fn check_chain_at(
         .collect();
     let verdict = verifier.verify_server_cert(&leaf, &intermediates, &name, &[], now);
     let leaf_trusted = roots.sources.iter().any(|s| s.certs.contains(&leaf));
-    let problem = match verdict {
-        Ok(_) => None,
-        Err(err) => Some(classify(&err, &infos, server_name, now, leaf_trusted)),
-    };
-    let verified_by = if problem.is_none() {
+    let mut problems = Vec::new();
+    if let Err(err) = verdict {
+        problems.push(classify(&err, &infos, server_name, now, leaf_trusted));
+        for also in other_problems(&leaf, &infos, &name, server_name, now, leaf_trusted) {
+            let kind = std::mem::discriminant(&also);
+            if !problems.iter().any(|p| std::mem::discriminant(p) == kind) {
+                problems.push(also);
+            }
+        }
+    }
+    let verified_by = if problems.is_empty() {
         anchor_label(chain, roots)
     } else {
         None
     };
-    let explanation = explain(
-        problem.as_ref(),
-        &infos,
-        server_name,
-        roots,
-        verified_by.as_deref(),
-    );
+    let explanation = if problems.is_empty() {
+        explain(None, &infos, server_name, roots, verified_by.as_deref())
+    } else {
+        let each: Vec<String> = problems
+            .iter()
+            .map(|p| explain(Some(p), &infos, server_name, roots, None))
+            .collect();
+        each.join("\nAlso: ")
+    };
     Ok(Diagnosis {
-        ok: problem.is_none(),
-        problem,
+        ok: problems.is_empty(),
+        problem: problems.first().cloned(),
+        problems,
         explanation,
         server_name: server_name.to_owned(),
         chain: infos,
@@ -292,6 +306,100 @@ fn classify(
         other => Problem::Other {
             detail: other_detail(other),
         },
+    }
+}
+
+/// The faults of a rejected chain besides the one rustls stopped at, each checked on its own:
+/// trust, CA as leaf, the name, the dates, the purpose.
+fn other_problems(
+    leaf_der: &CertificateDer<'_>,
+    infos: &[CertInfo],
+    name: &ServerName<'_>,
+    server_name: &str,
+    now: UnixTime,
+    leaf_trusted: bool,
+) -> Vec<Problem> {
+    let leaf = &infos[0];
+    let mut found = Vec::new();
+    if leaf.self_signed && !leaf_trusted {
+        found.push(Problem::SelfSigned {
+            subject: leaf.subject.clone(),
+        });
+    }
+    if leaf.is_ca {
+        found.push(Problem::CaCertAsLeaf {
+            subject: leaf.subject.clone(),
+        });
+    }
+    let parsed = rustls::server::ParsedCertificate::try_from(leaf_der);
+    if parsed.is_ok_and(|p| rustls::client::verify_server_name(&p, name).is_err()) {
+        found.push(Problem::HostnameMismatch {
+            expected: server_name.to_owned(),
+            presented: leaf.sans.clone(),
+        });
+    }
+    let now_secs = now.as_secs();
+    if let Some(expired) = infos
+        .iter()
+        .find(|i| parse_rfc3339(&i.not_after).is_some_and(|t| t < now_secs))
+    {
+        found.push(Problem::Expired {
+            subject: expired.subject.clone(),
+            not_after: expired.not_after.clone(),
+            now: unix_rfc3339(now),
+        });
+    }
+    if let Some(early) = infos
+        .iter()
+        .find(|i| parse_rfc3339(&i.not_before).is_some_and(|t| t > now_secs))
+    {
+        found.push(Problem::NotYetValid {
+            subject: early.subject.clone(),
+            not_before: early.not_before.clone(),
+            now: unix_rfc3339(now),
+        });
+    }
+    // No extendedKeyUsage at all allows every purpose; a list must name serverAuth.
+    let purposes = &leaf.ext_key_usage;
+    if !purposes.is_empty() && !purposes.iter().any(|p| p == "serverAuth" || p == "any") {
+        found.push(Problem::MissingServerAuth {
+            presented: purposes.clone(),
+        });
+    }
+    found
+}
+
+/// A failed TLS handshake in plain words: what the server did and what that usually means,
+/// instead of rustls' variant names (`InvalidContentType`, `Other(OtherError(...))`).
+pub fn describe_handshake_error(err: &rustls::Error) -> String {
+    use rustls::InvalidMessage;
+    match err {
+        rustls::Error::InvalidCertificate(cert) => {
+            format!("the server's certificate was refused: {}", certificate_reason(cert))
+        }
+        rustls::Error::InvalidMessage(
+            InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
+        ) => "the server did not answer with TLS: is it plain HTTP (or another protocol) on this port? Use http:// or ws://, or the TLS port".to_owned(),
+        rustls::Error::AlertReceived(alert) => format!(
+            "the server refused the handshake with the TLS alert {alert:?} (it may not support TLS 1.2/1.3 or these cipher suites, or want another SNI name)"
+        ),
+        rustls::Error::PeerIncompatible(why) => format!(
+            "the server and protolab have no TLS version or cipher suite in common (protolab speaks TLS 1.2 and 1.3): {why:?}"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Why a certificate was refused, in words.
+fn certificate_reason(err: &CertificateError) -> String {
+    match err {
+        CertificateError::UnknownIssuer => "no CA this client trusts signed it (unknown issuer): a self-signed certificate, or another machine's CA".to_owned(),
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => "it is not valid for the host name in the URL".to_owned(),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => "it has expired".to_owned(),
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "it is not valid yet (is a clock wrong?)".to_owned(),
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => "it is not for TLS servers (its extended key usage lacks serverAuth)".to_owned(),
+        CertificateError::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => "it is a CA certificate, not a server certificate (was the server given ca.pem instead of its own certificate?)".to_owned(),
+        other => other_detail(other),
     }
 }
 
@@ -510,9 +618,11 @@ pub fn check_remote(addr: &str, server_name: &str, roots: &Roots) -> Result<Diag
                 // The certificate is fine but the handshake still failed (e.g. the server's key
                 // does not match its certificate).
                 diagnosis.ok = false;
-                diagnosis.problem = Some(Problem::Other {
+                let problem = Problem::Other {
                     detail: err.to_string(),
-                });
+                };
+                diagnosis.problem = Some(problem.clone());
+                diagnosis.problems = vec![problem];
                 diagnosis.explanation = format!(
                     "The certificate itself is fine, but the TLS handshake failed after it: {err}. Check that the server's private key matches its certificate."
                 );
@@ -539,7 +649,7 @@ pub fn check_remote(addr: &str, server_name: &str, roots: &Roots) -> Result<Diag
         },
         _ => match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
             Some(rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. }) => {
-                Error::NotTls { addr: addr.to_owned(), detail: sniff(&mut sock, &err) }
+                Error::NotTls { addr: addr.to_owned(), detail: sniff(&mut sock) }
             }
             Some(rustls::Error::AlertReceived(alert)) => Error::Handshake {
                 addr: addr.to_owned(),
@@ -551,15 +661,16 @@ pub fn check_remote(addr: &str, server_name: &str, roots: &Roots) -> Result<Diag
 }
 
 /// Describes what a non-TLS server answered, e.g. `it answered "HTTP/1.1 400 Bad Request"`.
-fn sniff(sock: &mut TcpStream, err: &std::io::Error) -> String {
+fn sniff(sock: &mut TcpStream) -> String {
     let mut buf = [0u8; 64];
     let n = sock.read(&mut buf).unwrap_or(0);
     let text = String::from_utf8_lossy(&buf[..n]);
     let first = text.lines().next().unwrap_or_default().trim();
     if first.is_empty() {
-        err.to_string()
+        // rustls' words here name its parser's state (`InvalidContentType`), not the server's.
+        "its first bytes are not a TLS record".to_owned()
     } else {
-        format!("{err}; it answered {first:?}")
+        format!("it answered {first:?}")
     }
 }
 

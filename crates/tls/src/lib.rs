@@ -28,7 +28,9 @@ pub mod stream;
 pub mod trust;
 
 pub use ca::{Ca, Leaf, Name};
-pub use check::{check_chain, check_pem_file, check_remote, Diagnosis, Problem};
+pub use check::{
+    check_chain, check_pem_file, check_remote, describe_handshake_error, Diagnosis, Problem,
+};
 pub use config::{
     client_config, client_config_with, provider, read_pem_certs, server_config, server_config_sni,
     server_config_with, Options, Roots, VERSIONS,

@@ -54,6 +54,9 @@ pub fn render(r: &Results) -> String {
         s.run_secs,
         s.connections
     );
+    if r.partial {
+        body.push_str("<p class=warn>⚠ PARTIAL: the run was interrupted; below is what was measured until then (the warnings say which runs are missing).</p>");
+    }
     if let Some(wan) = &s.wan {
         let _ = write!(body, "<p>WAN link: {}</p>", esc(&wan.describe()));
     }

@@ -14,10 +14,11 @@ pub mod table;
 mod timestamp;
 pub mod wan;
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -195,9 +196,11 @@ impl CompareArgs {
             (true, false) => vec![32, 1 << 10, 64 << 10],
         };
         for s in asked {
-            let s = usize::try_from(s).context("a --sizes value is too large")?;
+            let Ok(s) = usize::try_from(s) else {
+                bail_usage!("--sizes {s} is too large for this machine");
+            };
             if s > protolab_load::MAX_MESSAGE {
-                anyhow::bail!(
+                bail_usage!(
                     "--sizes {s} is larger than the {}-byte maximum message",
                     protolab_load::MAX_MESSAGE
                 );
@@ -206,14 +209,20 @@ impl CompareArgs {
                 sizes.push(s);
             }
         }
-        anyhow::ensure!(!sizes.is_empty(), "--sizes needs at least one size");
-        anyhow::ensure!(self.connections >= 1, "--connections must be at least 1");
+        ensure_usage!(!sizes.is_empty(), "--sizes needs at least one size");
+        ensure_usage!(self.connections >= 1, "--connections must be at least 1");
         if let Some(rate) = self.rate {
-            anyhow::ensure!(
+            ensure_usage!(
                 rate.is_finite() && rate > 0.0,
                 "--rate must be a positive number of messages per second"
             );
         }
+        ensure_usage!(
+            !workloads.contains(&Workload::Push)
+                || (Duration::from_millis(1)..=Duration::from_secs(3600))
+                    .contains(&self.push_interval),
+            "--push-interval must be from 1ms to 1h"
+        );
         let mut steps = Vec::new();
         for &workload in &workloads {
             let sizes_here: &[usize] = match workload {
@@ -235,7 +244,7 @@ impl CompareArgs {
                 }
             }
         }
-        anyhow::ensure!(
+        ensure_usage!(
             !steps.is_empty(),
             "nothing to run: the push workload needs ws or wss among --protocols"
         );
@@ -245,7 +254,7 @@ impl CompareArgs {
             Duration::from_secs(24)
         });
         let run_time = total / u32::try_from(steps.len()).unwrap_or(u32::MAX);
-        anyhow::ensure!(
+        ensure_usage!(
             run_time >= Duration::from_millis(100),
             "--duration {} is too short for {} runs: each needs at least 100 ms",
             humantime::format_duration(total),
@@ -256,7 +265,7 @@ impl CompareArgs {
         let client_threads = self
             .client_threads
             .unwrap_or(cpus.saturating_sub(server_threads).max(1));
-        anyhow::ensure!(
+        ensure_usage!(
             server_threads >= 1 && client_threads >= 1,
             "--server-threads and --client-threads must be at least 1"
         );
@@ -269,9 +278,14 @@ impl CompareArgs {
                     emulator: self.wan_emulator,
                 }
             });
-        anyhow::ensure!(
+        ensure_usage!(
             wan.is_some() || self.wan_emulator.is_none(),
             "--wan-emulator needs --rtt, --loss or --bandwidth"
+        );
+        ensure_usage!(
+            self.wan_emulator != Some(wan::Emulator::Tbf)
+                || (self.rtt.is_none() && self.loss.is_none()),
+            "--wan-emulator tbf only limits the rate: use netem or userspace for --rtt and --loss"
         );
         let settings = Settings {
             wan,
@@ -313,6 +327,7 @@ pub struct Outcome {
 /// Runs `protolab compare`: prints the table (or `--json`), writes the report folder.
 pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut plan = args.plan()?;
+    let planned = plan.steps.len();
     let baseline = match &args.baseline {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -335,10 +350,14 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             plan.capture = Some((dir.join("capture.pcapng"), args.capture_max));
         }
     }
+    let stop = crate::signals::StopFlag::install(
+        "interrupted: finishing the current run, then writing what was measured",
+    )?;
     let ctx2 = ctx.clone();
-    let results = tokio::task::spawn_blocking(move || measure(&plan, &ctx2))
-        .await
-        .context("the compare run panicked")??;
+    let flag = stop.flag();
+    let measured = tokio::task::spawn_blocking(move || measure(&plan, &ctx2, &flag)).await;
+    drop(stop);
+    let results = measured.context("the compare run panicked")??;
     if let Some(dir) = &report_dir {
         write_report(dir, &results)?;
     }
@@ -384,6 +403,18 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &report_dir {
         eprintln!("report: {}", dir.join("index.html").display());
     }
+    if results.partial {
+        let written = match &report_dir {
+            Some(dir) => format!("written to {}", dir.display()),
+            None => "printed above".to_owned(),
+        };
+        eprintln!(
+            "interrupted: {} of {} runs measured, {written} and marked partial",
+            results.runs.len(),
+            planned
+        );
+        return Ok(ExitCode::from(crate::signals::EXIT_INTERRUPTED));
+    }
     let failed: Vec<String> = results
         .runs
         .iter()
@@ -393,8 +424,17 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
+        // Point only at what exists: a report folder only when one was written.
+        let mut see = if ctx.json {
+            "the JSON's warnings and each run's errors say why".to_owned()
+        } else {
+            "the warnings above say why".to_owned()
+        };
+        if let Some(dir) = &report_dir {
+            see.push_str(&format!("; also in {}", dir.join("results.json").display()));
+        }
         eprintln!(
-            "error: no message completed in: {} (see errors in the report)",
+            "error: no message completed in: {} ({see})",
             failed.join(", ")
         );
         Ok(ExitCode::FAILURE)
@@ -403,7 +443,9 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 /// Starts the lab and the load generator on their own runtimes, runs every step, stops the
 /// lab. Blocking: call it off the async runtime.
-pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
+/// Once `stop` is set (Ctrl-C), the run in progress ends early and keeps what it measured,
+/// no further run starts, and the results are marked partial.
+pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Result<Results> {
     let started_wall = SystemTime::now();
     let started = Instant::now();
     let s = &plan.settings;
@@ -492,7 +534,13 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
     let mut progress = Progress::new(plan);
     let mut runs = Vec::with_capacity(plan.steps.len());
     let mut warnings = Vec::new();
+    // Set when a signal ended the loop early; names the run it cut short, if one measured.
+    let mut interrupted: Option<Option<String>> = None;
     for (index, step) in plan.steps.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            interrupted = Some(None);
+            break;
+        }
         let Some(endpoint) = lab.endpoint(step.protocol.protocol()) else {
             continue;
         };
@@ -506,6 +554,7 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         config.push_interval = plan.push_interval;
         config.payload = s.payload;
         config.deflate = step.protocol.deflate().then(Offer::browser);
+        config.stop = Some(Arc::clone(stop));
         if step.workload == Workload::Echo {
             config.rate = s.rate;
         }
@@ -516,6 +565,21 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         let wall = t0.elapsed();
         let cpu_after = cpu::by_thread_prefix(&[LOAD_THREADS, LAB_THREADS]);
         let name = step.protocol.name().to_owned();
+        if stop.load(Ordering::Relaxed) {
+            let measured = outcome.as_ref().is_ok_and(|r| r.messages > 0);
+            interrupted = Some(measured.then(|| {
+                format!(
+                    "{} {} {name}, after {:.1} s of {:.1} s",
+                    step.workload.as_str(),
+                    table::size_label(step.size),
+                    wall.as_secs_f64(),
+                    plan.run_time.as_secs_f64()
+                )
+            }));
+            if !measured {
+                break;
+            }
+        }
         let run = match outcome {
             Ok(report) => {
                 let used = |i: usize| cpu_after[i].saturating_sub(cpu_before[i]);
@@ -595,9 +659,22 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
             }
         };
         runs.push(run);
+        if interrupted.is_some() {
+            break;
+        }
         std::thread::sleep(SETTLE);
     }
-    progress.finish();
+    if let Some(cut) = &interrupted {
+        let cut = cut
+            .as_ref()
+            .map_or_else(String::new, |c| format!(", the last ({c}) cut short"));
+        warnings.push(format!(
+            "interrupted: {} of {} runs measured{cut}; the rest did not run",
+            runs.len(),
+            plan.steps.len()
+        ));
+    }
+    progress.finish(runs.len());
     if let Some((up, down)) = wan.as_ref().and_then(wan::Wan::userspace_stats) {
         let link_cpu = cpu::by_thread_prefix(&[wan::userspace::THREADS])
             .first()
@@ -687,6 +764,7 @@ pub fn measure(plan: &Plan, ctx: &Context) -> anyhow::Result<Results> {
         lab: lab_endpoints,
         runs,
         warnings,
+        partial: interrupted.is_some(),
         capture: capture_summary,
     })
 }
@@ -719,7 +797,7 @@ impl Progress {
             total: plan.steps.len(),
             run_time: plan.run_time,
             started: Instant::now(),
-            tty: std::io::stderr().is_terminal(),
+            tty: crate::progress::on_terminal(),
             label: String::new(),
             index: 0,
         }
@@ -746,40 +824,24 @@ impl Progress {
         if !self.tty {
             return fut.await;
         }
-        tokio::pin!(fut);
-        let run_start = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                out = &mut fut => return out,
-                _ = tick.tick() => self.draw(run_start.elapsed()),
-            }
-        }
+        crate::progress::tick_while(fut, |in_run| self.draw(in_run)).await
     }
 
     fn draw(&self, in_run: Duration) {
-        const WIDTH: usize = 24;
         let done =
             self.run_time * u32::try_from(self.index).unwrap_or(0) + in_run.min(self.run_time);
         let all = self.run_time * u32::try_from(self.total).unwrap_or(1);
-        let frac = (done.as_secs_f64() / all.as_secs_f64().max(1e-9)).min(1.0);
-        let filled = (frac * WIDTH as f64) as usize;
-        let left = all.saturating_sub(done).as_secs();
-        eprint!(
-            "\r\x1b[2K[{}{}] {}/{} {:<24} {left:>3} s left",
-            "#".repeat(filled),
-            ".".repeat(WIDTH - filled),
-            self.index + 1,
-            self.total,
-            self.label
+        crate::progress::draw(
+            done.as_secs_f64() / all.as_secs_f64().max(1e-9),
+            &format!("{}/{} {:<24}", self.index + 1, self.total, self.label),
+            all.saturating_sub(done),
         );
     }
 
-    fn finish(&self) {
+    fn finish(&self, done: usize) {
         if self.tty {
             eprintln!(
-                "\r\x1b[2K{} runs in {:.1} s",
-                self.total,
+                "\r\x1b[2K{done} runs in {:.1} s",
                 self.started.elapsed().as_secs_f64()
             );
         }

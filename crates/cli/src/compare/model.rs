@@ -38,6 +38,9 @@ pub struct Results {
     pub runs: Vec<Run>,
     /// Things a reader must know before trusting a number (e.g. the load generator saturated).
     pub warnings: Vec<String>,
+    /// The run was interrupted (SIGINT or SIGTERM): `runs` holds what was measured until then,
+    /// the last may have been cut short and later ones are missing; a warning says which.
+    pub partial: bool,
     /// The packet capture of the run (`--capture`), if one was made.
     pub capture: Option<CaptureSummary>,
 }

@@ -81,6 +81,9 @@ pub fn render(results: &Results) -> String {
         .unwrap_or(0)
         + 2;
     let mut out = String::new();
+    if results.partial {
+        out.push_str("PARTIAL: the run was interrupted; below is what was measured until then\n");
+    }
     if let Some(wan) = &s.wan {
         out.push_str(&format!("WAN link: {}\n", wan.describe()));
     }
@@ -94,6 +97,7 @@ pub fn render(results: &Results) -> String {
         out.push_str(&format!("{p:>col_width$}"));
     }
     out.push('\n');
+    let any_rows = !blocks.is_empty();
     for block in blocks {
         out.push_str(&block.title);
         out.push('\n');
@@ -105,6 +109,22 @@ pub fn render(results: &Results) -> String {
             }
             out.push('\n');
         }
+    }
+    if any_rows {
+        out.push_str(&legend(results));
+    }
+    out
+}
+
+/// What the table's marks mean, under it.
+fn legend(results: &Results) -> String {
+    let mut out = String::from(
+        "↑ / ↓: client → server / server → client (bytes per message, or per connection for handshakes)\n",
+    );
+    if results.runs.iter().any(|r| r.client_bound) {
+        out.push_str(
+            "!: the load generator's threads were nearly all busy in that run, so its figures may show the generator's limit rather than the protocol's (the warning below has the numbers)\n",
+        );
     }
     out
 }
@@ -240,4 +260,73 @@ pub fn render_changes(changes: &[Change]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results(client_bound: bool) -> Results {
+        let cpu = crate::compare::model::Cpu {
+            client_secs: 1.0,
+            server_secs: 0.5,
+            client_us_per_1k: Some(10.0),
+            server_us_per_1k: Some(5.0),
+            client_utilization: if client_bound { 0.97 } else { 0.4 },
+            server_utilization: 0.5,
+        };
+        Results {
+            schema: "protolab.compare.results",
+            schema_version: crate::compare::model::SCHEMA_VERSION,
+            protolab_version: "test",
+            started_at: "2026-01-01T00:00:00Z".to_owned(),
+            elapsed_secs: 1.0,
+            settings: crate::compare::model::Settings {
+                wan: None,
+                protocols: vec!["ws".to_owned()],
+                payload: protolab_load::Payload::Alphabet,
+                workloads: vec!["echo".to_owned()],
+                sizes: vec![32],
+                connections: 1,
+                run_secs: 1.0,
+                rate: None,
+                push_interval_ms: 10,
+                tls_resumption: false,
+                server_threads: 1,
+                client_threads: 1,
+            },
+            machine: crate::compare::model::machine(),
+            lab: Vec::new(),
+            runs: vec![Run {
+                protocol: "ws".to_owned(),
+                workload: Workload::Echo,
+                size: 32,
+                report: None,
+                cpu: Some(cpu),
+                client_bound,
+                error: None,
+            }],
+            warnings: Vec::new(),
+            partial: false,
+            capture: None,
+        }
+    }
+
+    #[test]
+    fn the_marks_are_explained_under_the_table() {
+        let plain = render(&results(false));
+        assert!(
+            plain.contains("↑ / ↓: client → server / server → client"),
+            "{plain}"
+        );
+        assert!(
+            !plain.contains("\n!: "),
+            "no run was client-bound:\n{plain}"
+        );
+        let bound = render(&results(true));
+        assert!(
+            bound.contains("\n!: the load generator's threads were nearly all busy"),
+            "{bound}"
+        );
+    }
 }

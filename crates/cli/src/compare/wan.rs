@@ -143,7 +143,7 @@ impl Wan {
             wan.forwarder = Some(wan.userspace_link(spec, &lab_if)?);
             return Ok(wan);
         }
-        anyhow::ensure!(
+        ensure_usage!(
             wan.emulator == Emulator::Netem || !needs_netem,
             "--wan-emulator tbf only limits the rate: use netem or userspace for --rtt and --loss"
         );
