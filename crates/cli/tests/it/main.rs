@@ -9,6 +9,7 @@ mod compare;
 mod compare_deflate;
 mod inspect;
 mod proxy;
+mod readme;
 mod results;
 mod up;
 mod wan;
