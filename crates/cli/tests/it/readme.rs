@@ -207,7 +207,7 @@ const STEPS: &[Step] = &[
         },
     },
     Step {
-        command: "haproxy -c -f haproxy.cfg",
+        command: "/usr/sbin/haproxy -c -f haproxy.cfg",
         how: How::Run {
             root: false,
             expect: &["Configuration file is valid"],
