@@ -1,6 +1,7 @@
 //! `protolab proxy`: the TLS-terminating, WebSocket-aware reverse proxy in front of backends,
 //! or (`--emit`) the same setup as a configuration for the real HAProxy or nginx.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
@@ -396,17 +397,45 @@ fn leaves(
     Ok((default, by_name))
 }
 
-/// The configuration text; writes the combined certificate+key files HAProxy needs (0600).
+/// The configuration text; writes the combined certificate+key files HAProxy needs (0600) and
+/// nginx's runtime directory into the home, and says on stderr which files it wrote there.
 fn emit(config: &ProxyConfig, flavor: Flavor, ctx: &Context) -> anyhow::Result<String> {
     let store = crate::certs::store(ctx);
+    let home = store.dir().to_path_buf();
+    // Paths as the user finds them in the home.
+    let shown = |path: &Path| {
+        path.strip_prefix(&home)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    };
+    let mut written: Vec<(String, &str)> = Vec::new();
     let mut tls = Vec::new();
     if config.proxy.listen.iter().any(|l| l.tls) {
+        let ca_existed = store.ca_cert_path().exists();
+        let saved_before = store.saved_leaf_paths().unwrap_or_default();
         let (default, by_name) = leaves(config, ctx)?;
+        if !ca_existed {
+            written.push((
+                format!(
+                    "{}, {}",
+                    shown(&store.ca_cert_path()),
+                    shown(&store.ca_key_path())
+                ),
+                "the local CA, new (key 0600)",
+            ));
+        }
         let named = by_name.into_iter().map(|(n, l)| (Some(n), l));
         for (server_name, leaf) in std::iter::once((None, default)).chain(named) {
             let (Some(cert), Some(key)) = (leaf.cert_path.clone(), leaf.key_path.clone()) else {
                 anyhow::bail!("the proxy's certificate was not saved in the state dir");
             };
+            if !saved_before.contains(&cert) {
+                written.push((
+                    format!("{}, {}", shown(&cert), shown(&key)),
+                    "the proxy's certificate from that CA, new (key 0600)",
+                ));
+            }
             let combined = cert.with_file_name(format!(
                 "{}-haproxy.pem",
                 cert.file_stem().and_then(|s| s.to_str()).unwrap_or("proxy")
@@ -415,6 +444,10 @@ fn emit(config: &ProxyConfig, flavor: Flavor, ctx: &Context) -> anyhow::Result<S
                 &combined,
                 format!("{}{}", leaf.chain_pem(), leaf.key_pem).as_bytes(),
             )?;
+            written.push((
+                shown(&combined),
+                "certificate chain and key in one file (0600), as HAProxy's `crt` wants",
+            ));
             tls.push(TlsFiles {
                 cert,
                 key,
@@ -424,7 +457,24 @@ fn emit(config: &ProxyConfig, flavor: Flavor, ctx: &Context) -> anyhow::Result<S
         }
     }
     let dir = store.dir().join("proxy-run");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if flavor == Flavor::Nginx {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        written.push((
+            format!("{}/", shown(&dir)),
+            "nginx's pid and temporary files (`nginx -p` this directory)",
+        ));
+    }
+    if !written.is_empty() {
+        let width = written.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+        let mut note = format!(
+            "wrote into {} (the protolab home) for this configuration:\n",
+            home.display()
+        );
+        for (path, what) in &written {
+            let _ = writeln!(note, "  {path:<width$}  {what}");
+        }
+        eprint!("{note}");
+    }
     Ok(proxy::emit(flavor, &config.proxy, &tls, &Runtime { dir }))
 }
 

@@ -98,7 +98,7 @@ pub struct CaptureConfig {
     /// capturing, and about the final file size). Default [`DEFAULT_MAX_BYTES`] (1 GiB).
     pub max_bytes: u64,
     /// Socket receive buffer requested, in bytes; the kernel caps it at
-    /// `net.core.rmem_max` without `CAP_NET_ADMIN`. Default [`DEFAULT_BUFFER_BYTES`].
+    /// `net.core.rmem_max`, root included (`SO_RCVBUF`). Default [`DEFAULT_BUFFER_BYTES`].
     pub buffer_bytes: usize,
     /// Directory of the spool file (an unnamed temporary file, gone when the capture is).
     /// Default: the system temporary directory.

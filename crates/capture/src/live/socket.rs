@@ -117,8 +117,10 @@ pub(crate) fn open(
     setsockopt(&socket, sockopt::ReceiveTimestampns, &true)
         .map_err(sockopt_error("asking for nanosecond timestamps"))?;
     setsockopt(&socket, sockopt::RxqOvfl, &1).map_err(sockopt_error("asking for drop counts"))?;
-    // The kernel caps this at net.core.rmem_max unless we have CAP_NET_ADMIN; a smaller
-    // buffer only means drops sooner under a burst, which the drop counter reports.
+    // SO_RCVBUF: the kernel caps this at net.core.rmem_max, root included (only
+    // SO_RCVBUFFORCE, with CAP_NET_ADMIN, goes past it, and capturing needs nothing but
+    // CAP_NET_RAW). A smaller buffer only means drops sooner under a burst, which the drop
+    // counter reports.
     let _ = socket.set_recv_buffer_size(buffer_bytes);
     Ok(socket)
 }

@@ -13,6 +13,7 @@ mod inspect;
 mod interrupt;
 mod progress;
 mod proxy;
+mod readme;
 mod results;
 mod up;
 mod wan;

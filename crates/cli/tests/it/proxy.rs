@@ -245,6 +245,62 @@ async fn protolab_proxy_serves_wss_logs_each_tunnel_and_exposes_metrics() {
     );
 }
 
+/// `--emit` names every file it wrote into the home, and each is there: the CA and the proxy's
+/// certificate on first use, the combined PEM HAProxy wants (0600), and `proxy-run/` for nginx
+/// only (the HAProxy configuration does not use it).
+#[test]
+fn emit_says_which_files_it_wrote_into_the_home() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = tempfile::tempdir().unwrap();
+    let emit = |flavor: &str| {
+        let out = protolab(home.path())
+            .args(["proxy", "--backend", "127.0.0.1:3002", "--emit", flavor])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "{stderr}");
+        let mut lines = stderr.lines();
+        let header = format!(
+            "wrote into {} (the protolab home) for this configuration:",
+            home.path().display()
+        );
+        assert_eq!(lines.next(), Some(header.as_str()), "{stderr}");
+        // `  PATH[, PATH]  WHAT`: every path named is in the home.
+        let mut named = Vec::new();
+        for line in lines {
+            let (paths, _what) = line.trim_start().split_once("  ").unwrap();
+            for path in paths.split(", ") {
+                assert!(home.path().join(path).exists(), "{path} named but absent");
+                named.push(path.to_owned());
+            }
+        }
+        named
+    };
+    let first = emit("haproxy");
+    let combined = first
+        .iter()
+        .find(|p| p.ends_with("-haproxy.pem"))
+        .unwrap()
+        .clone();
+    assert!(first.contains(&"ca.pem".to_owned()), "{first:?}");
+    assert!(first.contains(&"ca-key.pem".to_owned()), "{first:?}");
+    assert!(
+        first
+            .iter()
+            .any(|p| p.ends_with("-key.pem") && p.starts_with("certs/")),
+        "{first:?}"
+    );
+    assert!(!home.path().join("proxy-run").exists());
+    let mode = std::fs::metadata(home.path().join(&combined))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The CA and the certificate exist now: only what this run wrote is named.
+    let second = emit("nginx");
+    assert_eq!(second, [combined, "proxy-run/".to_owned()]);
+}
+
 async fn real_proxy_from_emitted_config(flavor: &str) {
     let lab = TestLab::start(&[Protocol::Ws], |c| {
         c.push_interval = Duration::from_millis(300);
