@@ -47,6 +47,22 @@ pub struct Recovery {
     pub recovered: bool,
 }
 
+/// What [`History::deliver`] did with a notification numbered elsewhere (by a shared broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// It was the next offset: stored, and live subscribers get it.
+    Delivered,
+    /// History already passed its offset: nothing to do (pub/sub and a stream refill both
+    /// brought it).
+    Repeat,
+    /// Offsets between the last one held and this one are missing: fetch those after `after`
+    /// from the broker and deliver them first, then this one again.
+    Gap {
+        /// The last offset history holds in the notification's epoch (0 when the epoch is new).
+        after: u64,
+    },
+}
+
 #[derive(Debug)]
 struct Entry {
     notification: Arc<Notification>,
@@ -141,6 +157,52 @@ impl History {
             self.pop_oldest();
         }
         (notification, false)
+    }
+
+    /// Stores a notification a shared broker numbered, if it is the next offset. A notification
+    /// of another epoch resets history to that epoch first: the broker lost its history, so
+    /// what this one holds can never be recovered against it.
+    pub fn deliver(&mut self, notification: &Arc<Notification>, now: Instant) -> Delivery {
+        self.expire(now);
+        if notification.epoch != self.epoch {
+            self.reset(notification.epoch.clone(), 0);
+        }
+        if notification.offset <= self.last_offset {
+            return Delivery::Repeat;
+        }
+        if notification.offset > self.last_offset + 1 {
+            return Delivery::Gap {
+                after: self.last_offset,
+            };
+        }
+        self.last_offset = notification.offset;
+        self.entries.push_back(Entry {
+            notification: Arc::clone(notification),
+            idempotency_key: None,
+            accepted: now,
+        });
+        while self.entries.len() > self.limits.max_len {
+            self.pop_oldest();
+        }
+        Delivery::Delivered
+    }
+
+    /// Moves history to `position` when it is in another epoch or further on, dropping what it
+    /// holds: for a broker whose own history no longer has the offsets in between. Returns
+    /// whether it moved.
+    pub fn advance_to(&mut self, position: &Position) -> bool {
+        let moves = position.epoch != self.epoch || position.offset > self.last_offset;
+        if moves {
+            self.reset(position.epoch.clone(), position.offset);
+        }
+        moves
+    }
+
+    fn reset(&mut self, epoch: String, last_offset: u64) {
+        self.epoch = epoch;
+        self.last_offset = last_offset;
+        self.entries.clear();
+        self.offsets_by_key.clear();
     }
 
     /// The notifications after `since`, oldest first, at most `limit` of them (the oldest ones

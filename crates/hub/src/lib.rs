@@ -8,6 +8,7 @@
 //! This crate does not parse HTTP or WebSocket bytes itself and owns no listener configuration
 //! beyond what its endpoints need; the `protolab hub` command wires it to sockets.
 
+pub mod broker;
 mod history;
 mod hub;
 mod notification;
@@ -15,7 +16,7 @@ mod origin;
 pub mod socketio;
 pub mod story;
 
-pub use history::{History, HistoryLimits, Since};
+pub use history::{Delivery, History, HistoryLimits, Recovery, Since};
 pub use hub::{ChannelInfo, Hub, HubConfig, HubError, Published, Subscription};
 pub use notification::{
     ChannelName, InvalidField, Level, Notification, Position, Publication, PublicationLimits,
