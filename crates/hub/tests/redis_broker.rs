@@ -271,3 +271,125 @@ async fn a_killed_redis_gives_errors_not_hangs_and_the_brokers_recover() {
     }
     nothing_more(&mut on_b).await;
 }
+
+/// A small deterministic generator, so a failing run can be repeated.
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Subscribes to `name` on `broker` until it has `total` offsets, dropping the subscription
+/// after a random number of live notifications (or when it lags) and coming back with its
+/// last position. Returns every offset received, in the order received.
+async fn chaotic_subscriber(broker: Arc<Broker>, name: String, total: u64, seed: u64) -> Vec<u64> {
+    let ops = channel(&name);
+    let mut random = XorShift(seed | 1);
+    let mut seen = Vec::new();
+    let mut position: Option<Position> = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut resubscribes = 0;
+    while (seen.len() as u64) < total {
+        assert!(Instant::now() < deadline, "{name}: stuck at {} of {total}", seen.len());
+        let since = position.clone().map_or(Since::Start, Since::Position);
+        let mut subscription = broker.subscribe(&ops, &since).await.expect("subscribe");
+        resubscribes += 1;
+        assert!(subscription.recovery.recovered, "{name}: not recovered from {since:?}");
+        for notification in &subscription.recovery.missed {
+            seen.push(notification.offset);
+            position = Some(notification.position());
+        }
+        for _ in 0..=random.below(40) {
+            if seen.len() as u64 >= total {
+                break;
+            }
+            match tokio::time::timeout(WAIT, subscription.live.recv()).await {
+                Ok(Ok(notification)) => {
+                    seen.push(notification.offset);
+                    position = Some(notification.position());
+                }
+                Ok(Err(RecvError::Lagged(_))) => break,
+                Ok(Err(RecvError::Closed)) | Err(_) => {
+                    panic!("{name}: live ended at {} of {total}", seen.len())
+                }
+            }
+        }
+    }
+    assert!(resubscribes > 1);
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_ten_thousand_publications_from_three_brokers_reach_every_dropping_subscriber_once_in_order(
+) {
+    const CHANNELS: u64 = 10;
+    const PUBLICATIONS: u64 = 10_000;
+    let per_channel = PUBLICATIONS / CHANNELS;
+    let redis = RedisServer::start().await;
+    let hub_config = HubConfig {
+        subscriber_queue: 64,
+        ..config(usize::try_from(PUBLICATIONS).expect("fits"))
+    };
+    let brokers = [
+        Arc::new(broker(&redis, hub_config).await),
+        Arc::new(broker(&redis, hub_config).await),
+        Arc::new(broker(&redis, hub_config).await),
+    ];
+    let mut subscribers = Vec::new();
+    for (b, broker) in brokers.iter().enumerate() {
+        for c in 0..CHANNELS {
+            let seed = (b as u64 + 1) * 1_000 + c;
+            subscribers.push((
+                b,
+                c,
+                tokio::spawn(chaotic_subscriber(
+                    Arc::clone(broker),
+                    format!("chaos{c}"),
+                    per_channel,
+                    seed,
+                )),
+            ));
+        }
+    }
+    let started = Instant::now();
+    let publishers: Vec<_> = brokers
+        .iter()
+        .enumerate()
+        .map(|(p, broker)| {
+            let broker = Arc::clone(broker);
+            tokio::spawn(async move {
+                for i in (p as u64..PUBLICATIONS).step_by(brokers_len()) {
+                    let name = format!("chaos{}", i % CHANNELS);
+                    broker
+                        .publish(publication(&name, &format!("n{i}"), None))
+                        .await
+                        .expect("publish");
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.expect("publisher");
+    }
+    let published_in = started.elapsed();
+    let expected: Vec<u64> = (1..=per_channel).collect();
+    let mut counts = Vec::new();
+    for (b, c, subscriber) in subscribers {
+        let seen = subscriber.await.expect("subscriber");
+        assert_eq!(seen, expected, "broker {b} channel chaos{c}");
+        counts.push(format!("b{b}/chaos{c}={}", seen.len()));
+    }
+    println!(
+        "chaos: {PUBLICATIONS} publications over {CHANNELS} channels from 3 brokers in {published_in:?}; every subscriber got every offset once, in order: {}",
+        counts.join(" ")
+    );
+}
+
+fn brokers_len() -> usize {
+    3
+}
