@@ -371,4 +371,63 @@ mod tests {
         assert!(!duplicate);
         assert_eq!(third.offset, 4);
     }
+
+    #[test]
+    fn notifications_numbered_elsewhere_are_taken_in_order_only() {
+        let now = Instant::now();
+        let mut history = History::new("local".to_owned(), HistoryLimits::default());
+        let numbered = |epoch: &str, offset: u64| {
+            Arc::new(Notification {
+                channel: "ops".parse().expect("valid channel"),
+                offset,
+                epoch: epoch.to_owned(),
+                level: Level::Info,
+                title: String::new(),
+                body: offset.to_string(),
+                data: None,
+                time_ms: 0,
+            })
+        };
+        // another epoch resets history; offset 2 of it needs offset 1 first
+        assert_eq!(
+            history.deliver(&numbered("e1", 2), now),
+            Delivery::Gap { after: 0 }
+        );
+        assert_eq!(
+            history.deliver(&numbered("e1", 1), now),
+            Delivery::Delivered
+        );
+        assert_eq!(
+            history.deliver(&numbered("e1", 2), now),
+            Delivery::Delivered
+        );
+        assert_eq!(history.deliver(&numbered("e1", 2), now), Delivery::Repeat);
+        assert_eq!(
+            history.position(),
+            Position {
+                epoch: "e1".to_owned(),
+                offset: 2
+            }
+        );
+        // moving past offsets nobody can fetch any more
+        assert!(history.advance_to(&Position {
+            epoch: "e1".to_owned(),
+            offset: 5
+        }));
+        assert!(!history.advance_to(&Position {
+            epoch: "e1".to_owned(),
+            offset: 3
+        }));
+        assert_eq!(
+            history.deliver(&numbered("e1", 6), now),
+            Delivery::Delivered
+        );
+        let recovery = history.read(&at("e1", 2), 100, now);
+        assert_eq!((offsets(&recovery), recovery.recovered), (vec![6], false));
+        assert_eq!(
+            history.deliver(&numbered("e2", 1), now),
+            Delivery::Delivered
+        );
+        assert_eq!(history.epoch(), "e2");
+    }
 }

@@ -176,7 +176,11 @@ impl Hub {
     /// Moves `channel` to `position` when it is in another epoch or behind it, dropping its
     /// history (see [`History::advance_to`]); creates it there when absent. Returns where the
     /// channel stands.
-    pub fn advance(&self, channel: &ChannelName, position: &Position) -> Result<Position, HubError> {
+    pub fn advance(
+        &self,
+        channel: &ChannelName,
+        position: &Position,
+    ) -> Result<Position, HubError> {
         let mut channels = self.lock();
         if !channels.contains_key(channel) {
             return Ok(self

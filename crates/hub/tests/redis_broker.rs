@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use protolab_hub::broker::{Broker, RedisBroker, RedisConfig};
 use protolab_hub::{
-    ChannelName, Hub, HubConfig, HistoryLimits, Level, Notification, Position, Publication, Since,
+    ChannelName, HistoryLimits, Hub, HubConfig, Level, Notification, Position, Publication, Since,
     Subscription,
 };
 use protolab_test_support::RedisServer;
@@ -89,10 +89,7 @@ async fn subscribers_on_other_brokers_get_every_publication_in_order_once() {
         }
         nothing_more(subscription).await;
     }
-    let (recovery, position) = b
-        .history(&ops, &Since::Start, 100)
-        .await
-        .expect("history");
+    let (recovery, position) = b.history(&ops, &Since::Start, 100).await.expect("history");
     assert_eq!(recovery.missed.len(), 60);
     assert_eq!(position.offset, 60);
     let channels = a.channels().await.expect("channels");
@@ -212,7 +209,12 @@ async fn a_position_from_a_flushed_redis_is_not_recovered() {
         .await
         .expect("subscribe");
     assert!(!back.recovery.recovered);
-    let missed: Vec<&str> = back.recovery.missed.iter().map(|n| n.body.as_str()).collect();
+    let missed: Vec<&str> = back
+        .recovery
+        .missed
+        .iter()
+        .map(|n| n.body.as_str())
+        .collect();
     assert_eq!(missed, vec!["after"]);
     assert_eq!(back.position.epoch, new.epoch);
 }
@@ -295,11 +297,18 @@ async fn chaotic_subscriber(broker: Arc<Broker>, name: String, total: u64, seed:
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut resubscribes = 0;
     while (seen.len() as u64) < total {
-        assert!(Instant::now() < deadline, "{name}: stuck at {} of {total}", seen.len());
+        assert!(
+            Instant::now() < deadline,
+            "{name}: stuck at {} of {total}",
+            seen.len()
+        );
         let since = position.clone().map_or(Since::Start, Since::Position);
         let mut subscription = broker.subscribe(&ops, &since).await.expect("subscribe");
         resubscribes += 1;
-        assert!(subscription.recovery.recovered, "{name}: not recovered from {since:?}");
+        assert!(
+            subscription.recovery.recovered,
+            "{name}: not recovered from {since:?}"
+        );
         for notification in &subscription.recovery.missed {
             seen.push(notification.offset);
             position = Some(notification.position());

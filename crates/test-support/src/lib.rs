@@ -519,7 +519,16 @@ impl RedisServer {
         let program = require("redis-server", "apt-get install -y redis-server");
         let port = self.port.to_string();
         let child = std::process::Command::new(program)
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())

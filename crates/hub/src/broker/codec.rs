@@ -40,7 +40,10 @@ pub fn decode_notification(bytes: &[u8]) -> Result<Notification, InvalidField> {
     if bytes.len() > MAX_MESSAGE_LEN {
         return Err(InvalidField::new(
             "notification",
-            format!("is {} bytes, at most {MAX_MESSAGE_LEN} allowed", bytes.len()),
+            format!(
+                "is {} bytes, at most {MAX_MESSAGE_LEN} allowed",
+                bytes.len()
+            ),
         ));
     }
     let notification: Notification = serde_json::from_slice(bytes)

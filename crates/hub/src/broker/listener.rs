@@ -33,7 +33,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// One connection's life: subscribe, refill, then deliver until something fails.
 async fn listen(shared: &Shared, backoff: &mut Duration) -> BrokerError {
     let connected = shared
-        .call("connecting the fan-out listener", shared.client.get_async_pubsub())
+        .call(
+            "connecting the fan-out listener",
+            shared.client.get_async_pubsub(),
+        )
         .await;
     let (mut sink, mut messages) = match connected {
         Ok(pubsub) => pubsub.split(),

@@ -39,6 +39,9 @@ impl RedisConfig {
     }
 }
 
+/// A stream entry as XRANGE returns it: its id and its field-value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// How many channels one pipelined Redis call reads at most (listing, refilling).
 const CHANNELS_PER_CALL: usize = 500;
 
@@ -70,12 +73,11 @@ impl RedisBroker {
     /// wait.
     pub async fn connect(config: RedisConfig, hub: Arc<Hub>) -> Result<Self, BrokerError> {
         let url = redact(&config.url);
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            BrokerError::InvalidUrl {
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|e| BrokerError::InvalidUrl {
                 url: url.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -99,7 +101,10 @@ impl RedisBroker {
             listening,
         });
         shared
-            .call("PING", redis::cmd("PING").query_async::<String>(&mut shared.conn()))
+            .call(
+                "PING",
+                redis::cmd("PING").query_async::<String>(&mut shared.conn()),
+            )
             .await?;
         let listener = tokio::spawn(listener::run(Arc::clone(&shared)));
         let broker = Self { shared, listener };
@@ -207,7 +212,9 @@ impl RedisBroker {
         let shared = &self.shared;
         match shared.position(channel).await? {
             Some(standing) => {
-                let recovery = shared.read_history(channel, since, &standing, limit).await?;
+                let recovery = shared
+                    .read_history(channel, since, &standing, limit)
+                    .await?;
                 Ok((recovery, standing))
             }
             // Never published (or flushed): as the in-memory hub answers for a channel it
@@ -239,10 +246,8 @@ impl RedisBroker {
             .collect();
         let mut infos = Vec::with_capacity(names.len());
         for chunk in names.chunks(CHANNELS_PER_CALL) {
-            let channels: Vec<ChannelName> = chunk
-                .iter()
-                .filter_map(|name| name.parse().ok())
-                .collect();
+            let channels: Vec<ChannelName> =
+                chunk.iter().filter_map(|name| name.parse().ok()).collect();
             let mut pipe = redis::pipe();
             for channel in &channels {
                 pipe.get(keys.epoch(channel))
@@ -250,7 +255,10 @@ impl RedisBroker {
                     .xlen(keys.stream(channel));
             }
             let rows: Vec<(Option<String>, Option<u64>, usize)> = shared
-                .call("reading channel positions", pipe.query_async(&mut shared.conn()))
+                .call(
+                    "reading channel positions",
+                    pipe.query_async(&mut shared.conn()),
+                )
                 .await?;
             for (channel, (epoch, offset, history)) in channels.into_iter().zip(rows) {
                 let Some(epoch) = epoch else { continue };
@@ -270,7 +278,10 @@ impl RedisBroker {
     pub async fn ready(&self) -> Result<(), BrokerError> {
         let shared = &self.shared;
         shared
-            .call("PING", redis::cmd("PING").query_async::<String>(&mut shared.conn()))
+            .call(
+                "PING",
+                redis::cmd("PING").query_async::<String>(&mut shared.conn()),
+            )
             .await?;
         if *shared.listening.borrow() {
             Ok(())
@@ -341,7 +352,10 @@ impl Shared {
         pipe.get(self.keys.epoch(channel))
             .get(self.keys.offset(channel));
         let (epoch, offset): (Option<String>, Option<u64>) = self
-            .call("reading the channel's position", pipe.query_async(&mut self.conn()))
+            .call(
+                "reading the channel's position",
+                pipe.query_async(&mut self.conn()),
+            )
             .await?;
         Ok(epoch.map(|epoch| Position {
             epoch,
@@ -448,7 +462,7 @@ impl Shared {
         to: u64,
         limit: usize,
     ) -> Result<Vec<Notification>, BrokerError> {
-        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = self
+        let entries: Vec<StreamEntry> = self
             .call(
                 "XRANGE of the channel's stream",
                 redis::cmd("XRANGE")
@@ -460,8 +474,7 @@ impl Shared {
                     .query_async(&mut self.conn()),
             )
             .await?;
-        let oldest_kept =
-            unix_millis().saturating_sub(millis(self.hub.config().history.ttl));
+        let oldest_kept = unix_millis().saturating_sub(millis(self.hub.config().history.ttl));
         let mut notifications = Vec::with_capacity(entries.len());
         for (id, fields) in entries {
             let Some((_, bytes)) = fields.into_iter().find(|(field, _)| field == "n") else {
@@ -506,7 +519,9 @@ impl Shared {
             .map(Arc::new)
             .collect();
         // Contiguous ids: everything after `after` is there when the first one is next.
-        let complete = missed.first().is_some_and(|first| first.offset == after + 1);
+        let complete = missed
+            .first()
+            .is_some_and(|first| first.offset == after + 1);
         let recovered = recovered && (complete || matches!(since, Since::Start));
         Ok(Recovery { missed, recovered })
     }
@@ -539,7 +554,7 @@ fn millis(duration: Duration) -> u64 {
 fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| millis(since))
+        .map_or(0, millis)
 }
 
 #[cfg(test)]
@@ -553,6 +568,9 @@ mod tests {
             "redis://***@host:6379/0"
         );
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-        assert_eq!(redact("redis+unix:///tmp/r.sock"), "redis+unix:///tmp/r.sock");
+        assert_eq!(
+            redact("redis+unix:///tmp/r.sock"),
+            "redis+unix:///tmp/r.sock"
+        );
     }
 }
