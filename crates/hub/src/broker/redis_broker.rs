@@ -19,7 +19,7 @@ use crate::notification::{ChannelName, Notification, Position, Publication};
 /// Where the Redis broker connects and how long it waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://HOST:PORT[/DB]`, `rediss://…` or `redis+unix:///PATH`.
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` or `redis+unix:///PATH` (no TLS: `rediss://` is refused).
     pub url: String,
     /// Prefix of every key and of the fan-out channel; hub deployments sharing one Redis give
     /// each a prefix of its own. Default `protolab:hub:`.
