@@ -47,6 +47,22 @@ pub struct Recovery {
     pub recovered: bool,
 }
 
+/// What [`History::deliver`] did with a notification numbered elsewhere (by a shared broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// It was the next offset: stored, and live subscribers get it.
+    Delivered,
+    /// History already passed its offset: nothing to do (pub/sub and a stream refill both
+    /// brought it).
+    Repeat,
+    /// Offsets between the last one held and this one are missing: fetch those after `after`
+    /// from the broker and deliver them first, then this one again.
+    Gap {
+        /// The last offset history holds in the notification's epoch (0 when the epoch is new).
+        after: u64,
+    },
+}
+
 #[derive(Debug)]
 struct Entry {
     notification: Arc<Notification>,
@@ -141,6 +157,52 @@ impl History {
             self.pop_oldest();
         }
         (notification, false)
+    }
+
+    /// Stores a notification a shared broker numbered, if it is the next offset. A notification
+    /// of another epoch resets history to that epoch first: the broker lost its history, so
+    /// what this one holds can never be recovered against it.
+    pub fn deliver(&mut self, notification: &Arc<Notification>, now: Instant) -> Delivery {
+        self.expire(now);
+        if notification.epoch != self.epoch {
+            self.reset(notification.epoch.clone(), 0);
+        }
+        if notification.offset <= self.last_offset {
+            return Delivery::Repeat;
+        }
+        if notification.offset > self.last_offset + 1 {
+            return Delivery::Gap {
+                after: self.last_offset,
+            };
+        }
+        self.last_offset = notification.offset;
+        self.entries.push_back(Entry {
+            notification: Arc::clone(notification),
+            idempotency_key: None,
+            accepted: now,
+        });
+        while self.entries.len() > self.limits.max_len {
+            self.pop_oldest();
+        }
+        Delivery::Delivered
+    }
+
+    /// Moves history to `position` when it is in another epoch or further on, dropping what it
+    /// holds: for a broker whose own history no longer has the offsets in between. Returns
+    /// whether it moved.
+    pub fn advance_to(&mut self, position: &Position) -> bool {
+        let moves = position.epoch != self.epoch || position.offset > self.last_offset;
+        if moves {
+            self.reset(position.epoch.clone(), position.offset);
+        }
+        moves
+    }
+
+    fn reset(&mut self, epoch: String, last_offset: u64) {
+        self.epoch = epoch;
+        self.last_offset = last_offset;
+        self.entries.clear();
+        self.offsets_by_key.clear();
     }
 
     /// The notifications after `since`, oldest first, at most `limit` of them (the oldest ones
@@ -308,5 +370,64 @@ mod tests {
         let (third, duplicate) = history.append(publication("a", Some("k1")), 0, now);
         assert!(!duplicate);
         assert_eq!(third.offset, 4);
+    }
+
+    #[test]
+    fn notifications_numbered_elsewhere_are_taken_in_order_only() {
+        let now = Instant::now();
+        let mut history = History::new("local".to_owned(), HistoryLimits::default());
+        let numbered = |epoch: &str, offset: u64| {
+            Arc::new(Notification {
+                channel: "ops".parse().expect("valid channel"),
+                offset,
+                epoch: epoch.to_owned(),
+                level: Level::Info,
+                title: String::new(),
+                body: offset.to_string(),
+                data: None,
+                time_ms: 0,
+            })
+        };
+        // another epoch resets history; offset 2 of it needs offset 1 first
+        assert_eq!(
+            history.deliver(&numbered("e1", 2), now),
+            Delivery::Gap { after: 0 }
+        );
+        assert_eq!(
+            history.deliver(&numbered("e1", 1), now),
+            Delivery::Delivered
+        );
+        assert_eq!(
+            history.deliver(&numbered("e1", 2), now),
+            Delivery::Delivered
+        );
+        assert_eq!(history.deliver(&numbered("e1", 2), now), Delivery::Repeat);
+        assert_eq!(
+            history.position(),
+            Position {
+                epoch: "e1".to_owned(),
+                offset: 2
+            }
+        );
+        // moving past offsets nobody can fetch any more
+        assert!(history.advance_to(&Position {
+            epoch: "e1".to_owned(),
+            offset: 5
+        }));
+        assert!(!history.advance_to(&Position {
+            epoch: "e1".to_owned(),
+            offset: 3
+        }));
+        assert_eq!(
+            history.deliver(&numbered("e1", 6), now),
+            Delivery::Delivered
+        );
+        let recovery = history.read(&at("e1", 2), 100, now);
+        assert_eq!((offsets(&recovery), recovery.recovered), (vec![6], false));
+        assert_eq!(
+            history.deliver(&numbered("e2", 1), now),
+            Delivery::Delivered
+        );
+        assert_eq!(history.epoch(), "e2");
     }
 }

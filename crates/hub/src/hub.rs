@@ -10,7 +10,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::history::{History, HistoryLimits, Recovery, Since};
+use crate::history::{Delivery, History, HistoryLimits, Recovery, Since};
 use crate::notification::{ChannelName, Notification, Position, Publication};
 
 /// The hub's limits. Every one bounds memory: history per channel, channels, and how far a
@@ -152,6 +152,54 @@ impl Hub {
         })
     }
 
+    /// Stores a notification a shared broker numbered and sends it to this hub's live
+    /// subscribers, if it is the channel's next offset (see [`Delivery`]). A channel this hub
+    /// has not seen starts at the notification: nobody here subscribed to anything before it.
+    pub fn deliver(&self, notification: Arc<Notification>) -> Result<Delivery, HubError> {
+        let mut channels = self.lock();
+        if !channels.contains_key(&notification.channel) {
+            let before = Position {
+                epoch: notification.epoch.clone(),
+                offset: notification.offset.saturating_sub(1),
+            };
+            self.channel_at(&mut channels, &notification.channel, &before)?;
+        }
+        let channel = self.channel(&mut channels, &notification.channel)?;
+        let delivery = channel.history.deliver(&notification, Instant::now());
+        if delivery == Delivery::Delivered {
+            self.published.fetch_add(1, Ordering::Relaxed);
+            let _ = channel.live.send(notification);
+        }
+        Ok(delivery)
+    }
+
+    /// Moves `channel` to `position` when it is in another epoch or behind it, dropping its
+    /// history (see [`History::advance_to`]); creates it there when absent. Returns where the
+    /// channel stands.
+    pub fn advance(
+        &self,
+        channel: &ChannelName,
+        position: &Position,
+    ) -> Result<Position, HubError> {
+        let mut channels = self.lock();
+        if !channels.contains_key(channel) {
+            return Ok(self
+                .channel_at(&mut channels, channel, position)?
+                .history
+                .position());
+        }
+        let channel = self.channel(&mut channels, channel)?;
+        channel.history.advance_to(position);
+        Ok(channel.history.position())
+    }
+
+    /// Where `channel` stands, if this hub has it.
+    pub fn position(&self, channel: &ChannelName) -> Option<Position> {
+        self.lock()
+            .get(channel)
+            .map(|channel| channel.history.position())
+    }
+
     /// Joins `channel`'s live fan-out, with what was missed since `since`.
     pub fn subscribe(
         &self,
@@ -259,6 +307,18 @@ impl Hub {
                 Ok(vacant.insert(Channel { history, live }))
             }
         }
+    }
+
+    /// Creates `name` standing at `position` (an epoch and offset a shared broker gave).
+    fn channel_at<'a>(
+        &self,
+        channels: &'a mut HashMap<ChannelName, Channel>,
+        name: &ChannelName,
+        position: &Position,
+    ) -> Result<&'a mut Channel, HubError> {
+        let channel = self.channel(channels, name)?;
+        channel.history.advance_to(position);
+        Ok(channel)
     }
 
     fn new_epoch(&self) -> String {

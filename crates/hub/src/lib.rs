@@ -14,6 +14,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod broker;
 pub mod error;
 mod history;
 mod hub;
@@ -27,7 +28,7 @@ pub mod sse;
 pub mod story;
 pub mod ws;
 
-pub use history::{History, HistoryLimits, Recovery, Since};
+pub use history::{Delivery, History, HistoryLimits, Recovery, Since};
 pub use hub::{ChannelInfo, Hub, HubConfig, HubError, Published, Subscription};
 pub use notification::{
     ChannelName, InvalidField, Level, Notification, Position, Publication, PublicationLimits,

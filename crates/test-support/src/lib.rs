@@ -487,3 +487,98 @@ impl RawWs {
         }
     }
 }
+
+/// A redis-server (Debian `redis-server`) on a free loopback port, with no persistence, killed
+/// when dropped. [`RedisServer::kill`] and [`RedisServer::restart`] stop it and start it again
+/// on the same port, empty, as a crashed Redis would come back.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts it and waits until it answers.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port for redis-server")
+            .port();
+        let mut server = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("temp dir for redis-server"),
+        };
+        server.restart().await;
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it (SIGKILL: no goodbye to its clients) and waits until it has exited.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port, empty, and waits until it answers a PING.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let program = require("redis-server", "apt-get install -y redis-server");
+        let port = self.port.to_string();
+        let child = std::process::Command::new(program)
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--dir"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)).await {
+                let mut answer = [0u8; 7];
+                if stream.write_all(b"PING\r\n").await.is_ok()
+                    && stream.read_exact(&mut answer).await.is_ok()
+                    && &answer == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not answer on port {} within 10 s",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
