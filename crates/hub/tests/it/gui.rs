@@ -182,6 +182,37 @@ async fn the_page_shows_toasts_by_level_lists_history_and_reads_live() {
         Some(true),
         "{shown}"
     );
+    // A reload resumes from the positions kept in sessionStorage: moved back to offset 1, ops
+    // must deliver offset 2 again, as a toast (history alone only fills the list).
+    browser
+        .eval(
+            0,
+            "(() => { const k = 'protolab.hub.positions'; const p = JSON.parse(sessionStorage.getItem(k)); \
+             p.ops = p.ops.replace(/:[0-9]+$/, ':1'); sessionStorage.setItem(k, JSON.stringify(p)); \
+             setTimeout(() => location.reload(), 0); })()",
+        )
+        .await;
+    browser
+        .wait(
+            0,
+            "performance.getEntriesByType('navigation')[0].type === 'reload'",
+            "the page reloaded",
+        )
+        .await;
+    browser
+        .wait(
+            0,
+            &toast("warning", "disk almost full"),
+            "offset 2 recovered after the reload",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(0, "document.querySelectorAll('#toasts .toast').length")
+            .await,
+        1,
+        "only what followed the kept position is toasted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
