@@ -6,6 +6,13 @@ database in a throwaway $HOME (Chromium on Linux reads user roots from ~/.pki/ns
 is driven over the DevTools protocol with the `websockets` library. Prints one JSON line:
 {"found": bool, "status": "...", "log": "...", "url": "...", "svgs": N}
 (N: SVG charts on the page that drew something) and exits 0 if the text was found.
+
+With --drive instead of --expect, it takes commands from stdin, one JSON object a line, and
+answers each with one JSON line, so a test can script several pages:
+  {"cmd": "open", "url": U}                      -> {"ok": true, "page": N}   (the first page is 0)
+  {"cmd": "eval", "page": N, "js": E}            -> {"ok": true, "value": V}
+  {"cmd": "wait", "page": N, "js": E, "timeout": S}
+      -> {"ok": true, "value": V} once E is truthy, else {"ok": false, "value": last, "text": body}
 """
 import argparse
 import asyncio
@@ -16,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 import websockets
@@ -121,21 +129,84 @@ async def watch(ws_url, expect, timeout, screenshot, selector=None):
         return state
 
 
+class Page:
+    """One tab, driven over its own DevTools connection."""
+
+    def __init__(self, cdp):
+        self.cdp = cdp
+        self.seq = 0
+
+    async def call(self, method, params=None):
+        self.seq += 1
+        await self.cdp.send(json.dumps({"id": self.seq, "method": method, "params": params or {}}))
+        while True:
+            msg = json.loads(await self.cdp.recv())
+            if msg.get("id") == self.seq:
+                return msg
+
+    async def evaluate(self, js):
+        res = await self.call("Runtime.evaluate", {"expression": js, "returnByValue": True, "awaitPromise": True})
+        result = res.get("result", {})
+        if "exceptionDetails" in result:
+            return {"error": result["exceptionDetails"].get("exception", {}).get("description", "exception")}
+        return {"value": result.get("result", {}).get("value")}
+
+
+async def drive(port, first_url):
+    pages = [Page(await websockets.connect(page_ws_url(port, first_url), max_size=None))]
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        command = json.loads(line)
+        cmd = command.get("cmd")
+        if cmd == "open":
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/json/new?{urllib.parse.quote(command['url'], safe='')}", method="PUT")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                target = json.load(r)
+            pages.append(Page(await websockets.connect(target["webSocketDebuggerUrl"], max_size=None)))
+            answer = {"ok": True, "page": len(pages) - 1}
+        elif cmd in ("eval", "wait"):
+            page = pages[command.get("page", 0)]
+            deadline = time.monotonic() + float(command.get("timeout", 0))
+            while True:
+                result = await page.evaluate(command["js"])
+                done = "error" not in result and bool(result.get("value"))
+                if cmd == "eval" or done or time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(0.2)
+            answer = {"ok": cmd == "eval" and "error" not in result or done, **result}
+            if not answer["ok"]:
+                text = await page.evaluate("document.body ? document.body.innerText : ''")
+                answer["text"] = text.get("value")
+        else:
+            answer = {"ok": False, "error": f"unknown command {cmd!r}"}
+        print(json.dumps(answer), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("url")
     p.add_argument("--ca", help="CA certificate (PEM) to trust")
-    p.add_argument("--expect", required=True, help="text the page's log must come to contain")
+    p.add_argument("--expect", help="text the page's log must come to contain")
+    p.add_argument("--drive", action="store_true", help="take commands from stdin (see above)")
     p.add_argument("--timeout", type=float, default=15)
     p.add_argument("--screenshot", help="write a PNG of the page here")
     p.add_argument("--selector", help="CSS selector of the element whose text must contain --expect")
     args = p.parse_args()
+    if not args.drive and args.expect is None:
+        p.error("give --expect TEXT or --drive")
     home = tempfile.mkdtemp(prefix="protolab-chromium-")
     proc = None
     try:
         if args.ca:
             trust_ca(home, args.ca)
         proc, port = start_chromium(home, args.url)
+        if args.drive:
+            asyncio.run(drive(port, args.url))
+            return 0
         state = asyncio.run(watch(page_ws_url(port, args.url), args.expect, args.timeout, args.screenshot,
                                  args.selector))
         print(json.dumps(state), flush=True)

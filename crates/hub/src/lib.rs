@@ -6,7 +6,7 @@
 //! notifications it missed, or an explicit `recovered: false` when history no longer holds them.
 //!
 //! Around it: the HTTP publish API ([`api`]), WebSocket ([`ws`]) and SSE ([`sse`]) subscriber
-//! connections, auth ([`auth`]), metrics, all on one axum router ([`router()`]) that
+//! connections, auth ([`auth`]), metrics, the browser pages ([`gui`]), all on one axum router ([`router()`]) that
 //! [`serve`] puts on a listener. Parsers of network input are plain functions
 //! ([`protocol::parse_command`], [`sse::parse_last_event_id`], [`api::parse_history_query`]...)
 //! so they can be fuzzed without sockets.
@@ -16,6 +16,7 @@ pub mod app;
 pub mod auth;
 pub mod broker;
 pub mod error;
+pub mod gui;
 mod history;
 mod hub;
 pub mod metrics;

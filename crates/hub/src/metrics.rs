@@ -74,6 +74,16 @@ impl Metrics {
         self.connections[transport.index()].fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Notifications written to subscribers of `transport` since the hub started.
+    pub fn delivered_total(&self, transport: Transport) -> u64 {
+        self.delivered[transport.index()].load(Ordering::Relaxed)
+    }
+
+    /// Publishes and subscribes refused so far.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// Subscriber connections open now, all transports together.
     pub fn total_connections(&self) -> u64 {
         Transport::ALL.iter().map(|&t| self.connections(t)).sum()

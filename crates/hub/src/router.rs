@@ -8,13 +8,14 @@ use axum::Router;
 
 use crate::app::SharedState;
 
-/// Every endpoint of the hub: the publish API, `/metrics`, health, and the WebSocket and SSE
-/// subscriber connections. Serve it with peer addresses (`ConnectInfo<SocketAddr>`), as
+/// Every endpoint of the hub: the publish API, `/metrics`, health, the WebSocket and SSE
+/// subscriber connections, and the hub's own pages (`/`, `/admin`). Serve it with peer addresses (`ConnectInfo<SocketAddr>`), as
 /// [`crate::serve`] does.
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(crate::api::routes())
         .merge(crate::ws::routes())
         .merge(crate::sse::routes())
+        .merge(crate::gui::routes())
         .with_state(state)
 }

@@ -179,6 +179,7 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
         "/api/batch",
         "/api/history",
         "/api/channels",
+        "/api/stats",
         "/metrics",
         "/healthz",
         "/readyz",
