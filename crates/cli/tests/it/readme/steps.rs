@@ -1,0 +1,199 @@
+//! The README commands that are not simply run to the end: servers started and stopped,
+//! commands run only as root or with expected output, and commands not run, each with why.
+
+/// A README command that is not simply run to the end, matched by its text (without its
+/// trailing comment, spaces collapsed).
+pub(super) struct Step {
+    pub(super) command: &'static str,
+    pub(super) how: How,
+}
+
+pub(super) enum How {
+    /// Not run, for this reason.
+    NotRun(&'static str),
+    /// Runs to the end (only as root when `root`); must succeed and print each of `expect`.
+    Run {
+        root: bool,
+        expect: &'static [&'static str],
+    },
+    /// A server or capture: started in the background and waited for until it prints
+    /// `ready`; stopped with SIGINT (and must then exit 0) just before the next README command
+    /// `stop_before` starts, or at the README's end. When `readme_output`, every output line
+    /// the README shows under it must be among its lines.
+    Serve {
+        root: bool,
+        ready: &'static str,
+        stop_before: Option<&'static str>,
+        readme_output: bool,
+    },
+}
+
+pub(super) const STEPS: &[Step] = &[
+    Step {
+        command: "cargo install --path crates/cli --locked && protolab compare",
+        how: How::NotRun(
+            "a release build of this same crate into ~/.cargo/bin (minutes); the commands below \
+             run the binary cargo built for this test, and `protolab compare` runs below",
+        ),
+    },
+    Step {
+        command: "scripts/test",
+        how: How::NotRun("it runs this test, among all the others"),
+    },
+    Step {
+        command: "protolab up",
+        how: How::Serve {
+            root: false,
+            ready: "ready",
+            stop_before: Some("protolab up --keylog keys.log &"),
+            readme_output: true,
+        },
+    },
+    Step {
+        command: "sudo setcap cap_net_raw+ep \"$(command -v protolab)\"",
+        how: How::Run {
+            root: true,
+            expect: &[],
+        },
+    },
+    Step {
+        command: "protolab up --keylog keys.log &",
+        how: How::Serve {
+            root: false,
+            ready: "ready",
+            stop_before: Some("protolab up --proxy"),
+            readme_output: false,
+        },
+    },
+    Step {
+        command: "protolab capture --port 3003 --keylog keys.log -w wss.pcapng",
+        how: How::Serve {
+            root: true,
+            ready: "capturing on",
+            stop_before: Some("tshark -r wss.pcapng -d tcp.port==3003,tls -Y websocket"),
+            readme_output: false,
+        },
+    },
+    Step {
+        // The payoff: without `-d`, tshark 4.0 takes port 3003 for RSL and prints nothing.
+        command: "tshark -r wss.pcapng -d tcp.port==3003,tls -Y websocket",
+        how: How::Run {
+            root: true,
+            expect: &["WebSocket Binary"],
+        },
+    },
+    Step {
+        command: "protolab inspect wss.pcapng",
+        how: How::Run {
+            root: true,
+            expect: &["HTTP 101 Switching Protocols", "WS binary"],
+        },
+    },
+    Step {
+        command: "protolab inspect --strip-secrets wss.pcapng public.pcapng",
+        how: How::Run {
+            root: true,
+            expect: &[],
+        },
+    },
+    Step {
+        command: "protolab inspect public.pcapng --keylog keys.log",
+        how: How::Run {
+            root: true,
+            expect: &["HTTP 101 Switching Protocols", "WS binary"],
+        },
+    },
+    Step {
+        command: "protolab inspect --inject-secrets keys.log public.pcapng shared.pcapng",
+        how: How::Run {
+            root: true,
+            expect: &[],
+        },
+    },
+    Step {
+        command: "protolab inspect shared.pcapng",
+        how: How::Run {
+            root: true,
+            expect: &["HTTP 101 Switching Protocols", "WS binary"],
+        },
+    },
+    Step {
+        command: "tshark -i lo -f 'tcp port 3002' -w ws.pcapng",
+        how: How::Serve {
+            root: true,
+            ready: "Capture started",
+            stop_before: Some("protolab inspect ws.pcapng"),
+            readme_output: false,
+        },
+    },
+    Step {
+        command: "protolab inspect ws.pcapng",
+        how: How::Run {
+            root: true,
+            expect: &["HTTP 101 Switching Protocols", "WS binary", "WS close"],
+        },
+    },
+    Step {
+        command: "protolab hub",
+        how: How::Serve {
+            root: false,
+            ready: "ready",
+            stop_before: Some(
+                "protolab bench ws://localhost:3002/ws -c 50 --size 1KiB --duration 10s",
+            ),
+            readme_output: true,
+        },
+    },
+    Step {
+        command: "curl -N 'http://localhost:4000/connection/sse?channel=ops'",
+        how: How::NotRun(
+            "an SSE stream that runs until stopped; crates/hub/tests/it runs the same curl \
+             against a hub and checks what it prints",
+        ),
+    },
+    Step {
+        command: "curl -d '{\"channel\":\"ops\",\"level\":\"error\",\"title\":\"disk\",\"body\":\"disk full\"}' http://localhost:4000/api/publish",
+        how: How::Run {
+            root: false,
+            expect: &["\"channel\":\"ops\",\"offset\":1,"],
+        },
+    },
+    Step {
+        command: "curl -N -H 'Last-Event-ID: start' 'http://localhost:4000/connection/sse?channel=ops'",
+        how: How::NotRun(
+            "an SSE stream that runs until stopped; crates/hub/tests/it resumes with curl and \
+             Last-Event-ID and checks what it prints",
+        ),
+    },
+    Step {
+        command: "protolab up --proxy",
+        how: How::Serve {
+            root: false,
+            ready: "ready",
+            stop_before: Some(
+                "protolab proxy --listen 127.0.0.1:8080 --listen-tls 127.0.0.1:8443 --backend \
+                 127.0.0.1:3002 --backend 127.0.0.1:3012 --balance leastconn --metrics \
+                 127.0.0.1:9100",
+            ),
+            readme_output: false,
+        },
+    },
+    Step {
+        command: "protolab proxy --listen 127.0.0.1:8080 --listen-tls 127.0.0.1:8443 --backend \
+                  127.0.0.1:3002 --backend 127.0.0.1:3012 --balance leastconn --metrics \
+                  127.0.0.1:9100",
+        how: How::Serve {
+            root: false,
+            ready: "ready",
+            stop_before: None,
+            readme_output: false,
+        },
+    },
+    Step {
+        command: "/usr/sbin/haproxy -c -f haproxy.cfg",
+        how: How::Run {
+            root: false,
+            expect: &["Configuration file is valid"],
+        },
+    },
+];
