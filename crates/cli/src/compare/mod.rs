@@ -9,6 +9,7 @@
 mod cpu;
 pub mod html;
 pub mod model;
+mod progress;
 mod protocols;
 pub mod table;
 mod timestamp;
@@ -531,7 +532,7 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
     };
     let link_started = Instant::now();
     let link_cpu_before = cpu::by_thread_prefix(&[wan::userspace::THREADS]);
-    let mut progress = Progress::new(plan);
+    let mut progress = progress::Progress::new(plan);
     let mut runs = Vec::with_capacity(plan.steps.len());
     let mut warnings = Vec::new();
     // Set when a signal ended the loop early; names the run it cut short, if one measured.
@@ -779,71 +780,4 @@ pub fn write_report(dir: &Path, results: &Results) -> anyhow::Result<()> {
     std::fs::write(dir.join("index.html"), html::render(results))
         .with_context(|| format!("writing {}", dir.join("index.html").display()))?;
     Ok(())
-}
-
-/// Phase and time left on stderr: a redrawn line on a terminal, a line per run otherwise.
-struct Progress {
-    total: usize,
-    run_time: Duration,
-    started: Instant,
-    tty: bool,
-    label: String,
-    index: usize,
-}
-
-impl Progress {
-    fn new(plan: &Plan) -> Self {
-        Self {
-            total: plan.steps.len(),
-            run_time: plan.run_time,
-            started: Instant::now(),
-            tty: crate::progress::on_terminal(),
-            label: String::new(),
-            index: 0,
-        }
-    }
-
-    fn start(&mut self, index: usize, step: &Step) {
-        self.index = index;
-        self.label = match step.workload {
-            Workload::Push => format!("push {}", step.protocol.name()),
-            _ => format!(
-                "{} {} {}",
-                step.workload.as_str(),
-                table::size_label(step.size),
-                step.protocol.name()
-            ),
-        };
-        if !self.tty {
-            eprintln!("[{}/{}] {}", index + 1, self.total, self.label);
-        }
-    }
-
-    /// Runs `fut`, redrawing the progress line every 200 ms on a terminal.
-    async fn tick_while<F: std::future::Future>(&self, fut: F) -> F::Output {
-        if !self.tty {
-            return fut.await;
-        }
-        crate::progress::tick_while(fut, |in_run| self.draw(in_run)).await
-    }
-
-    fn draw(&self, in_run: Duration) {
-        let done =
-            self.run_time * u32::try_from(self.index).unwrap_or(0) + in_run.min(self.run_time);
-        let all = self.run_time * u32::try_from(self.total).unwrap_or(1);
-        crate::progress::draw(
-            done.as_secs_f64() / all.as_secs_f64().max(1e-9),
-            &format!("{}/{} {:<24}", self.index + 1, self.total, self.label),
-            all.saturating_sub(done),
-        );
-    }
-
-    fn finish(&self, done: usize) {
-        if self.tty {
-            eprintln!(
-                "\r\x1b[2K{done} runs in {:.1} s",
-                self.started.elapsed().as_secs_f64()
-            );
-        }
-    }
 }
