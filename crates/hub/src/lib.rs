@@ -14,6 +14,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod client;
 pub mod error;
 mod history;
 mod hub;
