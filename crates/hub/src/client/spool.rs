@@ -122,6 +122,26 @@ impl Spool {
         })
     }
 
+    /// A file name for the spool of publications read from `source`: its name, for people,
+    /// and a digest of its whole path, so two followed files never share a spool.
+    pub fn file_name_for(source: &Path) -> String {
+        use std::os::unix::ffi::OsStrExt as _;
+        let digest = ring::digest::digest(&ring::digest::SHA256, source.as_os_str().as_bytes());
+        let short: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let name: String = source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+            .take(64)
+            .collect();
+        format!("{name}-{short}.jsonl")
+    }
+
     /// The spool's file.
     pub fn path(&self) -> &Path {
         &self.path
