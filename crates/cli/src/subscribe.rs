@@ -28,7 +28,12 @@ pub struct SubscribeArgs {
     #[command(flatten)]
     pub hub: HubClientArgs,
     /// A subscriber JWT, for a hub started with --jwt-secret-file or --jwt-public-key.
-    #[arg(long, env = "PROTOLAB_HUB_TOKEN", value_name = "JWT", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PROTOLAB_HUB_TOKEN",
+        value_name = "JWT",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 }
 
@@ -37,9 +42,11 @@ pub async fn run(args: SubscribeArgs, ctx: &Context) -> anyhow::Result<ExitCode>
     let since = match args.since.as_deref() {
         None => Since::Now,
         Some("start") => Since::Start,
-        Some(position) => Since::Position(position.parse().map_err(|err| {
-            usage(format!("--since {position:?}: {err}; or `start`"))
-        })?),
+        Some(position) => Since::Position(
+            position
+                .parse()
+                .map_err(|err| usage(format!("--since {position:?}: {err}; or `start`")))?,
+        ),
     };
     let channels = args
         .channels

@@ -8,9 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use protolab_hub::client::{
-    idempotency_key, Backoff, PublishError, Publisher, PushError, Spool,
-};
+use protolab_hub::client::{idempotency_key, Backoff, PublishError, Publisher, PushError, Spool};
 use protolab_hub::{Level, Publication, Published};
 use regex_automata::meta::Regex;
 use tokio::task::JoinHandle;

@@ -107,7 +107,12 @@ pub struct NotifyArgs {
     pub follow: Option<PathBuf>,
     /// With --follow: PATTERN=LEVEL pairs, comma-separated or repeated; a line takes the level
     /// of the first pattern (a regular expression) it matches, else --level.
-    #[arg(long, value_delimiter = ',', value_name = "PATTERN=LEVEL", requires = "follow")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PATTERN=LEVEL",
+        requires = "follow"
+    )]
     pub level_regex: Vec<String>,
     /// With --follow: the most lines the spool holds while the hub is down; when full, reading
     /// the file pauses (lines wait in the file) with a warning.
@@ -116,9 +121,8 @@ pub struct NotifyArgs {
 }
 
 fn parse_level(text: &str) -> Result<Level, String> {
-    text.parse().map_err(|_| {
-        format!("{text:?} is not a level; use info, success, warning or error")
-    })
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a level; use info, success, warning or error"))
 }
 
 fn parse_channel(text: &str) -> Result<ChannelName, String> {
@@ -133,7 +137,10 @@ fn parse_json(text: &str) -> Result<serde_json::Value, String> {
 fn api_key(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|err| {
-            usage(format!("--api-key-file: cannot read {}: {err}", path.display()))
+            usage(format!(
+                "--api-key-file: cannot read {}: {err}",
+                path.display()
+            ))
         })?;
         let key = text
             .lines()

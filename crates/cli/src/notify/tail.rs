@@ -163,7 +163,9 @@ impl Tail {
         };
         let raw: Vec<u8> = self.pending.drain(..consumed).take(line_len).collect();
         self.offset += consumed as u64;
-        let mut text = String::from_utf8_lossy(&raw).trim_end_matches('\r').to_owned();
+        let mut text = String::from_utf8_lossy(&raw)
+            .trim_end_matches('\r')
+            .to_owned();
         if text.len() > MAX_LINE {
             let mut cut = MAX_LINE;
             while !text.is_char_boundary(cut) {
@@ -239,6 +241,9 @@ mod tests {
         let long = "x".repeat(MAX_LINE + 10);
         append(&path, &format!("{long}\n"));
         let lines = texts(&mut tail);
-        assert_eq!(lines.iter().map(String::len).collect::<Vec<_>>(), [MAX_LINE]);
+        assert_eq!(
+            lines.iter().map(String::len).collect::<Vec<_>>(),
+            [MAX_LINE]
+        );
     }
 }

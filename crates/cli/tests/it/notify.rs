@@ -125,8 +125,7 @@ fn history(hub: &str, channel: &str, key: Option<&str>) -> Vec<serde_json::Value
         .arg(format!("{hub}/api/history?channel={channel}&limit=1000"))
         .output()
         .expect("curl runs");
-    let answer: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("history is JSON");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history is JSON");
     answer["notifications"]
         .as_array()
         .cloned()
@@ -146,7 +145,14 @@ fn notify_delivers_with_its_level_and_a_wrong_key_exits_1_with_the_hubs_message(
         &["--api-key-file", keys.to_str().expect("utf-8")],
     );
     let out = protolab(home.path())
-        .args(["notify", "disk full", "--level", "error", "--channel", "ops"])
+        .args([
+            "notify",
+            "disk full",
+            "--level",
+            "error",
+            "--channel",
+            "ops",
+        ])
         .args(["--title", "disk", "--data", r#"{"host":"a"}"#])
         .env("PROTOLAB_HUB_URL", hub.url())
         .env("PROTOLAB_HUB_KEY", KEY)
@@ -171,7 +177,11 @@ fn notify_delivers_with_its_level_and_a_wrong_key_exits_1_with_the_hubs_message(
     let wrong = home.path().join("wrong");
     std::fs::write(&wrong, "k-wrong-wrong-wrong-wrong\n").expect("key file");
     let curl = Command::new(require("curl", "apt-get install -y curl"))
-        .args(["-sS", "-H", "Authorization: Bearer k-wrong-wrong-wrong-wrong"])
+        .args([
+            "-sS",
+            "-H",
+            "Authorization: Bearer k-wrong-wrong-wrong-wrong",
+        ])
         .args(["-H", "Content-Type: application/json", "-d"])
         .arg(r#"{"channel":"ops","level":"info","body":"x"}"#)
         .arg(format!("{}/api/publish", hub.url()))
@@ -257,7 +267,12 @@ fn follow_spools_while_the_hub_is_down_and_delivers_each_line_once_in_order_acro
     let start_notify = || {
         let mut child = protolab(home.path())
             .args(["notify", "--follow", log.to_str().expect("utf-8")])
-            .args(["--channel", "app", "--level-regex", "ERROR=error,WARN=warning"])
+            .args([
+                "--channel",
+                "app",
+                "--level-regex",
+                "ERROR=error,WARN=warning",
+            ])
             .args(["--hub", &format!("http://127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -322,10 +337,15 @@ fn follow_spools_while_the_hub_is_down_and_delivers_each_line_once_in_order_acro
         .collect();
     assert_eq!(got, want);
     assert_eq!(spooled(home.path()), 0, "delivered lines left the spool");
-    assert_eq!(terminate(&mut notify), Some(0), "Ctrl-C/SIGTERM stops cleanly");
+    assert_eq!(
+        terminate(&mut notify),
+        Some(0),
+        "Ctrl-C/SIGTERM stops cleanly"
+    );
     let rest: Vec<String> = stderr.try_iter().collect();
     assert!(
-        rest.iter().any(|l| l.contains("stopped; 0 notification(s)")),
+        rest.iter()
+            .any(|l| l.contains("stopped; 0 notification(s)")),
         "{rest:#?}"
     );
     hub.stop();

@@ -12,10 +12,12 @@ mod stream;
 mod subscribe;
 
 pub use backoff::Backoff;
-pub use publish::{PublishError, Publisher};
+pub use publish::{parse_publish_answer, PublishError, Publisher};
 pub use spool::{FilePosition, PushError, Spool, SpoolFull, SpoolOpened};
 pub use stream::{ClientError, HubUrl};
-pub use subscribe::{subscribe, SubscribeError, SubscriberEvent, SubscriptionRequest};
+pub use subscribe::{
+    parse_hub_message, subscribe, HubMessage, SubscribeError, SubscriberEvent, SubscriptionRequest,
+};
 
 /// A fresh idempotency key: 128 random bits in hex, so a retried publication is delivered once.
 pub fn idempotency_key() -> String {

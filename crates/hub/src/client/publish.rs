@@ -130,7 +130,9 @@ impl Publisher {
 
     async fn attempt(&self, body: Vec<u8>) -> Result<Published, PublishError> {
         let url = &self.inner.url;
-        let stream = url.connect(self.inner.tls.as_ref(), ATTEMPT_TIMEOUT).await?;
+        let stream = url
+            .connect(self.inner.tls.as_ref(), ATTEMPT_TIMEOUT)
+            .await?;
         let lost = |err: hyper::Error| {
             PublishError::Unavailable(format!(
                 "the connection to {} failed: {err}",
@@ -168,7 +170,17 @@ impl Publisher {
     }
 }
 
-/// The hub's answer as a result: 202 with where the notification stands, or why not.
+/// The hub's answer to a publish (its status and body) as a result: 202 with where the
+/// notification stands, or why not.
+pub fn parse_publish_answer(status: u16, answer: &[u8]) -> Result<Published, PublishError> {
+    match StatusCode::from_u16(status) {
+        Ok(status) => interpret(status, answer),
+        Err(_) => Err(PublishError::Unavailable(format!(
+            "the hub answered with status {status}, which HTTP does not have"
+        ))),
+    }
+}
+
 fn interpret(status: StatusCode, answer: &[u8]) -> Result<Published, PublishError> {
     #[derive(serde::Deserialize)]
     struct ErrorAnswer {
@@ -178,7 +190,9 @@ fn interpret(status: StatusCode, answer: &[u8]) -> Result<Published, PublishErro
     }
     if status == StatusCode::ACCEPTED {
         return serde_json::from_slice(answer).map_err(|err| {
-            PublishError::Unavailable(format!("the hub answered 202 with an unreadable body: {err}"))
+            PublishError::Unavailable(format!(
+                "the hub answered 202 with an unreadable body: {err}"
+            ))
         });
     }
     let (message, field) = match serde_json::from_slice::<ErrorAnswer>(answer) {
@@ -217,8 +231,13 @@ mod tests {
         .expect_err("400");
         assert!(!refused.is_retryable());
         assert!(refused.to_string().contains("[field: level]"), "{refused}");
-        for status in [StatusCode::TOO_MANY_REQUESTS, StatusCode::SERVICE_UNAVAILABLE] {
-            assert!(interpret(status, b"busy").expect_err("retry").is_retryable());
+        for status in [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert!(interpret(status, b"busy")
+                .expect_err("retry")
+                .is_retryable());
         }
     }
 }

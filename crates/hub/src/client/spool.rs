@@ -41,7 +41,9 @@ enum Record {
 
 /// The spool is at its size limit: the publication was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the spool holds its limit of {limit} notifications; raise --spool-max or bring the hub back")]
+#[error(
+    "the spool holds its limit of {limit} notifications; raise --spool-max or bring the hub back"
+)]
 pub struct SpoolFull {
     /// The limit.
     pub limit: usize,
@@ -136,7 +138,13 @@ impl Spool {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(64)
             .collect();
         format!("{name}-{short}.jsonl")
@@ -240,7 +248,9 @@ impl Spool {
                     end: None,
                 })?;
             }
-            out.into_inner().map_err(|err| err.into_error())?.sync_all()?;
+            out.into_inner()
+                .map_err(|err| err.into_error())?
+                .sync_all()?;
         }
         std::fs::rename(&temporary, &self.path)?;
         if let Some(dir) = self.path.parent() {
@@ -304,7 +314,9 @@ mod tests {
         let path = dir.path().join("spool/app.jsonl");
         let mut spool = Spool::open(&path, 10).expect("open").spool;
         for (n, body) in ["a", "b", "c"].into_iter().enumerate() {
-            spool.push(publication(body), at(n as u64 + 1)).expect("push");
+            spool
+                .push(publication(body), at(n as u64 + 1))
+                .expect("push");
         }
         spool.pop_front().expect("a delivered");
         drop(spool);

@@ -52,7 +52,10 @@ impl HubUrl {
             _ => return Err(bad("must start with http:// or https://")),
         };
         let host = uri.host().ok_or_else(|| bad("has no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         if uri.query().is_some() {
             return Err(bad("must not have a query"));
         }
@@ -122,14 +125,12 @@ impl HubUrl {
                 })?;
             Ok(HubStream::Tls(Box::new(stream)))
         };
-        tokio::time::timeout(timeout, connect)
-            .await
-            .map_err(|_| {
-                ClientError::Connection(format!(
-                    "no connection to {} within {timeout:?}",
-                    self.authority()
-                ))
-            })?
+        tokio::time::timeout(timeout, connect).await.map_err(|_| {
+            ClientError::Connection(format!(
+                "no connection to {} within {timeout:?}",
+                self.authority()
+            ))
+        })?
     }
 }
 
@@ -191,9 +192,15 @@ mod tests {
             (url.tls, url.host.as_str(), url.port, url.prefix.as_str()),
             (false, "localhost", 4000, "")
         );
-        assert_eq!(url.url("/api/publish", false), "http://localhost:4000/api/publish");
+        assert_eq!(
+            url.url("/api/publish", false),
+            "http://localhost:4000/api/publish"
+        );
         let url = HubUrl::parse("https://[::1]/hub/").expect("valid");
-        assert_eq!((url.tls, url.port, url.prefix.as_str()), (true, 443, "/hub"));
+        assert_eq!(
+            (url.tls, url.port, url.prefix.as_str()),
+            (true, 443, "/hub")
+        );
         assert_eq!(
             url.url("/connection/ws", true),
             "wss://[::1]:443/hub/connection/ws"

@@ -79,24 +79,42 @@ pub enum SubscribeError {
     Setup(String),
 }
 
-#[derive(Debug, Deserialize)]
+/// A message from the hub to a WebSocket subscriber, as the client reads it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-enum HubMessage {
+pub enum HubMessage {
+    /// A channel joined.
     Subscribed {
+        /// The channel.
         channel: ChannelName,
+        /// Its epoch.
         epoch: String,
+        /// Its last offset when the subscription began.
         offset: u64,
+        /// Whether everything since the asked position follows.
         recovered: bool,
     },
+    /// A notification.
     Notification(Notification),
+    /// A channel left.
     Unsubscribed {},
+    /// The answer to a ping.
     Pong {},
+    /// A refusal.
     Error {
+        /// An HTTP-like status.
         code: u16,
+        /// The hub's words.
         message: String,
+        /// The channel concerned, if one.
         #[serde(default)]
         channel: Option<ChannelName>,
     },
+}
+
+/// Reads one text frame from the hub; an error for anything else (the subscriber skips those).
+pub fn parse_hub_message(text: &str) -> Result<HubMessage, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 /// Subscribes and stays subscribed: reconnects after every loss with `backoff`, resuming each
@@ -113,8 +131,7 @@ pub async fn subscribe(
         request,
     };
     loop {
-        let reason = match connection(&url, tls.as_ref(), &mut state, &events, &mut backoff).await
-        {
+        let reason = match connection(&url, tls.as_ref(), &mut state, &events, &mut backoff).await {
             Ok(Ended::EventsClosed) => return Ok(()),
             Ok(Ended::Lost(reason)) => reason,
             Err(Fatal::Refused(code, message)) => {
@@ -276,7 +293,7 @@ async fn connection(
             }
             Ok(Some(Ok(_))) => continue,
         };
-        let event = match serde_json::from_str::<HubMessage>(&text) {
+        let event = match parse_hub_message(&text) {
             Ok(HubMessage::Subscribed {
                 channel,
                 epoch,
@@ -346,5 +363,62 @@ async fn connection(
         if events.send(event).await.is_err() {
             return Ok(Ended::EventsClosed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::Level;
+    use crate::protocol::Reply;
+
+    #[test]
+    fn reads_what_the_hub_writes() {
+        let channel: ChannelName = "ops".parse().expect("channel");
+        let subscribed = Reply::Subscribed {
+            id: 1,
+            channel: &channel,
+            epoch: "e1",
+            offset: 4,
+            recovered: false,
+        }
+        .to_json();
+        assert_eq!(
+            parse_hub_message(&subscribed).expect("subscribed"),
+            HubMessage::Subscribed {
+                channel: channel.clone(),
+                epoch: "e1".to_owned(),
+                offset: 4,
+                recovered: false
+            }
+        );
+        let notification = Notification {
+            channel: channel.clone(),
+            offset: 5,
+            epoch: "e1".to_owned(),
+            level: Level::Warning,
+            title: "t".to_owned(),
+            body: "b".to_owned(),
+            data: Some(serde_json::json!({"host": "a"})),
+            time_ms: 9,
+        };
+        let json = Reply::Notification(&notification).to_json();
+        assert_eq!(
+            parse_hub_message(&json).expect("notification"),
+            HubMessage::Notification(notification)
+        );
+        let error = Reply::Error {
+            id: Some(1),
+            code: 403,
+            message: "token does not allow channel ops",
+            channel: Some(&channel),
+        }
+        .to_json();
+        assert!(matches!(
+            parse_hub_message(&error),
+            Ok(HubMessage::Error { code: 403, .. })
+        ));
+        assert!(parse_hub_message(r#"{"type":"surprise"}"#).is_err());
+        assert!(parse_hub_message("not json").is_err());
     }
 }
