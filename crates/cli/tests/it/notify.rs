@@ -411,3 +411,60 @@ fn subscribe_prints_what_is_published_and_says_what_a_hub_restart_lost() {
     assert_eq!(terminate(&mut subscriber), Some(0));
     hub.stop();
 }
+
+/// Over HTTPS/WSS both commands trust the lab's CA from the home; a subscriber the hub refuses
+/// (no token where JWTs are required) exits 1 with the hub's words instead of reconnecting.
+#[test]
+fn notify_and_subscribe_over_tls_and_a_refused_subscriber_exits_1() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let secret = home.path().join("jwt");
+    std::fs::write(&secret, "s".repeat(40)).expect("secret");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let hub = Hub::start(home.path(), 0, &["--tls"]);
+    let url = format!("https://localhost:{}", hub.port);
+    let mut subscriber = protolab(home.path())
+        .args(["subscribe", "ops", "--since", "start", "--hub", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("subscribe starts");
+    let stdout = lines_of(subscriber.stdout.take().expect("stdout"));
+    let stderr = lines_of(subscriber.stderr.take().expect("stderr"));
+    let mut seen = Vec::new();
+    wait_for_line(&stderr, "connected to wss://localhost:", &mut seen);
+    let out = protolab(home.path())
+        .args(["notify", "over tls", "--channel", "ops", "--level", "error"])
+        .env("PROTOLAB_HUB_URL", &url)
+        .output()
+        .expect("notify runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the notification printed");
+    assert!(line.ends_with("ops:1 ERROR   over tls"), "{line:?}");
+    assert!(!line.contains('\x1b'), "colour on a pipe: {line:?}");
+    assert_eq!(terminate(&mut subscriber), Some(0));
+    hub.stop();
+
+    let hub = Hub::start(
+        home.path(),
+        0,
+        &["--jwt-secret-file", secret.to_str().expect("utf-8")],
+    );
+    let started = Instant::now();
+    let out = protolab(home.path())
+        .args(["subscribe", "ops", "--hub", &hub.url()])
+        .output()
+        .expect("subscribe runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("(401)"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+    hub.stop();
+}
