@@ -468,3 +468,137 @@ fn notify_and_subscribe_over_tls_and_a_refused_subscriber_exits_1() {
     assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
     hub.stop();
 }
+
+/// A hub that is down when `notify` starts: retried with backoff until it is up (delivered
+/// once), or given up after --retry-for with exit 1.
+#[test]
+fn notify_retries_until_the_hub_is_up_and_gives_up_after_retry_for() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let port = {
+        let hub = Hub::start(home.path(), 0, &[]);
+        let port = hub.port;
+        hub.stop();
+        port
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = protolab(home.path())
+        .args(["notify", "nobody there", "--retry-for", "1s", "--hub", &url])
+        .output()
+        .expect("notify runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gave up after --retry-for 1s") && stderr.contains("retrying in"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{stderr}");
+
+    let notify = protolab(home.path())
+        .args(["notify", "late hub", "--channel", "ops", "--hub", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("notify starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    let hub = Hub::start(home.path(), port, &[]);
+    let out = notify.wait_with_output().expect("notify ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("retrying in"), "{stderr}");
+    let delivered = history(&hub.url(), "ops", None);
+    let bodies: Vec<_> = delivered.iter().map(|n| n["body"].clone()).collect();
+    assert_eq!(bodies, ["late hub"]);
+    hub.stop();
+}
+
+/// `notify` killed after the hub accepted a line but before the spool recorded it: the restarted
+/// `notify` sends it again with the key it was spooled with, and the hub does not deliver it twice.
+#[test]
+fn a_line_the_hub_already_has_is_not_delivered_twice_after_a_crash() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let port = {
+        let hub = Hub::start(home.path(), 0, &[]);
+        let port = hub.port;
+        hub.stop();
+        port
+    };
+    let log = home.path().join("app.log");
+    append(&log, "");
+    let url = format!("http://127.0.0.1:{port}");
+    let start_notify = || {
+        let mut child = protolab(home.path())
+            .args(["notify", "--follow", log.to_str().expect("utf-8")])
+            .args(["--channel", "app", "--hub", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("notify starts");
+        let stderr = lines_of(child.stderr.take().expect("stderr"));
+        (child, stderr)
+    };
+    let mut seen = Vec::new();
+    let (mut notify, stderr) = start_notify();
+    wait_for_line(&stderr, "from its end", &mut seen);
+    append(&log, "only once\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while spooled(home.path()) < 1 {
+        assert!(Instant::now() < deadline, "not spooled: {seen:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    notify.kill().expect("SIGKILL");
+    notify.wait().expect("reaped");
+
+    // the hub got it (as the killed notify's last attempt would have delivered it)
+    let spool_dir = home.path().join("notify-spool");
+    let spool = std::fs::read_dir(&spool_dir)
+        .expect("spool dir")
+        .filter_map(Result::ok)
+        .find(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .expect("a spool file");
+    let text = std::fs::read_to_string(spool.path()).expect("spool");
+    let entry: serde_json::Value = text
+        .lines()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v.get("entry").is_some())
+        })
+        .expect("an entry");
+    let publication = &entry["entry"]["publication"];
+    assert!(publication["idempotency_key"].is_string(), "{publication}");
+    let hub = Hub::start(home.path(), port, &[]);
+    let curl = Command::new(require("curl", "apt-get install -y curl"))
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(publication.to_string())
+        .arg(format!("{url}/api/publish"))
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "202");
+
+    let (mut notify, stderr) = start_notify();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while spooled(home.path()) > 0 {
+        assert!(Instant::now() < deadline, "not delivered: {seen:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    append(&log, "next\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while history(&url, "app", None).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            history(&url, "app", None)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bodies: Vec<_> = history(&url, "app", None)
+        .iter()
+        .map(|n| (n["offset"].as_u64().unwrap_or(0), n["body"].clone()))
+        .collect();
+    assert_eq!(bodies, [(1, "only once".into()), (2, "next".into())]);
+    assert_eq!(terminate(&mut notify), Some(0));
+    drop(stderr);
+    hub.stop();
+}
