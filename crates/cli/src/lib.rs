@@ -33,9 +33,11 @@ pub mod compare;
 pub mod hub;
 pub mod inspect;
 pub mod logging;
+pub mod notify;
 pub mod progress;
 pub mod proxy;
 pub mod signals;
+pub mod subscribe;
 pub mod units;
 pub mod up;
 
@@ -87,6 +89,13 @@ pub enum Command {
     /// subscribe over WebSocket (`/connection/ws`) or SSE (`/connection/sse`), with per-channel
     /// history so a returning subscriber gets exactly what it missed.
     Hub(hub::HubArgs),
+    /// Publish a notification to the hub (`notify "disk full" --level error --channel ops`),
+    /// retrying while it is unreachable, or with --follow FILE every new line of a log, kept in
+    /// an on-disk spool until the hub accepts it.
+    Notify(notify::NotifyArgs),
+    /// Print a hub's notifications as they are published; reconnects and resumes from the last
+    /// one printed.
+    Subscribe(subscribe::SubscribeArgs),
     /// Load an http/https/ws/wss URL with echoes: throughput, latency percentiles, bytes on
     /// the wire per message and per handshake, connection phase timings.
     Bench(bench::BenchArgs),
@@ -179,6 +188,8 @@ async fn run_command(command: Command, ctx: &Context) -> anyhow::Result<ExitCode
         Command::Bench(args) => bench::run(args, ctx).await,
         Command::Proxy(args) => proxy::run(args, ctx).await,
         Command::Hub(args) => hub::run(args, ctx).await,
+        Command::Notify(args) => notify::run(args, ctx).await,
+        Command::Subscribe(args) => subscribe::run(args, ctx).await,
         Command::Inspect(args) => inspect::run(args, ctx).await,
         Command::Capture(args) => capture::run(args, ctx).await,
         Command::Completions { shell } => {

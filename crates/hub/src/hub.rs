@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ring::rand::{SecureRandom, SystemRandom};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::history::{Delivery, History, HistoryLimits, Recovery, Since};
@@ -51,7 +51,7 @@ pub enum HubError {
 
 /// What a publish did: where the notification stands, or stood when its idempotency key was
 /// first seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     /// The channel.
     pub channel: ChannelName,

@@ -15,6 +15,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod broker;
+pub mod client;
 pub mod error;
 pub mod gui;
 mod history;

@@ -167,7 +167,7 @@ impl Default for PublicationLimits {
 }
 
 /// What a publisher asks the hub to deliver (the body of `POST /api/publish`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Publication {
     /// The channel to publish on.
@@ -185,7 +185,7 @@ pub struct Publication {
     pub data: Option<serde_json::Value>,
     /// A key the publisher reuses when it retries: the hub delivers a key's publication once
     /// for as long as the channel's history remembers it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
 

@@ -11,6 +11,7 @@ mod errors;
 mod hub;
 mod inspect;
 mod interrupt;
+mod notify;
 mod progress;
 mod proxy;
 mod readme;

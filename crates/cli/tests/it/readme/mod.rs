@@ -163,12 +163,19 @@ fn step_for(key: &str) -> Option<&'static Step> {
 }
 
 /// `NAME=value`: run as part of every later command of its block.
+/// `NAME=VALUE`, or `export NAME=VALUE…`: kept and run before the block's later commands.
 fn is_assignment(key: &str) -> bool {
-    key.split_once('=').is_some_and(|(name, value)| {
-        !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !value.contains(' ')
-    })
+    let one = |word: &str| {
+        word.split_once('=').is_some_and(|(name, value)| {
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !value.contains(' ')
+        })
+    };
+    match key.strip_prefix("export ") {
+        Some(rest) => rest.split(' ').all(one),
+        None => one(key),
+    }
 }
 
 fn program(key: &str) -> &str {

@@ -166,6 +166,24 @@ pub(super) const STEPS: &[Step] = &[
         ),
     },
     Step {
+        command: "protolab notify --follow /var/log/app.log --level-regex 'ERROR=error,WARN=warning' --channel ops",
+        how: How::NotRun(
+            "follows a log file until stopped; tests/it/notify.rs runs --follow against a real \
+             hub: spooled while it is down, delivered once and in order when it is back",
+        ),
+    },
+    Step {
+        command: "protolab subscribe ops --since start",
+        how: How::Serve {
+            root: false,
+            ready: "disk full",
+            stop_before: Some(
+                "protolab bench ws://localhost:3002/ws -c 50 --size 1KiB --duration 10s",
+            ),
+            readme_output: false,
+        },
+    },
+    Step {
         command: "protolab up --proxy",
         how: How::Serve {
             root: false,
