@@ -236,6 +236,15 @@ fn append(path: &Path, text: &str) {
     file.write_all(text.as_bytes()).expect("append");
 }
 
+/// Waits up to 20 s for `done`, failing with `what` and the lines seen so far.
+fn wait_until(what: &str, seen: &[String], mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: {seen:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Entries in the spool files under the home.
 fn spooled(home: &Path) -> usize {
     let Ok(dir) = std::fs::read_dir(home.join("notify-spool")) else {
@@ -285,11 +294,7 @@ fn follow_spools_while_the_hub_is_down_and_delivers_each_line_once_in_order_acro
     let (mut notify, stderr) = start_notify();
     wait_for_line(&stderr, "from its end", &mut seen);
     append(&log, "ERROR disk full\nWARN cpu hot\nplain three\n");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while spooled(home.path()) < 3 {
-        assert!(Instant::now() < deadline, "3 lines not spooled: {seen:#?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("3 lines not spooled", &seen, || spooled(home.path()) >= 3);
     // killed with lines spooled: nothing may be lost, nothing repeated
     notify.kill().expect("SIGKILL");
     notify.wait().expect("reaped");
@@ -541,11 +546,7 @@ fn a_line_the_hub_already_has_is_not_delivered_twice_after_a_crash() {
     let (mut notify, stderr) = start_notify();
     wait_for_line(&stderr, "from its end", &mut seen);
     append(&log, "only once\n");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while spooled(home.path()) < 1 {
-        assert!(Instant::now() < deadline, "not spooled: {seen:#?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("not spooled", &seen, || spooled(home.path()) >= 1);
     notify.kill().expect("SIGKILL");
     notify.wait().expect("reaped");
 
@@ -578,11 +579,7 @@ fn a_line_the_hub_already_has_is_not_delivered_twice_after_a_crash() {
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "202");
 
     let (mut notify, stderr) = start_notify();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while spooled(home.path()) > 0 {
-        assert!(Instant::now() < deadline, "not delivered: {seen:#?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("not delivered", &seen, || spooled(home.path()) == 0);
     append(&log, "next\n");
     let deadline = Instant::now() + Duration::from_secs(20);
     while history(&url, "app", None).len() < 2 {
