@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Read as _;
+use std::io::BufRead as _;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -335,17 +335,21 @@ impl Output {
             Box::new(child.stdout.take().unwrap()),
             Box::new(child.stderr.take().unwrap()),
         ];
-        for mut pipe in pipes {
+        for pipe in pipes {
             let sink = output.text.clone();
             output.readers.push(std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
+                // Whole lines only: stdout and stderr arrive on two threads, and a chunk of one
+                // must not land in the middle of a line of the other.
+                let mut pipe = std::io::BufReader::new(pipe);
+                let mut line = Vec::new();
+                while let Ok(n) = pipe.read_until(b'\n', &mut line) {
                     if n == 0 {
                         break;
                     }
                     sink.lock()
                         .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                        .push_str(&String::from_utf8_lossy(&line));
+                    line.clear();
                 }
             }));
         }
