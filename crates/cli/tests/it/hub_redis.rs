@@ -250,12 +250,23 @@ fn an_unreachable_redis_or_a_bad_broker_stops_the_hub_with_the_reason() {
         .expect("a free port")
         .port();
     let url = format!("redis://127.0.0.1:{free_port}");
-    let out = Command::new(env!("CARGO_BIN_EXE_protolab"))
+    let mut hub = Command::new(env!("CARGO_BIN_EXE_protolab"))
         .arg("--home")
         .arg(home.path())
         .args(["hub", "--port", "0", "--broker", &url])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("protolab runs");
+    // A hub that ignored the broker would serve on forever: bound the wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hub.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = hub.kill();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = hub.wait_with_output().expect("protolab output");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&url), "names the URL: {stderr}");
