@@ -74,7 +74,11 @@ pub struct HubArgs {
     /// Where publishing, history and fan-out live: `memory` (this process alone) or
     /// `redis://HOST:PORT[/DB]` (or `redis+unix:///PATH`), shared by every hub started with the
     /// same Redis and --redis-prefix.
-    #[arg(long, default_value = "memory", value_name = "memory|redis://HOST:PORT[/DB]")]
+    #[arg(
+        long,
+        default_value = "memory",
+        value_name = "memory|redis://HOST:PORT[/DB]"
+    )]
     pub broker: String,
     /// Prefix of the hub's Redis keys and fan-out channel; hub deployments sharing one Redis
     /// give each a prefix of its own.

@@ -37,8 +37,8 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::auth::OriginPolicy;
-use crate::history::Since;
 use crate::broker::Broker;
+use crate::history::Since;
 use crate::hub::Hub;
 use crate::notification::{ChannelName, Notification, Position};
 use crate::protocol::{SLOW_SUBSCRIBER_CLOSE, SLOW_SUBSCRIBER_REASON};

@@ -114,7 +114,10 @@ async fn a_subscriber_on_one_hub_gets_what_another_hub_publishes() {
     python
         .arg(repo_root().join("tests/peers/hub_ws_client.py"))
         .arg(&ws_url)
-        .args(["--send", r#"{"type":"subscribe","id":1,"channels":[{"channel":"ops"}]}"#])
+        .args([
+            "--send",
+            r#"{"type":"subscribe","id":1,"channels":[{"channel":"ops"}]}"#,
+        ])
         .args(["--notifications", "7", "--timeout", "30"]);
     let subscriber = Peer::spawn(python);
     let subscribed = subscriber.next("type", "subscribed");
@@ -237,7 +240,11 @@ async fn sse_resumes_on_a_restarted_hub_with_nothing_lost() {
         .iter()
         .map(|(_, data)| data["body"].as_str().expect("body"))
         .collect();
-    assert_eq!(bodies, ["ops 4", "ops 5", "ops 6"], "exactly what it missed");
+    assert_eq!(
+        bodies,
+        ["ops 4", "ops 5", "ops 6"],
+        "exactly what it missed"
+    );
 }
 
 /// A Redis that does not answer stops the hub at start with exit 1 and the URL; a broker that

@@ -50,11 +50,10 @@ pub(crate) async fn stats(
 ) -> Result<Json<Stats>, ApiError> {
     state.authorize_publish(&headers, peer)?;
     // Every channel the broker holds (all hub processes'); the counts are this process's.
-    let channels = state
-        .broker
-        .channels()
-        .await
-        .map_err(|e| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let channels =
+        state.broker.channels().await.map_err(|e| {
+            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        })?;
     let (published, duplicates) = state.hub.counts();
     let transports = Transport::ALL
         .iter()

@@ -27,11 +27,10 @@ impl TestHub {
         let hub = Arc::new(Hub::new(HubConfig::default()));
         let broker = Arc::new(Broker::Memory(Arc::clone(&hub)));
         let endpoint = socketio(Arc::clone(&broker), config);
-        let router = endpoint.clone().mount(notifs_routes(
-            broker,
-            allow,
-            PublicationLimits::default(),
-        ));
+        let router =
+            endpoint
+                .clone()
+                .mount(notifs_routes(broker, allow, PublicationLimits::default()));
         let ip: IpAddr = ip.parse().expect("ip");
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
