@@ -289,3 +289,146 @@ fn an_unreachable_redis_or_a_bad_broker_stops_the_hub_with_the_reason() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--broker"), "{stderr}");
 }
+
+/// `hub --port PORT --broker URL --history-size N`, ready.
+fn start_on(home: &std::path::Path, port: u16, redis: &RedisServer, history: usize) -> Instance {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_protolab"))
+        .arg("--home")
+        .arg(home)
+        .args(["hub", "--port", &port.to_string(), "--broker", &redis.url()])
+        .args(["--history-size", &history.to_string()])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("protolab starts");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    for line in stdout.lines().map_while(Result::ok) {
+        if line == "ready" {
+            break;
+        }
+    }
+    Instance {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The chaos check, bounded for CI: `PROTOLAB_HUB_CHAOS_COUNT` notifications (default
+/// 10,000) over 10 channels published through three Redis-backed hubs, while WebSocket and SSE
+/// subscribers are cut at random and reconnect to a random hub from their positions, and one
+/// hub is killed and started again: every subscriber ends with every offset exactly once, in
+/// order per channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_every_subscriber_gets_every_offset_once_in_order() {
+    const CHANNELS: usize = 10;
+    const BATCH: usize = 100;
+    let count: usize = std::env::var("PROTOLAB_HUB_CHAOS_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let per_channel = count / CHANNELS;
+    assert!(
+        per_channel >= BATCH / CHANNELS,
+        "PROTOLAB_HUB_CHAOS_COUNT too small"
+    );
+    let redis = RedisServer::start().await;
+    let home = tempfile::tempdir().expect("temp dir");
+    let ports = [free_port(), free_port(), free_port()];
+    let history = per_channel.max(1000);
+    let mut hubs: Vec<Instance> = ports
+        .iter()
+        .map(|&port| start_on(home.path(), port, &redis, history))
+        .collect();
+    let channels: Vec<String> = (0..CHANNELS).map(|c| format!("chaos{c}")).collect();
+    let python = require("python3", "apt-get install -y python3");
+    // Generous (a busy CI machine), yet bounded: a lost notification ends as a timeout.
+    let timeout = (60 + count / 100).to_string();
+    let subscribers: Vec<(String, Child)> = ["ws", "ws", "sse", "sse"]
+        .iter()
+        .enumerate()
+        .map(|(n, transport)| {
+            let mut command = Command::new(&python);
+            command
+                .arg(repo_root().join("tests/peers/hub_chaos_subscriber.py"))
+                .args(["--transport", transport])
+                .args(["--expect", &per_channel.to_string()])
+                .args(["--cut-after", "700", "--timeout", &timeout]);
+            for hub in &hubs {
+                command.args(["--hub", &hub.base]);
+            }
+            for channel in &channels {
+                command.args(["--channel", channel]);
+            }
+            let child = command
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("subscriber starts");
+            (format!("{transport}{n}"), child)
+        })
+        .collect();
+
+    let batches = per_channel * CHANNELS / BATCH;
+    let restart_at = batches / 2;
+    for batch in 0..batches {
+        if batch == restart_at {
+            hubs[1].kill();
+        }
+        if batch == restart_at + batches / 10 + 1 {
+            hubs[1] = start_on(home.path(), ports[1], &redis, history);
+        }
+        // While hub 1 is down, the other two publish.
+        let through = match batch % 3 {
+            1 if !(restart_at..=restart_at + batches / 10).contains(&batch) => &hubs[1],
+            1 | 2 => &hubs[2],
+            _ => &hubs[0],
+        };
+        let items: Vec<Value> = (0..BATCH)
+            .map(|i| notification(&channels[i % CHANNELS], &format!("{batch}.{i}")))
+            .collect();
+        let (status, text) = curl(&[
+            "-H",
+            "content-type: application/json",
+            "--data",
+            &Value::Array(items).to_string(),
+            &format!("{}/api/batch", through.base),
+        ]);
+        assert_eq!(status, "202", "batch {batch}: {text}");
+    }
+
+    let expected: Vec<u64> = (1..=per_channel as u64).collect();
+    for (name, child) in subscribers {
+        let out = child.wait_with_output().expect("subscriber output");
+        let result: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{name}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert!(result.get("error").is_none(), "{name}: {result}");
+        let mut total = 0;
+        for channel in &channels {
+            let offsets: Vec<u64> = result["channels"][channel]
+                .as_array()
+                .expect("offsets")
+                .iter()
+                .map(|o| o.as_u64().expect("offset"))
+                .collect();
+            total += offsets.len();
+            assert!(
+                offsets == expected,
+                "{name} {channel}: every offset once, in order (got {} offsets)",
+                offsets.len()
+            );
+        }
+        println!(
+            "chaos {name}: {total} notifications over {CHANNELS} channels, {} reconnects",
+            result["reconnects"]
+        );
+    }
+    println!("chaos: {count} published through 3 hubs (one restarted)");
+}
