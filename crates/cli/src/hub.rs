@@ -14,6 +14,7 @@ use clap::Args;
 use ipnet::IpNet;
 use protolab_hub::app::{AppConfig, AppState, SharedState};
 use protolab_hub::auth::{ApiKeys, JwtVerifier, OriginPolicy};
+use protolab_hub::broker::{Broker, RedisBroker, RedisConfig};
 use protolab_hub::socketio::{socketio, Authorize, SocketIoConfig};
 use protolab_hub::story::{notifs_routes, NotifsAllow};
 use protolab_hub::{router, ChannelName, HistoryLimits, Hub, HubConfig, ServeOptions};
@@ -70,6 +71,19 @@ pub struct HubArgs {
     /// Most connections at once (HTTP requests in progress, and subscribers).
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_connections: usize,
+    /// Where publishing, history and fan-out live: `memory` (this process alone) or
+    /// `redis://HOST:PORT[/DB]` (or `redis+unix:///PATH`), shared by every hub started with the
+    /// same Redis and --redis-prefix.
+    #[arg(
+        long,
+        default_value = "memory",
+        value_name = "memory|redis://HOST:PORT[/DB]"
+    )]
+    pub broker: String,
+    /// Prefix of the hub's Redis keys and fan-out channel; hub deployments sharing one Redis
+    /// give each a prefix of its own.
+    #[arg(long, default_value = "protolab:hub:", value_name = "PREFIX")]
+    pub redis_prefix: String,
     /// Time subscribers and requests get to finish on Ctrl-C before they are dropped.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
@@ -90,6 +104,8 @@ pub struct HubSetup {
     pub notifs_allow: Vec<IpNet>,
     /// Shutdown grace.
     pub drain_timeout: Duration,
+    /// `None`: the in-memory broker; else Redis.
+    pub redis: Option<RedisConfig>,
 }
 
 /// Checks `args`; the error names the flag to fix.
@@ -108,6 +124,21 @@ pub fn setup(args: &HubArgs) -> anyhow::Result<HubSetup> {
         args.max_connections > 0,
         "--max-connections must be at least 1"
     );
+    let redis = match args.broker.as_str() {
+        "memory" => None,
+        url if url.starts_with("redis://") || url.starts_with("redis+unix://") => {
+            anyhow::ensure!(
+                !args.redis_prefix.is_empty(),
+                "--redis-prefix must not be empty"
+            );
+            let mut config = RedisConfig::new(url);
+            config.prefix.clone_from(&args.redis_prefix);
+            Some(config)
+        }
+        other => anyhow::bail!(
+            "--broker {other}: give `memory` or a Redis URL like redis://127.0.0.1:6379/0 (or redis+unix:///PATH)"
+        ),
+    };
     let notifs_allow = args
         .notifs_allow
         .iter()
@@ -169,6 +200,7 @@ pub fn setup(args: &HubArgs) -> anyhow::Result<HubSetup> {
         app,
         notifs_allow,
         drain_timeout: args.drain_timeout,
+        redis,
     })
 }
 
@@ -196,7 +228,7 @@ fn with_story_transports(
     allow_origins: &[String],
 ) -> Router {
     let app = app.merge(notifs_routes(
-        Arc::clone(&state.hub),
+        Arc::clone(&state.broker),
         NotifsAllow::new(notifs_allow.to_vec()),
         state.config.publication_limits,
     ));
@@ -224,7 +256,7 @@ fn with_story_transports(
         authorize,
         ..SocketIoConfig::default()
     };
-    socketio(Arc::clone(&state.hub), config).mount(app)
+    socketio(Arc::clone(&state.broker), config).mount(app)
 }
 
 /// Runs `protolab hub`.
@@ -251,7 +283,19 @@ pub async fn run(args: HubArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     let hub = Arc::new(Hub::new(setup.hub));
-    let state = AppState::new(Arc::clone(&hub), setup.app);
+    let broker = match setup.redis {
+        None => Broker::Memory(Arc::clone(&hub)),
+        // A hub that cannot reach its Redis at start would serve nothing it promises: stop
+        // with the reason (the error names the URL and what to check).
+        Some(config) => match RedisBroker::connect(config, Arc::clone(&hub)).await {
+            Ok(redis) => Broker::Redis(redis),
+            Err(err) => {
+                eprintln!("error: --broker: {err}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    };
+    let state = AppState::with_broker(Arc::new(broker), setup.app);
     let app = with_story_transports(
         router(Arc::clone(&state)),
         &state,

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{bearer, ApiKeys, Grant, JwtVerifier, OriginPolicy};
+use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Transport};
@@ -72,8 +73,12 @@ pub struct AppConfig {
 /// What every handler shares.
 #[derive(Debug)]
 pub struct AppState {
-    /// Channels, history, fan-out.
+    /// This process's hub: live delivery to its own subscribers, and its counters. Always
+    /// `broker.hub()`.
     pub hub: Arc<Hub>,
+    /// Where publishing, subscribing and reading history or channels go: this hub alone, or
+    /// Redis shared with other hub processes.
+    pub broker: Arc<Broker>,
     /// Auth and limits.
     pub config: AppConfig,
     /// Counters for `/metrics`.
@@ -87,10 +92,16 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    /// State over `hub` with `config`.
+    /// State over `hub` alone (the in-memory broker) with `config`.
     pub fn new(hub: Arc<Hub>, config: AppConfig) -> SharedState {
+        Self::with_broker(Arc::new(Broker::Memory(hub)), config)
+    }
+
+    /// State over `broker` with `config`.
+    pub fn with_broker(broker: Arc<Broker>, config: AppConfig) -> SharedState {
         Arc::new(Self {
-            hub,
+            hub: Arc::clone(broker.hub()),
+            broker,
             config,
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),

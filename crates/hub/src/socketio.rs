@@ -37,6 +37,7 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::auth::OriginPolicy;
+use crate::broker::Broker;
 use crate::history::Since;
 use crate::hub::Hub;
 use crate::notification::{ChannelName, Notification, Position};
@@ -158,8 +159,9 @@ impl SocketIoEndpoint {
     }
 }
 
-/// Builds the socket.io endpoint over `hub`.
-pub fn socketio(hub: Arc<Hub>, config: SocketIoConfig) -> SocketIoEndpoint {
+/// Builds the socket.io endpoint over `broker`: rooms are fed from this process's hub, which
+/// the broker keeps up to date with every hub process sharing it.
+pub fn socketio(broker: Arc<Broker>, config: SocketIoConfig) -> SocketIoEndpoint {
     let max_payload = usize::try_from(config.max_payload).unwrap_or(usize::MAX);
     let (layer, io) = SocketIo::builder()
         .req_path(SOCKETIO_PATH)
@@ -171,7 +173,8 @@ pub fn socketio(hub: Arc<Hub>, config: SocketIoConfig) -> SocketIoEndpoint {
         .ping_timeout(config.ping_timeout)
         .build_layer();
     let shared = Arc::new(Shared {
-        hub,
+        hub: Arc::clone(broker.hub()),
+        broker,
         io: io.clone(),
         config,
         forwarders: Mutex::new(HashMap::new()),
@@ -266,6 +269,7 @@ struct Join {
 
 struct Shared {
     hub: Arc<Hub>,
+    broker: Arc<Broker>,
     io: SocketIo,
     config: SocketIoConfig,
     forwarders: Mutex<HashMap<ChannelName, mpsc::Sender<Join>>>,
@@ -397,6 +401,11 @@ impl Shared {
         }
         if self.slow_set().contains(&socket.id) {
             return refuse(429, SLOW_SUBSCRIBER_REASON.to_owned());
+        }
+        // With Redis, what other hub processes published must be in this hub's history before
+        // the forwarding task recovers the socket's missed notifications from it.
+        if let Err(e) = self.broker.catch_up(&channel).await {
+            return refuse(503, e.to_string());
         }
         let (reply, answer) = oneshot::channel();
         let join = Join {

@@ -20,6 +20,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
 
 use crate::app::{ConnectionGuard, SharedState};
+use crate::broker::BrokerError;
 use crate::error::ApiError;
 use crate::history::Since;
 use crate::metrics::Transport;
@@ -170,9 +171,17 @@ async fn subscribe(
         done: false,
     };
     for (channel, since) in query.channels.into_iter().zip(starts) {
-        let subscription = state.hub.subscribe(&channel, &since).map_err(|err| {
-            ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, err.to_string())
-        })?;
+        let subscription = state
+            .broker
+            .subscribe(&channel, &since)
+            .await
+            .map_err(|err| {
+                let status = match err {
+                    BrokerError::Hub(_) => axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                };
+                ApiError::new(status, err.to_string())
+            })?;
         // Until the missed notifications have gone out, the client stands just before the
         // first of them: an id sent with an earlier event must recover them all.
         let start = subscription.recovery.missed.first().map_or_else(

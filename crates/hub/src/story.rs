@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use ipnet::IpNet;
 use serde_json::json;
 
-use crate::hub::{Hub, HubError};
+use crate::broker::Broker;
 use crate::notification::{InvalidField, Level, Notification, Publication, PublicationLimits};
 
 /// The channel `/notifs` publishes on and every socket.io client listens to.
@@ -148,7 +148,7 @@ pub fn parse_notifs_query(
 
 #[derive(Debug)]
 struct StoryState {
-    hub: Arc<Hub>,
+    broker: Arc<Broker>,
     allow: NotifsAllow,
     limits: PublicationLimits,
 }
@@ -156,11 +156,19 @@ struct StoryState {
 /// The `/notifs` route. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`: the allow-list needs the peer's
 /// address.
-pub fn notifs_routes<S>(hub: Arc<Hub>, allow: NotifsAllow, limits: PublicationLimits) -> Router<S>
+pub fn notifs_routes<S>(
+    broker: Arc<Broker>,
+    allow: NotifsAllow,
+    limits: PublicationLimits,
+) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let state = Arc::new(StoryState { hub, allow, limits });
+    let state = Arc::new(StoryState {
+        broker,
+        allow,
+        limits,
+    });
     Router::new()
         .route("/notifs", get(notifs))
         .with_state(state)
@@ -185,11 +193,9 @@ async fn notifs(
         Ok(publication) => publication,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, Some(e.field), e.to_string()),
     };
-    match state.hub.publish(publication) {
+    match state.broker.publish(publication).await {
         Ok(published) => (StatusCode::ACCEPTED, Json(published)).into_response(),
-        Err(e @ HubError::TooManyChannels { .. }) => {
-            refuse(StatusCode::SERVICE_UNAVAILABLE, None, e.to_string())
-        }
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, None, e.to_string()),
     }
 }
 

@@ -15,6 +15,7 @@ use tokio_stream::StreamMap;
 
 use crate::app::{ConnectionGuard, SharedState};
 use crate::auth::Grant;
+use crate::broker::BrokerError;
 use crate::error::ApiError;
 use crate::hub::HubError;
 use crate::metrics::Transport;
@@ -224,13 +225,19 @@ impl Connection {
             };
             return self.send(reply.to_json()).await;
         }
-        let subscription = match state.hub.subscribe(&channel, since) {
+        let subscription = match state.broker.subscribe(&channel, since).await {
             Ok(subscription) => subscription,
-            Err(err @ HubError::TooManyChannels { .. }) => {
+            Err(err) => {
+                // The hub's own limit is the client's to respect (429); a broker that cannot
+                // serve is 503: the client may retry the subscribe later.
+                let code = match err {
+                    BrokerError::Hub(HubError::TooManyChannels { .. }) => 429,
+                    _ => 503,
+                };
                 let message = err.to_string();
                 let reply = Reply::Error {
                     id: Some(id),
-                    code: 429,
+                    code,
                     message: &message,
                     channel: Some(&channel),
                 };

@@ -14,7 +14,7 @@ fn protolab(home: &std::path::Path) -> Command {
 }
 
 /// Starts `hub --port 0 extra…`; the child and the base URL it printed.
-fn start_hub(home: &std::path::Path, extra: &[&str]) -> (Child, String) {
+pub(crate) fn start_hub(home: &std::path::Path, extra: &[&str]) -> (Child, String) {
     let mut child = protolab(home)
         .args(["hub", "--port", "0"])
         .args(extra)
@@ -36,7 +36,7 @@ fn start_hub(home: &std::path::Path, extra: &[&str]) -> (Child, String) {
     (child, base)
 }
 
-fn curl(args: &[&str]) -> (String, String) {
+pub(crate) fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new(require("curl", "apt-get install -y curl"))
         .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
         .args(args)

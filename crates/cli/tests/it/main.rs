@@ -9,6 +9,7 @@ mod compare;
 mod compare_deflate;
 mod errors;
 mod hub;
+mod hub_redis;
 mod inspect;
 mod interrupt;
 mod notify;

@@ -53,7 +53,11 @@ async fn history(
             ));
         }
     }
-    let (recovery, position) = state.hub.history(&query.channel, &query.since, query.limit);
+    let (recovery, position) = state
+        .broker
+        .history(&query.channel, &query.since, query.limit)
+        .await
+        .map_err(|e| publish::broker_error(&e))?;
     let notifications: Vec<&crate::notification::Notification> =
         recovery.missed.iter().map(|n| &**n).collect();
     Ok(Json(json!({
@@ -72,7 +76,12 @@ async fn channels(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.authorize_publish(&headers, peer)?;
-    Ok(Json(json!({ "channels": state.hub.channels() })).into_response())
+    let channels = state
+        .broker
+        .channels()
+        .await
+        .map_err(|e| publish::broker_error(&e))?;
+    Ok(Json(json!({ "channels": channels })).into_response())
 }
 
 async fn openapi() -> Response {
@@ -92,8 +101,10 @@ async fn metrics(State(state): State<SharedState>) -> Response {
 
 async fn ready(State(state): State<SharedState>) -> Response {
     if state.shutdown.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        "ready\n".into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match state.broker.ready().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
 }

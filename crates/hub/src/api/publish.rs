@@ -10,6 +10,7 @@ use axum::Json;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
 use crate::app::SharedState;
+use crate::broker::BrokerError;
 use crate::error::ApiError;
 use crate::hub::HubError;
 use crate::notification::{Publication, PublicationLimits};
@@ -118,13 +119,16 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     }
 }
 
-fn hub_error(err: &HubError) -> ApiError {
+/// The hub's own refusals keep their status; a broker that cannot serve is 503 with its
+/// message (which says what to check), so publishers retry later.
+pub(crate) fn broker_error(err: &BrokerError) -> ApiError {
     match err {
-        HubError::TooManyChannels { .. } => ApiError {
+        BrokerError::Hub(HubError::TooManyChannels { .. }) => ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: err.to_string(),
             field: Some("channel".to_owned()),
         },
+        _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
     }
 }
 
@@ -137,7 +141,11 @@ pub(super) async fn publish(
     state.authorize_publish(&headers, peer)?;
     let bytes = read_body(&headers, body, state.config.limits.max_publish_bytes).await?;
     let publication = parse_publication(&bytes, &state.config.publication_limits)?;
-    let published = state.hub.publish(publication).map_err(|e| hub_error(&e))?;
+    let published = state
+        .broker
+        .publish(publication)
+        .await
+        .map_err(|e| broker_error(&e))?;
     Ok((StatusCode::ACCEPTED, Json(published)).into_response())
 }
 
@@ -153,12 +161,12 @@ pub(super) async fn batch(
     let batch = parse_batch(&bytes, &state.config.publication_limits, limits.max_batch)?;
     let mut results = Vec::with_capacity(batch.len());
     for (index, publication) in batch.into_iter().enumerate() {
-        match state.hub.publish(publication) {
+        match state.broker.publish(publication).await {
             Ok(published) => results.push(published),
             Err(err) => {
                 // The items before this one are published: say which, so a retry (with
                 // idempotency keys) can resend the rest.
-                let mut error = hub_error(&err).within(&format!("[{index}]"));
+                let mut error = broker_error(&err).within(&format!("[{index}]"));
                 error.message = format!(
                     "{}; the first {index} publications of the batch were published",
                     error.message

@@ -128,6 +128,16 @@ impl Broker {
         }
     }
 
+    /// Brings this process's hub up to where the broker stands on `channel`, so reading the
+    /// hub's own history and live fan-out afterwards misses nothing published elsewhere (the
+    /// socket.io forwarding tasks work on the local hub). Nothing to do in memory.
+    pub async fn catch_up(&self, channel: &ChannelName) -> Result<(), BrokerError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(redis) => redis.catch_up(channel).await,
+        }
+    }
+
     /// Whether the broker can serve now (for `/readyz`): always for memory; for Redis, the
     /// server answers and this process's fan-out listener is connected.
     pub async fn ready(&self) -> Result<(), BrokerError> {

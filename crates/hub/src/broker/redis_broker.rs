@@ -203,6 +203,15 @@ impl RedisBroker {
         })
     }
 
+    /// Brings this process's hub up to where Redis stands on `channel`.
+    pub async fn catch_up(&self, channel: &ChannelName) -> Result<(), BrokerError> {
+        let shared = &self.shared;
+        match shared.position(channel).await? {
+            Some(standing) => shared.catch_up(channel, &standing).await,
+            None => Ok(()),
+        }
+    }
+
     /// Reads at most `limit` notifications of `channel`'s shared history after `since`, and
     /// where the channel stands in Redis.
     pub async fn history(

@@ -49,6 +49,11 @@ pub(crate) async fn stats(
     headers: HeaderMap,
 ) -> Result<Json<Stats>, ApiError> {
     state.authorize_publish(&headers, peer)?;
+    // Every channel the broker holds (all hub processes'); the counts are this process's.
+    let channels =
+        state.broker.channels().await.map_err(|e| {
+            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        })?;
     let (published, duplicates) = state.hub.counts();
     let transports = Transport::ALL
         .iter()
@@ -67,6 +72,6 @@ pub(crate) async fn stats(
         duplicates,
         refused: state.metrics.refused_total(),
         transports,
-        channels: state.hub.channels(),
+        channels,
     }))
 }

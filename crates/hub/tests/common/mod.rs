@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use protolab_hub::broker::Broker;
 use protolab_hub::socketio::{socketio, SocketIoConfig, SocketIoEndpoint};
 use protolab_hub::story::{notifs_routes, NotifsAllow};
 use protolab_hub::{Hub, HubConfig, Level, Publication, PublicationLimits};
@@ -24,12 +25,12 @@ pub struct TestHub {
 impl TestHub {
     pub async fn start(ip: &str, config: SocketIoConfig, allow: NotifsAllow) -> Self {
         let hub = Arc::new(Hub::new(HubConfig::default()));
-        let endpoint = socketio(Arc::clone(&hub), config);
-        let router = endpoint.clone().mount(notifs_routes(
-            Arc::clone(&hub),
-            allow,
-            PublicationLimits::default(),
-        ));
+        let broker = Arc::new(Broker::Memory(Arc::clone(&hub)));
+        let endpoint = socketio(Arc::clone(&broker), config);
+        let router =
+            endpoint
+                .clone()
+                .mount(notifs_routes(broker, allow, PublicationLimits::default()));
         let ip: IpAddr = ip.parse().expect("ip");
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -78,7 +78,7 @@ async fn listen(shared: &Shared, backoff: &mut Duration) -> BrokerError {
                 }
             }
             _ = health.tick() => {
-                if let Err(error) = shared.call("PING on the fan-out listener", sink.ping::<String>()).await {
+                if let Err(error) = shared.call("PING on the fan-out listener", sink.ping::<redis::Value>()).await {
                     return error;
                 }
             }
