@@ -473,6 +473,15 @@ pub fn render(results: &FanoutResults) -> String {
             rep.latency_expected + rep.burst_expected
         ));
     }
+    for run in &results.runs {
+        if let Some(rep) = run.report.as_ref().filter(|r| r.burst_server_cpu_secs < 0.5) {
+            out.push_str(&format!(
+                "note: {} round {}: the burst took {:.2} server CPU-s; /proc counts 10 ms ticks, \
+                 so deliveries/CPU-s is coarse: raise --burst\n",
+                run.server, run.round, rep.burst_server_cpu_secs
+            ));
+        }
+    }
     for note in &results.notes {
         out.push_str(&format!("note: {note}\n"));
     }

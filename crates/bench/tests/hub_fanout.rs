@@ -54,16 +54,16 @@ fn every_subscriber_gets_every_publication_from_the_hub() {
         assert_eq!(
             report["min_received_per_subscriber"],
             PUBLISHES + BURST,
-            "{server}: a subscriber missed a publication: {run}"
+            "{server}: a subscriber did not get every publication exactly once: {run}"
         );
         let each = SUBSCRIBERS as u64;
         assert_eq!(report["latency_received"], each * PUBLISHES, "{server}");
         assert_eq!(report["burst_received"], each * BURST, "{server}");
         assert!(report["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{server}: {run}");
-        assert!(
-            report["deliveries_per_cpu_sec"].as_f64().is_some_and(|d| d > 0.0),
-            "{server}: {run}"
-        );
+        // At 50 subscribers the burst may take less than one 10 ms CPU tick, so the
+        // deliveries per CPU-second may be absent here; it must never be made up.
+        let cpu = report["burst_server_cpu_secs"].as_f64().expect("burst CPU");
+        assert_eq!(report["deliveries_per_cpu_sec"].is_null(), cpu == 0.0, "{server}: {run}");
     }
     assert!(stdout.contains("hub fan-out: 50 idle subscribers"), "{stdout}");
 }
