@@ -159,10 +159,7 @@ fn spec(name: &str, opts: &FanoutOptions, port: u16) -> anyhow::Result<Spec> {
                 wire: Wire::SocketIo,
             }
         }
-        other => anyhow::bail!(
-            "unknown server `{other}`: one of {}",
-            SERVERS.join(", ")
-        ),
+        other => anyhow::bail!("unknown server `{other}`: one of {}", SERVERS.join(", ")),
     })
 }
 
@@ -221,8 +218,7 @@ pub fn run(opts: &FanoutOptions) -> anyhow::Result<FanoutResults> {
                 "hub: round {round}/{}: {name}, {} subscribers",
                 opts.rounds, opts.subscribers
             );
-            let run = match run_one(opts, name, &me, dir.path(), prlimit.as_deref(), source_net)
-            {
+            let run = match run_one(opts, name, &me, dir.path(), prlimit.as_deref(), source_net) {
                 Ok(report) => {
                     eprintln!(
                         "hub: {name:<15} p50 {} p99 {} ms, RSS/sub {}, deliveries/CPU-s {}",
@@ -344,7 +340,11 @@ fn spread(values: impl Iterator<Item = f64>) -> Option<Spread> {
     })
 }
 
-fn figure(results: &FanoutResults, server: &str, f: impl Fn(&Report) -> Option<f64>) -> Option<Spread> {
+fn figure(
+    results: &FanoutResults,
+    server: &str,
+    f: impl Fn(&Report) -> Option<f64>,
+) -> Option<Spread> {
     spread(
         results
             .runs
@@ -384,7 +384,10 @@ pub fn render(results: &FanoutResults) -> String {
         }
         let reports: Vec<&Report> = runs.iter().filter_map(|r| r.report.as_ref()).collect();
         if reports.is_empty() {
-            let why = runs.iter().find_map(|r| r.error.clone()).unwrap_or_default();
+            let why = runs
+                .iter()
+                .find_map(|r| r.error.clone())
+                .unwrap_or_default();
             out.push_str(&format!("{server:<15} FAILED: {why}\n"));
             continue;
         }
@@ -408,7 +411,9 @@ pub fn render(results: &FanoutResults) -> String {
             show(figure(results, server, |r| r.p50_ms), 1),
             show(figure(results, server, |r| r.p99_ms), 1),
             show(
-                figure(results, server, |r| r.rss_per_subscriber.map(|b| b / 1024.0)),
+                figure(results, server, |r| r
+                    .rss_per_subscriber
+                    .map(|b| b / 1024.0)),
                 2
             ),
             show(figure(results, server, |r| r.deliveries_per_cpu_sec), 0),
@@ -418,7 +423,10 @@ pub fn render(results: &FanoutResults) -> String {
     out.push_str("\ntargets (issue 12):\n");
     let dps = |s: &str| figure(results, s, |r| r.deliveries_per_cpu_sec);
     for ours in ["hub-socketio", "hub-ws"] {
-        for (peer, goal) in [("flask-socketio", VS_FLASK_TARGET), ("node-socketio", VS_NODE_TARGET)] {
+        for (peer, goal) in [
+            ("flask-socketio", VS_FLASK_TARGET),
+            ("node-socketio", VS_NODE_TARGET),
+        ] {
             if let (Some(a), Some(b)) = (dps(ours), dps(peer)) {
                 let ratio = a.median / b.median;
                 let overlap = a.min <= b.max && b.min <= a.max;
@@ -435,7 +443,11 @@ pub fn render(results: &FanoutResults) -> String {
             }
         }
         if let Some(p99) = figure(results, ours, |r| r.p99_ms) {
-            let verdict = if p99.median <= P99_TARGET_MS { "met" } else { "NOT met" };
+            let verdict = if p99.median <= P99_TARGET_MS {
+                "met"
+            } else {
+                "NOT met"
+            };
             let at = if n == 20_000 {
                 String::new()
             } else {
@@ -447,7 +459,11 @@ pub fn render(results: &FanoutResults) -> String {
             ));
         }
         if let Some(rss) = figure(results, ours, |r| r.rss_per_subscriber) {
-            let verdict = if rss.median <= RSS_TARGET_BYTES { "met" } else { "NOT met" };
+            let verdict = if rss.median <= RSS_TARGET_BYTES {
+                "met"
+            } else {
+                "NOT met"
+            };
             out.push_str(&format!(
                 "  RSS per idle subscriber {ours}: {:.2} KiB (goal ≤ 8 KiB): {verdict}\n",
                 rss.median / 1024.0
@@ -457,7 +473,11 @@ pub fn render(results: &FanoutResults) -> String {
     for r in results.runs.iter().filter_map(|r| {
         r.report
             .as_ref()
-            .filter(|rep| rep.failed > 0 || rep.latency_received + rep.burst_received < rep.latency_expected + rep.burst_expected)
+            .filter(|rep| {
+                rep.failed > 0
+                    || rep.latency_received + rep.burst_received
+                        < rep.latency_expected + rep.burst_expected
+            })
             .map(|rep| (r, rep))
     }) {
         let (run, rep) = r;
@@ -474,7 +494,11 @@ pub fn render(results: &FanoutResults) -> String {
         ));
     }
     for run in &results.runs {
-        if let Some(rep) = run.report.as_ref().filter(|r| r.burst_server_cpu_secs < 0.5) {
+        if let Some(rep) = run
+            .report
+            .as_ref()
+            .filter(|r| r.burst_server_cpu_secs < 0.5)
+        {
             out.push_str(&format!(
                 "note: {} round {}: the burst took {:.2} server CPU-s; /proc counts 10 ms ticks, \
                  so deliveries/CPU-s is coarse: raise --burst\n",

@@ -326,7 +326,10 @@ async fn publish(port: u16, seq: u32) -> anyhow::Result<()> {
     let head = String::from_utf8_lossy(&answer[..answer.len().min(64)]).into_owned();
     let status = head.split_whitespace().nth(1).unwrap_or("");
     if !status.starts_with('2') {
-        bail!("publish {seq}: the server answered `{}`", head.lines().next().unwrap_or(""));
+        bail!(
+            "publish {seq}: the server answered `{}`",
+            head.lines().next().unwrap_or("")
+        );
     }
     Ok(())
 }
@@ -493,7 +496,10 @@ mod tests {
     #[test]
     fn classifies_socketio_frames() {
         assert_eq!(socketio_frame("0{\"sid\":\"a\"}"), SocketIoFrame::Open);
-        assert_eq!(socketio_frame("40{\"sid\":\"b\"}"), SocketIoFrame::Connected);
+        assert_eq!(
+            socketio_frame("40{\"sid\":\"b\"}"),
+            SocketIoFrame::Connected
+        );
         assert_eq!(socketio_frame("2"), SocketIoFrame::Ping);
         assert_eq!(socketio_frame("42[\"x\"]"), SocketIoFrame::Event("[\"x\"]"));
         assert_eq!(socketio_frame("44{}"), SocketIoFrame::Refused("44{}"));

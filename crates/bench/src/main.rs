@@ -336,7 +336,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let me = std::env::current_exe().context("finding the protolab-bench binary")?;
             let subscribers = usize::try_from(a.subscribers)?;
             let burst = a.burst.unwrap_or_else(|| {
-                u32::try_from(200_000 / subscribers).unwrap_or(100).clamp(5, 100)
+                u32::try_from(200_000 / subscribers)
+                    .unwrap_or(100)
+                    .clamp(5, 100)
             });
             process::install_signal_handler();
             let results = fanout::run(&fanout::FanoutOptions {

@@ -28,7 +28,12 @@ fn every_subscriber_gets_every_publication_from_the_hub() {
     let json = dir.join("fanout.json");
     let out = Command::new(env!("CARGO_BIN_EXE_protolab-bench"))
         .args(["hub", "--subscribers", &SUBSCRIBERS.to_string()])
-        .args(["--publishes", &PUBLISHES.to_string(), "--burst", &BURST.to_string()])
+        .args([
+            "--publishes",
+            &PUBLISHES.to_string(),
+            "--burst",
+            &BURST.to_string(),
+        ])
         .args(["--skip", "flask-socketio", "--skip", "node-socketio"])
         .arg("--protolab")
         .arg(protolab())
@@ -59,11 +64,21 @@ fn every_subscriber_gets_every_publication_from_the_hub() {
         let each = SUBSCRIBERS as u64;
         assert_eq!(report["latency_received"], each * PUBLISHES, "{server}");
         assert_eq!(report["burst_received"], each * BURST, "{server}");
-        assert!(report["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{server}: {run}");
+        assert!(
+            report["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+            "{server}: {run}"
+        );
         // At 50 subscribers the burst may take less than one 10 ms CPU tick, so the
         // deliveries per CPU-second may be absent here; it must never be made up.
         let cpu = report["burst_server_cpu_secs"].as_f64().expect("burst CPU");
-        assert_eq!(report["deliveries_per_cpu_sec"].is_null(), cpu == 0.0, "{server}: {run}");
+        assert_eq!(
+            report["deliveries_per_cpu_sec"].is_null(),
+            cpu == 0.0,
+            "{server}: {run}"
+        );
     }
-    assert!(stdout.contains("hub fan-out: 50 idle subscribers"), "{stdout}");
+    assert!(
+        stdout.contains("hub fan-out: 50 idle subscribers"),
+        "{stdout}"
+    );
 }
