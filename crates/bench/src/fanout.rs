@@ -3,8 +3,8 @@
 //! Flask-SocketIO app, gevent mode) and a Node `socket.io` 4 server, in the same run.
 //!
 //! Every server runs pinned to core 0 and publishes on `GET /notifs?msg=`; the subscriber load
-//! ([`crate::fanout_client`], this binary's hidden `hub-client` subcommand) runs pinned to core
-//! 1. Rounds interleave the servers; the table shows each figure's median over rounds and its
+//! ([`crate::fanout_client`], this binary's hidden `hub-client` subcommand) runs pinned to
+//! core 1. Rounds interleave the servers; the table shows each figure's median over rounds and its
 //! range, and a ratio whose ranges overlap is called a tie within noise.
 
 use std::path::{Path, PathBuf};
@@ -204,8 +204,9 @@ pub fn run(opts: &FanoutOptions) -> anyhow::Result<FanoutResults> {
         .map(Some)
         .unwrap_or_else(|| {
             results.notes.push(format!(
-                "could not raise the open-files limit to {limit} (prlimit missing or not root): \
-                 subscribers past the current limit fail to connect"
+                "could not raise the open-files limit to {limit} (prlimit missing, or no \
+                 CAP_SYS_RESOURCE): each side holds at most its hard limit (`ulimit -Hn`) less a \
+                 few; run as root, or pass --subscribers below that limit"
             ));
             None
         });
@@ -328,7 +329,7 @@ fn spread(values: impl Iterator<Item = f64>) -> Option<Spread> {
     }
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    let median = if v.len() % 2 == 0 {
+    let median = if v.len().is_multiple_of(2) {
         (v[mid - 1] + v[mid]) / 2.0
     } else {
         v[mid]
