@@ -5,7 +5,9 @@
 //! binary calls; [`client::run`] is the WebSocket load client it re-executes pinned to its own
 //! core. The bench peers (`bench-peer-tungstenite`, `bench-peer-fastwebsockets`) are our code
 //! over other crates; [`peer`] holds what they share. [`decode::run`] times `protolab inspect`
-//! against tshark on a freshly captured, decrypted WSS file.
+//! against tshark on a freshly captured, decrypted WSS file. [`fanout::run`] fans one
+//! publication out to N idle subscribers of protolab's hub, Flask-SocketIO and Node socket.io,
+//! with [`fanout_client::run`] as the subscriber load.
 //!
 //! Method (`/work/shared/PEERS.md`): the server runs under `taskset -c 0`, the client under
 //! `taskset -c 1`, so each figure is per core. Server CPU is read from `/proc` around each
@@ -18,6 +20,8 @@ pub mod client;
 pub mod cpu;
 pub mod decode;
 pub mod driver;
+pub mod fanout;
+pub mod fanout_client;
 pub mod http;
 pub mod loadgen;
 pub mod peer;

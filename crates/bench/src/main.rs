@@ -39,9 +39,65 @@ enum Command {
     /// protolab proxy against HAProxy (from `protolab proxy --emit haproxy`) in front of the
     /// same protolab WS backend: WSS echo msg/s, added p99 at a fixed rate, HTTP req/s.
     Proxy(ProxyArgs),
+    /// Fan-out: protolab hub (socket.io and /connection/ws) against a Flask-SocketIO app and a
+    /// Node socket.io 4 server: publish-to-receipt p50/p99, RSS per idle subscriber,
+    /// deliveries per server CPU-second.
+    Hub(HubArgs),
     /// The WebSocket load client (the driver runs it pinned to core 1; prints JSON).
     #[command(hide = true)]
     Client(ClientArgs),
+    /// The fan-out subscriber load (the driver runs it pinned to core 1; prints JSON).
+    #[command(hide = true)]
+    HubClient(HubClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct HubArgs {
+    /// The protolab binary (a release build). Default: `protolab` next to this binary.
+    #[arg(long, value_name = "PATH")]
+    protolab: Option<PathBuf>,
+    /// Idle subscribers per server (the figure is at 20000).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    subscribers: u64,
+    /// Publications of the latency phase, one per second.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=50))]
+    publishes: u32,
+    /// Publications of the burst phase. Default: 200,000 deliveries' worth (5 to 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    burst: Option<u32>,
+    /// Rounds over every server; the table shows the median and the range.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
+    rounds: u32,
+    /// Leave a server out: hub-socketio, hub-ws, flask-socketio, node-socketio. Repeatable.
+    #[arg(long, value_name = "SERVER")]
+    skip: Vec<String>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Directory with the Node and Python peers (and node_modules).
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
+    peers_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct HubClientArgs {
+    /// The server's port on 127.0.0.1.
+    #[arg(long)]
+    port: u16,
+    /// Subscriber protocol.
+    #[arg(long, value_enum)]
+    wire: protolab_bench::fanout_client::Wire,
+    #[arg(long)]
+    subscribers: usize,
+    #[arg(long)]
+    publishes: u32,
+    #[arg(long)]
+    burst: u32,
+    /// Second octet of the subscribers' 127.X.Y.Z source addresses.
+    #[arg(long, default_value_t = 1)]
+    source_net: u8,
+    #[arg(long)]
+    server_pid: u32,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +303,63 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             println!("{}", serde_json::to_string(&report)?);
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::HubClient(a) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(protolab_bench::fanout_client::run(
+                protolab_bench::fanout_client::Config {
+                    port: a.port,
+                    wire: a.wire,
+                    subscribers: a.subscribers,
+                    publishes: a.publishes,
+                    burst: a.burst,
+                    source_net: a.source_net,
+                    server_pid: a.server_pid,
+                },
+            ))?;
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Hub(a) => {
+            use protolab_bench::fanout;
+            for s in &a.skip {
+                if !fanout::SERVERS.contains(&s.as_str()) {
+                    eprintln!(
+                        "error: --skip {s}: unknown server; one of {}",
+                        fanout::SERVERS.join(", ")
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            let me = std::env::current_exe().context("finding the protolab-bench binary")?;
+            let subscribers = usize::try_from(a.subscribers)?;
+            let burst = a.burst.unwrap_or_else(|| {
+                u32::try_from(200_000 / subscribers)
+                    .unwrap_or(100)
+                    .clamp(5, 100)
+            });
+            process::install_signal_handler();
+            let results = fanout::run(&fanout::FanoutOptions {
+                protolab: a.protolab.unwrap_or_else(|| me.with_file_name("protolab")),
+                peers_dir: a.peers_dir,
+                subscribers,
+                publishes: a.publishes,
+                burst,
+                rounds: a.rounds,
+                skip: a.skip,
+            })?;
+            print!("{}", fanout::render(&results));
+            if let Some(path) = a.json {
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            return Ok(if fanout::any_failed(&results) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
         }
         Command::Loadgen(a) => {
             let me = std::env::current_exe().context("finding the protolab-bench binary")?;

@@ -1,0 +1,84 @@
+//! Keeps `protolab-bench hub` honest: a small fan-out against protolab's hub alone (its
+//! socket.io endpoint and `/connection/ws`), asserting every subscriber got every publication.
+//! The Flask-SocketIO and Node socket.io peers are left out here; they are bench-only peers.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const SUBSCRIBERS: usize = 50;
+const PUBLISHES: u64 = 3;
+const BURST: u64 = 5;
+
+/// `protolab`, built next to this test's binaries by `cargo test --workspace`.
+fn protolab() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_protolab-bench"));
+    let path = bench.with_file_name("protolab");
+    assert!(
+        path.is_file(),
+        "{} not found: build it first with `cargo build -p protolab` (same profile as this test)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn every_subscriber_gets_every_publication_from_the_hub() {
+    let dir = std::env::temp_dir().join(format!("hub-fanout-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("fanout.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_protolab-bench"))
+        .args(["hub", "--subscribers", &SUBSCRIBERS.to_string()])
+        .args([
+            "--publishes",
+            &PUBLISHES.to_string(),
+            "--burst",
+            &BURST.to_string(),
+        ])
+        .args(["--skip", "flask-socketio", "--skip", "node-socketio"])
+        .arg("--protolab")
+        .arg(protolab())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("running protolab-bench hub");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "protolab-bench hub failed: {stderr}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON results")).expect("JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+    let runs = results["runs"].as_array().expect("runs");
+    let servers: Vec<&str> = runs.iter().filter_map(|r| r["server"].as_str()).collect();
+    assert_eq!(servers, ["hub-socketio", "hub-ws"]);
+    for run in runs {
+        let server = &run["server"];
+        let report = &run["report"];
+        assert_eq!(report["connected"], SUBSCRIBERS, "{server}: {run}");
+        assert_eq!(report["failed"], 0, "{server}: {run}");
+        assert_eq!(
+            report["min_received_per_subscriber"],
+            PUBLISHES + BURST,
+            "{server}: a subscriber did not get every publication exactly once: {run}"
+        );
+        let each = SUBSCRIBERS as u64;
+        assert_eq!(report["latency_received"], each * PUBLISHES, "{server}");
+        assert_eq!(report["burst_received"], each * BURST, "{server}");
+        assert!(
+            report["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+            "{server}: {run}"
+        );
+        // At 50 subscribers the burst may take less than one 10 ms CPU tick, so the
+        // deliveries per CPU-second may be absent here; it must never be made up.
+        let cpu = report["burst_server_cpu_secs"].as_f64().expect("burst CPU");
+        assert_eq!(
+            report["deliveries_per_cpu_sec"].is_null(),
+            cpu == 0.0,
+            "{server}: {run}"
+        );
+    }
+    assert!(
+        stdout.contains("hub fan-out: 50 idle subscribers"),
+        "{stdout}"
+    );
+}
