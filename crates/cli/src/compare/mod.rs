@@ -426,6 +426,13 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some((path, value)) = &baseline {
+        if let Some(other) = model::other_lab_site(&results, value) {
+            eprintln!(
+                "note: the baseline {} ran against a lab {other}, this run's {}: the changes include the lab's placement",
+                path.display(),
+                results.lab_site.describe().trim_start_matches("lab: ")
+            );
+        }
         match model::compare_with_baseline(&results, value) {
             Ok(changes) if changes.is_empty() => eprintln!(
                 "baseline {}: no run in common with this one",

@@ -331,6 +331,27 @@ impl Change {
     }
 }
 
+/// Where the baseline's lab ran (`in-process`, or `remote at HOST`), when that differs from
+/// this run's; files from before `lab_site` ran theirs in-process.
+pub fn other_lab_site(now: &Results, baseline: &serde_json::Value) -> Option<String> {
+    let site = baseline.get("lab_site");
+    let kind = site
+        .and_then(|s| s.get("kind"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("in-process");
+    let host = site
+        .and_then(|s| s.get("host"))
+        .and_then(serde_json::Value::as_str);
+    let same = match now.lab_site.kind {
+        LabKind::InProcess => kind == "in-process",
+        LabKind::Remote => kind == "remote" && host == now.lab_site.host.as_deref(),
+    };
+    (!same).then(|| match host {
+        Some(host) if kind == "remote" => format!("remote at {host}"),
+        _ => kind.to_owned(),
+    })
+}
+
 /// Compares this run with a baseline `results.json` (as parsed JSON, so files from older
 /// protolab versions with extra or missing fields still compare on what they share).
 pub fn compare_with_baseline(

@@ -207,6 +207,13 @@ async fn compare_against_up_elsewhere_names_the_lab_and_decrypts_with_its_key_lo
     // Without the key log the table says where the lab ran and why the capture stays
     // encrypted, and the file indeed does.
     let plain_dir = home.path().join("no-keylog");
+    // A baseline from before lab_site existed: its lab ran in-process.
+    let baseline = home.path().join("in-process.json");
+    std::fs::write(
+        &baseline,
+        r#"{"schema": "protolab.compare.results", "schema_version": 2, "runs": []}"#,
+    )
+    .unwrap();
     let out = protolab(
         home.path(),
         &[
@@ -228,9 +235,16 @@ async fn compare_against_up_elsewhere_names_the_lab_and_decrypts_with_its_key_lo
             "--capture",
             "--out",
             plain_dir.to_str().unwrap(),
+            "--baseline",
+            baseline.to_str().unwrap(),
         ],
     );
     let table = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ran against a lab in-process, this run's remote at 127.0.0.1"),
+        "no note that the baseline's lab ran elsewhere:\n{stderr}"
+    );
     assert!(
         out.status.success(),
         "{}",
