@@ -110,5 +110,9 @@ async fn compare_shows_ws_deflate_beside_ws() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(table.contains("compressed payload ↑ / ↓"), "{table}");
-    assert!(table.starts_with("payload: JSON records"), "{table}");
+    // Above the columns: where the lab ran, then what the payload is.
+    assert!(
+        table.starts_with("lab: in-process") && table.contains("\npayload: JSON records"),
+        "{table}"
+    );
 }
