@@ -54,6 +54,7 @@ pub fn render(r: &Results) -> String {
         s.run_secs,
         s.connections
     );
+    let _ = write!(body, "<p class=lab>{}</p>", esc(&r.lab_site.describe()));
     if r.partial {
         body.push_str("<p class=warn>⚠ PARTIAL: the run was interrupted; below is what was measured until then (the warnings say which runs are missing).</p>");
     }
@@ -61,12 +62,15 @@ pub fn render(r: &Results) -> String {
         let _ = write!(body, "<p>WAN link: {}</p>", esc(&wan.describe()));
     }
     if let Some(c) = &r.capture {
+        let secrets = match &c.secrets_from {
+            Some(from) => format!("TLS secrets of {} sessions embedded (from the {}), so Wireshark and tshark decrypt HTTPS and WSS with no settings", c.stats.secrets_sessions, esc(from)),
+            None => "no TLS secrets embedded: HTTPS and WSS stay encrypted (the warnings say why)".to_owned(),
+        };
         let _ = write!(
             body,
-            "<p>Packet capture: <a href=\"{0}\">{0}</a> — {1} packets, TLS secrets of {2} sessions embedded, so Wireshark and tshark decrypt HTTPS and WSS with no settings; <code>protolab inspect {0}</code> prints each conversation.</p>",
+            "<p>Packet capture: <a href=\"{0}\">{0}</a> — {1} packets, {secrets}; <code>protolab inspect {0}</code> prints each conversation.</p>",
             esc(&c.file),
             c.stats.kept,
-            c.stats.secrets_sessions
         );
     }
     for w in &r.warnings {
@@ -136,7 +140,7 @@ pub fn render(r: &Results) -> String {
 
 const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
 h1{margin-bottom:0}.sub{color:#666;margin-top:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}\
-.warn{background:#fff4e5;border-left:4px solid #f28e2b;padding:.4em .8em}\
+.lab{font-weight:bold}.warn{background:#fff4e5;border-left:4px solid #f28e2b;padding:.4em .8em}\
 svg{display:block;margin:1em 0;background:#fff}svg text{font:12px system-ui,sans-serif;fill:#333}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}\
 th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}footer{color:#888;margin-top:3em;font-size:12px}";
@@ -741,14 +745,16 @@ fn settings_table(r: &Results) -> String {
             "threads",
             format!(
                 "server {} · load generator {}",
-                s.server_threads, s.client_threads
+                s.server_threads
+                    .map_or_else(|| "elsewhere".to_owned(), |t| t.to_string()),
+                s.client_threads
             ),
         ),
         (
             "lab",
             r.lab
                 .iter()
-                .map(|e| format!("{} {}", e.protocol, e.addr))
+                .map(|e| format!("{} {}", e.protocol, e.url))
                 .collect::<Vec<_>>()
                 .join(", "),
         ),

@@ -1,22 +1,25 @@
-//! `protolab compare`: start the lab in-process, drive the same workloads over every protocol,
-//! print a side-by-side table and write a report folder (`index.html`, `results.json`).
+//! `protolab compare`: start the lab in-process (or use one deployed elsewhere, `--lab`),
+//! drive the same workloads over every protocol, print a side-by-side table and write a
+//! report folder (`index.html`, `results.json`).
 //!
 //! The lab and the load generator run on separate runtimes with named threads (`pl-lab`,
 //! `pl-load`), so the CPU each side used can be read per thread and charged per message, and
 //! a load generator that saturated its threads is reported rather than mistaken for a
-//! protocol's limit.
+//! protocol's limit. A lab elsewhere has no threads here: its CPU is reported as unmeasured.
 
 mod cpu;
 pub mod html;
 pub mod model;
 mod progress;
 mod protocols;
+mod recording;
+pub mod remote;
+mod site;
 pub mod table;
 mod timestamp;
 pub mod wan;
 
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,13 +28,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use protolab_load::{Config, Payload, Target, Trust, Workload};
-use protolab_server::{LabConfig, Limits, Protocol};
+use protolab_load::{Config, Payload, Target, Workload};
+use protolab_server::Protocol;
 use protolab_wire::ws::deflate::Offer;
 
 use crate::units::{parse_duration, parse_size};
 use crate::Context;
-use model::{Cpu, LabEndpoint, Results, Run, Settings};
+use model::{Cpu, Results, Run, Settings};
 use protocols::lab_protocol;
 pub use protocols::ProtocolArg;
 pub use timestamp::{folder_timestamp, rfc3339};
@@ -133,6 +136,25 @@ pub struct CompareArgs {
     /// An earlier run's results.json: print how this run changed against it.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Run the workloads against a lab deployed elsewhere (`protolab up` on HOST, e.g. a VM
+    /// with forwarded ports) instead of starting one: http://HOST:3000/, https://HOST:3001/,
+    /// ws://HOST:3002/ws, wss://HOST:3003/ws. Its server CPU cannot be measured from here.
+    #[arg(long, value_name = "HOST", conflicts_with_all = ["rtt", "loss", "bandwidth", "wan_emulator", "server_threads"])]
+    pub lab: Option<String>,
+    /// A lab app elsewhere at another port or URL, PROTOCOL=PORT (on --lab HOST) or
+    /// PROTOCOL=URL, comma-separated, e.g. `http=13000` or `wss=wss://lab.test:8443/ws`.
+    /// Without --lab, URLs alone name the lab and every compared app needs one.
+    #[arg(long = "lab-url", value_delimiter = ',', value_name = "PROTOCOL=URL", conflicts_with_all = ["rtt", "loss", "bandwidth", "wan_emulator", "server_threads"])]
+    pub lab_urls: Vec<String>,
+    /// The CA certificate (PEM) a lab elsewhere made its certificates with (that lab's
+    /// ca.pem), to verify HTTPS and WSS. Default for a lab on this machine: this home's CA.
+    #[arg(long, value_name = "FILE")]
+    pub lab_ca: Option<PathBuf>,
+    /// The TLS key log a lab elsewhere writes (`protolab up --keylog FILE`, shared or copied
+    /// here), read after the runs so --capture can embed its secrets and decrypt HTTPS and
+    /// WSS. Without it a capture of a lab elsewhere keeps TLS encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub lab_keylog: Option<PathBuf>,
 }
 
 /// `--workloads` values.
@@ -173,6 +195,8 @@ pub struct Plan {
     push_interval: Duration,
     /// Where to write the capture, if asked for.
     capture: Option<(PathBuf, u64)>,
+    /// The lab deployed elsewhere (`--lab`), or `None` to start one in-process.
+    remote: Option<remote::RemoteLab>,
 }
 
 impl CompareArgs {
@@ -261,13 +285,30 @@ impl CompareArgs {
             humantime::format_duration(total),
             steps.len()
         );
+        let mut apps: Vec<Protocol> = Vec::new();
+        for p in &protocols {
+            if !apps.contains(&p.protocol()) {
+                apps.push(p.protocol());
+            }
+        }
+        let remote = remote::parse(
+            self.lab.as_deref(),
+            &self.lab_urls,
+            self.lab_ca.as_deref(),
+            self.lab_keylog.as_deref(),
+            &apps,
+        )?;
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
-        let server_threads = self.server_threads.unwrap_or((cpus / 2).max(1));
+        // A lab elsewhere leaves every CPU here to the load generator.
+        let server_threads = match &remote {
+            None => Some(self.server_threads.unwrap_or((cpus / 2).max(1))),
+            Some(_) => None,
+        };
         let client_threads = self
             .client_threads
-            .unwrap_or(cpus.saturating_sub(server_threads).max(1));
+            .unwrap_or(cpus.saturating_sub(server_threads.unwrap_or(0)).max(1));
         ensure_usage!(
-            server_threads >= 1 && client_threads >= 1,
+            server_threads != Some(0) && client_threads >= 1,
             "--server-threads and --client-threads must be at least 1"
         );
         let wan =
@@ -312,6 +353,7 @@ impl CompareArgs {
             run_time,
             push_interval: self.push_interval,
             capture: None,
+            remote,
         })
     }
 }
@@ -363,12 +405,16 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         write_report(dir, &results)?;
     }
     if let Some(c) = &results.capture {
-        eprintln!(
-            "capture: {} packets → {} ({} TLS sessions' secrets embedded; opens decrypted in Wireshark)",
-            c.stats.kept,
-            c.file,
-            c.stats.secrets_sessions
-        );
+        match &c.secrets_from {
+            Some(from) => eprintln!(
+                "capture: {} packets → {} ({} TLS sessions' secrets embedded from the {from}; opens decrypted in Wireshark)",
+                c.stats.kept, c.file, c.stats.secrets_sessions
+            ),
+            None => eprintln!(
+                "capture: {} packets → {} (no TLS secrets embedded: HTTPS/WSS stay encrypted)",
+                c.stats.kept, c.file
+            ),
+        }
     }
     let mut out = std::io::stdout().lock();
     if ctx.json {
@@ -380,6 +426,13 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some((path, value)) = &baseline {
+        if let Some(other) = model::other_lab_site(&results, value) {
+            eprintln!(
+                "note: the baseline {} ran against a lab {other}, this run's {}: the changes include the lab's placement",
+                path.display(),
+                results.lab_site.describe().trim_start_matches("lab: ")
+            );
+        }
         match model::compare_with_baseline(&results, value) {
             Ok(changes) if changes.is_empty() => eprintln!(
                 "baseline {}: no run in common with this one",
@@ -442,20 +495,14 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Starts the lab and the load generator on their own runtimes, runs every step, stops the
-/// lab. Blocking: call it off the async runtime.
+/// Starts the lab (or checks the one elsewhere) and the load generator on their own
+/// runtimes, runs every step, stops the lab. Blocking: call it off the async runtime.
 /// Once `stop` is set (Ctrl-C), the run in progress ends early and keeps what it measured,
 /// no further run starts, and the results are marked partial.
 pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Result<Results> {
     let started_wall = SystemTime::now();
     let started = Instant::now();
     let s = &plan.settings;
-    let lab_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(s.server_threads)
-        .thread_name(LAB_THREADS)
-        .enable_all()
-        .build()
-        .context("starting the lab's runtime")?;
     let load_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(s.client_threads)
         .thread_name(LOAD_THREADS)
@@ -477,58 +524,19 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
     if let (Some(spec), Some(wan)) = (settings.wan.as_mut(), &wan) {
         spec.emulator = Some(wan.emulator());
     }
-    let bind = wan
-        .as_ref()
-        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |w| IpAddr::V4(w.lab_ip));
-    let config = crate::up::UpConfig {
-        lab: LabConfig {
-            bind,
-            apps: protocols.iter().map(|&p| (p, 0)).collect(),
-            push_interval: Duration::from_secs(5),
-            allowed_origins: Vec::new(),
-            limits: Limits::default(),
-            tls: None,
-            ..LabConfig::default()
-        },
-        keylog: None,
-        keylog_buffer: plan
-            .capture
-            .as_ref()
-            .map(|_| Arc::new(protolab_tls::keylog::KeyLogBuffer::new())),
-        proxy: None,
-    };
-    let keylog_buffer = config.keylog_buffer.clone();
-    // No proxy was asked for, so `start` returns none.
-    let (lab, _) = match &wan {
-        None => lab_rt.block_on(crate::up::start(config, ctx))?,
-        Some(wan) => wan.run_inside(|| lab_rt.block_on(crate::up::start(config, ctx)))?,
-    };
-    let trust = if protocols.iter().any(|p| p.is_tls()) {
-        let ca = crate::certs::store(ctx).ca_cert_path();
-        Trust::Roots(protolab_tls::Roots::new().with_ca_file(&ca)?)
-    } else {
-        Trust::Insecure
-    };
+    let lab = site::Site::start(plan, &protocols, wan.as_ref(), &load_rt, ctx)?;
+    let server_cpu = lab.info.server_cpu_measured;
     let mut capture = match &plan.capture {
         None => None,
-        Some((path, max_bytes)) => {
-            let capture_config = protolab_capture::live::CaptureConfig {
-                interface: wan
-                    .as_ref()
-                    .map_or_else(|| "lo".to_owned(), |w| w.host_interface().to_owned()),
-                ports: lab.endpoints().iter().map(|e| e.addr.port()).collect(),
-                max_bytes: *max_bytes,
-                spool_dir: path.parent().map(Path::to_path_buf),
-                ..Default::default()
-            };
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            let live = protolab_capture::live::LiveCapture::start(capture_config)
-                .context("compare --capture")?;
-            Some((live, path.clone()))
-        }
+        Some((path, max_bytes)) => Some((
+            recording::start(
+                path,
+                *max_bytes,
+                lab.capture_interface(wan.as_ref())?,
+                lab.endpoints.iter().map(|e| e.port).collect(),
+            )?,
+            path.clone(),
+        )),
     };
     let link_started = Instant::now();
     let link_cpu_before = cpu::by_thread_prefix(&[wan::userspace::THREADS]);
@@ -545,12 +553,12 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         let Some(endpoint) = lab.endpoint(step.protocol.protocol()) else {
             continue;
         };
-        let mut config = Config::new(Target::parse(&endpoint.url())?);
+        let mut config = Config::new(Target::parse(&endpoint.url)?);
         config.workload = step.workload;
         config.connections = s.connections;
         config.size = step.size;
         config.duration = plan.run_time;
-        config.trust = trust.clone();
+        config.trust = lab.trust.clone();
         config.tls_resumption = s.tls_resumption;
         config.push_interval = plan.push_interval;
         config.payload = s.payload;
@@ -589,15 +597,18 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
                         .then(|| d.as_secs_f64() * 1e6 * 1000.0 / report.messages as f64)
                 };
                 let wall_secs = wall.as_secs_f64().max(1e-9);
+                // A lab elsewhere has no threads here: its CPU is unknown, not zero.
+                let server = |v: f64| server_cpu.then_some(v);
                 let cpu = Cpu {
                     client_secs: used(0).as_secs_f64(),
-                    server_secs: used(1).as_secs_f64(),
+                    server_secs: server(used(1).as_secs_f64()),
                     client_us_per_1k: per_1k(used(0)),
-                    server_us_per_1k: per_1k(used(1)),
+                    server_us_per_1k: per_1k(used(1)).filter(|_| server_cpu),
                     client_utilization: used(0).as_secs_f64()
                         / (wall_secs * s.client_threads as f64),
-                    server_utilization: used(1).as_secs_f64()
-                        / (wall_secs * s.server_threads as f64),
+                    server_utilization: s.server_threads.and_then(|threads| {
+                        server(used(1).as_secs_f64() / (wall_secs * threads as f64))
+                    }),
                 };
                 let client_bound = cpu.client_utilization >= CLIENT_BOUND_AT;
                 if client_bound {
@@ -702,58 +713,11 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
     }
     let capture_summary = match capture.take() {
         None => None,
-        Some((live, path)) => {
-            let secrets = keylog_buffer.map(|b| b.contents());
-            let stats = live
-                .finish(secrets.as_deref().map(str::as_bytes), &path)
-                .with_context(|| format!("writing the capture {}", path.display()))?;
-            if stats.stop == Some(protolab_capture::live::StopReason::SizeLimit) {
-                warnings.push(format!(
-                    "the capture reached --capture-max after {} packets; later traffic is not in it",
-                    stats.kept
-                ));
-            }
-            if stats.dropped_by_kernel > 0 {
-                warnings.push(format!(
-                    "the capture missed {} packets the kernel dropped (use --rate to slow the load)",
-                    stats.dropped_by_kernel
-                ));
-            }
-            warnings.push(
-                "a capture was running: its CPU use is in the figures; compare runs with and without --capture before trusting small differences"
-                    .to_owned(),
-            );
-            let ports: Vec<(u16, String)> = lab
-                .endpoints()
-                .iter()
-                .map(|e| (e.addr.port(), e.protocol.name().to_owned()))
-                .collect();
-            let wire_cost = std::fs::read(&path)
-                .map(|bytes| model::wire_cost(&bytes, &ports))
-                .unwrap_or_else(|err| {
-                    warnings.push(format!(
-                        "could not read the capture back to decode it: {err}"
-                    ));
-                    Vec::new()
-                });
-            Some(model::CaptureSummary {
-                file: path
-                    .file_name()
-                    .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
-                stats,
-                wire_cost,
-            })
-        }
+        Some((live, path)) => Some(recording::finish(live, &path, &lab, &mut warnings)?),
     };
-    let lab_endpoints = lab
-        .endpoints()
-        .iter()
-        .map(|e| LabEndpoint {
-            protocol: e.protocol.name().to_owned(),
-            addr: e.addr.to_string(),
-        })
-        .collect();
-    lab_rt.block_on(lab.shutdown());
+    let lab_endpoints = lab.lab_endpoints();
+    let lab_site = lab.info.clone();
+    lab.stop();
     Ok(Results {
         schema: "protolab.compare.results",
         schema_version: model::SCHEMA_VERSION,
@@ -762,6 +726,7 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         elapsed_secs: started.elapsed().as_secs_f64(),
         settings,
         machine: model::machine(),
+        lab_site,
         lab: lab_endpoints,
         runs,
         warnings,

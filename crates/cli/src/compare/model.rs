@@ -1,6 +1,6 @@
 //! `results.json`: what a compare run measured, with the settings and machine it ran on.
 //! Its shape is versioned ([`SCHEMA_VERSION`]) and described by
-//! `docs/schema/compare-results.v2.schema.json`; a change that breaks readers bumps it.
+//! `docs/schema/compare-results.v3.schema.json`; a change that breaks readers bumps it.
 
 use std::collections::BTreeMap;
 
@@ -8,12 +8,14 @@ use protolab_load::{Report, Workload};
 use serde::Serialize;
 
 /// Bumped when a field is removed or changes meaning; adding fields keeps it. 2: `protocol`
-/// may be `ws-deflate` or `wss-deflate` (values a version 1 reader would refuse).
-pub const SCHEMA_VERSION: u32 = 2;
+/// may be `ws-deflate` or `wss-deflate` (values a version 1 reader would refuse). 3: the lab
+/// may have run elsewhere (`lab_site`), and then the server's CPU figures and
+/// `settings.server_threads` are null, never zero.
+pub const SCHEMA_VERSION: u32 = 3;
 
-/// Versions [`compare_with_baseline`] reads: 2 only added to 1, so a version 1 baseline
-/// still compares on the runs both have.
-const BASELINE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=2;
+/// Versions [`compare_with_baseline`] reads: each version only added to or widened the one
+/// before, so an older baseline still compares on the runs both have.
+const BASELINE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=3;
 
 /// The whole file.
 #[derive(Debug, Clone, Serialize)]
@@ -32,7 +34,9 @@ pub struct Results {
     pub settings: Settings,
     /// Where it ran.
     pub machine: Machine,
-    /// The lab's listeners for this run (ports are picked fresh each run).
+    /// Where the lab ran: started in-process by this run, or deployed elsewhere (`--lab`).
+    pub lab_site: LabSite,
+    /// The lab's listeners for this run (in-process: ports are picked fresh each run).
     pub lab: Vec<LabEndpoint>,
     /// One entry per protocol × workload × message size, in the order run.
     pub runs: Vec<Run>,
@@ -52,6 +56,9 @@ pub struct CaptureSummary {
     pub file: String,
     /// What the capture saw and kept.
     pub stats: protolab_capture::live::CaptureStats,
+    /// Where the embedded TLS secrets came from: `in-process lab` or the `--lab-keylog`
+    /// file; `None` when there were none, so HTTPS and WSS stay encrypted in the file.
+    pub secrets_from: Option<String>,
     /// The capture decoded per protocol (TLS decrypted with the embedded secrets): every
     /// byte of the run on the wire, by layer.
     pub wire_cost: Vec<WireCost>,
@@ -143,8 +150,8 @@ pub struct Settings {
     pub push_interval_ms: u64,
     /// Whether TLS connections resumed sessions (otherwise every one did a full handshake).
     pub tls_resumption: bool,
-    /// Runtime threads serving the lab.
-    pub server_threads: usize,
+    /// Runtime threads serving the lab; `None` when it ran elsewhere (`--lab`).
+    pub server_threads: Option<usize>,
     /// Runtime threads of the load generator.
     pub client_threads: usize,
 }
@@ -164,13 +171,64 @@ pub struct Machine {
     pub memory_bytes: Option<u64>,
 }
 
+/// Where the lab ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabSite {
+    /// `in-process` (compare started it on its own threads, in this process) or `remote`
+    /// (`protolab up` deployed elsewhere: `--lab`, `--lab-url`).
+    pub kind: LabKind,
+    /// A remote lab's host: `--lab HOST`, or the hosts of the `--lab-url` URLs.
+    pub host: Option<String>,
+    /// The CA a remote lab's certificates were verified against, when TLS was compared.
+    pub ca: Option<String>,
+    /// Whether the server's CPU was measured (only for a lab in this process).
+    pub server_cpu_measured: bool,
+}
+
+/// [`LabSite::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabKind {
+    /// Started by compare in this process.
+    InProcess,
+    /// Deployed elsewhere.
+    Remote,
+}
+
+impl LabSite {
+    /// The lab compare starts itself.
+    pub fn in_process() -> Self {
+        Self {
+            kind: LabKind::InProcess,
+            host: None,
+            ca: None,
+            server_cpu_measured: true,
+        }
+    }
+
+    /// One line for the table and the HTML: where the lab ran, and what that means.
+    pub fn describe(&self) -> String {
+        match (self.kind, &self.host) {
+            (LabKind::InProcess, _) => {
+                "lab: in-process (started by this compare run on this machine)".to_owned()
+            }
+            (LabKind::Remote, host) => format!(
+                "lab: remote at {} (not started by this run); its server CPU is not measured",
+                host.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+}
+
 /// One lab listener.
 #[derive(Debug, Clone, Serialize)]
 pub struct LabEndpoint {
     /// Its protocol.
     pub protocol: String,
-    /// Address and port.
+    /// Address and port (for a remote lab, as its URL names them).
     pub addr: String,
+    /// The URL the workloads used.
+    pub url: String,
 }
 
 /// One protocol under one workload at one size.
@@ -198,16 +256,16 @@ pub struct Run {
 pub struct Cpu {
     /// Load generator CPU, seconds.
     pub client_secs: f64,
-    /// Lab (server) CPU, seconds.
-    pub server_secs: f64,
+    /// Lab (server) CPU, seconds; `None` when the lab ran elsewhere and could not be measured.
+    pub server_secs: Option<f64>,
     /// Load generator CPU per 1,000 messages, microseconds.
     pub client_us_per_1k: Option<f64>,
     /// Server CPU per 1,000 messages, microseconds.
     pub server_us_per_1k: Option<f64>,
     /// Load generator CPU / (wall time × its threads): 1.0 = saturated.
     pub client_utilization: f64,
-    /// Server CPU / (wall time × its threads).
-    pub server_utilization: f64,
+    /// Server CPU / (wall time × its threads); `None` for a lab elsewhere.
+    pub server_utilization: Option<f64>,
 }
 
 impl Run {
@@ -271,6 +329,27 @@ impl Change {
             (self.after - self.before) / self.before * 100.0
         }
     }
+}
+
+/// Where the baseline's lab ran (`in-process`, or `remote at HOST`), when that differs from
+/// this run's; files from before `lab_site` ran theirs in-process.
+pub fn other_lab_site(now: &Results, baseline: &serde_json::Value) -> Option<String> {
+    let site = baseline.get("lab_site");
+    let kind = site
+        .and_then(|s| s.get("kind"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("in-process");
+    let host = site
+        .and_then(|s| s.get("host"))
+        .and_then(serde_json::Value::as_str);
+    let same = match now.lab_site.kind {
+        LabKind::InProcess => kind == "in-process",
+        LabKind::Remote => kind == "remote" && host == now.lab_site.host.as_deref(),
+    };
+    (!same).then(|| match host {
+        Some(host) if kind == "remote" => format!("remote at {host}"),
+        _ => kind.to_owned(),
+    })
 }
 
 /// Compares this run with a baseline `results.json` (as parsed JSON, so files from older

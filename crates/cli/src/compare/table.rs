@@ -63,7 +63,7 @@ pub fn render(results: &Results) -> String {
             };
             blocks.push(Block {
                 title,
-                rows: rows(workload, &runs),
+                rows: rows(workload, &runs, results.lab_site.server_cpu_measured),
             });
         }
     }
@@ -84,6 +84,8 @@ pub fn render(results: &Results) -> String {
     if results.partial {
         out.push_str("PARTIAL: the run was interrupted; below is what was measured until then\n");
     }
+    out.push_str(&results.lab_site.describe());
+    out.push('\n');
     if let Some(wan) = &s.wan {
         out.push_str(&format!("WAN link: {}\n", wan.describe()));
     }
@@ -121,6 +123,9 @@ fn legend(results: &Results) -> String {
     let mut out = String::from(
         "↑ / ↓: client → server / server → client (bytes per message, or per connection for handshakes)\n",
     );
+    if !results.lab_site.server_cpu_measured {
+        out.push_str("n/a: server CPU not measured: the lab ran elsewhere, outside this process\n");
+    }
     if results.runs.iter().any(|r| r.client_bound) {
         out.push_str(
             "!: the load generator's threads were nearly all busy in that run, so its figures may show the generator's limit rather than the protocol's (the warning below has the numbers)\n",
@@ -129,7 +134,7 @@ fn legend(results: &Results) -> String {
     out
 }
 
-fn rows(workload: Workload, runs: &[Option<&Run>]) -> Vec<(String, Vec<String>)> {
+fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(String, Vec<String>)> {
     let reports: Vec<Option<&Report>> = runs
         .iter()
         .map(|r| r.and_then(|r| r.report.as_ref()))
@@ -228,11 +233,12 @@ fn rows(workload: Workload, runs: &[Option<&Run>]) -> Vec<(String, Vec<String>)>
             let cpu = run.cpu?;
             let f = |v: Option<f64>| v.map_or("-".to_owned(), count);
             let warn = if run.client_bound { " !" } else { "" };
-            Some(format!(
-                "{} / {}{warn}",
-                f(cpu.client_us_per_1k),
+            let server = if server_cpu {
                 f(cpu.server_us_per_1k)
-            ))
+            } else {
+                "n/a".to_owned()
+            };
+            Some(format!("{} / {server}{warn}", f(cpu.client_us_per_1k)))
         }),
     ));
     let errors: Vec<String> = row(&|r, _| Some(r.errors.total().to_string()));
@@ -269,11 +275,11 @@ mod tests {
     fn results(client_bound: bool) -> Results {
         let cpu = crate::compare::model::Cpu {
             client_secs: 1.0,
-            server_secs: 0.5,
+            server_secs: Some(0.5),
             client_us_per_1k: Some(10.0),
             server_us_per_1k: Some(5.0),
             client_utilization: if client_bound { 0.97 } else { 0.4 },
-            server_utilization: 0.5,
+            server_utilization: Some(0.5),
         };
         Results {
             schema: "protolab.compare.results",
@@ -292,10 +298,11 @@ mod tests {
                 rate: None,
                 push_interval_ms: 10,
                 tls_resumption: false,
-                server_threads: 1,
+                server_threads: Some(1),
                 client_threads: 1,
             },
             machine: crate::compare::model::machine(),
+            lab_site: crate::compare::model::LabSite::in_process(),
             lab: Vec::new(),
             runs: vec![Run {
                 protocol: "ws".to_owned(),

@@ -91,7 +91,7 @@ async fn quick_compare_report_is_valid_and_obeys_protocol_arithmetic() {
     let file = out_dir.join("results.json");
     let on_disk: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(on_disk["runs"], results["runs"]);
-    let schema = repo_root().join("docs/schema/compare-results.v2.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
     let validated = run(
         Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
         Duration::from_secs(30),
@@ -255,6 +255,10 @@ fn a_baseline_prints_the_change_and_a_wrong_file_is_refused() {
     );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("msgs/s") && table.contains("ws"), "{table}");
+    assert!(
+        table.contains("lab: in-process"),
+        "the table must say the lab ran in-process:\n{table}"
+    );
 
     let baseline = first.join("results.json");
     let out = protolab(
@@ -554,7 +558,7 @@ async fn a_capture_of_the_run_opens_decrypted_in_tshark() {
         );
     }
 
-    let schema = repo_root().join("docs/schema/compare-results.v2.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
     let results_file = out_dir.join("results.json");
     let validated = run(
         Peer::JsonSchema.command([schema.as_os_str(), results_file.as_os_str()]),

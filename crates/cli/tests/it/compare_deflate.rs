@@ -34,7 +34,7 @@ async fn compare_shows_ws_deflate_beside_ws() {
         out_dir.to_str().unwrap(),
     ];
     let results = compare_json(home.path(), &args);
-    assert_eq!(results["schema_version"], 2);
+    assert_eq!(results["schema_version"], 3);
     assert_eq!(results["settings"]["payload"], "json");
     let protocols: Vec<&str> = results["settings"]["protocols"]
         .as_array()
@@ -82,7 +82,7 @@ async fn compare_shows_ws_deflate_beside_ws() {
     }
     // The file validates against the published schema (v2 knows the -deflate names).
     let file = out_dir.join("results.json");
-    let schema = repo_root().join("docs/schema/compare-results.v2.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
     let validated = run(
         Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
         Duration::from_secs(30),
@@ -110,5 +110,9 @@ async fn compare_shows_ws_deflate_beside_ws() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(table.contains("compressed payload ↑ / ↓"), "{table}");
-    assert!(table.starts_with("payload: JSON records"), "{table}");
+    // Above the columns: where the lab ran, then what the payload is.
+    assert!(
+        table.starts_with("lab: in-process") && table.contains("\npayload: JSON records"),
+        "{table}"
+    );
 }

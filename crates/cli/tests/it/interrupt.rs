@@ -165,7 +165,7 @@ async fn interrupted_compare_writes_what_it_measured(sender: Sender) {
     );
     let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
     assert!(html.contains("PARTIAL"), "{sender:?}: the page says so");
-    let schema = repo_root().join("docs/schema/compare-results.v2.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
     let validated = run(
         Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
         Duration::from_secs(30),

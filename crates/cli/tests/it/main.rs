@@ -7,6 +7,7 @@ mod capture;
 mod certs;
 mod compare;
 mod compare_deflate;
+mod compare_lab;
 mod errors;
 mod hub;
 mod hub_redis;

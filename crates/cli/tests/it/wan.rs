@@ -278,7 +278,7 @@ async fn a_capture_under_wan_emulation_records_the_link_and_the_report_says_how(
 
     // The emulator is in results.json, valid against the schema, and in the HTML.
     let emulator = results["settings"]["wan"]["emulator"].as_str().unwrap();
-    let schema = repo_root().join("docs/schema/compare-results.v2.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
     let file = out_dir.join("results.json");
     let validated = run(
         Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),

@@ -1,0 +1,408 @@
+// `protolab compare --lab`: the workloads go to a `protolab up` running as a separate process
+// (as a lab in a VM or a container is), the report says so, server CPU is unmeasured rather
+// than zero, a capture decrypts only with the lab's key log, and wrong flags are usage errors
+// naming the flag.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up step should panic right there"
+)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use protolab_test_support::{repo_root, require, run, Peer};
+use serde_json::Value;
+
+use crate::results::{compare_json, number, protolab, run_of};
+
+/// `protolab up` in its own process on free ports, stopped when dropped.
+struct UpElsewhere {
+    child: Child,
+    /// `http=PORT,https=PORT,ws=PORT,wss=PORT` for `--lab-url`.
+    ports: Vec<(String, u16)>,
+}
+
+impl UpElsewhere {
+    fn start(home: &Path, keylog: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_protolab"))
+            .arg("--home")
+            .arg(home)
+            .args(["--json", "up"])
+            .args(["--http-port", "0", "--https-port", "0"])
+            .args(["--ws-port", "0", "--wss-port", "0", "--keylog"])
+            .arg(keylog)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("`up --json` printed {line:?}: {e}"));
+        assert_eq!(ready["event"], "ready", "{ready}");
+        let ports = ready["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let addr: std::net::SocketAddr = e["addr"].as_str().unwrap().parse().unwrap();
+                (e["protocol"].as_str().unwrap().to_owned(), addr.port())
+            })
+            .collect();
+        Self { child, ports }
+    }
+
+    fn lab_url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|(p, port)| format!("{p}={port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn port(&self, protocol: &str) -> u16 {
+        self.ports.iter().find(|(p, _)| p == protocol).unwrap().1
+    }
+}
+
+impl Drop for UpElsewhere {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Binary WebSocket frames tshark (fresh HOME: no key log setting) decrypts on `port`.
+fn tshark_binary_frames(file: &Path, port: u16) -> usize {
+    let tshark_home = tempfile::tempdir().unwrap();
+    let out = Command::new(require("tshark", "apt-get install -y tshark"))
+        .env("HOME", tshark_home.path())
+        .arg("-r")
+        .arg(file)
+        .args(["-d", &format!("tcp.port=={port},tls")])
+        .args(["-Y", &format!("tcp.port == {port} && websocket")])
+        .args(["-T", "fields", "-e", "websocket.opcode"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim() == "2")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_against_up_elsewhere_names_the_lab_and_decrypts_with_its_key_log() {
+    let home = tempfile::tempdir().unwrap();
+    let keylog = home.path().join("lab-keys.log");
+    let lab = UpElsewhere::start(home.path(), &keylog);
+    let out_dir = home.path().join("report");
+    // The same home, so the lab's CA is the default --lab-ca for a lab on this machine.
+    let results = compare_json(
+        home.path(),
+        &[
+            "--lab",
+            "127.0.0.1",
+            "--lab-url",
+            &lab.lab_url(),
+            "--quick",
+            "--duration",
+            "4s",
+            "-c",
+            "2",
+            "--rate",
+            "300",
+            "--capture",
+            "--lab-keylog",
+            keylog.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    let site = &results["lab_site"];
+    assert_eq!(site["kind"], "remote", "{site}");
+    assert_eq!(site["host"], "127.0.0.1", "{site}");
+    assert_eq!(site["server_cpu_measured"], false, "{site}");
+    assert!(site["ca"].as_str().unwrap().ends_with("ca.pem"), "{site}");
+    assert!(results["settings"]["server_threads"].is_null());
+    for endpoint in results["lab"].as_array().unwrap() {
+        let protocol = endpoint["protocol"].as_str().unwrap();
+        let port = lab.port(protocol);
+        assert_eq!(
+            endpoint["addr"],
+            format!("127.0.0.1:{port}"),
+            "{protocol} did not go to the lab elsewhere"
+        );
+    }
+    // connect and echo over four protocols, push over two: every one measured, none with a
+    // server CPU figure (unknown, not zero).
+    let runs = results["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 10);
+    for run in runs {
+        let name = format!("{} {}", run["protocol"], run["workload"]);
+        assert!(number(&run["report"]["messages"]) > 0.0, "{name}: nothing");
+        assert_eq!(number(&run["report"]["errors"]["tls"]), 0.0, "{name}");
+        assert!(number(&run["cpu"]["client_secs"]) > 0.0, "{name}");
+        for field in ["server_secs", "server_us_per_1k", "server_utilization"] {
+            assert!(
+                run["cpu"][field].is_null(),
+                "{name}: {field} {}",
+                run["cpu"]
+            );
+        }
+    }
+
+    let page = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    assert!(
+        page.contains("lab: remote at 127.0.0.1"),
+        "the HTML hides where the lab ran"
+    );
+    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
+    let file = out_dir.join("results.json");
+    let validated = run(
+        Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        validated.status.success(),
+        "results.json of a lab elsewhere does not match its schema:\n{}",
+        String::from_utf8_lossy(&validated.stdout)
+    );
+
+    // The capture on loopback holds the lab's secrets from its key log: tshark decrypts every
+    // wss echo, and protolab's decoder found no record it could not open.
+    let capture = &results["capture"];
+    assert!(
+        capture["secrets_from"]
+            .as_str()
+            .unwrap()
+            .contains("--lab-keylog"),
+        "{capture}"
+    );
+    let frames = tshark_binary_frames(&out_dir.join("capture.pcapng"), lab.port("wss"));
+    let echoes = number(&run_of(&results, "wss", "echo")["report"]["messages"]);
+    assert!(
+        frames as f64 >= echoes * 2.0,
+        "tshark decrypted {frames} binary frames; compare echoed {echoes} wss messages"
+    );
+    let wss_cost = capture["wire_cost"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["protocol"] == "wss")
+        .unwrap();
+    assert_eq!(number(&wss_cost["tls_encrypted"]), 0.0, "{wss_cost}");
+
+    // Without the key log the table says where the lab ran and why the capture stays
+    // encrypted, and the file indeed does.
+    let plain_dir = home.path().join("no-keylog");
+    // A baseline from before lab_site existed: its lab ran in-process.
+    let baseline = home.path().join("in-process.json");
+    std::fs::write(
+        &baseline,
+        r#"{"schema": "protolab.compare.results", "schema_version": 2, "runs": []}"#,
+    )
+    .unwrap();
+    let out = protolab(
+        home.path(),
+        &[
+            "compare",
+            "--lab",
+            "127.0.0.1",
+            "--lab-url",
+            &lab.lab_url(),
+            "--protocols",
+            "wss",
+            "--workloads",
+            "echo",
+            "--sizes",
+            "32",
+            "--rate",
+            "200",
+            "--duration",
+            "1s",
+            "--capture",
+            "--out",
+            plain_dir.to_str().unwrap(),
+            "--baseline",
+            baseline.to_str().unwrap(),
+        ],
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ran against a lab in-process, this run's remote at 127.0.0.1"),
+        "no note that the baseline's lab ran elsewhere:\n{stderr}"
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("lab: remote at 127.0.0.1"), "{table}");
+    assert!(
+        table.contains(" / n/a"),
+        "server CPU must read n/a:\n{table}"
+    );
+    assert!(
+        table.contains("the capture holds HTTPS/WSS encrypted") && table.contains("--lab-keylog"),
+        "{table}"
+    );
+    let plain: Value =
+        serde_json::from_slice(&std::fs::read(plain_dir.join("results.json")).unwrap()).unwrap();
+    assert!(plain["capture"]["secrets_from"].is_null());
+    assert!(
+        number(&plain["capture"]["wire_cost"][0]["tls_encrypted"]) > 0.0,
+        "{}",
+        plain["capture"]
+    );
+    assert_eq!(
+        tshark_binary_frames(&plain_dir.join("capture.pcapng"), lab.port("wss")),
+        0,
+        "no key log, yet tshark read WebSocket frames"
+    );
+}
+
+#[test]
+fn a_wrong_lab_elsewhere_is_a_usage_error_naming_the_flag() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = UpElsewhere::start(home.path(), &home.path().join("keys.log"));
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    // Another protolab's CA: valid, but not the one the lab's certificates come from.
+    let other = tempfile::tempdir().unwrap();
+    let init = protolab(other.path(), &["certs", "init"]);
+    assert!(init.status.success());
+    let other_ca = other.path().join("ca.pem");
+    let empty = tempfile::tempdir().unwrap();
+    let https = format!("https={}", lab.port("https"));
+    let wrong_port = format!("https={}", lab.port("http"));
+    let closed_port = format!("http={closed}");
+    let lab_args = [
+        "compare",
+        "--no-report",
+        "--workloads",
+        "echo",
+        "--sizes",
+        "32",
+        "--duration",
+        "1s",
+    ];
+    let cases: Vec<(Vec<&str>, &Path, &str)> = vec![
+        (
+            vec![
+                "--lab",
+                "127.0.0.1",
+                "--protocols",
+                "http",
+                "--lab-url",
+                &closed_port,
+            ],
+            home.path(),
+            "--lab-url: cannot reach the http app",
+        ),
+        (
+            vec!["--lab", "no-such-host.invalid", "--protocols", "http"],
+            home.path(),
+            "--lab: the http app at http://no-such-host.invalid:3000/",
+        ),
+        (
+            vec![
+                "--lab",
+                "127.0.0.1",
+                "--protocols",
+                "https",
+                "--lab-url",
+                &https,
+            ],
+            home.path(),
+            "",
+        ),
+        (
+            vec![
+                "--lab",
+                "127.0.0.1",
+                "--protocols",
+                "https",
+                "--lab-url",
+                &https,
+                "--lab-ca",
+            ],
+            home.path(),
+            "--lab-ca: the https app",
+        ),
+        (
+            vec![
+                "--lab",
+                "127.0.0.1",
+                "--protocols",
+                "https",
+                "--lab-url",
+                &wrong_port,
+            ],
+            home.path(),
+            "--lab-url: the https app",
+        ),
+        (
+            vec![
+                "--lab",
+                "127.0.0.1",
+                "--protocols",
+                "https",
+                "--lab-url",
+                &https,
+            ],
+            empty.path(),
+            "",
+        ),
+        (
+            vec!["--lab", "192.0.2.1", "--protocols", "https"],
+            home.path(),
+            "--lab-ca FILE is needed",
+        ),
+        (vec!["--lab-ca", "ca.pem"], home.path(), "add --lab HOST"),
+        (
+            vec!["--lab", "127.0.0.1", "--rtt", "10ms"],
+            home.path(),
+            "cannot be used with",
+        ),
+    ];
+    for (i, (args, compare_home, expected)) in cases.into_iter().enumerate() {
+        let mut args = [&lab_args[..], &args[..]].concat();
+        if args.last() == Some(&"--lab-ca") {
+            args.push(other_ca.to_str().unwrap());
+        }
+        let out = protolab(compare_home, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        match i {
+            // The control: the right lab, port and (default, same home) CA work.
+            2 => {
+                assert!(out.status.success(), "{args:?}: {err}");
+                continue;
+            }
+            // A home with no CA has none for the lab's certificates and says which flag helps.
+            5 => assert!(
+                err.contains("--lab-ca: none given") && err.contains("this home has no CA"),
+                "{args:?}: {err}"
+            ),
+            _ => assert!(
+                err.contains(expected),
+                "{args:?}: expected `{expected}` in {err}"
+            ),
+        }
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    }
+}
