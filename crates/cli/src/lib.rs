@@ -30,9 +30,11 @@ pub mod bench;
 pub mod capture;
 pub mod certs;
 pub mod compare;
+pub mod healthcheck;
 pub mod hub;
 pub mod inspect;
 pub mod logging;
+pub mod merge;
 pub mod notify;
 pub mod progress;
 pub mod proxy;
@@ -99,6 +101,10 @@ pub enum Command {
     /// Load an http/https/ws/wss URL with echoes: throughput, latency percentiles, bytes on
     /// the wire per message and per handshake, connection phase timings.
     Bench(bench::BenchArgs),
+    /// Add up `bench --json` reports of generators that loaded one target at the same time
+    /// (e.g. a Kubernetes Job's pods): counts and throughputs add, percentiles come from their
+    /// HDR histograms added together.
+    Merge(merge::MergeArgs),
     /// Read a pcap/pcapng capture and print each connection's conversation: TCP handshake and
     /// RTT, TLS hellos, HTTP requests and responses, the upgrade, every WebSocket frame.
     Inspect(inspect::InspectArgs),
@@ -106,6 +112,9 @@ pub enum Command {
     /// TLS key log embedded, so Wireshark, tshark and `inspect` see inside HTTPS and WSS.
     /// Needs CAP_NET_RAW; Ctrl-C stops and writes the file.
     Capture(capture::CaptureArgs),
+    /// Check that this container's apps answer (the image's HEALTHCHECK): one echo per URL
+    /// in $PROTOLAB_HEALTHCHECK or the arguments; exit status 0 when every one came back.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Print a shell completion script, e.g. `protolab completions bash > /etc/bash_completion.d/protolab`.
     Completions {
         /// The shell to generate for.
@@ -192,6 +201,8 @@ async fn run_command(command: Command, ctx: &Context) -> anyhow::Result<ExitCode
         Command::Subscribe(args) => subscribe::run(args, ctx).await,
         Command::Inspect(args) => inspect::run(args, ctx).await,
         Command::Capture(args) => capture::run(args, ctx).await,
+        Command::Merge(args) => merge::run(args, ctx).await,
+        Command::Healthcheck(args) => healthcheck::run(args, ctx).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut cmd = Cli::command();

@@ -1,6 +1,7 @@
 //! Latency histograms: [`Latency`] records nanoseconds with 3 significant digits from 1 ns
 //! to 1 hour, exactly as an HDR histogram does, and [`Summary`] reports the percentiles in
-//! microseconds.
+//! microseconds. [`encode`] and [`decode`] carry a histogram in reports (HDR's V2 format,
+//! base64), so reports of several generators add up exactly (`protolab merge`).
 //!
 //! Each connection records into its own and the run adds them up at the end: no lock or
 //! channel on the hot path. An HDR histogram of this range holds 33,792 counters (264 KiB)
@@ -15,8 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Highest value tracked: one hour in nanoseconds. Larger values are clamped to it.
 const MAX_NANOS: u64 = 3_600 * 1_000_000_000;
@@ -113,19 +116,12 @@ impl Latency {
         if self.is_empty() {
             return None;
         }
-        let hist = self.to_hdr();
-        let us = |nanos: u64| nanos as f64 / 1_000.0;
-        let q = |q: f64| us(hist.value_at_quantile(q));
-        Some(Summary {
-            count: hist.len(),
-            min_us: us(hist.min()),
-            mean_us: hist.mean() / 1_000.0,
-            p50_us: q(0.50),
-            p90_us: q(0.90),
-            p99_us: q(0.99),
-            p999_us: q(0.999),
-            max_us: us(hist.max()),
-        })
+        summarize(&self.to_hdr())
+    }
+
+    /// The histogram as [`encode`] writes it, or `None` if nothing was recorded.
+    pub fn encoded(&self) -> Option<String> {
+        (!self.is_empty()).then(|| encode(&self.to_hdr()))
     }
 
     /// The same counts in an HDR histogram: each bin's count recorded at the bin's lowest
@@ -145,6 +141,105 @@ impl Latency {
         }
         hist
     }
+}
+
+/// The percentiles of an HDR histogram of nanoseconds, or `None` if it is empty.
+pub fn summarize(hist: &Histogram<u64>) -> Option<Summary> {
+    if hist.is_empty() {
+        return None;
+    }
+    let us = |nanos: u64| nanos as f64 / 1_000.0;
+    let q = |q: f64| us(hist.value_at_quantile(q));
+    Some(Summary {
+        count: hist.len(),
+        min_us: us(hist.min()),
+        mean_us: hist.mean() / 1_000.0,
+        p50_us: q(0.50),
+        p90_us: q(0.90),
+        p99_us: q(0.99),
+        p999_us: q(0.999),
+        max_us: us(hist.max()),
+    })
+}
+
+/// Bytes of a V2 header: cookie, payload length, normalizing offset, significant digits
+/// (u32 each), lowest and highest value (u64 each), conversion ratio (f64), big-endian.
+const V2_HEADER: usize = 40;
+/// The V2 (uncompressed) cookie hdrhistogram writes.
+const V2_COOKIE: u32 = 0x1c84_9313;
+/// Largest encoded histogram [`decode`] reads: a histogram of this layout with every counter
+/// set and large is under 400 KiB in V2; the rest is room.
+pub const MAX_ENCODED: usize = 4 << 20;
+
+/// Why [`decode`] refused a histogram.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistogramError {
+    /// Longer than [`MAX_ENCODED`].
+    #[error("the histogram is {0} bytes long, more than a report's ever is")]
+    TooLong(usize),
+    /// Not base64.
+    #[error("not base64: {0}")]
+    Base64(String),
+    /// Not an HDR V2 histogram of protolab's layout.
+    #[error("not an HDR histogram as protolab writes it (V2, nanoseconds from 1 ns to 1 h, 3 significant digits): {0}")]
+    Format(String),
+    /// Two histograms could not be added.
+    #[error("adding histograms: {0}")]
+    Add(String),
+}
+
+/// `hist` in HDR histogram's V2 format (uncompressed: it run-length encodes empty counters
+/// already), base64 (standard alphabet, padded), as reports carry it.
+pub fn encode(hist: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    // Writing to a Vec cannot fail, and every count fits V2's 64-bit varints.
+    V2Serializer::new()
+        .serialize(hist, &mut bytes)
+        .expect("serializing to memory");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads a histogram [`encode`] wrote. Its header is checked before hdrhistogram reads it:
+/// the layout must be the one protolab records (so any two decoded histograms add up
+/// exactly) and the payload length the bytes that follow, so a damaged or hostile report
+/// cannot make the reader allocate more than the text it gave.
+pub fn decode(text: &str) -> Result<Histogram<u64>, HistogramError> {
+    if text.len() > MAX_ENCODED {
+        return Err(HistogramError::TooLong(text.len()));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|err| HistogramError::Base64(err.to_string()))?;
+    let format = |what: String| HistogramError::Format(what);
+    let header = bytes
+        .get(..V2_HEADER)
+        .ok_or_else(|| format(format!("{} bytes, shorter than a header", bytes.len())))?;
+    let u32_at = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let u64_at = |at: usize| {
+        let mut b = [0; 8];
+        b.copy_from_slice(&header[at..at + 8]);
+        u64::from_be_bytes(b)
+    };
+    if u32_at(0) != V2_COOKIE {
+        return Err(format(format!("cookie {:#010x}, expected {V2_COOKIE:#010x} (V2, uncompressed)", u32_at(0))));
+    }
+    let payload = u32_at(4) as usize;
+    if payload != bytes.len() - V2_HEADER {
+        return Err(format(format!(
+            "the header announces {payload} bytes of counts, {} follow",
+            bytes.len() - V2_HEADER
+        )));
+    }
+    let (digits, lowest, highest) = (u32_at(12), u64_at(16), u64_at(24));
+    if (digits, lowest, highest) != (3, 1, MAX_NANOS) {
+        return Err(format(format!(
+            "{digits} significant digits from {lowest} to {highest}"
+        )));
+    }
+    Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .map_err(|err| format(format!("{err:?}")))
 }
 
 /// [`Latency`] histograms a run's workers share, one per recording thread.
@@ -195,7 +290,7 @@ impl PerThread {
 
 /// Percentiles of a [`Latency`] histogram, in microseconds. Values are HDR bucket values:
 /// within 0.1% of what was recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Values recorded.
     pub count: u64,

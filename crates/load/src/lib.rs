@@ -20,6 +20,7 @@
 mod client;
 pub mod counting;
 pub mod histogram;
+mod merge;
 pub mod payload;
 pub mod report;
 pub(crate) mod run;
@@ -31,7 +32,8 @@ mod workload;
 pub use counting::{Counters, CountingStream, Snapshot};
 pub use histogram::{Latency, Summary};
 pub use payload::Payload;
-pub use report::{Bytes, Compression, ErrorKind, Errors, Phases, Report};
+pub use merge::{check_histograms, MergeError};
+pub use report::{Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Report};
 pub use run::{check_header, run, Config, MAX_MESSAGE};
 pub use target::{Scheme, Target};
 pub use tls::Trust;

@@ -3,10 +3,10 @@
 //! nothing and random bytes not at all, so compression is measured on JSON records whose
 //! values change from message to message.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The content of echo messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Payload {
     /// `abc…xyzabc…`, the same every message. Cheap to check; fine wherever content does not

@@ -1,13 +1,13 @@
 //! The results model: what one run measured, ready to serialize. Nothing here prints.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::histogram::Summary;
 use crate::target::Scheme;
 use crate::Workload;
 
 /// What one run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// The URL loaded.
     pub target: String,
@@ -53,6 +53,30 @@ pub struct Report {
     pub payload: crate::Payload,
     /// What went wrong, by kind.
     pub errors: Errors,
+    /// The histograms behind `latency` and `phases`, for adding reports up exactly
+    /// (`protolab merge`). Absent from reports of protolab before `merge`.
+    #[serde(default)]
+    pub histograms: Histograms,
+}
+
+/// Each histogram a report's percentiles come from, as [`crate::histogram::encode`] writes it
+/// (HDR histogram V2, base64, nanoseconds); `None` where nothing was recorded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Histograms {
+    /// Behind [`Report::latency`].
+    pub latency: Option<String>,
+    /// Behind [`Phases::tcp_connect`].
+    pub tcp_connect: Option<String>,
+    /// Behind [`Phases::tls_handshake`].
+    pub tls_handshake: Option<String>,
+    /// Behind [`Phases::ws_upgrade`].
+    pub ws_upgrade: Option<String>,
+    /// Behind [`Phases::first_byte`].
+    pub first_byte: Option<String>,
+    /// Behind [`Phases::first_echo`].
+    pub first_echo: Option<String>,
+    /// Behind [`Phases::connect_to_first_echo`].
+    pub connect_to_first_echo: Option<String>,
 }
 
 /// Bytes on the wire, as counted under TLS.
@@ -60,7 +84,7 @@ pub struct Report {
 /// TLS 1.3 servers send session tickets right after the handshake; they are counted where
 /// they arrive, usually with the WebSocket 101 (handshake) or the first HTTP response (the
 /// first exchange, which the echo workload leaves out of its per-message figures).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Bytes {
     /// Client → server bytes per message. Echo workload: steady state (every exchange after a
     /// connection's first). Connect workload: the first (only) exchange, which under TLS 1.3
@@ -97,7 +121,7 @@ pub struct Bytes {
 }
 
 /// permessage-deflate as offered and agreed in a run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Compression {
     /// The `Sec-WebSocket-Extensions` offer sent.
     pub offer: String,
@@ -109,7 +133,7 @@ pub struct Compression {
 }
 
 /// Durations of the steps of opening a connection, each over every connection opened.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Phases {
     /// TCP connect (SYN to established).
     pub tcp_connect: Option<Summary>,
@@ -159,7 +183,7 @@ impl ErrorKind {
 }
 
 /// Failures counted by kind, and the first one's message.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Errors {
     /// [`ErrorKind::Refused`] count.
     pub refused: u64,

@@ -14,7 +14,7 @@ use protolab_wire::ws::deflate::{Offer, Params};
 use crate::client::{Conn, Counts, Failure, Opened, Plan};
 use crate::histogram::{Latency, PerThread};
 use crate::payload::Payload;
-use crate::report::{Bytes, Compression, ErrorKind, Errors, Phases, Report};
+use crate::report::{Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Report};
 use crate::target::Target;
 use crate::tls::Trust;
 use crate::workload::Workload;
@@ -642,9 +642,19 @@ impl Stats {
             (Workload::Echo | Workload::Push, n) if n > 0 => (self.steady, n),
             _ => (self.first, self.first_messages),
         };
-        let latency = match config.workload {
-            Workload::Echo | Workload::Push => self.latency.summary(),
-            Workload::Connect => self.connect_to_first_echo.summary(),
+        let latency_histogram = match config.workload {
+            Workload::Echo | Workload::Push => &self.latency,
+            Workload::Connect => &self.connect_to_first_echo,
+        };
+        let latency = latency_histogram.summary();
+        let histograms = Histograms {
+            latency: latency_histogram.encoded(),
+            tcp_connect: self.tcp.encoded(),
+            tls_handshake: self.tls.encoded(),
+            ws_upgrade: self.upgrade.encoded(),
+            first_byte: self.first_byte.encoded(),
+            first_echo: self.first_echo.encoded(),
+            connect_to_first_echo: self.connect_to_first_echo.encoded(),
         };
         let (payload_sent, payload_received) = match config.workload {
             Workload::Echo | Workload::Connect => {
@@ -702,6 +712,7 @@ impl Stats {
             }),
             payload: config.payload,
             errors: self.errors,
+            histograms,
         }
     }
 }

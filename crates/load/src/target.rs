@@ -1,11 +1,11 @@
 //! Where to send load: [`Target::parse`] reads `http`, `https`, `ws` and `wss` URLs.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
 /// The four schemes the load generator speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     /// HTTP/1.1 over TCP.

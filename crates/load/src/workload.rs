@@ -1,10 +1,10 @@
 //! What each connection of a run does: shared by the run's [`Config`](crate::Config) and its
 //! [`Report`](crate::Report).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What each connection does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
     /// Closed loop: each connection stays open and keeps one message in flight, sending the

@@ -41,6 +41,14 @@ pub(super) const STEPS: &[Step] = &[
         how: How::NotRun("it runs this test, among all the others"),
     },
     Step {
+        command: "scripts/deploy-test",
+        how: How::NotRun(
+            "it builds a VM box and boots a guest under QEMU (15 minutes or more, as root, \
+             with vagrant, libvirt and ansible); it is run by hand before a change to deploy/ \
+             is submitted, and docs/vm-lab.md shows its output",
+        ),
+    },
+    Step {
         command: "protolab up",
         how: How::Serve {
             root: false,
