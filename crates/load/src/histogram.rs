@@ -426,6 +426,51 @@ mod tests {
     }
 
     #[test]
+    fn encoded_histograms_decode_to_the_same_statistics() {
+        let mut h = Latency::new();
+        for v in values(9, 20_000) {
+            h.record(Duration::from_nanos(v));
+        }
+        let text = h.encoded().unwrap();
+        let back = decode(&text).unwrap();
+        assert_eq!(summarize(&back), h.summary());
+        assert_eq!(encode(&back), text);
+        assert!(Latency::new().encoded().is_none());
+    }
+
+    #[test]
+    fn decode_refuses_what_it_was_not_written_as() {
+        let mut h = Latency::new();
+        h.record(Duration::from_micros(5));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(h.encoded().unwrap())
+            .unwrap();
+        let encode_bytes = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let refused = |b: &[u8]| decode(&encode_bytes(b)).unwrap_err().to_string();
+
+        assert!(refused(&bytes[..20]).contains("shorter than a header"));
+        assert!(refused(&bytes[..bytes.len() - 1]).contains("counts"));
+        let mut longer = bytes.clone();
+        longer[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(refused(&longer).contains("counts"));
+        let mut other_layout = bytes.clone();
+        other_layout[12..16].copy_from_slice(&5u32.to_be_bytes());
+        assert!(refused(&other_layout).contains("5 significant digits"));
+        let mut cookie = bytes.clone();
+        cookie[3] ^= 1;
+        assert!(refused(&cookie).contains("cookie"));
+        assert!(matches!(decode("not base64!"), Err(HistogramError::Base64(_))));
+        let huge = "A".repeat(MAX_ENCODED + 1);
+        assert!(matches!(decode(&huge), Err(HistogramError::TooLong(_))));
+        // Garbage counts after a valid header: an error, not a panic.
+        let mut garbage = bytes[..V2_HEADER].to_vec();
+        garbage.extend([0xff; 16]);
+        let n = (garbage.len() - V2_HEADER) as u32;
+        garbage[4..8].copy_from_slice(&n.to_be_bytes());
+        assert!(decode(&encode_bytes(&garbage)).is_err());
+    }
+
+    #[test]
     fn empty_and_out_of_range() {
         let mut h = Latency::new();
         assert!(h.is_empty() && h.summary().is_none());
