@@ -215,14 +215,19 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, HistogramError> {
     let header = bytes
         .get(..V2_HEADER)
         .ok_or_else(|| format(format!("{} bytes, shorter than a header", bytes.len())))?;
-    let u32_at = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let u32_at = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
     let u64_at = |at: usize| {
         let mut b = [0; 8];
         b.copy_from_slice(&header[at..at + 8]);
         u64::from_be_bytes(b)
     };
     if u32_at(0) != V2_COOKIE {
-        return Err(format(format!("cookie {:#010x}, expected {V2_COOKIE:#010x} (V2, uncompressed)", u32_at(0))));
+        return Err(format(format!(
+            "cookie {:#010x}, expected {V2_COOKIE:#010x} (V2, uncompressed)",
+            u32_at(0)
+        )));
     }
     let payload = u32_at(4) as usize;
     if payload != bytes.len() - V2_HEADER {
@@ -237,9 +242,39 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, HistogramError> {
             "{digits} significant digits from {lowest} to {highest}"
         )));
     }
+    if !counts_in_range(&bytes[V2_HEADER..]) {
+        return Err(format("a count out of range".to_owned()));
+    }
     Deserializer::new()
         .deserialize(&mut &bytes[..])
         .map_err(|err| format(format!("{err:?}")))
+}
+
+/// Whether no count in a V2 payload is the one value hdrhistogram 7.6's reader cannot take:
+/// its varints (LEB128, the ninth byte whole) are zigzag-encoded, and the all-ones varint
+/// decodes to `i64::MIN`, whose negation (a run of zeros) overflows, a panic in builds with
+/// overflow checks. A truncated last varint is left to the reader, which refuses it.
+fn counts_in_range(payload: &[u8]) -> bool {
+    let mut bytes = payload.iter();
+    loop {
+        let mut value = 0u64;
+        for shift in 0..9 {
+            let Some(&b) = bytes.next() else {
+                return true;
+            };
+            if shift == 8 {
+                value |= u64::from(b) << 56;
+                break;
+            }
+            value |= u64::from(b & 0x7f) << (7 * shift);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        if value == u64::MAX {
+            return false;
+        }
+    }
 }
 
 /// [`Latency`] histograms a run's workers share, one per recording thread.
@@ -459,7 +494,10 @@ mod tests {
         let mut cookie = bytes.clone();
         cookie[3] ^= 1;
         assert!(refused(&cookie).contains("cookie"));
-        assert!(matches!(decode("not base64!"), Err(HistogramError::Base64(_))));
+        assert!(matches!(
+            decode("not base64!"),
+            Err(HistogramError::Base64(_))
+        ));
         let huge = "A".repeat(MAX_ENCODED + 1);
         assert!(matches!(decode(&huge), Err(HistogramError::TooLong(_))));
         // Garbage counts after a valid header: an error, not a panic.
@@ -467,7 +505,13 @@ mod tests {
         garbage.extend([0xff; 16]);
         let n = (garbage.len() - V2_HEADER) as u32;
         garbage[4..8].copy_from_slice(&n.to_be_bytes());
-        assert!(decode(&encode_bytes(&garbage)).is_err());
+        assert!(refused(&garbage).contains("out of range"));
+        // Counts that run past the histogram's last bin: the reader's own error.
+        let mut past_the_end = bytes[..V2_HEADER].to_vec();
+        past_the_end.extend([0x81, 0x80, 0x80, 0x80, 0x04, 0x02]);
+        let n = (past_the_end.len() - V2_HEADER) as u32;
+        past_the_end[4..8].copy_from_slice(&n.to_be_bytes());
+        assert!(decode(&encode_bytes(&past_the_end)).is_err());
     }
 
     #[test]

@@ -7,6 +7,11 @@
 // copies the libraries a dynamically linked binary loads): the same Containerfile and rootfs
 // as the release image without a second, 10 to 20 minute, release build inside the tests.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test set-up: a failed step should panic right there"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -41,7 +46,8 @@ fn ok(cmd: &mut Command) -> String {
 }
 
 fn image_id(name: &str) -> Option<String> {
-    let out = output(Command::new(podman()).args(["image", "inspect", "--format", "{{.Id}}", name]));
+    let out =
+        output(Command::new(podman()).args(["image", "inspect", "--format", "{{.Id}}", name]));
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -53,7 +59,10 @@ fn images() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         require("redis-server", "apt-get install -y redis-server");
-        let before: Vec<_> = [IMAGE, REDIS_IMAGE].iter().filter_map(|i| image_id(i)).collect();
+        let before: Vec<_> = [IMAGE, REDIS_IMAGE]
+            .iter()
+            .filter_map(|i| image_id(i))
+            .collect();
         let build_dir = tempfile::tempdir().expect("build dir");
         let started = Instant::now();
         let printed = ok(Command::new(repo_root().join("scripts/build-image"))
@@ -65,7 +74,10 @@ fn images() {
         println!("{printed}built in {:?}", started.elapsed());
         assert!(printed.contains(&format!("image {IMAGE}: ")), "{printed}");
         for old in before {
-            if ![IMAGE, REDIS_IMAGE].iter().any(|i| image_id(i).as_deref() == Some(&old)) {
+            if ![IMAGE, REDIS_IMAGE]
+                .iter()
+                .any(|i| image_id(i).as_deref() == Some(&old))
+            {
                 let _ = output(Command::new(podman()).args(["rmi", &old]));
             }
         }
@@ -93,7 +105,9 @@ fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
 }
 
 fn curl(args: &[&str]) -> String {
-    ok(Command::new(require("curl", "apt-get install -y curl")).args(["-sS", "--max-time", "10"]).args(args))
+    ok(Command::new(require("curl", "apt-get install -y curl"))
+        .args(["-sS", "--max-time", "10"])
+        .args(args))
 }
 
 /// One text and one binary echo over `url` with Python `websockets`.
@@ -114,7 +128,10 @@ async fn python_echo(url: &str, ca: &Path) {
 /// The user the container's main process runs as, as (name inside, uid on the host).
 fn process_user(container: &str) -> (String, String) {
     let top = ok(Command::new(podman()).args(["top", container, "user", "huser"]));
-    let line = top.lines().nth(1).unwrap_or_else(|| panic!("podman top printed no process: {top}"));
+    let line = top
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("podman top printed no process: {top}"));
     let mut fields = line.split_whitespace();
     (
         fields.next().unwrap_or_default().to_owned(),
@@ -126,7 +143,13 @@ fn process_user(container: &str) -> (String, String) {
 /// there); returns the error it printed.
 fn write_to_root_fails(container: &str) -> String {
     let out = output(Command::new(podman()).args([
-        "exec", container, "/usr/bin/protolab", "--home", "/written-by-test", "certs", "init",
+        "exec",
+        container,
+        "/usr/bin/protolab",
+        "--home",
+        "/written-by-test",
+        "certs",
+        "init",
     ]));
     assert!(!out.status.success(), "{container}: writing to / succeeded");
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -161,7 +184,17 @@ async fn image_serves_every_app_as_a_non_root_user_on_a_read_only_root() {
     let _container = Container(name.clone());
     let ports = free_ports(4);
     let mut run = Command::new(podman());
-    run.args(["run", "-d", "--name", &name, "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]);
+    run.args([
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--cap-drop",
+        "ALL",
+    ]);
     run.args(["--security-opt", "no-new-privileges"]);
     for (port, inside) in ports.iter().zip(3000..) {
         run.arg("-p").arg(format!("127.0.0.1:{port}:{inside}"));
@@ -176,12 +209,20 @@ async fn image_serves_every_app_as_a_non_root_user_on_a_read_only_root() {
     });
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    ok(Command::new(podman()).args(["cp", &format!("{name}:/data/ca.pem")]).arg(&ca));
+    ok(Command::new(podman())
+        .args(["cp", &format!("{name}:/data/ca.pem")])
+        .arg(&ca));
 
     assert_eq!(curl(&[&format!("{http}/echo?msg=hello")]), "hello");
     let https = format!("https://localhost:{}/echo", ports[1]);
     assert_eq!(
-        curl(&["--cacert", ca.to_str().unwrap(), &https, "-d", "posted body"]),
+        curl(&[
+            "--cacert",
+            ca.to_str().unwrap(),
+            &https,
+            "-d",
+            "posted body"
+        ]),
         "posted body"
     );
     python_echo(&format!("ws://localhost:{}/ws", ports[2]), &ca).await;
@@ -195,10 +236,17 @@ async fn image_serves_every_app_as_a_non_root_user_on_a_read_only_root() {
     // The image's own check passes with every app up, and fails for one that is not there.
     ok(Command::new(podman()).args(["healthcheck", "run", &name]));
     let failed = output(Command::new(podman()).args([
-        "exec", &name, "/usr/bin/protolab", "healthcheck", "ws://127.0.0.1:3999/ws",
+        "exec",
+        &name,
+        "/usr/bin/protolab",
+        "healthcheck",
+        "ws://127.0.0.1:3999/ws",
     ]));
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
-    assert!(String::from_utf8_lossy(&failed.stderr).contains("no echo came back"), "{failed:?}");
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("no echo came back"),
+        "{failed:?}"
+    );
 }
 
 /// A compose project brought down (volumes too) when the test ends, passed or not.
@@ -209,7 +257,10 @@ struct Stack {
 
 impl Stack {
     fn compose(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(require("podman-compose", "apt-get install -y podman-compose"));
+        let mut cmd = Command::new(require(
+            "podman-compose",
+            "apt-get install -y podman-compose",
+        ));
         cmd.args(["-p", &self.project, "-f"])
             .arg(repo_root().join("deploy/compose.yaml"))
             .args(args)
@@ -224,12 +275,29 @@ impl Stack {
     fn leftovers(&self) -> Vec<String> {
         let label = format!("label=io.podman.compose.project={}", self.project);
         let mut left = Vec::new();
-        let containers = ok(Command::new(podman()).args(["ps", "-a", "--format", "{{.Names}}", "--filter", &label]));
+        let containers = ok(Command::new(podman()).args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &label,
+        ]));
         left.extend(containers.lines().map(|c| format!("container {c}")));
         let networks = ok(Command::new(podman()).args(["network", "ls", "--format", "{{.Name}}"]));
-        left.extend(networks.lines().filter(|n| n.starts_with(&self.project)).map(|n| format!("network {n}")));
+        left.extend(
+            networks
+                .lines()
+                .filter(|n| n.starts_with(&self.project))
+                .map(|n| format!("network {n}")),
+        );
         let volumes = ok(Command::new(podman()).args(["volume", "ls", "--format", "{{.Name}}"]));
-        left.extend(volumes.lines().filter(|v| v.starts_with(&self.project)).map(|v| format!("volume {v}")));
+        left.extend(
+            volumes
+                .lines()
+                .filter(|v| v.starts_with(&self.project))
+                .map(|v| format!("volume {v}")),
+        );
         left
     }
 }
@@ -237,7 +305,11 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = output(&mut self.compose(&["down", "-v"]));
-        let _ = output(Command::new(podman()).args(["network", "rm", &format!("{}_default", self.project)]));
+        let _ = output(Command::new(podman()).args([
+            "network",
+            "rm",
+            &format!("{}_default", self.project),
+        ]));
     }
 }
 
@@ -266,21 +338,36 @@ async fn compose_stack_serves_every_app_hardened_and_down_leaves_nothing() {
     // Every service's own healthcheck: the apps, the proxy through to the ws app, the hub, Redis.
     for service in SERVICES {
         let container = stack.container(service);
-        eventually(&format!("{service} healthy"), Duration::from_secs(90), || {
-            output(Command::new(podman()).args(["healthcheck", "run", &container]))
-                .status
-                .success()
-        });
+        eventually(
+            &format!("{service} healthy"),
+            Duration::from_secs(90),
+            || {
+                output(Command::new(podman()).args(["healthcheck", "run", &container]))
+                    .status
+                    .success()
+            },
+        );
     }
     println!("healthy after {:?}", started.elapsed());
 
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    ok(Command::new(podman()).args(["cp", &format!("{}:/data/ca.pem", stack.container("https"))]).arg(&ca));
+    ok(Command::new(podman())
+        .args(["cp", &format!("{}:/data/ca.pem", stack.container("https"))])
+        .arg(&ca));
     let cacert = ca.to_str().unwrap();
-    assert_eq!(curl(&[&format!("http://127.0.0.1:{}/echo?msg=hello", ports[0])]), "hello");
     assert_eq!(
-        curl(&["--cacert", cacert, &format!("https://localhost:{}/echo", ports[1]), "-d", "posted"]),
+        curl(&[&format!("http://127.0.0.1:{}/echo?msg=hello", ports[0])]),
+        "hello"
+    );
+    assert_eq!(
+        curl(&[
+            "--cacert",
+            cacert,
+            &format!("https://localhost:{}/echo", ports[1]),
+            "-d",
+            "posted"
+        ]),
         "posted"
     );
     python_echo(&format!("ws://localhost:{}/ws", ports[2]), &ca).await;
@@ -289,16 +376,31 @@ async fn compose_stack_serves_every_app_hardened_and_down_leaves_nothing() {
     python_echo(&format!("ws://localhost:{}/ws", ports[4]), &ca).await;
     python_echo(&format!("wss://localhost:{}/ws", ports[5]), &ca).await;
     // The hub is ready only with its broker reachable: Redis on the stack's network.
-    assert_eq!(curl(&[&format!("http://127.0.0.1:{}/readyz", ports[6])]).trim(), "ready");
+    assert_eq!(
+        curl(&[&format!("http://127.0.0.1:{}/readyz", ports[6])]).trim(),
+        "ready"
+    );
 
     for service in SERVICES {
         let container = stack.container(service);
         let (user, uid) = process_user(&container);
-        assert!(user != "root" && uid != "0", "{service} runs as {user} ({uid})");
+        assert!(
+            user != "root" && uid != "0",
+            "{service} runs as {user} ({uid})"
+        );
         let refused = write_to_root_if_protolab(service, &container);
-        assert!(refused.as_ref().is_none_or(|e| e.contains("Read-only file system")), "{service}: {refused:?}");
+        assert!(
+            refused
+                .as_ref()
+                .is_none_or(|e| e.contains("Read-only file system")),
+            "{service}: {refused:?}"
+        );
         let capabilities = ok(Command::new(podman()).args(["top", &container, "capeff"]));
-        assert_eq!(capabilities.lines().nth(1).map(str::trim), Some("none"), "{service}: {capabilities}");
+        assert_eq!(
+            capabilities.lines().nth(1).map(str::trim),
+            Some("none"),
+            "{service}: {capabilities}"
+        );
         let settings = ok(Command::new(podman()).args([
             "inspect",
             "--format",
@@ -307,18 +409,36 @@ async fn compose_stack_serves_every_app_hardened_and_down_leaves_nothing() {
         ]));
         let fields: Vec<_> = settings.trim().split('|').collect();
         assert_eq!(fields[0], "true", "{service}: read-only root: {settings}");
-        assert!(fields[1].contains("no-new-privileges"), "{service}: {settings}");
-        assert_eq!(fields[2], (256u64 << 20).to_string(), "{service}: memory limit: {settings}");
+        assert!(
+            fields[1].contains("no-new-privileges"),
+            "{service}: {settings}"
+        );
+        assert_eq!(
+            fields[2],
+            (256u64 << 20).to_string(),
+            "{service}: memory limit: {settings}"
+        );
         assert_ne!(fields[3], "host", "{service}: {settings}");
     }
 
     // The CA key on the volume is the image user's and private.
     let volume = format!("{}_protolab-data", stack.project);
-    let mountpoint = ok(Command::new(podman()).args(["volume", "inspect", "--format", "{{.Mountpoint}}", &volume]));
+    let mountpoint = ok(Command::new(podman()).args([
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        &volume,
+    ]));
     let key = Path::new(mountpoint.trim()).join("ca-key.pem");
     let meta = std::fs::metadata(&key).expect("CA key on the volume");
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", key.display());
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "{}",
+        key.display()
+    );
     assert_eq!(meta.uid(), 10001);
 
     ok(&mut stack.compose(&["down", "-v"]));
@@ -326,7 +446,10 @@ async fn compose_stack_serves_every_app_hardened_and_down_leaves_nothing() {
     // podman-compose 1.0.3 (Debian 12) never removes the project's network on `down`; later
     // versions and docker compose do. Anything else left is a failure.
     let network = format!("network {}_default", stack.project);
-    assert!(left.iter().all(|l| *l == network), "left after down -v: {left:?}");
+    assert!(
+        left.iter().all(|l| *l == network),
+        "left after down -v: {left:?}"
+    );
     if !left.is_empty() {
         ok(Command::new(podman()).args(["network", "rm", &format!("{}_default", stack.project)]));
     }

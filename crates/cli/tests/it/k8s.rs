@@ -2,6 +2,11 @@
 // the Kubernetes schemas offline (PyPI `kubernetes-validate`, which bundles them), strictly
 // (no unknown fields); the resources the deployment needs are there, hardened.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test set-up: a failed step should panic right there"
+)]
+
 use std::process::Command;
 
 use protolab_test_support::{repo_root, require};
@@ -93,11 +98,17 @@ fn manifests_render_and_pass_the_kubernetes_schemas() {
     let job = find("Job", "load");
     assert!(job["parallelism"].as_u64().unwrap_or(0) >= 2, "{job}");
     let args = &job["containers"][0]["args"];
-    assert!(args[0] == "bench" && args.as_array().unwrap().contains(&"--json".into()), "{job}");
+    assert!(
+        args[0] == "bench" && args.as_array().unwrap().contains(&"--json".into()),
+        "{job}"
+    );
     for r in &resources {
         for c in r["containers"].as_array().into_iter().flatten() {
             let image = c["image"].as_str().unwrap_or_default();
-            assert!(image.starts_with("localhost/protolab"), "{r}: image {image}");
+            assert!(
+                image.starts_with("localhost/protolab"),
+                "{r}: image {image}"
+            );
             assert_eq!(c["run_as_non_root"], true, "{r}");
             assert_eq!(c["read_only_root"], true, "{r}");
             assert_eq!(c["no_privilege_escalation"], true, "{r}");
@@ -113,5 +124,8 @@ fn the_schema_check_rejects_a_broken_manifest() {
     let broken = yaml.replacen("replicas: 1", "replicas: one", 1);
     assert_ne!(broken, yaml);
     let (passed, report) = validate(&broken);
-    assert!(!passed, "a Deployment with `replicas: one` passed:\n{report}");
+    assert!(
+        !passed,
+        "a Deployment with `replicas: one` passed:\n{report}"
+    );
 }

@@ -2,6 +2,11 @@
 // WebSocket app at the same time, and the merged percentiles equal those of one histogram fed
 // every sample the three recorded; counts add up; reports of different loads are refused.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test set-up: a failed step should panic right there"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -21,7 +26,17 @@ fn protolab(home: &Path) -> Command {
 
 async fn bench_json(lab: &TestLab, url: &str, out: &Path) -> Report {
     let mut cmd = protolab(lab.home());
-    cmd.args(["--json", "bench", url, "-c", "2", "--duration", "1s", "-n", "2000"]);
+    cmd.args([
+        "--json",
+        "bench",
+        url,
+        "-c",
+        "2",
+        "--duration",
+        "1s",
+        "-n",
+        "2000",
+    ]);
     let output = run(cmd, Duration::from_secs(60)).await;
     assert!(output.status.success(), "bench failed: {output:?}");
     std::fs::write(out, &output.stdout).unwrap();
@@ -39,7 +54,9 @@ async fn merged_percentiles_equal_one_histogram_of_every_sample() {
     let lab = TestLab::start(&[Protocol::Ws, Protocol::Http], |_| {}).await;
     let url = lab.url(Protocol::Ws);
     let dir = tempfile::tempdir().unwrap();
-    let files: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("load-{i}.json"))).collect();
+    let files: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("load-{i}.json")))
+        .collect();
     // At the same time, as the pods of a Job run.
     let (a, b, c) = tokio::join!(
         bench_json(&lab, &url, &files[0]),
@@ -55,7 +72,11 @@ async fn merged_percentiles_equal_one_histogram_of_every_sample() {
     // One histogram fed every sample of the three runs, value by value.
     let mut all = protolab_load::Latency::new();
     for report in &reports {
-        let text = report.histograms.latency.as_deref().expect("a latency histogram");
+        let text = report
+            .histograms
+            .latency
+            .as_deref()
+            .expect("a latency histogram");
         let hist = protolab_load::histogram::decode(text).expect("bench's histogram decodes");
         assert_eq!(
             protolab_load::histogram::summarize(&hist),
@@ -63,7 +84,10 @@ async fn merged_percentiles_equal_one_histogram_of_every_sample() {
             "each report's percentiles are its histogram's"
         );
         for v in hist.iter_recorded() {
-            all.record_n(Duration::from_nanos(v.value_iterated_to()), v.count_at_value());
+            all.record_n(
+                Duration::from_nanos(v.value_iterated_to()),
+                v.count_at_value(),
+            );
         }
     }
     let expected = all.summary().expect("samples");
@@ -72,7 +96,10 @@ async fn merged_percentiles_equal_one_histogram_of_every_sample() {
     assert_eq!(got.count, reports.iter().map(|r| r.messages).sum::<u64>());
     println!("merged: {got:?}");
 
-    assert_eq!(merged.messages, reports.iter().map(|r| r.messages).sum::<u64>());
+    assert_eq!(
+        merged.messages,
+        reports.iter().map(|r| r.messages).sum::<u64>()
+    );
     assert_eq!(merged.connections, 6);
     assert_eq!(merged.connections_opened, 6);
     let throughput: f64 = reports.iter().map(|r| r.throughput_per_sec).sum();
@@ -81,8 +108,14 @@ async fn merged_percentiles_equal_one_histogram_of_every_sample() {
         merged.bytes.total_sent,
         reports.iter().map(|r| r.bytes.total_sent).sum::<u64>()
     );
-    let upgrades: u64 = reports.iter().map(|r| r.phases.ws_upgrade.expect("upgrade").count).sum();
-    assert_eq!(merged.phases.ws_upgrade.expect("merged upgrade").count, upgrades);
+    let upgrades: u64 = reports
+        .iter()
+        .map(|r| r.phases.ws_upgrade.expect("upgrade").count)
+        .sum();
+    assert_eq!(
+        merged.phases.ws_upgrade.expect("merged upgrade").count,
+        upgrades
+    );
     assert_eq!(merged.errors.total(), 0);
 
     // A merged report merges again: the sum of (a+b) and c is the sum of all three.
@@ -108,14 +141,20 @@ async fn merge_refuses_other_loads_and_damaged_reports() {
     let out = merge(&lab, &[ws.clone(), http]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("different loads") && stderr.contains("target"), "{stderr}");
+    assert!(
+        stderr.contains("different loads") && stderr.contains("target"),
+        "{stderr}"
+    );
 
     let not_json = dir.path().join("log.txt");
     std::fs::write(&not_json, "WARNING: something\n{").unwrap();
     let out = merge(&lab, &[ws.clone(), not_json]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("is not a `protolab bench --json` report"), "{stderr}");
+    assert!(
+        stderr.contains("is not a `protolab bench --json` report"),
+        "{stderr}"
+    );
 
     // A histogram whose header promises more counts than it holds: refused, not read.
     let mut damaged = ws_report.clone();
@@ -129,7 +168,10 @@ async fn merge_refuses_other_loads_and_damaged_reports() {
     let out = merge(&lab, &[ws.clone(), bad]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("histograms.latency") && stderr.contains("counts"), "{stderr}");
+    assert!(
+        stderr.contains("histograms.latency") && stderr.contains("counts"),
+        "{stderr}"
+    );
 
     // A report without histograms (protolab before merge) says how to get one.
     let mut old = ws_report;
@@ -139,5 +181,8 @@ async fn merge_refuses_other_loads_and_damaged_reports() {
     let out = merge(&lab, &[ws, old_file]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("run `protolab bench --json` again"), "{stderr}");
+    assert!(
+        stderr.contains("run `protolab bench --json` again"),
+        "{stderr}"
+    );
 }
