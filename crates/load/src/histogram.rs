@@ -171,6 +171,10 @@ const V2_COOKIE: u32 = 0x1c84_9313;
 /// set and large is under 400 KiB in V2; the rest is room.
 pub const MAX_ENCODED: usize = 4 << 20;
 
+/// Most samples a histogram [`decode`] reads (or `protolab merge` adds up) may hold: 2^48,
+/// nine years at a million messages a second.
+pub const MAX_SAMPLES: u64 = 1 << 48;
+
 /// Why [`decode`] refused a histogram.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -184,6 +188,9 @@ pub enum HistogramError {
     /// Not an HDR V2 histogram of protolab's layout.
     #[error("not an HDR histogram as protolab writes it (V2, nanoseconds from 1 ns to 1 h, 3 significant digits): {0}")]
     Format(String),
+    /// More than [`MAX_SAMPLES`] samples.
+    #[error("the histogram holds {0} samples, more than a run records ({MAX_SAMPLES} at most)")]
+    TooManySamples(u64),
     /// Two histograms could not be added.
     #[error("adding histograms: {0}")]
     Add(String),
@@ -245,9 +252,15 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, HistogramError> {
     if !counts_in_range(&bytes[V2_HEADER..]) {
         return Err(format("a count out of range".to_owned()));
     }
-    Deserializer::new()
+    let hist: Histogram<u64> = Deserializer::new()
         .deserialize(&mut &bytes[..])
-        .map_err(|err| format(format!("{err:?}")))
+        .map_err(|err| format(format!("{err:?}")))?;
+    // hdrhistogram sums counts unchecked when it computes percentiles; a total this far below
+    // u64::MAX (it saturates, so a larger sum shows as more) keeps every such sum in range.
+    if hist.len() > MAX_SAMPLES {
+        return Err(HistogramError::TooManySamples(hist.len()));
+    }
+    Ok(hist)
 }
 
 /// Whether no count in a V2 payload is the one value hdrhistogram 7.6's reader cannot take:
@@ -512,6 +525,14 @@ mod tests {
         let n = (past_the_end.len() - V2_HEADER) as u32;
         past_the_end[4..8].copy_from_slice(&n.to_be_bytes());
         assert!(decode(&encode_bytes(&past_the_end)).is_err());
+        // Counts whose sum would overflow the percentile arithmetic (found by fuzzing).
+        let mut huge = Histogram::<u64>::new_with_bounds(1, MAX_NANOS, 3).unwrap();
+        huge.record_n(10, u64::MAX / 2).unwrap();
+        huge.record_n(1_000, u64::MAX / 2).unwrap();
+        assert!(matches!(
+            decode(&encode(&huge)),
+            Err(HistogramError::TooManySamples(_))
+        ));
     }
 
     #[test]

@@ -256,6 +256,9 @@ fn add(
         // Both decode to the one layout `decode` accepts, so adding cannot fail.
         sum.add(&mine)
             .map_err(|err| bad(HistogramError::Add(err.to_string())))?;
+        if sum.len() > histogram::MAX_SAMPLES {
+            return Err(bad(HistogramError::TooManySamples(sum.len())));
+        }
     }
     *summary = histogram::summarize(&sum);
     *mine = Some(histogram::encode(&sum));

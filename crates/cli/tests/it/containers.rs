@@ -461,3 +461,28 @@ async fn compose_stack_serves_every_app_hardened_and_down_leaves_nothing() {
 fn write_to_root_if_protolab(service: &str, container: &str) -> Option<String> {
     (service != "redis").then(|| write_to_root_fails(container))
 }
+
+/// The same files are valid for docker-compose v1 (what Debian 12 and the VM lab's guest have):
+/// `config` checks them against its schema and merges the key-log override without a daemon.
+#[test]
+fn compose_files_are_valid_for_docker_compose() {
+    let docker_compose = require("docker-compose", "apt-get install -y docker-compose");
+    let deploy = repo_root().join("deploy");
+    let merged = ok(Command::new(docker_compose)
+        .arg("-f")
+        .arg(deploy.join("compose.yaml"))
+        .arg("-f")
+        .arg(deploy.join("compose.keylog.yaml"))
+        .arg("config"));
+    for service in SERVICES {
+        assert!(
+            merged.contains(&format!("\n  {service}:\n")),
+            "{service} missing:\n{merged}"
+        );
+    }
+    assert!(
+        merged.contains("command: up --bind 0.0.0.0 --only wss --keylog /data/keylog.txt"),
+        "the override replaces the wss command:\n{merged}"
+    );
+    assert!(merged.contains("read_only: true") && merged.contains("no-new-privileges:true"));
+}
