@@ -56,7 +56,12 @@ fn read(path: &Path) -> anyhow::Result<Report> {
     let mut text = String::new();
     file.take(MAX_REPORT_BYTES + 1)
         .read_to_string(&mut text)
-        .with_context(|| format!("reading {} (is it the JSON `protolab bench --json` prints?)", path.display()))?;
+        .with_context(|| {
+            format!(
+                "reading {} (is it the JSON `protolab bench --json` prints?)",
+                path.display()
+            )
+        })?;
     if text.len() as u64 > MAX_REPORT_BYTES {
         bail_usage!(
             "{} is larger than {} MiB: not a `protolab bench --json` report",

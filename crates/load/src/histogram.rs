@@ -171,6 +171,10 @@ const V2_COOKIE: u32 = 0x1c84_9313;
 /// set and large is under 400 KiB in V2; the rest is room.
 pub const MAX_ENCODED: usize = 4 << 20;
 
+/// Most samples a histogram [`decode`] reads (or `protolab merge` adds up) may hold: 2^48,
+/// nine years at a million messages a second.
+pub const MAX_SAMPLES: u64 = 1 << 48;
+
 /// Why [`decode`] refused a histogram.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -184,6 +188,9 @@ pub enum HistogramError {
     /// Not an HDR V2 histogram of protolab's layout.
     #[error("not an HDR histogram as protolab writes it (V2, nanoseconds from 1 ns to 1 h, 3 significant digits): {0}")]
     Format(String),
+    /// More than [`MAX_SAMPLES`] samples.
+    #[error("the histogram holds {0} samples, more than a run records ({MAX_SAMPLES} at most)")]
+    TooManySamples(u64),
     /// Two histograms could not be added.
     #[error("adding histograms: {0}")]
     Add(String),
@@ -215,14 +222,19 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, HistogramError> {
     let header = bytes
         .get(..V2_HEADER)
         .ok_or_else(|| format(format!("{} bytes, shorter than a header", bytes.len())))?;
-    let u32_at = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let u32_at = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
     let u64_at = |at: usize| {
         let mut b = [0; 8];
         b.copy_from_slice(&header[at..at + 8]);
         u64::from_be_bytes(b)
     };
     if u32_at(0) != V2_COOKIE {
-        return Err(format(format!("cookie {:#010x}, expected {V2_COOKIE:#010x} (V2, uncompressed)", u32_at(0))));
+        return Err(format(format!(
+            "cookie {:#010x}, expected {V2_COOKIE:#010x} (V2, uncompressed)",
+            u32_at(0)
+        )));
     }
     let payload = u32_at(4) as usize;
     if payload != bytes.len() - V2_HEADER {
@@ -237,9 +249,45 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, HistogramError> {
             "{digits} significant digits from {lowest} to {highest}"
         )));
     }
-    Deserializer::new()
+    if !counts_in_range(&bytes[V2_HEADER..]) {
+        return Err(format("a count out of range".to_owned()));
+    }
+    let hist: Histogram<u64> = Deserializer::new()
         .deserialize(&mut &bytes[..])
-        .map_err(|err| format(format!("{err:?}")))
+        .map_err(|err| format(format!("{err:?}")))?;
+    // hdrhistogram sums counts unchecked when it computes percentiles; a total this far below
+    // u64::MAX (it saturates, so a larger sum shows as more) keeps every such sum in range.
+    if hist.len() > MAX_SAMPLES {
+        return Err(HistogramError::TooManySamples(hist.len()));
+    }
+    Ok(hist)
+}
+
+/// Whether no count in a V2 payload is the one value hdrhistogram 7.6's reader cannot take:
+/// its varints (LEB128, the ninth byte whole) are zigzag-encoded, and the all-ones varint
+/// decodes to `i64::MIN`, whose negation (a run of zeros) overflows, a panic in builds with
+/// overflow checks. A truncated last varint is left to the reader, which refuses it.
+fn counts_in_range(payload: &[u8]) -> bool {
+    let mut bytes = payload.iter();
+    loop {
+        let mut value = 0u64;
+        for shift in 0..9 {
+            let Some(&b) = bytes.next() else {
+                return true;
+            };
+            if shift == 8 {
+                value |= u64::from(b) << 56;
+                break;
+            }
+            value |= u64::from(b & 0x7f) << (7 * shift);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        if value == u64::MAX {
+            return false;
+        }
+    }
 }
 
 /// [`Latency`] histograms a run's workers share, one per recording thread.
@@ -423,6 +471,68 @@ mod tests {
             all.record(Duration::from_micros(v));
         }
         assert_eq!(shared.merged().summary(), all.summary());
+    }
+
+    #[test]
+    fn encoded_histograms_decode_to_the_same_statistics() {
+        let mut h = Latency::new();
+        for v in values(9, 20_000) {
+            h.record(Duration::from_nanos(v));
+        }
+        let text = h.encoded().unwrap();
+        let back = decode(&text).unwrap();
+        assert_eq!(summarize(&back), h.summary());
+        assert_eq!(encode(&back), text);
+        assert!(Latency::new().encoded().is_none());
+    }
+
+    #[test]
+    fn decode_refuses_what_it_was_not_written_as() {
+        let mut h = Latency::new();
+        h.record(Duration::from_micros(5));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(h.encoded().unwrap())
+            .unwrap();
+        let encode_bytes = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let refused = |b: &[u8]| decode(&encode_bytes(b)).unwrap_err().to_string();
+
+        assert!(refused(&bytes[..20]).contains("shorter than a header"));
+        assert!(refused(&bytes[..bytes.len() - 1]).contains("counts"));
+        let mut longer = bytes.clone();
+        longer[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(refused(&longer).contains("counts"));
+        let mut other_layout = bytes.clone();
+        other_layout[12..16].copy_from_slice(&5u32.to_be_bytes());
+        assert!(refused(&other_layout).contains("5 significant digits"));
+        let mut cookie = bytes.clone();
+        cookie[3] ^= 1;
+        assert!(refused(&cookie).contains("cookie"));
+        assert!(matches!(
+            decode("not base64!"),
+            Err(HistogramError::Base64(_))
+        ));
+        let huge = "A".repeat(MAX_ENCODED + 1);
+        assert!(matches!(decode(&huge), Err(HistogramError::TooLong(_))));
+        // Garbage counts after a valid header: an error, not a panic.
+        let mut garbage = bytes[..V2_HEADER].to_vec();
+        garbage.extend([0xff; 16]);
+        let n = (garbage.len() - V2_HEADER) as u32;
+        garbage[4..8].copy_from_slice(&n.to_be_bytes());
+        assert!(refused(&garbage).contains("out of range"));
+        // Counts that run past the histogram's last bin: the reader's own error.
+        let mut past_the_end = bytes[..V2_HEADER].to_vec();
+        past_the_end.extend([0x81, 0x80, 0x80, 0x80, 0x04, 0x02]);
+        let n = (past_the_end.len() - V2_HEADER) as u32;
+        past_the_end[4..8].copy_from_slice(&n.to_be_bytes());
+        assert!(decode(&encode_bytes(&past_the_end)).is_err());
+        // Counts whose sum would overflow the percentile arithmetic (found by fuzzing).
+        let mut huge = Histogram::<u64>::new_with_bounds(1, MAX_NANOS, 3).unwrap();
+        huge.record_n(10, u64::MAX / 2).unwrap();
+        huge.record_n(1_000, u64::MAX / 2).unwrap();
+        assert!(matches!(
+            decode(&encode(&huge)),
+            Err(HistogramError::TooManySamples(_))
+        ));
     }
 
     #[test]

@@ -31,8 +31,8 @@ mod workload;
 
 pub use counting::{Counters, CountingStream, Snapshot};
 pub use histogram::{Latency, Summary};
-pub use payload::Payload;
 pub use merge::{check_histograms, MergeError};
+pub use payload::Payload;
 pub use report::{Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Report};
 pub use run::{check_header, run, Config, MAX_MESSAGE};
 pub use target::{Scheme, Target};

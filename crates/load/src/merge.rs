@@ -44,7 +44,11 @@ impl Report {
     pub fn merge(&mut self, other: &Self) -> Result<(), MergeError> {
         same("target", &self.target, &other.target)?;
         same("scheme", &self.scheme.as_str(), &other.scheme.as_str())?;
-        same("workload", &self.workload.as_str(), &other.workload.as_str())?;
+        same(
+            "workload",
+            &self.workload.as_str(),
+            &other.workload.as_str(),
+        )?;
         same("message_size", &self.message_size, &other.message_size)?;
         same("payload", &self.payload.as_str(), &other.payload.as_str())?;
 
@@ -56,18 +60,39 @@ impl Report {
         for (mine, theirs) in [
             (&mut b.sent_per_message, o.sent_per_message),
             (&mut b.received_per_message, o.received_per_message),
-            (&mut b.above_tls_sent_per_message, o.above_tls_sent_per_message),
-            (&mut b.above_tls_received_per_message, o.above_tls_received_per_message),
+            (
+                &mut b.above_tls_sent_per_message,
+                o.above_tls_sent_per_message,
+            ),
+            (
+                &mut b.above_tls_received_per_message,
+                o.above_tls_received_per_message,
+            ),
             (&mut b.payload_sent_per_message, o.payload_sent_per_message),
-            (&mut b.payload_received_per_message, o.payload_received_per_message),
-            (&mut b.frame_payload_sent_per_message, o.frame_payload_sent_per_message),
-            (&mut b.frame_payload_received_per_message, o.frame_payload_received_per_message),
+            (
+                &mut b.payload_received_per_message,
+                o.payload_received_per_message,
+            ),
+            (
+                &mut b.frame_payload_sent_per_message,
+                o.frame_payload_sent_per_message,
+            ),
+            (
+                &mut b.frame_payload_received_per_message,
+                o.frame_payload_received_per_message,
+            ),
         ] {
             *mine = weighted(*mine, m1, theirs, m2);
         }
         for (mine, theirs) in [
-            (&mut b.handshake_sent_per_connection, o.handshake_sent_per_connection),
-            (&mut b.handshake_received_per_connection, o.handshake_received_per_connection),
+            (
+                &mut b.handshake_sent_per_connection,
+                o.handshake_sent_per_connection,
+            ),
+            (
+                &mut b.handshake_received_per_connection,
+                o.handshake_received_per_connection,
+            ),
         ] {
             *mine = weighted(*mine, c1, theirs, c2);
         }
@@ -103,12 +128,48 @@ impl Report {
         let (h, oh) = (&mut self.histograms, &other.histograms);
         let p = &mut self.phases;
         let op = &other.phases;
-        add("latency", &mut h.latency, &mut self.latency, &oh.latency, &other.latency)?;
-        add("tcp_connect", &mut h.tcp_connect, &mut p.tcp_connect, &oh.tcp_connect, &op.tcp_connect)?;
-        add("tls_handshake", &mut h.tls_handshake, &mut p.tls_handshake, &oh.tls_handshake, &op.tls_handshake)?;
-        add("ws_upgrade", &mut h.ws_upgrade, &mut p.ws_upgrade, &oh.ws_upgrade, &op.ws_upgrade)?;
-        add("first_byte", &mut h.first_byte, &mut p.first_byte, &oh.first_byte, &op.first_byte)?;
-        add("first_echo", &mut h.first_echo, &mut p.first_echo, &oh.first_echo, &op.first_echo)?;
+        add(
+            "latency",
+            &mut h.latency,
+            &mut self.latency,
+            &oh.latency,
+            &other.latency,
+        )?;
+        add(
+            "tcp_connect",
+            &mut h.tcp_connect,
+            &mut p.tcp_connect,
+            &oh.tcp_connect,
+            &op.tcp_connect,
+        )?;
+        add(
+            "tls_handshake",
+            &mut h.tls_handshake,
+            &mut p.tls_handshake,
+            &oh.tls_handshake,
+            &op.tls_handshake,
+        )?;
+        add(
+            "ws_upgrade",
+            &mut h.ws_upgrade,
+            &mut p.ws_upgrade,
+            &oh.ws_upgrade,
+            &op.ws_upgrade,
+        )?;
+        add(
+            "first_byte",
+            &mut h.first_byte,
+            &mut p.first_byte,
+            &oh.first_byte,
+            &op.first_byte,
+        )?;
+        add(
+            "first_echo",
+            &mut h.first_echo,
+            &mut p.first_echo,
+            &oh.first_echo,
+            &op.first_echo,
+        )?;
         add(
             "connect_to_first_echo",
             &mut h.connect_to_first_echo,
@@ -132,12 +193,17 @@ pub fn check_histograms(report: &Report) -> Result<(), MergeError> {
         ("ws_upgrade", &h.ws_upgrade, &p.ws_upgrade),
         ("first_byte", &h.first_byte, &p.first_byte),
         ("first_echo", &h.first_echo, &p.first_echo),
-        ("connect_to_first_echo", &h.connect_to_first_echo, &p.connect_to_first_echo),
+        (
+            "connect_to_first_echo",
+            &h.connect_to_first_echo,
+            &p.connect_to_first_echo,
+        ),
     ] {
         match (hist, summary) {
             (None, Some(_)) => return Err(MergeError::NoHistogram { which }),
             (Some(text), _) => {
-                histogram::decode(text).map_err(|source| MergeError::Histogram { which, source })?;
+                histogram::decode(text)
+                    .map_err(|source| MergeError::Histogram { which, source })?;
             }
             (None, None) => {}
         }
@@ -188,7 +254,11 @@ fn add(
     if let Some(mine) = mine.as_deref() {
         let mine = histogram::decode(mine).map_err(bad)?;
         // Both decode to the one layout `decode` accepts, so adding cannot fail.
-        sum.add(&mine).map_err(|err| bad(HistogramError::Add(err.to_string())))?;
+        sum.add(&mine)
+            .map_err(|err| bad(HistogramError::Add(err.to_string())))?;
+        if sum.len() > histogram::MAX_SAMPLES {
+            return Err(bad(HistogramError::TooManySamples(sum.len())));
+        }
     }
     *summary = histogram::summarize(&sum);
     *mine = Some(histogram::encode(&sum));

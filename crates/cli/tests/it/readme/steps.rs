@@ -30,6 +30,23 @@ pub(super) enum How {
 
 pub(super) const STEPS: &[Step] = &[
     Step {
+        command: "scripts/build-image",
+        how: How::NotRun(
+            "a release build (10 to 20 minutes); tests/it/containers.rs builds the same image \
+             from this test's binary with `--binary` and runs it",
+        ),
+    },
+    Step {
+        command: "podman-compose -f deploy/compose.yaml up -d",
+        how: How::NotRun(
+            "tests/it/containers.rs brings the same file up on free ports and checks every app",
+        ),
+    },
+    Step {
+        command: "podman-compose -f deploy/compose.yaml down -v",
+        how: How::NotRun("tests/it/containers.rs brings its stack down and checks nothing is left"),
+    },
+    Step {
         command: "cargo install --path crates/cli --locked && protolab compare",
         how: How::NotRun(
             "a release build of this same crate into ~/.cargo/bin (minutes); the commands below \
