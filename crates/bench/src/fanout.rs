@@ -781,6 +781,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn throughput_runs_are_bounded() {
+        assert_eq!(throughput_publications(1), 5000);
+        assert_eq!(throughput_publications(1000), 200);
+        assert_eq!(throughput_publications(60_000), 100);
+        assert_eq!(throughput_publications(0), 5000);
+    }
+
+    #[test]
+    fn ratios_and_verdicts() {
+        let s = |median, min, max| Spread { median, min, max };
+        let (r, tie) = ratio(s(10.0, 9.0, 11.0), s(5.0, 4.0, 6.0));
+        assert_eq!((r, tie), (2.0, false));
+        assert_eq!(verdict(r, tie, 2.0), "met");
+        assert_eq!(verdict(r, tie, 3.0), "NOT met");
+        let (r, tie) = ratio(s(10.0, 9.0, 11.0), s(9.5, 8.0, 9.5));
+        assert!(tie);
+        assert_eq!(verdict(r, tie, 2.0), "ties within noise");
+    }
+
+    #[test]
     fn spread_is_median_and_range() {
         let s = spread([3.0, 1.0, 2.0].into_iter()).expect("values");
         assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));

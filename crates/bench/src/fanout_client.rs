@@ -716,6 +716,24 @@ mod tests {
     }
 
     #[test]
+    fn classifies_sse_lines() {
+        assert_eq!(sse_line("event: subscribed"), SseLine::Subscribed);
+        assert_eq!(sse_line("event:subscribed\r"), SseLine::Subscribed);
+        assert_eq!(sse_line("event: error"), SseLine::Error);
+        assert_eq!(sse_line("event: notification"), SseLine::Other);
+        assert_eq!(sse_line("data: {\"x\":1}"), SseLine::Data(" {\"x\":1}"));
+        for other in ["id: e:1", ":keepalive", "5a\r", "\r", "", "€"] {
+            assert_eq!(sse_line(other), SseLine::Other, "{other:?}");
+        }
+        let m = marker(7, 3);
+        let line = format!("data: {{\"body\":\"Sbench-{m}\"}}");
+        let SseLine::Data(data) = sse_line(&line) else {
+            panic!("not data")
+        };
+        assert_eq!(parse_marker(data), Some((7, 3)));
+    }
+
+    #[test]
     fn source_addresses_stay_in_loopback_and_spread() {
         let a = source_address(7, 0);
         let b = source_address(7, PER_SOURCE_ADDRESS);
