@@ -2,10 +2,14 @@
 //! that stamps each publication with its send time, and the three measurements the issue asks
 //! for (publish-to-receipt latency, RSS per idle subscriber, deliveries per server CPU-second).
 //!
-//! Two wire protocols: socket.io over WebSocket only (`EIO=4&transport=websocket`, the minimal
+//! Three wire protocols: socket.io over WebSocket only (`EIO=4&transport=websocket`, the minimal
 //! Engine.IO framing a subscriber needs: `0` open, `40` connect, `2`/`3` ping/pong, `42` event),
-//! and the hub's JSON protocol on `/connection/ws`. Every server publishes on the story's
-//! `GET /notifs?msg=` so all peers do exactly the same fan-out.
+//! the hub's JSON protocol on `/connection/ws`, and the hub's Server-Sent Events on
+//! `/connection/sse`. Every server publishes on the story's `GET /notifs?msg=` so all peers do
+//! exactly the same fan-out.
+//!
+//! A throughput run (`--throughput N`) connects its subscribers, then sends N publications with
+//! [`PUBLISHERS`] in flight and measures publications per second until the last delivery.
 //!
 //! Each subscriber binds its own source address in 127.0.0.0/8 before it connects (at most
 //! [`PER_SOURCE_ADDRESS`] per address), so 20,000 connections in a row, runs after runs, never
@@ -33,8 +37,12 @@ pub const PER_SOURCE_ADDRESS: usize = 250;
 const CONNECTING_AT_ONCE: usize = 200;
 /// Bound of every phase.
 pub const PHASE_LIMIT: Duration = Duration::from_secs(60);
-/// Longest HTTP answer the publisher reads.
+/// Longest HTTP answer the publisher reads, and longest SSE line a subscriber buffers.
 const MAX_ANSWER: usize = 64 * 1024;
+/// Publications in flight at once in a throughput run, each on its own connection.
+pub const PUBLISHERS: usize = 16;
+/// Third octet of the publishers' source addresses: subscribers use 0 to 239 at most.
+const PUBLISHER_GROUP: u8 = 255;
 
 /// How subscribers talk to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -44,6 +52,8 @@ pub enum Wire {
     SocketIo,
     /// protolab hub's `/connection/ws` JSON protocol, channel `notifs`.
     HubWs,
+    /// protolab hub's `/connection/sse?channel=notifs` Server-Sent Events.
+    HubSse,
 }
 
 /// One run of the load.
@@ -64,6 +74,8 @@ pub struct Config {
     pub source_net: u8,
     /// The server's pid, for RSS and CPU time from /proc.
     pub server_pid: u32,
+    /// A throughput run of this many publications instead of the latency and burst phases.
+    pub throughput: Option<u32>,
 }
 
 /// What one run measured (printed as JSON by the `hub-client` subcommand).
@@ -107,6 +119,18 @@ pub struct Report {
     pub min_received_per_subscriber: u32,
     /// Publications sent (both phases).
     pub publications: u32,
+    /// Throughput run: deliveries expected (publications × subscribers).
+    #[serde(default)]
+    pub throughput_expected: u64,
+    /// Throughput run: deliveries received.
+    #[serde(default)]
+    pub throughput_received: u64,
+    /// Throughput run: seconds from the first publication to the last delivery.
+    #[serde(default)]
+    pub throughput_secs: f64,
+    /// Throughput run: publications / throughput_secs, when every delivery arrived.
+    #[serde(default)]
+    pub publications_per_sec: Option<f64>,
 }
 
 /// Publication marker `t:<unix nanos>-n:<sequence>` inside whatever text the server delivers.
@@ -242,12 +266,18 @@ async fn subscriber(
         .await
         .context("TCP connect timed out")?
         .with_context(|| format!("connecting to {server}"))?;
-    let url = match cfg.wire {
-        Wire::SocketIo => format!(
+    let socketio = match cfg.wire {
+        Wire::SocketIo => true,
+        Wire::HubWs => false,
+        Wire::HubSse => return sse_subscriber(index, &cfg, &shared, stream, permit).await,
+    };
+    let url = if socketio {
+        format!(
             "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket",
             cfg.port
-        ),
-        Wire::HubWs => format!("ws://127.0.0.1:{}/connection/ws", cfg.port),
+        )
+    } else {
+        format!("ws://127.0.0.1:{}/connection/ws", cfg.port)
     };
     let (mut ws, _) = tokio::time::timeout(
         PHASE_LIMIT,
@@ -256,14 +286,13 @@ async fn subscriber(
     .await
     .context("WebSocket handshake timed out")?
     .context("WebSocket handshake")?;
-    match cfg.wire {
-        Wire::SocketIo => ws.send(Message::text("40")).await?,
-        Wire::HubWs => {
-            ws.send(Message::text(
-                r#"{"type":"subscribe","id":1,"channels":[{"channel":"notifs"}]}"#,
-            ))
-            .await?;
-        }
+    if socketio {
+        ws.send(Message::text("40")).await?;
+    } else {
+        ws.send(Message::text(
+            r#"{"type":"subscribe","id":1,"channels":[{"channel":"notifs"}]}"#,
+        ))
+        .await?;
     }
     let mut permit = Some(permit);
     while let Some(msg) = ws.next().await {
@@ -272,8 +301,8 @@ async fn subscriber(
             Message::Close(frame) => bail!("closed by the server: {frame:?}"),
             _ => continue,
         };
-        let ready = match cfg.wire {
-            Wire::SocketIo => match socketio_frame(&text) {
+        let ready = if socketio {
+            match socketio_frame(&text) {
                 SocketIoFrame::Ping => {
                     ws.send(Message::text("3")).await?;
                     false
@@ -288,17 +317,14 @@ async fn subscriber(
                 SocketIoFrame::Event(_) => false,
                 SocketIoFrame::Refused(why) => bail!("refused by the server: {why}"),
                 SocketIoFrame::Open | SocketIoFrame::Other => false,
-            },
-            Wire::HubWs => {
-                if text.contains(r#""type":"notification""#) {
-                    shared.received(index, &text);
-                    false
-                } else if text.contains(r#""type":"error""#) {
-                    bail!("refused by the hub: {text}");
-                } else {
-                    text.contains(r#""type":"subscribed""#)
-                }
             }
+        } else if text.contains(r#""type":"notification""#) {
+            shared.received(index, &text);
+            false
+        } else if text.contains(r#""type":"error""#) {
+            bail!("refused by the hub: {text}");
+        } else {
+            text.contains(r#""type":"subscribed""#)
         };
         if ready && permit.take().is_some() {
             shared.connected.fetch_add(1, Ordering::Relaxed);
@@ -310,9 +336,110 @@ async fn subscriber(
     bail!("the server closed the connection")
 }
 
+/// What one line of an SSE response means to a subscriber.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SseLine<'a> {
+    /// `event: subscribed`: the subscription is live.
+    Subscribed,
+    /// `event: error`: the hub gave up on this subscriber.
+    Error,
+    /// `data: …`: an event's data (a notification's JSON carries the marker).
+    Data(&'a str),
+    /// Anything else: ids, other events, keep-alive comments, chunk sizes, blank lines.
+    Other,
+}
+
+/// Classifies one line of `/connection/sse`'s response (with its `\r` if any).
+pub fn sse_line(line: &str) -> SseLine<'_> {
+    let line = line.trim_end_matches('\r');
+    match line.strip_prefix("event:").map(str::trim) {
+        Some("subscribed") => SseLine::Subscribed,
+        Some("error") => SseLine::Error,
+        Some(_) => SseLine::Other,
+        None => line
+            .strip_prefix("data:")
+            .map_or(SseLine::Other, SseLine::Data),
+    }
+}
+
+/// An SSE subscriber: one `GET /connection/sse?channel=notifs`, then lines until the end.
+async fn sse_subscriber(
+    index: usize,
+    cfg: &Config,
+    shared: &Shared,
+    mut stream: TcpStream,
+    permit: tokio::sync::SemaphorePermit<'_>,
+) -> anyhow::Result<()> {
+    let request = format!(
+        "GET /connection/sse?channel=notifs HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\n\r\n",
+        cfg.port
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut permit = Some(permit);
+    let mut status_seen = false;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await.context("reading")?;
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&pending[start..start + end]);
+            start += end + 1;
+            if !status_seen {
+                anyhow::ensure!(
+                    line.starts_with("HTTP/1.1 200"),
+                    "the hub answered `{}`",
+                    line.trim_end()
+                );
+                status_seen = true;
+                continue;
+            }
+            match sse_line(&line) {
+                SseLine::Subscribed => {
+                    if permit.take().is_some() {
+                        shared.connected.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                SseLine::Error => bail!("the hub sent an error event: {}", line.trim_end()),
+                SseLine::Data(data) => shared.received(index, data),
+                SseLine::Other => {}
+            }
+        }
+        pending.drain(..start);
+        anyhow::ensure!(
+            pending.len() <= MAX_ANSWER,
+            "an SSE line longer than {MAX_ANSWER} bytes"
+        );
+    }
+    if permit.is_some() {
+        bail!("closed before subscribing");
+    }
+    bail!("the server closed the connection")
+}
+
 /// Sends `GET /notifs?msg=S<marker>` and checks for a 2xx answer.
 async fn publish(port: u16, seq: u32) -> anyhow::Result<()> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
+    publish_from(port, seq, None).await
+}
+
+/// [`publish`] from `source` (a fresh address, so thousands of publications in a row never
+/// wait for ports in TIME_WAIT).
+async fn publish_from(port: u16, seq: u32, source: Option<SocketAddr>) -> anyhow::Result<()> {
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = match source {
+        None => TcpStream::connect(server).await?,
+        Some(source) => {
+            let socket = TcpSocket::new_v4()?;
+            socket
+                .bind(source)
+                .with_context(|| format!("binding {source}"))?;
+            socket.connect(server).await?
+        }
+    };
     let msg = format!("Sbench-{}", marker(unix_nanos(), seq));
     let request = format!(
         "GET /notifs?msg={msg} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
@@ -361,12 +488,16 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// Runs the three phases on the current (pinned) thread and reports.
 pub async fn run(cfg: Config) -> anyhow::Result<Report> {
     anyhow::ensure!(cfg.subscribers > 0, "--subscribers must be at least 1");
-    let total = cfg.publishes + cfg.burst;
+    let total = cfg.throughput.unwrap_or(cfg.publishes + cfg.burst);
     let shared = Arc::new(Shared {
         per_publication: (0..total).map(|_| AtomicU64::new(0)).collect(),
         per_subscriber: (0..cfg.subscribers).map(|_| AtomicU32::new(0)).collect(),
         latency: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?),
-        latency_publications: cfg.publishes,
+        latency_publications: if cfg.throughput.is_some() {
+            0
+        } else {
+            cfg.publishes
+        },
         connected: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         first_error: Mutex::new(None),
@@ -414,6 +545,35 @@ pub async fn run(cfg: Config) -> anyhow::Result<Report> {
             / connected as f64,
     );
 
+    match cfg.throughput {
+        Some(publications) => {
+            throughput_phase(&cfg, &shared, connected, publications, &mut report).await?;
+        }
+        None => latency_and_burst_phases(&cfg, &shared, connected, &mut report).await?,
+    }
+
+    report.connected = connected as usize;
+    report.failed = shared.failed.load(Ordering::Relaxed) as usize;
+    report.first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
+    report.min_received_per_subscriber = shared
+        .per_subscriber
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .min()
+        .unwrap_or(0);
+    tasks.abort_all();
+    Ok(report)
+}
+
+/// One publication per second (latency from the stamp in each), then a burst of back-to-back
+/// publications (deliveries per server CPU-second).
+async fn latency_and_burst_phases(
+    cfg: &Config,
+    shared: &Shared,
+    connected: u64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let total = cfg.publishes + cfg.burst;
     // Phase 2: one publication per second; latency from the stamp in each.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut publishers = tokio::task::JoinSet::new();
@@ -462,18 +622,64 @@ pub async fn run(cfg: Config) -> anyhow::Result<Report> {
         report.deliveries_per_cpu_sec =
             Some(report.burst_received as f64 / report.burst_server_cpu_secs);
     }
+    Ok(())
+}
 
-    report.connected = connected as usize;
-    report.failed = shared.failed.load(Ordering::Relaxed) as usize;
-    report.first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
-    report.min_received_per_subscriber = shared
-        .per_subscriber
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .min()
-        .unwrap_or(0);
-    tasks.abort_all();
-    Ok(report)
+/// `publications` with [`PUBLISHERS`] in flight, each from its own source address; the clock
+/// stops at the last delivery.
+async fn throughput_phase(
+    cfg: &Config,
+    shared: &Shared,
+    connected: u64,
+    publications: u32,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU32::new(0));
+    let started = Instant::now();
+    let mut publishers = tokio::task::JoinSet::new();
+    for publisher in 0..PUBLISHERS {
+        let next = Arc::clone(&next);
+        let (port, source_net) = (cfg.port, cfg.source_net);
+        publishers.spawn(async move {
+            let mut sent = 0usize;
+            loop {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                if seq >= publications {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                // 16 publishers × 14 addresses each: every address sees few enough connections
+                // that TIME_WAIT never runs it out of ports.
+                let host = 1 + (publisher * 14 + sent % 14) as u8;
+                let source = SocketAddr::from((
+                    Ipv4Addr::new(127, source_net.max(1), PUBLISHER_GROUP, host),
+                    0,
+                ));
+                publish_from(port, seq, Some(source)).await?;
+                sent += 1;
+            }
+        });
+    }
+    let all_sent = async {
+        while let Some(done) = publishers.join_next().await {
+            done.context("publisher task")??;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::time::timeout(PHASE_LIMIT, all_sent)
+        .await
+        .context("the throughput publications took longer than the phase limit")??;
+    report.throughput_expected = connected * u64::from(publications);
+    let left = PHASE_LIMIT.saturating_sub(started.elapsed());
+    wait_until(left, || {
+        shared.delivered(0..publications) >= report.throughput_expected
+    })
+    .await;
+    report.throughput_secs = started.elapsed().as_secs_f64();
+    report.throughput_received = shared.delivered(0..publications);
+    if report.throughput_received >= report.throughput_expected && report.throughput_secs > 0.0 {
+        report.publications_per_sec = Some(f64::from(publications) / report.throughput_secs);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -507,6 +713,24 @@ mod tests {
         assert_eq!(socketio_frame("6"), SocketIoFrame::Other);
         assert_eq!(socketio_frame(""), SocketIoFrame::Other);
         assert_eq!(socketio_frame("€"), SocketIoFrame::Other);
+    }
+
+    #[test]
+    fn classifies_sse_lines() {
+        assert_eq!(sse_line("event: subscribed"), SseLine::Subscribed);
+        assert_eq!(sse_line("event:subscribed\r"), SseLine::Subscribed);
+        assert_eq!(sse_line("event: error"), SseLine::Error);
+        assert_eq!(sse_line("event: notification"), SseLine::Other);
+        assert_eq!(sse_line("data: {\"x\":1}"), SseLine::Data(" {\"x\":1}"));
+        for other in ["id: e:1", ":keepalive", "5a\r", "\r", "", "€"] {
+            assert_eq!(sse_line(other), SseLine::Other, "{other:?}");
+        }
+        let m = marker(7, 3);
+        let line = format!("data: {{\"body\":\"Sbench-{m}\"}}");
+        let SseLine::Data(data) = sse_line(&line) else {
+            panic!("not data")
+        };
+        assert_eq!(parse_marker(data), Some((7, 3)));
     }
 
     #[test]

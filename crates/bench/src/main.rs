@@ -68,9 +68,17 @@ struct HubArgs {
     /// Rounds over every server; the table shows the median and the range.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
     rounds: u32,
-    /// Leave a server out: hub-socketio, hub-ws, flask-socketio, node-socketio. Repeatable.
+    /// Leave a server out: hub-socketio, hub-ws, hub-sse, hub-ws-redis, flask-socketio,
+    /// node-socketio. Repeatable.
     #[arg(long, value_name = "SERVER")]
     skip: Vec<String>,
+    /// Publish throughput runs, one per subscriber count: a fresh server, that many
+    /// subscribers, publications as fast as 16 publishers get them accepted. `0` for none.
+    #[arg(long, value_name = "N,N", value_delimiter = ',', default_values_t = [1u64, 1000], value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    throughput_subscribers: Vec<u64>,
+    /// Publications of each throughput run. Default: 200,000 deliveries' worth (100 to 5,000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    throughput_publications: Option<u32>,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -98,6 +106,9 @@ struct HubClientArgs {
     source_net: u8,
     #[arg(long)]
     server_pid: u32,
+    /// A throughput run of this many publications instead of the latency and burst phases.
+    #[arg(long)]
+    throughput: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -317,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     burst: a.burst,
                     source_net: a.source_net,
                     server_pid: a.server_pid,
+                    throughput: a.throughput,
                 },
             ))?;
             println!("{}", serde_json::to_string(&report)?);
@@ -349,6 +361,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 burst,
                 rounds: a.rounds,
                 skip: a.skip,
+                throughput_subscribers: a
+                    .throughput_subscribers
+                    .iter()
+                    .filter(|&&n| n > 0)
+                    .map(|&n| usize::try_from(n))
+                    .collect::<Result<_, _>>()?,
+                throughput_publications: a.throughput_publications,
             })?;
             print!("{}", fanout::render(&results));
             if let Some(path) = a.json {

@@ -1,6 +1,7 @@
 //! Keeps `protolab-bench hub` honest: a small fan-out against protolab's hub alone (its
-//! socket.io endpoint and `/connection/ws`), asserting every subscriber got every publication.
-//! The Flask-SocketIO and Node socket.io peers are left out here; they are bench-only peers.
+//! socket.io endpoint, `/connection/ws`, `/connection/sse`, and `/connection/ws` on a Redis
+//! broker), then small throughput runs, asserting every subscriber got every publication. The
+//! Flask-SocketIO and Node socket.io peers are left out here; they are bench-only peers.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,6 +9,9 @@ use std::process::Command;
 const SUBSCRIBERS: usize = 50;
 const PUBLISHES: u64 = 3;
 const BURST: u64 = 5;
+const THROUGHPUT_SUBSCRIBERS: [u64; 2] = [1, 7];
+const THROUGHPUT_PUBLICATIONS: u64 = 40;
+const SERVERS: [&str; 4] = ["hub-socketio", "hub-ws", "hub-sse", "hub-ws-redis"];
 
 /// `protolab`, built next to this test's binaries by `cargo test --workspace`.
 fn protolab() -> PathBuf {
@@ -35,6 +39,11 @@ fn every_subscriber_gets_every_publication_from_the_hub() {
             &BURST.to_string(),
         ])
         .args(["--skip", "flask-socketio", "--skip", "node-socketio"])
+        .args(["--throughput-subscribers", "1,7"])
+        .args([
+            "--throughput-publications",
+            &THROUGHPUT_PUBLICATIONS.to_string(),
+        ])
         .arg("--protolab")
         .arg(protolab())
         .arg("--json")
@@ -49,9 +58,41 @@ fn every_subscriber_gets_every_publication_from_the_hub() {
         serde_json::from_slice(&std::fs::read(&json).expect("the JSON results")).expect("JSON");
     let _ = std::fs::remove_dir_all(&dir);
     let runs = results["runs"].as_array().expect("runs");
-    let servers: Vec<&str> = runs.iter().filter_map(|r| r["server"].as_str()).collect();
-    assert_eq!(servers, ["hub-socketio", "hub-ws"]);
-    for run in runs {
+    let fanout_servers: Vec<&str> = runs
+        .iter()
+        .filter(|r| r["throughput"] == false)
+        .filter_map(|r| r["server"].as_str())
+        .collect();
+    assert_eq!(fanout_servers, SERVERS);
+    let throughput: Vec<&serde_json::Value> =
+        runs.iter().filter(|r| r["throughput"] == true).collect();
+    assert_eq!(
+        throughput.len(),
+        SERVERS.len() * THROUGHPUT_SUBSCRIBERS.len()
+    );
+    for run in &throughput {
+        let server = &run["server"];
+        let report = &run["report"];
+        let subscribers = run["subscribers"].as_u64().expect("subscribers");
+        assert!(THROUGHPUT_SUBSCRIBERS.contains(&subscribers), "{run}");
+        assert_eq!(report["connected"], subscribers, "{server}: {run}");
+        assert_eq!(
+            report["throughput_received"],
+            subscribers * THROUGHPUT_PUBLICATIONS,
+            "{server}: {run}"
+        );
+        assert_eq!(
+            report["min_received_per_subscriber"], THROUGHPUT_PUBLICATIONS,
+            "{server}: a subscriber did not get every publication exactly once: {run}"
+        );
+        assert!(
+            report["publications_per_sec"]
+                .as_f64()
+                .is_some_and(|p| p > 0.0),
+            "{server}: {run}"
+        );
+    }
+    for run in runs.iter().filter(|r| r["throughput"] == false) {
         let server = &run["server"];
         let report = &run["report"];
         assert_eq!(report["connected"], SUBSCRIBERS, "{server}: {run}");
@@ -79,6 +120,11 @@ fn every_subscriber_gets_every_publication_from_the_hub() {
     }
     assert!(
         stdout.contains("hub fan-out: 50 idle subscribers"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pub/s to 7"), "{stdout}");
+    assert!(
+        stdout.contains("in-memory against Redis (hub-ws / hub-ws-redis)"),
         "{stdout}"
     );
 }

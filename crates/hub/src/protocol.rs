@@ -1,6 +1,11 @@
 //! The WebSocket subscriber protocol's messages (docs/hub-protocol.md): commands a client sends,
 //! parsed by a plain function so they can be fuzzed, and the messages the hub sends back.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+
+use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::history::Since;
@@ -211,6 +216,70 @@ impl Reply<'_> {
     }
 }
 
+/// Notifications whose encodings one thread keeps. A publication reaches every subscriber of its
+/// channel before the next few are published, so a handful covers interleaved channels; a miss
+/// only costs one more encoding.
+const RECENT_ENCODINGS: usize = 64;
+
+/// Encodings of recent notifications, by identity: the `Weak` keeps the allocation alive, so no
+/// other notification can have the same address while its entry exists.
+struct RecentEncodings(VecDeque<(Weak<Notification>, Utf8Bytes)>);
+
+impl RecentEncodings {
+    const fn new() -> Self {
+        Self(VecDeque::new())
+    }
+
+    fn get_or_encode(
+        &mut self,
+        notification: &Arc<Notification>,
+        encode: impl FnOnce(&Notification) -> String,
+    ) -> Utf8Bytes {
+        let wanted = Arc::as_ptr(notification);
+        // The newest entry is the likeliest: one publication goes to every subscriber in a row.
+        if let Some((_, encoded)) = self
+            .0
+            .iter()
+            .rev()
+            .find(|(seen, _)| std::ptr::eq(seen.as_ptr(), wanted))
+        {
+            return encoded.clone();
+        }
+        let encoded = Utf8Bytes::from(encode(notification));
+        if self.0.len() == RECENT_ENCODINGS {
+            self.0.pop_front();
+        }
+        self.0
+            .push_back((Arc::downgrade(notification), encoded.clone()));
+        encoded
+    }
+}
+
+thread_local! {
+    static WS_FRAMES: RefCell<RecentEncodings> = const { RefCell::new(RecentEncodings::new()) };
+    static NOTIFICATION_JSON: RefCell<RecentEncodings> =
+        const { RefCell::new(RecentEncodings::new()) };
+}
+
+/// The `notification` message for `notification`, serialized once per thread and shared by
+/// every WebSocket subscriber it goes to (a clone is a reference count, not a copy): a
+/// publication to N subscribers costs one serialization, not N.
+pub fn notification_frame(notification: &Arc<Notification>) -> Utf8Bytes {
+    WS_FRAMES.with_borrow_mut(|recent| {
+        recent.get_or_encode(notification, |n| Reply::Notification(n).to_json())
+    })
+}
+
+/// `notification` as JSON (an SSE event's data), serialized once per thread like
+/// [`notification_frame`].
+pub fn notification_json(notification: &Arc<Notification>) -> Utf8Bytes {
+    NOTIFICATION_JSON.with_borrow_mut(|recent| {
+        recent.get_or_encode(notification, |n| {
+            serde_json::to_string(n).unwrap_or_default()
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +374,47 @@ mod tests {
         }
         .to_json();
         assert_eq!(json, r#"{"type":"error","code":400,"message":"m"}"#);
+    }
+
+    fn notification(offset: u64) -> Arc<Notification> {
+        Arc::new(Notification {
+            channel: "ops".parse().expect("c"),
+            offset,
+            epoch: "e".into(),
+            level: crate::notification::Level::Info,
+            title: "t".into(),
+            body: format!("b{offset}"),
+            data: None,
+            time_ms: 1,
+        })
+    }
+
+    #[test]
+    fn encodings_are_shared_per_notification_and_never_mixed_up() {
+        let first = notification(1);
+        let frame = notification_frame(&first);
+        assert_eq!(frame.as_str(), Reply::Notification(&first).to_json());
+        // the same notification: the same buffer, not a new serialization
+        assert_eq!(
+            notification_frame(&first).as_str().as_ptr(),
+            frame.as_str().as_ptr()
+        );
+        // equal content but another notification, and many after it: each its own encoding
+        for offset in 1..=(RECENT_ENCODINGS as u64 * 2) {
+            let other = notification(offset);
+            assert_eq!(
+                notification_frame(&other).as_str(),
+                Reply::Notification(&other).to_json()
+            );
+            assert_eq!(
+                notification_json(&other).as_str(),
+                serde_json::to_string(&*other).expect("json")
+            );
+        }
+        // evicted long ago, still encoded right
+        assert_eq!(
+            notification_frame(&first).as_str(),
+            Reply::Notification(&first).to_json()
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -18,6 +19,7 @@ use futures_util::{Stream, StreamExt as _};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::app::{ConnectionGuard, SharedState};
 use crate::broker::BrokerError;
@@ -25,6 +27,7 @@ use crate::error::ApiError;
 use crate::history::Since;
 use crate::metrics::Transport;
 use crate::notification::{ChannelName, InvalidField, Notification, Position};
+use crate::protocol::notification_json;
 
 /// Longest `Last-Event-ID` / `since` accepted, in bytes.
 pub const MAX_EVENT_ID_LEN: usize = 16 * 1024;
@@ -163,6 +166,7 @@ async fn subscribe(
     };
     let guard = ConnectionGuard::open(&state, Transport::Sse)?;
     let mut stream = SseStream {
+        shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
         guard,
         subscriptions: StreamMap::new(),
         positions: Vec::new(),
@@ -235,6 +239,9 @@ enum Pending {
 }
 
 struct SseStream {
+    /// Made once: a fresh one per event would join and leave the token's waiter list on every
+    /// delivery.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     guard: ConnectionGuard,
     subscriptions: StreamMap<ChannelName, BroadcastStream<Arc<Notification>>>,
     positions: Vec<(ChannelName, Position)>,
@@ -258,13 +265,12 @@ impl SseStream {
         if self.done {
             return None;
         }
-        let state = Arc::clone(self.guard.state());
         tokio::select! {
-            () = state.shutdown.cancelled() => None,
+            () = self.shutdown.as_mut() => None,
             item = self.subscriptions.next() => match item? {
                 (_, Ok(notification)) => Some(self.event(Pending::Notification(notification))),
                 (_, Err(BroadcastStreamRecvError::Lagged(_))) => {
-                    state.metrics.slow_disconnect(Transport::Sse);
+                    self.guard.state().metrics.slow_disconnect(Transport::Sse);
                     self.done = true;
                     Some(self.event(Pending::SlowSubscriber))
                 }
@@ -287,11 +293,10 @@ impl SseStream {
                     *position = notification.position();
                 }
                 self.guard.state().metrics.delivered(Transport::Sse, 1);
-                let data = serde_json::to_string(&*notification).unwrap_or_default();
                 Event::default()
                     .event("notification")
                     .id(self.id())
-                    .data(data)
+                    .data(notification_json(&notification).as_str())
             }
             Pending::SlowSubscriber => Event::default().event("error").data(
                 serde_json::json!({

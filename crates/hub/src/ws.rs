@@ -1,6 +1,7 @@
 //! `GET /connection/ws`: the WebSocket subscriber connection (docs/hub-protocol.md).
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
@@ -8,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures_util::StreamExt as _;
+use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
@@ -21,13 +22,20 @@ use crate::hub::HubError;
 use crate::metrics::Transport;
 use crate::notification::{ChannelName, Notification};
 use crate::protocol::{
-    parse_command, Command, Reply, SLOW_SUBSCRIBER_CLOSE, SLOW_SUBSCRIBER_REASON,
+    notification_frame, parse_command, Command, Reply, SLOW_SUBSCRIBER_CLOSE,
+    SLOW_SUBSCRIBER_REASON,
 };
 
 // An idle subscriber holds its buffers for as long as it is connected: commands are small, so a
-// small read buffer does; writes go straight to the socket (no write buffering) because each
-// message is flushed as soon as it is sent anyway.
+// small read buffer does. The write buffer is empty until a message is sent; notifications
+// already waiting when a subscriber's task runs go out together, up to this many bytes per
+// write (tungstenite keeps the buffer's capacity, so this bounds what a connection holds after
+// a burst).
 const READ_BUFFER: usize = 1024;
+const WRITE_BATCH: usize = 4096;
+/// Most notifications one turn of a connection's loop sends, so a busy channel cannot keep one
+/// task from yielding.
+const MAX_BATCH: usize = 64;
 
 /// How long a closing connection waits for its close frame to be written: a slow subscriber
 /// that reads again within it learns why it was closed.
@@ -44,6 +52,27 @@ pub(crate) fn query_token(query: Option<&str>) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// Runs a write; one blocked past the write timeout makes this a slow subscriber. Nearly every
+/// write completes at once: only one that has to wait arms the timer, so a delivery does not
+/// add and remove a timer entry.
+async fn within_write_timeout(
+    state: &SharedState,
+    write: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), End> {
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    let written = match first {
+        Poll::Ready(written) => written,
+        Poll::Pending => {
+            match tokio::time::timeout(state.config.limits.write_timeout, write).await {
+                Ok(written) => written,
+                Err(_) => return Err(SLOW),
+            }
+        }
+    };
+    written.map_err(|_| End::Gone)
+}
+
 async fn upgrade(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -57,7 +86,7 @@ async fn upgrade(
     let max_message = state.config.limits.max_command_bytes;
     Ok(ws
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BATCH)
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
@@ -95,9 +124,13 @@ impl Connection {
         let state = Arc::clone(self.guard.state());
         let keepalive = state.config.limits.keepalive;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        // Made once: a fresh one per turn of the loop would join and leave the token's waiter
+        // list on every delivery.
+        let shutdown = state.shutdown.cancelled();
+        let mut shutdown = std::pin::pin!(shutdown);
         let end = loop {
             tokio::select! {
-                () = state.shutdown.cancelled() => break End::Close(1001, "the hub is shutting down; reconnect and recover"),
+                () = &mut shutdown => break End::Close(1001, "the hub is shutting down; reconnect and recover"),
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => {
                         if let Err(end) = self.command(&state, text.as_str()).await {
@@ -110,17 +143,11 @@ impl Connection {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
                 },
-                Some((_, item)) = self.subscriptions.next(), if !self.subscriptions.is_empty() => match item {
-                    Ok(notification) => {
-                        if let Err(end) = self.send(Reply::Notification(&notification).to_json()).await {
-                            break end;
-                        }
-                        state.metrics.delivered(Transport::WebSocket, 1);
+                Some((_, item)) = self.subscriptions.next(), if !self.subscriptions.is_empty() => {
+                    if let Err(end) = self.deliver(&state, item).await {
+                        break end;
                     }
-                    Err(BroadcastStreamRecvError::Lagged(_)) => {
-                        break SLOW;
-                    }
-                },
+                }
                 _ = ping.tick() => {
                     if let Err(end) = self.send_message(Message::Ping(Default::default())).await {
                         break end;
@@ -143,18 +170,55 @@ impl Connection {
         }
     }
 
+    /// Sends `first` and every notification already waiting after it, in writes of up to
+    /// [`WRITE_BATCH`] bytes: in a burst, one syscall carries several notifications.
+    async fn deliver(
+        &mut self,
+        state: &SharedState,
+        first: Result<Arc<Notification>, BroadcastStreamRecvError>,
+    ) -> Result<(), End> {
+        let mut item = first;
+        let mut sent = 0;
+        let outcome = loop {
+            let notification = match item {
+                Ok(notification) => notification,
+                Err(BroadcastStreamRecvError::Lagged(_)) => break Err(SLOW),
+            };
+            let frame = Message::Text(notification_frame(&notification));
+            // Buffered; tungstenite writes once the buffer passes WRITE_BATCH.
+            if let Err(end) = within_write_timeout(state, self.socket.feed(frame)).await {
+                break Err(end);
+            }
+            sent += 1;
+            if sent == MAX_BATCH {
+                break Ok(());
+            }
+            // Polled with this task's own waker, so a pending answer leaves it registered
+            // for the next turn of the loop.
+            let next =
+                std::future::poll_fn(|cx| Poll::Ready(self.subscriptions.poll_next_unpin(cx)))
+                    .await;
+            match next {
+                Poll::Ready(Some((_, next))) => item = next,
+                Poll::Ready(None) | Poll::Pending => break Ok(()),
+            }
+        };
+        // What was fed is flushed even when a lag ends the connection: it was in order.
+        let flushed = within_write_timeout(state, self.socket.flush()).await;
+        if flushed.is_ok() {
+            state.metrics.delivered(Transport::WebSocket, sent as u64);
+        }
+        outcome.and(flushed)
+    }
+
     /// Sends `text`; a write blocked past the write timeout makes this a slow subscriber.
     async fn send(&mut self, text: String) -> Result<(), End> {
         self.send_message(Message::Text(text.into())).await
     }
 
     async fn send_message(&mut self, message: Message) -> Result<(), End> {
-        let timeout = self.guard.state().config.limits.write_timeout;
-        match tokio::time::timeout(timeout, self.socket.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => Err(SLOW),
-        }
+        let state = Arc::clone(self.guard.state());
+        within_write_timeout(&state, self.socket.send(message)).await
     }
 
     async fn command(&mut self, state: &SharedState, text: &str) -> Result<(), End> {
@@ -257,7 +321,7 @@ impl Connection {
         self.send(subscribed.to_json()).await?;
         let missed = subscription.recovery.missed.len() as u64;
         for notification in &subscription.recovery.missed {
-            self.send(Reply::Notification(notification).to_json())
+            self.send_message(Message::Text(notification_frame(notification)))
                 .await?;
         }
         state.metrics.delivered(Transport::WebSocket, missed);
