@@ -32,7 +32,8 @@ async fn node_and_python_clients_get_newmessage_from_notifs_and_published_notifi
         NotifsAllow::default(),
     )
     .await;
-    let subscribe = r#"[{"channel":"ops"}]"#;
+    // `notification` events of the story's channel go to sockets that subscribe to it.
+    let subscribe = r#"[{"channel":"ops"},{"channel":"notifs"}]"#;
     // Node upgrades from long-polling to WebSocket; Python stays on long-polling.
     let mut node = client(
         Client::Node,
@@ -46,7 +47,10 @@ async fn node_and_python_clients_get_newmessage_from_notifs_and_published_notifi
         assert_eq!(ack["data"]["channels"][0]["channel"], "ops", "{ack}");
         assert_eq!(ack["data"]["channels"][0]["recovered"], true, "{ack}");
     }
-    hub.wait_for_room("notifs", 2).await;
+    // the story's page: in room notifs from its connect on, with no subscribe
+    let mut story = client(Client::Node, &hub.url(), "websocket", None);
+    until_event(&mut story, "subscribed").await;
+    hub.wait_for_room("notifs", 3).await;
 
     let (status, body) = curl(&[&format!("{}/notifs?msg=Edisk%20full", hub.url())]).await;
     assert_eq!(status, 202, "{body}");
@@ -69,7 +73,17 @@ async fn node_and_python_clients_get_newmessage_from_notifs_and_published_notifi
             (Some(1), &json!("load 0.9"))
         );
     }
-    assert_eq!(hub.endpoint.counts().sockets, 2);
+    // One event per publication for the story's page: `newmessage`, nothing else.
+    let events: Vec<Value> = drain(&mut story, Duration::from_millis(500))
+        .await
+        .into_iter()
+        .filter(|e| e["event"] != "connect")
+        .collect();
+    assert_eq!(
+        events,
+        [json!({"event": "newmessage", "data": {"message": "Edisk full"}})]
+    );
+    assert_eq!(hub.endpoint.counts().sockets, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
