@@ -3,7 +3,10 @@
 //! connect on, and the event `subscribe` `{channels: [{channel, since?}]}` adds more.
 //!
 //! Delivery runs one forwarding task per channel that has socket.io subscribers: it holds the
-//! channel's [`Hub::subscribe`] receiver and emits each notification to the room's sockets.
+//! channel's [`Hub::subscribe`] receiver and emits each notification to the room's sockets,
+//! one event each: `notification` in a channel's room; `newmessage` in the story's, plus
+//! `notification` to the sockets that subscribed to it. With a Redis broker the rooms are
+//! shared with socket.io servers on socket.io's Redis adapter (`redis_adapter`).
 //! One receiver per channel rather than per socket keeps the hub's fan-out cost per channel,
 //! not per connection, and socketioxide already keeps the room's membership. The task also
 //! performs every join to its room, between two notifications, so a socket that recovers gets
@@ -615,10 +618,14 @@ impl Forwarder {
         let Some(message) = Prepared::newmessage(notification) else {
             return;
         };
-        let subscribed = self.shared.notifs_subscribers();
+        // A copy, not the lock: a slow socket's disconnect takes the lock to unmark it.
+        let subscribed = {
+            let marked = self.shared.notifs_subscribers();
+            (!marked.is_empty()).then(|| marked.clone())
+        };
         for socket in &sockets {
             if emit_prepared(&self.shared, socket, "newmessage", &message)
-                && subscribed.contains(&socket.id)
+                && subscribed.as_ref().is_some_and(|s| s.contains(&socket.id))
             {
                 emit_prepared(&self.shared, socket, "notification", &record);
             }
@@ -692,7 +699,12 @@ impl Prepared {
 /// One emit per socket rather than socketioxide's room broadcast, which also encodes a packet
 /// once but reports a full queue without saying whose: the hub must know which socket missed
 /// a notification to disconnect it, so that it recovers instead of silently lacking one.
-fn emit_prepared(shared: &Arc<Shared>, socket: &SocketRef, event: &str, payload: &Prepared) -> bool {
+fn emit_prepared(
+    shared: &Arc<Shared>,
+    socket: &SocketRef,
+    event: &str,
+    payload: &Prepared,
+) -> bool {
     match socket.emit(event, &*payload.0) {
         Ok(()) => true,
         Err(SendError::Socket(SocketError::InternalChannelFull)) => {

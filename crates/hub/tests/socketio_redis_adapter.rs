@@ -167,11 +167,7 @@ async fn rooms_are_shared_with_a_node_server_on_the_redis_adapter_each_event_onc
         [newmessage("Wfrom hub b")],
         "a socket in no room of the Node server's emit gets only the story's event"
     );
-    assert_eq!(
-        count(&on_node, &newmessage("Wfrom node")),
-        1,
-        "{on_node:?}"
-    );
+    assert_eq!(count(&on_node, &newmessage("Wfrom node")), 1, "{on_node:?}");
     assert_eq!(
         ops_notification(&on_node),
         [(1, "from hub a".to_owned())],

@@ -205,8 +205,13 @@ mod tests {
 
     #[test]
     fn a_broadcast_reads_back_as_written() {
-        let bytes = encode_broadcast("protolab-hub-1", "ops", "newmessage", &json!({"message": "Sok"}))
-            .expect("encodes");
+        let bytes = encode_broadcast(
+            "protolab-hub-1",
+            "ops",
+            "newmessage",
+            &json!({"message": "Sok"}),
+        )
+        .expect("encodes");
         let read = decode_broadcast(&bytes).expect("decodes");
         assert_eq!(read.uid, "protolab-hub-1");
         assert_eq!(read.event, "newmessage");
@@ -267,11 +272,18 @@ mod tests {
     /// Written by the adapter's own encoder (npm `notepack.io`), as a Node server sends them.
     #[test]
     fn node_servers_messages_are_read() {
-        let seeds = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/socketio_adapter/");
+        let seeds = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/seeds/socketio_adapter/"
+        );
         let room = std::fs::read(format!("{seeds}node-room")).expect("seed");
         let read = decode_broadcast(&room).expect("decodes");
         assert_eq!(
-            (read.uid.as_str(), read.event.as_str(), read.rooms.as_slice()),
+            (
+                read.uid.as_str(),
+                read.event.as_str(),
+                read.rooms.as_slice()
+            ),
             ("Ab3xYz", "newmessage", ["ops".to_owned()].as_slice())
         );
         assert_eq!(read.args, [json!({"message": "Wfrom node"})]);
@@ -291,7 +303,10 @@ mod tests {
     #[test]
     fn channels_name_their_room() {
         assert_eq!(room_channel("socket.io", "ops"), "socket.io#/#ops#");
-        assert_eq!(room_of_channel("socket.io", "socket.io#/#ops#"), Some("ops"));
+        assert_eq!(
+            room_of_channel("socket.io", "socket.io#/#ops#"),
+            Some("ops")
+        );
         assert_eq!(room_of_channel("socket.io", "socket.io#/#"), Some(""));
         assert_eq!(room_of_channel("socket.io", "socket.io#/#ops"), None);
         assert_eq!(room_of_channel("socket.io", "other#/#ops#"), None);

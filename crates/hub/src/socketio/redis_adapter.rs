@@ -55,11 +55,22 @@ pub(crate) fn start(redis: &RedisBroker, io: SocketIo, key: String) {
         }
     }));
     if !observed {
-        tracing::warn!("the broker already relays publications elsewhere; socket.io adapter relay not started");
+        tracing::warn!(
+            "the broker already relays publications elsewhere; socket.io adapter relay not started"
+        );
         return;
     }
-    tokio::spawn(publish(redis.client().clone(), redis.url().to_owned(), outgoing));
-    tokio::spawn(listen(redis.client().clone(), redis.url().to_owned(), io, key));
+    tokio::spawn(publish(
+        redis.client().clone(),
+        redis.url().to_owned(),
+        outgoing,
+    ));
+    tokio::spawn(listen(
+        redis.client().clone(),
+        redis.url().to_owned(),
+        io,
+        key,
+    ));
 }
 
 /// The adapter messages of one hub publication: see the module's documentation.
@@ -75,11 +86,9 @@ fn adapter_messages(uid: &str, key: &str, notification: &Notification) -> Vec<(S
     events
         .into_iter()
         .filter_map(|(event, payload)| {
-            let encoded = payload
-                .map_err(|e| e.to_string())
-                .and_then(|payload| {
-                    encode_broadcast(uid, channel, event, &payload).map_err(|e| e.to_string())
-                });
+            let encoded = payload.map_err(|e| e.to_string()).and_then(|payload| {
+                encode_broadcast(uid, channel, event, &payload).map_err(|e| e.to_string())
+            });
             match encoded {
                 Ok(bytes) => Some((room_channel(key, channel), bytes)),
                 Err(error) => {
@@ -91,7 +100,11 @@ fn adapter_messages(uid: &str, key: &str, notification: &Notification) -> Vec<(S
         .collect()
 }
 
-async fn publish(client: redis::Client, url: String, mut outgoing: mpsc::Receiver<(String, Vec<u8>)>) {
+async fn publish(
+    client: redis::Client,
+    url: String,
+    mut outgoing: mpsc::Receiver<(String, Vec<u8>)>,
+) {
     let mut connection = None;
     let mut backoff = MIN_BACKOFF;
     while let Some((channel, message)) = outgoing.recv().await {
@@ -156,7 +169,13 @@ async fn listen_once(
     *backoff = MIN_BACKOFF;
     let mut messages = pubsub.on_message();
     while let Some(message) = messages.next().await {
-        relay(io, key, message.get_channel_name(), message.get_payload_bytes()).await;
+        relay(
+            io,
+            key,
+            message.get_channel_name(),
+            message.get_payload_bytes(),
+        )
+        .await;
     }
     "the connection closed".to_owned()
 }
