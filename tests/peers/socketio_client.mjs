@@ -1,7 +1,7 @@
 // A socket.io client (npm socket.io-client) for protolab's hub tests: connects to URL, sends
 // `subscribe` with the channels given as JSON (if any), and prints one JSON line per event it
 // gets: {"event": "connect"}, {"event": "ack", "data": ...}, {"event": "<name>", "data": ...}.
-//   node socketio_client.mjs URL [--transports polling,websocket] [--subscribe JSON]
+//   node socketio_client.mjs URL [--transports polling,websocket] [--subscribe JSON] [--query K=V&…]
 import { io } from "socket.io-client";
 
 const args = process.argv.slice(2);
@@ -12,9 +12,10 @@ const option = (name) => {
 };
 const transports = (option("--transports") || "polling,websocket").split(",");
 const subscribe = option("--subscribe");
+const query = Object.fromEntries(new URLSearchParams(option("--query") || ""));
 const print = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 
-const socket = io(url, { transports, reconnection: false });
+const socket = io(url, { transports, query, reconnection: false });
 socket.on("connect", () => {
   print({ event: "connect", transport: socket.io.engine.transport.name });
   if (subscribe) {

@@ -84,6 +84,11 @@ pub struct HubArgs {
     /// give each a prefix of its own.
     #[arg(long, default_value = "protolab:hub:", value_name = "PREFIX")]
     pub redis_prefix: String,
+    /// With a Redis broker: the key of socket.io's Redis adapter (npm
+    /// `@socket.io/redis-adapter`) whose rooms the hub shares with socket.io servers on the
+    /// same Redis, or `off`.
+    #[arg(long, default_value = "socket.io", value_name = "KEY|off")]
+    pub socketio_adapter: String,
     /// Time subscribers and requests get to finish on Ctrl-C before they are dropped.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
@@ -116,6 +121,10 @@ pub fn setup(args: &HubArgs) -> anyhow::Result<HubSetup> {
         "--history-ttl must be greater than zero"
     );
     anyhow::ensure!(args.max_channels > 0, "--max-channels must be at least 1");
+    anyhow::ensure!(
+        !args.socketio_adapter.is_empty() && !args.socketio_adapter.contains('#'),
+        "--socketio-adapter: give the adapter's key (its `key` option, default socket.io), without '#', or off"
+    );
     anyhow::ensure!(
         args.subscriber_queue > 0,
         "--subscriber-queue must be at least 1"
@@ -226,6 +235,7 @@ fn with_story_transports(
     state: &SharedState,
     notifs_allow: &[IpNet],
     allow_origins: &[String],
+    socketio_adapter: &str,
 ) -> Router {
     let app = app.merge(notifs_routes(
         Arc::clone(&state.broker),
@@ -254,6 +264,7 @@ fn with_story_transports(
     let config = SocketIoConfig {
         origins: OriginPolicy::new(allow_origins),
         authorize,
+        redis_adapter_key: (socketio_adapter != "off").then(|| socketio_adapter.to_owned()),
         ..SocketIoConfig::default()
     };
     socketio(Arc::clone(&state.broker), config).mount(app)
@@ -301,6 +312,7 @@ pub async fn run(args: HubArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         &state,
         &setup.notifs_allow,
         &args.allow_origins,
+        &args.socketio_adapter,
     );
     let listener = tokio::net::TcpListener::bind(setup.addr)
         .await

@@ -3,7 +3,10 @@
 //! connect on, and the event `subscribe` `{channels: [{channel, since?}]}` adds more.
 //!
 //! Delivery runs one forwarding task per channel that has socket.io subscribers: it holds the
-//! channel's [`Hub::subscribe`] receiver and emits each notification to the room's sockets.
+//! channel's [`Hub::subscribe`] receiver and emits each notification to the room's sockets,
+//! one event each: `notification` in a channel's room; `newmessage` in the story's, plus
+//! `notification` to the sockets that subscribed to it. With a Redis broker the rooms are
+//! shared with socket.io servers on socket.io's Redis adapter (`redis_adapter`).
 //! One receiver per channel rather than per socket keeps the hub's fan-out cost per channel,
 //! not per connection, and socketioxide already keeps the room's membership. The task also
 //! performs every join to its room, between two notifications, so a socket that recovers gets
@@ -28,6 +31,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::Serialize;
+use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler as _;
@@ -43,6 +47,9 @@ use crate::hub::Hub;
 use crate::notification::{ChannelName, Notification, Position};
 use crate::protocol::{SLOW_SUBSCRIBER_CLOSE, SLOW_SUBSCRIBER_REASON};
 use crate::story::{story_message, NOTIFS_CHANNEL};
+
+pub mod adapter_wire;
+mod redis_adapter;
 
 /// Where the endpoint answers, as socket.io clients expect by default.
 pub const SOCKETIO_PATH: &str = "/socket.io";
@@ -78,6 +85,10 @@ pub struct SocketIoConfig {
     pub ping_timeout: Duration,
     /// Subscribe authorization; `None` leaves subscribing open (the lab's local default).
     pub authorize: Option<Authorize>,
+    /// With a Redis broker: the key of socket.io's Redis adapter (npm
+    /// `@socket.io/redis-adapter`, its `key` option) whose rooms the hub shares with socket.io
+    /// servers on the same Redis; `None` shares none. Default `socket.io`, the adapter's own.
+    pub redis_adapter_key: Option<String>,
 }
 
 impl Default for SocketIoConfig {
@@ -91,6 +102,7 @@ impl Default for SocketIoConfig {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             authorize: None,
+            redis_adapter_key: Some(adapter_wire::DEFAULT_KEY.to_owned()),
         }
     }
 }
@@ -104,6 +116,7 @@ impl std::fmt::Debug for SocketIoConfig {
             .field("max_payload", &self.max_payload)
             .field("max_channels_per_socket", &self.max_channels_per_socket)
             .field("authorize", &self.authorize.is_some())
+            .field("redis_adapter_key", &self.redis_adapter_key)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +185,9 @@ pub fn socketio(broker: Arc<Broker>, config: SocketIoConfig) -> SocketIoEndpoint
         .ping_interval(config.ping_interval)
         .ping_timeout(config.ping_timeout)
         .build_layer();
+    if let (Broker::Redis(redis), Some(key)) = (&*broker, &config.redis_adapter_key) {
+        redis_adapter::start(redis, io.clone(), key.clone());
+    }
     let shared = Arc::new(Shared {
         hub: Arc::clone(broker.hub()),
         broker,
@@ -181,6 +197,7 @@ pub fn socketio(broker: Arc<Broker>, config: SocketIoConfig) -> SocketIoEndpoint
         sockets: AtomicUsize::new(0),
         slow: Mutex::new(HashSet::new()),
         slow_disconnects: AtomicU64::new(0),
+        notifs_subscribers: Mutex::new(HashSet::new()),
     });
     // Event handlers are registered in the admitting middleware, which runs before the hub
     // answers the client's connect: a client that emits `subscribe` as soon as it is
@@ -264,6 +281,8 @@ fn header_text(headers: &axum::http::HeaderMap, name: header::HeaderName) -> Opt
 struct Join {
     socket: SocketRef,
     since: Since,
+    /// Asked for with `subscribe`, not the story's room every socket is in from its connect.
+    explicit: bool,
     reply: oneshot::Sender<Value>,
 }
 
@@ -276,6 +295,9 @@ struct Shared {
     sockets: AtomicUsize,
     slow: Mutex<HashSet<Sid>>,
     slow_disconnects: AtomicU64,
+    /// Sockets that subscribed to the story's channel with `subscribe`: they get its
+    /// `notification` events as well as the `newmessage` every socket gets.
+    notifs_subscribers: Mutex<HashSet<Sid>>,
 }
 
 #[derive(Debug)]
@@ -311,6 +333,7 @@ impl Shared {
                 async move {
                     shared.sockets.fetch_sub(1, Ordering::AcqRel);
                     shared.slow_set().remove(&socket.id);
+                    shared.notifs_subscribers().remove(&socket.id);
                 }
             });
         }
@@ -330,11 +353,15 @@ impl Shared {
                 },
             );
         }
+        let shared = Arc::clone(self);
         socket.on(
             "unsubscribe",
-            move |socket: SocketRef, TryData(request): TryData<Value>, ack: AckSender| async move {
-                let reply = on_unsubscribe(&socket, request.ok());
-                let _ = ack.send(&reply);
+            move |socket: SocketRef, TryData(request): TryData<Value>, ack: AckSender| {
+                let shared = Arc::clone(&shared);
+                async move {
+                    let reply = on_unsubscribe(&shared, &socket, request.ok());
+                    let _ = ack.send(&reply);
+                }
             },
         );
     }
@@ -347,7 +374,7 @@ impl Shared {
             Err(_) => return,
         };
         let joined = self
-            .join(&socket, token.as_deref(), notifs, Since::Now)
+            .join(&socket, token.as_deref(), notifs, Since::Now, false)
             .await;
         if joined.get("error").is_some() {
             let _ = socket.emit("hub_error", &joined);
@@ -374,7 +401,7 @@ impl Shared {
         }
         let mut results = Vec::with_capacity(wanted.len());
         for (channel, since) in wanted {
-            results.push(self.join(socket, token, channel, since).await);
+            results.push(self.join(socket, token, channel, since, true).await);
         }
         json!({ "channels": results })
     }
@@ -387,6 +414,7 @@ impl Shared {
         token: Option<&str>,
         channel: ChannelName,
         since: Since,
+        explicit: bool,
     ) -> Value {
         let refuse = |code: u16, message: String| json!({"channel": channel, "error": {"code": code, "message": message}});
         if let Some(authorize) = &self.config.authorize {
@@ -411,6 +439,7 @@ impl Shared {
         let join = Join {
             socket: socket.clone(),
             since,
+            explicit,
             reply,
         };
         if let Err(message) = self.send_join(&channel, join) {
@@ -463,6 +492,12 @@ impl Shared {
 
     fn slow_set(&self) -> MutexGuard<'_, HashSet<Sid>> {
         self.slow
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn notifs_subscribers(&self) -> MutexGuard<'_, HashSet<Sid>> {
+        self.notifs_subscribers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -523,6 +558,7 @@ impl Forwarder {
         let Join {
             socket,
             since,
+            explicit,
             reply,
         } = join;
         let (missed, recovered) = match &since {
@@ -549,6 +585,11 @@ impl Forwarder {
                 .iter()
                 .all(|notification| self.emit(&socket, notification));
         if delivered {
+            // Marked here, between two forwarded notifications, like the join itself: the
+            // next one reaches the socket as `notification` too.
+            if self.story && explicit {
+                self.shared.notifs_subscribers().insert(socket.id);
+            }
             socket.join(self.room.clone());
             let _ = reply.send(subscribed);
         } else {
@@ -559,31 +600,43 @@ impl Forwarder {
         }
     }
 
+    /// Emits `notification` once to each socket of the room: `notification` in a channel's
+    /// room; `newmessage` in the story's, plus `notification` to the sockets that subscribed
+    /// to it. Each payload is serialized once for the whole room.
     fn forward(&mut self, notification: &Arc<Notification>) {
         self.last = notification.position();
-        for socket in self.shared.io.to(self.room.clone()).sockets() {
-            self.emit(&socket, notification);
+        let Some(record) = Prepared::notification(notification) else {
+            return;
+        };
+        let sockets = self.shared.io.to(self.room.clone()).sockets();
+        if !self.story {
+            for socket in &sockets {
+                emit_prepared(&self.shared, socket, "notification", &record);
+            }
+            return;
+        }
+        let Some(message) = Prepared::newmessage(notification) else {
+            return;
+        };
+        // A copy, not the lock: a slow socket's disconnect takes the lock to unmark it.
+        let subscribed = {
+            let marked = self.shared.notifs_subscribers();
+            (!marked.is_empty()).then(|| marked.clone())
+        };
+        for socket in &sockets {
+            if emit_prepared(&self.shared, socket, "newmessage", &message)
+                && subscribed.as_ref().is_some_and(|s| s.contains(&socket.id))
+            {
+                emit_prepared(&self.shared, socket, "notification", &record);
+            }
         }
     }
 
-    /// Emits `notification` to `socket`; false (and the socket on its way out) when its
-    /// queue is full or it is gone.
+    /// Emits a missed `notification` to a socket that subscribed with a position; false
+    /// (and the socket on its way out) when its queue is full or it is gone.
     fn emit(&self, socket: &SocketRef, notification: &Notification) -> bool {
-        let mut sent = socket.emit("notification", notification);
-        if self.story && sent.is_ok() {
-            sent = socket.emit(
-                "newmessage",
-                &json!({ "message": story_message(notification) }),
-            );
-        }
-        match sent {
-            Ok(()) => true,
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                disconnect_slow(&self.shared, socket.clone());
-                false
-            }
-            Err(_) => false,
-        }
+        Prepared::notification(notification)
+            .is_some_and(|record| emit_prepared(&self.shared, socket, "notification", &record))
     }
 
     /// After this task itself fell behind the hub's fan-out: forwards what it missed from
@@ -624,6 +677,44 @@ impl Forwarder {
     }
 }
 
+/// An event's payload serialized once, for every socket it goes to.
+struct Prepared(Box<RawValue>);
+
+impl Prepared {
+    fn notification(notification: &Notification) -> Option<Self> {
+        to_raw_value(notification).ok().map(Self)
+    }
+
+    /// The story's `newmessage` payload, `{message}`: nothing else, as the story's page reads it.
+    fn newmessage(notification: &Notification) -> Option<Self> {
+        to_raw_value(&json!({ "message": story_message(notification) }))
+            .ok()
+            .map(Self)
+    }
+}
+
+/// Emits `event` with `payload` to `socket`; false (and the socket on its way out) when its
+/// queue is full or it is gone.
+///
+/// One emit per socket rather than socketioxide's room broadcast, which also encodes a packet
+/// once but reports a full queue without saying whose: the hub must know which socket missed
+/// a notification to disconnect it, so that it recovers instead of silently lacking one.
+fn emit_prepared(
+    shared: &Arc<Shared>,
+    socket: &SocketRef,
+    event: &str,
+    payload: &Prepared,
+) -> bool {
+    match socket.emit(event, &*payload.0) {
+        Ok(()) => true,
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+            disconnect_slow(shared, socket.clone());
+            false
+        }
+        Err(_) => false,
+    }
+}
+
 /// Takes a socket whose queue overflowed out of every room, then tells it why and
 /// disconnects it as soon as its queue has room for that.
 fn disconnect_slow(shared: &Arc<Shared>, socket: SocketRef) {
@@ -633,6 +724,7 @@ fn disconnect_slow(shared: &Arc<Shared>, socket: SocketRef) {
     shared.slow_disconnects.fetch_add(1, Ordering::Relaxed);
     tracing::info!(socket = %socket.id, "socket.io subscriber disconnected: its queue is full");
     socket.leave_all();
+    shared.notifs_subscribers().remove(&socket.id);
     let patience = shared.config.ping_interval + shared.config.ping_timeout;
     tokio::spawn(async move {
         let reason = json!({"code": SLOW_SUBSCRIBER_CLOSE, "message": SLOW_SUBSCRIBER_REASON});
@@ -649,7 +741,7 @@ fn disconnect_slow(shared: &Arc<Shared>, socket: SocketRef) {
     });
 }
 
-fn on_unsubscribe(socket: &SocketRef, request: Option<Value>) -> Value {
+fn on_unsubscribe(shared: &Shared, socket: &SocketRef, request: Option<Value>) -> Value {
     let channels = request
         .as_ref()
         .and_then(|r| r.get("channels"))
@@ -660,6 +752,9 @@ fn on_unsubscribe(socket: &SocketRef, request: Option<Value>) -> Value {
     let mut left = Vec::new();
     for name in channels.iter().filter_map(Value::as_str) {
         if let Ok(channel) = name.parse::<ChannelName>() {
+            if channel.as_str() == NOTIFS_CHANNEL {
+                shared.notifs_subscribers().remove(&socket.id);
+            }
             socket.leave(channel.as_str().to_owned());
             left.push(channel);
         }

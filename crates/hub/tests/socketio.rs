@@ -32,7 +32,8 @@ async fn node_and_python_clients_get_newmessage_from_notifs_and_published_notifi
         NotifsAllow::default(),
     )
     .await;
-    let subscribe = r#"[{"channel":"ops"}]"#;
+    // `notification` events of the story's channel go to sockets that subscribe to it.
+    let subscribe = r#"[{"channel":"ops"},{"channel":"notifs"}]"#;
     // Node upgrades from long-polling to WebSocket; Python stays on long-polling.
     let mut node = client(
         Client::Node,
@@ -46,7 +47,10 @@ async fn node_and_python_clients_get_newmessage_from_notifs_and_published_notifi
         assert_eq!(ack["data"]["channels"][0]["channel"], "ops", "{ack}");
         assert_eq!(ack["data"]["channels"][0]["recovered"], true, "{ack}");
     }
-    hub.wait_for_room("notifs", 2).await;
+    // the story's page: in room notifs from its connect on, with no subscribe
+    let mut story = client(Client::Node, &hub.url(), "websocket", None);
+    until_event(&mut story, "subscribed").await;
+    hub.wait_for_room("notifs", 3).await;
 
     let (status, body) = curl(&[&format!("{}/notifs?msg=Edisk%20full", hub.url())]).await;
     assert_eq!(status, 202, "{body}");
@@ -69,7 +73,17 @@ async fn node_and_python_clients_get_newmessage_from_notifs_and_published_notifi
             (Some(1), &json!("load 0.9"))
         );
     }
-    assert_eq!(hub.endpoint.counts().sockets, 2);
+    // One event per publication for the story's page: `newmessage`, nothing else.
+    let events: Vec<Value> = drain(&mut story, Duration::from_millis(500))
+        .await
+        .into_iter()
+        .filter(|e| e["event"] != "connect")
+        .collect();
+    assert_eq!(
+        events,
+        [json!({"event": "newmessage", "data": {"message": "Edisk full"}})]
+    );
+    assert_eq!(hub.endpoint.counts().sockets, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,25 +245,41 @@ async fn next_text(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpSt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_stops_reading_is_disconnected_with_a_reason_and_others_get_everything() {
+    a_socket_that_stops_reading_on(ChannelCase::Bulk).await;
+}
+
+/// The story's channel, where subscribed sockets get two events per publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_stops_reading_in_the_storys_channel_is_disconnected_too() {
+    a_socket_that_stops_reading_on(ChannelCase::Notifs).await;
+}
+
+#[derive(Clone, Copy)]
+enum ChannelCase {
+    Bulk,
+    Notifs,
+}
+
+async fn a_socket_that_stops_reading_on(case: ChannelCase) {
+    let channel = match case {
+        ChannelCase::Bulk => "bulk",
+        ChannelCase::Notifs => "notifs",
+    };
+    let subscribe = format!(r#"[{{"channel":"{channel}"}}]"#);
     let config = SocketIoConfig {
         socket_buffer: 256,
         ..SocketIoConfig::default()
     };
     let hub = TestHub::start("127.0.0.1", config, NotifsAllow::default()).await;
-    let mut fast = client(
-        Client::Node,
-        &hub.url(),
-        "websocket",
-        Some(r#"[{"channel":"bulk"}]"#),
-    );
+    let mut fast = client(Client::Node, &hub.url(), "websocket", Some(&subscribe));
     until_event(&mut fast, "ack").await;
     let mut slow = raw_engineio(&hub).await;
-    slow.send(Message::text(
-        r#"42["subscribe",{"channels":[{"channel":"bulk"}]}]"#,
-    ))
+    slow.send(Message::text(format!(
+        r#"42["subscribe",{{"channels":{subscribe}}}]"#
+    )))
     .await
     .expect("subscribe");
-    hub.wait_for_room("bulk", 2).await;
+    hub.wait_for_room(channel, 2).await;
 
     // Hub::publish takes any size (the API checks sizes): large bodies fill the slow socket's
     // TCP buffers and then its queue quickly
@@ -274,7 +304,7 @@ async fn a_socket_that_stops_reading_is_disconnected_with_a_reason_and_others_ge
         while n > read.load(Ordering::Acquire) + 100 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        hub.publish("bulk", Level::Info, &body);
+        hub.publish(channel, Level::Info, &body);
     }
     let offsets = tokio::time::timeout(WAIT, reader)
         .await

@@ -16,7 +16,7 @@ mod keys;
 mod redis_broker;
 
 pub use codec::{decode_notification, MAX_MESSAGE_LEN};
-pub use redis_broker::{RedisBroker, RedisConfig};
+pub use redis_broker::{PublishedObserver, RedisBroker, RedisConfig};
 
 /// The hub's broker: the process's own [`Hub`], or Redis shared by several hub processes.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 mod listener;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -67,6 +67,20 @@ pub(crate) struct Shared {
     publish_script: redis::Script,
     /// Whether the listener is subscribed to the fan-out channel now.
     pub(crate) listening: watch::Sender<bool>,
+    /// Told of each notification this process published (not its repeats, not other
+    /// processes' publications): see [`RedisBroker::observe_publications`].
+    published: OnceLock<ObserverSlot>,
+}
+
+/// What [`RedisBroker::observe_publications`] calls: it must not block.
+pub type PublishedObserver = Arc<dyn Fn(&Notification) + Send + Sync>;
+
+struct ObserverSlot(PublishedObserver);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublishedObserver")
+    }
 }
 
 impl RedisBroker {
@@ -101,6 +115,7 @@ impl RedisBroker {
             url,
             publish_script: redis::Script::new(include_str!("publish.lua")),
             listening,
+            published: OnceLock::new(),
         });
         shared
             .call(
@@ -130,13 +145,33 @@ impl RedisBroker {
         &self.shared.hub
     }
 
+    /// The Redis client, for another protocol on the same server (the socket.io Redis
+    /// adapter's channels).
+    pub fn client(&self) -> &redis::Client {
+        &self.shared.client
+    }
+
+    /// The URL, with any password hidden.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// Calls `observer` with every notification this process publishes, once, after Redis
+    /// took it: the publishing process is the one place that sees each publication exactly
+    /// once, which is what relaying it to another protocol needs. One observer; a second
+    /// call is refused with `false`.
+    pub fn observe_publications(&self, observer: PublishedObserver) -> bool {
+        self.shared.published.set(ObserverSlot(observer)).is_ok()
+    }
+
     /// Numbers, stores and fans out `publication` in one atomic script (see publish.lua).
     pub async fn publish(&self, publication: Publication) -> Result<Published, BrokerError> {
         let shared = &self.shared;
         let keys = &shared.keys;
         let limits = shared.hub.config();
         let channel = &publication.channel;
-        let body = serde_json::to_string(&Unnumbered::new(&publication, unix_millis()))
+        let time_ms = unix_millis();
+        let body = serde_json::to_string(&Unnumbered::new(&publication, time_ms))
             .map_err(|e| shared.corrupt(format!("serializing the notification: {e}")))?;
         let mut invocation = shared.publish_script.prepare_invoke();
         invocation
@@ -171,11 +206,24 @@ impl RedisBroker {
             Ok(Err(e)) => return Err(shared.unavailable("the publish script", &e)),
             Ok(Ok(answer)) => answer,
         };
+        let duplicate = duplicate == 1;
+        if let (false, Some(ObserverSlot(observer))) = (duplicate, shared.published.get()) {
+            observer(&Notification {
+                channel: publication.channel.clone(),
+                offset,
+                epoch: epoch.clone(),
+                level: publication.level,
+                title: publication.title.clone(),
+                body: publication.body.clone(),
+                data: publication.data.clone(),
+                time_ms,
+            });
+        }
         Ok(Published {
             channel: publication.channel,
             offset,
             epoch,
-            duplicate: duplicate == 1,
+            duplicate,
         })
     }
 

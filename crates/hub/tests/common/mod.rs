@@ -18,6 +18,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 pub struct TestHub {
     pub hub: Arc<Hub>,
+    pub broker: Arc<Broker>,
     pub endpoint: SocketIoEndpoint,
     pub addr: SocketAddr,
 }
@@ -26,11 +27,23 @@ impl TestHub {
     pub async fn start(ip: &str, config: SocketIoConfig, allow: NotifsAllow) -> Self {
         let hub = Arc::new(Hub::new(HubConfig::default()));
         let broker = Arc::new(Broker::Memory(Arc::clone(&hub)));
+        Self::start_on(broker, ip, config, allow).await
+    }
+
+    /// A hub over `broker` (Redis, for hubs that share one).
+    pub async fn start_on(
+        broker: Arc<Broker>,
+        ip: &str,
+        config: SocketIoConfig,
+        allow: NotifsAllow,
+    ) -> Self {
+        let hub = Arc::clone(broker.hub());
         let endpoint = socketio(Arc::clone(&broker), config);
-        let router =
-            endpoint
-                .clone()
-                .mount(notifs_routes(broker, allow, PublicationLimits::default()));
+        let router = endpoint.clone().mount(notifs_routes(
+            Arc::clone(&broker),
+            allow,
+            PublicationLimits::default(),
+        ));
         let ip: IpAddr = ip.parse().expect("ip");
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -44,6 +57,7 @@ impl TestHub {
         });
         Self {
             hub,
+            broker,
             endpoint,
             addr,
         }
@@ -88,6 +102,17 @@ pub enum Client {
 
 /// Starts a socket.io client peer printing one JSON line per event.
 pub fn client(kind: Client, url: &str, transports: &str, subscribe: Option<&str>) -> Background {
+    client_with_query(kind, url, transports, subscribe, None)
+}
+
+/// [`client`] with a handshake query (`K=V&…`; Node only).
+pub fn client_with_query(
+    kind: Client,
+    url: &str,
+    transports: &str,
+    subscribe: Option<&str>,
+    query: Option<&str>,
+) -> Background {
     let peers = repo_root().join("tests/peers");
     let mut cmd = match kind {
         Client::Node => {
@@ -108,6 +133,9 @@ pub fn client(kind: Client, url: &str, transports: &str, subscribe: Option<&str>
     cmd.arg(url).args(["--transports", transports]);
     if let Some(subscribe) = subscribe {
         cmd.args(["--subscribe", subscribe]);
+    }
+    if let Some(query) = query {
+        cmd.args(["--query", query]);
     }
     cmd.kill_on_drop(true);
     Background::spawn(cmd)
