@@ -219,6 +219,58 @@ async fn a_position_from_a_flushed_redis_is_not_recovered() {
     assert_eq!(back.position.epoch, new.epoch);
 }
 
+/// A subscriber that comes before the channel's first publish is told an epoch; the
+/// publications must carry that one, so the position it holds (EPOCH:0) recovers everything
+/// when it comes back, through WebSocket, SSE (`subscribe`) and socket.io (`catch_up`) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_before_the_first_publish_is_told_the_epoch_publications_carry() {
+    let redis = RedisServer::start().await;
+    let [a, b] = [
+        broker(&redis, config(100)).await,
+        broker(&redis, config(100)).await,
+    ];
+    let ops = channel("ops");
+    let mut early = b.subscribe(&ops, &Since::Now).await.expect("subscribe");
+    assert_eq!(early.position.offset, 0);
+    let told = early.position.clone();
+    // socket.io's path: the hub's own channel, brought to where Redis stands
+    a.catch_up(&channel("story")).await.expect("catch up");
+    let story_told = a.hub().position(&channel("story")).expect("story channel");
+
+    let first = a
+        .publish(publication("ops", "first", None))
+        .await
+        .expect("publish");
+    assert_eq!(
+        first.epoch, told.epoch,
+        "the subscriber was told an epoch the publications do not carry"
+    );
+    assert_eq!(next_live(&mut early).await.epoch, told.epoch);
+    let story = b
+        .publish(publication("story", "first", None))
+        .await
+        .expect("publish");
+    assert_eq!(story.epoch, story_told.epoch);
+
+    // away before it saw anything, back with the position it was told
+    drop(early);
+    a.publish(publication("ops", "second", None))
+        .await
+        .expect("publish");
+    let back = b
+        .subscribe(&ops, &Since::Position(told))
+        .await
+        .expect("subscribe");
+    assert!(back.recovery.recovered);
+    let missed: Vec<&str> = back
+        .recovery
+        .missed
+        .iter()
+        .map(|n| n.body.as_str())
+        .collect();
+    assert_eq!(missed, ["first", "second"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_redis_gives_errors_not_hangs_and_the_brokers_recover() {
     let mut redis = RedisServer::start().await;

@@ -65,6 +65,7 @@ pub(crate) struct Shared {
     /// The URL with any password hidden, for errors and logs.
     pub(crate) url: String,
     publish_script: redis::Script,
+    epoch_script: redis::Script,
     /// Whether the listener is subscribed to the fan-out channel now.
     pub(crate) listening: watch::Sender<bool>,
 }
@@ -100,6 +101,7 @@ impl RedisBroker {
             timeout: config.timeout,
             url,
             publish_script: redis::Script::new(include_str!("publish.lua")),
+            epoch_script: redis::Script::new(include_str!("epoch.lua")),
             listening,
         });
         shared
@@ -188,9 +190,8 @@ impl RedisBroker {
         since: &Since,
     ) -> Result<Subscription, BrokerError> {
         let shared = &self.shared;
-        if let Some(standing) = shared.position(channel).await? {
-            shared.catch_up(channel, &standing).await?;
-        }
+        let standing = shared.claim_epoch(channel).await?;
+        shared.catch_up(channel, &standing).await?;
         let live = shared.hub.subscribe(channel, &Since::Now)?;
         let limit = shared.hub.config().history.max_len;
         let recovery = shared
@@ -203,13 +204,12 @@ impl RedisBroker {
         })
     }
 
-    /// Brings this process's hub up to where Redis stands on `channel`.
+    /// Brings this process's hub up to where Redis stands on `channel`, giving the channel
+    /// its epoch in Redis if it has none yet (a subscriber is about to be told it).
     pub async fn catch_up(&self, channel: &ChannelName) -> Result<(), BrokerError> {
         let shared = &self.shared;
-        match shared.position(channel).await? {
-            Some(standing) => shared.catch_up(channel, &standing).await,
-            None => Ok(()),
-        }
+        let standing = shared.claim_epoch(channel).await?;
+        shared.catch_up(channel, &standing).await
     }
 
     /// Reads at most `limit` notifications of `channel`'s shared history after `since`, and
@@ -374,6 +374,38 @@ impl Shared {
         }))
     }
 
+    /// Where `channel` stands in Redis, setting its epoch first when it has none (before its
+    /// first publish): what a subscriber is told then must be the epoch the publications will
+    /// carry, or the position it comes back with would not be recovered. The channel counts
+    /// against the channel limit from then on, as a subscribed channel does in memory.
+    pub(crate) async fn claim_epoch(&self, channel: &ChannelName) -> Result<Position, BrokerError> {
+        let keys = &self.keys;
+        let mut invocation = self.epoch_script.prepare_invoke();
+        invocation
+            .key(keys.epoch(channel))
+            .key(keys.offset(channel))
+            .key(keys.stream(channel))
+            .key(keys.channels())
+            .arg(new_epoch())
+            .arg(channel.as_str())
+            .arg(self.hub.config().max_channels);
+        let answer = tokio::time::timeout(
+            self.timeout,
+            invocation.invoke_async::<(String, u64)>(&mut self.conn()),
+        )
+        .await;
+        match answer {
+            Err(_) => Err(self.timed_out("the epoch script")),
+            Ok(Err(e)) if e.to_string().contains("TOO_MANY_CHANNELS") => {
+                Err(BrokerError::Hub(HubError::TooManyChannels {
+                    limit: self.hub.config().max_channels,
+                }))
+            }
+            Ok(Err(e)) => Err(self.unavailable("the epoch script", &e)),
+            Ok(Ok((epoch, offset))) => Ok(Position { epoch, offset }),
+        }
+    }
+
     /// Brings this process's hub to `standing` on `channel` (its epoch, at least its offset),
     /// delivering what the hub lacks from the stream.
     pub(crate) async fn catch_up(
@@ -388,7 +420,16 @@ impl Shared {
                 }
                 local.offset
             }
-            _ => 0,
+            _ => {
+                // Into the broker's epoch first, even with nothing to fill (a channel not
+                // published yet): subscribers here are told this hub's position.
+                let start = Position {
+                    epoch: standing.epoch.clone(),
+                    offset: 0,
+                };
+                self.hub.advance(channel, &start)?;
+                0
+            }
         };
         self.fill(channel, &standing.epoch, after, standing.offset)
             .await
