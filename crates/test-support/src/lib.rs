@@ -96,6 +96,8 @@ pub enum Peer {
     PythonHubWs,
     /// An OpenAPI 3.x document validator (PyPI `openapi-spec-validator`), reading stdin.
     OpenApiValidator,
+    /// A JWT signer (`jwt_sign.py`, PyPI `PyJWT` with `cryptography`): prints one token.
+    JwtSigner,
 }
 
 impl Peer {
@@ -142,6 +144,13 @@ impl Peer {
                 require_python_module("websockets");
                 let mut c = Command::new(require("python3", "apt-get install -y python3"));
                 c.arg(peers.join("hub_ws_client.py"));
+                c
+            }
+            Self::JwtSigner => {
+                require_python_module("jwt");
+                require_python_module("cryptography");
+                let mut c = Command::new(require("python3", "apt-get install -y python3"));
+                c.arg(peers.join("jwt_sign.py"));
                 c
             }
             Self::OpenApiValidator => {

@@ -3,6 +3,7 @@
 
 mod api;
 mod gui;
+mod jwt;
 mod sse;
 mod ws;
 
