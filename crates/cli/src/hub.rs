@@ -15,9 +15,9 @@ use ipnet::IpNet;
 use protolab_hub::app::{AppConfig, AppState, SharedState};
 use protolab_hub::auth::{ApiKeys, JwtVerifier, OriginPolicy};
 use protolab_hub::broker::{Broker, RedisBroker, RedisConfig};
-use protolab_hub::socketio::{socketio, Authorize, SocketIoConfig};
+use protolab_hub::socketio::{socketio, SocketIoConfig};
 use protolab_hub::story::{notifs_routes, NotifsAllow};
-use protolab_hub::{router, ChannelName, HistoryLimits, Hub, HubConfig, ServeOptions};
+use protolab_hub::{router, HistoryLimits, Hub, HubConfig, ServeOptions};
 
 use crate::units::parse_duration;
 use crate::Context;
@@ -232,30 +232,13 @@ fn with_story_transports(
         NotifsAllow::new(notifs_allow.to_vec()),
         state.config.publication_limits,
     ));
-    let authorize: Option<Authorize> = state.config.jwt.clone().map(|verifier| {
-        let check =
-            move |token: Option<&str>, channel: &ChannelName| -> Result<(), (u16, String)> {
-                let token = token.ok_or_else(|| {
-                    (
-                    401,
-                    "no token: pass a JWT in the socket.io auth payload's `token` or as ?token="
-                        .to_owned(),
-                )
-                })?;
-                let grant = verifier.verify(token).map_err(|refused| (401, refused.0))?;
-                if grant.allows(channel) {
-                    Ok(())
-                } else {
-                    Err((403, format!("token does not allow channel {channel}")))
-                }
-            };
-        Arc::new(check) as Authorize
-    });
-    let config = SocketIoConfig {
+    let mut config = SocketIoConfig {
         origins: OriginPolicy::new(allow_origins),
-        authorize,
         ..SocketIoConfig::default()
     };
+    if let Some(verifier) = &state.config.jwt {
+        config = config.with_jwt(verifier.clone());
+    }
     socketio(Arc::clone(&state.broker), config).mount(app)
 }
 

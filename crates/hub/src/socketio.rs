@@ -36,7 +36,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::auth::OriginPolicy;
+use crate::auth::{JwtVerifier, OriginPolicy, TOKEN_EXPIRED_CLOSE, TOKEN_EXPIRED_REASON};
 use crate::broker::Broker;
 use crate::history::Since;
 use crate::hub::Hub;
@@ -58,6 +58,11 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 pub type Authorize =
     Arc<dyn Fn(Option<&str>, &ChannelName) -> Result<(), (u16, String)> + Send + Sync>;
 
+/// How long a socket that connected with a token may stay connected (`None`: no limit, e.g.
+/// a token that is not valid, whose joins are refused anyway). At its end the socket gets
+/// `hub_error` [`TOKEN_EXPIRED_CLOSE`] and is disconnected.
+pub type TokenTimeLeft = Arc<dyn Fn(&str) -> Option<Duration> + Send + Sync>;
+
 /// The socket.io endpoint's limits and policy.
 #[derive(Clone)]
 pub struct SocketIoConfig {
@@ -78,6 +83,8 @@ pub struct SocketIoConfig {
     pub ping_timeout: Duration,
     /// Subscribe authorization; `None` leaves subscribing open (the lab's local default).
     pub authorize: Option<Authorize>,
+    /// When a socket's token stops being valid; `None`: sockets are never disconnected for it.
+    pub token_time_left: Option<TokenTimeLeft>,
 }
 
 impl Default for SocketIoConfig {
@@ -91,7 +98,36 @@ impl Default for SocketIoConfig {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             authorize: None,
+            token_time_left: None,
         }
+    }
+}
+
+impl SocketIoConfig {
+    /// Subscribing checked against JWTs by `verifier`: a join needs a valid token that allows
+    /// the channel (401 without one, 403 for another channel), and a socket is disconnected
+    /// when its token expires.
+    pub fn with_jwt(mut self, verifier: JwtVerifier) -> Self {
+        let check = verifier.clone();
+        let authorize = move |token: Option<&str>, channel: &ChannelName| {
+            let token = token.ok_or_else(|| {
+                (
+                    401,
+                    "no token: pass a JWT in the socket.io auth payload's `token` or as ?token="
+                        .to_owned(),
+                )
+            })?;
+            let grant = check.verify(token).map_err(|refused| (401, refused.0))?;
+            if grant.allows(channel) {
+                Ok(())
+            } else {
+                Err((403, format!("token does not allow channel {channel}")))
+            }
+        };
+        let time_left = move |token: &str| verifier.verify(token).ok()?.time_left();
+        self.authorize = Some(Arc::new(authorize));
+        self.token_time_left = Some(Arc::new(time_left));
+        self
     }
 }
 
@@ -104,6 +140,7 @@ impl std::fmt::Debug for SocketIoConfig {
             .field("max_payload", &self.max_payload)
             .field("max_channels_per_socket", &self.max_channels_per_socket)
             .field("authorize", &self.authorize.is_some())
+            .field("token_time_left", &self.token_time_left.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -304,10 +341,18 @@ impl Shared {
 
     fn register(self: &Arc<Self>, socket: &SocketRef, auth: Option<Value>) {
         let token = token_of(socket, auth.as_ref());
+        let expiry = token
+            .as_deref()
+            .zip(self.config.token_time_left.as_ref())
+            .and_then(|(token, time_left)| time_left(token))
+            .map(|left| tokio::spawn(expire(socket.clone(), left)).abort_handle());
         {
             let shared = Arc::clone(self);
             socket.on_disconnect(move |socket: SocketRef| {
                 let shared = Arc::clone(&shared);
+                if let Some(expiry) = &expiry {
+                    expiry.abort();
+                }
                 async move {
                     shared.sockets.fetch_sub(1, Ordering::AcqRel);
                     shared.slow_set().remove(&socket.id);
@@ -647,6 +692,16 @@ fn disconnect_slow(shared: &Arc<Shared>, socket: SocketRef) {
         }
         // Still full: the Engine.IO heartbeat cannot queue its ping either and closes it.
     });
+}
+
+/// Disconnects `socket` when its token expires, `left` from now, after telling it why.
+async fn expire(socket: SocketRef, left: Duration) {
+    tokio::time::sleep(left).await;
+    tracing::info!(socket = %socket.id, "socket.io subscriber disconnected: its token expired");
+    socket.leave_all();
+    let reason = json!({"code": TOKEN_EXPIRED_CLOSE, "message": TOKEN_EXPIRED_REASON});
+    let _ = socket.emit("hub_error", &reason);
+    let _ = socket.disconnect();
 }
 
 fn on_unsubscribe(socket: &SocketRef, request: Option<Value>) -> Value {

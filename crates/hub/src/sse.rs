@@ -20,6 +20,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
 
 use crate::app::{ConnectionGuard, SharedState};
+use crate::auth::{expired, TOKEN_EXPIRED_CLOSE, TOKEN_EXPIRED_REASON};
 use crate::broker::BrokerError;
 use crate::error::ApiError;
 use crate::history::Since;
@@ -169,6 +170,7 @@ async fn subscribe(
         pending: VecDeque::new(),
         multi: query.channels.len() > 1,
         done: false,
+        token_deadline: grant.deadline(),
     };
     for (channel, since) in query.channels.into_iter().zip(starts) {
         let subscription = state
@@ -232,6 +234,7 @@ enum Pending {
     Subscribed(serde_json::Value),
     Notification(Arc<Notification>),
     SlowSubscriber,
+    TokenExpired,
 }
 
 struct SseStream {
@@ -241,6 +244,8 @@ struct SseStream {
     pending: VecDeque<Pending>,
     multi: bool,
     done: bool,
+    /// When the subscriber's token expires: the stream ends there.
+    token_deadline: Option<tokio::time::Instant>,
 }
 
 impl SseStream {
@@ -261,6 +266,10 @@ impl SseStream {
         let state = Arc::clone(self.guard.state());
         tokio::select! {
             () = state.shutdown.cancelled() => None,
+            () = expired(self.token_deadline) => {
+                self.done = true;
+                Some(self.event(Pending::TokenExpired))
+            }
             item = self.subscriptions.next() => match item? {
                 (_, Ok(notification)) => Some(self.event(Pending::Notification(notification))),
                 (_, Err(BroadcastStreamRecvError::Lagged(_))) => {
@@ -297,6 +306,13 @@ impl SseStream {
                 serde_json::json!({
                     "code": 4008,
                     "message": crate::protocol::SLOW_SUBSCRIBER_REASON,
+                })
+                .to_string(),
+            ),
+            Pending::TokenExpired => Event::default().event("error").data(
+                serde_json::json!({
+                    "code": TOKEN_EXPIRED_CLOSE,
+                    "message": TOKEN_EXPIRED_REASON,
                 })
                 .to_string(),
             ),

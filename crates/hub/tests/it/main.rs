@@ -2,6 +2,7 @@
 //! served in-process on a port-0 listener.
 
 mod api;
+mod expiry;
 mod gui;
 mod jwt;
 mod sse;
