@@ -117,6 +117,9 @@ async fn an_idempotency_key_repeated_on_two_brokers_is_delivered_once() {
         .await
         .expect("publish");
     assert!(!first.duplicate && again.duplicate);
+    // the broker that refused it counts it; every broker counts the one publication it received
+    assert_eq!(b.hub().counts().1, 1);
+    assert_eq!(a.hub().counts().1, 0);
     assert_eq!((again.offset, &again.epoch), (first.offset, &first.epoch));
     let other = b
         .publish(publication("ops", "disk ok", Some("event-18")))

@@ -173,6 +173,9 @@ impl RedisBroker {
             Ok(Err(e)) => return Err(shared.unavailable("the publish script", &e)),
             Ok(Ok(answer)) => answer,
         };
+        if duplicate == 1 {
+            shared.hub.count_duplicate();
+        }
         Ok(Published {
             channel: publication.channel,
             offset,
