@@ -21,8 +21,12 @@ use crate::notification::{ChannelName, Notification, Position, Publication};
 /// Where the Redis broker connects and how long it waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` or `redis+unix:///PATH` (no TLS: `rediss://` is refused).
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://…` (TLS, rustls) or
+    /// `redis+unix:///PATH`.
     pub url: String,
+    /// For `rediss://`: the CA certificates (PEM) Redis's certificate must chain to, instead of
+    /// the system's roots. protolab hub gives its lab CA or `--redis-ca FILE`.
+    pub ca_pem: Option<Vec<u8>>,
     /// Prefix of every key and of the fan-out channel; hub deployments sharing one Redis give
     /// each a prefix of its own. Default `protolab:hub:`.
     pub prefix: String,
@@ -35,6 +39,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            ca_pem: None,
             prefix: "protolab:hub:".to_owned(),
             timeout: Duration::from_secs(2),
         }
@@ -76,11 +81,20 @@ impl RedisBroker {
     /// wait.
     pub async fn connect(config: RedisConfig, hub: Arc<Hub>) -> Result<Self, BrokerError> {
         let url = redact(&config.url);
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| BrokerError::InvalidUrl {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+        let client = match &config.ca_pem {
+            Some(ca) if config.url.starts_with("rediss://") => redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+            _ => redis::Client::open(config.url.as_str()),
+        }
+        .map_err(|e| BrokerError::InvalidUrl {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -342,10 +356,19 @@ impl Shared {
     }
 
     fn unavailable(&self, operation: &'static str, error: &redis::RedisError) -> BrokerError {
+        let reason = error.to_string();
+        // rustls's verdicts on the server's certificate all say "certificate"
+        if self.url.starts_with("rediss://") && reason.contains("certificate") {
+            return BrokerError::Tls {
+                url: self.url.clone(),
+                operation,
+                reason,
+            };
+        }
         BrokerError::Unavailable {
             url: self.url.clone(),
             operation,
-            reason: error.to_string(),
+            reason,
         }
     }
 
