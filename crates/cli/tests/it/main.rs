@@ -10,6 +10,7 @@ mod compare_deflate;
 mod errors;
 mod hub;
 mod hub_redis;
+mod hub_scaleout;
 mod inspect;
 mod interrupt;
 mod notify;
