@@ -1,7 +1,8 @@
 // N hubs behind a balancer as docs/hub-redis.md tells it: that page's HAProxy configuration and
 // its `protolab proxy` command, run as written (only the ports replaced), in front of two
-// `protolab hub` processes on one redis-server; and `--broker rediss://` with a Redis whose
-// certificate `protolab certs issue` made.
+// `protolab hub` processes on one redis-server; `--broker rediss://` with a Redis whose
+// certificate `protolab certs issue` made; and the epoch an SSE subscriber is told before a
+// channel's first publish.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -320,4 +321,31 @@ fn rediss_trusts_the_labs_ca_and_another_ca_stops_the_hub_with_the_reason() {
     );
     assert_eq!(status, Some(2), "{stderr}");
     assert!(stderr.contains("--redis-ca"), "{stderr}");
+}
+
+/// curl's SSE on a channel nobody published yet, on hub B: the epoch its `subscribed` event
+/// carries is the one A's first publication gets, so the id it holds resumes exactly.
+#[test]
+fn sse_before_the_first_publish_is_told_the_epoch_it_resumes_in() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let redis = runtime.block_on(RedisServer::start());
+    let home = tempfile::tempdir().expect("temp dir");
+    let a = Instance::start(home.path(), &redis);
+    let b = Instance::start(home.path(), &redis);
+    let url = format!("{}/connection/sse?channel=fresh", b.base);
+    let (_, subscribed) = sse(&url, "start", "1");
+    let told = subscribed.first().expect("a subscribed event");
+    assert_eq!(told["offset"], 0, "{told}");
+    let epoch = told["epoch"].as_str().expect("epoch").to_owned();
+
+    let published = publish(&a.base, &notification("fresh", "first"));
+    assert_eq!(
+        published["epoch"].as_str(),
+        Some(epoch.as_str()),
+        "told {told}, published {published}"
+    );
+    let (notifications, subscribed) = sse(&url, &format!("{epoch}:0"), "1");
+    assert_eq!(subscribed[0]["recovered"], true, "{subscribed:?}");
+    let ids: Vec<&str> = notifications.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, [format!("{epoch}:1")]);
 }
