@@ -36,7 +36,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::auth::{JwtVerifier, OriginPolicy, TOKEN_EXPIRED_CLOSE, TOKEN_EXPIRED_REASON};
+use crate::auth::{OriginPolicy, TOKEN_EXPIRED_CLOSE, TOKEN_EXPIRED_REASON};
 use crate::broker::Broker;
 use crate::history::Since;
 use crate::hub::Hub;
@@ -100,34 +100,6 @@ impl Default for SocketIoConfig {
             authorize: None,
             token_time_left: None,
         }
-    }
-}
-
-impl SocketIoConfig {
-    /// Subscribing checked against JWTs by `verifier`: a join needs a valid token that allows
-    /// the channel (401 without one, 403 for another channel), and a socket is disconnected
-    /// when its token expires.
-    pub fn with_jwt(mut self, verifier: JwtVerifier) -> Self {
-        let check = verifier.clone();
-        let authorize = move |token: Option<&str>, channel: &ChannelName| {
-            let token = token.ok_or_else(|| {
-                (
-                    401,
-                    "no token: pass a JWT in the socket.io auth payload's `token` or as ?token="
-                        .to_owned(),
-                )
-            })?;
-            let grant = check.verify(token).map_err(|refused| (401, refused.0))?;
-            if grant.allows(channel) {
-                Ok(())
-            } else {
-                Err((403, format!("token does not allow channel {channel}")))
-            }
-        };
-        let time_left = move |token: &str| verifier.verify(token).ok()?.time_left();
-        self.authorize = Some(Arc::new(authorize));
-        self.token_time_left = Some(Arc::new(time_left));
-        self
     }
 }
 
