@@ -3,7 +3,7 @@
 `subscribe` with the channels given as JSON (if any), and prints one JSON line per event:
 {"event": "connect"}, {"event": "ack", "data": ...}, {"event": "<name>", "data": ...}.
 
-    socketio_client.py URL [--transports polling,websocket] [--subscribe JSON]
+    socketio_client.py URL [--transports polling,websocket] [--subscribe JSON] [--token JWT]
 """
 import argparse
 import json
@@ -18,6 +18,7 @@ def main():
     p.add_argument("url")
     p.add_argument("--transports", default="polling,websocket")
     p.add_argument("--subscribe")
+    p.add_argument("--token", help="a subscriber JWT, sent in the connect auth payload")
     args = p.parse_args()
 
     # python-socketio runs handlers on threads of their own: one line at a time
@@ -51,7 +52,8 @@ def main():
     def any_event(event, data):
         emit({"event": event, "data": data})
 
-    client.connect(args.url, transports=args.transports.split(","))
+    auth = {"token": args.token} if args.token else None
+    client.connect(args.url, transports=args.transports.split(","), auth=auth)
     client.wait()
     return 0
 

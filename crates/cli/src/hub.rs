@@ -15,9 +15,9 @@ use ipnet::IpNet;
 use protolab_hub::app::{AppConfig, AppState, SharedState};
 use protolab_hub::auth::{ApiKeys, JwtVerifier, OriginPolicy};
 use protolab_hub::broker::{Broker, RedisBroker, RedisConfig};
-use protolab_hub::socketio::{socketio, Authorize, SocketIoConfig};
+use protolab_hub::socketio::{socketio, SocketIoConfig};
 use protolab_hub::story::{notifs_routes, NotifsAllow};
-use protolab_hub::{router, ChannelName, HistoryLimits, Hub, HubConfig, ServeOptions};
+use protolab_hub::{router, HistoryLimits, Hub, HubConfig, ServeOptions};
 
 use crate::units::parse_duration;
 use crate::Context;
@@ -72,14 +72,18 @@ pub struct HubArgs {
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_connections: usize,
     /// Where publishing, history and fan-out live: `memory` (this process alone) or
-    /// `redis://HOST:PORT[/DB]` (or `redis+unix:///PATH`), shared by every hub started with the
-    /// same Redis and --redis-prefix.
+    /// `redis://HOST:PORT[/DB]` (`rediss://` for TLS, or `redis+unix:///PATH`), shared by every
+    /// hub started with the same Redis and --redis-prefix.
     #[arg(
         long,
         default_value = "memory",
         value_name = "memory|redis://HOST:PORT[/DB]"
     )]
     pub broker: String,
+    /// CA certificate(s), PEM, that a `rediss://` broker's certificate must chain to. Default:
+    /// the protolab CA (`protolab certs`) when it exists, else the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub redis_ca: Option<PathBuf>,
     /// Prefix of the hub's Redis keys and fan-out channel; hub deployments sharing one Redis
     /// give each a prefix of its own.
     #[arg(long, default_value = "protolab:hub:", value_name = "PREFIX")]
@@ -133,9 +137,12 @@ pub fn setup(args: &HubArgs) -> anyhow::Result<HubSetup> {
         args.max_connections > 0,
         "--max-connections must be at least 1"
     );
-    let redis = match args.broker.as_str() {
+    let mut redis = match args.broker.as_str() {
         "memory" => None,
-        url if url.starts_with("redis://") || url.starts_with("redis+unix://") => {
+        url if url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://") =>
+        {
             anyhow::ensure!(
                 !args.redis_prefix.is_empty(),
                 "--redis-prefix must not be empty"
@@ -145,9 +152,17 @@ pub fn setup(args: &HubArgs) -> anyhow::Result<HubSetup> {
             Some(config)
         }
         other => anyhow::bail!(
-            "--broker {other}: give `memory` or a Redis URL like redis://127.0.0.1:6379/0 (or redis+unix:///PATH)"
+            "--broker {other}: give `memory` or a Redis URL like redis://127.0.0.1:6379/0 (rediss:// for TLS, or redis+unix:///PATH)"
         ),
     };
+    if let Some(path) = &args.redis_ca {
+        let Some(config) = redis.as_mut().filter(|c| c.url.starts_with("rediss://")) else {
+            anyhow::bail!("--redis-ca is for a TLS broker: give --broker rediss://HOST:PORT");
+        };
+        let pem = std::fs::read(path)
+            .with_context(|| format!("--redis-ca: cannot read {}", path.display()))?;
+        config.ca_pem = Some(pem);
+    }
     let notifs_allow = args
         .notifs_allow
         .iter()
@@ -242,31 +257,14 @@ fn with_story_transports(
         NotifsAllow::new(notifs_allow.to_vec()),
         state.config.publication_limits,
     ));
-    let authorize: Option<Authorize> = state.config.jwt.clone().map(|verifier| {
-        let check =
-            move |token: Option<&str>, channel: &ChannelName| -> Result<(), (u16, String)> {
-                let token = token.ok_or_else(|| {
-                    (
-                    401,
-                    "no token: pass a JWT in the socket.io auth payload's `token` or as ?token="
-                        .to_owned(),
-                )
-                })?;
-                let grant = verifier.verify(token).map_err(|refused| (401, refused.0))?;
-                if grant.allows(channel) {
-                    Ok(())
-                } else {
-                    Err((403, format!("token does not allow channel {channel}")))
-                }
-            };
-        Arc::new(check) as Authorize
-    });
-    let config = SocketIoConfig {
+    let mut config = SocketIoConfig {
         origins: OriginPolicy::new(allow_origins),
-        authorize,
         redis_adapter_key: (socketio_adapter != "off").then(|| socketio_adapter.to_owned()),
         ..SocketIoConfig::default()
     };
+    if let Some(verifier) = &state.config.jwt {
+        config = config.with_jwt(verifier.clone());
+    }
     socketio(Arc::clone(&state.broker), config).mount(app)
 }
 
@@ -294,7 +292,13 @@ pub async fn run(args: HubArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     let hub = Arc::new(Hub::new(setup.hub));
-    let broker = match setup.redis {
+    let mut redis = setup.redis;
+    if let Some(config) = redis.as_mut().filter(|c| c.url.starts_with("rediss://")) {
+        if config.ca_pem.is_none() {
+            config.ca_pem = lab_ca(ctx)?;
+        }
+    }
+    let broker = match redis {
         None => Broker::Memory(Arc::clone(&hub)),
         // A hub that cannot reach its Redis at start would serve nothing it promises: stop
         // with the reason (the error names the URL and what to check).
@@ -353,6 +357,17 @@ pub async fn run(args: HubArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         eprintln!("stopped");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The protolab CA's certificate, if there is one: what a `rediss://` broker is checked against
+/// without --redis-ca (a Redis the lab's `certs issue` made a certificate for).
+fn lab_ca(ctx: &Context) -> anyhow::Result<Option<Vec<u8>>> {
+    let path = crate::certs::store(ctx).ca_cert_path();
+    match std::fs::read(&path) {
+        Ok(pem) => Ok(Some(pem)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading the protolab CA {}", path.display())),
+    }
 }
 
 fn hub_tls(ip: IpAddr, ctx: &Context) -> anyhow::Result<Arc<rustls::ServerConfig>> {

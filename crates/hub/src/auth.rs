@@ -2,6 +2,7 @@
 //! subscriber connection (the Origin allow-list).
 
 use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -99,7 +100,14 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
-/// What a subscriber may subscribe to.
+/// WebSocket close code of a subscriber whose token expired (SSE: the code of the final
+/// `error` event; socket.io: of the `hub_error` event before the disconnect).
+pub const TOKEN_EXPIRED_CLOSE: u16 = 4001;
+/// Why a subscriber whose token expired is disconnected.
+pub const TOKEN_EXPIRED_REASON: &str =
+    "token expired: reconnect with a fresh token and recover from your last positions";
+
+/// What a subscriber may subscribe to, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     /// The token's `sub`, for logs.
@@ -107,6 +115,9 @@ pub struct Grant {
     /// `None`: every channel (no JWT key configured). Otherwise exact names, or prefixes
     /// written with a trailing `*`.
     patterns: Option<Vec<String>>,
+    /// When the hub stops accepting the token (its `exp` plus the clock leeway); `None` with
+    /// no token.
+    valid_until: Option<SystemTime>,
 }
 
 impl Grant {
@@ -115,7 +126,25 @@ impl Grant {
         Self {
             subject: None,
             patterns: None,
+            valid_until: None,
         }
+    }
+
+    /// How long the connection this grant opened may stay: until the hub would refuse its
+    /// token on a reconnect, so a client never holds a subscription its token no longer
+    /// grants. `None`: no token, no end.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.valid_until.map(|until| {
+            until
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        })
+    }
+
+    /// When the connection this grant opened must close, on tokio's clock.
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.time_left()
+            .map(|left| tokio::time::Instant::now() + left)
     }
 
     /// Whether `channel` may be subscribed to.
@@ -143,6 +172,8 @@ struct Claims {
     sub: Option<String>,
     #[serde(default)]
     channels: Vec<String>,
+    // required and checked by the validation before this is read
+    exp: u64,
 }
 
 /// Checks subscriber JWTs: signature, algorithm, `exp` (required).
@@ -208,10 +239,30 @@ impl JwtVerifier {
                     _ => format!("token refused: {err}"),
                 })
             })?;
+        let valid_until = UNIX_EPOCH
+            .checked_add(Duration::from_secs(
+                data.claims.exp.saturating_add(self.validation.leeway),
+            ))
+            .unwrap_or_else(far_future);
         Ok(Grant {
             subject: data.claims.sub,
             patterns: Some(data.claims.channels),
+            valid_until: Some(valid_until),
         })
+    }
+}
+
+fn far_future() -> SystemTime {
+    // an `exp` past what the clock can hold: the token does not end within any connection
+    SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// Completes at `deadline`, never without one: the arm of a connection's `select!` that ends
+/// it when its token expires.
+pub async fn expired(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -309,10 +360,39 @@ mod tests {
         let grant = Grant {
             subject: None,
             patterns: Some(vec!["ops".into(), "alerts.*".into()]),
+            valid_until: None,
         };
         let allows = |c: &str| grant.allows(&c.parse().expect("channel"));
         assert!(allows("ops") && allows("alerts.disk") && allows("alerts."));
         assert!(!allows("ops2") && !allows("alerts") && !allows("x"));
+    }
+
+    #[test]
+    fn a_grant_lasts_until_the_token_would_be_refused() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let verifier = JwtVerifier::hs256(secret).expect("secret");
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            + 10;
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"channels": ["ops"], "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .expect("token");
+        let left = verifier
+            .verify(&token)
+            .expect("valid")
+            .time_left()
+            .expect("a token grant ends");
+        // exp is 9 to 10 s away, plus the 5 s leeway
+        assert!(
+            left > Duration::from_secs(13) && left <= Duration::from_secs(15),
+            "{left:?}"
+        );
+        assert_eq!(Grant::open().time_left(), None);
     }
 
     #[test]

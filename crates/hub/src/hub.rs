@@ -261,6 +261,12 @@ impl Hub {
         infos
     }
 
+    /// Counts a publication a shared broker refused as a repeat of an idempotency key, so
+    /// `protolab_hub_duplicates_total` counts this process's duplicates whatever the broker.
+    pub fn count_duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// How many channels the hub holds now.
     pub fn channel_count(&self) -> usize {
         self.lock().len()

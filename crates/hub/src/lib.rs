@@ -26,6 +26,7 @@ pub mod protocol;
 mod router;
 mod serve;
 pub mod socketio;
+mod socketio_jwt;
 pub mod sse;
 pub mod story;
 pub mod ws;

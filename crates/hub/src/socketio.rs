@@ -40,7 +40,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::auth::OriginPolicy;
+use crate::auth::{OriginPolicy, TOKEN_EXPIRED_CLOSE, TOKEN_EXPIRED_REASON};
 use crate::broker::Broker;
 use crate::history::Since;
 use crate::hub::Hub;
@@ -64,6 +64,11 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// refuses, with a 401 or 403 in the hub's protocol's terms.
 pub type Authorize =
     Arc<dyn Fn(Option<&str>, &ChannelName) -> Result<(), (u16, String)> + Send + Sync>;
+
+/// How long a socket that connected with a token may stay connected (`None`: no limit, e.g.
+/// a token that is not valid, whose joins are refused anyway). At its end the socket gets
+/// `hub_error` [`TOKEN_EXPIRED_CLOSE`] and is disconnected.
+pub type TokenTimeLeft = Arc<dyn Fn(&str) -> Option<Duration> + Send + Sync>;
 
 /// The socket.io endpoint's limits and policy.
 #[derive(Clone)]
@@ -89,6 +94,8 @@ pub struct SocketIoConfig {
     /// `@socket.io/redis-adapter`, its `key` option) whose rooms the hub shares with socket.io
     /// servers on the same Redis; `None` shares none. Default `socket.io`, the adapter's own.
     pub redis_adapter_key: Option<String>,
+    /// When a socket's token stops being valid; `None`: sockets are never disconnected for it.
+    pub token_time_left: Option<TokenTimeLeft>,
 }
 
 impl Default for SocketIoConfig {
@@ -103,6 +110,7 @@ impl Default for SocketIoConfig {
             ping_timeout: Duration::from_secs(20),
             authorize: None,
             redis_adapter_key: Some(adapter_wire::DEFAULT_KEY.to_owned()),
+            token_time_left: None,
         }
     }
 }
@@ -117,6 +125,7 @@ impl std::fmt::Debug for SocketIoConfig {
             .field("max_channels_per_socket", &self.max_channels_per_socket)
             .field("authorize", &self.authorize.is_some())
             .field("redis_adapter_key", &self.redis_adapter_key)
+            .field("token_time_left", &self.token_time_left.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -326,10 +335,18 @@ impl Shared {
 
     fn register(self: &Arc<Self>, socket: &SocketRef, auth: Option<Value>) {
         let token = token_of(socket, auth.as_ref());
+        let expiry = token
+            .as_deref()
+            .zip(self.config.token_time_left.as_ref())
+            .and_then(|(token, time_left)| time_left(token))
+            .map(|left| tokio::spawn(expire(socket.clone(), left)).abort_handle());
         {
             let shared = Arc::clone(self);
             socket.on_disconnect(move |socket: SocketRef| {
                 let shared = Arc::clone(&shared);
+                if let Some(expiry) = &expiry {
+                    expiry.abort();
+                }
                 async move {
                     shared.sockets.fetch_sub(1, Ordering::AcqRel);
                     shared.slow_set().remove(&socket.id);
@@ -739,6 +756,16 @@ fn disconnect_slow(shared: &Arc<Shared>, socket: SocketRef) {
         }
         // Still full: the Engine.IO heartbeat cannot queue its ping either and closes it.
     });
+}
+
+/// Disconnects `socket` when its token expires, `left` from now, after telling it why.
+async fn expire(socket: SocketRef, left: Duration) {
+    tokio::time::sleep(left).await;
+    tracing::info!(socket = %socket.id, "socket.io subscriber disconnected: its token expired");
+    socket.leave_all();
+    let reason = json!({"code": TOKEN_EXPIRED_CLOSE, "message": TOKEN_EXPIRED_REASON});
+    let _ = socket.emit("hub_error", &reason);
+    let _ = socket.disconnect();
 }
 
 fn on_unsubscribe(shared: &Shared, socket: &SocketRef, request: Option<Value>) -> Value {

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use tokio_stream::StreamMap;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::app::{ConnectionGuard, SharedState};
+use crate::auth::{expired, TOKEN_EXPIRED_CLOSE, TOKEN_EXPIRED_REASON};
 use crate::broker::BrokerError;
 use crate::error::ApiError;
 use crate::history::Since;
@@ -173,6 +175,7 @@ async fn subscribe(
         pending: VecDeque::new(),
         multi: query.channels.len() > 1,
         done: false,
+        token_expiry: Box::pin(expired(grant.deadline())),
     };
     for (channel, since) in query.channels.into_iter().zip(starts) {
         let subscription = state
@@ -236,6 +239,7 @@ enum Pending {
     Subscribed(serde_json::Value),
     Notification(Arc<Notification>),
     SlowSubscriber,
+    TokenExpired,
 }
 
 struct SseStream {
@@ -248,6 +252,9 @@ struct SseStream {
     pending: VecDeque<Pending>,
     multi: bool,
     done: bool,
+    /// Ready when the subscriber's token expires: the stream ends there. Made once, like
+    /// `shutdown`.
+    token_expiry: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl SseStream {
@@ -267,6 +274,10 @@ impl SseStream {
         }
         tokio::select! {
             () = self.shutdown.as_mut() => None,
+            () = self.token_expiry.as_mut() => {
+                self.done = true;
+                Some(self.event(Pending::TokenExpired))
+            }
             item = self.subscriptions.next() => match item? {
                 (_, Ok(notification)) => Some(self.event(Pending::Notification(notification))),
                 (_, Err(BroadcastStreamRecvError::Lagged(_))) => {
@@ -302,6 +313,13 @@ impl SseStream {
                 serde_json::json!({
                     "code": 4008,
                     "message": crate::protocol::SLOW_SUBSCRIBER_REASON,
+                })
+                .to_string(),
+            ),
+            Pending::TokenExpired => Event::default().event("error").data(
+                serde_json::json!({
+                    "code": TOKEN_EXPIRED_CLOSE,
+                    "message": TOKEN_EXPIRED_REASON,
                 })
                 .to_string(),
             ),

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
 
 use crate::app::{ConnectionGuard, SharedState};
-use crate::auth::Grant;
+use crate::auth::{expired, Grant, TOKEN_EXPIRED_CLOSE, TOKEN_EXPIRED_REASON};
 use crate::broker::BrokerError;
 use crate::error::ApiError;
 use crate::hub::HubError;
@@ -128,9 +128,12 @@ impl Connection {
         // list on every delivery.
         let shutdown = state.shutdown.cancelled();
         let mut shutdown = std::pin::pin!(shutdown);
+        let token_expiry = expired(self.grant.deadline());
+        tokio::pin!(token_expiry);
         let end = loop {
             tokio::select! {
                 () = &mut shutdown => break End::Close(1001, "the hub is shutting down; reconnect and recover"),
+                () = &mut token_expiry => break End::Close(TOKEN_EXPIRED_CLOSE, TOKEN_EXPIRED_REASON),
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => {
                         if let Err(end) = self.command(&state, text.as_str()).await {

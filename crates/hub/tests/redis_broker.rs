@@ -9,7 +9,7 @@ use protolab_hub::{
     ChannelName, HistoryLimits, Hub, HubConfig, Level, Notification, Position, Publication, Since,
     Subscription,
 };
-use protolab_test_support::RedisServer;
+use protolab_test_support::{RedisServer, RedisTls};
 use tokio::sync::broadcast::error::RecvError;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -117,6 +117,9 @@ async fn an_idempotency_key_repeated_on_two_brokers_is_delivered_once() {
         .await
         .expect("publish");
     assert!(!first.duplicate && again.duplicate);
+    // the broker that refused it counts it; every broker counts the one publication it received
+    assert_eq!(b.hub().counts().1, 1);
+    assert_eq!(a.hub().counts().1, 0);
     assert_eq!((again.offset, &again.epoch), (first.offset, &first.epoch));
     let other = b
         .publish(publication("ops", "disk ok", Some("event-18")))
@@ -217,6 +220,58 @@ async fn a_position_from_a_flushed_redis_is_not_recovered() {
         .collect();
     assert_eq!(missed, vec!["after"]);
     assert_eq!(back.position.epoch, new.epoch);
+}
+
+/// A subscriber that comes before the channel's first publish is told an epoch; the
+/// publications must carry that one, so the position it holds (EPOCH:0) recovers everything
+/// when it comes back, through WebSocket, SSE (`subscribe`) and socket.io (`catch_up`) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_before_the_first_publish_is_told_the_epoch_publications_carry() {
+    let redis = RedisServer::start().await;
+    let [a, b] = [
+        broker(&redis, config(100)).await,
+        broker(&redis, config(100)).await,
+    ];
+    let ops = channel("ops");
+    let mut early = b.subscribe(&ops, &Since::Now).await.expect("subscribe");
+    assert_eq!(early.position.offset, 0);
+    let told = early.position.clone();
+    // socket.io's path: the hub's own channel, brought to where Redis stands
+    a.catch_up(&channel("story")).await.expect("catch up");
+    let story_told = a.hub().position(&channel("story")).expect("story channel");
+
+    let first = a
+        .publish(publication("ops", "first", None))
+        .await
+        .expect("publish");
+    assert_eq!(
+        first.epoch, told.epoch,
+        "the subscriber was told an epoch the publications do not carry"
+    );
+    assert_eq!(next_live(&mut early).await.epoch, told.epoch);
+    let story = b
+        .publish(publication("story", "first", None))
+        .await
+        .expect("publish");
+    assert_eq!(story.epoch, story_told.epoch);
+
+    // away before it saw anything, back with the position it was told
+    drop(early);
+    a.publish(publication("ops", "second", None))
+        .await
+        .expect("publish");
+    let back = b
+        .subscribe(&ops, &Since::Position(told))
+        .await
+        .expect("subscribe");
+    assert!(back.recovery.recovered);
+    let missed: Vec<&str> = back
+        .recovery
+        .missed
+        .iter()
+        .map(|n| n.body.as_str())
+        .collect();
+    assert_eq!(missed, ["first", "second"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,4 +456,55 @@ async fn chaos_ten_thousand_publications_from_three_brokers_reach_every_dropping
 
 fn brokers_len() -> usize {
     3
+}
+
+/// `rediss://`: a redis-server serving TLS only with a certificate from protolab's CA
+/// (protolab-tls, as `protolab certs issue` makes it). Brokers trusting that CA share fan-out
+/// over TLS; one trusting another CA fails at connect with an error that says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_works_with_the_labs_ca_and_another_ca_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lab = protolab_tls::Store::open(dir.path().join("lab"));
+    lab.ensure_ca().expect("lab CA");
+    let leaf = lab.issue(&["127.0.0.1".to_owned()]).expect("leaf");
+    let redis = RedisServer::start_tls(RedisTls {
+        cert: leaf.cert_path,
+        key: leaf.key_path,
+        ca: lab.ca_cert_path(),
+    })
+    .await;
+    assert!(redis.url().starts_with("rediss://"));
+    let tls_broker = |ca: std::path::PathBuf| {
+        let mut config = RedisConfig::new(redis.url());
+        config.timeout = Duration::from_secs(2);
+        config.ca_pem = Some(std::fs::read(ca).expect("CA file"));
+        RedisBroker::connect(config, Arc::new(Hub::new(HubConfig::default())))
+    };
+    let a = Broker::Redis(tls_broker(lab.ca_cert_path()).await.expect("a over TLS"));
+    let b = Broker::Redis(tls_broker(lab.ca_cert_path()).await.expect("b over TLS"));
+    let ops = channel("ops");
+    let mut on_b = b.subscribe(&ops, &Since::Now).await.expect("subscribe");
+    let published = a
+        .publish(publication("ops", "over TLS", None))
+        .await
+        .expect("publish");
+    let live = next_live(&mut on_b).await;
+    assert_eq!(
+        (live.offset, live.body.as_str()),
+        (published.offset, "over TLS")
+    );
+    assert!(b.ready().await.is_ok());
+
+    let other = protolab_tls::Store::open(dir.path().join("other"));
+    other.ensure_ca().expect("other CA");
+    let started = Instant::now();
+    let error = tls_broker(other.ca_cert_path())
+        .await
+        .expect_err("a CA that did not sign Redis's certificate");
+    let text = error.to_string();
+    println!("with another CA: {text}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{text}");
+    assert!(text.contains(&redis.url()), "{text}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("--redis-ca"), "{text}");
 }

@@ -96,6 +96,8 @@ pub enum Peer {
     PythonHubWs,
     /// An OpenAPI 3.x document validator (PyPI `openapi-spec-validator`), reading stdin.
     OpenApiValidator,
+    /// A JWT signer (`jwt_sign.py`, PyPI `PyJWT` with `cryptography`): prints one token.
+    JwtSigner,
 }
 
 impl Peer {
@@ -142,6 +144,13 @@ impl Peer {
                 require_python_module("websockets");
                 let mut c = Command::new(require("python3", "apt-get install -y python3"));
                 c.arg(peers.join("hub_ws_client.py"));
+                c
+            }
+            Self::JwtSigner => {
+                require_python_module("jwt");
+                require_python_module("cryptography");
+                let mut c = Command::new(require("python3", "apt-get install -y python3"));
+                c.arg(peers.join("jwt_sign.py"));
                 c
             }
             Self::OpenApiValidator => {
@@ -496,11 +505,34 @@ pub struct RedisServer {
     child: Option<std::process::Child>,
     port: u16,
     dir: tempfile::TempDir,
+    tls: Option<RedisTls>,
+}
+
+/// The certificate and key (PEM files) a TLS-only redis-server serves.
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// A CA file redis-server requires for its own configuration (it asks no client
+    /// certificate: `--tls-auth-clients no`).
+    pub ca: PathBuf,
 }
 
 impl RedisServer {
     /// Starts it and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts it serving TLS only (`--port 0 --tls-port PORT`) with `tls`'s certificate, and
+    /// waits until it accepts connections.
+    pub async fn start_tls(tls: RedisTls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<RedisTls>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port for redis-server")
@@ -509,14 +541,20 @@ impl RedisServer {
             child: None,
             port,
             dir: tempfile::tempdir().expect("temp dir for redis-server"),
+            tls,
         };
         server.restart().await;
         server
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Its port.
@@ -537,17 +575,27 @@ impl RedisServer {
         self.kill();
         let program = require("redis-server", "apt-get install -y redis-server");
         let port = self.port.to_string();
-        let child = std::process::Command::new(program)
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = std::process::Command::new(program);
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some(tls) => command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -559,6 +607,10 @@ impl RedisServer {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)).await {
+                // a TLS port is up once it accepts: the clients under test say the rest
+                if self.tls.is_some() {
+                    return;
+                }
                 let mut answer = [0u8; 7];
                 if stream.write_all(b"PING\r\n").await.is_ok()
                     && stream.read_exact(&mut answer).await.is_ok()

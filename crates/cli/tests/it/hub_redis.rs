@@ -61,13 +61,13 @@ impl Drop for Peer {
 }
 
 /// A `protolab hub --broker URL` killed when dropped.
-struct Instance {
+pub(crate) struct Instance {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Instance {
-    fn start(home: &std::path::Path, redis: &RedisServer) -> Self {
+    pub(crate) fn start(home: &std::path::Path, redis: &RedisServer) -> Self {
         let (child, base) = start_hub(home, &["--broker", &redis.url()]);
         Self { child, base }
     }
@@ -85,7 +85,7 @@ impl Drop for Instance {
 }
 
 /// POSTs `body` to `/api/publish` on `base`; the 202 answer.
-fn publish(base: &str, body: &Value) -> Value {
+pub(crate) fn publish(base: &str, body: &Value) -> Value {
     let (status, text) = curl(&[
         "-H",
         "content-type: application/json",
@@ -97,7 +97,7 @@ fn publish(base: &str, body: &Value) -> Value {
     serde_json::from_str(&text).expect("publish answers JSON")
 }
 
-fn notification(channel: &str, body: &str) -> Value {
+pub(crate) fn notification(channel: &str, body: &str) -> Value {
     json!({"channel": channel, "level": "info", "title": "", "body": body})
 }
 
@@ -174,7 +174,11 @@ async fn a_subscriber_on_one_hub_gets_what_another_hub_publishes() {
 
 /// Reads SSE from `url` with curl for at most `seconds`: the (id, data) of each
 /// `notification` event, and the `subscribed` events' data.
-fn sse(url: &str, last_event_id: &str, seconds: &str) -> (Vec<(String, Value)>, Vec<Value>) {
+pub(crate) fn sse(
+    url: &str,
+    last_event_id: &str,
+    seconds: &str,
+) -> (Vec<(String, Value)>, Vec<Value>) {
     let out = Command::new(require("curl", "apt-get install -y curl"))
         .args(["-sSN", "--max-time", seconds, "-H"])
         .arg(format!("Last-Event-ID: {last_event_id}"))

@@ -12,6 +12,7 @@ mod containers;
 mod errors;
 mod hub;
 mod hub_redis;
+mod hub_scaleout;
 mod inspect;
 mod interrupt;
 mod k8s;

@@ -36,7 +36,7 @@ pub enum BrokerError {
     #[error(transparent)]
     Hub(#[from] HubError),
     /// `--broker` is not a Redis URL the client understands.
-    #[error("--broker {url}: {reason}; give redis://HOST:PORT[/DB] or redis+unix:///PATH")]
+    #[error("--broker {url}: {reason}; give redis://HOST:PORT[/DB], rediss://HOST:PORT[/DB] or redis+unix:///PATH")]
     InvalidUrl {
         /// The URL, with any password hidden.
         url: String,
@@ -51,6 +51,16 @@ pub enum BrokerError {
         /// What the broker was doing.
         operation: &'static str,
         /// The client's error.
+        reason: String,
+    },
+    /// Redis's TLS certificate is not trusted (or not for its address).
+    #[error("Redis at {url} failed the TLS check during {operation}: {reason}; rediss:// trusts the protolab CA (`protolab certs`) or the CA given with --redis-ca FILE: give the CA that signed Redis's certificate")]
+    Tls {
+        /// The URL, with any password hidden.
+        url: String,
+        /// What the broker was doing.
+        operation: &'static str,
+        /// The TLS library's verdict.
         reason: String,
     },
     /// Redis did not answer in time.

@@ -21,8 +21,12 @@ use crate::notification::{ChannelName, Notification, Position, Publication};
 /// Where the Redis broker connects and how long it waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` or `redis+unix:///PATH` (no TLS: `rediss://` is refused).
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://…` (TLS, rustls) or
+    /// `redis+unix:///PATH`.
     pub url: String,
+    /// For `rediss://`: the CA certificates (PEM) Redis's certificate must chain to, instead of
+    /// the system's roots. protolab hub gives its lab CA or `--redis-ca FILE`.
+    pub ca_pem: Option<Vec<u8>>,
     /// Prefix of every key and of the fan-out channel; hub deployments sharing one Redis give
     /// each a prefix of its own. Default `protolab:hub:`.
     pub prefix: String,
@@ -35,6 +39,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            ca_pem: None,
             prefix: "protolab:hub:".to_owned(),
             timeout: Duration::from_secs(2),
         }
@@ -65,6 +70,7 @@ pub(crate) struct Shared {
     /// The URL with any password hidden, for errors and logs.
     pub(crate) url: String,
     publish_script: redis::Script,
+    epoch_script: redis::Script,
     /// Whether the listener is subscribed to the fan-out channel now.
     pub(crate) listening: watch::Sender<bool>,
     /// Told of each notification this process published (not its repeats, not other
@@ -89,11 +95,20 @@ impl RedisBroker {
     /// wait.
     pub async fn connect(config: RedisConfig, hub: Arc<Hub>) -> Result<Self, BrokerError> {
         let url = redact(&config.url);
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| BrokerError::InvalidUrl {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+        let client = match &config.ca_pem {
+            Some(ca) if config.url.starts_with("rediss://") => redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+            _ => redis::Client::open(config.url.as_str()),
+        }
+        .map_err(|e| BrokerError::InvalidUrl {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -114,6 +129,7 @@ impl RedisBroker {
             timeout: config.timeout,
             url,
             publish_script: redis::Script::new(include_str!("publish.lua")),
+            epoch_script: redis::Script::new(include_str!("epoch.lua")),
             listening,
             published: OnceLock::new(),
         });
@@ -207,6 +223,9 @@ impl RedisBroker {
             Ok(Ok(answer)) => answer,
         };
         let duplicate = duplicate == 1;
+        if duplicate {
+            shared.hub.count_duplicate();
+        }
         if let (false, Some(ObserverSlot(observer))) = (duplicate, shared.published.get()) {
             observer(&Notification {
                 channel: publication.channel.clone(),
@@ -236,9 +255,8 @@ impl RedisBroker {
         since: &Since,
     ) -> Result<Subscription, BrokerError> {
         let shared = &self.shared;
-        if let Some(standing) = shared.position(channel).await? {
-            shared.catch_up(channel, &standing).await?;
-        }
+        let standing = shared.claim_epoch(channel).await?;
+        shared.catch_up(channel, &standing).await?;
         let live = shared.hub.subscribe(channel, &Since::Now)?;
         let limit = shared.hub.config().history.max_len;
         let recovery = shared
@@ -251,13 +269,12 @@ impl RedisBroker {
         })
     }
 
-    /// Brings this process's hub up to where Redis stands on `channel`.
+    /// Brings this process's hub up to where Redis stands on `channel`, giving the channel
+    /// its epoch in Redis if it has none yet (a subscriber is about to be told it).
     pub async fn catch_up(&self, channel: &ChannelName) -> Result<(), BrokerError> {
         let shared = &self.shared;
-        match shared.position(channel).await? {
-            Some(standing) => shared.catch_up(channel, &standing).await,
-            None => Ok(()),
-        }
+        let standing = shared.claim_epoch(channel).await?;
+        shared.catch_up(channel, &standing).await
     }
 
     /// Reads at most `limit` notifications of `channel`'s shared history after `since`, and
@@ -387,10 +404,19 @@ impl Shared {
     }
 
     fn unavailable(&self, operation: &'static str, error: &redis::RedisError) -> BrokerError {
+        let reason = error.to_string();
+        // rustls's verdicts on the server's certificate all say "certificate"
+        if self.url.starts_with("rediss://") && reason.contains("certificate") {
+            return BrokerError::Tls {
+                url: self.url.clone(),
+                operation,
+                reason,
+            };
+        }
         BrokerError::Unavailable {
             url: self.url.clone(),
             operation,
-            reason: error.to_string(),
+            reason,
         }
     }
 
@@ -422,6 +448,38 @@ impl Shared {
         }))
     }
 
+    /// Where `channel` stands in Redis, setting its epoch first when it has none (before its
+    /// first publish): what a subscriber is told then must be the epoch the publications will
+    /// carry, or the position it comes back with would not be recovered. The channel counts
+    /// against the channel limit from then on, as a subscribed channel does in memory.
+    pub(crate) async fn claim_epoch(&self, channel: &ChannelName) -> Result<Position, BrokerError> {
+        let keys = &self.keys;
+        let mut invocation = self.epoch_script.prepare_invoke();
+        invocation
+            .key(keys.epoch(channel))
+            .key(keys.offset(channel))
+            .key(keys.stream(channel))
+            .key(keys.channels())
+            .arg(new_epoch())
+            .arg(channel.as_str())
+            .arg(self.hub.config().max_channels);
+        let answer = tokio::time::timeout(
+            self.timeout,
+            invocation.invoke_async::<(String, u64)>(&mut self.conn()),
+        )
+        .await;
+        match answer {
+            Err(_) => Err(self.timed_out("the epoch script")),
+            Ok(Err(e)) if e.to_string().contains("TOO_MANY_CHANNELS") => {
+                Err(BrokerError::Hub(HubError::TooManyChannels {
+                    limit: self.hub.config().max_channels,
+                }))
+            }
+            Ok(Err(e)) => Err(self.unavailable("the epoch script", &e)),
+            Ok(Ok((epoch, offset))) => Ok(Position { epoch, offset }),
+        }
+    }
+
     /// Brings this process's hub to `standing` on `channel` (its epoch, at least its offset),
     /// delivering what the hub lacks from the stream.
     pub(crate) async fn catch_up(
@@ -436,7 +494,16 @@ impl Shared {
                 }
                 local.offset
             }
-            _ => 0,
+            _ => {
+                // Into the broker's epoch first, even with nothing to fill (a channel not
+                // published yet): subscribers here are told this hub's position.
+                let start = Position {
+                    epoch: standing.epoch.clone(),
+                    offset: 0,
+                };
+                self.hub.advance(channel, &start)?;
+                0
+            }
         };
         self.fill(channel, &standing.epoch, after, standing.offset)
             .await

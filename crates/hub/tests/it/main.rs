@@ -2,7 +2,9 @@
 //! served in-process on a port-0 listener.
 
 mod api;
+mod expiry;
 mod gui;
+mod jwt;
 mod sse;
 mod ws;
 

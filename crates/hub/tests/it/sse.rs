@@ -7,14 +7,18 @@ use protolab_test_support::Peer;
 use crate::{publish_n, token, TestHub, JWT_SECRET};
 
 #[derive(Debug, Default, Clone)]
-struct SseEvent {
-    id: Option<String>,
-    event: String,
-    data: serde_json::Value,
+pub(crate) struct SseEvent {
+    pub(crate) id: Option<String>,
+    pub(crate) event: String,
+    pub(crate) data: serde_json::Value,
 }
 
 /// Reads `url` with curl for `seconds` (curl's --max-time ends it) and parses the events.
-async fn read_sse(url: &str, headers: &[String], seconds: &str) -> (String, Vec<SseEvent>) {
+pub(crate) async fn read_sse(
+    url: &str,
+    headers: &[String],
+    seconds: &str,
+) -> (String, Vec<SseEvent>) {
     let mut args = vec![
         "-sN".to_owned(),
         "--max-time".to_owned(),
@@ -49,7 +53,7 @@ async fn read_sse(url: &str, headers: &[String], seconds: &str) -> (String, Vec<
     (head, events)
 }
 
-fn notification_offsets(events: &[SseEvent], channel: &str) -> Vec<u64> {
+pub(crate) fn notification_offsets(events: &[SseEvent], channel: &str) -> Vec<u64> {
     events
         .iter()
         .filter(|e| e.event == "notification" && e.data["channel"] == channel)

@@ -8,7 +8,7 @@ use protolab_hub::auth::JwtVerifier;
 
 use crate::{offsets, post, publish_n, python_subscriber, token, TestHub, JWT_SECRET};
 
-fn subscribe(channels: &[(&str, Option<String>)]) -> String {
+pub(crate) fn subscribe(channels: &[(&str, Option<String>)]) -> String {
     let list: Vec<serde_json::Value> = channels
         .iter()
         .map(|(channel, since)| match since {
@@ -19,7 +19,7 @@ fn subscribe(channels: &[(&str, Option<String>)]) -> String {
     serde_json::json!({ "type": "subscribe", "id": 1, "channels": list }).to_string()
 }
 
-fn args(url: &str, extra: &[&str]) -> Vec<String> {
+pub(crate) fn args(url: &str, extra: &[&str]) -> Vec<String> {
     std::iter::once(url)
         .chain(extra.iter().copied())
         .map(str::to_owned)
@@ -27,7 +27,7 @@ fn args(url: &str, extra: &[&str]) -> Vec<String> {
 }
 
 /// `EPOCH:OFFSET` of the last notification on `channel`.
-fn last_position(messages: &[serde_json::Value], channel: &str) -> String {
+pub(crate) fn last_position(messages: &[serde_json::Value], channel: &str) -> String {
     let last = messages
         .iter()
         .rev()
