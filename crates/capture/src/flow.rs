@@ -97,6 +97,8 @@ pub(crate) struct Flow {
     /// Header and payload byte counts per direction, for the cost summary.
     pub(crate) wire_bytes: [u64; 2],
     pub(crate) payload_bytes: [u64; 2],
+    /// Payload bytes seen before in the same direction, included in `payload_bytes`.
+    pub(crate) retransmitted_bytes: [u64; 2],
     pub(crate) packets: [u64; 2],
 }
 
@@ -124,6 +126,7 @@ impl Flow {
             notes: Vec::new(),
             wire_bytes: [0; 2],
             payload_bytes: [0; 2],
+            retransmitted_bytes: [0; 2],
             packets: [0; 2],
         };
         if !syn {
@@ -177,7 +180,8 @@ impl Flow {
             self.payload_bytes[i] += seg.payload.len() as u64;
             let stream = &mut self.streams[i];
             let next = *stream.next_seq.get_or_insert(seg.seq);
-            accept(stream, next, seg.seq, seg.payload, deliver);
+            let repeated = accept(stream, next, seg.seq, seg.payload, deliver);
+            self.retransmitted_bytes[i] += repeated as u64;
             if stream.pending_bytes > MAX_PENDING_BYTES {
                 let missing = skip_hole(stream, deliver);
                 self.notes.push(Note::Missing {
@@ -211,14 +215,21 @@ impl Flow {
 }
 
 /// Places `payload` at `seq` relative to `next`: trims what was already delivered, delivers
-/// what is next, parks what is ahead.
-fn accept(stream: &mut Stream, next: u32, seq: u32, payload: &[u8], deliver: &mut Vec<u8>) {
+/// what is next, parks what is ahead. Returns how many of its bytes were sent before
+/// (retransmitted: already delivered, or already parked at the same place).
+fn accept(
+    stream: &mut Stream,
+    next: u32,
+    seq: u32,
+    payload: &[u8],
+    deliver: &mut Vec<u8>,
+) -> usize {
     // Sequence space wraps at 2^32; a signed difference orders nearby numbers (RFC 9293 §3.4).
     let offset = seq.wrapping_sub(next) as i32;
     if offset <= 0 {
         let already = offset.unsigned_abs() as usize;
         if already >= payload.len() {
-            return; // a pure retransmission
+            return payload.len(); // a pure retransmission
         }
         deliver.extend_from_slice(&payload[already..]);
         let mut next = next.wrapping_add((payload.len() - already) as u32);
@@ -241,12 +252,15 @@ fn accept(stream: &mut Stream, next: u32, seq: u32, payload: &[u8], deliver: &mu
             }
         }
         stream.next_seq = Some(next);
+        already
     } else {
         let entry = stream.pending.entry(seq).or_default();
+        let repeated = entry.len().min(payload.len());
         if payload.len() > entry.len() {
             stream.pending_bytes += payload.len() - entry.len();
             *entry = payload.to_vec();
         }
+        repeated
     }
 }
 
@@ -273,19 +287,21 @@ fn skip_hole(stream: &mut Stream, deliver: &mut Vec<u8>) -> u64 {
 mod tests {
     use super::*;
 
-    fn run(segments: &[(u32, &[u8])]) -> (Vec<u8>, Stream) {
+    /// The stream delivered, the stream's state, and the bytes counted as retransmitted.
+    fn run(segments: &[(u32, &[u8])]) -> (Vec<u8>, Stream, usize) {
         let mut stream = Stream::default();
         let mut out = Vec::new();
+        let mut repeated = 0;
         for &(seq, data) in segments {
             let next = *stream.next_seq.get_or_insert(seq);
-            accept(&mut stream, next, seq, data, &mut out);
+            repeated += accept(&mut stream, next, seq, data, &mut out);
         }
-        (out, stream)
+        (out, stream, repeated)
     }
 
     #[test]
     fn in_order_retransmitted_overlapping_and_reordered_segments() {
-        let (out, s) = run(&[
+        let (out, s, repeated) = run(&[
             (100, b"hel"),
             (103, b"lo "),
             (100, b"hello"),
@@ -294,19 +310,25 @@ mod tests {
         ]);
         assert_eq!(out, b"hello world");
         assert!(s.pending.is_empty());
-        let (out, _) = run(&[(100, b"ab"), (104, b"ef"), (102, b"cd")]);
+        assert_eq!(repeated, 10, "\"hello\" and \"o wor\" were sent before");
+        let (out, _, repeated) = run(&[(100, b"ab"), (104, b"ef"), (102, b"cd")]);
         assert_eq!(out, b"abcdef");
+        assert_eq!(repeated, 0);
+        // A segment repeated while it waits behind a hole.
+        let (out, _, repeated) = run(&[(100, b"ab"), (104, b"ef"), (104, b"ef"), (102, b"cd")]);
+        assert_eq!(out, b"abcdef");
+        assert_eq!(repeated, 2);
     }
 
     #[test]
     fn sequence_numbers_wrap() {
-        let (out, _) = run(&[(u32::MAX - 1, b"ab"), (0, b"cd"), (2, b"ef")]);
+        let (out, _, _) = run(&[(u32::MAX - 1, b"ab"), (0, b"cd"), (2, b"ef")]);
         assert_eq!(out, b"abcdef");
     }
 
     #[test]
     fn a_hole_is_skipped_and_counted() {
-        let (mut out, mut s) = run(&[(0, b"ab"), (5, b"fg")]);
+        let (mut out, mut s, _) = run(&[(0, b"ab"), (5, b"fg")]);
         assert_eq!(out, b"ab");
         assert_eq!(skip_hole(&mut s, &mut out), 3);
         assert_eq!(out, b"abfg");

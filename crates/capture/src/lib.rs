@@ -92,6 +92,9 @@ pub struct Connection {
     pub wire_bytes: [u64; 2],
     /// TCP payload bytes [to server, to client].
     pub payload_bytes: [u64; 2],
+    /// Of those, bytes sent again (TCP retransmissions, tail-loss probes) [to server, to
+    /// client]: counted once in `layers`.
+    pub retransmitted_bytes: [u64; 2],
     /// Bytes per layer above TCP.
     pub layers: LayerBytes,
 }
@@ -278,6 +281,7 @@ pub fn inspect_with(file: &[u8], options: &InspectOptions) -> Report {
                     packets: [0; 2],
                     wire_bytes: [0; 2],
                     payload_bytes: [0; 2],
+                    retransmitted_bytes: [0; 2],
                     layers: LayerBytes::default(),
                 };
                 tracked.push(Tracked {
@@ -339,6 +343,7 @@ pub fn inspect_with(file: &[u8], options: &InspectOptions) -> Report {
         t.conn.packets = t.flow.packets;
         t.conn.wire_bytes = t.flow.wire_bytes;
         t.conn.payload_bytes = t.flow.payload_bytes;
+        t.conn.retransmitted_bytes = t.flow.retransmitted_bytes;
         t.conn.layers = t.dissector.layers;
         report.connections.push(t.conn);
     }

@@ -400,4 +400,12 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
             String::new()
         }
     );
+    let retransmitted = c.retransmitted_bytes[0] + c.retransmitted_bytes[1];
+    if retransmitted > 0 {
+        let _ = writeln!(
+            s,
+            "   retransmitted: {retransmitted} B of TCP payload sent again (→ {} B, ← {} B), counted once above",
+            c.retransmitted_bytes[0], c.retransmitted_bytes[1]
+        );
+    }
 }
