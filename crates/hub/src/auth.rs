@@ -244,6 +244,11 @@ impl JwtVerifier {
                 data.claims.exp.saturating_add(self.validation.leeway),
             ))
             .unwrap_or_else(far_future);
+        // jsonwebtoken compares whole seconds, so it accepts a token up to a second past
+        // exp + leeway: refuse it here rather than open a connection only to close it (4001).
+        if valid_until <= SystemTime::now() {
+            return Err(TokenRefused("token expired; get a new one".to_owned()));
+        }
         Ok(Grant {
             subject: data.claims.sub,
             patterns: Some(data.claims.channels),
@@ -393,6 +398,21 @@ mod tests {
             "{left:?}"
         );
         assert_eq!(Grant::open().time_left(), None);
+
+        // exp + leeway is this very second: jsonwebtoken alone would accept it
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            - 5;
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"channels": ["ops"], "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .expect("token");
+        let refused = verifier.verify(&token).expect_err("expired");
+        assert!(refused.0.contains("expired"), "{refused:?}");
     }
 
     #[test]
