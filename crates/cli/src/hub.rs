@@ -68,9 +68,10 @@ pub struct HubArgs {
     /// reconnect).
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub subscriber_queue: usize,
-    /// Most connections at once (HTTP requests in progress, and subscribers).
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    pub max_connections: usize,
+    /// Most connections at once (HTTP requests in progress, and subscribers). Default: what
+    /// the open-file limit holds (the soft limit is raised to the hard one at start).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Where publishing, history and fan-out live: `memory` (this process alone) or
     /// `redis://HOST:PORT[/DB]` (`rediss://` for TLS, or `redis+unix:///PATH`), shared by every
     /// hub started with the same Redis and --redis-prefix.
@@ -134,7 +135,7 @@ pub fn setup(args: &HubArgs) -> anyhow::Result<HubSetup> {
         "--subscriber-queue must be at least 1"
     );
     anyhow::ensure!(
-        args.max_connections > 0,
+        args.max_connections != Some(0),
         "--max-connections must be at least 1"
     );
     let mut redis = match args.broker.as_str() {
@@ -209,7 +210,7 @@ pub fn setup(args: &HubArgs) -> anyhow::Result<HubSetup> {
         origins: OriginPolicy::new(&args.allow_origins),
         ..AppConfig::default()
     };
-    app.limits.max_connections = args.max_connections;
+    app.limits.max_connections = crate::fdlimit::max_connections(args.max_connections, 1, 1);
     Ok(HubSetup {
         addr: SocketAddr::new(args.listen, args.port),
         tls: args.tls,

@@ -30,6 +30,7 @@ pub mod bench;
 pub mod capture;
 pub mod certs;
 pub mod compare;
+pub mod fdlimit;
 pub mod healthcheck;
 pub mod hub;
 pub mod inspect;

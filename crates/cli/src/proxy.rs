@@ -96,7 +96,8 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "16KiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_header_size: u64,
     /// Client connections open at once per listener; more wait in the listen backlog. Fewer
-    /// when the open-file limit (`ulimit -n`) cannot hold them with a backend connection each.
+    /// when the open-file limit (`ulimit -n`, its soft limit raised to the hard one at start)
+    /// cannot hold them with a backend connection each.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_connections: usize,
     /// Time open requests and tunnels get to finish on Ctrl-C.
@@ -310,6 +311,9 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
+    // Each client takes two descriptors (its own, and one to a backend); the proxy admits as
+    // many as the raised limit holds (`--max-connections` or fewer).
+    crate::fdlimit::raise_and_say();
     let shutdown = crate::signals::shutdown_signal()?;
     let metrics = config.proxy.metrics;
     let listeners = config.proxy.listen.clone();

@@ -71,9 +71,11 @@ pub struct UpArgs {
     /// Silence after which a connection is closed; WebSockets are pinged at half of it.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub idle_timeout: Duration,
-    /// Connections open at once per app; more wait in the listen backlog.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    pub max_connections: usize,
+    /// Connections open at once per app; more wait in the listen backlog. Default: what the
+    /// open-file limit holds, shared by the apps (the soft limit is raised to the hard one at
+    /// start).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Append the TLS secrets of every HTTPS and WSS connection to FILE (NSS key log format,
     /// as SSLKEYLOGFILE) so Wireshark or tshark can decrypt a capture. Off by default; the
     /// file is created 0600, and an existing file others can read is refused.
@@ -155,10 +157,10 @@ impl TryFrom<UpArgs> for UpConfig {
             "--idle-timeout must be greater than zero"
         );
         ensure_usage!(
-            args.max_connections > 0,
+            args.max_connections != Some(0),
             "--max-connections must be at least 1"
         );
-        let limits = Limits {
+        let mut limits = Limits {
             max_message_bytes: usize::try_from(args.max_message_size).map_err(|_| {
                 crate::usage("--max-message-size is too large for this machine".into())
             })?,
@@ -173,7 +175,6 @@ impl TryFrom<UpArgs> for UpConfig {
             max_body_bytes: args.max_body_size,
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
-            max_connections: args.max_connections,
             drain_timeout: args.drain_timeout,
             ..Limits::default()
         };
@@ -195,6 +196,9 @@ impl TryFrom<UpArgs> for UpConfig {
             !args.proxy || protocols.contains(&Protocol::Ws),
             "--proxy puts the proxy in front of the ws app; do not leave ws out with --only"
         );
+        // Last: it raises the open-file limit and says so, which a refused command line must not.
+        limits.max_connections =
+            crate::fdlimit::max_connections(args.max_connections, 1, apps.len());
         Ok(Self {
             lab: LabConfig {
                 bind: args.bind,

@@ -10,6 +10,7 @@ mod compare_deflate;
 mod compare_lab;
 mod containers;
 mod errors;
+mod fdlimit;
 mod hub;
 mod hub_redis;
 mod hub_scaleout;
