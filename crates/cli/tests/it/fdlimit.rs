@@ -2,7 +2,7 @@
 // `--max-connections` from it: under `prlimit --nofile=256:4096` the hub holds 400
 // connections at once, which a soft limit of 256 cannot.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -26,17 +26,7 @@ fn the_hub_raises_its_open_file_limit_and_holds_more_connections_than_the_soft_o
         .stderr(Stdio::piped())
         .spawn()
         .expect("protolab starts");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut base = None;
-    for line in stdout.lines().map_while(Result::ok) {
-        if line == "ready" {
-            break;
-        }
-        if let Some(url) = line.strip_prefix("hub ") {
-            base = Some(url.trim().to_owned());
-        }
-    }
-    let base = base.expect("a `hub URL` line before ready");
+    let base = crate::hub::hub_url(&mut child);
     let addr = base
         .trim_start_matches("http://")
         .trim_end_matches('/')

@@ -22,6 +22,12 @@ pub(crate) fn start_hub(home: &std::path::Path, extra: &[&str]) -> (Child, Strin
         .stderr(Stdio::piped())
         .spawn()
         .expect("protolab starts");
+    let base = hub_url(&mut child);
+    (child, base)
+}
+
+/// Reads a starting hub's stdout up to `ready`: the base URL it printed.
+pub(crate) fn hub_url(child: &mut Child) -> String {
     let stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut base = None;
     for line in stdout.lines().map_while(Result::ok) {
@@ -32,8 +38,7 @@ pub(crate) fn start_hub(home: &std::path::Path, extra: &[&str]) -> (Child, Strin
             base = Some(url.trim().to_owned());
         }
     }
-    let base = base.expect("a `hub URL` line before ready");
-    (child, base)
+    base.expect("a `hub URL` line before ready")
 }
 
 pub(crate) fn curl(args: &[&str]) -> (String, String) {
