@@ -91,17 +91,8 @@ async fn quick_compare_report_is_valid_and_obeys_protocol_arithmetic() {
     let file = out_dir.join("results.json");
     let on_disk: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(on_disk["runs"], results["runs"]);
-    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
-    let validated = run(
-        Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(
-        validated.status.success(),
-        "results.json does not match its schema:\n{}",
-        String::from_utf8_lossy(&validated.stdout)
-    );
+    crate::compare::assert_matches_results_schema(&file, "results.json does not match its schema")
+        .await;
 
     // The HTML opens in a browser with nothing fetched, and its charts draw.
     let html = out_dir.join("index.html");
@@ -558,16 +549,26 @@ async fn a_capture_of_the_run_opens_decrypted_in_tshark() {
         );
     }
 
-    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
     let results_file = out_dir.join("results.json");
+    crate::compare::assert_matches_results_schema(
+        &results_file,
+        "results.json with a capture does not match its schema",
+    )
+    .await;
+}
+
+/// Validates a `results.json` against the published schema with Python `jsonschema`; panics
+/// with `failure` and the validator's output when it does not match.
+pub(crate) async fn assert_matches_results_schema(file: &std::path::Path, failure: &str) {
+    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
     let validated = run(
-        Peer::JsonSchema.command([schema.as_os_str(), results_file.as_os_str()]),
+        Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
         Duration::from_secs(30),
     )
     .await;
     assert!(
         validated.status.success(),
-        "results.json with a capture does not match its schema:\n{}",
+        "{failure}:\n{}",
         String::from_utf8_lossy(&validated.stdout)
     );
 }

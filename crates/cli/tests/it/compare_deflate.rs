@@ -9,10 +9,6 @@
     reason = "test helpers: a failed set-up step should panic right there"
 )]
 
-use std::time::Duration;
-
-use protolab_test_support::{repo_root, run, Peer};
-
 use crate::results::{compare_json, number, protolab, run_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,17 +78,8 @@ async fn compare_shows_ws_deflate_beside_ws() {
     }
     // The file validates against the published schema (v2 knows the -deflate names).
     let file = out_dir.join("results.json");
-    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
-    let validated = run(
-        Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(
-        validated.status.success(),
-        "results.json does not match its schema:\n{}",
-        String::from_utf8_lossy(&validated.stdout)
-    );
+    crate::compare::assert_matches_results_schema(&file, "results.json does not match its schema")
+        .await;
     // The HTML puts each -deflate run beside its plain twin, and says what the payload is.
     let page = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
     assert!(page.contains("<h3>permessage-deflate</h3>"));

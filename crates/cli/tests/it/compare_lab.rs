@@ -11,9 +11,8 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use protolab_test_support::{repo_root, require, run, Peer};
+use protolab_test_support::require;
 use serde_json::Value;
 
 use crate::results::{compare_json, number, protolab, run_of};
@@ -167,18 +166,12 @@ async fn compare_against_up_elsewhere_names_the_lab_and_decrypts_with_its_key_lo
         page.contains("lab: remote at 127.0.0.1"),
         "the HTML hides where the lab ran"
     );
-    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
     let file = out_dir.join("results.json");
-    let validated = run(
-        Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
-        Duration::from_secs(30),
+    crate::compare::assert_matches_results_schema(
+        &file,
+        "results.json of a lab elsewhere does not match its schema",
     )
     .await;
-    assert!(
-        validated.status.success(),
-        "results.json of a lab elsewhere does not match its schema:\n{}",
-        String::from_utf8_lossy(&validated.stdout)
-    );
 
     // The capture on loopback holds the lab's secrets from its key log: tshark decrypts every
     // wss echo, and protolab's decoder found no record it could not open.

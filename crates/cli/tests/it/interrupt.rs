@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use protolab_test_support::{repo_root, run, Peer};
+
 use serde_json::Value;
 
 /// Ten runs of 1.5 s each.
@@ -165,17 +165,11 @@ async fn interrupted_compare_writes_what_it_measured(sender: Sender) {
     );
     let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
     assert!(html.contains("PARTIAL"), "{sender:?}: the page says so");
-    let schema = repo_root().join("docs/schema/compare-results.v3.schema.json");
-    let validated = run(
-        Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
-        Duration::from_secs(30),
+    crate::compare::assert_matches_results_schema(
+        &file,
+        &format!("{sender:?}: results.json does not match its schema"),
     )
     .await;
-    assert!(
-        validated.status.success(),
-        "{sender:?}: results.json does not match its schema:\n{}",
-        String::from_utf8_lossy(&validated.stdout)
-    );
 }
 
 #[tokio::test]
