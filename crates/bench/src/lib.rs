@@ -6,8 +6,9 @@
 //! core. The bench peers (`bench-peer-tungstenite`, `bench-peer-fastwebsockets`) are our code
 //! over other crates; [`peer`] holds what they share. [`decode::run`] times `protolab inspect`
 //! against tshark on a freshly captured, decrypted WSS file. [`fanout::run`] fans one
-//! publication out to N idle subscribers of protolab's hub, Flask-SocketIO and Node socket.io,
-//! with [`fanout_client::run`] as the subscriber load.
+//! publication out to N idle subscribers of protolab's hub, Flask-SocketIO, Node socket.io and
+//! `bench-peer-fanout-floor` (the kernel floor: one write per delivery and nothing else), with
+//! [`fanout_client::run`] as the subscriber load and [`fanout_report::render`] as its table.
 //!
 //! Method (`/work/shared/PEERS.md`): the server runs under `taskset -c 0`, the client under
 //! `taskset -c 1`, so each figure is per core. Server CPU is read from `/proc` around each
@@ -22,6 +23,7 @@ pub mod decode;
 pub mod driver;
 pub mod fanout;
 pub mod fanout_client;
+pub mod fanout_report;
 pub mod http;
 pub mod loadgen;
 pub mod peer;

@@ -39,9 +39,9 @@ enum Command {
     /// protolab proxy against HAProxy (from `protolab proxy --emit haproxy`) in front of the
     /// same protolab WS backend: WSS echo msg/s, added p99 at a fixed rate, HTTP req/s.
     Proxy(ProxyArgs),
-    /// Fan-out: protolab hub (socket.io and /connection/ws) against a Flask-SocketIO app and a
-    /// Node socket.io 4 server: publish-to-receipt p50/p99, RSS per idle subscriber,
-    /// deliveries per server CPU-second.
+    /// Fan-out: protolab hub (socket.io and /connection/ws) against a Flask-SocketIO app, a
+    /// Node socket.io 4 server and the `ws-floor` kernel floor: publish-to-receipt p50/p99, RSS
+    /// per idle subscriber, deliveries per server CPU-second.
     Hub(HubArgs),
     /// The WebSocket load client (the driver runs it pinned to core 1; prints JSON).
     #[command(hide = true)]
@@ -68,8 +68,8 @@ struct HubArgs {
     /// Rounds over every server; the table shows the median and the range.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
     rounds: u32,
-    /// Leave a server out: hub-socketio, hub-ws, hub-sse, hub-ws-redis, flask-socketio,
-    /// node-socketio. Repeatable.
+    /// Leave a server out: hub-socketio, hub-ws, hub-sse, hub-ws-redis, ws-floor,
+    /// flask-socketio, node-socketio. Repeatable.
     #[arg(long, value_name = "SERVER")]
     skip: Vec<String>,
     /// Publish throughput runs, one per subscriber count: a fresh server, that many
@@ -355,6 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             process::install_signal_handler();
             let results = fanout::run(&fanout::FanoutOptions {
                 protolab: a.protolab.unwrap_or_else(|| me.with_file_name("protolab")),
+                floor_peer: me.with_file_name("bench-peer-fanout-floor"),
                 peers_dir: a.peers_dir,
                 subscribers,
                 publishes: a.publishes,
@@ -369,12 +370,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect::<Result<_, _>>()?,
                 throughput_publications: a.throughput_publications,
             })?;
-            print!("{}", fanout::render(&results));
+            print!("{}", protolab_bench::fanout_report::render(&results));
             if let Some(path) = a.json {
                 std::fs::write(&path, serde_json::to_string_pretty(&results)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            return Ok(if fanout::any_failed(&results) {
+            return Ok(if protolab_bench::fanout_report::any_failed(&results) {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS

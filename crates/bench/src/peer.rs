@@ -2,8 +2,9 @@
 //!
 //! A peer is our code over another crate's WebSocket implementation, written the fastest
 //! reasonable way that crate documents, so the bench compares implementations and not harness
-//! choices. Every peer binds 127.0.0.1, prints `listening` once bound, and echoes every text
-//! and binary message on any path until killed.
+//! choices. Every peer binds 127.0.0.1, prints `listening` once bound, and serves until killed:
+//! the echo peers echo every text and binary message on any path; `bench-peer-fanout-floor`
+//! fans publications out (see its own documentation).
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};

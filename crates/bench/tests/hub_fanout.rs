@@ -1,7 +1,8 @@
 //! Keeps `protolab-bench hub` honest: a small fan-out against protolab's hub alone (its
 //! socket.io endpoint, `/connection/ws`, `/connection/sse`, and `/connection/ws` on a Redis
-//! broker), then small throughput runs, asserting every subscriber got every publication. The
-//! Flask-SocketIO and Node socket.io peers are left out here; they are bench-only peers.
+//! broker, and the `ws-floor` kernel floor), then small throughput runs, asserting every
+//! subscriber got every publication. The Flask-SocketIO and Node socket.io peers are left out
+//! here; they are bench-only peers.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,7 +12,13 @@ const PUBLISHES: u64 = 3;
 const BURST: u64 = 5;
 const THROUGHPUT_SUBSCRIBERS: [u64; 2] = [1, 7];
 const THROUGHPUT_PUBLICATIONS: u64 = 40;
-const SERVERS: [&str; 4] = ["hub-socketio", "hub-ws", "hub-sse", "hub-ws-redis"];
+const SERVERS: [&str; 5] = [
+    "hub-socketio",
+    "hub-ws",
+    "hub-sse",
+    "hub-ws-redis",
+    "ws-floor",
+];
 
 /// `protolab`, built next to this test's binaries by `cargo test --workspace`.
 fn protolab() -> PathBuf {
@@ -127,4 +134,5 @@ fn every_subscriber_gets_every_publication_from_the_hub() {
         stdout.contains("in-memory against Redis (hub-ws / hub-ws-redis)"),
         "{stdout}"
     );
+    assert!(stdout.contains("p99 hub-ws / ws-floor: "), "{stdout}");
 }
