@@ -128,8 +128,7 @@ impl Connection {
         // list on every delivery.
         let shutdown = state.shutdown.cancelled();
         let mut shutdown = std::pin::pin!(shutdown);
-        let token_expiry = expired(self.grant.deadline());
-        tokio::pin!(token_expiry);
+        let mut token_expiry = std::pin::pin!(expired(self.grant.deadline()));
         let end = loop {
             tokio::select! {
                 () = &mut shutdown => break End::Close(1001, "the hub is shutting down; reconnect and recover"),
