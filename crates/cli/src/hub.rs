@@ -319,14 +319,12 @@ pub async fn run(args: HubArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         &args.allow_origins,
         &args.socketio_adapter,
     );
-    let listener = tokio::net::TcpListener::bind(setup.addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; pick another --port or --listen",
-                setup.addr
-            )
-        })?;
+    let listener = protolab_server::bind_listener(setup.addr).with_context(|| {
+        format!(
+            "cannot listen on {}; pick another --port or --listen",
+            setup.addr
+        )
+    })?;
     let options = ServeOptions {
         tls,
         drain_timeout: setup.drain_timeout,

@@ -200,7 +200,7 @@ impl Lab {
             if protocol.is_tls() && config.tls.is_none() {
                 return Err(Error::MissingTls(protocol));
             }
-            let listener = bind(protocol, SocketAddr::new(config.bind, port)).await?;
+            let listener = bind(protocol, SocketAddr::new(config.bind, port))?;
             let local = listener.local_addr().map_err(|source| Error::Bind {
                 protocol,
                 addr: SocketAddr::new(config.bind, port),
@@ -211,7 +211,7 @@ impl Lab {
             // them with a reset before they fell back. Same port on both.
             if config.bind == IpAddr::V4(Ipv4Addr::LOCALHOST) {
                 let v6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), local.port());
-                match bind(protocol, v6).await {
+                match bind(protocol, v6) {
                     Ok(listener) => bound.push(listener),
                     // A port of our own choosing (0 asked) may be taken on ::1 by someone
                     // else, and a host may have no IPv6 at all: 127.0.0.1 still serves.
@@ -342,8 +342,8 @@ async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, S
 }
 
 /// Binds `addr` for `protocol`'s app, naming the port when it is taken.
-async fn bind(protocol: Protocol, addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|source| {
+fn bind(protocol: Protocol, addr: SocketAddr) -> Result<TcpListener> {
+    crate::listen::bind_listener(addr).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
             Error::PortInUse {
                 protocol,

@@ -18,12 +18,14 @@ mod ctx;
 mod io;
 mod lab;
 mod limits;
+mod listen;
 pub mod proxy;
 mod ws;
 
 pub use apps::birds;
 pub use lab::{Endpoint, Lab, LabConfig, Protocol, ShutdownReport};
 pub use limits::Limits;
+pub use listen::{bind_listener, LISTEN_BACKLOG};
 
 use thiserror::Error;
 

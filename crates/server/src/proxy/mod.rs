@@ -231,7 +231,7 @@ impl Proxy {
             if listen.tls && config.tls.is_none() {
                 return Err(Error::ProxyTls(listen.addr));
             }
-            let listener = bind(listen.addr).await?;
+            let listener = bind(listen.addr)?;
             let addr = local_addr(&listener, listen.addr)?;
             listeners.push((
                 Listen {
@@ -243,7 +243,7 @@ impl Proxy {
         }
         let metrics_listener = match config.metrics {
             Some(addr) => {
-                let l = bind(addr).await?;
+                let l = bind(addr)?;
                 let local = local_addr(&l, addr)?;
                 Some((local, l))
             }
@@ -364,8 +364,8 @@ impl Proxy {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|source| {
+fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    crate::listen::bind_listener(addr).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
             Error::ProxyPortInUse(addr)
         } else {

@@ -155,3 +155,50 @@ async fn wait_for_open(lab: &TestLab, n: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A burst of connections larger than the standard library's listen backlog (128) waits in
+/// the kernel's accept queue, even while the lab accepts none of them: every handshake
+/// completes at once instead of being dropped and retried a second later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped() {
+    const BURST: usize = 600;
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("reading net.core.somaxconn")
+        .trim()
+        .parse()
+        .expect("net.core.somaxconn is a number");
+    assert!(
+        somaxconn > BURST,
+        "net.core.somaxconn is {somaxconn}: raise it above {BURST} (sysctl -w net.core.somaxconn=4096) to run this test"
+    );
+    let lab = TestLab::start(&[Protocol::Http], |config| {
+        config.limits.max_connections = 1;
+    })
+    .await;
+    let port = lab.port(Protocol::Http);
+    // The one slot is taken, so the lab accepts nothing more until this closes.
+    let _held = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    wait_for_open(&lab, 1).await;
+
+    let mut connects = tokio::task::JoinSet::new();
+    for _ in 0..BURST {
+        connects.spawn(tokio::time::timeout(
+            Duration::from_secs(2),
+            TcpStream::connect(("127.0.0.1", port)),
+        ));
+    }
+    let mut completed = 0;
+    let mut open = Vec::with_capacity(BURST);
+    while let Some(joined) = connects.join_next().await {
+        if let Ok(Ok(stream)) = joined.expect("connect task") {
+            completed += 1;
+            open.push(stream);
+        }
+    }
+    assert_eq!(
+        completed,
+        BURST,
+        "handshakes completed while the lab accepted nothing (backlog {})",
+        protolab_server::LISTEN_BACKLOG
+    );
+}
