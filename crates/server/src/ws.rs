@@ -251,6 +251,9 @@ pub(crate) async fn run<S: Io>(
                     }
                     if std::mem::take(&mut heard) {
                         last_heard = due.now;
+                    } else if buf.is_empty() {
+                        // Quiet since the last tick: the TLS stream's buffers go back too.
+                        stream.release_idle_buffers();
                     }
                     let silent = due.now.saturating_duration_since(last_heard);
                     if silent >= limits.idle_timeout {

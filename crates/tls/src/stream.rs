@@ -487,6 +487,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
 pub trait ReadReady {
     /// Ready once a read would not block (data, end of stream or an error is there).
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Frees whatever buffers the transport holds empty; for a connection that has gone
+    /// quiet. A busy one keeps them warm: freeing them after every message cost a fifth of
+    /// the 16 KiB WSS echo rate.
+    fn release_idle_buffers(&mut self) {}
 }
 
 impl ReadReady for tokio::net::TcpStream {
@@ -497,9 +502,7 @@ impl ReadReady for tokio::net::TcpStream {
 
 impl<IO: ReadReady + AsyncRead + AsyncWrite + Unpin> ReadReady for TlsStream<IO> {
     /// Ready at once when opened plaintext, a whole carried record or the end of the read side
-    /// is waiting; otherwise when the socket is. While the socket is not ready the stream holds
-    /// nothing for the connection, so it frees its buffers then: an idle TLS connection costs
-    /// its keys and rustls' state, not 50 KiB of empty buffers.
+    /// is waiting; otherwise when the socket is.
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.out_pos < self.out.len() {
             if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
@@ -512,16 +515,11 @@ impl<IO: ReadReady + AsyncRead + AsyncWrite + Unpin> ReadReady for TlsStream<IO>
         {
             return Poll::Ready(Ok(()));
         }
-        let ready = self.io.poll_read_ready(cx);
-        if ready.is_pending() {
-            self.release_idle_buffers();
-        }
-        ready
+        self.io.poll_read_ready(cx)
     }
-}
 
-impl<IO> TlsStream<IO> {
-    /// Frees every buffer that holds nothing right now.
+    /// Frees every buffer that holds nothing right now: an idle TLS connection then costs its
+    /// keys and rustls' state, not up to 50 KiB of empty buffers.
     fn release_idle_buffers(&mut self) {
         if self.carry_len == 0 {
             self.carry = Vec::new();
@@ -538,7 +536,9 @@ impl<IO> TlsStream<IO> {
             self.post_handshake = Vec::new();
         }
     }
+}
 
+impl<IO> TlsStream<IO> {
     /// Bytes of buffer capacity the stream holds right now (carried and opened records,
     /// post-handshake messages, sealed records not yet sent).
     pub fn buffered_capacity(&self) -> usize {
