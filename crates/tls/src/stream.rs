@@ -496,7 +496,7 @@ pub trait ReadReady {
 
 impl ReadReady for tokio::net::TcpStream {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        tokio::net::TcpStream::poll_read_ready(self, cx)
+        Self::poll_read_ready(self, cx)
     }
 }
 
