@@ -116,6 +116,21 @@ async def hold(args):
             }
 
 
+async def idle(args):
+    """Opens --count connections, echoes one message on each, reports, then leaves them idle
+    for --seconds and closes them all."""
+    conns = [await connect(args) for _ in range(args.count)]
+    for i, ws in enumerate(conns):
+        await ws.send(f"before idling {i}")
+        if await recv_echo(ws) != f"before idling {i}":
+            raise SystemExit(f"connection {i} got a wrong echo")
+    print(json.dumps({"idle": len(conns)}), flush=True)
+    await asyncio.sleep(args.seconds)
+    for ws in conns:
+        await ws.close()
+    return {"closed": len(conns)}
+
+
 async def bomb(args):
     async with await connect(args) as ws:
         compressed = any(e.name == "permessage-deflate" for e in ws.protocol.extensions)
@@ -138,7 +153,7 @@ async def reject(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["echo", "soak", "hold", "reject", "bomb"])
+    p.add_argument("mode", choices=["echo", "soak", "hold", "reject", "bomb", "idle"])
     p.add_argument("url")
     p.add_argument("--cafile")
     p.add_argument("--origin")
@@ -148,6 +163,7 @@ def main():
     p.add_argument("--push-within", type=float, default=0.0)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--interval", type=float, default=0.02)
+    p.add_argument("--count", type=int, default=1, help="connections of the idle mode")
     p.add_argument("--bomb-bytes", type=int, default=64 << 20)
     args = p.parse_args()
     result = asyncio.run(globals()[args.mode](args))

@@ -11,13 +11,13 @@ use protolab_wire::http1::{
     RequestHead,
 };
 use protolab_wire::ws::{deflate, handshake};
-use tokio::io::AsyncReadExt as _;
 use tokio::time::Instant;
 
 use crate::apps::{self, AppKind, KeepAlive, Response};
 use crate::cancel::Cancelled;
 use crate::ctx::{close_gracefully, write_out, ConnCtx};
 use crate::io::{Io, LazyDeadline, READ_CHUNK};
+use crate::lend::LentBuf;
 
 enum HeadRead {
     /// A request head is in the connection's head.
@@ -42,12 +42,31 @@ pub(crate) async fn serve<S: Io>(
     ctx: &ConnCtx,
     deadline: Instant,
 ) {
+    // The HTTP side's buffers, head and timers are dropped before the WebSocket connection
+    // starts: it may last for days, and they would be held all that time.
+    // Each phase is boxed: the task then holds the phase that runs, not room for the largest
+    // (an async fn's state is as large as its largest await point, for its whole life).
+    let requests = Box::pin(serve_requests(&mut stream, peer, ctx, deadline)).await;
+    if let Some((buf, head)) = requests {
+        Box::pin(upgrade(stream, buf, head, peer, ctx)).await;
+    }
+}
+
+/// Serves requests until the connection is done (`None`) or a WebSocket upgrade to the WS
+/// app's `/ws` arrived: then its head and the bytes read after it.
+async fn serve_requests<'c, S: Io>(
+    stream: &mut S,
+    peer: SocketAddr,
+    ctx: &'c ConnCtx,
+    deadline: Instant,
+) -> Option<(LentBuf<'c>, RequestHead)> {
     let head_limits = HeadLimits {
         max_head_bytes: ctx.limits.max_header_bytes,
         max_headers: ctx.limits.max_headers,
     };
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = Vec::with_capacity(4096);
+    // Lent only while a request is arriving: an idle keep-alive connection holds none.
+    let mut buf = ctx.read_buffers.buffer(BytesMut::new());
+    let mut out = Vec::new();
     // Every request of the connection is parsed into this one head, reusing its allocations.
     let mut head = RequestHead::default();
     let mut deadline = LazyDeadline::new(deadline);
@@ -60,43 +79,43 @@ pub(crate) async fn serve<S: Io>(
             graceful: graceful.as_mut(),
             hard: hard.as_mut(),
         };
-        match read_head(&mut stream, &mut buf, &mut head, &head_limits, waits).await {
+        match read_head(stream, &mut buf, &mut head, &head_limits, waits).await {
             HeadRead::Head => {}
-            HeadRead::Closed => return,
+            HeadRead::Closed => return None,
             HeadRead::ShuttingDown => {
                 // A client racing a request against this close sees a clean end (close_notify
                 // under TLS), which HTTP clients treat as "retry on a new connection".
-                close_gracefully(&mut stream, ctx).await;
-                return;
+                close_gracefully(stream, ctx).await;
+                return None;
             }
             HeadRead::TimedOut { partial } => {
                 tracing::debug!(%peer, partial, "request head did not arrive in time");
                 if partial {
                     let resp = Response::error(408, "request head did not arrive in time\n");
-                    refuse(&mut stream, &mut out, ctx, "GET", resp).await;
+                    refuse(stream, &mut out, ctx, "GET", resp).await;
                 } else {
-                    close_gracefully(&mut stream, ctx).await;
+                    close_gracefully(stream, ctx).await;
                 }
-                return;
+                return None;
             }
             HeadRead::Bad(err) => {
                 tracing::debug!(%peer, %err, "bad request head");
                 let resp = Response::error(err.status(), format!("{err}\n"));
-                refuse(&mut stream, &mut out, ctx, "GET", resp).await;
-                return;
+                refuse(stream, &mut out, ctx, "GET", resp).await;
+                return None;
             }
         };
 
         if let Err(err) = head.check_host() {
             tracing::debug!(%peer, %err, "bad Host");
             let resp = Response::error(400, format!("{err}\n"));
-            refuse(&mut stream, &mut out, ctx, &head.method, resp).await;
-            return;
+            refuse(stream, &mut out, ctx, &head.method, resp).await;
+            return None;
         }
 
         if handshake::is_upgrade_request(&head) {
             if ctx.app == AppKind::Ws && head.path() == "/ws" {
-                upgrade(stream, buf, head, peer, ctx).await;
+                return Some((buf, head));
             } else {
                 let msg = match ctx.app {
                     AppKind::Http => {
@@ -105,7 +124,7 @@ pub(crate) async fn serve<S: Io>(
                     AppKind::Ws => "WebSocket endpoint is /ws\n",
                 };
                 refuse(
-                    &mut stream,
+                    stream,
                     &mut out,
                     ctx,
                     &head.method,
@@ -113,16 +132,16 @@ pub(crate) async fn serve<S: Io>(
                 )
                 .await;
             }
-            return;
+            return None;
         }
 
-        let body = match read_body(&mut stream, &mut buf, &head, ctx, &mut out).await {
+        let body = match read_body(stream, &mut buf, &head, ctx, &mut out).await {
             Ok(body) => body,
             Err(resp) => {
                 if let Some(resp) = resp {
-                    refuse(&mut stream, &mut out, ctx, &head.method, resp).await;
+                    refuse(stream, &mut out, ctx, &head.method, resp).await;
                 }
-                return;
+                return None;
             }
         };
 
@@ -136,12 +155,12 @@ pub(crate) async fn serve<S: Io>(
         let keep_alive = head.keep_alive() && !ctx.graceful.is_cancelled();
         let keep = KeepAlive::new(keep_alive, head.version);
         // With `keep` Close, `respond` has already closed gracefully.
-        if respond(&mut stream, &mut out, ctx, &head.method, response, keep)
+        if respond(stream, &mut out, ctx, &head.method, response, keep)
             .await
             .is_err()
             || !keep_alive
         {
-            return;
+            return None;
         }
         deadline.push_back(Instant::now() + ctx.limits.idle_timeout);
     }
@@ -156,7 +175,7 @@ struct Waits<'a, 'd> {
 
 async fn read_head<S: Io>(
     stream: &mut S,
-    buf: &mut BytesMut,
+    buf: &mut LentBuf<'_>,
     head: &mut RequestHead,
     limits: &HeadLimits,
     mut waits: Waits<'_, '_>,
@@ -170,12 +189,12 @@ async fn read_head<S: Io>(
             Ok(None) => {}
             Err(err) => return HeadRead::Bad(err),
         }
-        buf.reserve(READ_CHUNK);
         let idle = buf.is_empty();
+        buf.give_back_if_empty();
         // Read first: a pipelined or prompt request is served without polling the rest.
         tokio::select! {
             biased;
-            read = stream.read_buf(buf) => match read {
+            read = buf.read_from(stream, READ_CHUNK) => match read {
                 Ok(0) | Err(_) => return HeadRead::Closed,
                 Ok(_) => {}
             },
@@ -190,7 +209,7 @@ async fn read_head<S: Io>(
 /// Reads the request body. `Err(Some(resp))` answers and closes; `Err(None)` just closes.
 async fn read_body<S: Io>(
     stream: &mut S,
-    buf: &mut BytesMut,
+    buf: &mut LentBuf<'_>,
     head: &RequestHead,
     ctx: &ConnCtx,
     out: &mut Vec<u8>,
@@ -241,13 +260,12 @@ async fn read_body<S: Io>(
             },
             BodyFraming::Empty | BodyFraming::UntilClose => return Ok(body),
         }
-        buf.reserve(READ_CHUNK);
         tokio::select! {
             () = ctx.hard.cancelled() => return Err(None),
             () = tokio::time::sleep_until(deadline) => {
                 return Err(Some(Response::error(408, "request body did not arrive in time\n")));
             }
-            read = stream.read_buf(buf) => match read {
+            read = buf.read_from(stream, READ_CHUNK) => match read {
                 Ok(0) | Err(_) => return Err(None),
                 Ok(_) => {}
             },
@@ -288,7 +306,7 @@ async fn respond<S: Io>(
 /// Validates the upgrade, checks `Origin`, answers 101 and runs the WebSocket session.
 async fn upgrade<S: Io>(
     mut stream: S,
-    buf: BytesMut,
+    buf: LentBuf<'_>,
     head: RequestHead,
     peer: SocketAddr,
     ctx: &ConnCtx,
@@ -347,12 +365,15 @@ async fn upgrade<S: Io>(
         return;
     }
     tracing::debug!(%peer, deflate = ?accepted.as_ref().map(|a| a.params), "WebSocket open");
+    // Nothing of the handshake is needed any more; the connection may last for days.
+    drop((out, head, upgrade, extra));
     let setup = crate::ws::Setup {
         push_interval,
         deflate: accepted.map(|a| a.params),
         charge,
     };
-    crate::ws::run(stream, buf, peer, ctx, setup).await;
+    // Boxed: see `serve`.
+    Box::pin(crate::ws::run(stream, buf, peer, ctx, setup)).await;
 }
 
 /// Shortest push interval a client may ask for: a millisecond keeps a thousand sockets from

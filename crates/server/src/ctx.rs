@@ -11,6 +11,7 @@ use crate::apps::AppKind;
 use crate::budget::MessageBudget;
 use crate::cancel::CancelToken;
 use crate::io::{bounded, linger_close, write_within, Io};
+use crate::lend::ReadBuffers;
 use crate::Limits;
 
 /// What every connection of one listener shares.
@@ -24,6 +25,8 @@ pub(crate) struct ConnCtx {
     pub(crate) allowed_origins: Arc<[String]>,
     /// Shared by every listener of the lab: what WebSocket messages in progress may hold.
     pub(crate) budget: Arc<MessageBudget>,
+    /// Read buffers lent to the lab's connections while they read (see [`crate::lend`]).
+    pub(crate) read_buffers: Arc<ReadBuffers>,
     /// permessage-deflate terms the WS app accepts, or `None` to decline every offer.
     pub(crate) ws_deflate: Option<deflate::ServerConfig>,
     /// Cancelled when the lab begins shutting down: stop taking new work.

@@ -6,14 +6,16 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use protolab_tls::stream::ReadReady;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use crate::cancel::CancelToken;
 
-/// A byte stream the lab serves: plain TCP or TLS over it.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+/// A byte stream the lab serves: plain TCP or TLS over it. Readiness lets an idle connection
+/// wait without a read buffer (see [`crate::lend`]).
+pub(crate) trait Io: AsyncRead + AsyncWrite + ReadReady + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + ReadReady + Unpin + Send> Io for T {}
 
 /// Smallest free space kept in the read buffer before each read.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
@@ -68,7 +70,9 @@ pub(crate) async fn linger_close<S: Io>(stream: &mut S, bound: Duration, hard: &
         if stream.shutdown().await.is_err() {
             return;
         }
-        let mut sink = [0u8; 4096];
+        // On the heap, and only while lingering: inline it would make every connection's
+        // task 4 KiB larger for its whole life.
+        let mut sink = vec![0u8; 4096];
         while let Ok(n) = stream.read(&mut sink).await {
             if n == 0 {
                 return;

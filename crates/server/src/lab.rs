@@ -16,6 +16,7 @@ use crate::budget::MessageBudget;
 use crate::cancel::CancelToken;
 use crate::conn;
 use crate::ctx::ConnCtx;
+use crate::lend::ReadBuffers;
 use crate::{Error, Limits, Result};
 
 /// One of the lab's protocols; each gets its own port so a capture filter isolates it.
@@ -187,6 +188,7 @@ pub struct Lab {
     tracker: TaskTracker,
     open: Arc<std::sync::atomic::AtomicUsize>,
     budget: Arc<MessageBudget>,
+    read_buffers: Arc<ReadBuffers>,
     drain_timeout: Duration,
 }
 
@@ -249,6 +251,7 @@ impl Lab {
             tracker: TaskTracker::new(),
             open: Arc::default(),
             budget: Arc::clone(&budget),
+            read_buffers: Arc::default(),
             drain_timeout: config.limits.drain_timeout,
         };
         let limits = Arc::new(config.limits);
@@ -261,6 +264,7 @@ impl Lab {
                 push_interval: config.push_interval,
                 allowed_origins: Arc::clone(&allowed_origins),
                 budget: Arc::clone(&budget),
+                read_buffers: Arc::clone(&lab.read_buffers),
                 ws_deflate: config.ws_deflate,
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
@@ -304,6 +308,13 @@ impl Lab {
     /// [`Limits::max_buffered_bytes`].
     pub fn buffered_bytes(&self) -> usize {
         self.budget.used()
+    }
+
+    /// Read buffers WebSocket connections hold right now. A connection borrows one only
+    /// while it reads and holds bytes it has not answered yet, so with every connection idle
+    /// (or closed) this is zero.
+    pub fn read_buffers_lent(&self) -> usize {
+        self.read_buffers.lent()
     }
 
     /// Stops accepting, lets in-flight HTTP requests finish with `Connection: close`, closes
@@ -421,16 +432,25 @@ async fn serve(
 ) {
     let deadline = tokio::time::Instant::now() + ctx.limits.handshake_timeout;
     match tls {
-        None => conn::serve(tcp, peer, ctx, deadline).await,
+        // Boxed, as every phase is (see `conn::serve`): a plain connection's task then holds
+        // no room for a TLS stream.
+        None => Box::pin(conn::serve(tcp, peer, ctx, deadline)).await,
         Some(config) => {
             // protolab_tls's stream: rustls' handshake, then records opened where they land
-            // in the connection's read buffer (see its module docs for why).
-            let handshake = tokio::select! {
-                () = ctx.hard.cancelled() => return,
-                r = tokio::time::timeout_at(deadline, protolab_tls::stream::accept(config, tcp)) => r,
+            // in the connection's read buffer (see its module docs for why). The handshake's
+            // state is boxed so that it is freed after it, not kept in the task.
+            let handshake = Box::pin(async {
+                tokio::select! {
+                    () = ctx.hard.cancelled() => None,
+                    r = tokio::time::timeout_at(deadline, protolab_tls::stream::accept(config, tcp)) => Some(r),
+                }
+            })
+            .await;
+            let Some(handshake) = handshake else {
+                return;
             };
             match handshake {
-                Ok(Ok(stream)) => conn::serve(stream, peer, ctx, deadline).await,
+                Ok(Ok(stream)) => Box::pin(conn::serve(stream, peer, ctx, deadline)).await,
                 Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }

@@ -17,6 +17,7 @@ mod conn;
 mod ctx;
 mod io;
 mod lab;
+mod lend;
 mod limits;
 mod listen;
 pub mod proxy;

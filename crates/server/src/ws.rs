@@ -11,12 +11,12 @@ use protolab_wire::ws::{
     apply_mask, close_code, decode_header, encode_close, encode_frame, write_header, CloseFrame,
     Decoder, DecoderConfig, FrameHeader, Message, OpCode, ProtocolError, Role,
 };
-use tokio::io::AsyncReadExt as _;
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use crate::budget::Charge;
 use crate::ctx::{close_gracefully, write_out, write_two, ConnCtx};
 use crate::io::{Io, READ_CHUNK};
+use crate::lend::LentBuf;
 
 /// Binary echoes at least this large skip two copies — into a decoded message, then into an
 /// output frame: the payload is unmasked where it lies in the read buffer and written from
@@ -36,6 +36,10 @@ pub(crate) const DEFLATE_STATE_BYTES: usize = 320 << 10;
 /// Read-buffer capacity every connection may hold without charging the message budget: room
 /// for a 16 KiB frame with its TLS records, which echo workloads need on every message.
 const FREE_READ_BYTES: usize = 4 * READ_CHUNK;
+
+/// Answers-buffer capacity kept between reads; a larger one (a batch of big echoes, a
+/// compressed reply) is freed once written, so an idle connection does not keep it.
+const KEPT_OUT_BYTES: usize = 512;
 
 /// Why the session loop ended, which decides how the close handshake goes.
 enum Ending {
@@ -62,10 +66,11 @@ pub(crate) struct Setup<'a> {
     pub(crate) charge: Charge<'a>,
 }
 
-/// Runs the session until it closes. `buf` holds bytes that arrived after the upgrade head.
+/// Runs the WebSocket until it closes. `buf` holds bytes that arrived after the upgrade head
+/// (lent only if there are any).
 pub(crate) async fn run<S: Io>(
     mut stream: S,
-    mut buf: BytesMut,
+    mut buf: LentBuf<'_>,
     peer: SocketAddr,
     ctx: &ConnCtx,
     setup: Setup<'_>,
@@ -94,7 +99,10 @@ pub(crate) async fn run<S: Io>(
     let mut charge = setup.charge;
     // When the message in progress began, while one is.
     let mut message_since: Option<Instant> = None;
-    let mut out = Vec::with_capacity(READ_CHUNK);
+    // `buf` is held only while some bytes read are not answered yet: an idle connection
+    // holds no read buffer, and its answers buffer is freed once it grew past a small
+    // reply's size.
+    let mut out = Vec::new();
     let start = Instant::now();
     // Ping once half the idle timeout has passed in silence; check four times per idle period
     // so a ping always goes out at least a quarter period before the peer would be dropped,
@@ -113,7 +121,7 @@ pub(crate) async fn run<S: Io>(
     let shutdown = ctx.graceful.cancelled();
     tokio::pin!(shutdown);
 
-    let mut header = Vec::with_capacity(10);
+    let mut header = Vec::new();
     let ending = 'session: loop {
         // Answer everything already buffered before waiting again.
         loop {
@@ -212,15 +220,19 @@ pub(crate) async fn run<S: Io>(
         } else {
             message_since = None;
         }
-        buf.reserve(read_room(decoder.wanted(&buf)));
-        if charge.set(fixed + held(&buf, &decoder)).is_err() {
+        if out.capacity() > KEPT_OUT_BYTES {
+            out = Vec::new();
+        }
+        buf.give_back_if_empty();
+        let room = read_room(decoder.wanted(&buf));
+        if charge.set(fixed + held(&buf, room, &decoder)).is_err() {
             break over_budget(peer);
         }
         // Read first: when woken by data, nothing else is polled. `hard` needs no branch:
         // it fires only after `graceful`, which has ended this loop by then.
         tokio::select! {
             biased;
-            read = stream.read_buf(&mut buf) => match read {
+            read = buf.read_from(&mut stream, room) => match read {
                 Ok(0) | Err(_) => break Ending::Gone,
                 Ok(_) => {}
             },
@@ -237,13 +249,11 @@ pub(crate) async fn run<S: Io>(
                     if message_since.is_some_and(|t| due.now - t > limits.message_timeout) {
                         break message_too_slow(limits.message_timeout, peer);
                     }
-                    // Memory is given back while the connection waits with nothing pending.
-                    if buf.is_empty() && !decoder.in_message() && buf.capacity() > FREE_READ_BYTES {
-                        buf = BytesMut::with_capacity(READ_CHUNK);
-                        let _ = charge.set(fixed + held(&buf, &decoder));
-                    }
                     if std::mem::take(&mut heard) {
                         last_heard = due.now;
+                    } else if buf.is_empty() {
+                        // Quiet since the last tick: the TLS stream's buffers go back too.
+                        stream.release_idle_buffers();
                     }
                     let silent = due.now.saturating_duration_since(last_heard);
                     if silent >= limits.idle_timeout {
@@ -282,9 +292,13 @@ pub(crate) async fn run<S: Io>(
 }
 
 /// Bytes this connection holds for messages beyond what every connection may: the message
-/// buffer, and read-buffer capacity past [`FREE_READ_BYTES`].
-fn held(buf: &BytesMut, decoder: &Decoder) -> usize {
-    buf.capacity().saturating_sub(FREE_READ_BYTES) + decoder.buffered()
+/// buffer, and read-buffer capacity past [`FREE_READ_BYTES`] (counting the `room` the next
+/// read makes, so the budget is asked before the buffer grows).
+fn held(buf: &BytesMut, room: usize, decoder: &Decoder) -> usize {
+    (buf.len() + room)
+        .max(buf.capacity())
+        .saturating_sub(FREE_READ_BYTES)
+        + decoder.buffered()
 }
 
 fn over_budget(peer: SocketAddr) -> Ending {
@@ -432,7 +446,7 @@ fn protocol_error(err: &ProtocolError, peer: SocketAddr) -> Ending {
 /// timeout, so the peer sees a clean close handshake rather than a reset.
 async fn await_peer_close<S: Io>(
     stream: &mut S,
-    buf: &mut BytesMut,
+    buf: &mut LentBuf<'_>,
     decoder: &mut Decoder,
     ctx: &ConnCtx,
 ) {
@@ -450,8 +464,7 @@ async fn await_peer_close<S: Io>(
                     Err(_) => buf.clear(),
                 }
             }
-            buf.reserve(READ_CHUNK);
-            match stream.read_buf(buf).await {
+            match buf.read_from(stream, READ_CHUNK).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }

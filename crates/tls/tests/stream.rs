@@ -274,3 +274,81 @@ async fn a_handshake_failure_is_reported_and_the_peer_gets_an_alert() {
         "the server learns why: {server_err}"
     );
 }
+
+/// Whether `s` waits for the socket: readiness pending, after a read has cleared what the
+/// socket reported before (readiness is only cleared by a read that finds nothing).
+fn waits<S: AsyncRead + protolab_tls::stream::ReadReady + Unpin>(
+    s: &mut S,
+    cx: &mut std::task::Context<'_>,
+) -> bool {
+    use std::task::Poll;
+    loop {
+        match s.poll_read_ready(cx) {
+            Poll::Pending => return true,
+            Poll::Ready(ready) => {
+                ready.unwrap();
+                let mut one = [0u8; 1];
+                let mut into = tokio::io::ReadBuf::new(&mut one);
+                if std::pin::Pin::new(&mut *s)
+                    .poll_read(cx, &mut into)
+                    .is_ready()
+                {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_stream_gives_its_buffers_back() {
+    use std::task::Poll;
+
+    use protolab_tls::stream::ReadReady as _;
+
+    let pki = pki();
+    let (l, port) = listener().await;
+    let sconf = server_config(&pki, false);
+    let msg = vec![7u8; 50_000];
+    let len = msg.len();
+    let srv = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut s = stream::accept(sconf, tcp).await.unwrap();
+        // Small reads: records are carried and their plaintext held between reads.
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1000];
+        while got.len() < len {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&chunk[..n]);
+        }
+        s.write_all(&got).await.unwrap();
+        s.flush().await.unwrap();
+        assert!(s.buffered_capacity() > 0, "the buffers were used");
+        // Everything read and sent, the client quiet: waiting holds no buffer.
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(waits(&mut s, cx))).await;
+        assert!(waiting, "nothing more was sent");
+        s.release_idle_buffers();
+        assert_eq!(s.buffered_capacity(), 0, "an idle stream holds no buffers");
+        let mut end = Vec::new();
+        s.read_to_end(&mut end).await.unwrap();
+        assert!(end.is_empty());
+        s.shutdown().await.unwrap();
+    });
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut c = tokio_rustls::TlsConnector::from(client_config(&pki, None))
+        .connect(name(), tcp)
+        .await
+        .unwrap();
+    c.write_all(&msg).await.unwrap();
+    c.flush().await.unwrap();
+    let mut back = vec![0; len];
+    c.read_exact(&mut back).await.unwrap();
+    assert!(back == msg);
+    // Quiet for a moment, so the server finds nothing to read.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    c.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    srv.await.unwrap();
+}

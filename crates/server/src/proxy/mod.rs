@@ -195,6 +195,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) pool: pool::Pool,
     pub(crate) metrics: Arc<Metrics>,
+    /// Buffers lent to tunnels while bytes pass through them (see [`crate::lend`]).
+    pub(crate) read_buffers: crate::lend::ReadBuffers,
     pub(crate) graceful: CancelToken,
     pub(crate) hard: CancelToken,
 }
@@ -273,6 +275,7 @@ impl Proxy {
             pool: pool::Pool::new(&config.backends, config.balance, Arc::clone(&metrics)),
             config,
             metrics,
+            read_buffers: crate::lend::ReadBuffers::default(),
             graceful: CancelToken::new(),
             hard: CancelToken::new(),
         });
@@ -340,6 +343,12 @@ impl Proxy {
     /// Each backend's address, whether it is up, and its open connections.
     pub fn backends(&self) -> Vec<BackendState> {
         self.shared.pool.states()
+    }
+
+    /// Copy buffers tunnels hold right now: one is borrowed only while bytes pass through,
+    /// so with every tunnel idle (or closed) this is zero.
+    pub fn tunnel_buffers_lent(&self) -> usize {
+        self.shared.read_buffers.lent()
     }
 
     /// Client connections open right now.

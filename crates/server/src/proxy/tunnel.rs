@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use protolab_wire::ws::{encode_close, FrameWatcher};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -136,8 +136,10 @@ pub(crate) async fn run<S: Io>(
         stats.down += backend_buf.len() as u64;
     }
 
-    let mut a = vec![0u8; CLIENT_BUF];
-    let mut b = vec![0u8; BUF];
+    drop((client_buf, backend_buf));
+    // Borrowed only while bytes pass (see `crate::lend`): an idle tunnel holds no buffer.
+    let mut a = shared.read_buffers.buffer(BytesMut::new());
+    let mut b = shared.read_buffers.buffer(BytesMut::new());
     let (mut client_open, mut backend_open) = (true, true);
     let mut idle = t.tunnel;
     let mut deadline = LazyDeadline::new(Instant::now() + idle);
@@ -162,8 +164,12 @@ pub(crate) async fn run<S: Io>(
                 deadline = LazyDeadline::new(Instant::now() + idle);
             }
         }
+        a.clear();
+        a.give_back_if_empty();
+        b.clear();
+        b.give_back_if_empty();
         tokio::select! {
-            r = client.read(&mut a), if client_open => match r {
+            r = a.read_from(client, CLIENT_BUF), if client_open => match r {
                 Ok(0) | Err(_) => {
                     client_open = false;
                     if backend_open {
@@ -195,7 +201,7 @@ pub(crate) async fn run<S: Io>(
                     deadline.push_back(Instant::now() + idle);
                 }
             },
-            r = backend.read(&mut b), if backend_open => match r {
+            r = b.read_from(&mut backend, BUF), if backend_open => match r {
                 Ok(0) | Err(_) => {
                     backend_open = false;
                     if r.is_err() {

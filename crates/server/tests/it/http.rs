@@ -297,11 +297,11 @@ async fn s_client_session(lab: &TestLab, version: &str, script: &[&str]) -> Stri
     });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     for line in script {
-        stdin
-            .write_all(line.as_bytes())
-            .await
-            .expect("write to s_client");
-        stdin.flush().await.expect("flush s_client");
+        // s_client may have ended the connection itself (it gives up after a refused
+        // renegotiation); what it printed until then is what the test checks.
+        if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+            break;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     drop(stdin);

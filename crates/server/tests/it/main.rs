@@ -5,6 +5,7 @@
 mod autobahn;
 mod hostile;
 mod http;
+mod idle;
 mod lifecycle;
 mod logs;
 mod names;

@@ -774,3 +774,37 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_client_timeout() {
         "closed after {waited:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tunnels_hold_no_copy_buffer_and_closing_returns_every_one() {
+    let labs = ws_backends(1, Duration::from_secs(3600)).await;
+    let proxy = TestProxy::start(addrs(&labs, Protocol::Ws), |_| {}).await;
+    let url = format!("ws://localhost:{}/ws", proxy.port(false));
+    let args = ["idle", url.as_str(), "--count", "10", "--seconds", "30"];
+    let mut peer = protolab_test_support::Background::spawn(Peer::PythonWs.command(args));
+    let ready = peer.next_json(PEER_LIMIT).await;
+    assert_eq!(ready["idle"], 10, "{ready}");
+    // Each tunnel relayed an echo both ways and now waits: none holds a buffer. A buffer is
+    // given back just after the write the peer waits for, so the count may trail a moment.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while proxy.proxy.tunnel_buffers_lent() > 0 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        proxy.proxy.tunnel_buffers_lent(),
+        0,
+        "idle tunnels hold buffers"
+    );
+    assert_eq!(
+        labs[0].lab.read_buffers_lent(),
+        0,
+        "idle backends hold buffers"
+    );
+    drop(peer);
+    let until = tokio::time::Instant::now() + PEER_LIMIT;
+    while proxy.proxy.open_connections() > 0 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(proxy.proxy.open_connections(), 0, "every tunnel closed");
+    assert_eq!(proxy.proxy.tunnel_buffers_lent(), 0);
+}
