@@ -118,18 +118,12 @@ mod tests {
 
     #[test]
     fn splits_user_and_system_per_message() {
-        let before = parse_stat_split(
-            "9 (node) S 1 9 9 0 -1 0 0 0 0 0 1000 200 0 0 20 0 1 0 1 1 1",
-        )
-        .unwrap();
-        let after = parse_stat_split(
-            "9 (node) S 1 9 9 0 -1 0 0 0 0 0 1150 290 0 0 20 0 1 0 1 1 1",
-        )
-        .unwrap();
-        assert_eq!(
-            (after.user_ticks, after.system_ticks),
-            (1150, 290)
-        );
+        let before =
+            parse_stat_split("9 (node) S 1 9 9 0 -1 0 0 0 0 0 1000 200 0 0 20 0 1 0 1 1 1")
+                .unwrap();
+        let after = parse_stat_split("9 (node) S 1 9 9 0 -1 0 0 0 0 0 1150 290 0 0 20 0 1 0 1 1 1")
+            .unwrap();
+        assert_eq!((after.user_ticks, after.system_ticks), (1150, 290));
         // 150 ticks = 1.5 s user and 0.9 s system over 100,000 messages.
         let (user, system) = micros_per_message(before, after, 100_000).unwrap();
         assert!((user - 15.0).abs() < 1e-9, "{user}");

@@ -328,8 +328,12 @@ pub fn render(results: &RateResults) -> String {
             out.push_str(&format!(
                 "{:<15} {:>20} {:>20} {:>20} {:>7} {:>9} {:>9}\n",
                 row.server,
-                show(spread(row.samples.iter().filter_map(|s| s.user_us).collect())),
-                show(spread(row.samples.iter().filter_map(|s| s.system_us).collect())),
+                show(spread(
+                    row.samples.iter().filter_map(|s| s.user_us).collect()
+                )),
+                show(spread(
+                    row.samples.iter().filter_map(|s| s.system_us).collect()
+                )),
                 show(total),
                 ratio,
                 achieved.map_or_else(|| "-".to_owned(), |a| format!("{:.0}", a.0)),

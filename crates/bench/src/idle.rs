@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::driver::Tool;
 use crate::fanout::{can_raise_nofile, nofile_needed};
 use crate::fanout_client::rss_kib;
-use crate::idle_client::{CycleReport, CLOSE_LIMIT_SECS, OPEN_LIMIT};
+use crate::idle_client::{bytes_per_connection, CycleReport, CLOSE_LIMIT_SECS, OPEN_LIMIT};
 use crate::lineup::{raise_nofile, Lineup, SERVERS};
 use crate::process::{find_in_path, run_pinned_client, TempDir};
 
@@ -116,13 +116,25 @@ pub fn run(opts: &IdleOptions) -> anyhow::Result<IdleResults> {
             tls,
             ..IdleRow::default()
         };
-        if let Err(err) = run_server(opts, &me, dir.path(), &home, prlimit.as_deref(), name, n, index, &mut row)
-        {
+        if let Err(err) = run_server(
+            opts,
+            &me,
+            dir.path(),
+            &home,
+            prlimit.as_deref(),
+            name,
+            n,
+            index,
+            &mut row,
+        ) {
             eprintln!("error: idle {name}: {err:#}");
             row.error = Some(format!("{err:#}"));
         }
         results.rows.push(row);
     }
+    results.notes.push(
+        "RSS is the server's user-space memory; the kernel's socket buffers are not in it".into(),
+    );
     Ok(results)
 }
 
@@ -201,7 +213,11 @@ fn run_server(
         );
         row.cycles.push(report);
         if !started.server.is_running() {
-            anyhow::bail!("{name} exited during cycle {}{}", cycle + 1, started.server.log_tail());
+            anyhow::bail!(
+                "{name} exited during cycle {}{}",
+                cycle + 1,
+                started.server.log_tail()
+            );
         }
     }
     Ok(())
@@ -257,8 +273,19 @@ pub fn render(results: &IdleResults) -> String {
             results.cycles
         ));
         out.push_str(&format!(
-            "{:<15} {:>5} {:>13} {:>8} {:>9} {:>7} {:>8} {:>7} {:>9} {:>12} {:>7}\n",
-            "server", "cycle", "open", "open s", "conn/s", "×best", "B/conn", "×best", "RSS MiB", "after close", "×best"
+            "{:<15} {:>5} {:>13} {:>8} {:>9} {:>7} {:>9} {:>10} {:>7} {:>9} {:>12} {:>7}\n",
+            "server",
+            "cycle",
+            "open",
+            "open s",
+            "conn/s",
+            "×best",
+            "Δcycle B",
+            "Δstart B",
+            "×best",
+            "RSS MiB",
+            "after close",
+            "×best"
         ));
         for row in &rows {
             if row.cycles.is_empty() {
@@ -271,13 +298,21 @@ pub fn render(results: &IdleResults) -> String {
             }
             for (c, cycle) in row.cycles.iter().enumerate() {
                 let after = |r: &CycleReport| Some(r.rss_after_close_kib as f64);
+                let from_start = |row: &IdleRow, r: &CycleReport| {
+                    bytes_per_connection(row.rss_start_kib, r.rss_open_kib, r.opened)
+                };
+                let best_from_start = rows
+                    .iter()
+                    .filter(|r| is_peer(&r.server))
+                    .filter_map(|r| r.cycles.get(c).and_then(|cy| from_start(r, cy)))
+                    .reduce(f64::min);
                 let held = if cycle.opened < cycle.wanted {
                     format!("{}/{} !", cycle.opened, cycle.wanted)
                 } else {
                     format!("{}", cycle.opened)
                 };
                 out.push_str(&format!(
-                    "{:<15} {:>5} {:>13} {:>8.2} {:>9} {:>7} {:>8} {:>7} {:>9.1} {:>12.1} {:>7}\n",
+                    "{:<15} {:>5} {:>13} {:>8.2} {:>9} {:>7} {:>9} {:>10} {:>7} {:>9.1} {:>12.1} {:>7}\n",
                     if c == 0 { row.server.as_str() } else { "" },
                     c + 1,
                     held,
@@ -285,10 +320,8 @@ pub fn render(results: &IdleResults) -> String {
                     fmt(cycle.accept_per_sec, 0),
                     ratio(cycle.accept_per_sec, best_peer(&rows, c, |r| r.accept_per_sec, false)),
                     fmt(cycle.bytes_per_connection, 0),
-                    ratio(
-                        cycle.bytes_per_connection,
-                        best_peer(&rows, c, |r| r.bytes_per_connection, true)
-                    ),
+                    fmt(from_start(row, cycle), 0),
+                    ratio(from_start(row, cycle), best_from_start),
                     cycle.rss_open_kib as f64 / 1024.0,
                     cycle.rss_after_close_kib as f64 / 1024.0,
                     ratio(after(cycle), best_peer(&rows, c, after, true)),
@@ -329,7 +362,9 @@ pub fn render(results: &IdleResults) -> String {
         }
     }
     out.push_str(
-        "\n×best: conn/s above 1 is faster than the best peer; B/conn and RSS after close below 1 use less.\n",
+        "\nΔcycle B: (RSS open − RSS before this cycle) ÷ connections; Δstart B: (RSS open − RSS at start) ÷ \
+         connections, which a collector or an allocator reusing freed memory cannot hide.\n\
+         ×best: conn/s above 1 is faster than the best peer; Δstart B and RSS after close below 1 use less.\n",
     );
     for note in &results.notes {
         out.push_str(&format!("note: {note}\n"));
@@ -340,7 +375,10 @@ pub fn render(results: &IdleResults) -> String {
 /// Whether any server failed or held fewer than it was asked to.
 pub fn any_failed(results: &IdleResults) -> bool {
     results.rows.iter().any(|r| {
-        r.error.is_some() || r.cycles.iter().any(|c| c.opened < c.wanted || !c.closed_all)
+        r.error.is_some()
+            || r.cycles
+                .iter()
+                .any(|c| c.opened < c.wanted || !c.closed_all)
     })
 }
 
@@ -371,9 +409,18 @@ mod tests {
             row("node-ws", &[800.0, 700.0]),
         ];
         let refs: Vec<&IdleRow> = rows.iter().collect();
-        assert_eq!(best_peer(&refs, 0, |r| r.bytes_per_connection, true), Some(500.0));
-        assert_eq!(best_peer(&refs, 1, |r| r.bytes_per_connection, true), Some(700.0));
-        assert_eq!(best_peer(&refs, 0, |r| r.accept_per_sec, false), Some(2000.0));
+        assert_eq!(
+            best_peer(&refs, 0, |r| r.bytes_per_connection, true),
+            Some(500.0)
+        );
+        assert_eq!(
+            best_peer(&refs, 1, |r| r.bytes_per_connection, true),
+            Some(700.0)
+        );
+        assert_eq!(
+            best_peer(&refs, 0, |r| r.accept_per_sec, false),
+            Some(2000.0)
+        );
         assert_eq!(best_peer(&refs, 2, |r| r.bytes_per_connection, true), None);
         assert_eq!(ratio(Some(250.0), Some(500.0)), "0.50×");
     }

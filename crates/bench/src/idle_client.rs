@@ -153,9 +153,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<CycleReport> {
             }
             Ok(Some(Ok(Err(err)))) => {
                 report.failed += 1;
-                report
-                    .first_error
-                    .get_or_insert_with(|| format!("{err:#}"));
+                report.first_error.get_or_insert_with(|| format!("{err:#}"));
             }
             Ok(Some(Err(join))) => {
                 report.failed += 1;
@@ -239,8 +237,8 @@ async fn open(
             Ok(Box::new(tcp))
         }
         Some(tls) => {
-            let name = rustls::pki_types::ServerName::try_from("127.0.0.1")
-                .context("TLS server name")?;
+            let name =
+                rustls::pki_types::ServerName::try_from("127.0.0.1").context("TLS server name")?;
             let mut stream = protolab_tls::stream::connect(tls, name, tcp)
                 .await
                 .context("TLS handshake")?;
@@ -293,10 +291,7 @@ mod tests {
     #[test]
     fn bytes_per_connection_from_two_readings() {
         // 10,000 connections that took 40,000 KiB: 4,096 bytes each.
-        assert_eq!(
-            bytes_per_connection(10_000, 50_000, 10_000),
-            Some(4096.0)
-        );
+        assert_eq!(bytes_per_connection(10_000, 50_000, 10_000), Some(4096.0));
         assert_eq!(bytes_per_connection(50_000, 40_000, 10), Some(0.0));
         assert_eq!(bytes_per_connection(1, 2, 0), None);
     }

@@ -147,7 +147,10 @@ impl Lineup {
             "node-ws" => (
                 Tool::Node.find(Some("node-ws"))?,
                 vec![
-                    self.peers_dir.join("ws-echo-server.js").display().to_string(),
+                    self.peers_dir
+                        .join("ws-echo-server.js")
+                        .display()
+                        .to_string(),
                     "--port".into(),
                     port_arg,
                 ],
@@ -224,4 +227,43 @@ pub fn raise_nofile(prlimit: &Path, pid: u32, limit: usize) -> anyhow::Result<()
         "prlimit could not raise pid {pid}'s open-files limit to {limit}"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::TempDir;
+
+    #[test]
+    fn finds_uws_where_the_build_script_puts_it_or_says_how_to_build_it() {
+        let dir = TempDir::new("protolab-bench-lineup-test").unwrap();
+        let bin_dir = dir.path().join("release");
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        assert_eq!(find_uws(None, &bin_dir, "uws-echo"), None);
+        let lineup = Lineup {
+            protolab: bin_dir.join("protolab"),
+            bin_dir: bin_dir.clone(),
+            peers_dir: dir.path().to_owned(),
+            uws: None,
+            uws_tls: None,
+        };
+        let err = format!("{:#}", lineup.check("uws").unwrap_err());
+        assert!(
+            err.contains("skipped") && err.contains("scripts/build-uws-peer"),
+            "{err}"
+        );
+
+        let built = dir.path().join("uws-peer");
+        std::fs::create_dir_all(&built).unwrap();
+        std::fs::write(built.join("uws-echo"), b"").unwrap();
+        assert_eq!(
+            find_uws(None, &bin_dir, "uws-echo"),
+            Some(built.join("uws-echo"))
+        );
+        let given = PathBuf::from("/elsewhere/uws-echo");
+        assert_eq!(
+            find_uws(Some(given.clone()), &bin_dir, "uws-echo"),
+            Some(given)
+        );
+    }
 }

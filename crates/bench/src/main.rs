@@ -498,7 +498,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Idle(a) => {
             use protolab_bench::{idle, lineup};
-            if let Some(s) = a.skip.iter().find(|s| !lineup::SERVERS.contains(&s.as_str())) {
+            if let Some(s) = a
+                .skip
+                .iter()
+                .find(|s| !lineup::SERVERS.contains(&s.as_str()))
+            {
                 eprintln!(
                     "error: --skip {s}: unknown server; one of {}",
                     lineup::SERVERS.join(", ")
@@ -526,7 +530,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cpu(a) => {
             use protolab_bench::cpu_rate;
-            if let Some(s) = a.skip.iter().find(|s| !cpu_rate::SERVERS.contains(&s.as_str())) {
+            if let Some(s) = a
+                .skip
+                .iter()
+                .find(|s| !cpu_rate::SERVERS.contains(&s.as_str()))
+            {
                 eprintln!(
                     "error: --skip {s}: unknown server; one of {}",
                     cpu_rate::SERVERS.join(", ")
