@@ -236,7 +236,7 @@ fn poll_early_failure(
     }
 }
 
-fn tls_config(ca: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub(crate) fn tls_config(ca: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();

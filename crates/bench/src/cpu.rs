@@ -67,6 +67,44 @@ fn parse_stat(stat: &str) -> Option<Duration> {
     ))
 }
 
+/// User and system CPU time of one process, in clock ticks, as `/proc/<pid>/stat` has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSplit {
+    /// `utime` (field 14).
+    pub user_ticks: u64,
+    /// `stime` (field 15).
+    pub system_ticks: u64,
+}
+
+/// [`CpuSplit`] of `pid`, all its threads included; `None` if the process is gone.
+pub fn process_cpu_split(pid: u32) -> Option<CpuSplit> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_split(&stat)
+}
+
+fn parse_stat_split(stat: &str) -> Option<CpuSplit> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let user_ticks = fields.nth(11)?.parse().ok()?;
+    let system_ticks = fields.next()?.parse().ok()?;
+    Some(CpuSplit {
+        user_ticks,
+        system_ticks,
+    })
+}
+
+/// User and system CPU microseconds per message between two snapshots of the same process:
+/// `None` when no message was echoed or the counters went backwards (a different process).
+pub fn micros_per_message(before: CpuSplit, after: CpuSplit, messages: u64) -> Option<(f64, f64)> {
+    if messages == 0 {
+        return None;
+    }
+    let user = after.user_ticks.checked_sub(before.user_ticks)?;
+    let system = after.system_ticks.checked_sub(before.system_ticks)?;
+    let per = |ticks: u64| ticks as f64 / TICKS_PER_SEC * 1e6 / messages as f64;
+    Some((per(user), per(system)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +114,22 @@ mod tests {
         let line =
             "1234 (web (x) 1) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
         assert_eq!(parse_stat(line), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn splits_user_and_system_per_message() {
+        let before =
+            parse_stat_split("9 (node) S 1 9 9 0 -1 0 0 0 0 0 1000 200 0 0 20 0 1 0 1 1 1")
+                .unwrap();
+        let after = parse_stat_split("9 (node) S 1 9 9 0 -1 0 0 0 0 0 1150 290 0 0 20 0 1 0 1 1 1")
+            .unwrap();
+        assert_eq!((after.user_ticks, after.system_ticks), (1150, 290));
+        // 150 ticks = 1.5 s user and 0.9 s system over 100,000 messages.
+        let (user, system) = micros_per_message(before, after, 100_000).unwrap();
+        assert!((user - 15.0).abs() < 1e-9, "{user}");
+        assert!((system - 9.0).abs() < 1e-9, "{system}");
+        assert_eq!(micros_per_message(before, after, 0), None);
+        assert_eq!(micros_per_message(after, before, 10), None);
     }
 
     #[test]

@@ -239,12 +239,12 @@ fn start_redis(dir: &Path) -> anyhow::Result<(Server, u16)> {
 }
 
 /// The open-files limit a side needs for `subscribers` sockets, with room for the rest.
-fn nofile_needed(subscribers: usize) -> usize {
+pub(crate) fn nofile_needed(subscribers: usize) -> usize {
     subscribers + 1024
 }
 
 /// Whether `prlimit` can set `limit` open files (root, or a hard limit already that high).
-fn can_raise_nofile(prlimit: &Path, limit: usize) -> bool {
+pub(crate) fn can_raise_nofile(prlimit: &Path, limit: usize) -> bool {
     Command::new(prlimit)
         .arg(format!("--nofile={limit}:{limit}"))
         .arg("true")

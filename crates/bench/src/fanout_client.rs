@@ -236,7 +236,7 @@ impl Shared {
     }
 }
 
-fn source_address(source_net: u8, index: usize) -> SocketAddr {
+pub(crate) fn source_address(source_net: u8, index: usize) -> SocketAddr {
     let group = index / PER_SOURCE_ADDRESS;
     // 127.NET.G.H with NET at least 1, so never 127.0.0.1 (the servers' own address).
     let net = source_net.wrapping_add((group / 256) as u8).max(1);

@@ -10,6 +10,11 @@
 //! `bench-peer-fanout-floor` (the kernel floor: one write per delivery and nothing else), with
 //! [`fanout_client::run`] as the subscriber load and [`fanout_report::render`] as its table.
 //!
+//! [`idle::run`] holds thousands of idle WebSockets per server for memory and accept rate
+//! ([`idle_client::run`] is its client); [`cpu_rate::run`] offers every server the same fixed
+//! message rate and reads its CPU per message; [`lineup`] starts the servers both share,
+//! uWebSockets among them when scripts/build-uws-peer has built it.
+//!
 //! Method (`/work/shared/PEERS.md`): the server runs under `taskset -c 0`, the client under
 //! `taskset -c 1`, so each figure is per core. Server CPU is read from `/proc` around each
 //! window, so msgs per server CPU-second stays meaningful even when the client is the limit.
@@ -19,12 +24,16 @@
 
 pub mod client;
 pub mod cpu;
+pub mod cpu_rate;
 pub mod decode;
 pub mod driver;
 pub mod fanout;
 pub mod fanout_client;
 pub mod fanout_report;
 pub mod http;
+pub mod idle;
+pub mod idle_client;
+pub mod lineup;
 pub mod loadgen;
 pub mod peer;
 pub mod process;

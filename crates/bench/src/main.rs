@@ -43,9 +43,21 @@ enum Command {
     /// Node socket.io 4 server and the `ws-floor` kernel floor: publish-to-receipt p50/p99, RSS
     /// per idle subscriber, deliveries per server CPU-second.
     Hub(HubArgs),
+    /// Idle WebSockets: per server, N idle connections opened, held and closed, `--cycles`
+    /// times: RSS per connection, RSS after close, accept rate, each ÷ the best peer.
+    Idle(IdleArgs),
+    /// Server CPU per message at a fixed offered rate (open loop), per server and size: user
+    /// and system µs per echoed message from /proc, median and range over rounds.
+    Cpu(CpuArgs),
     /// The WebSocket load client (the driver runs it pinned to core 1; prints JSON).
     #[command(hide = true)]
     Client(ClientArgs),
+    /// One cycle of `idle` (the driver runs it pinned to core 1; prints JSON).
+    #[command(hide = true)]
+    IdleClient(IdleClientArgs),
+    /// One fixed-rate run of `cpu` (the driver runs it pinned to core 1; prints JSON).
+    #[command(hide = true)]
+    RateClient(RateClientArgs),
     /// The fan-out subscriber load (the driver runs it pinned to core 1; prints JSON).
     #[command(hide = true)]
     HubClient(HubClientArgs),
@@ -85,6 +97,141 @@ struct HubArgs {
     /// Directory with the Node and Python peers (and node_modules).
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
     peers_dir: PathBuf,
+}
+
+/// Where `idle` and `cpu` find their servers.
+#[derive(Debug, Args)]
+struct LineupArgs {
+    /// The protolab binary (a release build). Default: `protolab` next to this binary.
+    #[arg(long, value_name = "PATH")]
+    protolab: Option<PathBuf>,
+    /// uWebSockets' echo peer. Default: target/uws-peer/uws-echo (scripts/build-uws-peer).
+    #[arg(long, value_name = "PATH")]
+    uws: Option<PathBuf>,
+    /// uWebSockets' echo peer built with OpenSSL. Default: target/uws-peer/uws-echo-tls.
+    #[arg(long, value_name = "PATH")]
+    uws_tls: Option<PathBuf>,
+    /// Directory with the Node peer (and node_modules).
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
+    peers_dir: PathBuf,
+}
+
+impl LineupArgs {
+    fn lineup(self) -> anyhow::Result<protolab_bench::lineup::Lineup> {
+        use protolab_bench::lineup::{find_uws, Lineup};
+        let me = std::env::current_exe().context("finding the protolab-bench binary")?;
+        let bin_dir = me
+            .parent()
+            .context("the bench binary has no directory")?
+            .to_path_buf();
+        Ok(Lineup {
+            protolab: self.protolab.unwrap_or_else(|| bin_dir.join("protolab")),
+            uws: find_uws(self.uws, &bin_dir, "uws-echo"),
+            uws_tls: find_uws(self.uws_tls, &bin_dir, "uws-echo-tls"),
+            peers_dir: self.peers_dir,
+            bin_dir,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct IdleArgs {
+    #[command(flatten)]
+    lineup: LineupArgs,
+    /// Idle WebSockets per plain server.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    connections: u64,
+    /// Idle WSS connections per TLS server (protolab-wss, uws-tls).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    tls_connections: u64,
+    /// Open/hold/close cycles per server (a ratchet shows as RSS after close rising).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    cycles: u32,
+    /// Leave a server out: protolab-ws, protolab-wss, fastwebsockets, node-ws, uws, uws-tls.
+    /// Repeatable.
+    #[arg(long, value_name = "SERVER")]
+    skip: Vec<String>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CpuArgs {
+    #[command(flatten)]
+    lineup: LineupArgs,
+    /// Offered messages per second over all connections (open loop), one per size or one for
+    /// all; keep each below every server's saturation.
+    #[arg(long, value_delimiter = ',', default_value = "20000,5000")]
+    rate: Vec<f64>,
+    /// Connections.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    connections: u64,
+    /// Message sizes, comma-separated (`k` = KiB).
+    #[arg(long, value_delimiter = ',', default_value = "20,16k", value_parser = parse_size)]
+    sizes: Vec<usize>,
+    /// Measured seconds per run (CPU is counted in 10 ms ticks: long windows resolve it).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    duration: u64,
+    /// Rounds over every server (median and min–max are printed).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
+    /// Leave a server out: protolab-ws, fastwebsockets, node-ws, uws. Repeatable.
+    #[arg(long, value_name = "SERVER")]
+    skip: Vec<String>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// `20`, `16k` (KiB): 1 byte to 1 MiB.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let (digits, unit) = match text.strip_suffix(['k', 'K']) {
+        Some(d) => (d, 1024),
+        None => (text, 1),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 20 or 16k"))?;
+    let bytes = n.saturating_mul(unit);
+    if (1..=1 << 20).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!("`{text}`: sizes go from 1 byte to 1024k"))
+    }
+}
+
+#[derive(Debug, Args)]
+struct IdleClientArgs {
+    #[arg(long)]
+    port: u16,
+    #[arg(long)]
+    path: String,
+    /// CA to trust; speaks TLS when given.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[arg(long)]
+    connections: usize,
+    #[arg(long)]
+    server_pid: u32,
+    #[arg(long)]
+    source_net: u8,
+}
+
+#[derive(Debug, Args)]
+struct RateClientArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    connections: usize,
+    #[arg(long)]
+    size: usize,
+    #[arg(long)]
+    rate: f64,
+    #[arg(long)]
+    duration_ms: u64,
+    #[arg(long)]
+    server_pid: u32,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +461,119 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             println!("{}", serde_json::to_string(&report)?);
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::IdleClient(a) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(protolab_bench::idle_client::run(
+                protolab_bench::idle_client::Config {
+                    port: a.port,
+                    path: a.path,
+                    tls_ca: a.ca,
+                    connections: a.connections,
+                    server_pid: a.server_pid,
+                    source_net: a.source_net,
+                },
+            ))?;
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::RateClient(a) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let sample = runtime.block_on(protolab_bench::cpu_rate::client(
+                protolab_bench::cpu_rate::ClientConfig {
+                    url: a.url,
+                    connections: a.connections,
+                    size: a.size,
+                    rate: a.rate,
+                    duration: Duration::from_millis(a.duration_ms),
+                    server_pid: a.server_pid,
+                },
+            ))?;
+            println!("{}", serde_json::to_string(&sample)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Idle(a) => {
+            use protolab_bench::{idle, lineup};
+            if let Some(s) = a
+                .skip
+                .iter()
+                .find(|s| !lineup::SERVERS.contains(&s.as_str()))
+            {
+                eprintln!(
+                    "error: --skip {s}: unknown server; one of {}",
+                    lineup::SERVERS.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
+            process::install_signal_handler();
+            let results = idle::run(&idle::IdleOptions {
+                lineup: a.lineup.lineup()?,
+                connections: usize::try_from(a.connections)?,
+                tls_connections: usize::try_from(a.tls_connections)?,
+                cycles: a.cycles,
+                skip: a.skip,
+            })?;
+            print!("{}", idle::render(&results));
+            if let Some(path) = a.json {
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            return Ok(if idle::any_failed(&results) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::Cpu(a) => {
+            use protolab_bench::cpu_rate;
+            if let Some(s) = a
+                .skip
+                .iter()
+                .find(|s| !cpu_rate::SERVERS.contains(&s.as_str()))
+            {
+                eprintln!(
+                    "error: --skip {s}: unknown server; one of {}",
+                    cpu_rate::SERVERS.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
+            if a.rate.iter().any(|r| !(r.is_finite() && *r > 0.0))
+                || (a.rate.len() != 1 && a.rate.len() != a.sizes.len())
+            {
+                eprintln!(
+                    "error: --rate takes positive messages per second, one for every size of --sizes or one for all"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let loads = a
+                .sizes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &size)| Some((size, *a.rate.get(i).or(a.rate.first())?)))
+                .collect();
+            process::install_signal_handler();
+            let results = cpu_rate::run(&cpu_rate::RateOptions {
+                lineup: a.lineup.lineup()?,
+                connections: usize::try_from(a.connections)?,
+                loads,
+                duration: Duration::from_secs(a.duration),
+                rounds: a.rounds,
+                skip: a.skip,
+            })?;
+            print!("{}", cpu_rate::render(&results));
+            if let Some(path) = a.json {
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            return Ok(if cpu_rate::any_failed(&results) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
         }
         Command::HubClient(a) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
