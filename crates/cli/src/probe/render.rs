@@ -173,8 +173,14 @@ pub(super) fn text(report: &Report) -> String {
     }
     if let Some(raw) = &report.raw {
         text.push_str("\nraw bytes (plaintext inside TLS), → sent, ← received:\n");
+        // Payload bytes of a frame that continues into the next chunk, per direction.
+        let mut carry = [0usize; 2];
         for chunk in raw {
             raw_chunk(&mut text, chunk);
+            if chunk.label.starts_with("WebSocket") {
+                let side = usize::from(chunk.direction == "sent");
+                carry[side] = annotate_frames(&mut text, &chunk.bytes, carry[side]);
+            }
         }
     }
     text
@@ -225,4 +231,65 @@ fn raw_chunk(out: &mut String, chunk: &RawChunk) {
             hex.join(" ")
         );
     }
+}
+
+/// One `frame:` line per WebSocket frame header in `bytes`, after skipping `carry` payload
+/// bytes of a frame begun in an earlier chunk: what a reader decodes by hand (RFC 6455 §5.2).
+/// Returns the payload bytes still to come in the next chunk.
+fn annotate_frames(out: &mut String, bytes: &[u8], carry: usize) -> usize {
+    use protolab_wire::ws::{apply_mask, decode_header, OpCode};
+    let mut pos = carry.min(bytes.len());
+    let mut left = carry - pos;
+    while pos < bytes.len() {
+        let Ok(Some((header, header_len))) = decode_header(&bytes[pos..]) else {
+            let _ = writeln!(out, "    (the rest is not a whole WebSocket frame header)");
+            return 0;
+        };
+        let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+        let start = pos + header_len;
+        let end = start.saturating_add(len).min(bytes.len());
+        let mut payload = bytes[start..end].to_vec();
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        let kind = match header.opcode {
+            OpCode::Continuation => "continuation",
+            OpCode::Text => "text",
+            OpCode::Binary => "binary",
+            OpCode::Close => "close",
+            OpCode::Ping => "ping",
+            OpCode::Pong => "pong",
+        };
+        let masked = header.mask.map_or_else(
+            || "unmasked".to_owned(),
+            |k| {
+                format!(
+                    "masked with {:02x}{:02x}{:02x}{:02x}",
+                    k[0], k[1], k[2], k[3]
+                )
+            },
+        );
+        let shown = if header.opcode == OpCode::Close && payload.len() >= 2 {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            format!("code {code} {:?}", String::from_utf8_lossy(&payload[2..]))
+        } else {
+            format!(
+                "{:?}",
+                String::from_utf8_lossy(&payload[..payload.len().min(64)])
+            )
+        };
+        let _ = writeln!(
+            out,
+            "    frame: {}{kind}, {masked}, {len}-byte payload: {shown}{}",
+            if header.fin { "FIN " } else { "" },
+            if end - start < len {
+                " (continues in the next chunk)"
+            } else {
+                ""
+            }
+        );
+        left = len - (end - start);
+        pos = end;
+    }
+    left
 }

@@ -145,6 +145,35 @@ async fn text_output_names_each_step_and_the_exit_status_says_ok() {
     }
 }
 
+/// The lab closes a keep-alive connection idle for its idle timeout (here shorter than its
+/// handshake timeout, which bounds the first request); over TLS with a close_notify first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_https_keep_alive_connection_ends_with_close_notify_then_fin() {
+    let lab = TestLab::start(&[Protocol::Https], |c| {
+        c.limits.idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let ca = lab.ca.to_string_lossy().into_owned();
+    let url = lab.url(Protocol::Https);
+    let (code, report, _) = probe(
+        lab.home(),
+        &[&url, "--cacert", &ca, "--idle-timeout-discovery", "10s"],
+    )
+    .await;
+    assert_eq!(code, 0, "{report:#}");
+    let idle = &report["idle"];
+    assert_eq!(idle["how"], "TLS close_notify, then FIN", "{report:#}");
+    let survived = idle["survived_secs"].as_f64().unwrap();
+    assert!(
+        (survived - 2.0).abs() <= 0.2,
+        "lived {survived} s, the lab allows 2 s: {report:#}"
+    );
+    assert_eq!(
+        report["tls"]["resumed"], true,
+        "the lab resumes TLS sessions: {report:#}"
+    );
+}
+
 /// Nothing listens: exit 2 at once, with the refused address named.
 #[tokio::test]
 async fn a_refused_port_is_unreachable_exit_2_quickly() {

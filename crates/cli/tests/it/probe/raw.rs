@@ -235,3 +235,64 @@ async fn garbage_after_the_101_fails_with_exit_1_and_names_it() {
         started.elapsed()
     );
 }
+
+/// A WebSocket server that closes an idle connection with 1001 after `idle`, as a server
+/// with an idle timeout does: the close frame, its code and reason are named.
+#[tokio::test]
+async fn an_idle_websocket_closed_with_a_close_frame_names_its_code() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let mut out = Vec::new();
+        protolab_wire::ws::handshake::write_response(&mut out, &key, None, &[]);
+        tcp.write_all(&out).await.unwrap();
+        // Ignore the echo and the ping (a server that does not echo); after a second of
+        // silence from the client, close with 1001.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), tcp.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => break,
+            }
+        }
+        let mut close = Vec::new();
+        protolab_wire::ws::encode_close(&mut close, None, 1001, "idle timeout");
+        tcp.write_all(&close).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await;
+    });
+    let home = tempfile::tempdir().unwrap();
+    let (code, report, _) = probe(
+        home.path(),
+        &[
+            &format!("ws://127.0.0.1:{port}/ws"),
+            "--timeout",
+            "500ms",
+            "--idle-timeout-discovery",
+            "10s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["websocket"]["echoed"], false, "{report:#}");
+    let idle = &report["idle"];
+    assert_eq!(idle["closed_by"], "server", "{report:#}");
+    assert_eq!(
+        idle["how"], "WebSocket close 1001 \"idle timeout\", then FIN",
+        "{report:#}"
+    );
+    let survived = idle["survived_secs"].as_f64().unwrap();
+    assert!((0.9..1.5).contains(&survived), "{report:#}");
+}
