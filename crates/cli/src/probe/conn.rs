@@ -273,7 +273,7 @@ impl Conn {
             Ok(Ok(0)) => Err(match &mut self.stream {
                 Stream::Plain(_) => End::Fin,
                 Stream::Tls(tls) => End::CloseNotify {
-                    then_fin: fin_follows(&mut tls.get_mut().0).await,
+                    then_fin: fin_follows(tls.get_mut().0).await,
                 },
             }),
             Ok(Ok(n)) => {

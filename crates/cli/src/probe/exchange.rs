@@ -26,7 +26,7 @@ pub(super) struct RequestOptions {
     pub(super) subprotocols: Vec<String>,
 }
 
-/// 16 random bytes from the TLS provider's generator (the mask and key need no other source).
+/// `N` random bytes from the TLS provider's generator (masks and keys need no other source).
 pub(super) fn random<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     // ring's generator reads the OS; a failure leaves zeros, which only makes keys guessable
@@ -264,11 +264,11 @@ pub(super) enum WsEnd {
 }
 
 /// The WebSocket side of a probe: a decoder over the connection's buffer.
-pub(super) struct WsSession {
+pub(super) struct WsClient {
     decoder: Decoder,
 }
 
-impl WsSession {
+impl WsClient {
     /// A client-role decoder with the wire crate's default limits.
     pub(super) fn new() -> Self {
         Self {

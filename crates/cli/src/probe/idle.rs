@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use protolab_wire::ws::Message;
 
 use super::conn::{preview, Conn, End};
-use super::exchange::{WsEnd, WsSession};
+use super::exchange::{WsClient, WsEnd};
 use super::report::IdleFacts;
 
 /// Waits up to `max` for the server to end the idle connection. `ws` is the WebSocket
-/// session when the connection was upgraded.
+/// client when the connection was upgraded.
 pub(super) async fn discover(
     conn: &mut Conn,
-    mut ws: Option<&mut WsSession>,
+    mut ws: Option<&mut WsClient>,
     max: Duration,
 ) -> IdleFacts {
     let started = Instant::now();
@@ -32,10 +32,10 @@ pub(super) async fn discover(
         }
         let before = conn.last_activity;
         match ws.as_deref_mut() {
-            Some(session) => match session.next(conn, left).await {
+            Some(client) => match client.next(conn, left).await {
                 Ok(Message::Ping(data)) => {
                     server_traffic += 1;
-                    if session.pong(conn, &data).await.is_err() {
+                    if client.pong(conn, &data).await.is_err() {
                         break Some((
                             End::Error("could not answer a ping".into()),
                             before.elapsed(),

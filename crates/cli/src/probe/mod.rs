@@ -26,7 +26,7 @@ use protolab_tls::{Error as TlsError, Roots};
 
 use crate::Context;
 use conn::{Conn, Stream};
-use exchange::{RequestOptions, WsSession};
+use exchange::{RequestOptions, WsClient};
 use report::{Outcome, Report};
 
 /// Exit status when the server was reached but something is wrong.
@@ -67,7 +67,7 @@ pub struct ProbeArgs {
     /// Offer this WebSocket subprotocol (repeatable).
     #[arg(long, value_name = "PROTOCOL")]
     pub subprotocol: Vec<String>,
-    /// Skip the second TLS connection that checks session resumption.
+    /// Skip the second TLS connection that checks TLS session resumption.
     #[arg(long)]
     pub no_resumption: bool,
 }
@@ -219,9 +219,9 @@ async fn probe(
             return fail(report, Outcome::Failing, error);
         }
     };
-    let mut session = None;
+    let mut websocket = None;
     if target.scheme.is_websocket() {
-        let mut ws = WsSession::new();
+        let mut ws = WsClient::new();
         match ws.check(&mut conn).await {
             Ok(facts) => report.websocket = Some(facts),
             Err(error) => {
@@ -229,7 +229,7 @@ async fn probe(
                 return fail(report, Outcome::Failing, error);
             }
         }
-        session = Some(ws);
+        websocket = Some(ws);
     }
     if let (Some(client), Some(peer), false) = (tls_client, peer, args.no_resumption) {
         let resumed = client.resumes(peer, args.timeout).await;
@@ -238,15 +238,15 @@ async fn probe(
         }
     }
     if let Some(max) = args.idle_timeout_discovery {
-        if reusable || session.is_some() {
-            report.idle = Some(idle::discover(&mut conn, session.as_mut(), max).await);
+        if reusable || websocket.is_some() {
+            report.idle = Some(idle::discover(&mut conn, websocket.as_mut(), max).await);
             report.raw = conn.take_raw();
             conn.close().await;
             return;
         }
         eprintln!("note: the server ends the connection after this response (Connection: close or no length), so there is no idle connection to time");
     }
-    if let Some(ws) = &mut session {
+    if let Some(ws) = &mut websocket {
         ws.close(&mut conn).await;
     }
     report.raw = conn.take_raw();

@@ -5,7 +5,7 @@
 // of the test's own that record the bytes they saw or misbehave on purpose.
 #![allow(
     clippy::unwrap_used,
-    reason = "test helpers: a failed set-up is a failed test"
+    reason = "test set-up: a failed step is a failed test"
 )]
 
 mod certs;
