@@ -10,7 +10,15 @@ use crate::certs::wrap;
 pub(super) fn text(report: &Report) -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
     if let Some(dns) = &report.dns {
-        let answer = dns.addresses.join(", ");
+        let answer = dns
+            .addresses
+            .iter()
+            .map(|a| match a.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(_)) => format!("{a} (AAAA)"),
+                _ => format!("{a} (A)"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         rows.push((
             "dns",
             if dns.literal {

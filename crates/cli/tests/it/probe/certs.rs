@@ -1,7 +1,9 @@
 // The certificate diagnosis of `probe` against `openssl s_server -www` serving certificates
 // the test makes with `openssl`: a good one, a self-signed one, an expired one and one for
 // another name. Each verdict is compared with `openssl s_client -verify_return_error` and
-// Python's `ssl` on the same server: verified or not, and why.
+// Python's `ssl` on the same server: verified or not, and why. The good one is served with a
+// stapled OCSP response made by `openssl ocsp`; whether one was stapled is compared with
+// `openssl s_client -status`.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -113,7 +115,7 @@ struct SServer {
 }
 
 impl SServer {
-    fn start(dir: &Path, name: &str) -> Self {
+    fn start(dir: &Path, name: &str, ocsp: Option<&str>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -128,6 +130,11 @@ impl SServer {
                 "-key",
                 &format!("{name}.key"),
             ])
+            .args(
+                ocsp.map(|file| ["-status_file", file])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -182,6 +189,29 @@ async fn s_client_verdict(port: u16, ca: &Path) -> Option<u32> {
     Some(num.unwrap_or_else(|| panic!("s_client neither verified nor named an error:\n{text}")))
 }
 
+/// Whether `openssl s_client -status` saw a stapled OCSP response.
+async fn s_client_saw_ocsp(port: u16) -> bool {
+    let cmd = Peer::Openssl.command([
+        "s_client",
+        "-status",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-servername",
+        "localhost",
+    ]);
+    let out = run(cmd, Duration::from_secs(20)).await;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if text.contains("OCSP Response Status: successful") {
+        return true;
+    }
+    assert!(
+        text.contains("OCSP response: no response sent"),
+        "s_client -status said neither:\n{text}"
+    );
+    false
+}
+
 /// Python's `ssl` with the default context as localhost trusting `ca`: `None` when it
 /// verified, else its `verify_code`.
 async fn python_verdict(port: u16, ca: &Path) -> Option<u32> {
@@ -227,13 +257,36 @@ async fn certificate_diagnosis_agrees_with_openssl_and_python() {
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
     let ca: PathBuf = dir.path().join("ca.pem");
+    openssl(
+        dir.path(),
+        &[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            "ca.pem",
+            "-rkey",
+            "ca.key",
+            "-CA",
+            "ca.pem",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "good.pem",
+            "-respout",
+            "good.ocsp",
+            "-ndays",
+            "1",
+        ],
+    );
     for (name, expected) in [
         ("good", None),
         ("selfsigned", Some("self_signed")),
         ("expired", Some("expired")),
         ("other", Some("hostname_mismatch")),
     ] {
-        let server = SServer::start(dir.path(), name);
+        let stapled = name == "good";
+        let server = SServer::start(dir.path(), name, stapled.then_some("good.ocsp"));
         let url = format!("https://localhost:{}/", server.port);
         let (code, report, _) = probe(
             dir.path(),
@@ -243,6 +296,12 @@ async fn certificate_diagnosis_agrees_with_openssl_and_python() {
         let cert = &report["tls"]["certificate"];
         let openssl = s_client_verdict(server.port, &ca).await;
         let python = python_verdict(server.port, &ca).await;
+        assert_eq!(
+            s_client_saw_ocsp(server.port).await,
+            stapled,
+            "{name}: openssl s_client -status disagrees"
+        );
+        assert_eq!(report["tls"]["ocsp_stapled"], stapled, "{name}: {report:#}");
         match expected {
             None => {
                 assert_eq!(code, 0, "{name}: {report:#}");
