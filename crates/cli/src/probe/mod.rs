@@ -180,7 +180,8 @@ async fn probe(
     let stream = match tls_client {
         None => Stream::Plain(tcp),
         Some(client) => match client.handshake(tcp, args.timeout).await {
-            Ok((stream, facts)) => {
+            Ok((stream, mut facts)) => {
+                facts.insecure = args.insecure;
                 let cert_bad = facts.certificate.as_ref().is_some_and(|c| !c.ok);
                 report.tls = Some(facts);
                 if cert_bad && !args.insecure {

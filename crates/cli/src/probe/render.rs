@@ -81,7 +81,12 @@ pub(super) fn text(report: &Report) -> String {
                 "OK".to_owned()
             } else {
                 let titles: Vec<&str> = cert.problems.iter().map(|p| p.title()).collect();
-                format!("PROBLEM: {}", titles.join("; "))
+                let anyway = if tls.insecure {
+                    " (went on anyway: --insecure)"
+                } else {
+                    ""
+                };
+                format!("PROBLEM: {}{anyway}", titles.join("; "))
             };
             let leaf = cert
                 .chain

@@ -84,6 +84,8 @@ pub(super) struct TlsFacts {
     pub(super) server_name: String,
     /// The same diagnosis as `protolab certs check`.
     pub(super) certificate: Option<protolab_tls::Diagnosis>,
+    /// `--insecure`: the handshake went on whatever the diagnosis says.
+    pub(super) insecure: bool,
 }
 
 /// The HTTP answer.

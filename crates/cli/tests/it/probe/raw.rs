@@ -296,3 +296,39 @@ async fn an_idle_websocket_closed_with_a_close_frame_names_its_code() {
     let survived = idle["survived_secs"].as_f64().unwrap();
     assert!((0.9..1.5).contains(&survived), "{report:#}");
 }
+
+/// A server that drops an idle keep-alive connection with a RST (SO_LINGER 0, as a crashed or
+/// impatient load balancer does): the RST is named, not taken for a FIN.
+#[tokio::test]
+async fn an_idle_connection_reset_by_the_server_is_named_rst() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        tcp.write_all(RESPONSE).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tcp.set_zero_linger().unwrap();
+        drop(tcp);
+    });
+    let home = tempfile::tempdir().unwrap();
+    let (code, report, _) = probe(
+        home.path(),
+        &[
+            &format!("http://127.0.0.1:{port}/"),
+            "--idle-timeout-discovery",
+            "10s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{report:#}");
+    let idle = &report["idle"];
+    assert_eq!(idle["how"], "RST", "{report:#}");
+    let survived = idle["survived_secs"].as_f64().unwrap();
+    assert!((0.9..1.5).contains(&survived), "{report:#}");
+}
