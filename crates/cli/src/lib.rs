@@ -37,6 +37,7 @@ pub mod inspect;
 pub mod logging;
 pub mod merge;
 pub mod notify;
+pub mod probe;
 pub mod progress;
 pub mod proxy;
 pub mod signals;
@@ -113,6 +114,11 @@ pub enum Command {
     /// TLS key log embedded, so Wireshark, tshark and `inspect` see inside HTTPS and WSS.
     /// Needs CAP_NET_RAW; Ctrl-C stops and writes the file.
     Capture(capture::CaptureArgs),
+    /// What a client meets on the way to an http/https/ws/wss URL (any host): DNS, TCP
+    /// connects, TLS facts and certificate diagnosis, the HTTP answer or the 101, a WebSocket
+    /// echo and ping; `--idle-timeout-discovery` times an idle connection, `--raw` shows every
+    /// byte. Exit status 0 ok, 1 reachable but failing, 2 unreachable.
+    Probe(probe::ProbeArgs),
     /// Check that this container's apps answer (the image's HEALTHCHECK): one echo per URL
     /// in $PROTOLAB_HEALTHCHECK or the arguments; exit status 0 when every one came back.
     Healthcheck(healthcheck::HealthcheckArgs),
@@ -204,6 +210,7 @@ async fn run_command(command: Command, ctx: &Context) -> anyhow::Result<ExitCode
         Command::Capture(args) => capture::run(args, ctx).await,
         Command::Merge(args) => merge::run(args, ctx).await,
         Command::Healthcheck(args) => healthcheck::run(args, ctx).await,
+        Command::Probe(args) => probe::run(args, ctx).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut cmd = Cli::command();

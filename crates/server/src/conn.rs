@@ -162,7 +162,9 @@ async fn serve_requests<'c, S: Io>(
         {
             return None;
         }
-        deadline.push_back(Instant::now() + ctx.limits.idle_timeout);
+        // `move_to`, not `push_back`: an idle timeout shorter than what is left of the
+        // handshake deadline must pull the timer in, or the connection outlives it.
+        deadline.move_to(Instant::now() + ctx.limits.idle_timeout);
     }
 }
 

@@ -19,6 +19,7 @@ mod interrupt;
 mod k8s;
 mod merge;
 mod notify;
+mod probe;
 mod progress;
 mod proxy;
 mod readme;
