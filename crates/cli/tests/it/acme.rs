@@ -1,0 +1,491 @@
+// `protolab certs acme`, `certs renew` and `proxy --acme` against pebble, the ACME CA Let's
+// Encrypt publishes for tests, started here on loopback ports picked for each test.
+//
+// The honest minimum setup: pebble validates challenges for real (PEBBLE_VA_ALWAYS_VALID=0), so
+// protolab's own http-01 and tls-alpn-01 responders must answer. The domain is `localhost`:
+// Debian's pebble 2.4 resolves names with the system resolver unless `-dnsserver` is given, and
+// /etc/hosts names localhost, so pebble connects to 127.0.0.1 (after ::1, refused) on the
+// `httpPort` / `tlsPort` of its configuration, which the test points at protolab's responder.
+// pebble's HTTPS listener gets a certificate from a throwaway protolab CA, which protolab trusts
+// with --directory-ca. Renewal is forced by pebble's own `certificateValidityPeriod`: its
+// certificates live 30 seconds, so protolab renews at 20.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up is a failed test"
+)]
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use protolab_server::Protocol;
+use protolab_test_support::{require, run, Peer, TestLab};
+
+const PEER_LIMIT: Duration = Duration::from_secs(60);
+
+fn protolab(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_protolab"));
+    cmd.arg("--home").arg(home).env_remove("RUST_LOG");
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running pebble; killed when dropped.
+struct Pebble {
+    child: Child,
+    dir: tempfile::TempDir,
+    directory: String,
+    management: u16,
+    /// The port pebble validates http-01 challenges on.
+    http_port: u16,
+    /// The port pebble validates tls-alpn-01 challenges on.
+    tls_port: u16,
+    /// The CA that signed pebble's HTTPS certificate (--directory-ca).
+    listener_ca: PathBuf,
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pebble {
+    /// Starts pebble with certificates valid for `validity_secs` (its default is five years).
+    async fn start(validity_secs: Option<u64>) -> Self {
+        let pebble = require("pebble", "apt-get install -y pebble");
+        let dir = tempfile::tempdir().unwrap();
+        let store = protolab_tls::Store::open(dir.path().join("listener-ca"));
+        let leaf = store
+            .issue(&["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+        let (listen, management) = (free_port(), free_port());
+        let (http_port, tls_port) = (free_port(), free_port());
+        let mut config = serde_json::json!({
+            "pebble": {
+                "listenAddress": format!("127.0.0.1:{listen}"),
+                "managementListenAddress": format!("127.0.0.1:{management}"),
+                "certificate": leaf.cert_path,
+                "privateKey": leaf.key_path,
+                "httpPort": http_port,
+                "tlsPort": tls_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false
+            }
+        });
+        if let Some(secs) = validity_secs {
+            config["pebble"]["certificateValidityPeriod"] = secs.into();
+        }
+        let config_path = dir.path().join("pebble-config.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
+        let child = Command::new(pebble)
+            .arg("-config")
+            .arg(&config_path)
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_VA_ALWAYS_VALID", "0")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Self {
+            child,
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            management,
+            http_port,
+            tls_port,
+            listener_ca: store.ca_cert_path(),
+            dir,
+        };
+        for port in [listen, management] {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "pebble never listened on {port}:\n{}",
+                    started.log()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        started
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+
+    /// pebble's root (random per run), from its management interface, saved to a file.
+    async fn root(&self) -> PathBuf {
+        let path = self.dir.path().join("pebble-root.pem");
+        let out = run(
+            Peer::Curl.command([
+                "-sS",
+                "--fail",
+                "--cacert",
+                &self.listener_ca.to_string_lossy(),
+                "-o",
+                &path.to_string_lossy(),
+                &format!("https://127.0.0.1:{}/roots/0", self.management),
+            ]),
+            PEER_LIMIT,
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    }
+
+    /// `certs acme` arguments for this pebble.
+    fn acme_args(&self, challenge: &str, port: u16) -> Vec<String> {
+        [
+            "certs",
+            "acme",
+            "--directory",
+            &self.directory,
+            "--directory-ca",
+            &self.listener_ca.to_string_lossy(),
+            "--domain",
+            "localhost",
+            challenge,
+            &format!("127.0.0.1:{port}"),
+            "--timeout",
+            "60s",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+/// `protolab ARGS` to completion within the peer limit.
+async fn protolab_run(home: &Path, args: &[String]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::from(protolab(home));
+    cmd.args(args);
+    run(cmd, PEER_LIMIT).await
+}
+
+/// openssl checks the stored chain against pebble's root and the name `localhost`.
+async fn verify_chain(chain: &Path, root: &Path) {
+    let out = run(
+        Peer::Openssl.command([
+            "verify",
+            "-CAfile",
+            &root.to_string_lossy(),
+            "-untrusted",
+            &chain.to_string_lossy(),
+            "-verify_hostname",
+            "localhost",
+            &chain.to_string_lossy(),
+        ]),
+        PEER_LIMIT,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "openssl verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The serial of the certificate a new TLS connection to `port` (SNI localhost) gets, read by
+/// openssl.
+async fn served_serial(port: u16) -> String {
+    let s_client = Peer::Openssl
+        .command([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(PEER_LIMIT, s_client)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .unwrap_or_else(|| panic!("no certificate from s_client: {text}"));
+    let end = text.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
+    let der = pem_to_der(&text[start..end]);
+    protolab_tls::inspect::cert_info(&der).unwrap().serial
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use protolab_tls::rustls::pki_types::pem::PemObject as _;
+    protolab_tls::rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+fn stored_serial(home: &Path) -> String {
+    let leaf = protolab_tls::Store::open(home)
+        .load_acme_leaf("localhost")
+        .unwrap();
+    protolab_tls::inspect::cert_info(leaf.cert_der())
+        .unwrap()
+        .serial
+}
+
+async fn obtains_a_certificate(challenge: &str) {
+    let pebble = Pebble::start(None).await;
+    let home = tempfile::tempdir().unwrap();
+    let port = if challenge == "--http-01" {
+        pebble.http_port
+    } else {
+        pebble.tls_port
+    };
+    let out = protolab_run(home.path(), &pebble.acme_args(challenge, port)).await;
+    assert!(
+        out.status.success(),
+        "{challenge}: {}\npebble:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pebble.log()
+    );
+    let store = protolab_tls::Store::open(home.path());
+    let chain = store.acme_cert_path("localhost");
+    verify_chain(&chain, &pebble.root().await).await;
+    assert_eq!(mode(&store.acme_key_path("localhost")), 0o600);
+    assert_eq!(mode(&store.acme_account_path(&pebble.directory)), 0o600);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&chain.display().to_string()), "{stdout}");
+
+    // Not due yet (pebble's certificates live five years): `renew` leaves it; --force renews
+    // with the saved account and the same challenge, and the serial changes.
+    let before = stored_serial(home.path());
+    let out = protolab_run(home.path(), &["certs".into(), "renew".into()]).await;
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("localhost: not due"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(stored_serial(home.path()), before);
+    let args = ["certs", "renew", "--force", "localhost"].map(String::from);
+    let out = protolab_run(home.path(), &args).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(stored_serial(home.path()), before);
+    verify_chain(&chain, &pebble.root().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_01_end_to_end_against_pebble() {
+    obtains_a_certificate("--http-01").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn_01_end_to_end_against_pebble() {
+    obtains_a_certificate("--tls-alpn-01").await;
+}
+
+/// pebble issues 30-second certificates; `proxy --acme` renews at 20 s while a WSS client
+/// keeps echoing through it: the client sees no disconnect and no lost echo, and a new
+/// connection after the renewal gets the new serial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_renews_and_reloads_without_dropping_a_wss_client() {
+    let pebble = Pebble::start(Some(30)).await;
+    let root = pebble.root().await;
+    let home = tempfile::tempdir().unwrap();
+    let out = protolab_run(
+        home.path(),
+        &pebble.acme_args("--http-01", pebble.http_port),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}\npebble:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pebble.log()
+    );
+    let first = stored_serial(home.path());
+
+    let lab = TestLab::start(&[Protocol::Ws], |_| {}).await;
+    let mut proxy = protolab(home.path())
+        .args([
+            "proxy",
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--backend",
+            &format!("127.0.0.1:{}", lab.port(Protocol::Ws)),
+            "--acme",
+            "localhost",
+            "--no-access-log",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(proxy.id());
+    let mut stdout = BufReader::new(proxy.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready JSON");
+    let port: u16 = ready["listeners"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(served_serial(port).await, first, "serves the stored certificate");
+
+    // Renewal lines arrive on stderr; read them on a thread.
+    let stderr = proxy.stderr.take().unwrap();
+    let (tx, mut renewed) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    // One WSS connection echoing every 200 ms across the renewal (due 20 s after issuance).
+    let soak = Peer::PythonWs
+        .command([
+            "soak",
+            &format!("wss://localhost:{port}/ws"),
+            "--cafile",
+            &root.to_string_lossy(),
+            "--seconds",
+            "26",
+            "--interval",
+            "0.2",
+        ])
+        .output();
+    let soak = tokio::spawn(tokio::time::timeout(PEER_LIMIT, soak));
+
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, renewed.recv()).await {
+            Ok(Some(line)) if line.contains("renewed the ACME certificate localhost") => break,
+            Ok(Some(line)) => seen.push(line),
+            _ => panic!(
+                "no renewal within 45 s; proxy said:\n{}\npebble:\n{}",
+                seen.join("\n"),
+                pebble.log()
+            ),
+        }
+    }
+    let second = served_serial(port).await;
+    assert_ne!(second, first, "a new connection gets the renewed certificate");
+    assert_eq!(second, stored_serial(home.path()), "and it is the stored one");
+
+    let out = soak.await.unwrap().unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|_| panic!("soak output: {text}"));
+    assert_eq!(result["errors"], serde_json::json!([]), "{result}");
+    assert!(result["sent"].as_u64().unwrap() >= 100, "{result}");
+    assert_eq!(result["sent"], result["echoed"], "{result}");
+    drop(guard);
+}
+
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A directory URL that answers errors, one that refuses, and one that never answers: exit
+/// status 1 with words saying which, the silent one within --timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_directory_fails_in_plain_words_and_in_bounded_time() {
+    let pebble = Pebble::start(None).await;
+    let home = tempfile::tempdir().unwrap();
+    let base = |url: String| {
+        [
+            "certs",
+            "acme",
+            "--directory",
+            &url,
+            "--directory-ca",
+            &pebble.listener_ca.to_string_lossy(),
+            "--domain",
+            "localhost",
+            "--http-01",
+            "127.0.0.1:0",
+            "--timeout",
+            "3s",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+
+    let errors_url = pebble.directory.replace("/dir", "/no-such-directory");
+    let out = protolab_run(home.path(), &base(errors_url)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not what an ACME CA sends"), "{stderr}");
+
+    let refused = format!("https://127.0.0.1:{}/dir", free_port());
+    let out = protolab_run(home.path(), &base(refused)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+
+    // Accepts TCP (the kernel does) and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/dir", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let out = protolab_run(home.path(), &base(url)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not complete the order within 3s"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+}
+
+/// pebble validates http-01 on a port nobody answers: its problem document (type and detail)
+/// is what the user reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_pebble_cannot_validate_shows_its_problem_detail() {
+    let pebble = Pebble::start(None).await;
+    let home = tempfile::tempdir().unwrap();
+    // The responder listens elsewhere than the port pebble validates on.
+    let out = protolab_run(home.path(), &pebble.acme_args("--http-01", free_port())).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not validate"), "{stderr}");
+    assert!(stderr.contains("[connection]"), "pebble's problem type: {stderr}");
+    assert!(
+        stderr.contains(&format!(":{}", pebble.http_port)),
+        "pebble's detail names where it connected: {stderr}"
+    );
+    assert!(!protolab_tls::Store::open(home.path())
+        .acme_cert_path("localhost")
+        .exists());
+}
