@@ -66,6 +66,7 @@ impl Pebble {
         let pebble = require("pebble", "apt-get install -y pebble");
         let dir = tempfile::tempdir().unwrap();
         let store = protolab_tls::Store::open(dir.path().join("listener-ca"));
+        store.init().unwrap();
         let leaf = store
             .issue(&["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
