@@ -386,7 +386,9 @@ pub async fn start(mut config: ProxyConfig, ctx: &Context) -> anyhow::Result<Pro
                 protolab_tls::server_config_with(default, &options)
             }
             (None, Some(default)) => protolab_tls::server_config_sni(default, &by_name, &options),
-            (None, None) => anyhow::bail!("the proxy has no default certificate; this is a bug in protolab"),
+            (None, None) => {
+                anyhow::bail!("the proxy has no default certificate; this is a bug in protolab")
+            }
         };
         config.proxy.tls = Some(tls.context("building the TLS configuration")?);
         let proxy = Proxy::start(config.proxy)
@@ -420,7 +422,10 @@ fn default_names(config: &ProxyConfig) -> Vec<String> {
 fn leaves(
     config: &ProxyConfig,
     ctx: &Context,
-) -> anyhow::Result<(Option<protolab_tls::Leaf>, Vec<(String, protolab_tls::Leaf)>)> {
+) -> anyhow::Result<(
+    Option<protolab_tls::Leaf>,
+    Vec<(String, protolab_tls::Leaf)>,
+)> {
     let store = crate::certs::store(ctx);
     let default = match config.acme {
         Some(_) => None,
@@ -474,7 +479,9 @@ fn emit(config: &ProxyConfig, flavor: Flavor, ctx: &Context) -> anyhow::Result<S
         let default = match (&config.acme, default) {
             (Some(name), _) => crate::acme::renew::load(&store, name)?.0,
             (None, Some(default)) => default,
-            (None, None) => anyhow::bail!("the proxy has no default certificate; this is a bug in protolab"),
+            (None, None) => {
+                anyhow::bail!("the proxy has no default certificate; this is a bug in protolab")
+            }
         };
         let named = by_name.into_iter().map(|(n, l)| (Some(n), l));
         for (server_name, leaf) in std::iter::once((None, default)).chain(named) {

@@ -53,7 +53,9 @@ impl Responder {
             ChallengeSpec::TlsAlpn01(addr) => (addr, "--tls-alpn-01"),
         };
         let listener = TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr} for the challenge: pick a free address with {flag} ADDR")
+            format!(
+                "cannot listen on {addr} for the challenge: pick a free address with {flag} ADDR"
+            )
         })?;
         let addr = listener.local_addr().unwrap_or(addr);
         let stop = CancellationToken::new();
@@ -113,7 +115,10 @@ async fn serve_http(
     use axum::routing::get;
 
     type Tokens = Arc<Mutex<HashMap<String, String>>>;
-    async fn answer(State(tokens): State<Tokens>, Path(token): Path<String>) -> (StatusCode, String) {
+    async fn answer(
+        State(tokens): State<Tokens>,
+        Path(token): Path<String>,
+    ) -> (StatusCode, String) {
         let found = tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -169,6 +174,8 @@ fn alpn_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(ByDomain(certs)));
     config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    // protolab_tls::stream, which every protolab TLS listener runs on, takes the keys over.
+    config.enable_secret_extraction = true;
     Ok(Arc::new(config))
 }
 
@@ -177,7 +184,6 @@ async fn serve_tls_alpn(
     config: Arc<rustls::ServerConfig>,
     stop: CancellationToken,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     loop {
         let tcp = tokio::select! {
             () = stop.cancelled() => return,
@@ -190,12 +196,11 @@ async fn serve_tls_alpn(
                 }
             },
         };
-        let acceptor = acceptor.clone();
+        let config = Arc::clone(&config);
         tokio::spawn(async move {
             // The handshake is the whole validation; the CA closes the connection after it.
-            if let Ok(Ok(mut tls)) =
-                tokio::time::timeout(CONNECTION_LIMIT, acceptor.accept(tcp)).await
-            {
+            let handshake = protolab_tls::stream::accept(config, tcp);
+            if let Ok(Ok(mut tls)) = tokio::time::timeout(CONNECTION_LIMIT, handshake).await {
                 use tokio::io::AsyncWriteExt as _;
                 let _ = tokio::time::timeout(CONNECTION_LIMIT, tls.shutdown()).await;
             }

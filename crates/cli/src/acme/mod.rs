@@ -158,9 +158,10 @@ pub async fn run_acme(args: AcmeArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         );
     }
     let directory_ca = match &args.directory_ca {
-        Some(path) => Some(std::fs::canonicalize(path).map_err(|err| {
-            crate::usage(format!("--directory-ca {}: {err}", path.display()))
-        })?),
+        Some(path) => Some(
+            std::fs::canonicalize(path)
+                .map_err(|err| crate::usage(format!("--directory-ca {}: {err}", path.display())))?,
+        ),
         None => None,
     };
     let challenge = match (args.http_01, args.tls_alpn_01) {
@@ -237,7 +238,9 @@ fn print_obtained(
 pub async fn run_renew(args: RenewArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = crate::certs::store(ctx);
     let names = if args.names.is_empty() {
-        store.acme_names().context("listing the saved ACME certificates")?
+        store
+            .acme_names()
+            .context("listing the saved ACME certificates")?
     } else {
         args.names.clone()
     };
@@ -307,7 +310,10 @@ mod tests {
 
     #[test]
     fn named_directories() {
-        assert_eq!(directory_url("letsencrypt").ok().as_deref(), Some(LETSENCRYPT));
+        assert_eq!(
+            directory_url("letsencrypt").ok().as_deref(),
+            Some(LETSENCRYPT)
+        );
         assert_eq!(
             directory_url("letsencrypt-staging").ok().as_deref(),
             Some(LETSENCRYPT_STAGING)

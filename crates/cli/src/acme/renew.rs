@@ -21,9 +21,9 @@ const ATTEMPT_LIMIT: Duration = Duration::from_secs(120);
 /// Loads the saved ACME certificate `name` and its renewal record; says what to run when there
 /// is none.
 pub fn load(store: &Store, name: &str) -> anyhow::Result<(protolab_tls::Leaf, Record)> {
-    let json = store.read_acme_record(name).with_context(|| {
-        format!("--acme {name}: get the certificate first with `protolab certs acme --domain {name} …`")
-    })?;
+    let json = store
+        .read_acme_record(name)
+        .with_context(|| format!("--acme {name}"))?;
     let record: Record = serde_json::from_str(&json)
         .with_context(|| format!("reading {}", store.acme_record_path(name).display()))?;
     let leaf = store

@@ -16,6 +16,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -306,6 +307,104 @@ async fn tls_alpn_01_end_to_end_against_pebble() {
     obtains_a_certificate("--tls-alpn-01").await;
 }
 
+/// `proxy --acme NAME --emit haproxy|nginx` names the ACME certificate's files, and the real
+/// HAProxy and nginx serve it: a new connection gets the stored serial, which chains to
+/// pebble's root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emitted_haproxy_and_nginx_configs_serve_the_acme_certificate() {
+    let pebble = Pebble::start(None).await;
+    let root = pebble.root().await;
+    let home = tempfile::tempdir().unwrap();
+    let out = protolab_run(
+        home.path(),
+        &pebble.acme_args("--http-01", pebble.http_port),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let serial = stored_serial(home.path());
+    for flavor in ["haproxy", "nginx"] {
+        let port = free_port();
+        let out = protolab(home.path())
+            .args([
+                "proxy",
+                "--listen-tls",
+                &format!("127.0.0.1:{port}"),
+                "--backend",
+                "127.0.0.1:9",
+                "--acme",
+                "localhost",
+                "--emit",
+                flavor,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = home.path().join(format!("{flavor}.conf"));
+        std::fs::write(&config, &out.stdout).unwrap();
+        let mut cmd = if flavor == "haproxy" {
+            let mut cmd = Command::new(require("haproxy", "apt-get install -y haproxy"));
+            cmd.arg("-f").arg(&config).arg("-db");
+            cmd
+        } else {
+            let mut cmd = Command::new(require("nginx", "apt-get install -y nginx"));
+            cmd.arg("-c")
+                .arg(&config)
+                .arg("-p")
+                .arg(format!("{}/", home.path().join("proxy-run").display()));
+            cmd
+        };
+        // Its own process group, so nginx's workers go with their master.
+        let server = cmd
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _guard = KillGroupOnDrop(server);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "{flavor} never listened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(served_serial(port).await, serial, "{flavor}");
+        let verified = Peer::Openssl
+            .command([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                "localhost",
+                "-CAfile",
+                &root.to_string_lossy(),
+                "-verify_hostname",
+                "localhost",
+                "-verify_return_error",
+            ])
+            .stdin(Stdio::null())
+            .output();
+        let out = tokio::time::timeout(PEER_LIMIT, verified)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{flavor}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// pebble issues 30-second certificates; `proxy --acme` renews at 20 s while a WSS client
 /// keeps echoing through it: the client sees no disconnect and no lost echo, and a new
 /// connection after the renewal gets the new serial.
@@ -357,7 +456,11 @@ async fn proxy_renews_and_reloads_without_dropping_a_wss_client() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(served_serial(port).await, first, "serves the stored certificate");
+    assert_eq!(
+        served_serial(port).await,
+        first,
+        "serves the stored certificate"
+    );
 
     // Renewal lines arrive on stderr; read them on a thread.
     let stderr = proxy.stderr.take().unwrap();
@@ -398,8 +501,15 @@ async fn proxy_renews_and_reloads_without_dropping_a_wss_client() {
         }
     }
     let second = served_serial(port).await;
-    assert_ne!(second, first, "a new connection gets the renewed certificate");
-    assert_eq!(second, stored_serial(home.path()), "and it is the stored one");
+    assert_ne!(
+        second, first,
+        "a new connection gets the renewed certificate"
+    );
+    assert_eq!(
+        second,
+        stored_serial(home.path()),
+        "and it is the stored one"
+    );
 
     let out = soak.await.unwrap().unwrap().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -409,9 +519,22 @@ async fn proxy_renews_and_reloads_without_dropping_a_wss_client() {
     assert!(result["sent"].as_u64().unwrap() >= 100, "{result}");
     assert_eq!(result["sent"], result["echoed"], "{result}");
     drop(guard);
+    let _ = proxy.wait();
 }
 
 struct KillOnDrop(u32);
+
+struct KillGroupOnDrop(Child);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.wait();
+    }
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -466,8 +589,15 @@ async fn a_broken_directory_fails_in_plain_words_and_in_bounded_time() {
     let out = protolab_run(home.path(), &base(url)).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("did not complete the order within 3s"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        stderr.contains("did not complete the order within 3s"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// pebble validates http-01 on a port nobody answers: its problem document (type and detail)
@@ -481,7 +611,10 @@ async fn a_challenge_pebble_cannot_validate_shows_its_problem_detail() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("could not validate"), "{stderr}");
-    assert!(stderr.contains("[connection]"), "pebble's problem type: {stderr}");
+    assert!(
+        stderr.contains("[connection]"),
+        "pebble's problem type: {stderr}"
+    );
     assert!(
         stderr.contains(&format!(":{}", pebble.http_port)),
         "pebble's detail names where it connected: {stderr}"

@@ -38,11 +38,18 @@ impl Store {
             .next()
             .unwrap_or_default()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let hash = Sha256::digest(directory_url.as_bytes());
         let short: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
-        self.acme_accounts_dir().join(format!("{host}-{short}.json"))
+        self.acme_accounts_dir()
+            .join(format!("{host}-{short}.json"))
     }
 
     /// The saved account for `directory_url` (its JSON, key included), if there is one. A file
@@ -111,7 +118,10 @@ impl Store {
         let mut names = Vec::new();
         for entry in entries {
             let path = entry.map_err(|err| Error::io("list", &dir, err))?.path();
-            let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let file = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if let Some(name) = file.strip_suffix(".json") {
                 if !name.starts_with('.') {
                     names.push(name.to_owned());
@@ -129,7 +139,9 @@ impl Store {
             return Err(Error::Damaged {
                 path,
                 problem: format!("there is no ACME certificate named {name}"),
-                fix: "get one with `protolab certs acme --directory URL --domain NAME --http-01 ADDR`; `protolab certs renew` lists the saved ones".into(),
+                fix: format!(
+                    "get it with `protolab certs acme --directory URL --domain {name} --http-01 ADDR`"
+                ),
             });
         }
         read_to_string(&path)
@@ -139,9 +151,7 @@ impl Store {
     pub fn load_acme_leaf(&self, name: &str) -> Result<Leaf> {
         let cert_path = self.acme_cert_path(name);
         let key_path = self.acme_key_path(name);
-        let refetch = format!(
-            "run `protolab certs renew --force {name}` to fetch a new one"
-        );
+        let refetch = format!("run `protolab certs renew --force {name}` to fetch a new one");
         let cert_pem = read_to_string(&cert_path)?;
         let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
             .collect::<std::result::Result<Vec<_>, _>>()
@@ -154,13 +164,12 @@ impl Store {
             })?;
         check_key_mode(&key_path)?;
         let key_pem = read_to_string(&key_path)?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|err| {
-            Error::Damaged {
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|err| Error::Damaged {
                 path: key_path.clone(),
                 problem: format!("not a readable PEM private key ({err})"),
                 fix: refetch.clone(),
-            }
-        })?;
+            })?;
         Ok(Leaf {
             cert_pem: pem_encode("CERTIFICATE", &chain[0]),
             chain,
