@@ -417,15 +417,15 @@ fn default_names(config: &ProxyConfig) -> Vec<String> {
     names
 }
 
-/// The default leaf (none with `--acme`: the ACME certificate is the default) and one leaf per
-/// `--sni` name, issued (or reused) from the state dir.
-fn leaves(
-    config: &ProxyConfig,
-    ctx: &Context,
-) -> anyhow::Result<(
+/// The proxy's certificates from the state dir: the default one, and one per `--sni` name.
+type Leaves = (
     Option<protolab_tls::Leaf>,
     Vec<(String, protolab_tls::Leaf)>,
-)> {
+);
+
+/// The default leaf (none with `--acme`: the ACME certificate is the default) and one leaf per
+/// `--sni` name, issued (or reused) from the state dir.
+fn leaves(config: &ProxyConfig, ctx: &Context) -> anyhow::Result<Leaves> {
     let store = crate::certs::store(ctx);
     let default = match config.acme {
         Some(_) => None,

@@ -405,73 +405,72 @@ async fn emitted_haproxy_and_nginx_configs_serve_the_acme_certificate() {
     }
 }
 
-/// pebble issues 30-second certificates; `proxy --acme` renews at 20 s while a WSS client
-/// keeps echoing through it: the client sees no disconnect and no lost echo, and a new
-/// connection after the renewal gets the new serial.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_renews_and_reloads_without_dropping_a_wss_client() {
-    let pebble = Pebble::start(Some(30)).await;
-    let root = pebble.root().await;
-    let home = tempfile::tempdir().unwrap();
-    let out = protolab_run(
-        home.path(),
-        &pebble.acme_args("--http-01", pebble.http_port),
-    )
-    .await;
-    assert!(
-        out.status.success(),
-        "{}\npebble:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        pebble.log()
-    );
-    let first = stored_serial(home.path());
+/// A protolab server (`proxy` or `up`) serving an ACME certificate: its TLS port from the
+/// ready line, its stderr lines as they come; killed when dropped.
+struct Served {
+    child: Child,
+    port: u16,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
 
-    let lab = TestLab::start(&[Protocol::Ws], |_| {}).await;
-    let mut proxy = protolab(home.path())
-        .args([
-            "proxy",
-            "--listen-tls",
-            "127.0.0.1:0",
-            "--backend",
-            &format!("127.0.0.1:{}", lab.port(Protocol::Ws)),
-            "--acme",
-            "localhost",
-            "--no-access-log",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop(proxy.id());
-    let mut stdout = BufReader::new(proxy.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready JSON");
-    let port: u16 = ready["listeners"][0]["addr"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(
-        served_serial(port).await,
-        first,
-        "serves the stored certificate"
-    );
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
-    // Renewal lines arrive on stderr; read them on a thread.
-    let stderr = proxy.stderr.take().unwrap();
-    let (tx, mut renewed) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+impl Served {
+    fn spawn(home: &Path, args: &[&str], addr_of: fn(&serde_json::Value) -> &str) -> Self {
+        let mut child = protolab(home)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let ready: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("{args:?}: no ready line: {line}"));
+        let port = addr_of(&ready).rsplit(':').next().unwrap().parse().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            port,
+            lines,
+            seen: Vec::new(),
         }
-    });
+    }
 
-    // One WSS connection echoing every 200 ms across the renewal (due 20 s after issuance).
+    /// Waits for the line saying the certificate was renewed.
+    async fn renewed(&mut self, what: &str, pebble: &Pebble) {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.lines.recv()).await {
+                Ok(Some(line)) if line.contains("renewed the ACME certificate localhost") => return,
+                Ok(Some(line)) => self.seen.push(line),
+                _ => panic!(
+                    "{what}: no renewal within 45 s; it said:\n{}\npebble:\n{}",
+                    self.seen.join("\n"),
+                    pebble.log()
+                ),
+            }
+        }
+    }
+}
+
+/// One WSS connection echoing every 200 ms for 26 s, across the renewal (due 20 s after
+/// issuance), trusting only pebble's root.
+fn soak(port: u16, root: &Path) -> tokio::task::JoinHandle<serde_json::Value> {
     let soak = Peer::PythonWs
         .command([
             "soak",
@@ -484,45 +483,110 @@ async fn proxy_renews_and_reloads_without_dropping_a_wss_client() {
             "0.2",
         ])
         .output();
-    let soak = tokio::spawn(tokio::time::timeout(PEER_LIMIT, soak));
-
-    let deadline = Instant::now() + Duration::from_secs(45);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, renewed.recv()).await {
-            Ok(Some(line)) if line.contains("renewed the ACME certificate localhost") => break,
-            Ok(Some(line)) => seen.push(line),
-            _ => panic!(
-                "no renewal within 45 s; proxy said:\n{}\npebble:\n{}",
-                seen.join("\n"),
-                pebble.log()
-            ),
-        }
-    }
-    let second = served_serial(port).await;
-    assert_ne!(
-        second, first,
-        "a new connection gets the renewed certificate"
-    );
-    assert_eq!(
-        second,
-        stored_serial(home.path()),
-        "and it is the stored one"
-    );
-
-    let out = soak.await.unwrap().unwrap().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let result: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))
-        .unwrap_or_else(|_| panic!("soak output: {text}"));
-    assert_eq!(result["errors"], serde_json::json!([]), "{result}");
-    assert!(result["sent"].as_u64().unwrap() >= 100, "{result}");
-    assert_eq!(result["sent"], result["echoed"], "{result}");
-    drop(guard);
-    let _ = proxy.wait();
+    tokio::spawn(async move {
+        let out = tokio::time::timeout(PEER_LIMIT, soak)
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(text.lines().last().unwrap_or("{}"))
+            .unwrap_or_else(|_| panic!("soak output: {text}"))
+    })
 }
 
-struct KillOnDrop(u32);
+fn assert_soak_undisturbed(what: &str, result: &serde_json::Value) {
+    assert_eq!(result["errors"], serde_json::json!([]), "{what}: {result}");
+    assert!(result["sent"].as_u64().unwrap() >= 100, "{what}: {result}");
+    assert_eq!(result["sent"], result["echoed"], "{what}: {result}");
+}
+
+/// pebble issues 30-second certificates; `proxy --acme` (renewing by http-01) and `up --acme`
+/// (another home, renewing by tls-alpn-01) renew at 20 s while a WSS client keeps echoing
+/// through each: no client sees a disconnect or a lost echo, and a new connection after the
+/// renewal gets the new serial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_and_up_renew_and_reload_without_dropping_a_wss_client() {
+    let pebble = Pebble::start(Some(30)).await;
+    let root = pebble.root().await;
+    let (home, home_up) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (home, challenge, port) in [
+        (&home, "--http-01", pebble.http_port),
+        (&home_up, "--tls-alpn-01", pebble.tls_port),
+    ] {
+        let out = protolab_run(home.path(), &pebble.acme_args(challenge, port)).await;
+        assert!(
+            out.status.success(),
+            "{}\npebble:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            pebble.log()
+        );
+    }
+    let (first, first_up) = (stored_serial(home.path()), stored_serial(home_up.path()));
+
+    let lab = TestLab::start(&[Protocol::Ws], |_| {}).await;
+    let backend = format!("127.0.0.1:{}", lab.port(Protocol::Ws));
+    let mut proxy = Served::spawn(
+        home.path(),
+        &[
+            "proxy",
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--backend",
+            &backend,
+            "--acme",
+            "localhost",
+            "--no-access-log",
+            "--json",
+        ],
+        |ready| ready["listeners"][0]["addr"].as_str().unwrap(),
+    );
+    let mut up = Served::spawn(
+        home_up.path(),
+        &[
+            "up",
+            "--only",
+            "wss",
+            "--wss-port",
+            "0",
+            "--acme",
+            "localhost",
+            "--json",
+        ],
+        |ready| ready["endpoints"][0]["addr"].as_str().unwrap(),
+    );
+    assert_eq!(
+        served_serial(proxy.port).await,
+        first,
+        "proxy: the stored certificate"
+    );
+    assert_eq!(
+        served_serial(up.port).await,
+        first_up,
+        "up: the stored certificate"
+    );
+
+    let soaks = [soak(proxy.port, &root), soak(up.port, &root)];
+    proxy.renewed("proxy", &pebble).await;
+    up.renewed("up", &pebble).await;
+    for (what, served, home, first) in [
+        ("proxy", &proxy, &home, &first),
+        ("up", &up, &home_up, &first_up),
+    ] {
+        let second = served_serial(served.port).await;
+        assert_ne!(
+            &second, first,
+            "{what}: a new connection gets the renewed certificate"
+        );
+        assert_eq!(
+            second,
+            stored_serial(home.path()),
+            "{what}: and it is the stored one"
+        );
+    }
+    for (what, soak) in ["proxy", "up"].into_iter().zip(soaks) {
+        assert_soak_undisturbed(what, &soak.await.unwrap());
+    }
+}
 
 struct KillGroupOnDrop(Child);
 
