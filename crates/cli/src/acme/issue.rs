@@ -55,10 +55,38 @@ async fn obtain_unbounded(
     }
     .map_err(|err| explain(err, "placing the order"))?;
 
-    let responder = Responder::start(record.challenge).await?;
+    let responder = Responder::start(&record.challenge).await?;
+    let validated = validate(&mut order, record, &responder, timeout).await;
+    // dns-01 records are cleared whatever happened; listeners stop.
+    responder.finish().await;
+    let retries = validated?;
+
+    let key_pem = order
+        .finalize()
+        .await
+        .map_err(|err| explain(err, "finalizing the order"))?;
+    let chain_pem = order
+        .poll_certificate(&retries)
+        .await
+        .map_err(|err| explain(err, "downloading the certificate"))?;
+    let record_json = serde_json::to_string_pretty(record).context("encoding the record")?;
+    store
+        .save_acme_cert(&record.name(), &chain_pem, &key_pem, &record_json)
+        .context("saving the certificate from the ACME CA")
+}
+
+/// Answers every pending authorization and waits until the order is ready; the retry policy
+/// the rest of the order uses.
+async fn validate(
+    order: &mut instant_acme::Order,
+    record: &Record,
+    responder: &Responder,
+    timeout: Duration,
+) -> anyhow::Result<RetryPolicy> {
     let kind = match record.challenge {
-        ChallengeSpec::Http01(_) => ChallengeType::Http01,
-        ChallengeSpec::TlsAlpn01(_) => ChallengeType::TlsAlpn01,
+        ChallengeSpec::Http01 { .. } => ChallengeType::Http01,
+        ChallengeSpec::TlsAlpn01 { .. } => ChallengeType::TlsAlpn01,
+        ChallengeSpec::Dns01Hook { .. } => ChallengeType::Dns01,
     };
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
@@ -80,7 +108,9 @@ async fn obtain_unbounded(
             );
         };
         let key_authorization = challenge.key_authorization();
-        responder.answer(&domain, &challenge.token, key_authorization.as_str())?;
+        responder
+            .answer(&domain, &challenge.token, &key_authorization)
+            .await?;
         challenge
             .set_ready()
             .await
@@ -121,31 +151,21 @@ async fn obtain_unbounded(
             why.push(order_problem);
         }
         let hint = match record.challenge {
-            ChallengeSpec::Http01(_) => {
-                "the CA reaches http://DOMAIN/.well-known/acme-challenge/ on port 80"
+            ChallengeSpec::Http01 { .. } => {
+                "the CA reaches http://DOMAIN/.well-known/acme-challenge/ on port 80, forwarded to"
             }
-            ChallengeSpec::TlsAlpn01(_) => "the CA reaches DOMAIN on port 443",
+            ChallengeSpec::TlsAlpn01 { .. } => "the CA reaches DOMAIN on port 443, forwarded to",
+            ChallengeSpec::Dns01Hook { .. } => {
+                "the CA's resolvers see the _acme-challenge TXT record published by"
+            }
         };
         anyhow::bail!(
-            "the ACME CA could not validate the order: {}. Check that {hint}, forwarded to protolab's responder on {}",
+            "the ACME CA could not validate the order: {}. Check that {hint} {}",
             why.join("; "),
-            responder.addr()
+            responder.describe()
         );
     }
-
-    let key_pem = order
-        .finalize()
-        .await
-        .map_err(|err| explain(err, "finalizing the order"))?;
-    let chain_pem = order
-        .poll_certificate(&retries)
-        .await
-        .map_err(|err| explain(err, "downloading the certificate"))?;
-    drop(responder);
-    let record_json = serde_json::to_string_pretty(record).context("encoding the record")?;
-    store
-        .save_acme_cert(&record.name(), &chain_pem, &key_pem, &record_json)
-        .context("saving the certificate from the ACME CA")
+    Ok(retries)
 }
 
 fn challenge_name(kind: &ChallengeType) -> &str {

@@ -1,5 +1,6 @@
 //! `protolab certs acme` and `certs renew`: certificates from an ACME CA (Let's Encrypt, or
-//! pebble in tests), with protolab answering the challenge itself, stored in the state dir next
+//! pebble in tests), with protolab answering the challenge itself (or, for dns-01, a hook
+//! command publishing the TXT record), stored in the state dir next
 //! to the local CA's; and the renewal a running `proxy --acme NAME` does on its own.
 //!
 //! The protocol is instant-acme's; this module picks the directory, keeps the account, serves
@@ -36,7 +37,7 @@ pub const RENEW_AT_FRACTION: f64 = 2.0 / 3.0;
 
 /// `protolab certs acme` arguments.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("challenge").required(true).args(["http_01", "tls_alpn_01"])))]
+#[command(group(ArgGroup::new("challenge").required(true).args(["http_01", "tls_alpn_01", "dns_01_hook"])))]
 pub struct AcmeArgs {
     /// The ACME CA: `letsencrypt`, `letsencrypt-staging` (try here first: its rate limits are
     /// far higher) or a directory URL (`https://127.0.0.1:14000/dir` for pebble).
@@ -53,6 +54,12 @@ pub struct AcmeArgs {
     /// validation certificate (the CA connects to port 443 of each domain; forward it here).
     #[arg(long = "tls-alpn-01", value_name = "ADDR")]
     pub tls_alpn_01: Option<SocketAddr>,
+    /// Answer dns-01 challenges (the only kind for wildcards) by running CMD with `sh -c` to
+    /// publish each TXT record: environment PROTOLAB_ACME_ACTION=set, PROTOLAB_ACME_DOMAIN,
+    /// PROTOLAB_ACME_TXT_NAME (`_acme-challenge.DOMAIN`), PROTOLAB_ACME_TXT_VALUE. It must
+    /// exit 0 once the record is served; after the order it runs again with ACTION=clear.
+    #[arg(long = "dns-01-hook", value_name = "CMD")]
+    pub dns_01_hook: Option<String>,
     /// Trust this CA certificate (PEM) for the directory's HTTPS instead of the system roots:
     /// for a test CA such as pebble, whose listener has a certificate of its own making.
     #[arg(long, value_name = "FILE")]
@@ -80,20 +87,32 @@ pub struct RenewArgs {
 }
 
 /// How a challenge is answered, saved with the certificate so renewals answer it the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "addr", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ChallengeSpec {
     /// http-01 on this address.
-    Http01(SocketAddr),
+    Http01 {
+        /// Where the responder listens.
+        addr: SocketAddr,
+    },
     /// tls-alpn-01 on this address.
-    TlsAlpn01(SocketAddr),
+    TlsAlpn01 {
+        /// Where the responder listens.
+        addr: SocketAddr,
+    },
+    /// dns-01, the TXT records published by this command.
+    Dns01Hook {
+        /// Run with `sh -c`.
+        command: String,
+    },
 }
 
 impl std::fmt::Display for ChallengeSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Http01(addr) => write!(f, "http-01 on {addr}"),
-            Self::TlsAlpn01(addr) => write!(f, "tls-alpn-01 on {addr}"),
+            Self::Http01 { addr } => write!(f, "http-01 on {addr}"),
+            Self::TlsAlpn01 { addr } => write!(f, "tls-alpn-01 on {addr}"),
+            Self::Dns01Hook { command } => write!(f, "dns-01 through `{command}`"),
         }
     }
 }
@@ -156,6 +175,10 @@ pub async fn run_acme(args: AcmeArgs, ctx: &Context) -> anyhow::Result<ExitCode>
             matches!(protolab_tls::Name::parse(domain), Ok(protolab_tls::Name::Dns(_))),
             "--domain {domain}: not a DNS name (ACME CAs certify DNS names here; use `protolab certs issue` for IP addresses)"
         );
+        ensure_usage!(
+            !domain.starts_with("*.") || args.dns_01_hook.is_some(),
+            "--domain {domain}: a wildcard can only be proven with dns-01: use --dns-01-hook CMD"
+        );
     }
     let directory_ca = match &args.directory_ca {
         Some(path) => Some(
@@ -164,10 +187,15 @@ pub async fn run_acme(args: AcmeArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         ),
         None => None,
     };
-    let challenge = match (args.http_01, args.tls_alpn_01) {
-        (Some(addr), None) => ChallengeSpec::Http01(addr),
-        (None, Some(addr)) => ChallengeSpec::TlsAlpn01(addr),
-        _ => bail_usage!("pass one of --http-01 ADDR or --tls-alpn-01 ADDR"),
+    let challenge = match (args.http_01, args.tls_alpn_01, args.dns_01_hook) {
+        (Some(addr), None, None) => ChallengeSpec::Http01 { addr },
+        (None, Some(addr), None) => ChallengeSpec::TlsAlpn01 { addr },
+        (None, None, Some(command)) if !command.trim().is_empty() => {
+            ChallengeSpec::Dns01Hook { command }
+        }
+        _ => bail_usage!(
+            "pass one of --http-01 ADDR, --tls-alpn-01 ADDR or --dns-01-hook CMD (not empty)"
+        ),
     };
     let record = Record {
         directory,

@@ -8,7 +8,10 @@
 // `httpPort` / `tlsPort` of its configuration, which the test points at protolab's responder.
 // pebble's HTTPS listener gets a certificate from a throwaway protolab CA, which protolab trusts
 // with --directory-ca. Renewal is forced by pebble's own `certificateValidityPeriod`: its
-// certificates live 30 seconds, so protolab renews at 20.
+// certificates live 30 seconds, so protolab renews at 20. For dns-01, pebble is started with
+// `-dnsserver` pointing at pebble-challtestsrv (same Debian package), whose management API the
+// test's hook script calls to set the TXT record; its default A answer for every name is
+// 127.0.0.1.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers: a failed set-up is a failed test"
@@ -64,6 +67,11 @@ impl Drop for Pebble {
 impl Pebble {
     /// Starts pebble with certificates valid for `validity_secs` (its default is five years).
     async fn start(validity_secs: Option<u64>) -> Self {
+        Self::start_with(validity_secs, None).await
+    }
+
+    /// [`Pebble::start`], resolving names through the DNS server on `dns` (`-dnsserver`).
+    async fn start_with(validity_secs: Option<u64>, dns: Option<u16>) -> Self {
         let pebble = require("pebble", "apt-get install -y pebble");
         let dir = tempfile::tempdir().unwrap();
         let store = protolab_tls::Store::open(dir.path().join("listener-ca"));
@@ -91,7 +99,11 @@ impl Pebble {
         let config_path = dir.path().join("pebble-config.json");
         std::fs::write(&config_path, config.to_string()).unwrap();
         let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
-        let child = Command::new(pebble)
+        let mut cmd = Command::new(pebble);
+        if let Some(port) = dns {
+            cmd.arg("-dnsserver").arg(format!("127.0.0.1:{port}"));
+        }
+        let child = cmd
             .arg("-config")
             .arg(&config_path)
             .env("PEBBLE_VA_NOSLEEP", "1")
@@ -305,6 +317,131 @@ async fn http_01_end_to_end_against_pebble() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_01_end_to_end_against_pebble() {
     obtains_a_certificate("--tls-alpn-01").await;
+}
+
+/// pebble-challtestsrv (from Debian's pebble package) as the DNS server pebble asks; killed when
+/// dropped.
+struct ChallTestSrv {
+    child: Child,
+    dns: u16,
+    management: u16,
+}
+
+impl Drop for ChallTestSrv {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ChallTestSrv {
+    async fn start() -> Self {
+        let program = require("pebble-challtestsrv", "apt-get install -y pebble");
+        // The DNS port serves UDP and TCP: take one free for both.
+        let dns = loop {
+            let port = free_port();
+            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
+        let management = free_port();
+        let child = Command::new(program)
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-dns01", &format!("127.0.0.1:{dns}")])
+            .args(["-management", &format!("127.0.0.1:{management}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", management))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "pebble-challtestsrv never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            child,
+            dns,
+            management,
+        }
+    }
+}
+
+/// dns-01 through `--dns-01-hook`: the hook (a shell script using curl) publishes the TXT
+/// record in pebble-challtestsrv, which pebble resolves through; it is cleared afterwards. A
+/// hook that fails stops the order with its exit status and stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_01_through_a_hook_end_to_end_against_pebble() {
+    let dns = ChallTestSrv::start().await;
+    let pebble = Pebble::start_with(None, Some(dns.dns)).await;
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("hook.log");
+    let curl = require("curl", "apt-get install -y curl");
+    let hook = home.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            r#"#!/bin/sh
+set -e
+api=http://127.0.0.1:{port}
+case "$PROTOLAB_ACME_ACTION" in
+  set) {curl} -sS --fail -d "{{\"host\":\"$PROTOLAB_ACME_TXT_NAME.\",\"value\":\"$PROTOLAB_ACME_TXT_VALUE\"}}" $api/set-txt ;;
+  clear) {curl} -sS --fail -d "{{\"host\":\"$PROTOLAB_ACME_TXT_NAME.\"}}" $api/clear-txt ;;
+esac
+echo "$PROTOLAB_ACME_ACTION $PROTOLAB_ACME_DOMAIN $PROTOLAB_ACME_TXT_NAME" >> {log}
+"#,
+            port = dns.management,
+            curl = curl.display(),
+            log = log.display(),
+        ),
+    )
+    .unwrap();
+    let args = |hook: &str| {
+        [
+            "certs",
+            "acme",
+            "--directory",
+            &pebble.directory,
+            "--directory-ca",
+            &pebble.listener_ca.to_string_lossy(),
+            "--domain",
+            "localhost",
+            "--dns-01-hook",
+            hook,
+            "--timeout",
+            "60s",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+
+    let failing = "echo 'the DNS API said no' >&2; exit 3";
+    let out = protolab_run(home.path(), &args(failing)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("exit status: 3") && stderr.contains("the DNS API said no"),
+        "{stderr}"
+    );
+
+    let out = protolab_run(home.path(), &args(&format!("sh {}", hook.display()))).await;
+    assert!(
+        out.status.success(),
+        "{}\npebble:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pebble.log()
+    );
+    let chain = protolab_tls::Store::open(home.path()).acme_cert_path("localhost");
+    verify_chain(&chain, &pebble.root().await).await;
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "set localhost _acme-challenge.localhost\nclear localhost _acme-challenge.localhost\n"
+    );
 }
 
 /// `proxy --acme NAME --emit haproxy|nginx` names the ACME certificate's files, and the real
@@ -597,15 +734,6 @@ impl Drop for KillGroupOnDrop {
             .stderr(Stdio::null())
             .status();
         let _ = self.0.wait();
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.0.to_string()])
-            .stderr(Stdio::null())
-            .status();
     }
 }
 

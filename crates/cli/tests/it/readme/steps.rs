@@ -44,6 +44,13 @@ pub(super) const STEPS: &[Step] = &[
         ),
     },
     Step {
+        command: "protolab certs acme --directory letsencrypt --domain '*.example.com' --dns-01-hook ./publish-txt.sh",
+        how: How::NotRun(
+            "needs a DNS provider's API; tests/it/acme.rs runs dns-01 through a hook against \
+             pebble and pebble-challtestsrv on loopback",
+        ),
+    },
+    Step {
         command: "protolab certs acme --directory https://127.0.0.1:14000/dir --directory-ca pebble-ca.pem --domain localhost --http-01 127.0.0.1:5002",
         how: How::NotRun(
             "needs a pebble on fixed ports; tests/it/acme.rs starts pebble on free ports and \
