@@ -170,6 +170,10 @@ pub fn leaf_due(leaf_der: &[u8]) -> anyhow::Result<SystemTime> {
 /// Runs `protolab certs acme`.
 pub async fn run_acme(args: AcmeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let directory = directory_url(&args.directory)?;
+    ensure_usage!(
+        !args.timeout.is_zero(),
+        "--timeout must be greater than zero"
+    );
     for domain in &args.domains {
         ensure_usage!(
             matches!(protolab_tls::Name::parse(domain), Ok(protolab_tls::Name::Dns(_))),
@@ -226,6 +230,7 @@ fn print_obtained(
     if ctx.json {
         let line = serde_json::json!({
             "name": record.name(),
+            "renewed": verb == "Renewed",
             "directory": record.directory,
             "cert_path": cert_path,
             "key_path": key_path,
@@ -264,6 +269,10 @@ fn print_obtained(
 /// Runs `protolab certs renew`: exit 0 when everything asked for is fine, 1 when a renewal
 /// failed (each failure said on stderr).
 pub async fn run_renew(args: RenewArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    ensure_usage!(
+        !args.timeout.is_zero(),
+        "--timeout must be greater than zero"
+    );
     let store = crate::certs::store(ctx);
     let names = if args.names.is_empty() {
         store
@@ -300,10 +309,13 @@ pub async fn run_renew(args: RenewArgs, ctx: &Context) -> anyhow::Result<ExitCod
             .and_then(|leaf| leaf_due(leaf.cert_der()));
         match due {
             Ok(due) if !args.force && due > SystemTime::now() => {
-                println!(
-                    "{name}: not due (renew after {})",
-                    humantime::format_rfc3339_seconds(due)
-                );
+                let due = humantime::format_rfc3339_seconds(due);
+                if ctx.json {
+                    let line = serde_json::json!({"name": name, "renewed": false, "renew_after": due.to_string()});
+                    println!("{line}");
+                } else {
+                    println!("{name}: not due (renew after {due})");
+                }
                 continue;
             }
             Ok(_) => {}
