@@ -14,7 +14,7 @@
 // 127.0.0.1.
 #![allow(
     clippy::unwrap_used,
-    reason = "test helpers: a failed set-up is a failed test"
+    reason = "test set-up: a failed step is a failed test"
 )]
 
 mod peers;

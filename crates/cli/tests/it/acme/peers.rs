@@ -1,7 +1,7 @@
 //! The peers the ACME tests start (pebble, pebble-challtestsrv) and the checks they share.
 #![allow(
     clippy::unwrap_used,
-    reason = "test helpers: a failed set-up is a failed test"
+    reason = "test set-up: a failed step is a failed test"
 )]
 
 use std::os::unix::fs::PermissionsExt as _;
