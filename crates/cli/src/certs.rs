@@ -62,6 +62,13 @@ pub enum CertsCommand {
     /// Explain why a TLS client rejects a server's certificate: connect to HOST:PORT, or read a
     /// PEM chain FILE. Exit status 0 when the certificate is fine, 1 when it has a problem.
     Check(CheckArgs),
+    /// Get a certificate from an ACME CA (Let's Encrypt, or a test CA such as pebble),
+    /// answering its http-01 or tls-alpn-01 challenge from protolab itself, and store it in the
+    /// state dir (certs/acme/NAME.pem, key 0600) for `proxy --acme NAME`.
+    Acme(crate::acme::AcmeArgs),
+    /// Renew the ACME certificates that are due (two thirds of their lifetime passed), the same
+    /// way they were obtained. Exit status 1 when a renewal failed.
+    Renew(crate::acme::RenewArgs),
 }
 
 /// Where `certs trust --install` puts the CA.
@@ -115,9 +122,14 @@ fn owner() -> String {
 
 /// Runs `protolab certs`.
 pub async fn run(args: CertsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let command = match args.command {
+        CertsCommand::Acme(args) => return crate::acme::run_acme(args, ctx).await,
+        CertsCommand::Renew(args) => return crate::acme::run_renew(args, ctx).await,
+        other => other,
+    };
     let ctx = ctx.clone();
     // Everything below does blocking file, process or socket I/O: keep it off the runtime.
-    tokio::task::spawn_blocking(move || run_blocking(args.command, &ctx))
+    tokio::task::spawn_blocking(move || run_blocking(command, &ctx))
         .await
         .context("the certs task panicked")?
 }
@@ -129,6 +141,9 @@ fn run_blocking(command: CertsCommand, ctx: &Context) -> anyhow::Result<ExitCode
         CertsCommand::Show { file } => show(ctx, file.as_deref()),
         CertsCommand::Trust { install, nssdb } => trust_cmd(ctx, install, nssdb),
         CertsCommand::Check(args) => check(ctx, &args),
+        CertsCommand::Acme(_) | CertsCommand::Renew(_) => Err(anyhow::anyhow!(
+            "the ACME commands run on the async runtime, not here; this is a bug in protolab"
+        )),
     }
 }
 

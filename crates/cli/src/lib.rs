@@ -26,6 +26,7 @@ macro_rules! bail_usage {
     };
 }
 
+pub mod acme;
 pub mod bench;
 pub mod capture;
 pub mod certs;

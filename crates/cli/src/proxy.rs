@@ -43,6 +43,12 @@ pub struct ProxyArgs {
     /// (repeatable). Clients sending no SNI or another name get the localhost certificate.
     #[arg(long = "sni", value_name = "NAME")]
     pub sni: Vec<String>,
+    /// Serve the certificate `protolab certs acme` saved as NAME (its first domain) instead of
+    /// the protolab CA's, and renew it while running at two thirds of its lifetime, the way it
+    /// was obtained; new connections get the renewed certificate, open ones are kept. With
+    /// --emit the configuration names its files (renew those with `protolab certs renew`).
+    #[arg(long, value_name = "NAME")]
+    pub acme: Option<String>,
     /// Inactivity on the client side while a request is expected or arriving.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout_client: Duration,
@@ -153,6 +159,8 @@ pub struct ProxyConfig {
     pub proxy: Config,
     /// DNS names served with their own certificate, by SNI.
     pub sni: Vec<String>,
+    /// The saved ACME certificate served by default (and renewed), instead of the local CA's.
+    pub acme: Option<String>,
     /// Where TLS secrets go, if anywhere.
     pub keylog: Option<PathBuf>,
     /// Print a configuration instead of running.
@@ -188,6 +196,10 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
                 },
             ];
         }
+        ensure_usage!(
+            args.acme.is_none() || listen.iter().any(|l| l.tls),
+            "--acme needs a TLS listener: add --tls or --listen-tls ADDR"
+        );
         for name in &args.sni {
             ensure_usage!(
                 matches!(protolab_tls::Name::parse(name), Ok(protolab_tls::Name::Dns(_)))
@@ -270,6 +282,7 @@ impl TryFrom<ProxyArgs> for ProxyConfig {
                 ..Config::default()
             },
             sni: args.sni,
+            acme: args.acme,
             keylog: args.keylog,
             emit: args.emit.map(|e| match e {
                 EmitArg::Haproxy => Flavor::Haproxy,
@@ -345,6 +358,16 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 pub async fn start(mut config: ProxyConfig, ctx: &Context) -> anyhow::Result<Proxy> {
     if config.proxy.listen.iter().any(|l| l.tls) {
         let (default, by_name) = leaves(&config, ctx)?;
+        let acme = match &config.acme {
+            Some(name) => {
+                let store = crate::certs::store(ctx);
+                let (leaf, record) = crate::acme::renew::load(&store, name)?;
+                let slot = protolab_tls::CertSlot::new(&leaf)
+                    .with_context(|| format!("--acme {name}: serving the certificate"))?;
+                Some((store, record, slot))
+            }
+            None => None,
+        };
         let mut options = protolab_tls::Options::alpn(&[b"http/1.1"]);
         if let Some(path) = &config.keylog {
             let file = protolab_tls::keylog::KeyLogFile::create(path)
@@ -355,12 +378,27 @@ pub async fn start(mut config: ProxyConfig, ctx: &Context) -> anyhow::Result<Pro
                 path.display()
             );
         }
-        let tls = if by_name.is_empty() {
-            protolab_tls::server_config_with(&default, &options)
-        } else {
-            protolab_tls::server_config_sni(&default, &by_name, &options)
+        let tls = match (&acme, &default) {
+            (Some((_, _, slot)), _) => {
+                protolab_tls::server_config_slot(Arc::clone(slot), &by_name, &options)
+            }
+            (None, Some(default)) if by_name.is_empty() => {
+                protolab_tls::server_config_with(default, &options)
+            }
+            (None, Some(default)) => protolab_tls::server_config_sni(default, &by_name, &options),
+            (None, None) => {
+                anyhow::bail!("the proxy has no default certificate; this is a bug in protolab")
+            }
         };
         config.proxy.tls = Some(tls.context("building the TLS configuration")?);
+        let proxy = Proxy::start(config.proxy)
+            .await
+            .context("starting the proxy")?;
+        if let Some((store, record, slot)) = acme {
+            // Runs until the process exits: renewal is the proxy's for its whole life.
+            drop(crate::acme::renew::spawn(store, record, slot));
+        }
+        return Ok(proxy);
     }
     Proxy::start(config.proxy)
         .await
@@ -379,15 +417,24 @@ fn default_names(config: &ProxyConfig) -> Vec<String> {
     names
 }
 
-/// The default leaf and one leaf per `--sni` name, issued (or reused) from the state dir.
-fn leaves(
-    config: &ProxyConfig,
-    ctx: &Context,
-) -> anyhow::Result<(protolab_tls::Leaf, Vec<(String, protolab_tls::Leaf)>)> {
+/// The proxy's certificates from the state dir: the default one, and one per `--sni` name.
+type Leaves = (
+    Option<protolab_tls::Leaf>,
+    Vec<(String, protolab_tls::Leaf)>,
+);
+
+/// The default leaf (none with `--acme`: the ACME certificate is the default) and one leaf per
+/// `--sni` name, issued (or reused) from the state dir.
+fn leaves(config: &ProxyConfig, ctx: &Context) -> anyhow::Result<Leaves> {
     let store = crate::certs::store(ctx);
-    let default = store
-        .leaf_for(&default_names(config))
-        .context("preparing the local CA and the proxy's certificate")?;
+    let default = match config.acme {
+        Some(_) => None,
+        None => Some(
+            store
+                .leaf_for(&default_names(config))
+                .context("preparing the local CA and the proxy's certificate")?,
+        ),
+    };
     let by_name = config
         .sni
         .iter()
@@ -419,7 +466,7 @@ fn emit(config: &ProxyConfig, flavor: Flavor, ctx: &Context) -> anyhow::Result<S
         let ca_existed = store.ca_cert_path().exists();
         let saved_before = store.saved_leaf_paths().unwrap_or_default();
         let (default, by_name) = leaves(config, ctx)?;
-        if !ca_existed {
+        if !ca_existed && store.ca_cert_path().exists() {
             written.push((
                 format!(
                     "{}, {}",
@@ -429,12 +476,19 @@ fn emit(config: &ProxyConfig, flavor: Flavor, ctx: &Context) -> anyhow::Result<S
                 "the local CA, new (key 0600)",
             ));
         }
+        let default = match (&config.acme, default) {
+            (Some(name), _) => crate::acme::renew::load(&store, name)?.0,
+            (None, Some(default)) => default,
+            (None, None) => {
+                anyhow::bail!("the proxy has no default certificate; this is a bug in protolab")
+            }
+        };
         let named = by_name.into_iter().map(|(n, l)| (Some(n), l));
         for (server_name, leaf) in std::iter::once((None, default)).chain(named) {
             let (Some(cert), Some(key)) = (leaf.cert_path.clone(), leaf.key_path.clone()) else {
                 anyhow::bail!("the proxy's certificate was not saved in the state dir");
             };
-            if !saved_before.contains(&cert) {
+            if !saved_before.contains(&cert) && !cert.starts_with(store.acme_certs_dir()) {
                 written.push((
                     format!("{}, {}", shown(&cert), shown(&key)),
                     "the proxy's certificate from that CA, new (key 0600)",

@@ -94,6 +94,11 @@ pub struct UpArgs {
     /// TLS-terminating port of the proxy (with --proxy).
     #[arg(long, default_value_t = 8443, value_name = "PORT")]
     pub proxy_tls_port: u16,
+    /// Serve the certificate `protolab certs acme` saved as NAME on the TLS apps and the
+    /// proxy instead of the protolab CA's, renewed while running at two thirds of its lifetime
+    /// (new connections get the renewed one; open ones are kept).
+    #[arg(long, value_name = "NAME")]
+    pub acme: Option<String>,
 }
 
 /// The validated form of [`UpArgs`] (TLS configuration is added from the state dir later).
@@ -107,6 +112,8 @@ pub struct UpConfig {
     pub keylog_buffer: Option<Arc<protolab_tls::keylog::KeyLogBuffer>>,
     /// The proxy's plain and TLS ports, if `--proxy` was given.
     pub proxy: Option<(u16, u16)>,
+    /// The saved ACME certificate served (and renewed) instead of the local CA's.
+    pub acme: Option<String>,
 }
 
 impl TryFrom<UpArgs> for UpConfig {
@@ -196,6 +203,10 @@ impl TryFrom<UpArgs> for UpConfig {
             !args.proxy || protocols.contains(&Protocol::Ws),
             "--proxy puts the proxy in front of the ws app; do not leave ws out with --only"
         );
+        ensure_usage!(
+            args.acme.is_none() || args.proxy || protocols.iter().any(|p| p.is_tls()),
+            "--acme needs a TLS app (https or wss) or --proxy"
+        );
         // Last: it raises the open-file limit and says so, which a refused command line must not.
         limits.max_connections =
             crate::fdlimit::max_connections(args.max_connections, 1, apps.len());
@@ -213,6 +224,7 @@ impl TryFrom<UpArgs> for UpConfig {
             keylog: args.keylog,
             keylog_buffer: None,
             proxy: args.proxy.then_some((args.proxy_port, args.proxy_tls_port)),
+            acme: args.acme,
         })
     }
 }
@@ -241,6 +253,7 @@ fn default_max_buffered() -> u64 {
 pub async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let config = UpConfig::try_from(args)?;
     let proxy_ports = config.proxy;
+    let acme = config.acme.clone();
     let shutdown = crate::signals::shutdown_signal()?;
     let (lab, proxy) = start(config, ctx).await.map_err(|err| {
         crate::name_the_port_flag(err, |addr, protocol| match (protocol, proxy_ports) {
@@ -250,7 +263,7 @@ pub async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             (None, None) => None,
         })
     })?;
-    print_ready(&lab, proxy.as_ref(), ctx)?;
+    print_ready(&lab, proxy.as_ref(), acme.as_deref(), ctx)?;
     shutdown.await;
     eprintln!("shutting down: closing connections (WebSockets get 1001)…");
     // Together: the apps' 1001 close frames travel out through the proxy's tunnels, which
@@ -276,13 +289,17 @@ pub async fn start(
     mut config: UpConfig,
     ctx: &Context,
 ) -> anyhow::Result<(Lab, Option<protolab_server::proxy::Proxy>)> {
+    let mut renewal = None;
     let tls = if config.lab.apps.iter().any(|(p, _)| p.is_tls()) || config.proxy.is_some() {
-        Some(lab_tls(
+        let (tls, acme) = lab_tls(
             &config.lab,
             config.keylog.as_deref(),
             config.keylog_buffer.clone(),
+            config.acme.as_deref(),
             ctx,
-        )?)
+        )?;
+        renewal = acme;
+        Some(tls)
     } else {
         None
     };
@@ -291,6 +308,10 @@ pub async fn start(
     }
     let bind = config.lab.bind;
     let lab = Lab::start(config.lab).await.context("starting the lab")?;
+    if let Some((store, record, slot)) = renewal {
+        // Runs until the process exits; the apps and the proxy share the slot.
+        drop(crate::acme::renew::spawn(store, record, slot));
+    }
     let Some((plain, secure)) = config.proxy else {
         return Ok((lab, None));
     };
@@ -326,25 +347,21 @@ pub async fn start(
     }
 }
 
+/// An ACME certificate being served, with what its renewal needs.
+type AcmeServed = (
+    protolab_tls::Store,
+    crate::acme::Record,
+    Arc<protolab_tls::CertSlot>,
+);
+
 fn lab_tls(
     lab: &LabConfig,
     keylog: Option<&std::path::Path>,
     keylog_buffer: Option<Arc<protolab_tls::keylog::KeyLogBuffer>>,
+    acme: Option<&str>,
     ctx: &Context,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, Option<AcmeServed>)> {
     let store = crate::certs::store(ctx);
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    if !lab.bind.is_loopback() && !lab.bind.is_unspecified() {
-        names.push(lab.bind.to_string());
-    }
-    let leaf = store
-        .leaf_for(&names)
-        .context("preparing the local CA and the lab's certificate")?;
-    tracing::info!(ca = %store.ca_cert_path().display(), "TLS apps use the protolab CA");
     let mut options = protolab_tls::Options::alpn(&[b"http/1.1"]);
     if let Some(path) = keylog {
         let file = protolab_tls::keylog::KeyLogFile::create(path)
@@ -358,7 +375,29 @@ fn lab_tls(
     if let Some(buffer) = keylog_buffer {
         options = options.with_key_log(buffer);
     }
-    protolab_tls::server_config_with(&leaf, &options).context("building the TLS configuration")
+    if let Some(name) = acme {
+        let (leaf, record) = crate::acme::renew::load(&store, name)?;
+        let slot = protolab_tls::CertSlot::new(&leaf)
+            .with_context(|| format!("--acme {name}: serving the certificate"))?;
+        let tls = protolab_tls::server_config_slot(Arc::clone(&slot), &[], &options)
+            .context("building the TLS configuration")?;
+        return Ok((tls, Some((store, record, slot))));
+    }
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    if !lab.bind.is_loopback() && !lab.bind.is_unspecified() {
+        names.push(lab.bind.to_string());
+    }
+    let leaf = store
+        .leaf_for(&names)
+        .context("preparing the local CA and the lab's certificate")?;
+    tracing::info!(ca = %store.ca_cert_path().display(), "TLS apps use the protolab CA");
+    let tls = protolab_tls::server_config_with(&leaf, &options)
+        .context("building the TLS configuration")?;
+    Ok((tls, None))
 }
 
 /// `ws://localhost:PORT/ws` or `wss://…` for a proxy listener.
@@ -374,6 +413,7 @@ fn proxy_url(listen: &protolab_server::proxy::Listen) -> String {
 fn print_ready(
     lab: &Lab,
     proxy: Option<&protolab_server::proxy::Proxy>,
+    acme: Option<&str>,
     ctx: &Context,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -407,7 +447,9 @@ fn print_ready(
         writeln!(out, "ready")?;
     }
     out.flush()?;
-    if lab.endpoints().iter().any(|e| e.protocol.is_tls()) {
+    if let Some(name) = acme {
+        eprintln!("TLS apps use the ACME certificate {name}, renewed while running");
+    } else if lab.endpoints().iter().any(|e| e.protocol.is_tls()) {
         let ca = crate::certs::store(ctx).ca_cert_path();
         eprintln!("TLS apps use the protolab CA: curl --cacert {} …  (`protolab certs trust` for browsers)", ca.display());
     }

@@ -5,7 +5,7 @@
 //! the only versions rustls implements.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
@@ -118,24 +118,25 @@ pub fn server_config_sni(
     by_name: &[(String, Leaf)],
     options: &Options,
 ) -> Result<Arc<ServerConfig>> {
-    let provider = provider();
-    let certified = |leaf: &Leaf| -> Result<Arc<rustls::sign::CertifiedKey>> {
-        let key = provider
-            .key_provider
-            .load_private_key(leaf.key.clone_key())?;
-        Ok(Arc::new(rustls::sign::CertifiedKey::new(
-            leaf.chain.clone(),
-            key,
-        )))
-    };
+    server_config_slot(CertSlot::new(default)?, by_name, options)
+}
+
+/// [`server_config_sni`] with the default certificate in a [`CertSlot`], which can be replaced
+/// while the server runs (a renewed ACME certificate): new handshakes get the new certificate,
+/// connections already open keep theirs.
+pub fn server_config_slot(
+    default: Arc<CertSlot>,
+    by_name: &[(String, Leaf)],
+    options: &Options,
+) -> Result<Arc<ServerConfig>> {
     let resolver = SniResolver {
-        default: certified(default)?,
+        default,
         by_name: by_name
             .iter()
-            .map(|(name, leaf)| Ok((name.to_ascii_lowercase(), certified(leaf)?)))
+            .map(|(name, leaf)| Ok((name.to_ascii_lowercase(), certified_key(leaf)?)))
             .collect::<Result<_>>()?,
     };
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
@@ -150,10 +151,50 @@ pub fn server_config_sni(
     Ok(Arc::new(config))
 }
 
+/// A leaf's chain with its key loaded by this crate's provider, as a resolver hands it out.
+pub fn certified_key(leaf: &Leaf) -> Result<Arc<rustls::sign::CertifiedKey>> {
+    let key = provider()
+        .key_provider
+        .load_private_key(leaf.key.clone_key())?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
+        leaf.chain.clone(),
+        key,
+    )))
+}
+
+/// A certificate that can be replaced while servers use it. rustls asks for the certificate
+/// once per handshake, so a replacement reaches every new connection and none already open.
+#[derive(Debug)]
+pub struct CertSlot {
+    current: RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl CertSlot {
+    /// A slot holding `leaf`.
+    pub fn new(leaf: &Leaf) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            current: RwLock::new(certified_key(leaf)?),
+        }))
+    }
+
+    /// Serves `leaf` from the next handshake on.
+    pub fn replace(&self, leaf: &Leaf) -> Result<()> {
+        let next = certified_key(leaf)?;
+        // A poisoned lock only means a panic elsewhere while swapping an Arc: the value is whole.
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(())
+    }
+
+    /// The certificate served now.
+    pub fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// Certificates by SNI name, with a default.
 #[derive(Debug)]
 struct SniResolver {
-    default: Arc<rustls::sign::CertifiedKey>,
+    default: Arc<CertSlot>,
     by_name: std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>,
 }
 
@@ -166,7 +207,7 @@ impl rustls::server::ResolvesServerCert for SniResolver {
         let named = hello
             .server_name()
             .and_then(|name| self.by_name.get(&name.to_ascii_lowercase()));
-        Some(Arc::clone(named.unwrap_or(&self.default)))
+        Some(named.map_or_else(|| self.default.current(), Arc::clone))
     }
 }
 

@@ -48,6 +48,25 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo> {
     Ok(info_of(&x509, der))
 }
 
+/// A certificate's validity period (notBefore, notAfter) as times, for renewal schedules.
+pub fn validity(der: &[u8]) -> Result<(std::time::SystemTime, std::time::SystemTime)> {
+    let (_, x509) = X509Certificate::from_der(der).map_err(|err| Error::BadPem {
+        path: "<certificate>".into(),
+        problem: format!("not an X.509 certificate ({err})"),
+    })?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        let secs = t.timestamp();
+        let magnitude = std::time::Duration::from_secs(secs.unsigned_abs());
+        if secs >= 0 {
+            std::time::UNIX_EPOCH + magnitude
+        } else {
+            std::time::UNIX_EPOCH - magnitude
+        }
+    };
+    let validity = x509.validity();
+    Ok((at(validity.not_before), at(validity.not_after)))
+}
+
 pub(crate) fn info_of(x509: &X509Certificate<'_>, der: &[u8]) -> CertInfo {
     let mut sans = Vec::new();
     let mut key_usage = Vec::new();

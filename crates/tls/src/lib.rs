@@ -13,8 +13,11 @@
 //! # let _ = config; Ok(()) }
 //! ```
 //!
+//! Certificates from an ACME CA are stored here too ([`Store::save_acme_cert`]) and served
+//! through a replaceable [`CertSlot`]; the ACME protocol itself is the `cli` crate's.
+//!
 //! Not here: sockets for serving (the `server` crate), reading environment variables or choosing
-//! the state directory (the `cli` crate passes it in), ACME.
+//! the state directory (the `cli` crate passes it in).
 
 pub mod ca;
 pub mod check;
@@ -32,8 +35,8 @@ pub use check::{
     check_chain, check_pem_file, check_remote, describe_handshake_error, Diagnosis, Problem,
 };
 pub use config::{
-    client_config, client_config_with, provider, read_pem_certs, server_config, server_config_sni,
-    server_config_with, Options, Roots, VERSIONS,
+    certified_key, client_config, client_config_with, provider, read_pem_certs, server_config,
+    server_config_slot, server_config_sni, server_config_with, CertSlot, Options, Roots, VERSIONS,
 };
 pub use error::{Error, Result};
 pub use inspect::CertInfo;

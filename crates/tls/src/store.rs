@@ -13,6 +13,7 @@
 //! the file is created (not `chmod` afterwards, which would leave a window where the key is
 //! world-readable).
 
+mod acme;
 mod files;
 
 use std::fs;

@@ -100,6 +100,7 @@ impl Site {
             keylog: None,
             keylog_buffer: plan.capture.as_ref().map(|_| Arc::new(KeyLogBuffer::new())),
             proxy: None,
+            acme: None,
         };
         let keylog = config.keylog_buffer.clone();
         // No proxy was asked for, so `start` returns none.

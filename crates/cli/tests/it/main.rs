@@ -1,6 +1,7 @@
 //! The `protolab` command line end to end: `certs` in-process and through the binary, `up` as
 //! a user runs it, each against real peers.
 
+mod acme;
 mod autobahn;
 mod bench;
 mod capture;

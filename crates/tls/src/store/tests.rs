@@ -295,3 +295,49 @@ fn leaf_for_reuses_then_reissues() {
     let fourth = store.leaf_for_detailed(&wanted).unwrap();
     assert!(!fourth.reused);
 }
+
+#[test]
+fn acme_files_are_private_and_load_back_whole() {
+    let (_tmp, store) = temp_store();
+    store.init().unwrap();
+    // A chain of two from the local CA stands in for an ACME CA's answer.
+    let issued = store.issue(&names(&["app.example.test"])).unwrap();
+    let leaf = store
+        .save_acme_cert(
+            "app.example.test",
+            &issued.leaf.chain_pem(),
+            &issued.leaf.key_pem,
+            "{}",
+        )
+        .unwrap();
+    assert_eq!(leaf.chain, issued.leaf.chain);
+    assert_eq!(mode(&store.acme_key_path("app.example.test")), 0o600);
+    assert_eq!(store.acme_names().unwrap(), ["app.example.test"]);
+
+    let url = "https://acme.example.test/directory";
+    assert!(store.read_acme_account(url).unwrap().is_none());
+    let path = store.save_acme_account(url, r#"{"id":"x"}"#).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_ne!(
+        path,
+        store.acme_account_path("https://other.example.test/directory")
+    );
+    // An account file others can read is refused, like any key.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(
+        store.read_acme_account(url),
+        Err(Error::Damaged { .. })
+    ));
+}
+
+#[test]
+fn a_replaced_slot_serves_the_new_certificate() {
+    let (_tmp, store) = temp_store();
+    store.init().unwrap();
+    let first = store.issue(&names(&["a.test"])).unwrap().leaf;
+    let second = store.issue(&names(&["b.test"])).unwrap().leaf;
+    let slot = crate::CertSlot::new(&first).unwrap();
+    assert_eq!(slot.current().cert[0], first.chain[0]);
+    slot.replace(&second).unwrap();
+    assert_eq!(slot.current().cert[0], second.chain[0]);
+}

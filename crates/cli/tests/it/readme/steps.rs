@@ -30,6 +30,41 @@ pub(super) enum How {
 
 pub(super) const STEPS: &[Step] = &[
     Step {
+        command: "protolab certs acme --directory letsencrypt-staging --domain app.example.com --http-01 0.0.0.0:80",
+        how: How::NotRun(
+            "Let's Encrypt must reach app.example.com from the internet; tests/it/acme.rs runs \
+             the same order against pebble on loopback",
+        ),
+    },
+    Step {
+        command: "protolab certs acme --directory letsencrypt --domain app.example.com --tls-alpn-01 0.0.0.0:443",
+        how: How::NotRun(
+            "Let's Encrypt must reach app.example.com from the internet; tests/it/acme.rs runs \
+             tls-alpn-01 against pebble on loopback",
+        ),
+    },
+    Step {
+        command: "protolab certs acme --directory letsencrypt --domain '*.example.com' --dns-01-hook ./publish-txt.sh",
+        how: How::NotRun(
+            "needs a DNS provider's API; tests/it/acme.rs runs dns-01 through a hook against \
+             pebble and pebble-challtestsrv on loopback",
+        ),
+    },
+    Step {
+        command: "protolab certs acme --directory https://127.0.0.1:14000/dir --directory-ca pebble-ca.pem --domain localhost --http-01 127.0.0.1:5002",
+        how: How::NotRun(
+            "needs a pebble on fixed ports; tests/it/acme.rs starts pebble on free ports and \
+             runs this command against it",
+        ),
+    },
+    Step {
+        command: "protolab proxy --listen-tls 0.0.0.0:443 --backend 127.0.0.1:3002 --acme app.example.com",
+        how: How::NotRun(
+            "needs the certificate of the command above; tests/it/acme.rs runs `proxy --acme` \
+             through a renewal with a WSS client connected",
+        ),
+    },
+    Step {
         command: "scripts/build-image",
         how: How::NotRun(
             "a release build (10 to 20 minutes); tests/it/containers.rs builds the same image \
