@@ -104,8 +104,12 @@ impl Report {
         b.total_received += o.total_received;
         let (t, ot) = (&mut self.tcp, &other.tcp);
         t.packets_per_message = weighted(t.packets_per_message, m1, ot.packets_per_message, m2);
-        t.frame_bytes_per_message =
-            weighted(t.frame_bytes_per_message, m1, ot.frame_bytes_per_message, m2);
+        t.frame_bytes_per_message = weighted(
+            t.frame_bytes_per_message,
+            m1,
+            ot.frame_bytes_per_message,
+            m2,
+        );
         t.header_bytes_per_packet = t.header_bytes_per_packet.max(ot.header_bytes_per_packet);
         t.packets += ot.packets;
         t.retransmitted_bytes += ot.retransmitted_bytes;

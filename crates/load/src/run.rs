@@ -15,8 +15,8 @@ use crate::client::{Conn, Counts, Failure, Opened, Plan};
 use crate::histogram::{Latency, PerThread};
 use crate::payload::Payload;
 use crate::report::{Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Report, Tcp};
-use crate::tcp_info::{header_bytes_per_packet, TcpCounters};
 use crate::target::Target;
+use crate::tcp_info::{header_bytes_per_packet, TcpCounters};
 use crate::tls::Trust;
 use crate::workload::Workload;
 use crate::Error;
@@ -720,11 +720,12 @@ impl Stats {
         let packets_per_message = per(self.tcp_window.packets(), self.tcp_window_messages);
         let tcp = Tcp {
             packets_per_message,
-            frame_bytes_per_message: packets_per_message.zip(per(
-                per_message.wire.sent + without_tickets(&per_message),
-                count,
-            ))
-            .map(|(packets, payload)| payload + packets * header as f64),
+            frame_bytes_per_message: packets_per_message
+                .zip(per(
+                    per_message.wire.sent + without_tickets(&per_message),
+                    count,
+                ))
+                .map(|(packets, payload)| payload + packets * header as f64),
             header_bytes_per_packet: header,
             packets: self.tcp_total.packets(),
             retransmitted_bytes: self.tcp_total.bytes_retrans,

@@ -719,7 +719,10 @@ fn figures_table(r: &Results) -> String {
         );
     }
     out.push_str("</table>");
-    if r.runs.iter().any(|run| run.cpu.is_some_and(|c| c.fixed_cost_per_second)) {
+    if r.runs
+        .iter()
+        .any(|run| run.cpu.is_some_and(|c| c.fixed_cost_per_second))
+    {
         out.push_str("<p>~: open loop at a fixed rate: CPU per message includes the per-second cost of waking on the schedule, which a low rate spreads over few messages. Compare cores busy between open-loop runs, and CPU per message between closed-loop runs.</p>");
     }
     out.push_str("<p>Round trips counted are the TCP handshake plus every read that waited on the server; measured ones (with an emulated RTT) are the median connect → first echo time over the RTT, flagged ⚠ when more than 0.5 round trips from the count.</p>");

@@ -561,7 +561,10 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
             // the same length on both paths and their bytes compare (the lab's certificate
             // covers localhost). Only where the packets go differs.
             config_connect_to = Some(endpoint.addr.parse().with_context(|| {
-                format!("the lab's address {} is not an IP address and port", endpoint.addr)
+                format!(
+                    "the lab's address {} is not an IP address and port",
+                    endpoint.addr
+                )
             })?);
             target.host = "localhost".to_owned();
         }

@@ -126,7 +126,11 @@ fn legend(results: &Results) -> String {
          post-handshake TLS: TLS 1.3 session tickets, counted on their own line for https and wss alike, in no handshake or message figure\n\
          packets, frame bytes, retransmissions: the kernel's counters of the load generator's sockets (retransmissions client → server only)\n",
     );
-    if results.runs.iter().any(|r| r.round_trips.is_some_and(|rt| rt.disagree)) {
+    if results
+        .runs
+        .iter()
+        .any(|r| r.round_trips.is_some_and(|rt| rt.disagree))
+    {
         out.push_str(&format!(
             "! on measured round trips: more than {} round trips from the counted figure (the warning below has the numbers)\n",
             super::model::ROUND_TRIP_TOLERANCE

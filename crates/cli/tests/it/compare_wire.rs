@@ -139,7 +139,8 @@ fn session_tickets_packets_and_retransmissions_agree_with_a_capture() {
 
     // TLS 1.3 session tickets: on their own line for both TLS protocols, the same size (the
     // same server sends them), in neither handshake nor message figures.
-    let tickets = |p: &str| number(&bytes(p, "connect")["post_handshake_tls_received_per_connection"]);
+    let tickets =
+        |p: &str| number(&bytes(p, "connect")["post_handshake_tls_received_per_connection"]);
     let (https_tickets, wss_tickets) = (tickets("https"), tickets("wss"));
     println!("session tickets per connection: https {https_tickets}, wss {wss_tickets}");
     assert!(https_tickets > 0.0, "https shows no session tickets");
@@ -160,7 +161,9 @@ fn session_tickets_packets_and_retransmissions_agree_with_a_capture() {
     );
     // WSS's handshake is HTTPS's plus the upgrade (as ws has it), each direction: the
     // tickets are in neither. Certificate signatures vary by a byte or two in length.
-    let hs = |p: &str, dir: &str| number(&bytes(p, "connect")[&format!("handshake_{dir}_per_connection")]);
+    let hs = |p: &str, dir: &str| {
+        number(&bytes(p, "connect")[&format!("handshake_{dir}_per_connection")])
+    };
     for dir in ["sent", "received"] {
         let (wss, https, ws) = (hs("wss", dir), hs("https", dir), hs("ws", dir));
         // The upgrade rides in TLS records: 22 bytes each way.
@@ -193,8 +196,16 @@ fn session_tickets_packets_and_retransmissions_agree_with_a_capture() {
             (ours - packets).abs() <= packets * 0.03,
             "{protocol}: compare counts {ours} packets per message, tshark {packets}"
         );
-        assert_eq!(up, number(&report["bytes"]["sent_per_message"]), "{protocol} ↑");
-        assert_eq!(down, number(&report["bytes"]["received_per_message"]), "{protocol} ↓");
+        assert_eq!(
+            up,
+            number(&report["bytes"]["sent_per_message"]),
+            "{protocol} ↑"
+        );
+        assert_eq!(
+            down,
+            number(&report["bytes"]["received_per_message"]),
+            "{protocol} ↓"
+        );
         // Frame bytes are the payload plus each packet's headers.
         let header = number(&report["tcp"]["header_bytes_per_packet"]);
         let frame = number(&report["tcp"]["frame_bytes_per_message"]);
@@ -207,7 +218,14 @@ fn session_tickets_packets_and_retransmissions_agree_with_a_capture() {
     // A light loopback run loses nothing, so nothing is sent twice.
     for protocol in ["http", "https", "ws", "wss"] {
         let tcp = &run_of(&results, protocol, "echo")["report"]["tcp"];
-        assert!(number(&tcp["connections_sampled"]) > 0.0, "{protocol}: {tcp}");
-        assert_eq!(number(&tcp["retransmitted_bytes"]), 0.0, "{protocol}: {tcp}");
+        assert!(
+            number(&tcp["connections_sampled"]) > 0.0,
+            "{protocol}: {tcp}"
+        );
+        assert_eq!(
+            number(&tcp["retransmitted_bytes"]),
+            0.0,
+            "{protocol}: {tcp}"
+        );
     }
 }

@@ -180,9 +180,18 @@ fn under_loss_tcp_retransmits_and_the_run_completes() {
             "{protocol}: {} bytes in {} segments retransmitted",
             tcp["retransmitted_bytes"], tcp["retransmitted_segments"]
         );
-        assert!(number(&tcp["retransmitted_bytes"]) > 0.0, "{protocol}: {tcp}");
-        assert!(number(&tcp["retransmitted_segments"]) > 0.0, "{protocol}: {tcp}");
-        assert!(number(&tcp["retransmitted_share"]) > 0.0, "{protocol}: {tcp}");
+        assert!(
+            number(&tcp["retransmitted_bytes"]) > 0.0,
+            "{protocol}: {tcp}"
+        );
+        assert!(
+            number(&tcp["retransmitted_segments"]) > 0.0,
+            "{protocol}: {tcp}"
+        );
+        assert!(
+            number(&tcp["retransmitted_share"]) > 0.0,
+            "{protocol}: {tcp}"
+        );
     }
     if wan["emulator"] == "userspace" {
         let warnings = results["warnings"].to_string();
