@@ -138,7 +138,9 @@ pub struct Bytes {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Tcp {
     /// Segments both ways per message (data, ACKs, retransmissions), over the same exchanges
-    /// as the per-message byte figures.
+    /// as the per-message byte figures. Segments are counted, not attributed: a segment that
+    /// brought session tickets during a connect run's exchange is in it (HTTPS connect: 5
+    /// where HTTP has 4).
     pub packets_per_message: Option<f64>,
     /// Frame bytes per message as a capture shows them: the TCP payload both ways plus
     /// `header_bytes_per_packet` for every packet.
