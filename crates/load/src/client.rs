@@ -7,6 +7,7 @@
 use std::future::{poll_fn, Future as _};
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -148,6 +149,8 @@ pub(crate) struct Opened {
     pub(crate) bytes: Counts,
     /// permessage-deflate as agreed, if the server accepted the offer.
     pub(crate) deflate: Option<Params>,
+    /// The socket's TCP counters once open.
+    pub(crate) tcp_counters: Option<crate::tcp_info::TcpCounters>,
 }
 
 /// A connection's byte counts at one moment, on the wire and above TLS.
@@ -160,6 +163,9 @@ pub(crate) struct Counts {
     /// WebSocket data frames' payload bytes as framed (compressed, under permessage-deflate);
     /// counted only when deflate was agreed. `turns` is unused.
     pub(crate) frame_payload: Snapshot,
+    /// Post-handshake TLS records received (TLS 1.3 session tickets, key updates), wire
+    /// bytes: part of `wire.received`, and put on their own line by whoever reports.
+    pub(crate) post_handshake_tls: u64,
 }
 
 impl Counts {
@@ -169,6 +175,9 @@ impl Counts {
             wire: self.wire.since(earlier.wire),
             app: self.app.since(earlier.app),
             frame_payload: self.frame_payload.since(earlier.frame_payload),
+            post_handshake_tls: self
+                .post_handshake_tls
+                .saturating_sub(earlier.post_handshake_tls),
         }
     }
 
@@ -178,6 +187,7 @@ impl Counts {
             wire: self.wire.plus(other.wire),
             app: self.app.plus(other.app),
             frame_payload: self.frame_payload.plus(other.frame_payload),
+            post_handshake_tls: self.post_handshake_tls + other.post_handshake_tls,
         }
     }
 }
@@ -235,6 +245,10 @@ pub(crate) struct Conn {
     frame_payload: Snapshot,
     /// permessage-deflate as agreed in the upgrade.
     deflate: Option<Params>,
+    /// Wire bytes of post-handshake TLS records received (see [`Counts::post_handshake_tls`]).
+    post_handshake_tls: Arc<AtomicU64>,
+    /// The socket's own and its peer's address, to look its TCP counters up by.
+    tcp_addrs: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// WebSocket messages a connection received besides its echoes.
@@ -261,6 +275,8 @@ impl Conn {
         let tcp_time = t0.elapsed();
         // Latency, not throughput: every message is one write.
         let _ = tcp.set_nodelay(true);
+        let tcp_addrs = tcp.local_addr().ok().zip(tcp.peer_addr().ok());
+        let post_handshake_tls = Arc::new(AtomicU64::new(0));
         let tcp = CountingStream::new(tcp, counters.clone());
         let mut app_counters = counters.clone();
         let (io, tls_time): (Box<dyn Io>, _) = match &plan.tls {
@@ -270,12 +286,13 @@ impl Conn {
                 // The lab's own record layer (protolab_tls::stream): records are opened in
                 // the connection's read buffer, so the client's CPU per message is not
                 // inflated by copies the server does not make either.
-                let stream = bounded(deadline, "in the TLS handshake", async {
+                let mut stream = bounded(deadline, "in the TLS handshake", async {
                     protolab_tls::stream::connect(Arc::clone(config), name.clone(), tcp)
                         .await
                         .map_err(tls_failure)
                 })
                 .await?;
+                stream.count_post_handshake_records(Arc::clone(&post_handshake_tls));
                 app_counters = Counters::new();
                 let plaintext = CountingStream::new(stream, app_counters.clone());
                 (Box::new(plaintext), Some(t1.elapsed()))
@@ -294,6 +311,8 @@ impl Conn {
             message: Vec::new(),
             frame_payload: Snapshot::default(),
             deflate: None,
+            post_handshake_tls,
+            tcp_addrs,
         };
         let upgrade = if plan.target.scheme.is_ws() {
             let t2 = Instant::now();
@@ -309,6 +328,7 @@ impl Conn {
         };
         let bytes = conn.counts();
         let deflate = conn.deflate;
+        let tcp_counters = conn.tcp_counters();
         Ok((
             conn,
             Opened {
@@ -317,6 +337,7 @@ impl Conn {
                 upgrade,
                 bytes,
                 deflate,
+                tcp_counters,
             },
         ))
     }
@@ -337,7 +358,19 @@ impl Conn {
             wire: self.counters.snapshot(),
             app: self.app_counters.snapshot(),
             frame_payload: self.frame_payload,
+            post_handshake_tls: self.post_handshake_tls.load(Ordering::Relaxed),
         }
+    }
+
+    /// The socket's TCP counters now (a netlink round trip: sample, do not poll).
+    pub(crate) fn tcp_counters(&self) -> Option<crate::tcp_info::TcpCounters> {
+        let (local, peer) = self.tcp_addrs?;
+        crate::tcp_info::read(local, peer)
+    }
+
+    /// Whether the connection is over IPv6 (its headers are 20 bytes longer).
+    pub(crate) fn is_ipv6(&self) -> bool {
+        self.tcp_addrs.is_some_and(|(local, _)| local.is_ipv6())
     }
 
     /// Sends the echo message and waits for it to come back, by `deadline`; `t0` is now (the

@@ -93,11 +93,30 @@ impl Report {
                 &mut b.handshake_received_per_connection,
                 o.handshake_received_per_connection,
             ),
+            (
+                &mut b.post_handshake_tls_received_per_connection,
+                o.post_handshake_tls_received_per_connection,
+            ),
         ] {
             *mine = weighted(*mine, c1, theirs, c2);
         }
         b.total_sent += o.total_sent;
         b.total_received += o.total_received;
+        let (t, ot) = (&mut self.tcp, &other.tcp);
+        t.packets_per_message = weighted(t.packets_per_message, m1, ot.packets_per_message, m2);
+        t.frame_bytes_per_message = weighted(
+            t.frame_bytes_per_message,
+            m1,
+            ot.frame_bytes_per_message,
+            m2,
+        );
+        t.header_bytes_per_packet = t.header_bytes_per_packet.max(ot.header_bytes_per_packet);
+        t.packets += ot.packets;
+        t.retransmitted_bytes += ot.retransmitted_bytes;
+        t.retransmitted_segments += ot.retransmitted_segments;
+        t.connections_sampled += ot.connections_sampled;
+        t.retransmitted_share =
+            (b.total_sent > 0).then(|| t.retransmitted_bytes as f64 / b.total_sent as f64);
         self.round_trips_to_first_echo = weighted(
             self.round_trips_to_first_echo,
             c1,

@@ -42,6 +42,10 @@ pub struct Report {
     pub round_trips_to_first_echo: Option<f64>,
     /// Connections that completed their handshakes.
     pub connections_opened: u64,
+    /// Packets, frame bytes and retransmissions, from the kernel's TCP counters; absent from
+    /// reports of protolab before it counted them.
+    #[serde(default)]
+    pub tcp: Tcp,
     /// WebSocket messages received that were not echoes (the lab's server pushes, pongs):
     /// skipped, not counted in `messages`, but their bytes are in the byte counts.
     pub skipped_messages: u64,
@@ -79,11 +83,13 @@ pub struct Histograms {
     pub connect_to_first_echo: Option<String>,
 }
 
-/// Bytes on the wire, as counted under TLS.
+/// Bytes on the wire, as counted under TLS: TCP payload, so TLS records, HTTP heads and
+/// WebSocket framing are in, the link, IP and TCP headers are not (see [`Tcp`] for those).
 ///
-/// TLS 1.3 servers send session tickets right after the handshake; they are counted where
-/// they arrive, usually with the WebSocket 101 (handshake) or the first HTTP response (the
-/// first exchange, which the echo workload leaves out of its per-message figures).
+/// TLS 1.3 servers send session tickets right after the handshake, and they arrive with
+/// whatever the server sends next: the WebSocket 101, or the first HTTP response. Wherever
+/// they arrive they are counted on their own line, [`Bytes::post_handshake_tls_received_per_connection`],
+/// never in the handshake or the message figures, so HTTPS and WSS are charged alike.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Bytes {
     /// Client → server bytes per message. Echo workload: steady state (every exchange after a
@@ -108,16 +114,52 @@ pub struct Bytes {
     pub frame_payload_sent_per_message: Option<f64>,
     /// Server → client data-frame payload per message as framed (compressed).
     pub frame_payload_received_per_message: Option<f64>,
+    /// Server → client post-handshake TLS records per connection: TLS 1.3 session tickets
+    /// (and key updates), header and tag included; out of every other figure here but the
+    /// totals. `None` without TLS.
+    #[serde(default)]
+    pub post_handshake_tls_received_per_connection: Option<f64>,
     /// Client → server bytes per connection before its first message: TLS handshake and
     /// WebSocket upgrade request.
     pub handshake_sent_per_connection: Option<f64>,
     /// Server → client bytes per connection before its first message: TLS handshake and
-    /// WebSocket 101 response.
+    /// WebSocket 101 response (session tickets are not in it: see
+    /// `post_handshake_tls_received_per_connection`).
     pub handshake_received_per_connection: Option<f64>,
     /// Every byte sent on connections that opened, their closing frames included.
     pub total_sent: u64,
     /// Every byte received on connections that opened.
     pub total_received: u64,
+}
+
+/// What a packet capture shows beyond TCP payload, from the kernel's counters of the load
+/// generator's sockets (`tcp_info`), sampled when each connection opened, after its first
+/// exchange and before it closed.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Tcp {
+    /// Segments both ways per message (data, ACKs, retransmissions), over the same exchanges
+    /// as the per-message byte figures. Segments are counted, not attributed: a segment that
+    /// brought session tickets during a connect run's exchange is in it (HTTPS connect: 5
+    /// where HTTP has 4).
+    pub packets_per_message: Option<f64>,
+    /// Frame bytes per message as a capture shows them: the TCP payload both ways plus
+    /// `header_bytes_per_packet` for every packet.
+    pub frame_bytes_per_message: Option<f64>,
+    /// Link, IP and TCP header bytes assumed per packet: Ethernet II 14, IPv4 20 (IPv6 40),
+    /// TCP 20, plus 12 with TCP timestamps. SYN options and SACK blocks are not in it.
+    pub header_bytes_per_packet: u64,
+    /// Segments both ways on every connection sampled, from its SYN to just before its
+    /// close (the close's few segments are not in it).
+    pub packets: u64,
+    /// Payload bytes the load generator's sockets sent again (`tcpi_bytes_retrans`):
+    /// client → server only; the server's retransmissions are not seen from here.
+    pub retransmitted_bytes: u64,
+    /// Segments the load generator's sockets sent again (`tcpi_total_retrans`).
+    pub retransmitted_segments: u64,
+    /// `retransmitted_bytes` over every byte sent: what loss added on top of the figures.
+    pub retransmitted_share: Option<f64>,
+    /// Connections whose counters could be read (the others are left out of the above).
+    pub connections_sampled: u64,
 }
 
 /// permessage-deflate as offered and agreed in a run.

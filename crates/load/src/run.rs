@@ -14,8 +14,9 @@ use protolab_wire::ws::deflate::{Offer, Params};
 use crate::client::{Conn, Counts, Failure, Opened, Plan};
 use crate::histogram::{Latency, PerThread};
 use crate::payload::Payload;
-use crate::report::{Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Report};
+use crate::report::{Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Report, Tcp};
 use crate::target::Target;
+use crate::tcp_info::{header_bytes_per_packet, TcpCounters};
 use crate::tls::Trust;
 use crate::workload::Workload;
 use crate::Error;
@@ -73,6 +74,9 @@ pub struct Config {
     /// What the messages carry. Default [`Payload::Alphabet`]; use [`Payload::Json`] with
     /// `deflate` (a repeated alphabet compresses to almost nothing).
     pub payload: Payload,
+    /// Connect here instead of to the address the URL's host resolves to, keeping the URL's
+    /// host in `Host` and the TLS server name (as curl's `--connect-to`). Default `None`.
+    pub connect_to: Option<SocketAddr>,
     /// Set it to end the run early (e.g. on Ctrl-C): each worker finishes the exchange in
     /// flight and starts no other, and [`run`] reports what was measured until then.
     /// Default `None`: the run goes to `duration` or `max_messages`.
@@ -99,6 +103,7 @@ impl Config {
             push_interval: Duration::from_millis(10),
             deflate: None,
             payload: Payload::Alphabet,
+            connect_to: None,
             stop: None,
         }
     }
@@ -257,13 +262,16 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
         );
     }
     let target = &target;
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| Error::Resolve {
-            host: target.host.clone(),
-            source,
-        })?
-        .collect();
+    let addrs: Vec<SocketAddr> = match config.connect_to {
+        Some(addr) => vec![addr],
+        None => tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .map_err(|source| Error::Resolve {
+                host: target.host.clone(),
+                source,
+            })?
+            .collect(),
+    };
     // Prefer IPv4: `localhost` often resolves to ::1 first while labs listen on 127.0.0.1.
     let addr = addrs
         .iter()
@@ -366,6 +374,9 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
         stats.opened(&opened);
         let mut first = true;
         let mut mark = opened.bytes;
+        // TCP counters after the first exchange, and the exchanges since: the steady window.
+        let mut after_first: Option<TcpCounters> = None;
+        let mut steady_here = 0u64;
         let mut due = budget.schedule.map(|s| Instant::now() + s.offset);
         let mut last_done = Instant::now();
         loop {
@@ -406,8 +417,14 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
                     stats.exchanged(&ex, now, now.since(mark), since_connect);
                     stats.finished = Some(ex.done);
                     mark = now;
+                    if first {
+                        after_first = conn.tcp_counters();
+                    } else {
+                        steady_here += 1;
+                    }
                     first = false;
                     if !ex.reusable {
+                        stats.sample_tcp(&conn, after_first, steady_here);
                         conn.close(Instant::now() + CLOSE_BOUND).await;
                         stats.add_totals(&conn);
                         continue 'connections;
@@ -422,6 +439,7 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
                 break;
             }
         }
+        stats.sample_tcp(&conn, after_first, steady_here);
         conn.close(Instant::now() + CLOSE_BOUND).await;
         stats.add_totals(&conn);
         break;
@@ -451,6 +469,7 @@ async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
             let since_connect = ex.done.saturating_duration_since(t0);
             stats.exchanged(&ex, now, now.since(opened.bytes), Some(since_connect));
             stats.finished = Some(ex.done);
+            stats.sample_tcp(&conn, opened.tcp_counters, 1);
             conn.close(Instant::now() + CLOSE_BOUND).await;
             stats.add_totals(&conn);
             Ok::<_, Failure>(())
@@ -482,6 +501,7 @@ async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
     };
     stats.opened(&opened);
     let mut mark = opened.bytes;
+    let mut pushes = 0u64;
     while budget.claim() {
         match conn.next_push(budget.end).await {
             Ok(push) => {
@@ -493,6 +513,7 @@ async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
                 stats.push_payload += push.payload as u64;
                 stats.finished = Some(Instant::now());
                 mark = now;
+                pushes += 1;
             }
             Err(failure) => {
                 stats.fail(&failure, budget.end);
@@ -500,6 +521,7 @@ async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
             }
         }
     }
+    stats.sample_tcp(&conn, opened.tcp_counters, pushes);
     conn.close(Instant::now() + CLOSE_BOUND).await;
     stats.add_totals(&conn);
     stats
@@ -532,6 +554,14 @@ struct Stats {
     deflate_accepted: u64,
     deflate_params: Option<Params>,
     total: Counts,
+    /// TCP counters over the per-message window (steady exchanges, or connect's one) and
+    /// the messages in it.
+    tcp_window: TcpCounters,
+    tcp_window_messages: u64,
+    /// TCP counters of whole connections (SYN to just before the close) and how many.
+    tcp_total: TcpCounters,
+    tcp_sampled: u64,
+    ipv6: bool,
     skipped: u64,
     pings: u64,
     finished: Option<Instant>,
@@ -580,6 +610,21 @@ impl Stats {
         }
     }
 
+    /// Samples the connection's TCP counters before it closes: the whole connection so far,
+    /// and the window from `window_start` with the `messages` in it.
+    fn sample_tcp(&mut self, conn: &Conn, window_start: Option<TcpCounters>, messages: u64) {
+        let Some(now) = conn.tcp_counters() else {
+            return;
+        };
+        self.tcp_total = self.tcp_total.plus(now);
+        self.tcp_sampled += 1;
+        self.ipv6 |= conn.is_ipv6();
+        if let Some(start) = window_start.filter(|_| messages > 0) {
+            self.tcp_window = self.tcp_window.plus(now.since(start));
+            self.tcp_window_messages += messages;
+        }
+    }
+
     /// Adds a finished connection's byte counts and extra messages.
     fn add_totals(&mut self, conn: &Conn) {
         self.total = self.total.plus(conn.counts());
@@ -625,6 +670,11 @@ impl Stats {
         self.deflate_accepted += other.deflate_accepted;
         self.deflate_params = self.deflate_params.or(other.deflate_params);
         self.total = self.total.plus(other.total);
+        self.tcp_window = self.tcp_window.plus(other.tcp_window);
+        self.tcp_window_messages += other.tcp_window_messages;
+        self.tcp_total = self.tcp_total.plus(other.tcp_total);
+        self.tcp_sampled += other.tcp_sampled;
+        self.ipv6 |= other.ipv6;
         self.skipped += other.skipped;
         self.pings += other.pings;
         self.finished = self.finished.max(other.finished);
@@ -662,6 +712,28 @@ impl Stats {
             }
             Workload::Push => (Some(0.0), per(self.push_payload, self.steady_messages)),
         };
+        let tls = config.target.scheme.is_tls();
+        // Post-handshake TLS records (session tickets) go on their own line, out of the
+        // handshake and the message figures, wherever they arrived.
+        let without_tickets = |c: &Counts| c.wire.received.saturating_sub(c.post_handshake_tls);
+        let header = header_bytes_per_packet(self.ipv6, self.tcp_total.timestamps);
+        let packets_per_message = per(self.tcp_window.packets(), self.tcp_window_messages);
+        let tcp = Tcp {
+            packets_per_message,
+            frame_bytes_per_message: packets_per_message
+                .zip(per(
+                    per_message.wire.sent + without_tickets(&per_message),
+                    count,
+                ))
+                .map(|(packets, payload)| payload + packets * header as f64),
+            header_bytes_per_packet: header,
+            packets: self.tcp_total.packets(),
+            retransmitted_bytes: self.tcp_total.bytes_retrans,
+            retransmitted_segments: self.tcp_total.total_retrans,
+            retransmitted_share: per(self.tcp_total.bytes_retrans, self.total.wire.sent)
+                .filter(|_| self.tcp_sampled > 0),
+            connections_sampled: self.tcp_sampled,
+        };
         Report {
             target: config.target.to_string(),
             scheme: config.target.scheme,
@@ -679,7 +751,7 @@ impl Stats {
             latency,
             bytes: Bytes {
                 sent_per_message: per(per_message.wire.sent, count),
-                received_per_message: per(per_message.wire.received, count),
+                received_per_message: per(without_tickets(&per_message), count),
                 above_tls_sent_per_message: per(per_message.app.sent, count),
                 above_tls_received_per_message: per(per_message.app.received, count),
                 payload_sent_per_message: payload_sent.filter(|_| count > 0),
@@ -689,7 +761,15 @@ impl Stats {
                 frame_payload_received_per_message: per(per_message.frame_payload.received, count)
                     .filter(|_| self.deflate_accepted > 0),
                 handshake_sent_per_connection: per(self.handshake.wire.sent, self.opened),
-                handshake_received_per_connection: per(self.handshake.wire.received, self.opened),
+                handshake_received_per_connection: per(
+                    without_tickets(&self.handshake),
+                    self.opened,
+                ),
+                post_handshake_tls_received_per_connection: per(
+                    self.total.post_handshake_tls,
+                    self.opened,
+                )
+                .filter(|_| tls),
                 total_sent: self.total.wire.sent,
                 total_received: self.total.wire.received,
             },
@@ -703,6 +783,7 @@ impl Stats {
                 connect_to_first_echo: self.connect_to_first_echo.summary(),
             },
             connections_opened: self.opened,
+            tcp,
             skipped_messages: self.skipped,
             pings_answered: self.pings,
             compression: config.deflate.map(|offer| Compression {

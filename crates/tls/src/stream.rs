@@ -21,6 +21,7 @@ mod handshake;
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -110,6 +111,9 @@ pub struct TlsStream<IO> {
     out_pos: usize,
     read_end: ReadEnd,
     close_notify_sent: bool,
+    /// Where to add the wire size of every post-handshake handshake record received (TLS 1.3
+    /// session tickets, key updates), header and AEAD tag included, if someone asked.
+    post_handshake_wire: Option<Arc<AtomicU64>>,
 }
 
 impl<IO> std::fmt::Debug for TlsStream<IO> {
@@ -217,7 +221,16 @@ impl<IO> TlsStream<IO> {
             out_pos: 0,
             read_end: ReadEnd::Open,
             close_notify_sent: false,
+            post_handshake_wire: None,
         })
+    }
+
+    /// Adds the wire size (record header, body and AEAD tag) of every post-handshake
+    /// handshake record received from now on — TLS 1.3 session tickets and key updates — to
+    /// `counter`, so byte accounting can put them on a line of their own rather than on
+    /// whichever message they happened to arrive with.
+    pub fn count_post_handshake_records(&mut self, counter: Arc<AtomicU64>) {
+        self.post_handshake_wire = Some(counter);
     }
 
     /// What the handshake agreed.
@@ -442,6 +455,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
             if opened.content_type == content_type::APPLICATION_DATA {
                 dst += opened.len;
             } else {
+                if opened.content_type == content_type::HANDSHAKE {
+                    if let Some(counter) = &self.post_handshake_wire {
+                        counter.fetch_add(len as u64, Ordering::Relaxed);
+                    }
+                }
                 let body = buf[dst..dst + opened.len].to_vec();
                 self.control(opened.content_type, &body)?;
             }

@@ -9,9 +9,11 @@ use protolab_load::{Report, Workload};
 use super::model::{Results, Run};
 use super::table::{count, micros, size_label};
 use compression::compression_table;
+use figures::figures_table;
 use protolab_load::Payload;
 
 mod compression;
+mod figures;
 
 /// One colour per protocol, the same in every chart.
 fn colour(protocol: &str) -> &'static str {
@@ -99,6 +101,7 @@ pub fn render(r: &Results) -> String {
         body.push_str("</section>");
     }
     body.push_str("<section><h2>Bytes per message, by layer</h2>");
+    body.push_str("<p>On the wire means TCP payload: TLS records, HTTP heads and bodies, WebSocket frames, without link, IP and TCP headers. <em>Frame bytes</em> add those headers for every packet as a capture shows them (Ethernet II, IPv4 or IPv6, TCP with its timestamps option), from the kernel's packet counts of the load generator's sockets. TLS 1.3 session tickets (post-handshake TLS) are counted on their own line, for HTTPS and WSS alike: in no handshake and no message figure. Retransmitted bytes are the load generator's own (client → server).</p>");
     if s.payload == Payload::Json {
         body.push_str("<p>Messages are JSON records (trade-like fields, new values in every WebSocket message, cut to the size), so permessage-deflate has realistic text to work on. For <code>-deflate</code> runs the payload bar is the compressed frame payload.</p>");
     }
@@ -637,63 +640,6 @@ fn cpu_bars(r: &Results, size: usize) -> String {
         &format!("CPU per 1,000 echoes of {} (µs)", size_label(size)),
         &groups,
     )
-}
-
-fn figures_table(r: &Results) -> String {
-    let mut out = String::from(
-        "<table><tr><th>protocol</th><th>workload</th><th>size</th><th>messages/s</th><th>p50</th><th>p99</th><th>p99.9</th><th>max</th>\
-<th>bytes/msg ↑</th><th>bytes/msg ↓</th><th>handshake ↑/↓</th><th>round trips</th><th>CPU µs/1k client</th><th>CPU µs/1k server</th><th>errors</th></tr>",
-    );
-    for run in &r.runs {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td>",
-            esc(&run.protocol),
-            run.workload.as_str(),
-            esc(&size_label(run.size))
-        );
-        let Some(rep) = &run.report else {
-            let _ = write!(
-                out,
-                "<td colspan=12>did not run: {}</td></tr>",
-                esc(run.error.as_deref().unwrap_or("unknown"))
-            );
-            continue;
-        };
-        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_owned(), f);
-        let l = rep.latency.as_ref();
-        let b = &rep.bytes;
-        let cpu = run.cpu.as_ref();
-        let errors = if rep.errors.total() == 0 {
-            "0".to_owned()
-        } else {
-            format!(
-                "{} ({})",
-                rep.errors.total(),
-                esc(rep.errors.first.as_deref().unwrap_or(""))
-            )
-        };
-        let _ = write!(
-            out,
-            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
-            count(rep.throughput_per_sec),
-            opt(l.map(|l| l.p50_us), &micros),
-            opt(l.map(|l| l.p99_us), &micros),
-            opt(l.map(|l| l.p999_us), &micros),
-            opt(l.map(|l| l.max_us), &micros),
-            opt(b.sent_per_message, &|v| format!("{v:.1}")),
-            opt(b.received_per_message, &|v| format!("{v:.1}")),
-            opt(b.handshake_sent_per_connection, &|v| format!("{v:.0}")),
-            opt(b.handshake_received_per_connection, &|v| format!("{v:.0}")),
-            opt(rep.round_trips_to_first_echo, &|v| format!("{v:.1}")),
-            opt(cpu.and_then(|c| c.client_us_per_1k), &count),
-            if run.client_bound { " ⚠" } else { "" },
-            opt(cpu.and_then(|c| c.server_us_per_1k), &count),
-            errors
-        );
-    }
-    out.push_str("</table>");
-    out
 }
 
 fn settings_table(r: &Results) -> String {

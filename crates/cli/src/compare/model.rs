@@ -1,6 +1,6 @@
 //! `results.json`: what a compare run measured, with the settings and machine it ran on.
 //! Its shape is versioned ([`SCHEMA_VERSION`]) and described by
-//! `docs/schema/compare-results.v3.schema.json`; a change that breaks readers bumps it.
+//! `docs/schema/compare-results.v4.schema.json`; a change that breaks readers bumps it.
 
 use std::collections::BTreeMap;
 
@@ -10,12 +10,15 @@ use serde::Serialize;
 /// Bumped when a field is removed or changes meaning; adding fields keeps it. 2: `protocol`
 /// may be `ws-deflate` or `wss-deflate` (values a version 1 reader would refuse). 3: the lab
 /// may have run elsewhere (`lab_site`), and then the server's CPU figures and
-/// `settings.server_threads` are null, never zero.
-pub const SCHEMA_VERSION: u32 = 3;
+/// `settings.server_threads` are null, never zero. 4: TLS 1.3 session tickets left
+/// `received_per_message` (HTTPS connect) and `handshake_received_per_connection` (WSS) for
+/// `post_handshake_tls_received_per_connection`, so those two figures are smaller than a
+/// version 3 file's for the same traffic; runs carry `round_trips` and `report.tcp`.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Versions [`compare_with_baseline`] reads: each version only added to or widened the one
 /// before, so an older baseline still compares on the runs both have.
-const BASELINE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=3;
+const BASELINE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=4;
 
 /// The whole file.
 #[derive(Debug, Clone, Serialize)]
@@ -247,8 +250,51 @@ pub struct Run {
     /// The load generator's threads were busy ≥ 90% of the time: the figures may show the
     /// client's limit, not the protocol's.
     pub client_bound: bool,
+    /// Connect runs: round trips to the first echo, counted and, under an emulated RTT,
+    /// measured.
+    pub round_trips: Option<RoundTrips>,
     /// Why the run produced nothing, if it did not.
     pub error: Option<String>,
+}
+
+/// Round trips from starting to connect to the first echo.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RoundTrips {
+    /// Counted: the TCP handshake plus every read that waited on the server (TLS flights,
+    /// the upgrade, the request), averaged over connections. Protocol arithmetic, not time.
+    pub counted: f64,
+    /// Measured: the median connect → first echo time divided by the emulated RTT (`--rtt`);
+    /// `None` on loopback, where there is no RTT to divide by.
+    pub measured: Option<f64>,
+    /// How far apart the two may be, in round trips, before they are called in disagreement.
+    pub tolerance: f64,
+    /// `measured` is further than `tolerance` from `counted`: time went somewhere the count
+    /// does not see (retransmission timeouts under loss, server CPU, queueing at a rate limit).
+    pub disagree: bool,
+}
+
+/// Measured and counted round trips may differ by this much before the table flags them:
+/// each round trip also carries server and client CPU (a TLS handshake is about a
+/// millisecond here), which is a small share of a WAN RTT but adds up over four.
+pub const ROUND_TRIP_TOLERANCE: f64 = 0.5;
+
+impl RoundTrips {
+    /// From a connect run's report; `rtt_ms` is the emulated RTT, 0 for none.
+    pub fn of(report: &Report, rtt_ms: f64) -> Option<Self> {
+        let counted = report.round_trips_to_first_echo?;
+        let measured = report
+            .phases
+            .connect_to_first_echo
+            .as_ref()
+            .filter(|_| rtt_ms > 0.0)
+            .map(|s| s.p50_us / 1000.0 / rtt_ms);
+        Some(Self {
+            counted,
+            measured,
+            tolerance: ROUND_TRIP_TOLERANCE,
+            disagree: measured.is_some_and(|m| (m - counted).abs() > ROUND_TRIP_TOLERANCE),
+        })
+    }
 }
 
 /// CPU time during one run, split between the lab's threads and the load generator's.
@@ -266,6 +312,15 @@ pub struct Cpu {
     pub client_utilization: f64,
     /// Server CPU / (wall time × its threads); `None` for a lab elsewhere.
     pub server_utilization: Option<f64>,
+    /// Load generator CPU seconds per second of the run: cores kept busy.
+    pub client_cores: f64,
+    /// Server CPU seconds per second of the run; `None` for a lab elsewhere.
+    pub server_cores: Option<f64>,
+    /// The run was open loop (`--rate`): its CPU per message includes the per-second cost of
+    /// waking on the schedule and polling idle sockets, which a low rate spreads over few
+    /// messages (at 400 msgs/s, 20-25× the closed-loop figure). Compare `*_cores` between
+    /// open-loop runs, and per-message CPU with closed-loop runs only.
+    pub fixed_cost_per_second: bool,
 }
 
 impl Run {

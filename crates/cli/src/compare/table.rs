@@ -121,8 +121,30 @@ pub fn render(results: &Results) -> String {
 /// What the table's marks mean, under it.
 fn legend(results: &Results) -> String {
     let mut out = String::from(
-        "↑ / ↓: client → server / server → client (bytes per message, or per connection for handshakes)\n",
+        "↑ / ↓: client → server / server → client (bytes per message, or per connection for handshakes and session tickets)\n\
+         on the wire: TCP payload (TLS records, HTTP heads, WebSocket framing); frame bytes add each packet's link, IP and TCP headers as a capture shows them\n\
+         post-handshake TLS: TLS 1.3 session tickets, counted on their own line for https and wss alike, in no handshake or message figure\n\
+         packets, frame bytes, retransmissions: the kernel's counters of the load generator's sockets (retransmissions client → server only)\n",
     );
+    if results
+        .runs
+        .iter()
+        .any(|r| r.round_trips.is_some_and(|rt| rt.disagree))
+    {
+        out.push_str(&format!(
+            "! on measured round trips: more than {} round trips from the counted figure (the warning below has the numbers)\n",
+            super::model::ROUND_TRIP_TOLERANCE
+        ));
+    }
+    if results
+        .runs
+        .iter()
+        .any(|r| r.cpu.is_some_and(|c| c.fixed_cost_per_second))
+    {
+        out.push_str(
+            "~: open loop at --rate: CPU per message includes the per-second cost of waking on the schedule, which a low rate spreads over few messages; compare cores busy instead, or per-message CPU of closed-loop runs\n",
+        );
+    }
     if !results.lab_site.server_cpu_measured {
         out.push_str("n/a: server CPU not measured: the lab ran elsewhere, outside this process\n");
     }
@@ -166,9 +188,23 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
             out.push(("connect → first echo p50".into(), row(&lat(|l| l.p50_us))));
             out.push(("  p99".into(), row(&lat(|l| l.p99_us))));
             out.push((
-                "round trips to first echo".into(),
+                "round trips to first echo (counted)".into(),
                 row(&|r, _| r.round_trips_to_first_echo.map(|v| format!("{v:.1}"))),
             ));
+            if runs
+                .iter()
+                .flatten()
+                .any(|r| r.round_trips.is_some_and(|rt| rt.measured.is_some()))
+            {
+                out.push((
+                    "  measured (p50 time ÷ RTT)".into(),
+                    row(&|_, run| {
+                        let rt = run.round_trips?;
+                        let flag = if rt.disagree { " !" } else { "" };
+                        rt.measured.map(|m| format!("{m:.1}{flag}"))
+                    }),
+                ));
+            }
             let phase = |pick: fn(&protolab_load::Phases) -> &Option<protolab_load::Summary>| {
                 move |r: &Report, _: &Run| pick(&r.phases).as_ref().map(|s| micros(s.p50_us))
             };
@@ -205,6 +241,20 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
             out.push(("  p99.9".into(), row(&lat(|l| l.p999_us))));
         }
     }
+    if reports
+        .iter()
+        .flatten()
+        .any(|r| r.bytes.post_handshake_tls_received_per_connection.is_some())
+    {
+        out.push((
+            "post-handshake TLS (session tickets) ↓".into(),
+            row(&|r, _| {
+                r.bytes
+                    .post_handshake_tls_received_per_connection
+                    .map(|v| format!("{v:.0}"))
+            }),
+        ));
+    }
     out.push((
         "bytes/msg on the wire ↑ / ↓".into(),
         row(&|r, _| {
@@ -212,6 +262,26 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
                 r.bytes.sent_per_message,
                 r.bytes.received_per_message,
             ))
+        }),
+    ));
+    out.push((
+        "packets/msg".into(),
+        row(&|r, _| r.tcp.packets_per_message.map(|v| format!("{v:.1}"))),
+    ));
+    out.push((
+        "frame bytes/msg (+ L2-L4 headers)".into(),
+        row(&|r, _| r.tcp.frame_bytes_per_message.map(|v| format!("{v:.0}"))),
+    ));
+    out.push((
+        "retransmitted ↑ bytes (share)".into(),
+        row(&|r, _| {
+            (r.tcp.connections_sampled > 0).then(|| {
+                format!(
+                    "{} ({:.2}%)",
+                    r.tcp.retransmitted_bytes,
+                    r.tcp.retransmitted_share.unwrap_or(0.0) * 100.0
+                )
+            })
         }),
     ));
     if reports.iter().flatten().any(|r| r.compression.is_some()) {
@@ -232,13 +302,27 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
         row(&|_, run| {
             let cpu = run.cpu?;
             let f = |v: Option<f64>| v.map_or("-".to_owned(), count);
-            let warn = if run.client_bound { " !" } else { "" };
+            let warn = match (run.client_bound, cpu.fixed_cost_per_second) {
+                (true, _) => " !",
+                (false, true) => " ~",
+                (false, false) => "",
+            };
             let server = if server_cpu {
                 f(cpu.server_us_per_1k)
             } else {
                 "n/a".to_owned()
             };
             Some(format!("{} / {server}{warn}", f(cpu.client_us_per_1k)))
+        }),
+    ));
+    out.push((
+        "CPU cores busy client / server".into(),
+        row(&|_, run| {
+            let cpu = run.cpu?;
+            let server = cpu
+                .server_cores
+                .map_or_else(|| "n/a".to_owned(), |c| format!("{c:.2}"));
+            Some(format!("{:.2} / {server}", cpu.client_cores))
         }),
     ));
     let errors: Vec<String> = row(&|r, _| Some(r.errors.total().to_string()));
@@ -280,6 +364,9 @@ mod tests {
             server_us_per_1k: Some(5.0),
             client_utilization: if client_bound { 0.97 } else { 0.4 },
             server_utilization: Some(0.5),
+            client_cores: 0.4,
+            server_cores: Some(0.5),
+            fixed_cost_per_second: false,
         };
         Results {
             schema: "protolab.compare.results",
@@ -311,6 +398,7 @@ mod tests {
                 report: None,
                 cpu: Some(cpu),
                 client_bound,
+                round_trips: None,
                 error: None,
             }],
             warnings: Vec::new(),

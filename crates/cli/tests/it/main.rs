@@ -9,6 +9,7 @@ mod certs;
 mod compare;
 mod compare_deflate;
 mod compare_lab;
+mod compare_wire;
 mod containers;
 mod errors;
 mod fdlimit;

@@ -79,6 +79,29 @@ fn under_an_rtt_each_round_trip_a_protocol_needs_costs_the_rtt() {
             "the lab is not behind the link: {addr}"
         );
     }
+    // Through the link the requests still name the lab `localhost:PORT`, as on loopback, so
+    // the HTTP head is what the arithmetic says whichever path it took.
+    let port = results["lab"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["protocol"] == "http")
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/octet-stream\r\nContent-Length: 32\r\n\r\n"
+    );
+    let sent = number(&run_of(&results, "http", "connect")["report"]["bytes"]["sent_per_message"]);
+    assert_eq!(
+        sent,
+        (head.len() + 32) as f64,
+        "an http request through the link is not `{head}` and 32 bytes"
+    );
     // TCP's handshake, then one round trip per flight the client waits for: TLS 1.3's one,
     // the upgrade, the request.
     for (protocol, round_trips) in [("http", 2.0), ("https", 3.0), ("ws", 3.0), ("wss", 4.0)] {
@@ -103,6 +126,17 @@ fn under_an_rtt_each_round_trip_a_protocol_needs_costs_the_rtt() {
             number(&phases["tcp_connect"]["p50_us"]) / 1000.0,
             RTT_MS,
         );
+        // compare measures them too: the median time over the RTT, beside the count, and
+        // within its stated tolerance of it.
+        let rt = &run_of(&results, protocol, "connect")["round_trips"];
+        let (counted, measured) = (number(&rt["counted"]), number(&rt["measured"]));
+        println!("{protocol}: round trips counted {counted}, measured {measured:.2}");
+        assert_eq!(counted, round_trips, "{protocol}: {rt}");
+        assert!(
+            (measured - counted).abs() <= number(&rt["tolerance"]),
+            "{protocol}: {measured} round trips measured, {counted} counted"
+        );
+        assert_eq!(rt["disagree"], false, "{protocol}: {rt}");
     }
 }
 
@@ -139,6 +173,25 @@ fn under_loss_tcp_retransmits_and_the_run_completes() {
         println!("{protocol}: {messages} echoes through 5% loss");
         assert!(messages > 0.0, "{protocol}: nothing got through 5% loss");
         assert_eq!(number(&report["errors"]["protocol"]), 0.0, "{protocol}");
+        // What loss cost on top of the byte figures: the load generator's sockets sent
+        // segments again.
+        let tcp = &report["tcp"];
+        println!(
+            "{protocol}: {} bytes in {} segments retransmitted",
+            tcp["retransmitted_bytes"], tcp["retransmitted_segments"]
+        );
+        assert!(
+            number(&tcp["retransmitted_bytes"]) > 0.0,
+            "{protocol}: {tcp}"
+        );
+        assert!(
+            number(&tcp["retransmitted_segments"]) > 0.0,
+            "{protocol}: {tcp}"
+        );
+        assert!(
+            number(&tcp["retransmitted_share"]) > 0.0,
+            "{protocol}: {tcp}"
+        );
     }
     if wan["emulator"] == "userspace" {
         let warnings = results["warnings"].to_string();

@@ -1,0 +1,231 @@
+// `protolab compare`'s accounting against a capture of the same run: TLS 1.3 session tickets
+// are charged alike to HTTPS and WSS (on their own line, in no handshake or message figure),
+// the packets per message the kernel's counters give agree with tshark's count, and a light
+// loopback run retransmits nothing.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test set-up: a failed step should panic right there"
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use protolab_test_support::{require, TsharkCapture};
+
+use crate::results::{compare_json, number, run_of};
+
+/// One TCP segment as tshark decoded it.
+struct Segment {
+    to_server: bool,
+    len: u64,
+    fin: bool,
+}
+
+/// Every segment on connections to `port`, by connection (tshark's stream index), in order.
+fn segments(capture: &Path, port: u16) -> BTreeMap<u64, Vec<Segment>> {
+    let out = Command::new(require("tshark", "apt-get install -y tshark"))
+        .arg("-r")
+        .arg(capture)
+        .args([
+            "-Y",
+            &format!("tcp.port == {port}"),
+            "-T",
+            "fields",
+            "-e",
+            "tcp.stream",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "tcp.len",
+            "-e",
+            "tcp.flags.fin",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut streams: BTreeMap<u64, Vec<Segment>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        streams
+            .entry(f[0].parse().unwrap())
+            .or_default()
+            .push(Segment {
+                to_server: f[1].parse::<u16>().unwrap() == port,
+                len: f[2].parse().unwrap(),
+                fin: matches!(f[3], "1" | "True"),
+            });
+    }
+    streams
+}
+
+/// tshark's packets and client → server / server → client TCP payload per message over the
+/// steady exchanges of long-lived echo connections (those carrying at least 20 requests):
+/// from the request after the first echo to the last echo before the client starts
+/// closing. `opening_requests` is how many client data segments come before the first
+/// steady request (HTTP: the first request; WebSocket: the upgrade and the first message);
+/// `close_frame`: the client's last data segment is a close frame, not a message.
+fn steady_per_message(
+    streams: &BTreeMap<u64, Vec<Segment>>,
+    opening_requests: usize,
+    close_frame: bool,
+) -> (f64, f64, f64) {
+    let (mut packets, mut up, mut down, mut messages) = (0u64, 0u64, 0u64, 0u64);
+    for segs in streams.values() {
+        let requests: Vec<usize> = (0..segs.len())
+            .filter(|&i| segs[i].to_server && segs[i].len > 0)
+            .collect();
+        if requests.len() < 20 {
+            continue;
+        }
+        let start = requests[opening_requests];
+        let closing = if close_frame {
+            *requests.last().unwrap()
+        } else {
+            (0..segs.len())
+                .find(|&i| segs[i].to_server && segs[i].fin)
+                .unwrap_or(segs.len())
+        };
+        let end = (start..closing)
+            .rev()
+            .find(|&i| !segs[i].to_server && segs[i].len > 0)
+            .unwrap();
+        for s in &segs[start..=end] {
+            packets += 1;
+            if s.to_server {
+                up += s.len;
+                messages += u64::from(s.len > 0);
+            } else {
+                down += s.len;
+            }
+        }
+    }
+    assert!(messages > 0, "no long-lived echo connection in the capture");
+    let m = messages as f64;
+    (packets as f64 / m, up as f64 / m, down as f64 / m)
+}
+
+#[test]
+fn session_tickets_packets_and_retransmissions_agree_with_a_capture() {
+    let home = tempfile::tempdir().unwrap();
+    let pcap = home.path().join("compare.pcapng");
+    let capture = TsharkCapture::start("tcp", &pcap);
+    // Open loop at a modest rate so tshark keeps every packet and nothing is retransmitted.
+    let results = compare_json(
+        home.path(),
+        &[
+            "--workloads",
+            "connect,echo",
+            "--sizes",
+            "1KiB",
+            "-c",
+            "4",
+            "--rate",
+            "400",
+            "--duration",
+            "4s",
+            "--no-report",
+        ],
+    );
+    capture.stop();
+    let bytes = |protocol: &str, workload: &str| {
+        run_of(&results, protocol, workload)["report"]["bytes"].clone()
+    };
+
+    // TLS 1.3 session tickets: on their own line for both TLS protocols, the same size (the
+    // same server sends them), in neither handshake nor message figures.
+    let tickets =
+        |p: &str| number(&bytes(p, "connect")["post_handshake_tls_received_per_connection"]);
+    let (https_tickets, wss_tickets) = (tickets("https"), tickets("wss"));
+    println!("session tickets per connection: https {https_tickets}, wss {wss_tickets}");
+    assert!(https_tickets > 0.0, "https shows no session tickets");
+    assert!(
+        (https_tickets - wss_tickets).abs() < 1.0,
+        "https {https_tickets} B and wss {wss_tickets} B of tickets per connection"
+    );
+    for p in ["http", "ws"] {
+        assert!(bytes(p, "connect")["post_handshake_tls_received_per_connection"].is_null());
+    }
+    // HTTPS's connect response is one TLS record (5-byte header, 1-byte inner type, 16-byte
+    // tag) around the HTTP response, tickets not included.
+    let https = bytes("https", "connect");
+    assert_eq!(
+        number(&https["received_per_message"]),
+        number(&https["above_tls_received_per_message"]) + 22.0,
+        "https connect ↓ per message is not its HTTP response plus one TLS record: {https}"
+    );
+    // WSS's handshake is HTTPS's plus the upgrade (as ws has it), each direction: the
+    // tickets are in neither. Certificate signatures vary by a byte or two in length.
+    let hs = |p: &str, dir: &str| {
+        number(&bytes(p, "connect")[&format!("handshake_{dir}_per_connection")])
+    };
+    for dir in ["sent", "received"] {
+        let (wss, https, ws) = (hs("wss", dir), hs("https", dir), hs("ws", dir));
+        // The upgrade rides in TLS records: 22 bytes each way.
+        let expected = https + ws + 22.0;
+        println!("wss handshake {dir}: {wss}, https {https} + ws {ws} + one record = {expected}");
+        assert!(
+            (wss - expected).abs() <= 3.0,
+            "wss handshake {dir} {wss} is not https's {https} + ws's {ws} + 22"
+        );
+    }
+
+    // Packets per message: the kernel's counters against tshark's count of the steady
+    // exchanges, and the per-message payload against the capture's.
+    let ports: BTreeMap<String, u16> = results["lab"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let addr: std::net::SocketAddr = e["addr"].as_str().unwrap().parse().unwrap();
+            (e["protocol"].as_str().unwrap().to_owned(), addr.port())
+        })
+        .collect();
+    for (protocol, opening, close_frame) in [("http", 1, false), ("ws", 2, true)] {
+        let streams = segments(&pcap, ports[protocol]);
+        let (packets, up, down) = steady_per_message(&streams, opening, close_frame);
+        let report = &run_of(&results, protocol, "echo")["report"];
+        let ours = number(&report["tcp"]["packets_per_message"]);
+        println!("{protocol} echo packets/msg: compare {ours:.3}, tshark {packets:.3}");
+        assert!(
+            (ours - packets).abs() <= packets * 0.03,
+            "{protocol}: compare counts {ours} packets per message, tshark {packets}"
+        );
+        assert_eq!(
+            up,
+            number(&report["bytes"]["sent_per_message"]),
+            "{protocol} ↑"
+        );
+        assert_eq!(
+            down,
+            number(&report["bytes"]["received_per_message"]),
+            "{protocol} ↓"
+        );
+        // Frame bytes are the payload plus each packet's headers.
+        let header = number(&report["tcp"]["header_bytes_per_packet"]);
+        let frame = number(&report["tcp"]["frame_bytes_per_message"]);
+        assert!(
+            (frame - (up + down + ours * header)).abs() < 1.0,
+            "{protocol}: {frame} frame bytes per message"
+        );
+    }
+
+    // A light loopback run loses nothing, so nothing is sent twice.
+    for protocol in ["http", "https", "ws", "wss"] {
+        let tcp = &run_of(&results, protocol, "echo")["report"]["tcp"];
+        assert!(
+            number(&tcp["connections_sampled"]) > 0.0,
+            "{protocol}: {tcp}"
+        );
+        assert_eq!(
+            number(&tcp["retransmitted_bytes"]),
+            0.0,
+            "{protocol}: {tcp}"
+        );
+    }
+}
