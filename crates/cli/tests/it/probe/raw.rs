@@ -1,4 +1,4 @@
-// `--raw` against the plaintext a server of the test's own saw, and the bad servers: one that
+// `--raw` against the plaintext a server of the test's own saw and a capture of the exchange, and the bad servers: one that
 // is not HTTP, one that sends garbage after a valid 101, one that never answers.
 
 use std::sync::Arc;
@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+use protolab_test_support::{require, run, TsharkCapture};
 
 use super::probe;
 
@@ -56,6 +58,37 @@ fn raw_bytes(report: &serde_json::Value, direction: &str) -> Vec<u8> {
         .collect()
 }
 
+/// TCP payload of every packet in `pcap`, joined per direction: (to `port`, from `port`).
+async fn captured_payload(pcap: &std::path::Path, port: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut tshark = tokio::process::Command::new(require("tshark", "apt-get install -y tshark"));
+    tshark.arg("-r").arg(pcap).args([
+        "-Y",
+        "tcp.len > 0",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.payload",
+    ]);
+    let out = run(tshark, Duration::from_secs(30)).await;
+    assert!(out.status.success(), "tshark reads the capture: {out:?}");
+    let (mut to_server, mut from_server) = (Vec::new(), Vec::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (dst, hex) = line.split_once('\t').expect("two fields per packet");
+        let hex = hex.replace(':', "");
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex payload"));
+        if dst.trim() == port.to_string() {
+            to_server.extend(bytes);
+        } else {
+            from_server.extend(bytes);
+        }
+    }
+    (to_server, from_server)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_shows_exactly_the_plaintext_the_server_read_and_wrote() {
     // Plain HTTP.
@@ -66,6 +99,8 @@ async fn raw_shows_exactly_the_plaintext_the_server_read_and_wrote() {
         record(tcp).await
     });
     let home = tempfile::tempdir().unwrap();
+    let pcap = home.path().join("raw.pcapng");
+    let capture = TsharkCapture::start(&format!("tcp port {port}"), &pcap);
     let (code, report, _) = probe(
         home.path(),
         &[&format!("http://127.0.0.1:{port}/x?y"), "--raw"],
@@ -73,6 +108,18 @@ async fn raw_shows_exactly_the_plaintext_the_server_read_and_wrote() {
     .await;
     assert_eq!(code, 0, "{report:#}");
     let seen = server.await.unwrap();
+    capture.stop();
+    let (to_server, from_server) = captured_payload(&pcap, port).await;
+    assert_eq!(
+        raw_bytes(&report, "sent"),
+        to_server,
+        "http: what the capture shows the client sent"
+    );
+    assert_eq!(
+        raw_bytes(&report, "received"),
+        from_server,
+        "http: what the capture shows the server sent"
+    );
     assert_eq!(
         raw_bytes(&report, "sent"),
         seen.read,
