@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use protolab_tls::trust::{self, Installed};
-use protolab_tls::{CertInfo, Diagnosis, Error as TlsError, InitOutcome, Problem, Roots, Store};
+use protolab_tls::{CertInfo, Diagnosis, Error as TlsError, InitOutcome, Problem, Roots};
 use serde::Serialize;
 
 use crate::Context;
@@ -100,26 +100,6 @@ pub struct CheckArgs {
     pub system_roots: bool,
 }
 
-/// The state directory with this user's name in any CA it creates.
-pub fn store(ctx: &Context) -> Store {
-    Store::open(&ctx.home).with_owner(owner())
-}
-
-/// `user@host` for the CA subject, from the environment (the library never reads it itself).
-fn owner() -> String {
-    let user = ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "someone".to_owned());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("{user}@{host}")
-}
-
 /// Runs `protolab certs`.
 pub async fn run(args: CertsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let command = match args.command {
@@ -179,7 +159,7 @@ struct CaJson {
 }
 
 fn init(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let store = store(ctx);
+    let store = ctx.store();
     let outcome = store
         .init()
         .with_context(|| format!("setting up the CA in {}", store.dir().display()))?;
@@ -229,7 +209,7 @@ struct IssueJson<'a> {
 }
 
 fn issue(ctx: &Context, names: &[String]) -> anyhow::Result<ExitCode> {
-    let store = store(ctx);
+    let store = ctx.store();
     let ca_created = matches!(
         store
             .init()
@@ -324,7 +304,7 @@ fn show(ctx: &Context, file: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let store = store(ctx);
+    let store = ctx.store();
     let ca = store
         .ca()
         .with_context(|| format!("loading the CA in {}", store.dir().display()))?;
@@ -463,7 +443,7 @@ fn trust_cmd(
     install: Option<TrustStore>,
     nssdb: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let store = store(ctx);
+    let store = ctx.store();
     let ca = store
         .ca()
         .with_context(|| format!("loading the CA in {}", store.dir().display()))?;
@@ -579,7 +559,7 @@ fn parse_remote(target: &str) -> Option<Remote> {
 fn check_roots(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Roots> {
     let mut roots = Roots::new();
     if args.cacert.is_empty() {
-        match store(ctx).ca() {
+        match ctx.store().ca() {
             Ok(ca) => roots = roots.with_ca(&ca),
             Err(TlsError::NotInitialized { .. }) => {}
             Err(err) => eprintln!("warning: not trusting the protolab CA: {err}"),

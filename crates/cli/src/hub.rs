@@ -361,7 +361,7 @@ pub async fn run(args: HubArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 /// The protolab CA's certificate, if there is one: what a `rediss://` broker is checked against
 /// without --redis-ca (a Redis the lab's `certs issue` made a certificate for).
 fn lab_ca(ctx: &Context) -> anyhow::Result<Option<Vec<u8>>> {
-    let path = crate::certs::store(ctx).ca_cert_path();
+    let path = ctx.store().ca_cert_path();
     match std::fs::read(&path) {
         Ok(pem) => Ok(Some(pem)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -370,7 +370,7 @@ fn lab_ca(ctx: &Context) -> anyhow::Result<Option<Vec<u8>>> {
 }
 
 fn hub_tls(ip: IpAddr, ctx: &Context) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let store = crate::certs::store(ctx);
+    let store = ctx.store();
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -414,7 +414,7 @@ fn print_ready(addr: SocketAddr, tls: bool, ctx: &Context) -> anyhow::Result<()>
     }
     out.flush()?;
     if tls {
-        let ca = crate::certs::store(ctx).ca_cert_path();
+        let ca = ctx.store().ca_cert_path();
         eprintln!(
             "the hub uses the protolab CA: curl --cacert {} …",
             ca.display()

@@ -152,6 +152,26 @@ impl Context {
             json: global.json,
         })
     }
+
+    /// The state directory's CA and certificates, with this user's name in any CA it creates.
+    pub fn store(&self) -> protolab_tls::Store {
+        protolab_tls::Store::open(&self.home).with_owner(owner())
+    }
+}
+
+/// `user@host` for the CA subject, from the environment (the library never reads it itself).
+fn owner() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "someone".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{user}@{host}")
 }
 
 fn default_home() -> Option<PathBuf> {

@@ -360,7 +360,7 @@ pub async fn start(mut config: ProxyConfig, ctx: &Context) -> anyhow::Result<Pro
         let (default, by_name) = leaves(&config, ctx)?;
         let acme = match &config.acme {
             Some(name) => {
-                let store = crate::certs::store(ctx);
+                let store = ctx.store();
                 let (leaf, record) = crate::acme::renew::load(&store, name)?;
                 let slot = protolab_tls::CertSlot::new(&leaf)
                     .with_context(|| format!("--acme {name}: serving the certificate"))?;
@@ -426,7 +426,7 @@ type Leaves = (
 /// The default leaf (none with `--acme`: the ACME certificate is the default) and one leaf per
 /// `--sni` name, issued (or reused) from the state dir.
 fn leaves(config: &ProxyConfig, ctx: &Context) -> anyhow::Result<Leaves> {
-    let store = crate::certs::store(ctx);
+    let store = ctx.store();
     let default = match config.acme {
         Some(_) => None,
         None => Some(
@@ -451,7 +451,7 @@ fn leaves(config: &ProxyConfig, ctx: &Context) -> anyhow::Result<Leaves> {
 /// The configuration text; writes the combined certificate+key files HAProxy needs (0600) and
 /// nginx's runtime directory into the home, and says on stderr which files it wrote there.
 fn emit(config: &ProxyConfig, flavor: Flavor, ctx: &Context) -> anyhow::Result<String> {
-    let store = crate::certs::store(ctx);
+    let store = ctx.store();
     let home = store.dir().to_path_buf();
     // Paths as the user finds them in the home.
     let shown = |path: &Path| {

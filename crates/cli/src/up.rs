@@ -361,7 +361,7 @@ fn lab_tls(
     acme: Option<&str>,
     ctx: &Context,
 ) -> anyhow::Result<(Arc<rustls::ServerConfig>, Option<AcmeServed>)> {
-    let store = crate::certs::store(ctx);
+    let store = ctx.store();
     let mut options = protolab_tls::Options::alpn(&[b"http/1.1"]);
     if let Some(path) = keylog {
         let file = protolab_tls::keylog::KeyLogFile::create(path)
@@ -450,7 +450,7 @@ fn print_ready(
     if let Some(name) = acme {
         eprintln!("TLS apps use the ACME certificate {name}, renewed while running");
     } else if lab.endpoints().iter().any(|e| e.protocol.is_tls()) {
-        let ca = crate::certs::store(ctx).ca_cert_path();
+        let ca = ctx.store().ca_cert_path();
         eprintln!("TLS apps use the protolab CA: curl --cacert {} …  (`protolab certs trust` for browsers)", ca.display());
     }
     eprintln!("press Ctrl-C to stop");

@@ -208,7 +208,7 @@ pub async fn run_acme(args: AcmeArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         challenge,
         contact: args.contact,
     };
-    let store = crate::certs::store(ctx);
+    let store = ctx.store();
     let leaf = obtain(&store, &record, args.timeout).await?;
     print_obtained(ctx, &record, &leaf, "Obtained")?;
     Ok(ExitCode::SUCCESS)
@@ -273,7 +273,7 @@ pub async fn run_renew(args: RenewArgs, ctx: &Context) -> anyhow::Result<ExitCod
         !args.timeout.is_zero(),
         "--timeout must be greater than zero"
     );
-    let store = crate::certs::store(ctx);
+    let store = ctx.store();
     let names = if args.names.is_empty() {
         store
             .acme_names()

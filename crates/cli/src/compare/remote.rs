@@ -245,7 +245,7 @@ impl RemoteLab {
                     "--lab-ca FILE is needed: the lab at {} made its certificates with its own CA; copy that lab's ca.pem (`protolab certs show` there prints where it is) and pass it as --lab-ca",
                     remote.join(", ")
                 );
-                let path = crate::certs::store(ctx).ca_cert_path();
+                let path = ctx.store().ca_cert_path();
                 ensure_usage!(
                     path.exists(),
                     "--lab-ca: none given, and this home has no CA at {} for the local lab's certificates; pass --lab-ca with the ca.pem of the --home that `protolab up` used",

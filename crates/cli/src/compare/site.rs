@@ -109,7 +109,7 @@ impl Site {
             Some(wan) => wan.run_inside(|| runtime.block_on(crate::up::start(config, ctx)))?,
         };
         let trust = if protocols.iter().any(|p| p.is_tls()) {
-            let ca = crate::certs::store(ctx).ca_cert_path();
+            let ca = ctx.store().ca_cert_path();
             Trust::Roots(protolab_tls::Roots::new().with_ca_file(&ca)?)
         } else {
             Trust::Insecure

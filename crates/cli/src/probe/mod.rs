@@ -128,7 +128,7 @@ fn print(text: &str) -> anyhow::Result<()> {
 fn roots(ctx: &Context, cacert: &[PathBuf]) -> anyhow::Result<Roots> {
     let mut roots = Roots::new();
     if cacert.is_empty() {
-        match crate::certs::store(ctx).ca() {
+        match ctx.store().ca() {
             Ok(ca) => roots = roots.with_ca(&ca),
             Err(TlsError::NotInitialized { .. }) => {}
             Err(err) => eprintln!("warning: not trusting the protolab CA: {err}"),

@@ -1,5 +1,5 @@
 // `protolab compare` with `ws-deflate` and `wss-deflate` beside `ws` and `wss`: the runs, the
-// JSON payload, the v2 schema, the table row and the HTML table of bytes with and without
+// JSON payload, the published schema, the table row and the HTML table of bytes with and without
 // compression. Whether the lab's WebSocket app negotiates permessage-deflate is the
 // server's business: when it accepts, the compressed payload must be smaller than the
 // message; when it declines, the report must say so rather than show a saving.
@@ -30,7 +30,7 @@ async fn compare_shows_ws_deflate_beside_ws() {
         out_dir.to_str().unwrap(),
     ];
     let results = compare_json(home.path(), &args);
-    assert_eq!(results["schema_version"], 3);
+    assert_eq!(results["schema_version"], 4);
     assert_eq!(results["settings"]["payload"], "json");
     let protocols: Vec<&str> = results["settings"]["protocols"]
         .as_array()
@@ -76,7 +76,7 @@ async fn compare_shows_ws_deflate_beside_ws() {
             );
         }
     }
-    // The file validates against the published schema (v2 knows the -deflate names).
+    // The file validates against the published schema (which knows the -deflate names since v2).
     let file = out_dir.join("results.json");
     crate::compare::assert_matches_results_schema(&file, "results.json does not match its schema")
         .await;
