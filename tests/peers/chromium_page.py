@@ -16,9 +16,11 @@ answers each with one JSON line, so a test can script several pages:
 """
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,15 @@ def trust_ca(home, ca):
     subprocess.run([certutil, "-A", "-d", "sql:" + nssdb, "-t", "C,,", "-n", "protolab test CA", "-i", ca], check=True)
 
 
+def die_with_this_script():
+    """Runs in the child before chromium starts: the kernel kills chromium when this script dies.
+
+    Tests stop this script with SIGKILL when they end, so its `finally` never runs; without
+    this every test that drove a page left a headless browser running."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def start_chromium(home, url):
     chromium = shutil.which("chromium")
     if not chromium:
@@ -51,7 +62,8 @@ def start_chromium(home, url):
         "--user-data-dir=" + profile, url,
     ]
     env = dict(os.environ, HOME=home)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=die_with_this_script)
     port_file = os.path.join(profile, "DevToolsActivePort")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
