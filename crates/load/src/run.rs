@@ -500,20 +500,29 @@ async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
         }
     };
     stats.opened(&opened);
+    // Bytes are charged to pushes only at a message boundary: when a read brought more than
+    // the push just taken (the next ones, after a stall), those bytes belong to pushes not
+    // taken yet, so the pushes and their bytes wait until the buffer is drained again.
+    // Otherwise a run that ends with pushes read ahead charges their bytes to counted ones.
     let mut mark = opened.bytes;
+    let (mut pending, mut pending_payload) = (0u64, 0u64);
     let mut pushes = 0u64;
     while budget.claim() {
         match conn.next_push(budget.end).await {
             Ok(push) => {
-                let now = conn.counts();
                 stats.latency.record(push.delay);
                 stats.messages += 1;
-                stats.steady = stats.steady.plus(now.since(mark));
-                stats.steady_messages += 1;
-                stats.push_payload += push.payload as u64;
                 stats.finished = Some(Instant::now());
-                mark = now;
                 pushes += 1;
+                pending += 1;
+                pending_payload += push.payload as u64;
+                if conn.read_ahead() == 0 {
+                    let now = conn.counts();
+                    stats.steady = stats.steady.plus(now.since(mark));
+                    stats.steady_messages += pending;
+                    stats.push_payload += pending_payload;
+                    (mark, pending, pending_payload) = (now, 0, 0);
+                }
             }
             Err(failure) => {
                 stats.fail(&failure, budget.end);

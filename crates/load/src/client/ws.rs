@@ -222,6 +222,11 @@ impl Conn {
         .await
     }
 
+    /// Bytes read and not taken as messages yet: frames that arrived behind the last one.
+    pub(crate) fn read_ahead(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next data message, answering pings on the way; a close frame is a
     /// [`ErrorKind::Closed`] failure. `first_read` is set to when the first read that was
     /// needed brought bytes, if it is not set yet.
