@@ -504,7 +504,10 @@ async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
     // the push just taken (the next ones, after a stall), those bytes belong to pushes not
     // taken yet, so the pushes and their bytes wait until the buffer is drained again.
     // Otherwise a run that ends with pushes read ahead charges their bytes to counted ones.
+    // The same holds at the start: pushes read together with the upgrade's answer have their
+    // bytes in the handshake's count, so charging starts at the first boundary after them.
     let mut mark = opened.bytes;
+    let mut charging = conn.read_ahead() == 0;
     let (mut pending, mut pending_payload) = (0u64, 0u64);
     let mut pushes = 0u64;
     while budget.claim() {
@@ -518,10 +521,12 @@ async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
                 pending_payload += push.payload as u64;
                 if conn.read_ahead() == 0 {
                     let now = conn.counts();
-                    stats.steady = stats.steady.plus(now.since(mark));
-                    stats.steady_messages += pending;
-                    stats.push_payload += pending_payload;
-                    (mark, pending, pending_payload) = (now, 0, 0);
+                    if charging {
+                        stats.steady = stats.steady.plus(now.since(mark));
+                        stats.steady_messages += pending;
+                        stats.push_payload += pending_payload;
+                    }
+                    (mark, pending, pending_payload, charging) = (now, 0, 0, true);
                 }
             }
             Err(failure) => {
