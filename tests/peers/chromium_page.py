@@ -13,6 +13,10 @@ answers each with one JSON line, so a test can script several pages:
   {"cmd": "eval", "page": N, "js": E}            -> {"ok": true, "value": V}
   {"cmd": "wait", "page": N, "js": E, "timeout": S}
       -> {"ok": true, "value": V} once E is truthy, else {"ok": false, "value": last, "text": body}
+  {"cmd": "viewport", "page": N, "width": W, "height": H}   -> {"ok": true}  (then reloads)
+  {"cmd": "console", "page": N}
+      -> {"ok": true, "entries": [{"level": L, "text": T}, ...]}: the page's console and log
+         entries so far (errors, warnings, failed loads), replayed by DevTools on request
 """
 import argparse
 import asyncio
@@ -147,6 +151,7 @@ class Page:
     def __init__(self, cdp):
         self.cdp = cdp
         self.seq = 0
+        self.entries = []
 
     async def call(self, method, params=None):
         self.seq += 1
@@ -155,6 +160,21 @@ class Page:
             msg = json.loads(await self.cdp.recv())
             if msg.get("id") == self.seq:
                 return msg
+            self.keep_event(msg)
+
+    def keep_event(self, msg):
+        """Console and log events that arrive while waiting for an answer."""
+        method, params = msg.get("method"), msg.get("params", {})
+        if method == "Log.entryAdded":
+            entry = params.get("entry", {})
+            self.entries.append({"level": entry.get("level"), "text": entry.get("text")})
+        elif method == "Runtime.consoleAPICalled":
+            text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+            self.entries.append({"level": params.get("type"), "text": text})
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            text = details.get("exception", {}).get("description") or details.get("text")
+            self.entries.append({"level": "error", "text": text})
 
     async def evaluate(self, js):
         res = await self.call("Runtime.evaluate", {"expression": js, "returnByValue": True, "awaitPromise": True})
@@ -193,6 +213,22 @@ async def drive(port, first_url):
             if not answer["ok"]:
                 text = await page.evaluate("document.body ? document.body.innerText : ''")
                 answer["text"] = text.get("value")
+        elif cmd == "viewport":
+            page = pages[command.get("page", 0)]
+            await page.call("Emulation.setDeviceMetricsOverride", {
+                "width": int(command["width"]), "height": int(command["height"]),
+                "deviceScaleFactor": 1, "mobile": False})
+            await page.call("Page.reload", {"ignoreCache": True})
+            answer = {"ok": True}
+        elif cmd == "console":
+            page = pages[command.get("page", 0)]
+            # Enabling replays what was logged before; a second call flushes the replay.
+            page.entries = []
+            await page.call("Log.enable")
+            await page.call("Runtime.enable")
+            await asyncio.sleep(0.3)
+            await page.call("Runtime.evaluate", {"expression": "1"})
+            answer = {"ok": True, "entries": page.entries}
         else:
             answer = {"ok": False, "error": f"unknown command {cmd!r}"}
         print(json.dumps(answer), flush=True)

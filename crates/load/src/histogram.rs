@@ -207,6 +207,35 @@ pub fn encode(hist: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The cumulative distribution of a histogram [`encode`] wrote, for plotting: at most
+/// `max_points` (value in microseconds, share of samples at or below it) pairs, rising,
+/// ending at the largest value with share 1. Each point is a recorded bucket's upper value.
+pub fn cdf(text: &str, max_points: usize) -> Result<Vec<(f64, f64)>, HistogramError> {
+    let hist = decode(text)?;
+    let total = hist.len();
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    let mut all = Vec::new();
+    let mut below = 0u64;
+    for v in hist.iter_recorded() {
+        below += v.count_at_value();
+        all.push((
+            hist.highest_equivalent(v.value_iterated_to()) as f64 / 1_000.0,
+            below as f64 / total as f64,
+        ));
+    }
+    // Thin evenly by rank, always keeping the last (the maximum).
+    let step = all.len().div_ceil(max_points.max(1)).max(1);
+    let last = all.len() - 1;
+    Ok(all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % step == step - 1 || *i == last)
+        .map(|(_, p)| *p)
+        .collect())
+}
+
 /// Reads a histogram [`encode`] wrote. Its header is checked before hdrhistogram reads it:
 /// the layout must be the one protolab records (so any two decoded histograms add up
 /// exactly) and the payload length the bytes that follow, so a damaged or hostile report

@@ -1,30 +1,47 @@
-//! `index.html`: a self-contained report (inline CSS and SVG, no script, nothing fetched) with
-//! latency percentile curves, bytes per message split by layer, a handshake waterfall, push
-//! delay, throughput and CPU per message, and the run's settings and machine.
+//! `index.html`: a self-contained report (inline CSS and SVG, no script, nothing fetched). It
+//! opens with what the run found in plain words ([`findings`]), then charts what differs most
+//! between protocols ([`charts`]: new connections and their CPU, a handshake waterfall,
+//! throughput, latency CDFs), bytes per message by layer, push delay, every figure by
+//! workload ([`figures`]), and the run's settings and machine.
 
 use std::fmt::Write as _;
 
 use protolab_load::{Report, Workload};
 
-use super::model::{Results, Run};
-use super::table::{count, micros, size_label};
+use super::model::Results;
+use super::table::{count, size_label};
+use charts::{cdf_chart, connect_bars, cpu_bars, throughput_bars, waterfall};
 use compression::compression_table;
 use figures::figures_table;
+use findings::findings;
 use protolab_load::Payload;
 
+mod charts;
 mod compression;
 mod figures;
+mod findings;
 
-/// One colour per protocol, the same in every chart.
+/// One hue per family, the same in every chart: HTTP blue, WebSocket orange, WebSocket with
+/// permessage-deflate purple; the TLS variant of each is the darker shade (and dashed in
+/// line charts), so colour never has to tell red from green.
 fn colour(protocol: &str) -> &'static str {
     match protocol {
-        "http" => "#4e79a7",
-        "https" => "#f28e2b",
-        "ws" => "#59a14f",
-        "wss" => "#e15759",
-        "ws-deflate" => "#8cd17d",
-        "wss-deflate" => "#ff9d9a",
-        _ => "#76b7b2",
+        "http" => "#6baed6",
+        "https" => "#08519c",
+        "ws" => "#fd9a4a",
+        "wss" => "#a63603",
+        "ws-deflate" => "#bcbddc",
+        "wss-deflate" => "#54278f",
+        _ => "#969696",
+    }
+}
+
+/// TLS variants draw their lines dashed: a second cue beside the darker shade.
+fn dash(protocol: &str) -> &'static str {
+    if protocol.starts_with("https") || protocol.starts_with("wss") {
+        " stroke-dasharray='7 3'"
+    } else {
+        ""
     }
 }
 
@@ -79,25 +96,32 @@ pub fn render(r: &Results) -> String {
         let _ = write!(body, "<p class=warn>⚠ {}</p>", esc(w));
     }
     let smallest = s.sizes.first().copied().unwrap_or(32);
-    body.push_str("<section><h2>Latency percentiles · echo</h2>");
-    for &size in &s.sizes {
-        body.push_str(&percentile_chart(
-            r,
-            Workload::Echo,
-            size,
-            &format!("echo {} (send → echo)", size_label(size)),
-        ));
-    }
-    body.push_str("</section>");
+    body.push_str(&findings(r));
     if s.workloads.iter().any(|w| w == "connect") {
-        body.push_str("<section><h2>Handshake waterfall · connect</h2>");
+        body.push_str("<section><h2>New connections: what a handshake costs</h2>");
+        body.push_str(&connect_bars(r, smallest));
         body.push_str(&waterfall(r, smallest));
-        body.push_str(&percentile_chart(
+        body.push_str(&cdf_chart(
             r,
             Workload::Connect,
             smallest,
-            "connect → first echo",
+            "connect → first echo: latency CDF",
         ));
+        body.push_str("</section>");
+    }
+    if s.workloads.iter().any(|w| w == "echo") {
+        body.push_str("<section><h2>Throughput and CPU · echo</h2>");
+        body.push_str(&throughput_bars(r));
+        body.push_str(&cpu_bars(r, smallest));
+        body.push_str("</section><section><h2>Latency · echo</h2>");
+        for &size in &s.sizes {
+            body.push_str(&cdf_chart(
+                r,
+                Workload::Echo,
+                size,
+                &format!("echo {} (send → echo): latency CDF", size_label(size)),
+            ));
+        }
         body.push_str("</section>");
     }
     body.push_str("<section><h2>Bytes per message, by layer</h2>");
@@ -113,18 +137,14 @@ pub fn render(r: &Results) -> String {
     body.push_str("</section>");
     if s.workloads.iter().any(|w| w == "push") {
         body.push_str("<section><h2>Push delivery delay</h2>");
-        body.push_str(&percentile_chart(
+        body.push_str(&cdf_chart(
             r,
             Workload::Push,
             smallest,
-            "server send → client receive",
+            "server send → client receive: latency CDF",
         ));
         body.push_str("</section>");
     }
-    body.push_str("<section><h2>Throughput and CPU</h2>");
-    body.push_str(&throughput_bars(r));
-    body.push_str(&cpu_bars(r, smallest));
-    body.push_str("</section>");
     body.push_str("<section><h2>All figures</h2>");
     body.push_str(&figures_table(r));
     body.push_str("</section>");
@@ -144,20 +164,23 @@ pub fn render(r: &Results) -> String {
 const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
 h1{margin-bottom:0}.sub{color:#666;margin-top:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}\
 .lab{font-weight:bold}.warn{background:#fff4e5;border-left:4px solid #f28e2b;padding:.4em .8em}\
-svg{display:block;margin:1em 0;background:#fff}svg text{font:12px system-ui,sans-serif;fill:#333}\
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}\
-th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}footer{color:#888;margin-top:3em;font-size:12px}";
+#findings ul{font-size:15px;padding-left:1.2em}#findings li{margin:.35em 0}#findings data{font-weight:bold}\
+svg{display:block;margin:1em 0;background:#fff;max-width:100%;height:auto}svg text{font:12px system-ui,sans-serif;fill:#333}\
+table{border-collapse:collapse;margin:1em 0;font-size:12.5px;font-variant-numeric:tabular-nums}\
+td,th{border:1px solid #ddd;padding:.2em .45em;text-align:right;white-space:nowrap}\
+th{background:#f5f5f5;white-space:normal;vertical-align:bottom}td:first-child,th:first-child{text-align:left}\
+td.note,.settings td{white-space:normal;text-align:left}.note{color:#555;font-size:12.5px}footer{color:#888;margin-top:3em;font-size:12px}";
 
 /// Chart area inside an SVG.
 const W: f64 = 720.0;
-const H: f64 = 260.0;
 const LEFT: f64 = 80.0;
 const RIGHT: f64 = 130.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 40.0;
 
-fn legend(out: &mut String, names: &[&str], x: f64, y: f64) {
-    for (i, n) in names.iter().enumerate() {
+/// A swatch per protocol in its colour, with its label.
+fn legend(out: &mut String, names: &[&str], labels: &[&str], x: f64, y: f64) {
+    for (i, (n, label)) in names.iter().zip(labels).enumerate() {
         let yy = y + i as f64 * 18.0;
         let _ = write!(
             out,
@@ -166,7 +189,7 @@ fn legend(out: &mut String, names: &[&str], x: f64, y: f64) {
             colour(n),
             x + 18.0,
             yy,
-            esc(n)
+            esc(label)
         );
     }
 }
@@ -179,187 +202,6 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
         out.push(t);
         t *= 10.0;
     }
-    out
-}
-
-/// Latency at p50, p90, p99, p99.9 and max, one line per protocol, log scale.
-fn percentile_chart(r: &Results, workload: Workload, size: usize, title: &str) -> String {
-    const POINTS: [&str; 5] = ["p50", "p90", "p99", "p99.9", "max"];
-    let series: Vec<(&str, [f64; 5])> = r
-        .settings
-        .protocols
-        .iter()
-        .filter_map(|p| {
-            let l = find(r, p, workload, size)?.latency.as_ref()?;
-            Some((
-                p.as_str(),
-                [l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us],
-            ))
-        })
-        .collect();
-    if series.is_empty() {
-        return format!("<p>{}: nothing measured.</p>", esc(title));
-    }
-    let lo = series
-        .iter()
-        .flat_map(|(_, v)| v.iter())
-        .copied()
-        .fold(f64::INFINITY, f64::min)
-        .max(0.1);
-    let hi = series
-        .iter()
-        .flat_map(|(_, v)| v.iter())
-        .copied()
-        .fold(0.0, f64::max)
-        .max(lo * 10.0);
-    let ticks = log_ticks(lo, hi);
-    let (ylo, yhi) = (
-        ticks.first().copied().unwrap_or(lo).log10(),
-        hi.log10().max(ticks.last().copied().unwrap_or(hi).log10()),
-    );
-    let plot_w = W - LEFT - RIGHT;
-    let plot_h = H - TOP - BOTTOM;
-    let x = |i: usize| LEFT + plot_w * i as f64 / (POINTS.len() - 1) as f64;
-    let y = |v: f64| TOP + plot_h * (1.0 - (v.max(0.1).log10() - ylo) / (yhi - ylo).max(1e-9));
-    let mut out = format!(
-        "<svg class=chart role=img aria-label='{0}' width='{W}' height='{H}' viewBox='0 0 {W} {H}'><text x='{LEFT}' y='18' font-weight='bold'>{0}</text>",
-        esc(title)
-    );
-    for t in &ticks {
-        let ty = y(*t);
-        let _ = write!(
-            out,
-            "<line x1='{LEFT}' x2='{}' y1='{ty:.1}' y2='{ty:.1}' stroke='#eee'/><text x='{}' y='{:.1}' text-anchor='end'>{}</text>",
-            W - RIGHT,
-            LEFT - 6.0,
-            ty + 4.0,
-            esc(&micros(*t))
-        );
-    }
-    for (i, p) in POINTS.iter().enumerate() {
-        let _ = write!(
-            out,
-            "<text x='{}' y='{}' text-anchor='middle'>{p}</text>",
-            x(i),
-            H - BOTTOM + 18.0
-        );
-    }
-    for (name, values) in &series {
-        let points: Vec<String> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
-            .collect();
-        let _ = write!(
-            out,
-            "<polyline fill='none' stroke='{}' stroke-width='2.5' points='{}'/>",
-            colour(name),
-            points.join(" ")
-        );
-        for (i, v) in values.iter().enumerate() {
-            let _ = write!(
-                out,
-                "<circle cx='{:.1}' cy='{:.1}' r='3' fill='{}'><title>{} {}: {}</title></circle>",
-                x(i),
-                y(*v),
-                colour(name),
-                esc(name),
-                POINTS[i],
-                esc(&micros(*v))
-            );
-        }
-    }
-    let names: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
-    legend(&mut out, &names, W - RIGHT + 20.0, TOP + 10.0);
-    out.push_str("</svg>");
-    out
-}
-
-/// A protocol, its connection steps with their p50 in µs, and its round trips.
-type WaterfallRow<'a> = (&'a str, Vec<(&'static str, f64)>, Option<f64>);
-
-/// One bar: protocol, value, label.
-type Bar<'a> = (&'a str, f64, String);
-
-/// Per protocol: TCP connect, TLS handshake, upgrade, first echo (p50), laid end to end.
-fn waterfall(r: &Results, size: usize) -> String {
-    let rows: Vec<WaterfallRow<'_>> = r
-        .settings
-        .protocols
-        .iter()
-        .filter_map(|p| {
-            let rep = find(r, p, Workload::Connect, size)?;
-            let ph = &rep.phases;
-            let mut parts = Vec::new();
-            for (name, s) in [
-                ("TCP", &ph.tcp_connect),
-                ("TLS", &ph.tls_handshake),
-                ("upgrade", &ph.ws_upgrade),
-                ("first echo", &ph.first_echo),
-            ] {
-                if let Some(s) = s {
-                    parts.push((name, s.p50_us));
-                }
-            }
-            Some((p.as_str(), parts, rep.round_trips_to_first_echo))
-        })
-        .collect();
-    if rows.is_empty() {
-        return "<p>connect: nothing measured.</p>".to_owned();
-    }
-    let total_max = rows
-        .iter()
-        .map(|(_, parts, _)| parts.iter().map(|(_, v)| v).sum::<f64>())
-        .fold(0.0, f64::max)
-        .max(1.0);
-    let row_h = 34.0;
-    let h = TOP + rows.len() as f64 * row_h + 30.0;
-    // Room on the right for the longest bar's "12.34 ms · 4 round trips".
-    let plot_w = W - LEFT - 170.0;
-    let shade = |name: &str| match name {
-        "TCP" => "0.35",
-        "TLS" => "0.6",
-        "upgrade" => "0.8",
-        _ => "1",
-    };
-    let mut out = format!(
-        "<svg class=chart role=img aria-label='handshake waterfall' width='{W}' height='{h}' viewBox='0 0 {W} {h}'><text x='{LEFT}' y='18' font-weight='bold'>p50 of each step, end to end (opacity: TCP, TLS, upgrade, first echo)</text>"
-    );
-    for (i, (name, parts, rt)) in rows.iter().enumerate() {
-        let y = TOP + i as f64 * row_h;
-        let _ = write!(
-            out,
-            "<text x='{}' y='{}' text-anchor='end'>{}</text>",
-            LEFT - 6.0,
-            y + 18.0,
-            esc(name)
-        );
-        let mut x = LEFT;
-        for (step, v) in parts {
-            let w = plot_w * v / total_max;
-            let _ = write!(
-                out,
-                "<rect x='{x:.1}' y='{y:.1}' width='{w:.1}' height='24' fill='{}' fill-opacity='{}'><title>{} {}: {}</title></rect>",
-                colour(name),
-                shade(step),
-                esc(name),
-                step,
-                esc(&micros(*v))
-            );
-            x += w;
-        }
-        let total: f64 = parts.iter().map(|(_, v)| v).sum();
-        let rt = rt.map_or_else(String::new, |rt| format!(" · {rt:.0} round trips"));
-        let _ = write!(
-            out,
-            "<text x='{:.1}' y='{}'>{}{}</text>",
-            x + 6.0,
-            y + 17.0,
-            esc(&micros(total)),
-            rt
-        );
-    }
-    out.push_str("</svg>");
     out
 }
 
@@ -539,109 +381,6 @@ fn wire_cost_bars(costs: &[super::model::WireCost]) -> String {
     out
 }
 
-/// Grouped horizontal bars: one group per label, one bar per protocol.
-fn grouped_bars(title: &str, groups: &[(String, Vec<Bar<'_>>)]) -> String {
-    let bars: usize = groups.iter().map(|(_, b)| b.len()).sum();
-    if bars == 0 {
-        return format!("<p>{}: nothing measured.</p>", esc(title));
-    }
-    let max = groups
-        .iter()
-        .flat_map(|(_, b)| b.iter().map(|(_, v, _)| *v))
-        .fold(0.0, f64::max)
-        .max(1e-9);
-    let bar_h = 16.0;
-    let h = TOP + bars as f64 * (bar_h + 3.0) + groups.len() as f64 * 12.0 + 10.0;
-    let plot_w = W - LEFT - RIGHT - 40.0;
-    let mut out = format!(
-        "<svg class=chart role=img aria-label='{0}' width='{W}' height='{h}' viewBox='0 0 {W} {h}'><text x='{LEFT}' y='18' font-weight='bold'>{0}</text>",
-        esc(title)
-    );
-    let mut y = TOP;
-    for (label, group) in groups {
-        let _ = write!(
-            out,
-            "<text x='{}' y='{}' text-anchor='end'>{}</text>",
-            LEFT - 6.0,
-            y + 12.0,
-            esc(label)
-        );
-        for (proto, v, text) in group {
-            let w = plot_w * v / max;
-            let _ = write!(
-                out,
-                "<rect x='{LEFT}' y='{y:.1}' width='{w:.1}' height='{bar_h}' fill='{}'><title>{} {}: {}</title></rect><text x='{:.1}' y='{:.1}'>{} {}</text>",
-                colour(proto),
-                esc(label),
-                esc(proto),
-                esc(text),
-                LEFT + w + 4.0,
-                y + 12.0,
-                esc(proto),
-                esc(text)
-            );
-            y += bar_h + 3.0;
-        }
-        y += 12.0;
-    }
-    out.push_str("</svg>");
-    out
-}
-
-fn throughput_bars(r: &Results) -> String {
-    let mut groups = Vec::new();
-    for &size in &r.settings.sizes {
-        let bars: Vec<Bar<'_>> = r
-            .settings
-            .protocols
-            .iter()
-            .filter_map(|p| {
-                let rep = find(r, p, Workload::Echo, size)?;
-                Some((
-                    p.as_str(),
-                    rep.throughput_per_sec,
-                    format!("{} msgs/s", count(rep.throughput_per_sec)),
-                ))
-            })
-            .collect();
-        if !bars.is_empty() {
-            groups.push((format!("echo {}", size_label(size)), bars));
-        }
-    }
-    grouped_bars("echo throughput (messages per second)", &groups)
-}
-
-fn cpu_bars(r: &Results, size: usize) -> String {
-    let runs: Vec<&Run> = r
-        .runs
-        .iter()
-        .filter(|x| x.workload == Workload::Echo && x.size == size)
-        .collect();
-    let mut groups = Vec::new();
-    for (side, pick) in [
-        (
-            "server",
-            (|c: &super::model::Cpu| c.server_us_per_1k) as fn(&_) -> _,
-        ),
-        ("client", |c: &super::model::Cpu| c.client_us_per_1k),
-    ] {
-        let bars: Vec<Bar<'_>> = runs
-            .iter()
-            .filter_map(|x| {
-                let v = pick(x.cpu.as_ref()?)?;
-                Some((x.protocol.as_str(), v, format!("{} µs", count(v))))
-            })
-            .collect();
-        if !bars.is_empty() {
-            groups.push((side.to_owned(), bars));
-        }
-    }
-    grouped_bars(
-        &format!("CPU per 1,000 echoes of {} (µs)", size_label(size)),
-        &groups,
-    )
-}
-
 fn settings_table(r: &Results) -> String {
     let s = &r.settings;
     let m = &r.machine;
@@ -722,7 +461,7 @@ fn settings_table(r: &Results) -> String {
         ("OS", m.os.clone().unwrap_or_else(|| "unknown".into())),
         ("total time", format!("{:.1} s", r.elapsed_secs)),
     ];
-    let mut out = String::from("<table>");
+    let mut out = String::from("<table class=settings>");
     for (k, v) in rows {
         let _ = write!(out, "<tr><th>{k}</th><td>{}</td></tr>", esc(&v));
     }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::super::model::Results;
-use super::super::table::size_label;
+use super::super::table::{count, size_label};
 use super::{esc, find};
 
 /// Each `-deflate` run beside its uncompressed twin (`ws` for `ws-deflate`): bytes per
@@ -21,7 +21,7 @@ pub(super) fn compression_table(r: &Results) -> String {
         "<h3>permessage-deflate</h3><table><tr><th>protocol</th><th>workload</th><th>message</th><th>bytes/msg ↑ / ↓ without</th><th>bytes/msg ↑ / ↓ with</th><th>compressed payload ↑ / ↓</th><th>saved on the wire</th><th>agreed</th></tr>",
     );
     let pair = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => format!("{a:.0} / {b:.0}"),
+        (Some(a), Some(b)) => format!("{} / {}", count(a), count(b)),
         _ => "-".to_owned(),
     };
     for run in deflate_runs {
