@@ -9,6 +9,7 @@ mod certs;
 mod compare;
 mod compare_deflate;
 mod compare_lab;
+mod compare_report;
 mod compare_wire;
 mod containers;
 mod errors;
