@@ -5,7 +5,7 @@
 
 #![allow(
     clippy::unwrap_used,
-    reason = "test helpers: a failed set-up step should panic right there"
+    reason = "test set-up: a failed step should panic right there"
 )]
 
 use std::collections::HashMap;
@@ -124,8 +124,7 @@ fn expected_findings(results: &Value) -> HashMap<String, Vec<f64>> {
     let mut mbs: Vec<f64> = ["http", "https", "ws", "wss"]
         .iter()
         .map(|p| {
-            number(&run(p, "echo", largest)["report"]["throughput_per_sec"]) * largest as f64
-                / 1e6
+            number(&run(p, "echo", largest)["report"]["throughput_per_sec"]) * largest as f64 / 1e6
         })
         .collect();
     mbs.sort_by(|a, b| b.total_cmp(a));
@@ -143,8 +142,7 @@ fn expected_findings(results: &Value) -> HashMap<String, Vec<f64>> {
             p50s.iter().copied().fold(0.0, f64::max),
         ],
     );
-    let nominal =
-        1000.0 / number(&settings["push_interval_ms"]) * number(&settings["connections"]);
+    let nominal = 1000.0 / number(&settings["push_interval_ms"]) * number(&settings["connections"]);
     let mut push = vec![nominal];
     for r in runs.iter().filter(|r| r["workload"] == "push") {
         let rep = &r["report"];
@@ -302,7 +300,10 @@ async fn the_report_opens_with_findings_from_its_own_results_and_fits_1024_px() 
             .map(str::len)
             .max()
             .unwrap_or(0);
-        assert!(run_of_digits < 4, "`{text}`: a number without thousands separators");
+        assert!(
+            run_of_digits < 4,
+            "`{text}`: a number without thousands separators"
+        );
         assert!(number(&c[1]) < line * 1.5, "`{text}` wraps");
     }
 
@@ -477,7 +478,10 @@ fn assert_bytes_per_push_are_the_frames(results: &Value) {
         if protocol == "ws" {
             assert!(tls.abs() < 1e-6, "ws: {wire} B on the wire");
         } else {
-            assert!(tls > 0.0 && tls <= 22.0 + 1e-6, "wss: {tls} B of TLS a push");
+            assert!(
+                tls > 0.0 && tls <= 22.0 + 1e-6,
+                "wss: {tls} B of TLS a push"
+            );
         }
     }
 }

@@ -16,6 +16,9 @@ const CDF_POINTS: usize = 200;
 /// One bar: protocol, value, label.
 type Bar<'a> = (&'a str, f64, String);
 
+/// One CDF line: protocol, (µs, share) points, samples behind it.
+type CdfSeries<'a> = (&'a str, Vec<(f64, f64)>, u64);
+
 /// The distribution behind a report's latency figure: from its histogram, or (reports from
 /// before histograms were kept) a step through its percentiles.
 fn distribution(rep: &Report, workload: Workload) -> Option<(Vec<(f64, f64)>, u64)> {
@@ -48,7 +51,7 @@ fn distribution(rep: &Report, workload: Workload) -> Option<(Vec<(f64, f64)>, u6
 pub(super) fn cdf_chart(r: &Results, workload: Workload, size: usize, title: &str) -> String {
     const H: f64 = 280.0;
     const RIGHT: f64 = 190.0;
-    let series: Vec<(&str, Vec<(f64, f64)>, u64)> = r
+    let series: Vec<CdfSeries<'_>> = r
         .settings
         .protocols
         .iter()
@@ -60,7 +63,11 @@ pub(super) fn cdf_chart(r: &Results, workload: Workload, size: usize, title: &st
     if series.is_empty() {
         return format!("<p>{}: nothing measured.</p>", esc(title));
     }
-    let values = || series.iter().flat_map(|(_, p, _)| p.iter().map(|(v, _)| *v));
+    let values = || {
+        series
+            .iter()
+            .flat_map(|(_, p, _)| p.iter().map(|(v, _)| *v))
+    };
     let lo = values().fold(f64::INFINITY, f64::min).max(0.1);
     let hi = values().fold(0.0, f64::max).max(lo * 10.0);
     let ticks = log_ticks(lo, hi);

@@ -208,7 +208,10 @@ fn latency(r: &Results) -> Option<Finding> {
     let ((fast_p, fast), (slow_p, slow)) = (rows[0], rows[rows.len() - 1]);
     Some(
         Finding::new("latency")
-            .text(format!("Echo latency at {} (p50) runs from ", size_label(size)))
+            .text(format!(
+                "Echo latency at {} (p50) runs from ",
+                size_label(size)
+            ))
             .number(fast, count(fast))
             .text(format!(" µs ({fast_p}) to "))
             .number(slow, count(slow))
