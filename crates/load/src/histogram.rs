@@ -396,6 +396,26 @@ mod tests {
     }
 
     #[test]
+    fn cdf_of_one_to_a_thousand_microseconds_rises_to_the_maximum() {
+        let mut h = Latency::new();
+        for i in 1..=1000u64 {
+            h.record(Duration::from_micros(i));
+        }
+        let points = cdf(&h.encoded().unwrap(), 50).unwrap();
+        assert!(points.len() <= 51, "{} points", points.len());
+        assert!(points
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
+        let (last_us, last_share) = *points.last().unwrap();
+        assert!(close(last_us, 1000.0), "{last_us}");
+        assert!((last_share - 1.0).abs() < 1e-12);
+        // Half the samples are at or below 500 µs.
+        let median = points.iter().find(|(_, share)| *share >= 0.5).unwrap();
+        assert!((median.0 - 500.0).abs() <= 25.0, "{median:?}");
+        assert!(cdf("not base64", 10).is_err());
+    }
+
+    #[test]
     fn percentiles_of_one_to_a_thousand_microseconds() {
         let mut h = Latency::new();
         for i in 1..=1000u64 {
