@@ -671,7 +671,10 @@ fn settings_table(r: &Results) -> String {
                 |wan| format!("WAN link: {}", wan.describe()),
             ),
         ),
-        ("each run", format!("{:.2} s", s.run_secs)),
+        (
+            "each run",
+            format!("{:.2} s × {} rounds", s.run_secs, s.rounds),
+        ),
         (
             "echo loop",
             s.rate.map_or("closed".to_owned(), |r| {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::super::model::{Results, ROUND_TRIP_TOLERANCE};
-use super::super::table::{count, micros, size_label};
+use super::super::table::{count, micros, size_label, with_spread};
 use super::esc;
 
 /// Every run's figures in one table, with what its marks mean under it.
@@ -62,19 +62,23 @@ pub(super) fn figures_table(r: &Results) -> String {
         } else {
             ""
         };
+        let machine_mark = if run.machine_bound { " #" } else { "" };
         let cores = cpu.map_or("-".to_owned(), |c| {
             let server = c
                 .server_cores
                 .map_or("n/a".to_owned(), |v| format!("{v:.2}"));
-            format!("{:.2} / {server}", c.client_cores)
+            format!("{:.2} / {server}{machine_mark}", c.client_cores)
         });
+        let lat = |path: &str, v: Option<f64>| {
+            v.map_or("-".to_owned(), |v| with_spread(run, path, v, micros))
+        };
         let _ = write!(
             out,
             "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{retransmitted}</td><td>{}</td><td>{measured}</td><td>{}{client_mark}</td><td>{}</td><td>{cores}</td><td>{errors}</td></tr>",
-            count(rep.throughput_per_sec),
-            opt(l.map(|l| l.p50_us), &micros),
-            opt(l.map(|l| l.p99_us), &micros),
-            opt(l.map(|l| l.p999_us), &micros),
+            with_spread(run, "report.throughput_per_sec", rep.throughput_per_sec, count),
+            lat("report.latency.p50_us", l.map(|l| l.p50_us)),
+            lat("report.latency.p99_us", l.map(|l| l.p99_us)),
+            lat("report.latency.p999_us", l.map(|l| l.p999_us)),
             opt(l.map(|l| l.max_us), &micros),
             opt(b.sent_per_message, &|v| format!("{v:.1}")),
             opt(b.received_per_message, &|v| format!("{v:.1}")),
@@ -89,6 +93,17 @@ pub(super) fn figures_table(r: &Results) -> String {
         );
     }
     out.push_str("</table>");
+    if r.settings.rounds > 1 {
+        let _ = write!(
+            out,
+            "<p>{} rounds of every run: messages/s and latencies are the median round, ± the furthest round from it; ? marks a noisy figure (a round over {:.0}% from the median: differences smaller than that are not shown by this run). The other figures pool all rounds.</p>",
+            r.settings.rounds,
+            super::super::rounds::NOISY_ABOVE * 100.0
+        );
+    }
+    if r.runs.iter().any(|run| run.machine_bound) {
+        out.push_str("<p>#: the machine limited that run, not the protocol (threads waited for a CPU, steal, or the userspace WAN link fell behind its schedule); the warnings above have the numbers.</p>");
+    }
     if r.runs
         .iter()
         .any(|run| run.cpu.is_some_and(|c| c.fixed_cost_per_second))
