@@ -1,7 +1,9 @@
 // `protolab compare` says when the machine, not the protocol, limited a run: its run-queue
 // wait for the load generator's and the lab's threads is checked against pidstat's %wait
 // (sysstat) for the same threads of the same process, on a run pinned to one core beside a
-// busy loop (the warning must fire) and on a light run left alone (it must not).
+// busy loop (the warning must fire) and on a light run left alone (it must not); and a
+// userspace WAN link starved of CPU the same way is reported as behind its schedule, which
+// the measured round trips (time ÷ RTT) confirm. The WAN case needs root, as --rtt does.
 
 #![allow(
     clippy::unwrap_used,
@@ -121,7 +123,7 @@ fn mean_wait(pidstat: &str, group: &str) -> f64 {
     let mut by_second: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
     for line in pidstat.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 11 || !f[10].ends_with(group) {
+        if f.len() < 11 || !f[10].contains(group) {
             continue;
         }
         let (Ok(wait), Ok(cpu)) = (f[7].parse::<f64>(), f[8].parse::<f64>()) else {
@@ -235,5 +237,47 @@ fn a_light_run_is_not_called_machine_bound() {
             .contains("the machine, not the protocol"),
         "{}",
         o.results["warnings"]
+    );
+}
+
+#[test]
+fn a_starved_userspace_wan_link_is_reported_behind_its_schedule() {
+    let home = tempfile::tempdir().unwrap();
+    let _busy = (BusyLoop::start(), BusyLoop::start());
+    let o = observe(
+        home.path(),
+        true,
+        &[
+            "--rtt",
+            "50ms",
+            "--wan-emulator",
+            "userspace",
+            "--protocols",
+            "ws",
+            "--workloads",
+            "connect",
+            "-c",
+            "8",
+            "--rounds",
+            "1",
+            "--duration",
+            "3s",
+            "--no-report",
+        ],
+    );
+    let run = &o.results["runs"][0];
+    let link = &run["contention"]["link"];
+    assert_eq!(link["behind_schedule"], true, "{run}");
+    assert_eq!(run["machine_bound"], true, "{run}");
+    let warnings = o.results["warnings"].to_string();
+    assert!(
+        warnings.contains("the userspace WAN link fell behind its schedule"),
+        "{warnings}"
+    );
+    // The lost time shows in the time a connection took, measured against the RTT.
+    let rt = &run["round_trips"];
+    assert!(
+        number(&rt["measured"]) > number(&rt["counted"]) + 0.1,
+        "a link this late should cost measured round trips: {rt}"
     );
 }
