@@ -4,7 +4,7 @@
 
 #![allow(
     clippy::unwrap_used,
-    reason = "test helpers: a failed set-up step should panic right there"
+    reason = "test set-up: a failed step should panic right there"
 )]
 
 use serde_json::Value;
