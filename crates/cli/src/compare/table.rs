@@ -561,5 +561,20 @@ mod tests {
             bound.contains("\n!: the load generator's threads were nearly all busy"),
             "{bound}"
         );
+        assert!(
+            !plain.contains("\n#: ") && !plain.contains("\n?: "),
+            "{plain}"
+        );
+        let mut busy = results(false);
+        busy.runs[0].machine_bound = true;
+        busy.runs[0].spread.insert(
+            "report.throughput_per_sec".to_owned(),
+            crate::compare::rounds::Spread::of(&[100.0, 80.0, 101.0]).unwrap(),
+        );
+        let busy = render(&busy);
+        assert!(
+            busy.contains("\n#: the machine limited that run") && busy.contains("\n?: noisy"),
+            "{busy}"
+        );
     }
 }
