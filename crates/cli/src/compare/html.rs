@@ -49,10 +49,11 @@ pub fn render(r: &Results) -> String {
     let s = &r.settings;
     let _ = write!(
         body,
-        "<h1>protolab compare</h1><p class=sub>{} · {} · {} runs of {:.1} s · {} connections</p>",
+        "<h1>protolab compare</h1><p class=sub>{} · {} · {} runs × {} rounds of {:.1} s · {} connections</p>",
         esc(&r.started_at),
         esc(&s.protocols.join(", ")),
         r.runs.len(),
+        s.rounds,
         s.run_secs,
         s.connections
     );

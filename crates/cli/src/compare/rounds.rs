@@ -161,6 +161,7 @@ pub(super) fn combine(
         grouped.entry(key).or_default().push(round);
     }
     let mut noisy_headlines = Vec::new();
+    let mut machine_bound = Vec::new();
     let mut runs = Vec::new();
     for (name, workload, size) in order {
         let Some(group) = grouped.remove(&(name.clone(), workload.as_str(), size)) else {
@@ -170,6 +171,9 @@ pub(super) fn combine(
         let run = combine_one(
             &name, workload, size, group, s, server_cpu, &label, warnings,
         );
+        if let Some(c) = run.contention.as_ref().filter(|c| c.machine_bound) {
+            machine_bound.push(format!("{label}: {}", c.why.join("; ")));
+        }
         for (path, what) in [
             ("report.throughput_per_sec", "throughput"),
             ("report.latency.p50_us", "p50"),
@@ -179,6 +183,14 @@ pub(super) fn combine(
             }
         }
         runs.push(run);
+    }
+    if !machine_bound.is_empty() {
+        warnings.push(format!(
+            "the machine, not the protocol, limited {} of {} runs (marked # in the table; rerun on a quieter machine, or with fewer --connections or --rate): {}",
+            machine_bound.len(),
+            runs.len(),
+            machine_bound.join(" · ")
+        ));
     }
     if !noisy_headlines.is_empty() {
         warnings.push(format!(
@@ -277,12 +289,6 @@ fn combine_one(
             "{label}: the load generator kept its {} thread(s) {:.0}% busy, so these figures may show its limit rather than the protocol's; rerun with more --client-threads or fewer --connections",
             s.client_threads,
             cpu.client_utilization * 100.0
-        ));
-    }
-    if contention.machine_bound {
-        warnings.push(format!(
-            "{label}: the machine, not the protocol, limited this run: {} (marked # in the table; rerun on a quieter machine, or with fewer --connections or --rate)",
-            contention.why.join("; ")
         ));
     }
     let declined = pooled

@@ -194,8 +194,8 @@ fn a_busy_loop_on_the_same_core_is_reported_and_pidstat_agrees() {
     assert_eq!(run["machine_bound"], true, "{run}");
     let warnings = o.results["warnings"].to_string();
     assert!(
-        warnings.contains("ws echo 32 B: the machine, not the protocol, limited this run")
-            && warnings.contains("waited for a CPU"),
+        warnings.contains("the machine, not the protocol, limited 1 of 1 runs")
+            && warnings.contains("ws echo 32 B: the load generator's threads waited for a CPU"),
         "{warnings}"
     );
 }
