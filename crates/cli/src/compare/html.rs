@@ -66,10 +66,11 @@ pub fn render(r: &Results) -> String {
     let s = &r.settings;
     let _ = write!(
         body,
-        "<h1>protolab compare</h1><p class=sub>{} · {} · {} runs of {:.1} s · {} connections</p>",
+        "<h1>protolab compare</h1><p class=sub>{} · {} · {} runs × {} rounds of {:.1} s · {} connections</p>",
         esc(&r.started_at),
         esc(&s.protocols.join(", ")),
         r.runs.len(),
+        s.rounds,
         s.run_secs,
         s.connections
     );
@@ -410,7 +411,10 @@ fn settings_table(r: &Results) -> String {
                 |wan| format!("WAN link: {}", wan.describe()),
             ),
         ),
-        ("each run", format!("{:.2} s", s.run_secs)),
+        (
+            "each run",
+            format!("{:.2} s × {} rounds", s.run_secs, s.rounds),
+        ),
         (
             "echo loop",
             s.rate.map_or("closed".to_owned(), |r| {

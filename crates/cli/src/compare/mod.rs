@@ -7,6 +7,7 @@
 //! a load generator that saturated its threads is reported rather than mistaken for a
 //! protocol's limit. A lab elsewhere has no threads here: its CPU is reported as unmeasured.
 
+pub mod contention;
 mod cpu;
 pub mod html;
 pub mod model;
@@ -14,6 +15,7 @@ mod progress;
 mod protocols;
 mod recording;
 pub mod remote;
+pub mod rounds;
 mod site;
 pub mod table;
 mod timestamp;
@@ -34,7 +36,7 @@ use protolab_wire::ws::deflate::Offer;
 
 use crate::units::{parse_duration, parse_size};
 use crate::Context;
-use model::{Cpu, Results, Run, Settings};
+use model::{Results, Settings};
 use protocols::lab_protocol;
 pub use protocols::ProtocolArg;
 pub use timestamp::{folder_timestamp, rfc3339};
@@ -79,11 +81,18 @@ pub struct CompareArgs {
     /// Concurrent connections per run (workers for connect).
     #[arg(short = 'c', long, default_value_t = 8, value_name = "N")]
     pub connections: usize,
-    /// Total time for all runs, split evenly between them. Default 24s (6s with --quick).
+    /// Total time for all runs and rounds, split evenly between them. Default 36s (6s with
+    /// --quick).
     #[arg(long, value_parser = parse_duration, value_name = "TIME")]
     pub duration: Option<Duration>,
-    /// A fast look: 32-byte messages only and 6 s in total (unless --sizes or --duration say
-    /// otherwise).
+    /// Measure every run this many times, one round of all runs after another, so drift on
+    /// the machine hits every protocol alike; the table shows each figure's median round and
+    /// its spread, and marks figures that moved more than 5% as noisy. Default 3 (1 with
+    /// --quick).
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<usize>,
+    /// A fast look: 32-byte messages only, one round and 6 s in total (unless --sizes,
+    /// --rounds or --duration say otherwise).
     #[arg(long)]
     pub quick: bool,
     /// Open-loop echo: this many messages per second over all connections, latency measured
@@ -178,7 +187,12 @@ impl WorkloadArg {
     }
 }
 
-/// One planned run.
+/// Rounds of the default run: the fewest whose median still stands when one round is off.
+const DEFAULT_ROUNDS: usize = 3;
+/// The most rounds `--rounds` takes: each round of each run needs its own 100 ms at least.
+const MAX_ROUNDS: usize = 100;
+
+/// One planned run (one round of it).
 #[derive(Debug, Clone, Copy)]
 struct Step {
     protocol: ProtocolArg,
@@ -273,17 +287,28 @@ impl CompareArgs {
             !steps.is_empty(),
             "nothing to run: the push workload needs ws or wss among --protocols"
         );
+        let rounds = self
+            .rounds
+            .unwrap_or(if self.quick { 1 } else { DEFAULT_ROUNDS });
+        ensure_usage!(
+            (1..=MAX_ROUNDS).contains(&rounds),
+            "--rounds must be from 1 to {MAX_ROUNDS}"
+        );
+        // Round-robin: every run once per round, so the rounds of one protocol are spread
+        // over the whole compare run rather than bunched in one stretch of it.
+        let one_round = steps;
+        let steps: Vec<Step> = (0..rounds).flat_map(|_| one_round.clone()).collect();
         let total = self.duration.unwrap_or(if self.quick {
             Duration::from_secs(6)
         } else {
-            Duration::from_secs(24)
+            Duration::from_secs(36)
         });
         let run_time = total / u32::try_from(steps.len()).unwrap_or(u32::MAX);
         ensure_usage!(
             run_time >= Duration::from_millis(100),
-            "--duration {} is too short for {} runs: each needs at least 100 ms",
+            "--duration {} is too short for {} runs × {rounds} rounds: each needs at least 100 ms; give a longer --duration or fewer --rounds",
             humantime::format_duration(total),
-            steps.len()
+            one_round.len()
         );
         let mut apps: Vec<Protocol> = Vec::new();
         for p in &protocols {
@@ -341,6 +366,7 @@ impl CompareArgs {
             sizes: sizes.clone(),
             connections: self.connections,
             run_secs: run_time.as_secs_f64(),
+            rounds,
             rate: self.rate,
             push_interval_ms: u64::try_from(self.push_interval.as_millis()).unwrap_or(u64::MAX),
             tls_resumption: self.tls_resume,
@@ -462,10 +488,15 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             Some(dir) => format!("written to {}", dir.display()),
             None => "printed above".to_owned(),
         };
+        // Counted in rounds of runs, as planned: with one round each run is one.
+        let measured: usize = results.runs.iter().map(|r| r.rounds.max(1)).sum();
+        let what = if results.settings.rounds > 1 {
+            "runs (each round counted)"
+        } else {
+            "runs"
+        };
         eprintln!(
-            "interrupted: {} of {} runs measured, {written} and marked partial",
-            results.runs.len(),
-            planned
+            "interrupted: {measured} of {planned} {what} measured, {written} and marked partial"
         );
         return Ok(ExitCode::from(crate::signals::EXIT_INTERRUPTED));
     }
@@ -541,7 +572,7 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
     let link_started = Instant::now();
     let link_cpu_before = cpu::by_thread_prefix(&[wan::userspace::THREADS]);
     let mut progress = progress::Progress::new(plan);
-    let mut runs = Vec::with_capacity(plan.steps.len());
+    let mut rounds = Vec::with_capacity(plan.steps.len());
     let mut warnings = Vec::new();
     // Set when a signal ended the loop early; names the run it cut short, if one measured.
     let mut interrupted: Option<Option<String>> = None;
@@ -584,11 +615,11 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
             config.rate = s.rate;
         }
         progress.start(index, step);
-        let cpu_before = cpu::by_thread_prefix(&[LOAD_THREADS, LAB_THREADS]);
+        let before = machine_now(wan.as_ref());
         let t0 = Instant::now();
         let outcome = load_rt.block_on(progress.tick_while(protolab_load::run(config)));
         let wall = t0.elapsed();
-        let cpu_after = cpu::by_thread_prefix(&[LOAD_THREADS, LAB_THREADS]);
+        let sample = machine_now(wan.as_ref()).since(&before, wall);
         let name = step.protocol.name().to_owned();
         if stop.load(Ordering::Relaxed) {
             let measured = outcome.as_ref().is_ok_and(|r| r.messages > 0);
@@ -605,122 +636,33 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
                 break;
             }
         }
-        let run = match outcome {
-            Ok(report) => {
-                let used = |i: usize| cpu_after[i].saturating_sub(cpu_before[i]);
-                let per_1k = |d: Duration| {
-                    (report.messages > 0)
-                        .then(|| d.as_secs_f64() * 1e6 * 1000.0 / report.messages as f64)
-                };
-                let wall_secs = wall.as_secs_f64().max(1e-9);
-                // A lab elsewhere has no threads here: its CPU is unknown, not zero.
-                let server = |v: f64| server_cpu.then_some(v);
-                let cpu = Cpu {
-                    client_secs: used(0).as_secs_f64(),
-                    server_secs: server(used(1).as_secs_f64()),
-                    client_us_per_1k: per_1k(used(0)),
-                    server_us_per_1k: per_1k(used(1)).filter(|_| server_cpu),
-                    client_utilization: used(0).as_secs_f64()
-                        / (wall_secs * s.client_threads as f64),
-                    server_utilization: s.server_threads.and_then(|threads| {
-                        server(used(1).as_secs_f64() / (wall_secs * threads as f64))
-                    }),
-                    client_cores: used(0).as_secs_f64() / wall_secs,
-                    server_cores: server(used(1).as_secs_f64() / wall_secs),
-                    fixed_cost_per_second: report.rate.is_some(),
-                };
-                let client_bound = cpu.client_utilization >= CLIENT_BOUND_AT;
-                if client_bound {
-                    warnings.push(format!(
-                        "{name} {} {}: the load generator kept its {} thread(s) {:.0}% busy, so these figures may show its limit rather than the protocol's; rerun with more --client-threads or fewer --connections",
-                        step.workload.as_str(),
-                        table::size_label(step.size),
-                        s.client_threads,
-                        cpu.client_utilization * 100.0
-                    ));
-                }
-                let declined = report
-                    .compression
-                    .as_ref()
-                    .filter(|c| c.agreed.is_none() && report.connections_opened > 0);
-                if let Some(c) = declined {
-                    warnings.push(format!(
-                        "{name} {} {}: the server declined permessage-deflate (offered `{}`), so these messages went uncompressed",
-                        step.workload.as_str(),
-                        table::size_label(step.size),
-                        c.offer
-                    ));
-                }
-                if report.messages == 0 {
-                    warnings.push(format!(
-                        "{name} {} {}: no message completed ({})",
-                        step.workload.as_str(),
-                        table::size_label(step.size),
-                        report
-                            .errors
-                            .first
-                            .as_deref()
-                            .unwrap_or("no error recorded")
-                    ));
-                }
-                let round_trips = (step.workload == Workload::Connect)
-                    .then(|| {
-                        model::RoundTrips::of(&report, s.wan.as_ref().map_or(0.0, |w| w.rtt_ms))
-                    })
-                    .flatten();
-                if let Some(rt) = round_trips.filter(|rt| rt.disagree) {
-                    warnings.push(format!(
-                        "{name} connect: {:.1} round trips measured (median time to the first echo ÷ RTT), {:.1} counted: more than {} apart, so time went where the count does not see (retransmission timeouts, CPU, queueing)",
-                        rt.measured.unwrap_or(0.0),
-                        rt.counted,
-                        rt.tolerance
-                    ));
-                }
-                Run {
-                    protocol: name,
-                    workload: step.workload,
-                    size: step.size,
-                    report: Some(report),
-                    cpu: Some(cpu),
-                    client_bound,
-                    round_trips,
-                    error: None,
-                }
-            }
-            Err(err) => {
-                warnings.push(format!(
-                    "{name} {}: did not run: {err}",
-                    step.workload.as_str()
-                ));
-                Run {
-                    protocol: name,
-                    workload: step.workload,
-                    size: step.size,
-                    report: None,
-                    cpu: None,
-                    client_bound: false,
-                    round_trips: None,
-                    error: Some(err.to_string()),
-                }
-            }
-        };
-        runs.push(run);
+        rounds.push(rounds::Round {
+            step: *step,
+            report: outcome.map_err(|e| e.to_string()),
+            sample,
+        });
         if interrupted.is_some() {
             break;
         }
         std::thread::sleep(SETTLE);
     }
+    let measured_rounds = rounds.len();
+    let runs = rounds::combine(rounds, s, server_cpu, &mut warnings);
     if let Some(cut) = &interrupted {
         let cut = cut
             .as_ref()
             .map_or_else(String::new, |c| format!(", the last ({c}) cut short"));
         warnings.push(format!(
-            "interrupted: {} of {} runs measured{cut}; the rest did not run",
-            runs.len(),
-            plan.steps.len()
+            "interrupted: {measured_rounds} of {} runs{} measured{cut}; the rest did not run",
+            plan.steps.len(),
+            if s.rounds > 1 {
+                " (each round counted)"
+            } else {
+                ""
+            }
         ));
     }
-    progress.finish(runs.len());
+    progress.finish(measured_rounds);
     if let Some((up, down)) = wan.as_ref().and_then(wan::Wan::userspace_stats) {
         let link_cpu = cpu::by_thread_prefix(&[wan::userspace::THREADS])
             .first()
@@ -767,6 +709,57 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         partial: interrupted.is_some(),
         capture: capture_summary,
     })
+}
+
+/// The readings a round's [`contention::Sample`] is the difference of.
+struct MachineReading {
+    usage: Vec<cpu::Usage>,
+    system: Option<cpu::SystemTimes>,
+    link: Option<(u64, u64)>,
+}
+
+/// Reads the load generator's, the lab's and the userspace link's threads, /proc/stat, and
+/// the link's packet and lateness counters.
+fn machine_now(wan: Option<&wan::Wan>) -> MachineReading {
+    MachineReading {
+        usage: cpu::usage_by_thread_prefix(&[LOAD_THREADS, LAB_THREADS, wan::userspace::THREADS]),
+        system: cpu::system_times(),
+        link: wan
+            .and_then(wan::Wan::userspace_stats)
+            .map(|(up, down)| (up.packets_out + down.packets_out, up.late_us + down.late_us)),
+    }
+}
+
+impl MachineReading {
+    /// What happened between `before` and this reading, `wall` apart.
+    fn since(&self, before: &Self, wall: Duration) -> contention::Sample {
+        let usage = |i: usize| {
+            self.usage
+                .get(i)
+                .zip(before.usage.get(i))
+                .map_or_else(cpu::Usage::default, |(a, b)| a.since(*b))
+        };
+        contention::Sample {
+            wall,
+            client: usage(0),
+            server: usage(1),
+            link: self
+                .link
+                .zip(before.link)
+                .map(|(a, b)| contention::LinkSample {
+                    usage: usage(2),
+                    packets: a.0.saturating_sub(b.0),
+                    late_us: a.1.saturating_sub(b.1),
+                }),
+            system: self
+                .system
+                .zip(before.system)
+                .map(|(a, b)| cpu::SystemTimes {
+                    total: a.total.saturating_sub(b.total),
+                    steal: a.steal.saturating_sub(b.steal),
+                }),
+        }
+    }
 }
 
 /// Writes `results.json` and `index.html` into `dir` (created if missing).

@@ -1,6 +1,6 @@
 //! `results.json`: what a compare run measured, with the settings and machine it ran on.
 //! Its shape is versioned ([`SCHEMA_VERSION`]) and described by
-//! `docs/schema/compare-results.v4.schema.json`; a change that breaks readers bumps it.
+//! `docs/schema/compare-results.v5.schema.json`; a change that breaks readers bumps it.
 
 use std::collections::BTreeMap;
 
@@ -13,12 +13,15 @@ use serde::Serialize;
 /// `settings.server_threads` are null, never zero. 4: TLS 1.3 session tickets left
 /// `received_per_message` (HTTPS connect) and `handshake_received_per_connection` (WSS) for
 /// `post_handshake_tls_received_per_connection`, so those two figures are smaller than a
-/// version 3 file's for the same traffic; runs carry `round_trips` and `report.tcp`.
-pub const SCHEMA_VERSION: u32 = 4;
+/// version 3 file's for the same traffic; runs carry `round_trips` and `report.tcp`. 5: a run
+/// is measured in `settings.rounds` rounds: `report` pools them (its duration is theirs added
+/// up, `settings.run_secs` is one round's), `spread` gives each headline figure's median
+/// round and range, and `contention` says whether the machine limited the run.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Versions [`compare_with_baseline`] reads: each version only added to or widened the one
 /// before, so an older baseline still compares on the runs both have.
-const BASELINE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=4;
+const BASELINE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=5;
 
 /// The whole file.
 #[derive(Debug, Clone, Serialize)]
@@ -145,8 +148,10 @@ pub struct Settings {
     pub sizes: Vec<usize>,
     /// Concurrent connections (workers for `connect`).
     pub connections: usize,
-    /// Length of each run, seconds.
+    /// Length of each round of each run, seconds.
     pub run_secs: f64,
+    /// Rounds: every run was measured this many times, one round of all runs after another.
+    pub rounds: usize,
     /// Open-loop echo rate (msgs/s over all connections); `None` = closed loop.
     pub rate: Option<f64>,
     /// Push workload interval, milliseconds.
@@ -255,6 +260,16 @@ pub struct Run {
     pub round_trips: Option<RoundTrips>,
     /// Why the run produced nothing, if it did not.
     pub error: Option<String>,
+    /// Rounds measured (those that ran; `settings.rounds` were planned).
+    pub rounds: usize,
+    /// Headline figures over the rounds, by their path in this run (`report.latency.p50_us`,
+    /// `cpu.client_us_per_1k`...): median round, range, and whether they are noisy. Empty
+    /// with one round.
+    pub spread: BTreeMap<String, super::rounds::Spread>,
+    /// Run-queue wait, steal and the WAN link's schedule during the run.
+    pub contention: Option<super::contention::Contention>,
+    /// The machine, not the protocol, limited this run (`contention.why` says how).
+    pub machine_bound: bool,
 }
 
 /// Round trips from starting to connect to the first echo.

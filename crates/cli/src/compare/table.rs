@@ -7,6 +7,37 @@ use super::model::{Change, Results, Run};
 // changes with them too; the renderers keep finding them here.
 pub use crate::units::{count, micros, size_label};
 
+/// `value` formatted, or where the run had rounds, its median round with the furthest round's
+/// distance from it (`12,345 ±3%`) and `?` when that is noisy.
+pub(super) fn with_spread(run: &Run, path: &str, value: f64, format: fn(f64) -> String) -> String {
+    match run.spread.get(path) {
+        Some(sp) => format!(
+            "{} ±{:.0}%{}",
+            format(sp.median),
+            sp.deviation * 100.0,
+            if sp.noisy { "?" } else { "" }
+        ),
+        None => format(value),
+    }
+}
+
+/// A run's median round of the figure at `path`, or `value` with one round.
+fn median_or(run: &Run, path: &str, value: Option<f64>) -> Option<f64> {
+    run.spread.get(path).map(|sp| sp.median).or(value)
+}
+
+/// `?` when any of the figures at `paths` is noisy.
+fn noisy_mark(run: &Run, paths: &[&str]) -> &'static str {
+    if paths
+        .iter()
+        .any(|p| run.spread.get(*p).is_some_and(|sp| sp.noisy))
+    {
+        "?"
+    } else {
+        ""
+    }
+}
+
 fn bytes_pair(sent: Option<f64>, received: Option<f64>) -> String {
     match (sent, received) {
         (Some(s), Some(r)) => format!("{s:.0} / {r:.0}"),
@@ -86,6 +117,12 @@ pub fn render(results: &Results) -> String {
     }
     out.push_str(&results.lab_site.describe());
     out.push('\n');
+    if s.rounds > 1 {
+        out.push_str(&format!(
+            "rounds: {} of every run, one round of all runs after another; figures are the median round, ±: the furthest round from it\n",
+            s.rounds
+        ));
+    }
     if let Some(wan) = &s.wan {
         out.push_str(&format!("WAN link: {}\n", wan.describe()));
     }
@@ -148,6 +185,23 @@ fn legend(results: &Results) -> String {
     if !results.lab_site.server_cpu_measured {
         out.push_str("n/a: server CPU not measured: the lab ran elsewhere, outside this process\n");
     }
+    if results
+        .runs
+        .iter()
+        .any(|r| r.spread.values().any(|sp| sp.noisy))
+    {
+        out.push_str(&format!(
+            "?: noisy: a round lay more than {:.0}% from the median, so a difference between protocols smaller than that is not shown by this run\n",
+            super::rounds::NOISY_ABOVE * 100.0
+        ));
+    }
+    if results.runs.iter().any(|r| r.machine_bound) {
+        out.push_str(&format!(
+            "#: the machine limited that run, not the protocol: threads waited for a CPU over {:.0}% of the run, the hypervisor stole over {:.0}%, or the userspace WAN link fell behind its schedule (the warning below has the numbers)\n",
+            super::contention::WAIT_LIMIT * 100.0,
+            super::contention::STEAL_LIMIT * 100.0
+        ));
+    }
     if results.runs.iter().any(|r| r.client_bound) {
         out.push_str(
             "!: the load generator's threads were nearly all busy in that run, so its figures may show the generator's limit rather than the protocol's (the warning below has the numbers)\n",
@@ -175,18 +229,33 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
             })
             .collect()
     };
-    let lat = |pick: fn(&protolab_load::Summary) -> f64| {
-        move |r: &Report, _: &Run| r.latency.as_ref().map(|l| micros(pick(l)))
+    let lat = |path: &'static str, pick: fn(&protolab_load::Summary) -> f64| {
+        move |r: &Report, run: &Run| {
+            r.latency
+                .as_ref()
+                .map(|l| with_spread(run, path, pick(l), micros))
+        }
+    };
+    let throughput = |r: &Report, run: &Run| {
+        Some(with_spread(
+            run,
+            "report.throughput_per_sec",
+            r.throughput_per_sec,
+            count,
+        ))
     };
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     match workload {
         Workload::Connect => {
+            out.push(("connections/s".into(), row(&throughput)));
             out.push((
-                "connections/s".into(),
-                row(&|r, _| Some(count(r.throughput_per_sec))),
+                "connect → first echo p50".into(),
+                row(&lat("report.latency.p50_us", |l| l.p50_us)),
             ));
-            out.push(("connect → first echo p50".into(), row(&lat(|l| l.p50_us))));
-            out.push(("  p99".into(), row(&lat(|l| l.p99_us))));
+            out.push((
+                "  p99".into(),
+                row(&lat("report.latency.p99_us", |l| l.p99_us)),
+            ));
             out.push((
                 "round trips to first echo (counted)".into(),
                 row(&|r, _| r.round_trips_to_first_echo.map(|v| format!("{v:.1}"))),
@@ -205,15 +274,30 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
                     }),
                 ));
             }
-            let phase = |pick: fn(&protolab_load::Phases) -> &Option<protolab_load::Summary>| {
-                move |r: &Report, _: &Run| pick(&r.phases).as_ref().map(|s| micros(s.p50_us))
+            let phase = |path: &'static str,
+                         pick: fn(&protolab_load::Phases) -> &Option<protolab_load::Summary>| {
+                move |r: &Report, run: &Run| {
+                    pick(&r.phases)
+                        .as_ref()
+                        .map(|s| with_spread(run, path, s.p50_us, micros))
+                }
             };
-            out.push(("TCP connect p50".into(), row(&phase(|p| &p.tcp_connect))));
+            out.push((
+                "TCP connect p50".into(),
+                row(&phase("report.phases.tcp_connect.p50_us", |p| {
+                    &p.tcp_connect
+                })),
+            ));
             out.push((
                 "TLS handshake p50".into(),
-                row(&phase(|p| &p.tls_handshake)),
+                row(&phase("report.phases.tls_handshake.p50_us", |p| {
+                    &p.tls_handshake
+                })),
             ));
-            out.push(("WS upgrade p50".into(), row(&phase(|p| &p.ws_upgrade))));
+            out.push((
+                "WS upgrade p50".into(),
+                row(&phase("report.phases.ws_upgrade.p50_us", |p| &p.ws_upgrade)),
+            ));
             out.push((
                 "handshake bytes ↑ / ↓".into(),
                 row(&|r, _| {
@@ -230,15 +314,24 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
             } else {
                 "pushes/s"
             };
-            out.push((unit.into(), row(&|r, _| Some(count(r.throughput_per_sec)))));
+            out.push((unit.into(), row(&throughput)));
             let what = if workload == Workload::Echo {
                 "latency"
             } else {
                 "delivery delay"
             };
-            out.push((format!("{what} p50"), row(&lat(|l| l.p50_us))));
-            out.push(("  p99".into(), row(&lat(|l| l.p99_us))));
-            out.push(("  p99.9".into(), row(&lat(|l| l.p999_us))));
+            out.push((
+                format!("{what} p50"),
+                row(&lat("report.latency.p50_us", |l| l.p50_us)),
+            ));
+            out.push((
+                "  p99".into(),
+                row(&lat("report.latency.p99_us", |l| l.p99_us)),
+            ));
+            out.push((
+                "  p99.9".into(),
+                row(&lat("report.latency.p999_us", |l| l.p999_us)),
+            ));
         }
     }
     if reports
@@ -257,11 +350,15 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
     }
     out.push((
         "bytes/msg on the wire ↑ / ↓".into(),
-        row(&|r, _| {
-            Some(bytes_pair(
-                r.bytes.sent_per_message,
-                r.bytes.received_per_message,
-            ))
+        row(&|r, run| {
+            let mark = noisy_mark(
+                run,
+                &[
+                    "report.bytes.sent_per_message",
+                    "report.bytes.received_per_message",
+                ],
+            );
+            Some(bytes_pair(r.bytes.sent_per_message, r.bytes.received_per_message) + mark)
         }),
     ));
     out.push((
@@ -308,11 +405,15 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
                 (false, false) => "",
             };
             let server = if server_cpu {
-                f(cpu.server_us_per_1k)
+                f(median_or(run, "cpu.server_us_per_1k", cpu.server_us_per_1k))
             } else {
                 "n/a".to_owned()
             };
-            Some(format!("{} / {server}{warn}", f(cpu.client_us_per_1k)))
+            let noisy = noisy_mark(run, &["cpu.client_us_per_1k", "cpu.server_us_per_1k"]);
+            Some(format!(
+                "{} / {server}{noisy}{warn}",
+                f(median_or(run, "cpu.client_us_per_1k", cpu.client_us_per_1k))
+            ))
         }),
     ));
     out.push((
@@ -325,6 +426,38 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
             Some(format!("{:.2} / {server}", cpu.client_cores))
         }),
     ));
+    out.push((
+        "waited for a CPU client / server".into(),
+        row(&|_, run| {
+            let c = run.contention.as_ref()?;
+            let server = c
+                .server_wait_share
+                .map_or_else(|| "n/a".to_owned(), |w| format!("{:.0}%", w * 100.0));
+            let mark = if run.machine_bound { " #" } else { "" };
+            Some(format!(
+                "{:.0}% / {server}{mark}",
+                c.client_wait_share * 100.0
+            ))
+        }),
+    ));
+    if runs
+        .iter()
+        .flatten()
+        .any(|r| r.contention.as_ref().is_some_and(|c| c.link.is_some()))
+    {
+        out.push((
+            "WAN link late (mean) / CPU".into(),
+            row(&|_, run| {
+                let l = run.contention.as_ref()?.link?;
+                let mark = if l.behind_schedule { " #" } else { "" };
+                Some(format!(
+                    "{} / {:.2}{mark}",
+                    l.mean_late_us.map_or_else(|| "-".to_owned(), micros),
+                    l.cpu_cores
+                ))
+            }),
+        ));
+    }
     let errors: Vec<String> = row(&|r, _| Some(r.errors.total().to_string()));
     if errors.iter().any(|e| e != "0" && e != "-" && e != "n/a") {
         out.push(("errors".into(), errors));
@@ -382,6 +515,7 @@ mod tests {
                 sizes: vec![32],
                 connections: 1,
                 run_secs: 1.0,
+                rounds: 1,
                 rate: None,
                 push_interval_ms: 10,
                 tls_resumption: false,
@@ -400,6 +534,10 @@ mod tests {
                 client_bound,
                 round_trips: None,
                 error: None,
+                rounds: 1,
+                spread: std::collections::BTreeMap::new(),
+                contention: None,
+                machine_bound: false,
             }],
             warnings: Vec::new(),
             partial: false,
@@ -422,6 +560,21 @@ mod tests {
         assert!(
             bound.contains("\n!: the load generator's threads were nearly all busy"),
             "{bound}"
+        );
+        assert!(
+            !plain.contains("\n#: ") && !plain.contains("\n?: "),
+            "{plain}"
+        );
+        let mut busy = results(false);
+        busy.runs[0].machine_bound = true;
+        busy.runs[0].spread.insert(
+            "report.throughput_per_sec".to_owned(),
+            crate::compare::rounds::Spread::of(&[100.0, 80.0, 101.0]).unwrap(),
+        );
+        let busy = render(&busy);
+        assert!(
+            busy.contains("\n#: the machine limited that run") && busy.contains("\n?: noisy"),
+            "{busy}"
         );
     }
 }

@@ -560,7 +560,7 @@ async fn a_capture_of_the_run_opens_decrypted_in_tshark() {
 /// Validates a `results.json` against the published schema with Python `jsonschema`; panics
 /// with `failure` and the validator's output when it does not match.
 pub(crate) async fn assert_matches_results_schema(file: &std::path::Path, failure: &str) {
-    let schema = repo_root().join("docs/schema/compare-results.v4.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v5.schema.json");
     let validated = run(
         Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
         Duration::from_secs(30),

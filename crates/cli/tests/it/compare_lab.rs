@@ -284,6 +284,7 @@ fn a_wrong_lab_elsewhere_is_a_usage_error_naming_the_flag() {
     let https = format!("https={}", lab.port("https"));
     let wrong_port = format!("https={}", lab.port("http"));
     let closed_port = format!("http={closed}");
+    // One round: a second for four runs, as these cases only need the lab flags judged.
     let lab_args = [
         "compare",
         "--no-report",
@@ -293,6 +294,8 @@ fn a_wrong_lab_elsewhere_is_a_usage_error_naming_the_flag() {
         "32",
         "--duration",
         "1s",
+        "--rounds",
+        "1",
     ];
     let cases: Vec<(Vec<&str>, &Path, &str)> = vec![
         (

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use protolab_load::{Report, Workload};
 
 use super::super::model::{Results, Run, ROUND_TRIP_TOLERANCE};
-use super::super::table::{count, micros, size_label};
+use super::super::table::{count, micros, size_label, with_spread};
 use super::esc;
 use super::findings::megabytes_per_sec;
 
@@ -51,9 +51,10 @@ fn cores(run: &Run) -> String {
         || "-".to_owned(),
         |c| {
             format!(
-                "{:.2} / {}",
+                "{:.2} / {}{}",
                 c.client_cores,
-                opt(c.server_cores, |v| format!("{v:.2}"))
+                opt(c.server_cores, |v| format!("{v:.2}")),
+                if run.machine_bound { " #" } else { "" }
             )
         },
     )
@@ -109,7 +110,7 @@ fn connect_table(r: &Results, out: &mut String) {
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{measured}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&run.protocol),
-            count(rep.throughput_per_sec),
+            with_spread(run, "report.throughput_per_sec", rep.throughput_per_sec, count),
             pair(l.map(|l| l.p50_us), l.map(|l| l.p99_us), micros),
             pair(
                 b.handshake_sent_per_connection,
@@ -139,16 +140,17 @@ fn echo_table(r: &Results, out: &mut String) {
             continue;
         };
         let l = rep.latency.as_ref();
+        let lat = |path: &str, v: Option<f64>| opt(v, |v| with_spread(run, path, v, micros));
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&run.protocol),
             esc(&size_label(run.size)),
-            count(rep.throughput_per_sec),
+            with_spread(run, "report.throughput_per_sec", rep.throughput_per_sec, count),
             megabytes_per_sec(rep, run.size),
-            opt(l.map(|l| l.p50_us), micros),
-            opt(l.map(|l| l.p99_us), micros),
-            opt(l.map(|l| l.p999_us), micros),
+            lat("report.latency.p50_us", l.map(|l| l.p50_us)),
+            lat("report.latency.p99_us", l.map(|l| l.p99_us)),
+            lat("report.latency.p999_us", l.map(|l| l.p999_us)),
             opt(l.map(|l| l.max_us), micros),
             errors_cell(rep),
         );
@@ -199,7 +201,7 @@ fn push_table(r: &Results, out: &mut String) {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{} · {}</td><td>{}</td></tr>",
             esc(&run.protocol),
             opt(b.payload_received_per_message, |v| format!("{v:.1} B")),
-            count(rep.throughput_per_sec),
+            with_spread(run, "report.throughput_per_sec", rep.throughput_per_sec, count),
             100.0 * rep.throughput_per_sec / nominal,
             pair(l.map(|l| l.p50_us), l.map(|l| l.p99_us), micros),
             opt(l.map(|l| l.max_us), micros),
@@ -248,6 +250,17 @@ pub(super) fn figures_table(r: &Results) -> String {
             let _ = write!(out, "<li>{}</li>", esc(&e));
         }
         out.push_str("</ul>");
+    }
+    if r.settings.rounds > 1 {
+        let _ = write!(
+            out,
+            "<p class=note>{} rounds of every run: messages/s and latencies are the median round, ± the furthest round from it; ? marks a noisy figure (a round over {:.0}% from the median: differences smaller than that are not shown by this run). The other figures pool all rounds.</p>",
+            r.settings.rounds,
+            super::super::rounds::NOISY_ABOVE * 100.0
+        );
+    }
+    if r.runs.iter().any(|run| run.machine_bound) {
+        out.push_str("<p class=note>#: the machine limited that run, not the protocol (threads waited for a CPU, steal, or the userspace WAN link fell behind its schedule); the warnings above have the numbers.</p>");
     }
     if r.runs.iter().any(|run| run.client_bound) {
         out.push_str("<p class=note>⚠ on client CPU: the load generator was busy ≥ 90% of the run, so the figure may show the client's limit, not the protocol's.</p>");

@@ -51,6 +51,7 @@ struct Counters {
     lost: AtomicU64,
     queue_full: AtomicU64,
     send_errors: AtomicU64,
+    late_us: AtomicU64,
 }
 
 /// Packet counts of one direction so far.
@@ -66,6 +67,9 @@ pub struct DirectionStats {
     pub queue_full: u64,
     /// Packets the receiving TUN refused.
     pub send_errors: u64,
+    /// Microseconds the released packets left after their due time, added up: how far the
+    /// forwarding thread fell behind the link's schedule (waking late, or waiting for a CPU).
+    pub late_us: u64,
 }
 
 impl Counters {
@@ -83,6 +87,7 @@ impl Counters {
             lost: self.lost.load(Ordering::Relaxed),
             queue_full: self.queue_full.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
+            late_us: self.late_us.load(Ordering::Relaxed),
         }
     }
 }
@@ -195,7 +200,12 @@ fn forward(
             }
         }
         let now = Instant::now();
-        while let Some(packet) = shaper.pop_due(now) {
+        while let Some(due) = shaper.next_due().filter(|due| *due <= now) {
+            let Some(packet) = shaper.pop_due(now) else {
+                break;
+            };
+            let late = u64::try_from(now.duration_since(due).as_micros()).unwrap_or(u64::MAX);
+            counters.late_us.fetch_add(late, Ordering::Relaxed);
             if let Err(e) = to.send(&packet) {
                 // A packet the stack refuses is lost, as on a wire; TCP recovers.
                 counters.send_errors.fetch_add(1, Ordering::Relaxed);

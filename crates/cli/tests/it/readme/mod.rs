@@ -44,7 +44,7 @@ const RUN_BY_DEFAULT: &[&str] = &["protolab", "curl", "tshark"];
 const README_PORTS: &[u16] = &[3000, 3001, 3002, 3003, 3012, 4000, 8080, 8443, 9100];
 
 /// How long a command that runs to the end may take; `protolab compare` gets longer (it runs
-/// about 30 s as the README gives it).
+/// about 45 s as the README gives it: three rounds of every run).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 const COMPARE_LIMIT: Duration = Duration::from_secs(180);
 const READY_LIMIT: Duration = Duration::from_secs(30);

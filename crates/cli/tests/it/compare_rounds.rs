@@ -1,0 +1,136 @@
+// `protolab compare --rounds`: every run is measured in rounds, one round of all runs after
+// another; the pooled report and each figure's spread hold together, and the table, the JSON
+// and the report mark what is noisy.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test set-up: a failed step should panic right there"
+)]
+
+use serde_json::Value;
+
+use crate::results::{number, protolab};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_interleave_protocols_and_report_each_figure_with_its_spread() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("report");
+    let out = protolab(
+        home.path(),
+        &[
+            "compare",
+            "--protocols",
+            "http,ws",
+            "--workloads",
+            "echo",
+            "--sizes",
+            "32",
+            "-c",
+            "2",
+            "--rounds",
+            "3",
+            "--duration",
+            "1800ms",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Round-robin: http and ws take turns, three times over.
+    let order: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix('[')?.split_once("] echo 32 B "))
+        .map(|(_, protocol)| protocol)
+        .collect();
+    assert_eq!(
+        order,
+        ["http", "ws", "http", "ws", "http", "ws"],
+        "{stderr}"
+    );
+
+    let file = out_dir.join("results.json");
+    let results: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(results["schema_version"], 5);
+    assert_eq!(results["settings"]["rounds"], 3);
+    let run_secs = number(&results["settings"]["run_secs"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let throughput_line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("msgs/s"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let runs = results["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "one entry per protocol, not per round");
+    for run in runs {
+        assert_eq!(run["rounds"], 3, "{run}");
+        let report = &run["report"];
+        // The rounds add up: three rounds of time, and the pooled rate is messages over it.
+        let duration = number(&report["duration_secs"]);
+        assert!(
+            (duration - 3.0 * run_secs).abs() < 0.5 * run_secs,
+            "{duration} s pooled from rounds of {run_secs} s"
+        );
+        let pooled = number(&report["throughput_per_sec"]);
+        assert!(
+            (pooled - number(&report["messages"]) / duration).abs() < 1e-6 * pooled.max(1.0),
+            "{report}"
+        );
+        let spread = &run["spread"]["report.throughput_per_sec"];
+        let rounds: Vec<f64> = spread["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(number)
+            .collect();
+        assert_eq!(rounds.len(), 3, "{spread}");
+        let mut sorted = rounds.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(number(&spread["median"]), sorted[1], "{spread}");
+        assert_eq!(
+            (number(&spread["min"]), number(&spread["max"])),
+            (sorted[0], sorted[2])
+        );
+        // A duration-weighted mean of the rounds' rates lies between the slowest and fastest.
+        assert!(
+            sorted[0] * 0.98 <= pooled && pooled <= sorted[2] * 1.02,
+            "pooled {pooled} outside the rounds {rounds:?}"
+        );
+        let deviation = (sorted[2] - sorted[1]).max(sorted[1] - sorted[0]) / sorted[1];
+        assert!((number(&spread["deviation"]) - deviation).abs() < 1e-9);
+        assert_eq!(spread["noisy"], deviation > 0.05, "{spread}");
+        // The table shows the median round with its spread, and ? where it is noisy.
+        let cell = format!(
+            "{} ±{:.0}%{}",
+            group_thousands(sorted[1]),
+            deviation * 100.0,
+            if deviation > 0.05 { "?" } else { "" }
+        );
+        assert!(
+            throughput_line.contains(&cell),
+            "{cell} not in {throughput_line}"
+        );
+        assert!(run["spread"]["report.latency.p50_us"]["rounds"].is_array());
+        assert!(run["contention"]["client_wait_share"].is_number(), "{run}");
+    }
+    assert!(table.contains("rounds: 3 of every run"), "{table}");
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    assert!(html.contains("3 rounds of every run"), "the report says so");
+    crate::compare::assert_matches_results_schema(
+        &file,
+        "results.json with rounds does not match its schema",
+    )
+    .await;
+}
+
+/// `12,345`, as the table groups thousands.
+fn group_thousands(v: f64) -> String {
+    let digits = format!("{}", v.round() as u64);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
