@@ -70,18 +70,39 @@ struct Observed {
     pidstat_lab_wait: f64,
 }
 
-/// Runs `protolab --json compare ARGS` (on CPU 0 alone when `pinned`) with pidstat sampling
-/// its threads every second.
-fn observe(home: &Path, pinned: bool, args: &[&str]) -> Observed {
+/// Where compare runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Placement {
+    /// Wherever the scheduler puts it.
+    Free,
+    /// On CPU 0 alone.
+    Pinned,
+    /// On CPU 0 alone at nice 19: a thread that mostly sleeps (the userspace WAN link) is
+    /// run at once on waking beside busy loops of the default priority, so only a lower
+    /// priority starves it whatever else the machine runs.
+    PinnedLowPriority,
+}
+
+/// Runs `protolab --json compare ARGS` placed as asked, with pidstat sampling its threads
+/// every second.
+fn observe(home: &Path, placement: Placement, args: &[&str]) -> Observed {
     let pidstat = require("pidstat", "apt-get install -y sysstat");
     let bin = env!("CARGO_BIN_EXE_protolab");
-    let mut cmd = if pinned {
-        // taskset execs protolab: the pid is compare's own.
-        let mut c = Command::new(require("taskset", "apt-get install -y util-linux"));
-        c.args(["-c", "0", bin]);
-        c
-    } else {
-        Command::new(bin)
+    // nice and taskset exec what they run: the pid is compare's own.
+    let mut cmd = match placement {
+        Placement::Free => Command::new(bin),
+        Placement::Pinned => {
+            let mut c = Command::new(require("taskset", "apt-get install -y util-linux"));
+            c.args(["-c", "0", bin]);
+            c
+        }
+        Placement::PinnedLowPriority => {
+            let mut c = Command::new(require("nice", "apt-get install -y coreutils"));
+            c.args(["-n", "19"])
+                .arg(require("taskset", "apt-get install -y util-linux"))
+                .args(["-c", "0", bin]);
+            c
+        }
     };
     cmd.arg("--home")
         .arg(home)
@@ -162,7 +183,7 @@ fn a_busy_loop_on_the_same_core_is_reported_and_pidstat_agrees() {
     let _busy = BusyLoop::start();
     let o = observe(
         home.path(),
-        true,
+        Placement::Pinned,
         &[
             "--protocols",
             "ws",
@@ -201,11 +222,11 @@ fn a_busy_loop_on_the_same_core_is_reported_and_pidstat_agrees() {
 }
 
 #[test]
-fn a_light_run_is_not_called_machine_bound() {
+fn a_light_run_is_machine_bound_only_when_pidstat_sees_waiting() {
     let home = tempfile::tempdir().unwrap();
     let o = observe(
         home.path(),
-        false,
+        Placement::Free,
         &[
             "--protocols",
             "ws",
@@ -224,20 +245,32 @@ fn a_light_run_is_not_called_machine_bound() {
             "--no-report",
         ],
     );
-    let (run, load, _) = judged(&o);
+    let (run, load, lab) = judged(&o);
     assert!(
         (load - o.pidstat_load_wait).abs() < 10.0,
         "compare's load wait {load:.1}% is not pidstat's {:.1}%",
         o.pidstat_load_wait
     );
-    assert_eq!(run["machine_bound"], false, "{run}");
-    assert!(
-        !o.results["warnings"]
-            .to_string()
-            .contains("the machine, not the protocol"),
-        "{}",
-        o.results["warnings"]
-    );
+    // Tests run side by side: when another test kept this run's threads waiting (pidstat saw
+    // it too), a machine-bound verdict is the right one, so the verdict is held to pidstat's
+    // figures with a margin either side of the limit.
+    let pidstat_worst = o.pidstat_load_wait.max(o.pidstat_lab_wait);
+    let flagged = o.results["warnings"]
+        .to_string()
+        .contains("the machine, not the protocol");
+    if pidstat_worst < WAIT_LIMIT_PERCENT - 3.0 && steal(run) < 0.05 {
+        assert_eq!(
+            run["machine_bound"], false,
+            "pidstat: {pidstat_worst:.1}%; {run}"
+        );
+        assert!(!flagged, "{}", o.results["warnings"]);
+    } else if pidstat_worst > WAIT_LIMIT_PERCENT + 3.0 {
+        assert_eq!(
+            run["machine_bound"], true,
+            "pidstat: {pidstat_worst:.1}%, compare load {load:.1}% lab {lab:.1}%; {run}"
+        );
+        assert!(flagged, "{}", o.results["warnings"]);
+    }
 }
 
 #[test]
@@ -246,7 +279,7 @@ fn a_starved_userspace_wan_link_is_reported_behind_its_schedule() {
     let _busy = (BusyLoop::start(), BusyLoop::start());
     let o = observe(
         home.path(),
-        true,
+        Placement::PinnedLowPriority,
         &[
             "--rtt",
             "50ms",
@@ -280,4 +313,9 @@ fn a_starved_userspace_wan_link_is_reported_behind_its_schedule() {
         number(&rt["measured"]) > number(&rt["counted"]) + 0.1,
         "a link this late should cost measured round trips: {rt}"
     );
+}
+
+/// The share of the run a hypervisor stole, as compare read it.
+fn steal(run: &Value) -> f64 {
+    run["contention"]["steal_share"].as_f64().unwrap_or(0.0)
 }
