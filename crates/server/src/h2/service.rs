@@ -1,0 +1,151 @@
+//! One HTTP/2 request: adapted to the HTTP app's [`RequestHead`] and body, answered by
+//! [`apps::route`], and its [`apps::Response`] turned into hyper's.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request};
+use protolab_wire::http1::{Header, Headers as _, RequestHead};
+use tokio_util::task::TaskTracker;
+
+use crate::apps::{self, AppKind};
+use crate::ctx::ConnCtx;
+
+/// What every request of one connection shares.
+pub(super) struct Shared {
+    pub(super) ctx: Arc<ConnCtx>,
+    /// Whether the connection came over TLS (its answers carry HSTS).
+    pub(super) tls: bool,
+    pub(super) peer: SocketAddr,
+    /// Where WebSocket sessions over HTTP/2 run, so the lab's shutdown waits for them.
+    pub(super) tracker: TaskTracker,
+}
+
+/// Response bodies are whole: every answer of the HTTP app is.
+pub(super) type Body = Full<Bytes>;
+
+/// Answers one request.
+pub(super) async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<hyper::Response<Body>, Infallible> {
+    let head = request_head(&req);
+    if req.method() == Method::CONNECT {
+        return Ok(super::tunnel::open(req, &head, &shared));
+    }
+    let head_only = req.method() == Method::HEAD;
+    let body = match read_body(req.into_body(), &head, &shared.ctx).await {
+        Ok(body) => body,
+        Err(refusal) => return Ok(to_hyper(refusal, false, None)),
+    };
+    let response = apps::route(AppKind::Http, &head, &body);
+    let hsts = shared
+        .tls
+        .then(|| crate::conn::hsts(head.header_str("host")));
+    Ok(to_hyper(response, head_only, hsts))
+}
+
+/// The request as the HTTP app's router reads it: `:authority` becomes `host`, the target is
+/// the path and query. The version is HTTP/1.1's, which the router does not look at.
+pub(super) fn request_head(req: &Request<Incoming>) -> RequestHead {
+    let mut headers = Vec::with_capacity(req.headers().len() + 1);
+    if let Some(authority) = req.uri().authority() {
+        headers.push(Header {
+            name: "host".into(),
+            value: authority.as_str().as_bytes().to_vec(),
+        });
+    }
+    for (name, value) in req.headers() {
+        headers.push(Header {
+            name: name.as_str().into(),
+            value: value.as_bytes().to_vec(),
+        });
+    }
+    RequestHead {
+        method: req.method().as_str().into(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .into(),
+        version: 1,
+        headers,
+    }
+}
+
+/// Reads the body within the body limit and timeout; the refusal to answer otherwise.
+async fn read_body(
+    body: Incoming,
+    head: &RequestHead,
+    ctx: &ConnCtx,
+) -> Result<Vec<u8>, apps::Response> {
+    let limit = ctx.limits.max_body_bytes;
+    let too_large =
+        || apps::Response::error(413, format!("request body is larger than {limit} bytes\n"));
+    // A declared length past the limit is refused before any of the body is read.
+    if head
+        .header_str("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > limit)
+    {
+        return Err(too_large());
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    let collected = tokio::select! {
+        () = ctx.hard.cancelled() => return Err(apps::Response::error(503, "shutting down\n")),
+        r = tokio::time::timeout(ctx.limits.body_timeout, limited.collect()) => r,
+    };
+    match collected {
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(err)) => Err(apps::Response::error(
+            400,
+            format!("request body broke off: {err}\n"),
+        )),
+        Err(_) => Err(apps::Response::error(
+            408,
+            "request body did not arrive in time\n",
+        )),
+    }
+}
+
+/// hyper's response for one of the apps'; `head_only` keeps the length but not the body.
+pub(super) fn to_hyper(
+    resp: apps::Response,
+    head_only: bool,
+    hsts: Option<&'static str>,
+) -> hyper::Response<Body> {
+    let mut builder = hyper::Response::builder()
+        .status(resp.status)
+        .header(CONTENT_TYPE, resp.content_type.as_ref())
+        .header(CONTENT_LENGTH, resp.body.len())
+        .header("x-content-type-options", "nosniff")
+        .header("server", "protolab");
+    for (name, value) in &resp.headers {
+        builder = builder.header(*name, value.as_ref());
+    }
+    if let Some(hsts) = hsts {
+        builder = builder.header("strict-transport-security", hsts);
+    }
+    let body = match (head_only, resp.body) {
+        (true, _) => Bytes::new(),
+        (false, Cow::Borrowed(body)) => Bytes::from_static(body),
+        (false, Cow::Owned(body)) => Bytes::from(body),
+    };
+    builder.body(Full::new(body)).unwrap_or_else(|err| {
+        // Only a header value the `http` crate refuses gets here (an echoed content type
+        // with bytes HTTP/2 cannot carry).
+        tracing::debug!(%err, "response not representable in HTTP/2");
+        let mut fallback = hyper::Response::new(Full::new(Bytes::from_static(
+            b"the response could not be encoded\n",
+        )));
+        *fallback.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+        fallback
+    })
+}

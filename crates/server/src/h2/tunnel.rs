@@ -1,0 +1,130 @@
+//! WebSockets over HTTP/2 (RFC 8441): an extended CONNECT with `:protocol websocket` to `/ws`
+//! opens a stream that carries WebSocket frames, served by the WS app's session
+//! ([`crate::ws::run`]) exactly as an upgraded HTTP/1.1 connection is. permessage-deflate is
+//! declined here (RFC 7692 allows that always).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use protolab_tls::stream::ReadReady;
+use protolab_wire::http1::{Headers as _, RequestHead};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::service::{to_hyper, Body, Shared};
+use crate::apps::Response;
+
+/// Answers an extended CONNECT: 200 and a WebSocket session on the stream, or a refusal.
+pub(super) fn open(
+    mut req: Request<Incoming>,
+    head: &RequestHead,
+    shared: &Arc<Shared>,
+) -> hyper::Response<Body> {
+    let ctx = &shared.ctx;
+    let protocol = req.extensions().get::<hyper::ext::Protocol>();
+    match protocol.map(hyper::ext::Protocol::as_str) {
+        Some(p) if p.eq_ignore_ascii_case("websocket") => {}
+        Some(other) => {
+            let msg = format!("this server tunnels only `:protocol websocket`, not `{other}`\n");
+            return to_hyper(Response::error(501, msg), false, None);
+        }
+        None => {
+            let msg = "CONNECT here opens WebSockets only: extended CONNECT with :protocol websocket to /ws (RFC 8441)\n";
+            return to_hyper(Response::error(405, msg), false, None);
+        }
+    }
+    if head.path() != "/ws" {
+        return to_hyper(
+            Response::error(404, "WebSocket endpoint is /ws\n"),
+            false,
+            None,
+        );
+    }
+    if head.header_str("sec-websocket-version") != Some("13") {
+        let mut resp = Response::error(426, "Sec-WebSocket-Version must be 13\n");
+        resp.headers.push(("sec-websocket-version", "13".into()));
+        return to_hyper(resp, false, None);
+    }
+    if let Some(origin) = head.header_str("origin") {
+        if !crate::conn::origin_allowed(origin, head.header_str("host"), &ctx.allowed_origins) {
+            tracing::info!(peer = %shared.peer, %origin, "refused cross-origin WebSocket over HTTP/2");
+            let msg = format!(
+                "cross-origin WebSocket from {origin} refused; allow it with --allow-origin {origin}\n"
+            );
+            return to_hyper(Response::error(403, msg), false, None);
+        }
+    }
+    let push_interval = match crate::conn::push_interval(head, ctx.push_interval) {
+        Ok(interval) => interval,
+        Err(msg) => return to_hyper(Response::error(400, msg), false, None),
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    let session = Arc::clone(shared);
+    shared.tracker.spawn(async move {
+        let stream = match upgrade.await {
+            Ok(upgraded) => Tunnel(TokioIo::new(upgraded)),
+            Err(err) => {
+                tracing::debug!(peer = %session.peer, %err, "WebSocket over HTTP/2 did not open");
+                return;
+            }
+        };
+        let ctx = &*session.ctx;
+        let setup = crate::ws::Setup {
+            push_interval,
+            deflate: None,
+            charge: ctx.budget.account(),
+        };
+        let buf = ctx.read_buffers.buffer(BytesMut::new());
+        crate::ws::run(stream, buf, session.peer, ctx, setup).await;
+    });
+    let mut ok = hyper::Response::new(Body::default());
+    ok.headers_mut().insert(
+        "server",
+        hyper::header::HeaderValue::from_static("protolab"),
+    );
+    ok
+}
+
+/// An HTTP/2 stream as the WebSocket session's transport.
+struct Tunnel(TokioIo<Upgraded>);
+
+impl ReadReady for Tunnel {
+    /// A stream cannot be asked whether data waits without reading it; the session's read
+    /// then finds out, and holds its buffer only while data is there (see `lend`).
+    fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for Tunnel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tunnel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
