@@ -190,6 +190,9 @@ async fn serve_h2<S: Io>(
         let hard = ctx.hard.cancelled();
         tokio::pin!(graceful, hard);
         let mut closing = false;
+        // A GOAWAY for idleness waits on the client's PING answer before the connection ends;
+        // a client that is gone never sends it, so the wait is bounded by the close timeout.
+        let mut give_up_at: Option<Instant> = None;
         loop {
             let idle_at = activity.last_read() + limits.idle_timeout;
             tokio::select! {
@@ -211,13 +214,23 @@ async fn serve_h2<S: Io>(
                         tracing::debug!(%peer, "HTTP/2 connection idle; sending GOAWAY");
                         conn.as_mut().graceful_shutdown();
                         closing = true;
+                        give_up_at = Some(Instant::now() + limits.close_timeout);
                     }
                 }
+                () = sleep_until_some(give_up_at) => break false,
             }
         }
     };
     if !hard {
         // The peer reads our last frames (a GOAWAY) before our FIN, not a RST.
         close_gracefully(&mut stream, &ctx).await;
+    }
+}
+
+/// Completes at `at`, or never when there is none.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request};
@@ -40,7 +40,7 @@ pub(super) async fn handle(
         return Ok(super::tunnel::open(req, &head, &shared));
     }
     let head_only = req.method() == Method::HEAD;
-    let body = match read_body(req.into_body(), &head, &shared.ctx).await {
+    let body = match read_body(req.into_body(), &head, &shared).await {
         Ok(body) => body,
         Err(refusal) => return Ok(to_hyper(refusal, false, None)),
     };
@@ -79,40 +79,83 @@ pub(super) fn request_head(req: &Request<Incoming>) -> RequestHead {
     }
 }
 
+/// Body bytes read and dropped after a 413, so that the client, still sending, sees its stream
+/// end normally instead of reset (curl reports a reset as an error even after a complete
+/// response). Beyond this the stream is reset after all.
+const DRAIN_AFTER_REFUSAL: usize = 1 << 20;
+
 /// Reads the body within the body limit and timeout; the refusal to answer otherwise.
 async fn read_body(
-    body: Incoming,
+    mut body: Incoming,
     head: &RequestHead,
-    ctx: &ConnCtx,
+    shared: &Shared,
 ) -> Result<Vec<u8>, apps::Response> {
-    let limit = ctx.limits.max_body_bytes;
+    let ctx = &shared.ctx;
+    let limit = usize::try_from(ctx.limits.max_body_bytes).unwrap_or(usize::MAX);
     let too_large =
         || apps::Response::error(413, format!("request body is larger than {limit} bytes\n"));
     // A declared length past the limit is refused before any of the body is read.
-    if head
+    let declared = head
         .header_str("content-length")
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|len| len > limit)
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > ctx.limits.max_body_bytes) {
+        drain(body, shared);
         return Err(too_large());
     }
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    let collected = tokio::select! {
-        () = ctx.hard.cancelled() => return Err(apps::Response::error(503, "shutting down\n")),
-        r = tokio::time::timeout(ctx.limits.body_timeout, limited.collect()) => r,
+    let reading = async {
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| {
+                apps::Response::error(400, format!("request body broke off: {err}\n"))
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if got.len() + data.len() > limit {
+                    return Err(too_large());
+                }
+                got.extend_from_slice(&data);
+            }
+        }
+        Ok(got)
     };
-    match collected {
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(err)) => Err(apps::Response::error(
-            400,
-            format!("request body broke off: {err}\n"),
-        )),
+    let read = tokio::select! {
+        () = ctx.hard.cancelled() => return Err(apps::Response::error(503, "shutting down\n")),
+        r = tokio::time::timeout(ctx.limits.body_timeout, reading) => r,
+    };
+    match read {
+        Ok(Ok(got)) => Ok(got),
+        Ok(Err(refusal)) => {
+            if refusal.status == 413 {
+                drain(body, shared);
+            }
+            Err(refusal)
+        }
         Err(_) => Err(apps::Response::error(
             408,
             "request body did not arrive in time\n",
         )),
     }
+}
+
+/// Reads and drops up to [`DRAIN_AFTER_REFUSAL`] more of a refused body, within the body
+/// timeout, beside the answer.
+fn drain(mut body: Incoming, shared: &Shared) {
+    let timeout = shared.ctx.limits.body_timeout;
+    let ctx = Arc::clone(&shared.ctx);
+    shared.tracker.spawn(async move {
+        let draining = async {
+            let mut dropped = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                dropped += frame.data_ref().map_or(0, Bytes::len);
+                if dropped > DRAIN_AFTER_REFUSAL {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = ctx.hard.cancelled() => {}
+            _ = tokio::time::timeout(timeout, draining) => {}
+        }
+    });
 }
 
 /// hyper's response for one of the apps'; `head_only` keeps the length but not the body.

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::service::{to_hyper, Body, Shared};
 use crate::apps::Response;
+use crate::io::READ_CHUNK;
 
 /// Answers an extended CONNECT: 200 and a WebSocket session on the stream, or a refusal.
 pub(super) fn open(
@@ -67,7 +68,7 @@ pub(super) fn open(
     let session = Arc::clone(shared);
     shared.tracker.spawn(async move {
         let stream = match upgrade.await {
-            Ok(upgraded) => Tunnel(TokioIo::new(upgraded)),
+            Ok(upgraded) => Tunnel::new(TokioIo::new(upgraded)),
             Err(err) => {
                 tracing::debug!(peer = %session.peer, %err, "WebSocket over HTTP/2 did not open");
                 return;
@@ -90,14 +91,45 @@ pub(super) fn open(
     ok
 }
 
-/// An HTTP/2 stream as the WebSocket session's transport.
-struct Tunnel(TokioIo<Upgraded>);
+/// An HTTP/2 stream as the WebSocket session's transport. A stream cannot say whether data
+/// waits without reading it, so readiness reads into `held`, which the next read drains.
+struct Tunnel {
+    io: TokioIo<Upgraded>,
+    held: BytesMut,
+    eof: bool,
+}
+
+impl Tunnel {
+    fn new(io: TokioIo<Upgraded>) -> Self {
+        Self {
+            io,
+            held: BytesMut::new(),
+            eof: false,
+        }
+    }
+}
 
 impl ReadReady for Tunnel {
-    /// A stream cannot be asked whether data waits without reading it; the session's read
-    /// then finds out, and holds its buffer only while data is there (see `lend`).
-    fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.held.is_empty() || self.eof {
+            return Poll::Ready(Ok(()));
+        }
+        self.held.reserve(READ_CHUNK);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.held) {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn release_idle_buffers(&mut self) {
+        if self.held.is_empty() {
+            self.held = BytesMut::new();
+        }
     }
 }
 
@@ -107,7 +139,16 @@ impl AsyncRead for Tunnel {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+        let this = self.get_mut();
+        if !this.held.is_empty() {
+            let n = this.held.len().min(buf.remaining());
+            buf.put_slice(&this.held.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        if this.eof {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
@@ -117,14 +158,14 @@ impl AsyncWrite for Tunnel {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
