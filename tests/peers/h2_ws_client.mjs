@@ -4,7 +4,8 @@
 // sends each --text as one masked text frame, and prints a JSON line per event:
 //   {"event":"open","status":200} {"event":"text","data":"..."} {"event":"close","code":1000}
 // or {"event":"refused","status":403}. Exits after the echoes of every --text arrived (and the
-// close handshake), or with status 1 on an error.
+// close handshake), when the server closes, or with status 1 on an error. With no --text it
+// waits (up to 10 s) for the server to close, answering its close frame.
 import http2 from "node:http2";
 import fs from "node:fs";
 import crypto from "node:crypto";
@@ -88,7 +89,12 @@ session.on("remoteSettings", (settings) => {
           stream.write(frame(0x8, Buffer.from([0x03, 0xe8])));
         }
       } else if (opcode === 0x8) {
-        print({ event: "close", code: payload.length >= 2 ? payload.readUInt16BE(0) : 1005 });
+        const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+        print({ event: "close", code });
+        // Answer a close the server began (RFC 6455 §5.5.1); ours it has answered already.
+        if (echoed < texts.length || texts.length === 0) {
+          stream.write(frame(0x8, Buffer.from([code >> 8, code & 0xff])));
+        }
         stream.end();
         session.close();
       }

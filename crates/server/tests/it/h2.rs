@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use protolab_server::Protocol;
-use protolab_test_support::{repo_root, require, run, Peer, TestLab};
+use protolab_test_support::{repo_root, require, run, Background, Peer, TestLab};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::process::Command;
@@ -539,4 +539,24 @@ async fn websockets_over_h2_and_h2c_echo_and_foreign_origins_are_refused() {
     assert_eq!(refused[0]["status"], 403, "{refused:?}");
     let elsewhere = h2_ws(&lab, &format!("http://localhost:{port}/other"), &[]).await;
     assert_eq!(elsewhere[0]["status"], 404, "{elsewhere:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_websockets_over_h2_with_1001() {
+    let lab = TestLab::start(&[Protocol::H2], |_| {}).await;
+    let url = format!("https://localhost:{}/ws", lab.port(Protocol::H2));
+    let (node, script) = node_h2_ws();
+    let mut cmd = Command::new(node);
+    cmd.arg(script)
+        .arg(&url)
+        .arg("--ca")
+        .arg(&lab.ca)
+        .kill_on_drop(true);
+    let mut client = Background::spawn(cmd);
+    assert_eq!(client.next_json(PEER_LIMIT).await["event"], "open");
+    let (report, close) = tokio::join!(lab.lab.shutdown(), client.next_json(PEER_LIMIT));
+    assert_eq!(close["event"], "close", "{close}");
+    assert_eq!(close["code"], 1001, "{close}");
+    assert_eq!(report.dropped, 0, "{report:?}");
+    assert!(client.wait(PEER_LIMIT).await.success());
 }
