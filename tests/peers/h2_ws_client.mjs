@@ -42,9 +42,9 @@ function frame(opcode, payload) {
   return Buffer.concat([head, mask, body]);
 }
 
-const session = http2.connect(url.origin.replace(/^http:/, "http:"), ca ? { ca } : {});
-session.on("error", (e) => fail(`session error: ${e.message}`));
-session.on("remoteSettings", (settings) => {
+const conn = http2.connect(url.origin.replace(/^http:/, "http:"), ca ? { ca } : {});
+conn.on("error", (e) => fail(`conn error: ${e.message}`));
+conn.on("remoteSettings", (settings) => {
   if (!settings.enableConnectProtocol) fail("server did not send SETTINGS_ENABLE_CONNECT_PROTOCOL");
   const headers = {
     ":method": "CONNECT",
@@ -55,12 +55,12 @@ session.on("remoteSettings", (settings) => {
     "sec-websocket-version": "13",
   };
   if (origin) headers.origin = origin;
-  const stream = session.request(headers, { endStream: false });
+  const stream = conn.request(headers, { endStream: false });
   stream.on("response", (h) => {
     const status = h[":status"];
     if (status !== 200) {
       print({ event: "refused", status });
-      session.close();
+      conn.close();
       return;
     }
     print({ event: "open", status });
@@ -96,7 +96,7 @@ session.on("remoteSettings", (settings) => {
           stream.write(frame(0x8, Buffer.from([code >> 8, code & 0xff])));
         }
         stream.end();
-        session.close();
+        conn.close();
       }
     }
   });

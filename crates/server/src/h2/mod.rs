@@ -4,7 +4,7 @@
 //! module adds what the lab's other apps have — the handshake deadline, the idle timeout,
 //! graceful shutdown (GOAWAY, then the drain), lingering close — and a guard against control
 //! frame floods ([`guard`]). Requests are answered by the HTTP app's router
-//! ([`crate::apps::route`]); WebSockets over HTTP/2 (RFC 8441) by the WS app's session.
+//! ([`crate::apps::route`]); WebSockets over HTTP/2 (RFC 8441) by the WS app's echo loop.
 
 mod guard;
 mod service;

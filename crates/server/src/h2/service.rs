@@ -23,7 +23,7 @@ pub(super) struct Shared {
     /// Whether the connection came over TLS (its answers carry HSTS).
     pub(super) tls: bool,
     pub(super) peer: SocketAddr,
-    /// Where WebSocket sessions over HTTP/2 run, so the lab's shutdown waits for them.
+    /// Where WebSockets over HTTP/2 run, so the lab's shutdown waits for them.
     pub(super) tracker: TaskTracker,
 }
 

@@ -1,5 +1,5 @@
 //! WebSockets over HTTP/2 (RFC 8441): an extended CONNECT with `:protocol websocket` to `/ws`
-//! opens a stream that carries WebSocket frames, served by the WS app's session
+//! opens a stream that carries WebSocket frames, served by the WS app's echo loop
 //! ([`crate::ws::run`]) exactly as an upgraded HTTP/1.1 connection is. permessage-deflate is
 //! declined here (RFC 7692 allows that always).
 
@@ -20,7 +20,7 @@ use super::service::{to_hyper, Body, Shared};
 use crate::apps::Response;
 use crate::io::READ_CHUNK;
 
-/// Answers an extended CONNECT: 200 and a WebSocket session on the stream, or a refusal.
+/// Answers an extended CONNECT: 200 and the WS app's echo on the stream, or a refusal.
 pub(super) fn open(
     mut req: Request<Incoming>,
     head: &RequestHead,
@@ -65,23 +65,23 @@ pub(super) fn open(
         Err(msg) => return to_hyper(Response::error(400, msg), false, None),
     };
     let upgrade = hyper::upgrade::on(&mut req);
-    let session = Arc::clone(shared);
+    let conn = Arc::clone(shared);
     shared.tracker.spawn(async move {
         let stream = match upgrade.await {
             Ok(upgraded) => Tunnel::new(TokioIo::new(upgraded)),
             Err(err) => {
-                tracing::debug!(peer = %session.peer, %err, "WebSocket over HTTP/2 did not open");
+                tracing::debug!(peer = %conn.peer, %err, "WebSocket over HTTP/2 did not open");
                 return;
             }
         };
-        let ctx = &*session.ctx;
+        let ctx = &*conn.ctx;
         let setup = crate::ws::Setup {
             push_interval,
             deflate: None,
             charge: ctx.budget.account(),
         };
         let buf = ctx.read_buffers.buffer(BytesMut::new());
-        crate::ws::run(stream, buf, session.peer, ctx, setup).await;
+        crate::ws::run(stream, buf, conn.peer, ctx, setup).await;
     });
     let mut ok = hyper::Response::new(Body::default());
     ok.headers_mut().insert(
@@ -91,7 +91,7 @@ pub(super) fn open(
     ok
 }
 
-/// An HTTP/2 stream as the WebSocket session's transport. A stream cannot say whether data
+/// An HTTP/2 stream as the WebSocket's transport. A stream cannot say whether data
 /// waits without reading it, so readiness reads into `held`, which the next read drains.
 struct Tunnel {
     io: TokioIo<Upgraded>,
