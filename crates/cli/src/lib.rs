@@ -84,7 +84,7 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// Manage the local CA and certificates (like mkcert), and diagnose TLS certificate errors.
     Certs(certs::CertsArgs),
-    /// Run the lab's apps: HTTP :3000, HTTPS :3001, WS :3002, WSS :3003, each with a demo page.
+    /// Run the lab's apps: HTTP :3000, HTTPS :3001, WS :3002, WSS :3003, HTTP/2 :3005, each with a demo page.
     /// Prints each URL once it listens, then `ready`; Ctrl-C closes everything cleanly.
     Up(up::UpArgs),
     /// Run a TLS-terminating, WebSocket-aware reverse proxy in front of backends (plain :8080,

@@ -31,7 +31,10 @@ pub struct UpArgs {
     /// Port of the secure WebSocket app.
     #[arg(long, default_value_t = 3003, value_name = "PORT")]
     pub wss_port: u16,
-    /// Serve only these protocols, comma-separated (http, https, ws, wss).
+    /// Port of the HTTP/2 app (h2 over TLS and h2c with prior knowledge).
+    #[arg(long, default_value_t = 3005, value_name = "PORT")]
+    pub h2_port: u16,
+    /// Serve only these protocols, comma-separated (http, https, ws, wss, h2).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// Interval between messages the WS apps push to every client (e.g. 5s, 500ms).
@@ -125,6 +128,7 @@ impl TryFrom<UpArgs> for UpConfig {
             Protocol::Https => args.https_port,
             Protocol::Ws => args.ws_port,
             Protocol::Wss => args.wss_port,
+            Protocol::H2 => args.h2_port,
         };
         let mut protocols: Vec<Protocol> = if args.only.is_empty() {
             Protocol::ALL.to_vec()
@@ -135,7 +139,7 @@ impl TryFrom<UpArgs> for UpConfig {
                 .map(|name| {
                     Protocol::from_name(name).ok_or_else(|| {
                         crate::usage(format!(
-                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss"
+                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss, h2"
                         ))
                     })
                 })
@@ -145,7 +149,7 @@ impl TryFrom<UpArgs> for UpConfig {
         protocols.dedup();
         ensure_usage!(
             !protocols.is_empty(),
-            "--only names no protocol; choose from http, https, ws, wss"
+            "--only names no protocol; choose from http, https, ws, wss, h2"
         );
         let apps: Vec<(Protocol, u16)> = protocols.iter().map(|&p| (p, port_of(p))).collect();
         for (i, (a, pa)) in apps.iter().enumerate() {
@@ -205,7 +209,7 @@ impl TryFrom<UpArgs> for UpConfig {
         );
         ensure_usage!(
             args.acme.is_none() || args.proxy || protocols.iter().any(|p| p.is_tls()),
-            "--acme needs a TLS app (https or wss) or --proxy"
+            "--acme needs a TLS app (https, wss or h2) or --proxy"
         );
         // Last: it raises the open-file limit and says so, which a refused command line must not.
         limits.max_connections =
@@ -429,6 +433,13 @@ fn print_ready(
         for e in lab.endpoints() {
             match e.protocol {
                 Protocol::Http | Protocol::Https => writeln!(out, "{:<6} {}", e.protocol, e.url())?,
+                Protocol::H2 => writeln!(
+                    out,
+                    "{:<6} {}  (h2c too: curl --http2-prior-knowledge http://{}/)",
+                    e.protocol,
+                    e.url(),
+                    e.url().trim_start_matches("https://").trim_end_matches('/')
+                )?,
                 Protocol::Ws | Protocol::Wss => {
                     writeln!(
                         out,

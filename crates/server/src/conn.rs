@@ -386,7 +386,7 @@ const MAX_PUSH_MS: u64 = 3_600_000;
 
 /// The session's push interval: `?push_ms=N` on the upgrade URL (so a load generator can
 /// measure push delivery without changing the server's default), else the lab's.
-fn push_interval(head: &RequestHead, default: Duration) -> Result<Duration, String> {
+pub(crate) fn push_interval(head: &RequestHead, default: Duration) -> Result<Duration, String> {
     let pairs =
         query::pairs(head.query().unwrap_or("")).map_err(|e| format!("bad query string: {e}\n"))?;
     let Some((_, value)) = pairs.into_iter().find(|(k, _)| k == "push_ms") else {
@@ -406,7 +406,7 @@ fn push_interval(head: &RequestHead, default: Duration) -> Result<Duration, Stri
 /// nothing answers. Loopback names therefore get `max-age=0`, which also clears a policy some
 /// other local server left (§6.1.1); any other name gets a year. Browsers ignore HSTS from IP
 /// literals (§8.1.1).
-fn hsts(host: Option<&str>) -> &'static str {
+pub(crate) fn hsts(host: Option<&str>) -> &'static str {
     match host.map(host_name) {
         Some(name) if is_loopback_name(name) => "max-age=0",
         _ => "max-age=31536000",
@@ -457,7 +457,7 @@ fn is_rebinding_proof(name: &str) -> bool {
 /// DNS-rebinding page (`http://evil.example:3002`, its name re-pointed at 127.0.0.1) sends a
 /// Host and an Origin that agree, so agreement alone proves nothing. Other names must be
 /// listed.
-fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
+pub(crate) fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
     let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     if host.is_some_and(|h| h.eq_ignore_ascii_case(authority) && is_rebinding_proof(host_name(h))) {
         return true;

@@ -31,11 +31,14 @@ pub enum Protocol {
     Ws,
     /// WebSocket over TLS (default port 3003).
     Wss,
+    /// HTTP/2 over TLS (ALPN `h2`) and h2c with prior knowledge on one port (default 3005);
+    /// WebSockets over HTTP/2 (RFC 8441) too.
+    H2,
 }
 
 impl Protocol {
     /// Every protocol, in port order.
-    pub const ALL: [Self; 4] = [Self::Http, Self::Https, Self::Ws, Self::Wss];
+    pub const ALL: [Self; 5] = [Self::Http, Self::Https, Self::Ws, Self::Wss, Self::H2];
 
     /// The lab's default port for this protocol.
     pub fn default_port(self) -> u16 {
@@ -44,12 +47,13 @@ impl Protocol {
             Self::Https => 3001,
             Self::Ws => 3002,
             Self::Wss => 3003,
+            Self::H2 => 3005,
         }
     }
 
-    /// Whether the listener terminates TLS.
+    /// Whether the listener terminates TLS (the HTTP/2 app also takes h2c beside it).
     pub fn is_tls(self) -> bool {
-        matches!(self, Self::Https | Self::Wss)
+        matches!(self, Self::Https | Self::Wss | Self::H2)
     }
 
     /// The lowercase name, which is also the URL scheme.
@@ -59,6 +63,7 @@ impl Protocol {
             Self::Https => "https",
             Self::Ws => "ws",
             Self::Wss => "wss",
+            Self::H2 => "h2",
         }
     }
 
@@ -71,7 +76,7 @@ impl Protocol {
 
     fn app(self) -> AppKind {
         match self {
-            Self::Http | Self::Https => AppKind::Http,
+            Self::Http | Self::Https | Self::H2 => AppKind::Http,
             Self::Ws | Self::Wss => AppKind::Ws,
         }
     }
@@ -153,6 +158,7 @@ impl Endpoint {
         match self.protocol {
             Protocol::Http | Protocol::Https => format!("{}://{host}/", self.protocol),
             Protocol::Ws | Protocol::Wss => format!("{}://{host}/ws", self.protocol),
+            Protocol::H2 => format!("https://{host}/"),
         }
     }
 
@@ -269,7 +275,14 @@ impl Lab {
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
             });
-            let tls = if endpoint.protocol.is_tls() {
+            let tls = if endpoint.protocol == Protocol::H2 {
+                // The same certificate, offering only h2 in ALPN.
+                config.tls.as_ref().map(|tls| {
+                    let mut h2 = rustls::ServerConfig::clone(tls);
+                    h2.alpn_protocols = vec![b"h2".to_vec()];
+                    Arc::new(h2)
+                })
+            } else if endpoint.protocol.is_tls() {
                 config.tls.as_ref().map(Arc::clone)
             } else {
                 None
@@ -415,9 +428,15 @@ async fn accept_loop(
         let tls = tls.clone();
         let open = Arc::clone(&open);
         open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let streams = tracker.clone();
+        let h2 = endpoint.protocol == Protocol::H2;
         tracker.spawn(async move {
             let _permit = permit;
-            serve(tcp, peer, tls, &ctx).await;
+            if h2 {
+                Box::pin(crate::h2::serve(tcp, peer, tls, ctx, streams)).await;
+            } else {
+                serve(tcp, peer, tls, &ctx).await;
+            }
             open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }

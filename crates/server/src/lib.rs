@@ -15,6 +15,7 @@ mod budget;
 mod cancel;
 mod conn;
 mod ctx;
+mod h2;
 mod io;
 mod lab;
 mod lend;
@@ -25,7 +26,7 @@ mod ws;
 
 pub use apps::birds;
 pub use lab::{Endpoint, Lab, LabConfig, Protocol, ShutdownReport};
-pub use limits::Limits;
+pub use limits::{H2Limits, Limits};
 pub use listen::{bind_listener, LISTEN_BACKLOG};
 
 use thiserror::Error;

@@ -51,6 +51,44 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// After we send a close frame, how long we wait for the peer's. Default 2 s.
     pub close_timeout: Duration,
+    /// What the HTTP/2 app allows one connection beyond the limits above (which it applies
+    /// too: header bytes become SETTINGS_MAX_HEADER_LIST_SIZE, body bytes bound `POST /echo`).
+    pub h2: H2Limits,
+}
+
+/// Per-connection limits of the HTTP/2 app, advertised in its SETTINGS where HTTP/2 has a
+/// setting for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H2Limits {
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). Default 128,
+    /// as nginx; more are refused with RST_STREAM(REFUSED_STREAM).
+    pub max_concurrent_streams: u32,
+    /// Largest frame payload the client may send (SETTINGS_MAX_FRAME_SIZE). Default 16,384,
+    /// the protocol's minimum; a larger frame ends the connection with FRAME_SIZE_ERROR.
+    pub max_frame_size: u32,
+    /// Flow-control window of the whole connection: body bytes a client may have in flight
+    /// before the lab reads them. Default 1 MiB.
+    pub connection_window: u32,
+    /// Flow-control window of each stream (SETTINGS_INITIAL_WINDOW_SIZE). Default 256 KiB.
+    pub stream_window: u32,
+    /// Frames that cost the server work but carry no request — SETTINGS, PING, RST_STREAM,
+    /// PRIORITY and empty DATA — a connection may send per second, in bursts of as many.
+    /// Default 200. Past it the connection gets GOAWAY(ENHANCE_YOUR_CALM) and is closed:
+    /// SETTINGS and PING floods, rapid reset (CVE-2023-44487) and empty-frame floods
+    /// (CVE-2019-9518) all look like this.
+    pub control_frames_per_second: u32,
+}
+
+impl Default for H2Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 128,
+            max_frame_size: 16_384,
+            connection_window: 1 << 20,
+            stream_window: 256 << 10,
+            control_frames_per_second: 200,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -69,6 +107,7 @@ impl Default for Limits {
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(2),
+            h2: H2Limits::default(),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! what protolab serves, measures and decodes agree by construction.
 
 pub mod http1;
+pub mod http2;
 pub mod net;
 pub mod pcapng;
 pub mod proxy_v2;

@@ -16,11 +16,12 @@ use crate::usage;
 use crate::Context;
 
 /// The ports `protolab up` listens on by default, which `--lab HOST` assumes.
-const DEFAULT_PORTS: [(Protocol, u16); 4] = [
+const DEFAULT_PORTS: [(Protocol, u16); 5] = [
     (Protocol::Http, 3000),
     (Protocol::Https, 3001),
     (Protocol::Ws, 3002),
     (Protocol::Wss, 3003),
+    (Protocol::H2, 3005),
 ];
 /// Bound on each step of the check that the lab answers (TCP, TLS, upgrade, echo).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -131,9 +132,15 @@ pub fn parse(
         };
         let target =
             Target::parse(&url).map_err(|e| usage(format!("{} {protocol}: {e}", source.flag())))?;
+        // The HTTP/2 app is reached as https:// (h2 over TLS) or http:// (h2c).
+        let wanted = match protocol {
+            Protocol::H2 => "https",
+            other => other.name(),
+        };
         ensure_usage!(
-            target.scheme.as_str() == protocol.name(),
-            "{} {protocol}={url}: the URL's scheme is {}, the {protocol} app needs {protocol}://",
+            target.scheme.as_str() == wanted
+                || (protocol == Protocol::H2 && target.scheme.as_str() == "http"),
+            "{} {protocol}={url}: the URL's scheme is {}, the {protocol} app needs {wanted}://",
             source.flag(),
             target.scheme
         );
@@ -178,7 +185,7 @@ fn parse_host(raw: &str) -> anyhow::Result<String> {
     }
     ensure_usage!(
         !host.contains(':'),
-        "--lab {host}: give only the host; other ports than 3000-3003 go in --lab-url (e.g. --lab-url http=13000)"
+        "--lab {host}: give only the host; other ports than 3000-3003 and 3005 go in --lab-url (e.g. --lab-url http=13000)"
     );
     ensure_usage!(
         host.bytes()
@@ -198,6 +205,7 @@ fn default_url(protocol: Protocol, host: &str, port: u16) -> String {
     match protocol {
         Protocol::Http | Protocol::Https => format!("{protocol}://{host}:{port}/"),
         Protocol::Ws | Protocol::Wss => format!("{protocol}://{host}:{port}/ws"),
+        Protocol::H2 => format!("https://{host}:{port}/"),
     }
 }
 
@@ -376,7 +384,8 @@ mod tests {
                 "http://10.0.0.7:3000/",
                 "https://10.0.0.7:3001/",
                 "ws://10.0.0.7:3002/ws",
-                "wss://10.0.0.7:3003/ws"
+                "wss://10.0.0.7:3003/ws",
+                "https://10.0.0.7:3005/"
             ]
         );
         assert_eq!(

@@ -26,6 +26,8 @@ fn start_up(home: &std::path::Path, extra: &[&str]) -> (Child, Vec<String>) {
             "0",
             "--wss-port",
             "0",
+            "--h2-port",
+            "0",
         ])
         .args(extra)
         .stdout(Stdio::piped())
@@ -93,11 +95,12 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 fn up_prints_every_url_then_ready_serves_them_and_exits_0_on_sigterm() {
     let home = tempfile::tempdir().unwrap();
     let (mut child, lines) = start_up(home.path(), &[]);
-    assert_eq!(lines.len(), 4, "one line per app: {lines:?}");
+    assert_eq!(lines.len(), 5, "one line per app: {lines:?}");
     let http = url_of(&lines, "http").to_string();
     let https = url_of(&lines, "https").to_string();
     let ws = url_of(&lines, "ws").to_string();
     let wss = url_of(&lines, "wss").to_string();
+    let h2 = url_of(&lines, "h2").to_string();
     assert!(
         ws.ends_with("/ws") && wss.starts_with("wss://localhost:"),
         "{lines:?}"
@@ -113,9 +116,14 @@ fn up_prints_every_url_then_ready_serves_them_and_exits_0_on_sigterm() {
     assert_eq!(key_mode & 0o777, 0o600);
 
     let curl = require("curl", "apt-get install -y curl");
-    for url in [format!("{http}healthz"), format!("{https}healthz")] {
+    for url in [
+        format!("{http}healthz"),
+        format!("{https}healthz"),
+        format!("{h2}healthz"),
+    ] {
+        // --http2 is curl's default over TLS; said anyway, the h2 app speaks nothing else.
         let out = Command::new(&curl)
-            .args(["-sS", "--max-time", "10", "--cacert"])
+            .args(["-sS", "--http2", "--max-time", "10", "--cacert"])
             .arg(&ca)
             .arg(&url)
             .output()
