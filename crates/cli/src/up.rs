@@ -31,7 +31,10 @@ pub struct UpArgs {
     /// Port of the secure WebSocket app.
     #[arg(long, default_value_t = 3003, value_name = "PORT")]
     pub wss_port: u16,
-    /// Serve only these protocols, comma-separated (http, https, ws, wss).
+    /// Port of the gRPC app (h2c and TLS on the same port).
+    #[arg(long, default_value_t = 3006, value_name = "PORT")]
+    pub grpc_port: u16,
+    /// Serve only these protocols, comma-separated (http, https, ws, wss, grpc).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// Interval between messages the WS apps push to every client (e.g. 5s, 500ms).
@@ -125,6 +128,7 @@ impl TryFrom<UpArgs> for UpConfig {
             Protocol::Https => args.https_port,
             Protocol::Ws => args.ws_port,
             Protocol::Wss => args.wss_port,
+            Protocol::Grpc => args.grpc_port,
         };
         let mut protocols: Vec<Protocol> = if args.only.is_empty() {
             Protocol::ALL.to_vec()
@@ -135,7 +139,7 @@ impl TryFrom<UpArgs> for UpConfig {
                 .map(|name| {
                     Protocol::from_name(name).ok_or_else(|| {
                         crate::usage(format!(
-                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss"
+                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss, grpc"
                         ))
                     })
                 })
@@ -145,7 +149,7 @@ impl TryFrom<UpArgs> for UpConfig {
         protocols.dedup();
         ensure_usage!(
             !protocols.is_empty(),
-            "--only names no protocol; choose from http, https, ws, wss"
+            "--only names no protocol; choose from http, https, ws, wss, grpc"
         );
         let apps: Vec<(Protocol, u16)> = protocols.iter().map(|&p| (p, port_of(p))).collect();
         for (i, (a, pa)) in apps.iter().enumerate() {
@@ -290,7 +294,7 @@ pub async fn start(
     ctx: &Context,
 ) -> anyhow::Result<(Lab, Option<protolab_server::proxy::Proxy>)> {
     let mut renewal = None;
-    let tls = if config.lab.apps.iter().any(|(p, _)| p.is_tls()) || config.proxy.is_some() {
+    let tls = if config.lab.apps.iter().any(|(p, _)| p.accepts_tls()) || config.proxy.is_some() {
         let (tls, acme) = lab_tls(
             &config.lab,
             config.keylog.as_deref(),
@@ -303,7 +307,7 @@ pub async fn start(
     } else {
         None
     };
-    if config.lab.apps.iter().any(|(p, _)| p.is_tls()) {
+    if config.lab.apps.iter().any(|(p, _)| p.accepts_tls()) {
         config.lab.tls.clone_from(&tls);
     }
     let bind = config.lab.bind;
@@ -438,6 +442,12 @@ fn print_ready(
                         e.page_url()
                     )?;
                 }
+                Protocol::Grpc => writeln!(
+                    out,
+                    "{:<6} {}  (h2c, or TLS; service protolab.lab.v1.Lab, reflection on)",
+                    e.protocol,
+                    e.url()
+                )?,
             }
         }
         for l in proxy_listeners {
@@ -449,7 +459,7 @@ fn print_ready(
     out.flush()?;
     if let Some(name) = acme {
         eprintln!("TLS apps use the ACME certificate {name}, renewed while running");
-    } else if lab.endpoints().iter().any(|e| e.protocol.is_tls()) {
+    } else if lab.endpoints().iter().any(|e| e.protocol.accepts_tls()) {
         let ca = ctx.store().ca_cert_path();
         eprintln!("TLS apps use the protolab CA: curl --cacert {} …  (`protolab certs trust` for browsers)", ca.display());
     }

@@ -16,6 +16,7 @@ use crate::budget::MessageBudget;
 use crate::cancel::CancelToken;
 use crate::conn;
 use crate::ctx::ConnCtx;
+use crate::grpc::GrpcApp;
 use crate::lend::ReadBuffers;
 use crate::{Error, Limits, Result};
 
@@ -31,11 +32,13 @@ pub enum Protocol {
     Ws,
     /// WebSocket over TLS (default port 3003).
     Wss,
+    /// gRPC over HTTP/2, cleartext (h2c) and TLS on the same port (default port 3006).
+    Grpc,
 }
 
 impl Protocol {
     /// Every protocol, in port order.
-    pub const ALL: [Self; 4] = [Self::Http, Self::Https, Self::Ws, Self::Wss];
+    pub const ALL: [Self; 5] = [Self::Http, Self::Https, Self::Ws, Self::Wss, Self::Grpc];
 
     /// The lab's default port for this protocol.
     pub fn default_port(self) -> u16 {
@@ -44,21 +47,29 @@ impl Protocol {
             Self::Https => 3001,
             Self::Ws => 3002,
             Self::Wss => 3003,
+            Self::Grpc => 3006,
         }
     }
 
-    /// Whether the listener terminates TLS.
+    /// Whether the listener terminates TLS only (gRPC also serves TLS, beside h2c, when the
+    /// lab has a certificate).
     pub fn is_tls(self) -> bool {
         matches!(self, Self::Https | Self::Wss)
     }
 
-    /// The lowercase name, which is also the URL scheme.
+    /// Whether the listener accepts TLS: the TLS apps, and gRPC beside h2c.
+    pub fn accepts_tls(self) -> bool {
+        self.is_tls() || self == Self::Grpc
+    }
+
+    /// The lowercase name, which is also the URL scheme (gRPC has none).
     pub fn name(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
             Self::Ws => "ws",
             Self::Wss => "wss",
+            Self::Grpc => "grpc",
         }
     }
 
@@ -73,6 +84,7 @@ impl Protocol {
         match self {
             Self::Http | Self::Https => AppKind::Http,
             Self::Ws | Self::Wss => AppKind::Ws,
+            Self::Grpc => AppKind::Grpc,
         }
     }
 
@@ -145,7 +157,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The URL a user opens: the demo page for HTTP(S), the `/ws` endpoint for WS(S).
+    /// The URL a user opens: the demo page for HTTP(S), the `/ws` endpoint for WS(S), the
+    /// `host:port` target for gRPC.
     /// Loopback addresses are shown as `localhost` because that is the name on the lab's
     /// certificate and what a browser shows as a secure context.
     pub fn url(&self) -> String {
@@ -153,6 +166,8 @@ impl Endpoint {
         match self.protocol {
             Protocol::Http | Protocol::Https => format!("{}://{host}/", self.protocol),
             Protocol::Ws | Protocol::Wss => format!("{}://{host}/ws", self.protocol),
+            // No URL scheme is registered for gRPC; grpcurl and gRPC clients take host:port.
+            Protocol::Grpc => host,
         }
     }
 
@@ -233,6 +248,7 @@ impl Lab {
         }
 
         let endpoints: Vec<Endpoint> = listeners.iter().map(|(e, _)| *e).collect();
+        let grpc_wanted = endpoints.iter().any(|e| e.protocol == Protocol::Grpc);
         let mut allowed_origins = config.allowed_origins.clone();
         for e in &endpoints {
             // The lab's own pages may open its sockets: the HTTP page links to the WS demo.
@@ -256,6 +272,16 @@ impl Lab {
         };
         let limits = Arc::new(config.limits);
         let allowed_origins: Arc<[String]> = allowed_origins.into();
+        let grpc = if grpc_wanted {
+            Some(Arc::new(GrpcApp::new(
+                &limits,
+                config.push_interval,
+                lab.graceful.clone(),
+                lab.tracker.clone(),
+            )?))
+        } else {
+            None
+        };
         for (endpoint, bound) in listeners {
             let ctx = Arc::new(ConnCtx {
                 app: endpoint.protocol.app(),
@@ -268,9 +294,14 @@ impl Lab {
                 ws_deflate: config.ws_deflate,
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
+                grpc: (endpoint.protocol == Protocol::Grpc)
+                    .then(|| grpc.clone())
+                    .flatten(),
             });
             let tls = if endpoint.protocol.is_tls() {
                 config.tls.as_ref().map(Arc::clone)
+            } else if endpoint.protocol == Protocol::Grpc {
+                config.tls.as_deref().map(grpc_tls)
             } else {
                 None
             };
@@ -343,6 +374,14 @@ impl Lab {
             dropped,
         }
     }
+}
+
+/// The lab's TLS configuration with HTTP/2 as the only ALPN protocol: gRPC runs on nothing
+/// else. The certificate resolver (and with it any renewal) and key log are shared.
+fn grpc_tls(config: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
 }
 
 async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
@@ -430,6 +469,9 @@ async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     ctx: &ConnCtx,
 ) {
+    if let Some(app) = &ctx.grpc {
+        return Box::pin(crate::grpc::serve(tcp, peer, tls, ctx, app)).await;
+    }
     let deadline = tokio::time::Instant::now() + ctx.limits.handshake_timeout;
     match tls {
         // Boxed, as every phase is (see `conn::serve`): a plain connection's task then holds

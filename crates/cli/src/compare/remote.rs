@@ -96,6 +96,10 @@ pub fn parse(
             ))
         })?;
         ensure_usage!(
+            protocol != Protocol::Grpc,
+            "--lab-url `{entry}`: compare has no gRPC workload; choose from http, https, ws, wss"
+        );
+        ensure_usage!(
             !given.iter().any(|(p, _)| *p == protocol),
             "--lab-url gives {protocol} twice"
         );
@@ -198,6 +202,7 @@ fn default_url(protocol: Protocol, host: &str, port: u16) -> String {
     match protocol {
         Protocol::Http | Protocol::Https => format!("{protocol}://{host}:{port}/"),
         Protocol::Ws | Protocol::Wss => format!("{protocol}://{host}:{port}/ws"),
+        Protocol::Grpc => format!("{host}:{port}"),
     }
 }
 
