@@ -5,7 +5,8 @@ Usage: grpc_client.py COMMAND TARGET [--cafile CA] [options]
   echo     unary Echo of --size bytes; prints {"code", "echoed_ok", "details"}
   stream   EchoStream of --count messages; prints {"code", "received", "in_order"}
   push     Push with --interval-ms and --count; prints one {"seq", "unix_ms"} line per
-           message with --lines, then {"code", "seqs", "gaps_ms"}
+           message with --lines, then {"code", "seqs", "gaps_ms"} (gaps between the
+           messages' send times, unix_ms)
   reflect  lists services and Lab's methods through server reflection (v1alpha, which is
            what grpcio-reflection's client speaks)
 
@@ -76,12 +77,13 @@ def push(stub, args):
     try:
         for message in stub.Push(request, timeout=args.timeout):
             seqs.append(message.seq)
-            stamps.append(time.monotonic())
+            stamps.append(message.unix_ms)
             if args.lines:
                 print(json.dumps({"seq": message.seq, "unix_ms": message.unix_ms}), flush=True)
     except grpc.RpcError as err:
         result = failure(err)
-    gaps = [round((b - a) * 1000) for a, b in zip(stamps, stamps[1:])]
+    # Between the lab's send times: the server's pacing, not this process's scheduling.
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     return {**result, "seqs": seqs, "gaps_ms": gaps}
 
 

@@ -33,8 +33,6 @@ pub(crate) struct ConnCtx {
     pub(crate) graceful: CancelToken,
     /// Cancelled when the drain timeout runs out: drop the connection now.
     pub(crate) hard: CancelToken,
-    /// The gRPC app, on the gRPC listener only (its connections bypass the HTTP/1 path).
-    pub(crate) grpc: Option<Arc<crate::grpc::GrpcApp>>,
 }
 
 /// Closes gracefully: [`linger_close`] within the listener's close timeout.

@@ -294,9 +294,6 @@ impl Lab {
                 ws_deflate: config.ws_deflate,
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
-                grpc: (endpoint.protocol == Protocol::Grpc)
-                    .then(|| grpc.clone())
-                    .flatten(),
             });
             let tls = if endpoint.protocol.is_tls() {
                 config.tls.as_ref().map(Arc::clone)
@@ -305,11 +302,15 @@ impl Lab {
             } else {
                 None
             };
+            let grpc = (endpoint.protocol == Protocol::Grpc)
+                .then(|| grpc.clone())
+                .flatten();
             lab.tracker.spawn(accept_loop(
                 bound,
                 endpoint,
                 tls,
                 ctx,
+                grpc,
                 lab.tracker.clone(),
                 Arc::clone(&lab.open),
             ));
@@ -418,6 +419,7 @@ async fn accept_loop(
     endpoint: Endpoint,
     tls: Option<Arc<rustls::ServerConfig>>,
     ctx: Arc<ConnCtx>,
+    grpc: Option<Arc<GrpcApp>>,
     tracker: TaskTracker,
     open: Arc<std::sync::atomic::AtomicUsize>,
 ) {
@@ -452,11 +454,15 @@ async fn accept_loop(
         }
         let ctx = Arc::clone(&ctx);
         let tls = tls.clone();
+        let grpc = grpc.clone();
         let open = Arc::clone(&open);
         open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracker.spawn(async move {
             let _permit = permit;
-            serve(tcp, peer, tls, &ctx).await;
+            match grpc {
+                Some(app) => Box::pin(crate::grpc::serve(tcp, peer, tls, &ctx, &app)).await,
+                None => serve(tcp, peer, tls, &ctx).await,
+            }
             open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
@@ -469,9 +475,6 @@ async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     ctx: &ConnCtx,
 ) {
-    if let Some(app) = &ctx.grpc {
-        return Box::pin(crate::grpc::serve(tcp, peer, tls, ctx, app)).await;
-    }
     let deadline = tokio::time::Instant::now() + ctx.limits.handshake_timeout;
     match tls {
         // Boxed, as every phase is (see `conn::serve`): a plain connection's task then holds
