@@ -47,6 +47,10 @@ pub struct UpArgs {
     /// Largest WebSocket message accepted (e.g. 16MiB); bigger ones are closed with 1009.
     #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_message_size: u64,
+    /// Largest gRPC message the gRPC app decodes or encodes (e.g. 4MiB); a bigger request
+    /// ends its call with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub grpc_max_message_size: u64,
     /// Memory all WebSocket connections together may hold for messages in progress (e.g.
     /// 2GiB); a connection whose message would pass it is closed with 1013 (try again later)
     /// and a warning is logged. Default: a quarter of this machine's memory, or of the
@@ -184,6 +188,9 @@ impl TryFrom<UpArgs> for UpConfig {
                 crate::usage("--max-header-size is too large for this machine".into())
             })?,
             max_body_bytes: args.max_body_size,
+            grpc_max_message_bytes: usize::try_from(args.grpc_max_message_size).map_err(|_| {
+                crate::usage("--grpc-max-message-size is too large for this machine".into())
+            })?,
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
             drain_timeout: args.drain_timeout,
@@ -194,6 +201,10 @@ impl TryFrom<UpArgs> for UpConfig {
             "--max-buffered ({}) must be at least --max-message-size ({}), or no message of the largest size could ever be received",
             limits.max_buffered_bytes,
             limits.max_message_bytes
+        );
+        ensure_usage!(
+            limits.grpc_max_message_bytes > 0,
+            "--grpc-max-message-size must be at least 1 byte"
         );
         ensure_usage!(
             !args.message_timeout.is_zero(),
