@@ -254,3 +254,31 @@ async fn an_oversize_message_in_a_stream_ends_that_stream_with_resource_exhauste
     assert_eq!(ended["code"], "RESOURCE_EXHAUSTED", "{ended}");
     assert_eq!(ended["received"], 0, "{ended}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_completes_the_http2_preface_is_closed_at_the_handshake_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let lab = TestLab::start(&[Protocol::Grpc], |c| {
+        c.limits.handshake_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let port = lab.port(Protocol::Grpc);
+    // Silent, then part of the preface (its first 16 of 24 bytes).
+    for sent in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        tcp.write_all(sent).await.expect("write");
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+        assert!(
+            closed.is_ok(),
+            "a peer that sent {sent:?} was still connected 5 s after a 500 ms handshake timeout"
+        );
+    }
+    // A complete client is unaffected by the short timeout.
+    let [(_, target), _] = transports(&lab);
+    let served = client("echo", &target, &[]).await;
+    assert_eq!(served["code"], "OK", "{served}");
+}
