@@ -34,7 +34,10 @@ pub struct UpArgs {
     /// Port of the HTTP/2 app (h2 over TLS and h2c with prior knowledge).
     #[arg(long, default_value_t = 3005, value_name = "PORT")]
     pub h2_port: u16,
-    /// Serve only these protocols, comma-separated (http, https, ws, wss, h2).
+    /// Port of the gRPC app (h2c and TLS on the same port).
+    #[arg(long, default_value_t = 3006, value_name = "PORT")]
+    pub grpc_port: u16,
+    /// Serve only these protocols, comma-separated (http, https, ws, wss, h2, grpc).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// Interval between messages the WS apps push to every client (e.g. 5s, 500ms).
@@ -47,6 +50,10 @@ pub struct UpArgs {
     /// Largest WebSocket message accepted (e.g. 16MiB); bigger ones are closed with 1009.
     #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_message_size: u64,
+    /// Largest gRPC message the gRPC app decodes or encodes (e.g. 4MiB); a bigger request
+    /// ends its call with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub grpc_max_message_size: u64,
     /// Memory all WebSocket connections together may hold for messages in progress (e.g.
     /// 2GiB); a connection whose message would pass it is closed with 1013 (try again later)
     /// and a warning is logged. Default: a quarter of this machine's memory, or of the
@@ -129,6 +136,7 @@ impl TryFrom<UpArgs> for UpConfig {
             Protocol::Ws => args.ws_port,
             Protocol::Wss => args.wss_port,
             Protocol::H2 => args.h2_port,
+            Protocol::Grpc => args.grpc_port,
         };
         let mut protocols: Vec<Protocol> = if args.only.is_empty() {
             Protocol::ALL.to_vec()
@@ -139,7 +147,7 @@ impl TryFrom<UpArgs> for UpConfig {
                 .map(|name| {
                     Protocol::from_name(name).ok_or_else(|| {
                         crate::usage(format!(
-                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss, h2"
+                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss, h2, grpc"
                         ))
                     })
                 })
@@ -149,7 +157,7 @@ impl TryFrom<UpArgs> for UpConfig {
         protocols.dedup();
         ensure_usage!(
             !protocols.is_empty(),
-            "--only names no protocol; choose from http, https, ws, wss, h2"
+            "--only names no protocol; choose from http, https, ws, wss, h2, grpc"
         );
         let apps: Vec<(Protocol, u16)> = protocols.iter().map(|&p| (p, port_of(p))).collect();
         for (i, (a, pa)) in apps.iter().enumerate() {
@@ -184,6 +192,9 @@ impl TryFrom<UpArgs> for UpConfig {
                 crate::usage("--max-header-size is too large for this machine".into())
             })?,
             max_body_bytes: args.max_body_size,
+            grpc_max_message_bytes: usize::try_from(args.grpc_max_message_size).map_err(|_| {
+                crate::usage("--grpc-max-message-size is too large for this machine".into())
+            })?,
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
             drain_timeout: args.drain_timeout,
@@ -194,6 +205,10 @@ impl TryFrom<UpArgs> for UpConfig {
             "--max-buffered ({}) must be at least --max-message-size ({}), or no message of the largest size could ever be received",
             limits.max_buffered_bytes,
             limits.max_message_bytes
+        );
+        ensure_usage!(
+            limits.grpc_max_message_bytes > 0,
+            "--grpc-max-message-size must be at least 1 byte"
         );
         ensure_usage!(
             !args.message_timeout.is_zero(),
@@ -294,7 +309,7 @@ pub async fn start(
     ctx: &Context,
 ) -> anyhow::Result<(Lab, Option<protolab_server::proxy::Proxy>)> {
     let mut renewal = None;
-    let tls = if config.lab.apps.iter().any(|(p, _)| p.is_tls()) || config.proxy.is_some() {
+    let tls = if config.lab.apps.iter().any(|(p, _)| p.accepts_tls()) || config.proxy.is_some() {
         let (tls, acme) = lab_tls(
             &config.lab,
             config.keylog.as_deref(),
@@ -307,7 +322,7 @@ pub async fn start(
     } else {
         None
     };
-    if config.lab.apps.iter().any(|(p, _)| p.is_tls()) {
+    if config.lab.apps.iter().any(|(p, _)| p.accepts_tls()) {
         config.lab.tls.clone_from(&tls);
     }
     let bind = config.lab.bind;
@@ -449,6 +464,12 @@ fn print_ready(
                         e.page_url()
                     )?;
                 }
+                Protocol::Grpc => writeln!(
+                    out,
+                    "{:<6} {}  (h2c, or TLS; service protolab.lab.v1.Lab, reflection on)",
+                    e.protocol,
+                    e.url()
+                )?,
             }
         }
         for l in proxy_listeners {
@@ -460,7 +481,7 @@ fn print_ready(
     out.flush()?;
     if let Some(name) = acme {
         eprintln!("TLS apps use the ACME certificate {name}, renewed while running");
-    } else if lab.endpoints().iter().any(|e| e.protocol.is_tls()) {
+    } else if lab.endpoints().iter().any(|e| e.protocol.accepts_tls()) {
         let ca = ctx.store().ca_cert_path();
         eprintln!("TLS apps use the protolab CA: curl --cacert {} …  (`protolab certs trust` for browsers)", ca.display());
     }

@@ -122,6 +122,7 @@ async fn serve_requests<'c, S: Io>(
                         "this is the HTTP app; WebSockets are served on the WS app's /ws\n"
                     }
                     AppKind::Ws => "WebSocket endpoint is /ws\n",
+                    AppKind::Grpc => "this is the gRPC app; it speaks HTTP/2 only\n",
                 };
                 refuse(
                     stream,

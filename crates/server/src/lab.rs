@@ -16,6 +16,7 @@ use crate::budget::MessageBudget;
 use crate::cancel::CancelToken;
 use crate::conn;
 use crate::ctx::ConnCtx;
+use crate::grpc::GrpcApp;
 use crate::lend::ReadBuffers;
 use crate::{Error, Limits, Result};
 
@@ -34,11 +35,20 @@ pub enum Protocol {
     /// HTTP/2 over TLS (ALPN `h2`) and h2c with prior knowledge on one port (default 3005);
     /// WebSockets over HTTP/2 (RFC 8441) too.
     H2,
+    /// gRPC over HTTP/2, cleartext (h2c) and TLS on the same port (default port 3006).
+    Grpc,
 }
 
 impl Protocol {
     /// Every protocol, in port order.
-    pub const ALL: [Self; 5] = [Self::Http, Self::Https, Self::Ws, Self::Wss, Self::H2];
+    pub const ALL: [Self; 6] = [
+        Self::Http,
+        Self::Https,
+        Self::Ws,
+        Self::Wss,
+        Self::H2,
+        Self::Grpc,
+    ];
 
     /// The lab's default port for this protocol.
     pub fn default_port(self) -> u16 {
@@ -48,15 +58,22 @@ impl Protocol {
             Self::Ws => 3002,
             Self::Wss => 3003,
             Self::H2 => 3005,
+            Self::Grpc => 3006,
         }
     }
 
-    /// Whether the listener terminates TLS (the HTTP/2 app also takes h2c beside it).
+    /// Whether the listener terminates TLS only (the HTTP/2 app also takes h2c beside it; gRPC
+    /// serves TLS beside h2c when the lab has a certificate, see `accepts_tls`).
     pub fn is_tls(self) -> bool {
         matches!(self, Self::Https | Self::Wss | Self::H2)
     }
 
-    /// The lowercase name, which is also the URL scheme.
+    /// Whether the listener accepts TLS: the TLS apps, and gRPC beside h2c.
+    pub fn accepts_tls(self) -> bool {
+        self.is_tls() || self == Self::Grpc
+    }
+
+    /// The lowercase name, which is also the URL scheme (gRPC has none).
     pub fn name(self) -> &'static str {
         match self {
             Self::Http => "http",
@@ -64,6 +81,7 @@ impl Protocol {
             Self::Ws => "ws",
             Self::Wss => "wss",
             Self::H2 => "h2",
+            Self::Grpc => "grpc",
         }
     }
 
@@ -78,6 +96,7 @@ impl Protocol {
         match self {
             Self::Http | Self::Https | Self::H2 => AppKind::Http,
             Self::Ws | Self::Wss => AppKind::Ws,
+            Self::Grpc => AppKind::Grpc,
         }
     }
 
@@ -150,7 +169,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The URL a user opens: the demo page for HTTP(S), the `/ws` endpoint for WS(S).
+    /// The URL a user opens: the demo page for HTTP(S), the `/ws` endpoint for WS(S), the
+    /// `host:port` target for gRPC.
     /// Loopback addresses are shown as `localhost` because that is the name on the lab's
     /// certificate and what a browser shows as a secure context.
     pub fn url(&self) -> String {
@@ -159,6 +179,8 @@ impl Endpoint {
             Protocol::Http | Protocol::Https => format!("{}://{host}/", self.protocol),
             Protocol::Ws | Protocol::Wss => format!("{}://{host}/ws", self.protocol),
             Protocol::H2 => format!("https://{host}/"),
+            // No URL scheme is registered for gRPC; grpcurl and gRPC clients take host:port.
+            Protocol::Grpc => host,
         }
     }
 
@@ -239,6 +261,7 @@ impl Lab {
         }
 
         let endpoints: Vec<Endpoint> = listeners.iter().map(|(e, _)| *e).collect();
+        let grpc_wanted = endpoints.iter().any(|e| e.protocol == Protocol::Grpc);
         let mut allowed_origins = config.allowed_origins.clone();
         for e in &endpoints {
             // The lab's own pages may open its sockets: the HTTP page links to the WS demo.
@@ -262,6 +285,16 @@ impl Lab {
         };
         let limits = Arc::new(config.limits);
         let allowed_origins: Arc<[String]> = allowed_origins.into();
+        let grpc = if grpc_wanted {
+            Some(Arc::new(GrpcApp::new(
+                &limits,
+                config.push_interval,
+                lab.graceful.clone(),
+                lab.tracker.clone(),
+            )?))
+        } else {
+            None
+        };
         for (endpoint, bound) in listeners {
             let ctx = Arc::new(ConnCtx {
                 app: endpoint.protocol.app(),
@@ -284,14 +317,20 @@ impl Lab {
                 })
             } else if endpoint.protocol.is_tls() {
                 config.tls.as_ref().map(Arc::clone)
+            } else if endpoint.protocol == Protocol::Grpc {
+                config.tls.as_deref().map(grpc_tls)
             } else {
                 None
             };
+            let grpc = (endpoint.protocol == Protocol::Grpc)
+                .then(|| grpc.clone())
+                .flatten();
             lab.tracker.spawn(accept_loop(
                 bound,
                 endpoint,
                 tls,
                 ctx,
+                grpc,
                 lab.tracker.clone(),
                 Arc::clone(&lab.open),
             ));
@@ -358,6 +397,14 @@ impl Lab {
     }
 }
 
+/// The lab's TLS configuration with HTTP/2 as the only ALPN protocol: gRPC runs on nothing
+/// else. The certificate resolver (and with it any renewal) and key log are shared.
+fn grpc_tls(config: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
 async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
     match listener {
         Some(l) => l.accept().await,
@@ -392,6 +439,7 @@ async fn accept_loop(
     endpoint: Endpoint,
     tls: Option<Arc<rustls::ServerConfig>>,
     ctx: Arc<ConnCtx>,
+    grpc: Option<Arc<GrpcApp>>,
     tracker: TaskTracker,
     open: Arc<std::sync::atomic::AtomicUsize>,
 ) {
@@ -426,6 +474,7 @@ async fn accept_loop(
         }
         let ctx = Arc::clone(&ctx);
         let tls = tls.clone();
+        let grpc = grpc.clone();
         let open = Arc::clone(&open);
         open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let streams = tracker.clone();
@@ -434,6 +483,8 @@ async fn accept_loop(
             let _permit = permit;
             if h2 {
                 Box::pin(crate::h2::serve(tcp, peer, tls, ctx, streams)).await;
+            } else if let Some(app) = grpc {
+                Box::pin(crate::grpc::serve(tcp, peer, tls, &ctx, &app)).await;
             } else {
                 serve(tcp, peer, tls, &ctx).await;
             }

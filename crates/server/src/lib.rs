@@ -15,6 +15,7 @@ mod budget;
 mod cancel;
 mod conn;
 mod ctx;
+mod grpc;
 mod h2;
 mod io;
 mod lab;
@@ -58,6 +59,9 @@ pub enum Error {
     /// A TLS protocol was requested without a TLS server config.
     #[error("the {0} app needs a certificate, but no TLS configuration was given")]
     MissingTls(Protocol),
+    /// The gRPC app's reflection service refused lab.proto's descriptors (a build fault).
+    #[error("the gRPC app cannot serve reflection for lab.proto: {0}")]
+    GrpcReflection(#[source] tonic_reflection::server::Error),
     /// The proxy was started without a backend.
     #[error("the proxy needs at least one backend (--backend HOST:PORT)")]
     NoBackends,

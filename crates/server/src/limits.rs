@@ -51,6 +51,13 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// After we send a close frame, how long we wait for the peer's. Default 2 s.
     pub close_timeout: Duration,
+    /// Largest gRPC message the gRPC app decodes or encodes, in bytes. Default 4 MiB, gRPC's
+    /// own default. A bigger request ends its call with RESOURCE_EXHAUSTED as soon as the
+    /// message's length prefix announces it; the connection and its other calls go on.
+    pub grpc_max_message_bytes: usize,
+    /// gRPC calls (HTTP/2 streams) open at once on one connection, as advertised in
+    /// SETTINGS_MAX_CONCURRENT_STREAMS. Default 100.
+    pub grpc_max_concurrent_streams: u32,
     /// What the HTTP/2 app allows one connection beyond the limits above (which it applies
     /// too: header bytes become SETTINGS_MAX_HEADER_LIST_SIZE, body bytes bound `POST /echo`).
     pub h2: H2Limits,
@@ -108,6 +115,8 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(2),
             h2: H2Limits::default(),
+            grpc_max_message_bytes: 4 << 20,
+            grpc_max_concurrent_streams: 100,
         }
     }
 }

@@ -98,6 +98,9 @@ pub enum Peer {
     OpenApiValidator,
     /// A JWT signer (`jwt_sign.py`, PyPI `PyJWT` with `cryptography`): prints one token.
     JwtSigner,
+    /// A client of the lab's gRPC app (`grpc_client.py`, PyPI `grpcio`, `grpcio-tools` for
+    /// reading lab.proto, `grpcio-reflection`).
+    PythonGrpc,
 }
 
 impl Peer {
@@ -151,6 +154,14 @@ impl Peer {
                 require_python_module("cryptography");
                 let mut c = Command::new(require("python3", "apt-get install -y python3"));
                 c.arg(peers.join("jwt_sign.py"));
+                c
+            }
+            Self::PythonGrpc => {
+                require_python_module("grpc");
+                require_python_module("grpc_tools");
+                require_python_module("grpc_reflection");
+                let mut c = Command::new(require("python3", "apt-get install -y python3"));
+                c.arg(peers.join("grpc_client.py"));
                 c
             }
             Self::OpenApiValidator => {

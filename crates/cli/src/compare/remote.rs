@@ -97,6 +97,10 @@ pub fn parse(
             ))
         })?;
         ensure_usage!(
+            protocol != Protocol::Grpc,
+            "--lab-url `{entry}`: compare has no gRPC workload; choose from http, https, ws, wss"
+        );
+        ensure_usage!(
             !given.iter().any(|(p, _)| *p == protocol),
             "--lab-url gives {protocol} twice"
         );
@@ -206,6 +210,7 @@ fn default_url(protocol: Protocol, host: &str, port: u16) -> String {
         Protocol::Http | Protocol::Https => format!("{protocol}://{host}:{port}/"),
         Protocol::Ws | Protocol::Wss => format!("{protocol}://{host}:{port}/ws"),
         Protocol::H2 => format!("https://{host}:{port}/"),
+        Protocol::Grpc => format!("{host}:{port}"),
     }
 }
 
@@ -379,7 +384,12 @@ mod tests {
     #[test]
     fn lab_host_means_the_up_ports_and_lab_url_overrides_one() {
         assert_eq!(
-            urls(Some("10.0.0.7"), &[], &Protocol::ALL).unwrap(),
+            urls(
+                Some("10.0.0.7"),
+                &[],
+                &[Protocol::Http, Protocol::Https, Protocol::Ws, Protocol::Wss]
+            )
+            .unwrap(),
             [
                 "http://10.0.0.7:3000/",
                 "https://10.0.0.7:3001/",

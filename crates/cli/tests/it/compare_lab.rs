@@ -29,7 +29,8 @@ impl UpElsewhere {
         let mut child = Command::new(env!("CARGO_BIN_EXE_protolab"))
             .arg("--home")
             .arg(home)
-            .args(["--json", "up"])
+            // the four apps compare loads (it has no gRPC workload)
+            .args(["--json", "up", "--only", "http,https,ws,wss"])
             .args(["--http-port", "0", "--https-port", "0"])
             .args([
                 "--ws-port",

@@ -214,6 +214,7 @@ fn a_taken_port_names_the_flag_that_picks_another() {
             "--ws-port",
             "--wss-port",
             "--h2-port",
+            "--grpc-port",
         ] {
             args.extend([
                 f.to_owned(),
@@ -228,6 +229,7 @@ fn a_taken_port_names_the_flag_that_picks_another() {
         "--ws-port",
         "--wss-port",
         "--h2-port",
+        "--grpc-port",
     ]
     .into_iter()
     .map(|flag| (others_free(flag), flag))

@@ -28,6 +28,8 @@ fn start_up(home: &std::path::Path, extra: &[&str]) -> (Child, Vec<String>) {
             "0",
             "--h2-port",
             "0",
+            "--grpc-port",
+            "0",
         ])
         .args(extra)
         .stdout(Stdio::piped())
@@ -95,7 +97,11 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 fn up_prints_every_url_then_ready_serves_them_and_exits_0_on_sigterm() {
     let home = tempfile::tempdir().unwrap();
     let (mut child, lines) = start_up(home.path(), &[]);
-    assert_eq!(lines.len(), 5, "one line per app: {lines:?}");
+    assert_eq!(lines.len(), 6, "one line per app: {lines:?}");
+    assert!(
+        url_of(&lines, "grpc").starts_with("localhost:"),
+        "{lines:?}"
+    );
     let http = url_of(&lines, "http").to_string();
     let https = url_of(&lines, "https").to_string();
     let ws = url_of(&lines, "ws").to_string();

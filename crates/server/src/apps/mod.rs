@@ -19,6 +19,8 @@ pub(crate) enum AppKind {
     Http,
     /// Demo page and `/ws` (echo + push).
     Ws,
+    /// The gRPC service (served by [`crate::grpc`], never routed here).
+    Grpc,
 }
 
 /// A response before encoding.

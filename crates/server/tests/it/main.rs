@@ -3,6 +3,7 @@
 //! against a lab bound to port 0.
 
 mod autobahn;
+mod grpc;
 mod h2;
 mod hostile;
 mod http;

@@ -21,11 +21,14 @@ async fn curl_i(lab: &TestLab, url: &str, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The apps that answer HTTP/1.1 (gRPC's ::1 listener is checked in `grpc`).
+const HTTP1_APPS: [Protocol; 4] = [Protocol::Http, Protocol::Https, Protocol::Ws, Protocol::Wss];
+
 /// Browsers try `localhost` at ::1 first; every app answers there on the same port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_app_on_loopback_answers_on_ipv6_loopback_too() {
-    let lab = TestLab::start(&Protocol::ALL, |_| {}).await;
-    for protocol in Protocol::ALL {
+    let lab = TestLab::start(&HTTP1_APPS, |_| {}).await;
+    for protocol in HTTP1_APPS {
         let port = lab.port(protocol);
         let scheme = if protocol.is_tls() { "https" } else { "http" };
         let answer = curl_i(&lab, &format!("{scheme}://[::1]:{port}/healthz"), &["-g"]).await;
@@ -43,8 +46,8 @@ async fn every_app_on_loopback_answers_on_ipv6_loopback_too() {
 /// browser never carries the policy to the plain-HTTP app on the same name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_apps_send_hsts_and_plain_apps_do_not() {
-    let lab = TestLab::start(&Protocol::ALL, |_| {}).await;
-    for protocol in Protocol::ALL {
+    let lab = TestLab::start(&HTTP1_APPS, |_| {}).await;
+    for protocol in HTTP1_APPS {
         let port = lab.port(protocol);
         let scheme = if protocol.is_tls() { "https" } else { "http" };
         let url = format!("{scheme}://localhost:{port}/");

@@ -41,7 +41,9 @@ const README: &str = include_str!("../../../../../README.md");
 const RUN_BY_DEFAULT: &[&str] = &["protolab", "curl", "tshark"];
 
 /// The fixed ports the README uses, each replaced by a free one.
-const README_PORTS: &[u16] = &[3000, 3001, 3002, 3003, 3012, 4000, 8080, 8443, 9100];
+const README_PORTS: &[u16] = &[
+    3000, 3001, 3002, 3003, 3005, 3006, 3012, 4000, 8080, 8443, 9100,
+];
 
 /// How long a command that runs to the end may take; `protolab compare` gets longer (it runs
 /// about 45 s as the README gives it: three rounds of every run).
@@ -283,11 +285,13 @@ fn adapt(text: &str, ports: &Ports) -> String {
     }
     if let Some(rest) = command.strip_prefix("protolab up") {
         let mut flags = format!(
-            " --http-port {} --https-port {} --ws-port {} --wss-port {}",
+            " --http-port {} --https-port {} --ws-port {} --wss-port {} --h2-port {} --grpc-port {}",
             ports.get(3000),
             ports.get(3001),
             ports.get(3002),
-            ports.get(3003)
+            ports.get(3003),
+            ports.get(3005),
+            ports.get(3006)
         );
         if rest.contains("--proxy") {
             let _ = write!(
@@ -664,11 +668,13 @@ fn readme_commands_are_found_and_unlisted_ones_fail() {
     assert_eq!(
         adapted,
         format!(
-            "protolab up --http-port {} --https-port {} --ws-port {} --wss-port {} --proxy-port {} --proxy-tls-port {} --proxy",
+            "protolab up --http-port {} --https-port {} --ws-port {} --wss-port {} --h2-port {} --grpc-port {} --proxy-port {} --proxy-tls-port {} --proxy",
             ports.get(3000),
             ports.get(3001),
             ports.get(3002),
             ports.get(3003),
+            ports.get(3005),
+            ports.get(3006),
             ports.get(8080),
             ports.get(8443)
         )
