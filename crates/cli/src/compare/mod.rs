@@ -17,6 +17,7 @@ mod recording;
 pub mod remote;
 pub mod rounds;
 mod site;
+pub mod spread;
 pub mod table;
 mod timestamp;
 pub mod wan;

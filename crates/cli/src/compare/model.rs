@@ -265,7 +265,7 @@ pub struct Run {
     /// Headline figures over the rounds, by their path in this run (`report.latency.p50_us`,
     /// `cpu.client_us_per_1k`...): median round, range, and whether they are noisy. Empty
     /// with one round.
-    pub spread: BTreeMap<String, super::rounds::Spread>,
+    pub spread: BTreeMap<String, super::spread::Spread>,
     /// Run-queue wait, steal and the WAN link's schedule during the run.
     pub contention: Option<super::contention::Contention>,
     /// The machine, not the protocol, limited this run (`contention.why` says how).

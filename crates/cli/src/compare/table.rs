@@ -192,7 +192,7 @@ fn legend(results: &Results) -> String {
     {
         out.push_str(&format!(
             "?: noisy: a round lay more than {:.0}% from the median, so a difference between protocols smaller than that is not shown by this run\n",
-            super::rounds::NOISY_ABOVE * 100.0
+            super::spread::NOISY_ABOVE * 100.0
         ));
     }
     if results.runs.iter().any(|r| r.machine_bound) {
@@ -569,7 +569,7 @@ mod tests {
         busy.runs[0].machine_bound = true;
         busy.runs[0].spread.insert(
             "report.throughput_per_sec".to_owned(),
-            crate::compare::rounds::Spread::of(&[100.0, 80.0, 101.0]).unwrap(),
+            crate::compare::spread::Spread::of(&[100.0, 80.0, 101.0]).unwrap(),
         );
         let busy = render(&busy);
         assert!(

@@ -6,6 +6,7 @@
 //! frame floods ([`guard`]). Requests are answered by the HTTP app's router
 //! ([`crate::apps::route`]); WebSockets over HTTP/2 (RFC 8441) by the WS app's echo loop.
 
+mod answer;
 mod guard;
 mod service;
 mod tunnel;
@@ -167,7 +168,7 @@ async fn serve_h2<S: Io>(
         .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
         .enable_connect_protocol();
     let activity = guard::Activity::new();
-    let shared = Arc::new(service::Shared {
+    let shared = Arc::new(answer::Shared {
         ctx: Arc::clone(&ctx),
         tls,
         peer,

@@ -16,7 +16,7 @@ use protolab_tls::stream::ReadReady;
 use protolab_wire::http1::{Headers as _, RequestHead};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::service::{to_hyper, Body, Shared};
+use super::answer::{to_hyper, Body, Shared};
 use crate::apps::Response;
 use crate::io::READ_CHUNK;
 

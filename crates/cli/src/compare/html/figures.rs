@@ -256,7 +256,7 @@ pub(super) fn figures_table(r: &Results) -> String {
             out,
             "<p class=note>{} rounds of every run: messages/s and latencies are the median round, ± the furthest round from it; ? marks a noisy figure (a round over {:.0}% from the median: differences smaller than that are not shown by this run). The other figures pool all rounds.</p>",
             r.settings.rounds,
-            super::super::rounds::NOISY_ABOVE * 100.0
+            super::super::spread::NOISY_ABOVE * 100.0
         );
     }
     if r.runs.iter().any(|run| run.machine_bound) {
