@@ -17,6 +17,7 @@ use crate::cancel::CancelToken;
 use crate::conn;
 use crate::ctx::ConnCtx;
 use crate::lend::ReadBuffers;
+use crate::sse::Sse;
 use crate::{Error, Limits, Result};
 
 /// One of the lab's protocols; each gets its own port so a capture filter isolates it.
@@ -31,11 +32,13 @@ pub enum Protocol {
     Ws,
     /// WebSocket over TLS (default port 3003).
     Wss,
+    /// Server-sent events, with long-polling and plain polling beside them (default port 3004).
+    Sse,
 }
 
 impl Protocol {
     /// Every protocol, in port order.
-    pub const ALL: [Self; 4] = [Self::Http, Self::Https, Self::Ws, Self::Wss];
+    pub const ALL: [Self; 5] = [Self::Http, Self::Https, Self::Ws, Self::Wss, Self::Sse];
 
     /// The lab's default port for this protocol.
     pub fn default_port(self) -> u16 {
@@ -44,6 +47,7 @@ impl Protocol {
             Self::Https => 3001,
             Self::Ws => 3002,
             Self::Wss => 3003,
+            Self::Sse => 3004,
         }
     }
 
@@ -52,13 +56,14 @@ impl Protocol {
         matches!(self, Self::Https | Self::Wss)
     }
 
-    /// The lowercase name, which is also the URL scheme.
+    /// The lowercase name, which is also the URL scheme (except for `sse`, served over `http`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
             Self::Ws => "ws",
             Self::Wss => "wss",
+            Self::Sse => "sse",
         }
     }
 
@@ -73,7 +78,13 @@ impl Protocol {
         match self {
             Self::Http | Self::Https => AppKind::Http,
             Self::Ws | Self::Wss => AppKind::Ws,
+            Self::Sse => AppKind::Sse,
         }
+    }
+
+    /// Whether the listener serves the SSE and polling paths (`/events`, `/poll` ...).
+    fn serves_sse(self) -> bool {
+        matches!(self, Self::Sse | Self::Https)
     }
 
     /// Scheme of the page a browser opens for this app (`http` for ws, `https` for wss).
@@ -145,7 +156,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The URL a user opens: the demo page for HTTP(S), the `/ws` endpoint for WS(S).
+    /// The URL a user opens: the demo page for HTTP(S), the `/ws` endpoint for WS(S), the
+    /// `/events` stream for SSE.
     /// Loopback addresses are shown as `localhost` because that is the name on the lab's
     /// certificate and what a browser shows as a secure context.
     pub fn url(&self) -> String {
@@ -153,6 +165,7 @@ impl Endpoint {
         match self.protocol {
             Protocol::Http | Protocol::Https => format!("{}://{host}/", self.protocol),
             Protocol::Ws | Protocol::Wss => format!("{}://{host}/ws", self.protocol),
+            Protocol::Sse => format!("http://{host}/events"),
         }
     }
 
@@ -190,6 +203,7 @@ pub struct Lab {
     budget: Arc<MessageBudget>,
     read_buffers: Arc<ReadBuffers>,
     drain_timeout: Duration,
+    sse: Option<Arc<Sse>>,
 }
 
 impl Lab {
@@ -244,6 +258,12 @@ impl Lab {
             allowed_origins.push(format!("{}://{}", e.protocol.page_scheme(), e.addr));
         }
         let budget = Arc::new(MessageBudget::new(config.limits.max_buffered_bytes));
+        // One feed for the SSE app and the HTTPS app's SSE paths; streams of both count
+        // against one cap, the connection limit of one listener.
+        let sse = endpoints
+            .iter()
+            .any(|e| e.protocol.serves_sse())
+            .then(|| Arc::new(Sse::new(config.limits.max_connections, Arc::clone(&budget))));
         let lab = Self {
             endpoints,
             graceful: CancelToken::new(),
@@ -253,7 +273,15 @@ impl Lab {
             budget: Arc::clone(&budget),
             read_buffers: Arc::default(),
             drain_timeout: config.limits.drain_timeout,
+            sse: sse.clone(),
         };
+        if let Some(sse) = &sse {
+            let sse = Arc::clone(sse);
+            let stop = lab.graceful.clone();
+            let interval = config.push_interval;
+            lab.tracker
+                .spawn(async move { sse.feed.run(interval, &stop).await });
+        }
         let limits = Arc::new(config.limits);
         let allowed_origins: Arc<[String]> = allowed_origins.into();
         for (endpoint, bound) in listeners {
@@ -268,6 +296,7 @@ impl Lab {
                 ws_deflate: config.ws_deflate,
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
+                sse: sse.clone().filter(|_| endpoint.protocol.serves_sse()),
             });
             let tls = if endpoint.protocol.is_tls() {
                 config.tls.as_ref().map(Arc::clone)
@@ -317,8 +346,14 @@ impl Lab {
         self.read_buffers.lent()
     }
 
+    /// Event streams (`GET /events`) open right now, on the SSE and HTTPS apps together.
+    pub fn sse_streams(&self) -> usize {
+        self.sse.as_ref().map_or(0, |sse| sse.open_streams())
+    }
+
     /// Stops accepting, lets in-flight HTTP requests finish with `Connection: close`, closes
-    /// WebSockets with 1001 (going away) and waits for their close handshake, all within the
+    /// WebSockets with 1001 (going away) and waits for their close handshake, ends event
+    /// streams (a last comment, then a close), all within the
     /// drain timeout; whatever is still open then is dropped. Returns once every task has
     /// ended, so nothing keeps running after it.
     pub async fn shutdown(self) -> ShutdownReport {

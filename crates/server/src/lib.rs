@@ -21,6 +21,7 @@ mod lend;
 mod limits;
 mod listen;
 pub mod proxy;
+mod sse;
 mod ws;
 
 pub use apps::birds;

@@ -3,6 +3,7 @@
 //! against a lab bound to port 0.
 
 mod autobahn;
+mod browser;
 mod hostile;
 mod http;
 mod idle;
@@ -12,6 +13,8 @@ mod names;
 mod proxy;
 mod proxy_edges;
 mod smuggling;
+mod sse;
+mod sse_limits;
 mod ws;
 mod ws_limits;
 
