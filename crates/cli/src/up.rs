@@ -31,10 +31,14 @@ pub struct UpArgs {
     /// Port of the secure WebSocket app.
     #[arg(long, default_value_t = 3003, value_name = "PORT")]
     pub wss_port: u16,
-    /// Serve only these protocols, comma-separated (http, https, ws, wss).
+    /// Port of the server-sent events app (also long-polling and polling).
+    #[arg(long, default_value_t = 3004, value_name = "PORT")]
+    pub sse_port: u16,
+    /// Serve only these protocols, comma-separated (http, https, ws, wss, sse).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
-    /// Interval between messages the WS apps push to every client (e.g. 5s, 500ms).
+    /// Interval between messages the WS apps push to every client, and between the SSE
+    /// feed's events (e.g. 5s, 500ms).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub push_interval: Duration,
     /// Also accept WebSocket upgrades from pages of this origin (e.g. `https://app.example:8443`);
@@ -125,6 +129,7 @@ impl TryFrom<UpArgs> for UpConfig {
             Protocol::Https => args.https_port,
             Protocol::Ws => args.ws_port,
             Protocol::Wss => args.wss_port,
+            Protocol::Sse => args.sse_port,
         };
         let mut protocols: Vec<Protocol> = if args.only.is_empty() {
             Protocol::ALL.to_vec()
@@ -135,7 +140,7 @@ impl TryFrom<UpArgs> for UpConfig {
                 .map(|name| {
                     Protocol::from_name(name).ok_or_else(|| {
                         crate::usage(format!(
-                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss"
+                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss, sse"
                         ))
                     })
                 })
@@ -145,7 +150,7 @@ impl TryFrom<UpArgs> for UpConfig {
         protocols.dedup();
         ensure_usage!(
             !protocols.is_empty(),
-            "--only names no protocol; choose from http, https, ws, wss"
+            "--only names no protocol; choose from http, https, ws, wss, sse"
         );
         let apps: Vec<(Protocol, u16)> = protocols.iter().map(|&p| (p, port_of(p))).collect();
         for (i, (a, pa)) in apps.iter().enumerate() {
@@ -429,7 +434,7 @@ fn print_ready(
         for e in lab.endpoints() {
             match e.protocol {
                 Protocol::Http | Protocol::Https => writeln!(out, "{:<6} {}", e.protocol, e.url())?,
-                Protocol::Ws | Protocol::Wss => {
+                Protocol::Ws | Protocol::Wss | Protocol::Sse => {
                     writeln!(
                         out,
                         "{:<6} {}  (demo page {})",

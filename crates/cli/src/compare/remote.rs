@@ -198,6 +198,7 @@ fn default_url(protocol: Protocol, host: &str, port: u16) -> String {
     match protocol {
         Protocol::Http | Protocol::Https => format!("{protocol}://{host}:{port}/"),
         Protocol::Ws | Protocol::Wss => format!("{protocol}://{host}:{port}/ws"),
+        Protocol::Sse => format!("http://{host}:{port}/events"),
     }
 }
 

@@ -9,7 +9,7 @@
 // so does a STEPS entry the README no longer has.
 //
 // What differs from a user's run, on purpose:
-// - Ports: the README's fixed ports (3000-3003, 3012, 8080, 8443, 9100) are replaced in every
+// - Ports: the README's fixed ports (3000-3004, 3012, 8080, 8443, 9100) are replaced in every
 //   command and expected output by free ones, and `protolab up` gets the port flags to match,
 //   so the test never collides with a lab someone is running.
 // - `protolab bench` runs 2 s instead of its --duration (or its 10 s default) unless it is
@@ -41,7 +41,7 @@ const README: &str = include_str!("../../../../../README.md");
 const RUN_BY_DEFAULT: &[&str] = &["protolab", "curl", "tshark"];
 
 /// The fixed ports the README uses, each replaced by a free one.
-const README_PORTS: &[u16] = &[3000, 3001, 3002, 3003, 3012, 4000, 8080, 8443, 9100];
+const README_PORTS: &[u16] = &[3000, 3001, 3002, 3003, 3004, 3012, 4000, 8080, 8443, 9100];
 
 /// How long a command that runs to the end may take; `protolab compare` gets longer (it runs
 /// about 30 s as the README gives it).
@@ -283,11 +283,12 @@ fn adapt(text: &str, ports: &Ports) -> String {
     }
     if let Some(rest) = command.strip_prefix("protolab up") {
         let mut flags = format!(
-            " --http-port {} --https-port {} --ws-port {} --wss-port {}",
+            " --http-port {} --https-port {} --ws-port {} --wss-port {} --sse-port {}",
             ports.get(3000),
             ports.get(3001),
             ports.get(3002),
-            ports.get(3003)
+            ports.get(3003),
+            ports.get(3004)
         );
         if rest.contains("--proxy") {
             let _ = write!(
