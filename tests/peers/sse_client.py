@@ -7,7 +7,7 @@
   poll BASE --count N [--long] [--timeout-ms T] [--every-ms E] [--cafile CA]
                                polls BASE/poll (or /poll/long) with after= the last id until N
                                events came: {"ids", "requests", "empty", "timeouts", "gaps",
-                               "resets", "delays_ms"}
+                               "resets", "max_batch", "delays_ms"}
   flood BASE --stream ID --size BYTES --max-posts M [--cafile CA]
                                POSTs BYTES-long bodies to /echo?stream=ID until one is not
                                accepted: {"posts", "statuses": {status: count}, "last_status"}
@@ -94,7 +94,8 @@ def poll(args, verify):
     s = requests.Session()
     start = s.get(args.base + "/poll", verify=verify, timeout=10).json()
     after = start["last"]
-    out = {"ids": [], "requests": 0, "empty": 0, "timeouts": 0, "gaps": 0, "resets": 0, "delays_ms": []}
+    out = {"ids": [], "requests": 0, "empty": 0, "timeouts": 0, "gaps": 0, "resets": 0, "max_batch": 0,
+           "delays_ms": []}
     deadline = time.monotonic() + args.limit
     while len(out["ids"]) < args.count and time.monotonic() < deadline:
         params = {"after": after}
@@ -112,6 +113,7 @@ def poll(args, verify):
         out["resets"] += body["reset"]
         if not body["events"]:
             out["empty"] += 1
+        out["max_batch"] = max(out["max_batch"], len(body["events"]))
         for e in body["events"]:
             out["ids"].append(e["id"])
             out["delays_ms"].append(round(now_ms - e["data"]["sent_at_ms"], 1))
