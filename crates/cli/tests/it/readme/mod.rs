@@ -665,11 +665,12 @@ fn readme_commands_are_found_and_unlisted_ones_fail() {
     assert_eq!(
         adapted,
         format!(
-            "protolab up --http-port {} --https-port {} --ws-port {} --wss-port {} --proxy-port {} --proxy-tls-port {} --proxy",
+            "protolab up --http-port {} --https-port {} --ws-port {} --wss-port {} --sse-port {} --proxy-port {} --proxy-tls-port {} --proxy",
             ports.get(3000),
             ports.get(3001),
             ports.get(3002),
             ports.get(3003),
+            ports.get(3004),
             ports.get(8080),
             ports.get(8443)
         )
