@@ -74,7 +74,8 @@ pub(crate) async fn openssl_negotiated(port: u16, ca: &Path) -> (String, String)
 async fn probes_the_lab_over_http_https_ws_wss_and_tls_facts_agree_with_openssl() {
     let lab = TestLab::start(&Protocol::ALL, |_| {}).await;
     let ca = lab.ca.to_string_lossy().into_owned();
-    for protocol in Protocol::ALL {
+    // Not the SSE app: its URL is an event stream, a body that never finishes by design.
+    for protocol in [Protocol::Http, Protocol::Https, Protocol::Ws, Protocol::Wss] {
         let url = lab.url(protocol);
         let (code, report, _) = probe(lab.home(), &[&url, "--cacert", &ca]).await;
         assert_eq!(code, 0, "{url}: {report:#}");
