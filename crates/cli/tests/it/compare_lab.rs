@@ -31,7 +31,15 @@ impl UpElsewhere {
             .arg(home)
             .args(["--json", "up"])
             .args(["--http-port", "0", "--https-port", "0"])
-            .args(["--ws-port", "0", "--wss-port", "0", "--keylog"])
+            .args([
+                "--ws-port",
+                "0",
+                "--wss-port",
+                "0",
+                "--sse-port",
+                "0",
+                "--keylog",
+            ])
             .arg(keylog)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())

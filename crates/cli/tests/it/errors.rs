@@ -208,7 +208,13 @@ fn a_taken_port_names_the_flag_that_picks_another() {
     let taken = squatter.local_addr().unwrap().port().to_string();
     let others_free = |flag: &str| {
         let mut args = vec!["up".to_owned()];
-        for f in ["--http-port", "--https-port", "--ws-port", "--wss-port"] {
+        for f in [
+            "--http-port",
+            "--https-port",
+            "--ws-port",
+            "--wss-port",
+            "--sse-port",
+        ] {
             args.extend([
                 f.to_owned(),
                 if f == flag { &taken } else { "0" }.to_owned(),
@@ -216,11 +222,16 @@ fn a_taken_port_names_the_flag_that_picks_another() {
         }
         args
     };
-    let mut cases: Vec<(Vec<String>, &str)> =
-        ["--http-port", "--https-port", "--ws-port", "--wss-port"]
-            .into_iter()
-            .map(|flag| (others_free(flag), flag))
-            .collect();
+    let mut cases: Vec<(Vec<String>, &str)> = [
+        "--http-port",
+        "--https-port",
+        "--ws-port",
+        "--wss-port",
+        "--sse-port",
+    ]
+    .into_iter()
+    .map(|flag| (others_free(flag), flag))
+    .collect();
     for (flag, other) in [
         ("--proxy-port", "--proxy-tls-port"),
         ("--proxy-tls-port", "--proxy-port"),
