@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A client of the lab's SSE app and its polling paths, on `requests`. Prints one JSON line.
+"""A client of the lab's SSE app and its polling paths, on `requests` (the stream, echo) and
+its `urllib3` (polling and flooding, on kept-alive connections). Prints one JSON line.
 
   echo BASE [--cafile CA]      GET BASE/events, take the stream id from the hello event,
                                POST BASE/echo?stream=ID and read the echo event back:
@@ -18,6 +19,7 @@ import sys
 import time
 
 import requests
+import urllib3
 
 
 def lines(response):
@@ -89,10 +91,15 @@ def echo(args, verify):
     return out
 
 
+def pool(args):
+    """Connections kept alive across requests, as a polling client keeps them."""
+    return urllib3.PoolManager(ca_certs=args.cafile) if args.cafile else urllib3.PoolManager()
+
+
 def poll(args, verify):
     path = "/poll/long" if args.long else "/poll"
-    s = requests.Session()
-    start = s.get(args.base + "/poll", verify=verify, timeout=10).json()
+    http = pool(args)
+    start = json.loads(http.request("GET", args.base + "/poll", timeout=10).data)
     after = start["last"]
     out = {"ids": [], "requests": 0, "empty": 0, "timeouts": 0, "gaps": 0, "resets": 0, "max_batch": 0,
            "delays_ms": []}
@@ -101,13 +108,14 @@ def poll(args, verify):
         params = {"after": after}
         if args.long and args.timeout_ms:
             params["timeout_ms"] = args.timeout_ms
-        r = s.get(args.base + path, params=params, verify=verify, timeout=120)
+        r = http.request("GET", args.base + path, fields=params, timeout=120)
         out["requests"] += 1
-        if r.status_code == 204:
+        if r.status == 204:
             out["timeouts"] += 1
             continue
-        r.raise_for_status()
-        body = r.json()
+        if r.status != 200:
+            sys.exit(f"{path}: {r.status} {r.data!r}")
+        body = json.loads(r.data)
         now_ms = time.time() * 1000
         out["gaps"] += body["gap"] is not None
         out["resets"] += body["reset"]
@@ -124,16 +132,16 @@ def poll(args, verify):
 
 
 def flood(args, verify):
-    s = requests.Session()
+    http = pool(args)
     body = b"x" * args.size
+    url = f"{args.base}/echo?stream={args.stream}"
     out = {"posts": 0, "statuses": {}, "last_status": None}
     for _ in range(args.max_posts):
-        r = s.post(f"{args.base}/echo", params={"stream": args.stream}, data=body,
-                   verify=verify, timeout=30)
+        r = http.request("POST", url, body=body, timeout=30)
         out["posts"] += 1
-        out["statuses"][str(r.status_code)] = out["statuses"].get(str(r.status_code), 0) + 1
-        out["last_status"] = r.status_code
-        if r.status_code != 202:
+        out["statuses"][str(r.status)] = out["statuses"].get(str(r.status), 0) + 1
+        out["last_status"] = r.status
+        if r.status != 202:
             break
     return out
 
