@@ -34,7 +34,7 @@ pub(crate) struct ConnCtx {
     /// Cancelled when the drain timeout runs out: drop the connection now.
     pub(crate) hard: CancelToken,
     /// The SSE and polling paths, on the listeners that serve them (the SSE and HTTPS apps).
-    pub(crate) sse: Option<Arc<crate::sse::Sse>>,
+    pub(crate) sse: Option<Arc<crate::events::Sse>>,
 }
 
 /// Closes gracefully: [`linger_close`] within the listener's close timeout.

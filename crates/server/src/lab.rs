@@ -16,8 +16,8 @@ use crate::budget::MessageBudget;
 use crate::cancel::CancelToken;
 use crate::conn;
 use crate::ctx::ConnCtx;
+use crate::events::Sse;
 use crate::lend::ReadBuffers;
-use crate::sse::Sse;
 use crate::{Error, Limits, Result};
 
 /// One of the lab's protocols; each gets its own port so a capture filter isolates it.

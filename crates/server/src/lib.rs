@@ -15,6 +15,7 @@ mod budget;
 mod cancel;
 mod conn;
 mod ctx;
+mod events;
 mod io;
 mod lab;
 mod lend;

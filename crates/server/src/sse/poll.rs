@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use protolab_wire::http1::{query, RequestHead};
 
-use super::feed::{EventId, Lost, Since};
-use super::{millis_param, Delivery, Kind, Sse};
+use super::millis_param;
 use crate::apps::{not_allowed, Response};
 use crate::ctx::ConnCtx;
+use crate::events::feed::{EventId, Lost, Since};
+use crate::events::{Delivery, Kind, Sse};
 
 /// How long a long poll is held when the client does not say (`?timeout_ms=`): under the
 /// 30 s at which many proxies give up on a silent response.

@@ -10,9 +10,10 @@
 use protolab_wire::http1::{Headers as _, RequestHead};
 use tokio::time::Instant;
 
-use super::feed::{EventId, Lost};
-use super::{millis_param, OpenError, Sse, DEFAULT_HEARTBEAT, RETRY_MS};
+use super::{millis_param, DEFAULT_HEARTBEAT, RETRY_MS};
 use crate::ctx::{close_gracefully, write_out, ConnCtx};
+use crate::events::feed::{Event, EventId, Lost};
+use crate::events::{data_lines, OpenError, Sse};
 use crate::io::{Io, READ_CHUNK};
 use crate::lend::LentBuf;
 
@@ -71,7 +72,7 @@ pub(crate) async fn run<S: Io>(
     write_head(&mut out, hsts);
     out.extend_from_slice(format!("retry: {RETRY_MS}\n\n").as_bytes());
     out.extend_from_slice(b"event: hello\n");
-    super::data_lines(
+    data_lines(
         &mut out,
         &format!(
             r#"{{"stream":"{}","epoch":{},"newest":"{}","heartbeat_ms":{},"echo":"POST /echo?stream={}"}}"#,
@@ -196,16 +197,16 @@ x-accel-buffering: no\r\nconnection: close\r\n",
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_event(out: &mut Vec<u8>, sse: &Sse, event: &super::feed::Event) {
+fn push_event(out: &mut Vec<u8>, sse: &Sse, event: &Event) {
     out.extend_from_slice(format!("id: {}\n", sse.feed.id(event.seq)).as_bytes());
-    super::data_lines(out, &event.data);
+    data_lines(out, &event.data);
 }
 
 /// Tells the client events it missed are gone, and which.
 fn gap(out: &mut Vec<u8>, sse: &Sse, lost: Lost) {
     if let Lost::Dropped { from, to } = lost {
         out.extend_from_slice(b"event: gap\n");
-        super::data_lines(
+        data_lines(
             out,
             &format!(
                 r#"{{"from":"{}","to":"{}","missed":{}}}"#,
@@ -225,7 +226,7 @@ fn reset(out: &mut Vec<u8>, sse: &Sse, given: &str, reason: &str) -> u64 {
     let given: String = given.chars().take(64).collect();
     let given = serde_json::Value::String(given).to_string();
     out.extend_from_slice(format!("event: reset\nid: {}\n", sse.feed.id(newest)).as_bytes());
-    super::data_lines(
+    data_lines(
         out,
         &format!(
             r#"{{"last_event_id":{given},"reason":"{reason}","resume_from":"{}"}}"#,
