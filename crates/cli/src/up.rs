@@ -31,16 +31,20 @@ pub struct UpArgs {
     /// Port of the secure WebSocket app.
     #[arg(long, default_value_t = 3003, value_name = "PORT")]
     pub wss_port: u16,
+    /// Port of the server-sent events app (also long-polling and polling).
+    #[arg(long, default_value_t = 3004, value_name = "PORT")]
+    pub sse_port: u16,
     /// Port of the HTTP/2 app (h2 over TLS and h2c with prior knowledge).
     #[arg(long, default_value_t = 3005, value_name = "PORT")]
     pub h2_port: u16,
     /// Port of the gRPC app (h2c and TLS on the same port).
     #[arg(long, default_value_t = 3006, value_name = "PORT")]
     pub grpc_port: u16,
-    /// Serve only these protocols, comma-separated (http, https, ws, wss, h2, grpc).
+    /// Serve only these protocols, comma-separated (http, https, ws, wss, sse, h2, grpc).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
-    /// Interval between messages the WS apps push to every client (e.g. 5s, 500ms).
+    /// Interval between messages the WS apps push to every client, and between the SSE
+    /// feed's events (e.g. 5s, 500ms).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub push_interval: Duration,
     /// Also accept WebSocket upgrades from pages of this origin (e.g. `https://app.example:8443`);
@@ -135,6 +139,7 @@ impl TryFrom<UpArgs> for UpConfig {
             Protocol::Https => args.https_port,
             Protocol::Ws => args.ws_port,
             Protocol::Wss => args.wss_port,
+            Protocol::Sse => args.sse_port,
             Protocol::H2 => args.h2_port,
             Protocol::Grpc => args.grpc_port,
         };
@@ -147,7 +152,7 @@ impl TryFrom<UpArgs> for UpConfig {
                 .map(|name| {
                     Protocol::from_name(name).ok_or_else(|| {
                         crate::usage(format!(
-                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss, h2, grpc"
+                            "--only: unknown protocol `{name}`; choose from http, https, ws, wss, sse, h2, grpc"
                         ))
                     })
                 })
@@ -157,7 +162,7 @@ impl TryFrom<UpArgs> for UpConfig {
         protocols.dedup();
         ensure_usage!(
             !protocols.is_empty(),
-            "--only names no protocol; choose from http, https, ws, wss, h2, grpc"
+            "--only names no protocol; choose from http, https, ws, wss, sse, h2, grpc"
         );
         let apps: Vec<(Protocol, u16)> = protocols.iter().map(|&p| (p, port_of(p))).collect();
         for (i, (a, pa)) in apps.iter().enumerate() {
@@ -455,7 +460,7 @@ fn print_ready(
                     e.url(),
                     e.url().trim_start_matches("https://").trim_end_matches('/')
                 )?,
-                Protocol::Ws | Protocol::Wss => {
+                Protocol::Ws | Protocol::Wss | Protocol::Sse => {
                     writeln!(
                         out,
                         "{:<6} {}  (demo page {})",

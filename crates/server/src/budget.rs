@@ -114,6 +114,34 @@ impl Drop for Charge<'_> {
     }
 }
 
+/// A charge that is not tied to one connection's lifetime: bytes queued by one task for
+/// another (an echo POSTed for an SSE stream), given back when the bytes are dropped.
+#[derive(Debug)]
+pub(crate) struct OwnedCharge {
+    budget: std::sync::Arc<MessageBudget>,
+    held: usize,
+}
+
+impl MessageBudget {
+    /// Charges `bytes` to `budget` until the returned charge is dropped.
+    pub(crate) fn charge_owned(
+        budget: &std::sync::Arc<Self>,
+        bytes: usize,
+    ) -> Result<OwnedCharge, OverBudget> {
+        budget.grow(bytes)?;
+        Ok(OwnedCharge {
+            budget: std::sync::Arc::clone(budget),
+            held: bytes,
+        })
+    }
+}
+
+impl Drop for OwnedCharge {
+    fn drop(&mut self) {
+        self.budget.shrink(self.held);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

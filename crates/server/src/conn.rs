@@ -18,6 +18,7 @@ use crate::cancel::Cancelled;
 use crate::ctx::{close_gracefully, write_out, ConnCtx};
 use crate::io::{Io, LazyDeadline, READ_CHUNK};
 use crate::lend::LentBuf;
+use crate::sse;
 
 enum HeadRead {
     /// A request head is in the connection's head.
@@ -122,6 +123,9 @@ async fn serve_requests<'c, S: Io>(
                         "this is the HTTP app; WebSockets are served on the WS app's /ws\n"
                     }
                     AppKind::Ws => "WebSocket endpoint is /ws\n",
+                    AppKind::Sse => {
+                        "this is the SSE app; WebSockets are served on the WS app's /ws\n"
+                    }
                     AppKind::Grpc => "this is the gRPC app; it speaks HTTP/2 only\n",
                 };
                 refuse(
@@ -146,12 +150,37 @@ async fn serve_requests<'c, S: Io>(
             }
         };
 
-        let mut response = apps::route(ctx.app, &head, &body);
-        if ctx.tls {
-            response.headers.push((
-                "strict-transport-security",
-                hsts(head.header_str("host")).into(),
-            ));
+        let sse = ctx
+            .sse
+            .as_deref()
+            .and_then(|sse| Some((sse, sse::Kind::of(&head)?)));
+        let hsts_value = ctx.tls.then(|| hsts(head.header_str("host")));
+        if let Some((sse, sse::Kind::Stream)) = sse {
+            // The connection is the stream's from here on, however it ends.
+            if let Err((status, msg)) = Box::pin(sse::stream::run(
+                stream, &mut buf, &head, ctx, sse, hsts_value,
+            ))
+            .await
+            {
+                refuse(
+                    stream,
+                    &mut out,
+                    ctx,
+                    &head.method,
+                    Response::error(status, msg),
+                )
+                .await;
+            }
+            return None;
+        }
+        let mut response = match sse {
+            Some((sse, kind)) => Box::pin(sse::answer(kind, &head, &body, ctx, sse)).await,
+            None => apps::route(ctx.app, &head, &body),
+        };
+        if let Some(hsts_value) = hsts_value {
+            response
+                .headers
+                .push(("strict-transport-security", hsts_value.into()));
         }
         let keep_alive = head.keep_alive() && !ctx.graceful.is_cancelled();
         let keep = KeepAlive::new(keep_alive, head.version);

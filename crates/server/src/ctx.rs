@@ -33,6 +33,8 @@ pub(crate) struct ConnCtx {
     pub(crate) graceful: CancelToken,
     /// Cancelled when the drain timeout runs out: drop the connection now.
     pub(crate) hard: CancelToken,
+    /// The SSE and polling paths, on the listeners that serve them (the SSE and HTTPS apps).
+    pub(crate) sse: Option<Arc<crate::events::Sse>>,
 }
 
 /// Closes gracefully: [`linger_close`] within the listener's close timeout.

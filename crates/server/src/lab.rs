@@ -16,6 +16,7 @@ use crate::budget::MessageBudget;
 use crate::cancel::CancelToken;
 use crate::conn;
 use crate::ctx::ConnCtx;
+use crate::events::Sse;
 use crate::grpc::GrpcApp;
 use crate::lend::ReadBuffers;
 use crate::{Error, Limits, Result};
@@ -32,6 +33,8 @@ pub enum Protocol {
     Ws,
     /// WebSocket over TLS (default port 3003).
     Wss,
+    /// Server-sent events, with long-polling and plain polling beside them (default port 3004).
+    Sse,
     /// HTTP/2 over TLS (ALPN `h2`) and h2c with prior knowledge on one port (default 3005);
     /// WebSockets over HTTP/2 (RFC 8441) too.
     H2,
@@ -41,11 +44,12 @@ pub enum Protocol {
 
 impl Protocol {
     /// Every protocol, in port order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Http,
         Self::Https,
         Self::Ws,
         Self::Wss,
+        Self::Sse,
         Self::H2,
         Self::Grpc,
     ];
@@ -57,6 +61,7 @@ impl Protocol {
             Self::Https => 3001,
             Self::Ws => 3002,
             Self::Wss => 3003,
+            Self::Sse => 3004,
             Self::H2 => 3005,
             Self::Grpc => 3006,
         }
@@ -73,13 +78,15 @@ impl Protocol {
         self.is_tls() || self == Self::Grpc
     }
 
-    /// The lowercase name, which is also the URL scheme (gRPC has none).
+    /// The lowercase name, which is also the URL scheme (except for `sse`, served over `http`;
+    /// gRPC has none).
     pub fn name(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
             Self::Ws => "ws",
             Self::Wss => "wss",
+            Self::Sse => "sse",
             Self::H2 => "h2",
             Self::Grpc => "grpc",
         }
@@ -96,8 +103,14 @@ impl Protocol {
         match self {
             Self::Http | Self::Https | Self::H2 => AppKind::Http,
             Self::Ws | Self::Wss => AppKind::Ws,
+            Self::Sse => AppKind::Sse,
             Self::Grpc => AppKind::Grpc,
         }
+    }
+
+    /// Whether the listener serves the SSE and polling paths (`/events`, `/poll` ...).
+    fn serves_sse(self) -> bool {
+        matches!(self, Self::Sse | Self::Https)
     }
 
     /// Scheme of the page a browser opens for this app (`http` for ws, `https` for wss).
@@ -170,7 +183,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// The URL a user opens: the demo page for HTTP(S), the `/ws` endpoint for WS(S), the
-    /// `host:port` target for gRPC.
+    /// `/events` stream for SSE, the `host:port` target for gRPC.
     /// Loopback addresses are shown as `localhost` because that is the name on the lab's
     /// certificate and what a browser shows as a secure context.
     pub fn url(&self) -> String {
@@ -178,6 +191,7 @@ impl Endpoint {
         match self.protocol {
             Protocol::Http | Protocol::Https => format!("{}://{host}/", self.protocol),
             Protocol::Ws | Protocol::Wss => format!("{}://{host}/ws", self.protocol),
+            Protocol::Sse => format!("http://{host}/events"),
             Protocol::H2 => format!("https://{host}/"),
             // No URL scheme is registered for gRPC; grpcurl and gRPC clients take host:port.
             Protocol::Grpc => host,
@@ -218,6 +232,7 @@ pub struct Lab {
     budget: Arc<MessageBudget>,
     read_buffers: Arc<ReadBuffers>,
     drain_timeout: Duration,
+    sse: Option<Arc<Sse>>,
 }
 
 impl Lab {
@@ -273,6 +288,12 @@ impl Lab {
             allowed_origins.push(format!("{}://{}", e.protocol.page_scheme(), e.addr));
         }
         let budget = Arc::new(MessageBudget::new(config.limits.max_buffered_bytes));
+        // One feed for the SSE app and the HTTPS app's SSE paths; streams of both count
+        // against one cap, the connection limit of one listener.
+        let sse = endpoints
+            .iter()
+            .any(|e| e.protocol.serves_sse())
+            .then(|| Arc::new(Sse::new(config.limits.max_connections, Arc::clone(&budget))));
         let lab = Self {
             endpoints,
             graceful: CancelToken::new(),
@@ -282,7 +303,15 @@ impl Lab {
             budget: Arc::clone(&budget),
             read_buffers: Arc::default(),
             drain_timeout: config.limits.drain_timeout,
+            sse: sse.clone(),
         };
+        if let Some(sse) = &sse {
+            let sse = Arc::clone(sse);
+            let stop = lab.graceful.clone();
+            let interval = config.push_interval;
+            lab.tracker
+                .spawn(async move { sse.feed.run(interval, &stop).await });
+        }
         let limits = Arc::new(config.limits);
         let allowed_origins: Arc<[String]> = allowed_origins.into();
         let grpc = if grpc_wanted {
@@ -307,6 +336,7 @@ impl Lab {
                 ws_deflate: config.ws_deflate,
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
+                sse: sse.clone().filter(|_| endpoint.protocol.serves_sse()),
             });
             let tls = if endpoint.protocol == Protocol::H2 {
                 // The same certificate, offering only h2 in ALPN.
@@ -369,8 +399,14 @@ impl Lab {
         self.read_buffers.lent()
     }
 
+    /// Event streams (`GET /events`) open right now, on the SSE and HTTPS apps together.
+    pub fn sse_streams(&self) -> usize {
+        self.sse.as_ref().map_or(0, |sse| sse.open_streams())
+    }
+
     /// Stops accepting, lets in-flight HTTP requests finish with `Connection: close`, closes
-    /// WebSockets with 1001 (going away) and waits for their close handshake, all within the
+    /// WebSockets with 1001 (going away) and waits for their close handshake, ends event
+    /// streams (a last comment, then a close), all within the
     /// drain timeout; whatever is still open then is dropped. Returns once every task has
     /// ended, so nothing keeps running after it.
     pub async fn shutdown(self) -> ShutdownReport {

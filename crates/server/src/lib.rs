@@ -15,6 +15,7 @@ mod budget;
 mod cancel;
 mod conn;
 mod ctx;
+mod events;
 mod grpc;
 mod h2;
 mod io;
@@ -23,6 +24,7 @@ mod lend;
 mod limits;
 mod listen;
 pub mod proxy;
+mod sse;
 mod ws;
 
 pub use apps::birds;

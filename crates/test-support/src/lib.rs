@@ -98,6 +98,8 @@ pub enum Peer {
     OpenApiValidator,
     /// A JWT signer (`jwt_sign.py`, PyPI `PyJWT` with `cryptography`): prints one token.
     JwtSigner,
+    /// A client of the SSE app and its polling paths (`sse_client.py`, PyPI `requests`).
+    PythonSse,
     /// A client of the lab's gRPC app (`grpc_client.py`, PyPI `grpcio`, `grpcio-tools` for
     /// reading lab.proto, `grpcio-reflection`).
     PythonGrpc,
@@ -154,6 +156,12 @@ impl Peer {
                 require_python_module("cryptography");
                 let mut c = Command::new(require("python3", "apt-get install -y python3"));
                 c.arg(peers.join("jwt_sign.py"));
+                c
+            }
+            Self::PythonSse => {
+                require_python_module("requests");
+                let mut c = Command::new(require("python3", "apt-get install -y python3"));
+                c.arg(peers.join("sse_client.py"));
                 c
             }
             Self::PythonGrpc => {

@@ -209,6 +209,7 @@ fn default_url(protocol: Protocol, host: &str, port: u16) -> String {
     match protocol {
         Protocol::Http | Protocol::Https => format!("{protocol}://{host}:{port}/"),
         Protocol::Ws | Protocol::Wss => format!("{protocol}://{host}:{port}/ws"),
+        Protocol::Sse => format!("http://{host}:{port}/events"),
         Protocol::H2 => format!("https://{host}:{port}/"),
         Protocol::Grpc => format!("{host}:{port}"),
     }
@@ -384,6 +385,7 @@ mod tests {
     #[test]
     fn lab_host_means_the_up_ports_and_lab_url_overrides_one() {
         assert_eq!(
+            // The protocols compare can measure (not sse, h2 or grpc).
             urls(
                 Some("10.0.0.7"),
                 &[],

@@ -32,15 +32,7 @@ impl UpElsewhere {
             // the four apps compare loads (it has no gRPC workload)
             .args(["--json", "up", "--only", "http,https,ws,wss"])
             .args(["--http-port", "0", "--https-port", "0"])
-            .args([
-                "--ws-port",
-                "0",
-                "--wss-port",
-                "0",
-                "--h2-port",
-                "0",
-                "--keylog",
-            ])
+            .args(["--ws-port", "0", "--wss-port", "0", "--keylog"])
             .arg(keylog)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())

@@ -213,6 +213,7 @@ fn a_taken_port_names_the_flag_that_picks_another() {
             "--https-port",
             "--ws-port",
             "--wss-port",
+            "--sse-port",
             "--h2-port",
             "--grpc-port",
         ] {
@@ -228,6 +229,7 @@ fn a_taken_port_names_the_flag_that_picks_another() {
         "--https-port",
         "--ws-port",
         "--wss-port",
+        "--sse-port",
         "--h2-port",
         "--grpc-port",
     ]

@@ -26,6 +26,8 @@ fn start_up(home: &std::path::Path, extra: &[&str]) -> (Child, Vec<String>) {
             "0",
             "--wss-port",
             "0",
+            "--sse-port",
+            "0",
             "--h2-port",
             "0",
             "--grpc-port",
@@ -94,10 +96,36 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 }
 
 #[test]
+fn up_only_sse_serves_an_event_stream_and_ends_it_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, lines) = start_up(home.path(), &["--only", "sse", "--push-interval", "100ms"]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let url = url_of(&lines, "sse").to_string();
+    assert!(
+        lines[0].contains("demo page http://localhost:"),
+        "{lines:?}"
+    );
+    let curl = require("curl", "apt-get install -y curl");
+    let out = Command::new(&curl)
+        .args(["-sSN", "--max-time", "1.5", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("retry: 1000\n"), "{text}");
+    assert!(
+        text.contains("event: hello\n") && text.contains("\nid: "),
+        "{text}"
+    );
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
+}
+
+#[test]
 fn up_prints_every_url_then_ready_serves_them_and_exits_0_on_sigterm() {
     let home = tempfile::tempdir().unwrap();
     let (mut child, lines) = start_up(home.path(), &[]);
-    assert_eq!(lines.len(), 6, "one line per app: {lines:?}");
+    assert_eq!(lines.len(), 7, "one line per app: {lines:?}");
     assert!(
         url_of(&lines, "grpc").starts_with("localhost:"),
         "{lines:?}"
@@ -107,6 +135,8 @@ fn up_prints_every_url_then_ready_serves_them_and_exits_0_on_sigterm() {
     let ws = url_of(&lines, "ws").to_string();
     let wss = url_of(&lines, "wss").to_string();
     let h2 = url_of(&lines, "h2").to_string();
+    let sse = url_of(&lines, "sse").to_string();
+    assert!(sse.ends_with("/events"), "{lines:?}");
     assert!(
         ws.ends_with("/ws") && wss.starts_with("wss://localhost:"),
         "{lines:?}"
@@ -122,10 +152,12 @@ fn up_prints_every_url_then_ready_serves_them_and_exits_0_on_sigterm() {
     assert_eq!(key_mode & 0o777, 0o600);
 
     let curl = require("curl", "apt-get install -y curl");
+    let sse_healthz = sse.replace("/events", "/healthz");
     for url in [
         format!("{http}healthz"),
         format!("{https}healthz"),
         format!("{h2}healthz"),
+        sse_healthz,
     ] {
         // --http2 is curl's default over TLS; said anyway, the h2 app speaks nothing else.
         let out = Command::new(&curl)

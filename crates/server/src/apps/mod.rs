@@ -11,6 +11,7 @@ pub mod birds;
 
 const HTTP_PAGE: &str = include_str!("pages/http.html");
 const WS_PAGE: &str = include_str!("pages/ws.html");
+const SSE_PAGE: &str = include_str!("pages/sse.html");
 
 /// Which app a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub(crate) enum AppKind {
     Http,
     /// Demo page and `/ws` (echo + push).
     Ws,
+    /// Demo page, `/events` (SSE), `/poll`, `/poll/long`, `/echo` (see [`crate::sse`]).
+    Sse,
     /// The gRPC service (served by [`crate::grpc`], never routed here).
     Grpc,
 }
@@ -33,7 +36,11 @@ pub(crate) struct Response {
 }
 
 impl Response {
-    fn new(status: u16, content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+    pub(crate) fn new(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Self {
         Self {
             status,
             content_type: Cow::Borrowed(content_type),
@@ -55,11 +62,15 @@ impl Response {
         Self::new(200, "text/html; charset=utf-8", page.as_bytes())
     }
 
-    fn json(status: u16, body: String) -> Self {
+    pub(crate) fn json(status: u16, body: String) -> Self {
         Self::new(status, "application/json", body.into_bytes())
     }
 
-    fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn with_header(
+        mut self,
+        name: &'static str,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -178,7 +189,8 @@ pub(crate) fn route(app: AppKind, head: &RequestHead, body: &[u8]) -> Response {
         }
         (AppKind::Http, "/") if read_only => Response::html(HTTP_PAGE),
         (AppKind::Ws, "/") if read_only => Response::html(WS_PAGE),
-        (AppKind::Http, "/echo") => echo(head, query, body),
+        (AppKind::Sse, "/") if read_only => Response::html(SSE_PAGE),
+        (AppKind::Http | AppKind::Sse, "/echo") => echo(head, query, body),
         (AppKind::Http, "/api/birds") if read_only => match birds::respond(query) {
             Ok(json) => Response::json(200, json),
             Err(json) => Response::json(400, json),
@@ -193,7 +205,7 @@ pub(crate) fn route(app: AppKind, head: &RequestHead, body: &[u8]) -> Response {
     }
 }
 
-fn not_allowed(allow: &'static str) -> Response {
+pub(crate) fn not_allowed(allow: &'static str) -> Response {
     Response::error(405, format!("method not allowed; use {allow}\n")).with_header("allow", allow)
 }
 

@@ -3,6 +3,7 @@
 //! against a lab bound to port 0.
 
 mod autobahn;
+mod browser;
 mod grpc;
 mod h2;
 mod hostile;
@@ -14,6 +15,8 @@ mod names;
 mod proxy;
 mod proxy_edges;
 mod smuggling;
+mod sse;
+mod sse_limits;
 mod ws;
 mod ws_limits;
 

@@ -72,7 +72,8 @@ pub(crate) async fn openssl_negotiated(port: u16, ca: &Path) -> (String, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_the_lab_over_http_https_ws_wss_and_tls_facts_agree_with_openssl() {
-    // probe speaks HTTP/1.1 and WebSocket, not gRPC.
+    // probe speaks HTTP/1.1 and WebSocket, not gRPC; and the SSE app's URL is an event
+    // stream, a body that never finishes by design.
     let apps = [Protocol::Http, Protocol::Https, Protocol::Ws, Protocol::Wss];
     let lab = TestLab::start(&apps, |_| {}).await;
     let ca = lab.ca.to_string_lossy().into_owned();

@@ -9,7 +9,7 @@
 // so does a STEPS entry the README no longer has.
 //
 // What differs from a user's run, on purpose:
-// - Ports: the README's fixed ports (3000-3003, 3012, 8080, 8443, 9100) are replaced in every
+// - Ports: the README's fixed ports (3000-3004, 3012, 8080, 8443, 9100) are replaced in every
 //   command and expected output by free ones, and `protolab up` gets the port flags to match,
 //   so the test never collides with a lab someone is running.
 // - `protolab bench` runs 2 s instead of its --duration (or its 10 s default) unless it is
@@ -42,7 +42,7 @@ const RUN_BY_DEFAULT: &[&str] = &["protolab", "curl", "tshark"];
 
 /// The fixed ports the README uses, each replaced by a free one.
 const README_PORTS: &[u16] = &[
-    3000, 3001, 3002, 3003, 3005, 3006, 3012, 4000, 8080, 8443, 9100,
+    3000, 3001, 3002, 3003, 3004, 3005, 3006, 3012, 4000, 8080, 8443, 9100,
 ];
 
 /// How long a command that runs to the end may take; `protolab compare` gets longer (it runs
@@ -285,11 +285,12 @@ fn adapt(text: &str, ports: &Ports) -> String {
     }
     if let Some(rest) = command.strip_prefix("protolab up") {
         let mut flags = format!(
-            " --http-port {} --https-port {} --ws-port {} --wss-port {} --h2-port {} --grpc-port {}",
+            " --http-port {} --https-port {} --ws-port {} --wss-port {} --sse-port {} --h2-port {} --grpc-port {}",
             ports.get(3000),
             ports.get(3001),
             ports.get(3002),
             ports.get(3003),
+            ports.get(3004),
             ports.get(3005),
             ports.get(3006)
         );
@@ -668,11 +669,12 @@ fn readme_commands_are_found_and_unlisted_ones_fail() {
     assert_eq!(
         adapted,
         format!(
-            "protolab up --http-port {} --https-port {} --ws-port {} --wss-port {} --h2-port {} --grpc-port {} --proxy-port {} --proxy-tls-port {} --proxy",
+            "protolab up --http-port {} --https-port {} --ws-port {} --wss-port {} --sse-port {} --h2-port {} --grpc-port {} --proxy-port {} --proxy-tls-port {} --proxy",
             ports.get(3000),
             ports.get(3001),
             ports.get(3002),
             ports.get(3003),
+            ports.get(3004),
             ports.get(3005),
             ports.get(3006),
             ports.get(8080),

@@ -117,6 +117,26 @@ pub(super) const STEPS: &[Step] = &[
         },
     },
     Step {
+        command: "curl -N http://localhost:3004/events",
+        how: How::NotRun(
+            "a stream that never ends by itself; crates/server/tests/it/sse.rs reads it with curl -N",
+        ),
+    },
+    Step {
+        command: "curl -N -H 'Last-Event-ID: EPOCH-SEQ' http://localhost:3004/events",
+        how: How::NotRun(
+            "EPOCH-SEQ stands for an id the stream gave; crates/server/tests/it/sse.rs resumes \
+             with a real one",
+        ),
+    },
+    Step {
+        command: "curl -d hi 'http://localhost:3004/echo?stream=ID'",
+        how: How::NotRun(
+            "ID stands for the id of an open stream's hello event; crates/server/tests/it/sse.rs \
+             posts to a real one",
+        ),
+    },
+    Step {
         command: "protolab up --keylog keys.log &",
         how: How::Serve {
             root: false,
