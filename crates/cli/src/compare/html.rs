@@ -1,8 +1,8 @@
 //! `index.html`: a self-contained report (inline CSS and SVG, no script, nothing fetched). It
-//! opens with what the run found in plain words ([`findings`]), then charts what differs most
-//! between protocols ([`charts`]: new connections and their CPU, a handshake waterfall,
+//! opens with what the run found in plain words (`findings`), then charts what differs most
+//! between protocols (`charts`: new connections and their CPU, a handshake waterfall,
 //! throughput, latency CDFs), bytes per message by layer, push delay, every figure by
-//! workload ([`figures`]), and the run's settings and machine.
+//! workload (`figures`), and the run's settings and machine.
 
 use std::fmt::Write as _;
 

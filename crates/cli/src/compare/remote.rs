@@ -385,11 +385,17 @@ mod tests {
     #[test]
     fn lab_host_means_the_up_ports_and_lab_url_overrides_one() {
         assert_eq!(
-            // The protocols compare can measure (not sse, h2 or grpc).
+            // Every app with a default port here (not sse or grpc, which compare cannot load).
             urls(
                 Some("10.0.0.7"),
                 &[],
-                &[Protocol::Http, Protocol::Https, Protocol::Ws, Protocol::Wss]
+                &[
+                    Protocol::Http,
+                    Protocol::Https,
+                    Protocol::Ws,
+                    Protocol::Wss,
+                    Protocol::H2
+                ]
             )
             .unwrap(),
             [
