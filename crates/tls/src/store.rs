@@ -29,14 +29,12 @@ use x509_parser::prelude::{FromDer as _, X509Certificate};
 use crate::ca::{Ca, Leaf, Name};
 use crate::inspect::{self, CertInfo};
 use crate::{Error, Result};
-use files::{check_key_mode, create_private_dir, exists, read_to_string, write_atomic, write_new};
+use files::{
+    check_key_mode, create_private_dir, exists, lock_dir, read_to_string, write_atomic, write_new,
+};
 
-/// How long a CA key without its certificate counts as another process's `init` in progress
-/// (it writes the certificate right after the key) rather than a damaged store. Two seconds
-/// was too short on a loaded machine: with six inits racing during a full test run, the
-/// winner's certificate write (a synced file) came later than that and a loser called the
-/// store damaged. A store damaged moments ago is reported this much later, which is rare.
-const INIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `init` waits for another process's `init` of the same store to finish.
+const INIT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// does not break next week.
 pub const REUSE_MIN_REMAINING: time::Duration = time::Duration::days(30);
@@ -129,52 +127,32 @@ impl Store {
     /// Creates the CA if there is none; never replaces an existing one (returns
     /// [`InitOutcome::AlreadyExists`] after checking it is intact).
     pub fn init(&self) -> Result<InitOutcome> {
-        match self.ca_settled() {
+        match self.ca() {
+            Ok(ca) => return Ok(InitOutcome::AlreadyExists(ca)),
+            Err(Error::NotInitialized { .. } | Error::Damaged { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        create_private_dir(&self.dir)?;
+        // Concurrent inits (`up` and `proxy` started together on a fresh home) take turns on
+        // the store directory's lock, so none sees another's key before its certificate. A
+        // wait on the files instead (a young key without a certificate) failed under load:
+        // the certificate's fsync outlasted 2 s, then 10 s, during a full test run.
+        let _turn = lock_dir(&self.dir, INIT_LOCK_WAIT)?;
+        match self.ca() {
             Ok(ca) => return Ok(InitOutcome::AlreadyExists(ca)),
             Err(Error::NotInitialized { .. }) => {}
             Err(err) => return Err(err),
         }
-        create_private_dir(&self.dir)?;
         let ca = Ca::generate(&self.owner, self.ca_cert_path())?;
         // Key first, then certificate: a crash in between leaves a key without a certificate,
         // which `ca()` reports as damaged rather than silently making a second CA. Both are
-        // linked into place without overwriting, so two concurrent `init`s cannot both win.
+        // linked into place without overwriting, so even an `init` that ignored the lock
+        // (an older protolab) cannot replace them.
         let key_pem = ca.key.serialize_pem();
-        let lost_race = match write_new(&self.ca_key_path(), key_pem.as_bytes(), 0o600) {
-            Ok(()) => {
-                write_new(&self.ca_cert_path(), ca.cert_pem.as_bytes(), 0o644).map(|()| false)
-            }
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
-                Ok(true)
-            }
-            Err(err) => Err(err),
-        }?;
-        if lost_race {
-            return self.ca_settled().map(InitOutcome::AlreadyExists);
-        }
+        write_new(&self.ca_key_path(), key_pem.as_bytes(), 0o600)?;
+        write_new(&self.ca_cert_path(), ca.cert_pem.as_bytes(), 0o644)?;
         tracing::info!(path = %self.ca_cert_path().display(), "created protolab CA");
         Ok(InitOutcome::Created(ca))
-    }
-
-    /// [`ca`](Self::ca), but a key written moments ago without its certificate is another
-    /// process's `init` between its two writes (`up` and `proxy` started together), not
-    /// damage: wait for the certificate, a bounded while, before calling it damaged.
-    fn ca_settled(&self) -> Result<Ca> {
-        let started = std::time::Instant::now();
-        loop {
-            let result = self.ca();
-            let mid_init = matches!(result, Err(Error::Damaged { .. }))
-                && !exists(&self.ca_cert_path())?
-                && std::fs::metadata(self.ca_key_path())
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age < INIT_SETTLE);
-            if !mid_init || started.elapsed() >= INIT_SETTLE {
-                return result;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
     }
 
     /// Loads the CA, creating it first if the store is empty (what `protolab up` uses so a first

@@ -113,3 +113,33 @@ pub(super) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     sync_dir(path);
     Ok(())
 }
+
+/// Takes `dir`'s exclusive lock (flock on the directory itself, so no lock file is left in
+/// the store), waiting at most `wait`. The lock goes with the returned handle, and with the
+/// process if it dies holding it.
+pub(super) fn lock_dir(dir: &Path, wait: std::time::Duration) -> Result<fs::File> {
+    let handle = fs::File::open(dir).map_err(|err| Error::io("open", dir, err))?;
+    let started = std::time::Instant::now();
+    loop {
+        match handle.try_lock() {
+            Ok(()) => return Ok(handle),
+            Err(fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::io(
+                    "lock",
+                    dir,
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "another protolab process has held it for {} s while creating the CA; stop it, or try again",
+                            wait.as_secs()
+                        ),
+                    ),
+                ))
+            }
+            Err(fs::TryLockError::Error(err)) => return Err(Error::io("lock", dir, err)),
+        }
+    }
+}
