@@ -147,3 +147,18 @@ fn try_write_now<S: AsyncWrite + Unpin + ?Sized>(
     }
     stream.poll_flush(cx)
 }
+
+/// Runs hyper's HTTP/2 connection and stream tasks on the lab's tracker, so that shutdown
+/// waits for them (the HTTP/2 and gRPC apps).
+#[derive(Clone)]
+pub(crate) struct TrackedExecutor(pub(crate) tokio_util::task::TaskTracker);
+
+impl<F> hyper::rt::Executor<F> for TrackedExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.0.spawn(future);
+    }
+}

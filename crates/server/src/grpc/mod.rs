@@ -152,7 +152,7 @@ where
     let bytes_read = io.bytes_read();
     let limits = &ctx.limits;
     let mut builder =
-        hyper::server::conn::http2::Builder::new(TrackedExecutor(app.tracker.clone()));
+        hyper::server::conn::http2::Builder::new(crate::io::TrackedExecutor(app.tracker.clone()));
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.grpc_max_concurrent_streams)
@@ -190,19 +190,5 @@ where
             }
             () = ctx.hard.cancelled() => return,
         }
-    }
-}
-
-/// Runs hyper's per-stream tasks on the lab's task tracker.
-#[derive(Clone)]
-struct TrackedExecutor(TaskTracker);
-
-impl<F> hyper::rt::Executor<F> for TrackedExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        self.0.spawn(future);
     }
 }

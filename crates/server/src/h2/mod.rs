@@ -36,20 +36,6 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 
-/// Runs hyper's HTTP/2 connection tasks on the lab's tracker, so that shutdown waits for them.
-#[derive(Clone)]
-struct TrackedExecutor(TaskTracker);
-
-impl<F> hyper::rt::Executor<F> for TrackedExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        self.0.spawn(fut);
-    }
-}
-
 /// Serves one connection of the HTTP/2 app until it ends, the lab shuts down, or the
 /// connection breaks a limit.
 pub(crate) async fn serve(
@@ -156,7 +142,8 @@ async fn serve_h2<S: Io>(
     }
 
     let limits = &ctx.limits;
-    let mut builder = hyper::server::conn::http2::Builder::new(TrackedExecutor(tracker.clone()));
+    let mut builder =
+        hyper::server::conn::http2::Builder::new(crate::io::TrackedExecutor(tracker.clone()));
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2.max_concurrent_streams)
