@@ -403,6 +403,49 @@ impl H2 {
     }
 }
 
+/// Decodes an HTTP/2 connection given as pieces of its two byte streams in arrival order
+/// (the client's starting with its preface), as `inspect` does inside a TCP connection:
+/// frames, headers, gRPC messages. A direction that stops making sense ends in an
+/// [`Event::Undecodable`] and is skipped from there; a direction holding more than
+/// [`crate::MAX_MESSAGE_BUFFER`] bytes without a whole frame likewise.
+pub fn decode_http2(pieces: &[(Dir, &[u8])]) -> Vec<Event> {
+    let mut h2 = H2::default();
+    let mut bufs: [Vec<u8>; 2] = Default::default();
+    let mut lost = [false; 2];
+    let mut events = Vec::new();
+    for &(dir, bytes) in pieces {
+        let i = dir.index();
+        if lost[i] {
+            continue;
+        }
+        bufs[i].extend_from_slice(bytes);
+        let mut at = 0;
+        loop {
+            match h2.step(dir, &bufs[i][at..], &mut events) {
+                Step::Used(n) => at += n,
+                Step::More => break,
+                Step::Bad(reason) => {
+                    events.push(Event::Undecodable { dir, reason });
+                    lost[i] = true;
+                    break;
+                }
+            }
+        }
+        bufs[i].drain(..at);
+        if lost[i] || bufs[i].len() > crate::MAX_MESSAGE_BUFFER {
+            if !lost[i] {
+                events.push(Event::Undecodable {
+                    dir,
+                    reason: "too many bytes without a whole frame".into(),
+                });
+            }
+            lost[i] = true;
+            bufs[i] = Vec::new();
+        }
+    }
+    events
+}
+
 /// The payload of a padded frame without its pad-length byte and padding, and how many bytes
 /// those were; `None` if the padding does not fit.
 fn unpad(flags: u8, payload: &[u8]) -> Option<(&[u8], usize)> {
@@ -602,13 +645,23 @@ mod tests {
         ];
         wire.extend(frame(frame_type::HEADERS, 0, 1, &first[..5]));
         wire.extend(frame(frame_type::CONTINUATION, 0, 1, &first[5..10]));
-        wire.extend(frame(frame_type::CONTINUATION, END_HEADERS, 1, &first[10..]));
+        wire.extend(frame(
+            frame_type::CONTINUATION,
+            END_HEADERS,
+            1,
+            &first[10..],
+        ));
         // content-type: application/grpc as a literal, then a 2-message DATA split oddly.
         let mut second = vec![0x82, 0x86, 0x84, 0xbe, 0x5f, 16];
         second.extend_from_slice(b"application/grpc");
         wire.extend(frame(frame_type::HEADERS, END_HEADERS, 3, &second));
         wire.extend(frame(frame_type::DATA, 0, 3, &[0, 0, 0, 0, 2, 7]));
-        wire.extend(frame(frame_type::DATA, PADDED, 3, &[2, 7, 1, 0, 0, 0, 0, 9, 9]));
+        wire.extend(frame(
+            frame_type::DATA,
+            PADDED,
+            3,
+            &[2, 7, 1, 0, 0, 0, 0, 9, 9],
+        ));
         let events = run(&mut h2, Dir::ToServer, &wire);
         let headers: Vec<_> = events
             .iter()
@@ -645,7 +698,12 @@ mod tests {
         assert!(matches!(events[..], [Event::Undecodable { .. }]));
         let mut h2 = H2::default();
         h2.preface_seen = true;
-        let mut wire = frame(frame_type::HEADERS, END_HEADERS, 1, &[0xff, 0xff, 0xff, 0xff]);
+        let mut wire = frame(
+            frame_type::HEADERS,
+            END_HEADERS,
+            1,
+            &[0xff, 0xff, 0xff, 0xff],
+        );
         wire.extend(frame(frame_type::DATA, PADDED, 1, &[9, 1]));
         wire.extend(frame(frame_type::RST_STREAM, 0, 1, &[0, 0, 0, 8]));
         wire.extend(frame(frame_type::SETTINGS, 0, 0, &[0, 1, 0, 0, 16, 0, 0]));

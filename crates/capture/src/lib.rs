@@ -40,12 +40,12 @@ pub use dissect::{close_meaning, LayerBytes, MAX_MESSAGE_BUFFER, PREVIEW_BYTES};
 pub use event::Event;
 pub use flow::{Dir, Note, MAX_PENDING_BYTES};
 pub use h2::{
-    error_name as http2_error_name, MAX_DYNAMIC_TABLE, MAX_GRPC_STREAMS, MAX_HEADER_BLOCK,
-    MAX_HEADER_LIST,
+    decode_http2, error_name as http2_error_name, MAX_DYNAMIC_TABLE, MAX_GRPC_STREAMS,
+    MAX_HEADER_BLOCK, MAX_HEADER_LIST,
 };
-pub use sse::MAX_LINE as MAX_SSE_LINE;
 pub use protolab_wire::tls::keylog::{KeyLog, KeyLogError};
 pub use secrets::{inject_secrets, strip_secrets, SecretsError};
+pub use sse::{decode_event_stream, MAX_LINE as MAX_SSE_LINE};
 pub use tls::Decrypted;
 
 use dissect::Dissector;

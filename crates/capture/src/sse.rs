@@ -112,6 +112,17 @@ impl SseParser {
     }
 }
 
+/// Decodes a `text/event-stream` body given in pieces, as `inspect` does inside an HTTP
+/// response: each event and comment line.
+pub fn decode_event_stream(pieces: &[&[u8]]) -> Vec<Event> {
+    let mut parser = SseParser::default();
+    let mut events = Vec::new();
+    for piece in pieces {
+        parser.feed(piece, &mut events);
+    }
+    events
+}
+
 fn preview(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(PREVIEW_BYTES)]).into_owned()
 }

@@ -114,8 +114,9 @@ fn ours(
                         .or_insert_with(Vec::new)
                         .push((*stream_id, type_number(frame_type)));
                     assert!(
-                        detail.as_deref().is_none_or(|d| !d.contains("error:")
-                            && !d.contains("not decoded")),
+                        detail
+                            .as_deref()
+                            .is_none_or(|d| !d.contains("error:") && !d.contains("not decoded")),
                         "{detail:?}"
                     );
                     headers
@@ -258,8 +259,16 @@ async fn http2_and_grpc_frames_headers_and_messages_agree_with_tshark() {
     );
     assert_eq!(report.file_error, None);
     let protocols: Vec<&str> = report.connections.iter().map(|c| c.protocol()).collect();
-    assert_eq!(protocols.iter().filter(|p| **p == "h2c").count(), 3, "{protocols:?}");
-    assert_eq!(protocols.iter().filter(|p| **p == "h2").count(), 1, "{protocols:?}");
+    assert_eq!(
+        protocols.iter().filter(|p| **p == "h2c").count(),
+        3,
+        "{protocols:?}"
+    );
+    assert_eq!(
+        protocols.iter().filter(|p| **p == "h2").count(),
+        1,
+        "{protocols:?}"
+    );
 
     // Two passes: tshark decodes h2c on a port only when told to (-d), and then no longer
     // looks for TLS there; without -d it decrypts the TLS connection and finds h2 by ALPN.

@@ -81,9 +81,13 @@ async fn sse_events_and_heartbeats_are_the_ones_curl_received() {
     assert_eq!(comments, their_comments);
     // The stream opens with its retry, which the first event carries.
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Event::SseEvent { retry_ms: Some(1000), .. })),
+        events.iter().any(|e| matches!(
+            e,
+            Event::SseEvent {
+                retry_ms: Some(1000),
+                ..
+            }
+        )),
         "{events:#?}"
     );
     std::fs::remove_dir_all(&dir).ok();
