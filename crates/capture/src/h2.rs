@@ -479,7 +479,7 @@ fn control_detail(kind: u8, flags: u8, payload: &[u8]) -> Option<String> {
             if flags & ACK != 0 {
                 return None;
             }
-            if payload.len() % 6 != 0 {
+            if !payload.len().is_multiple_of(6) {
                 return Some(format!(
                     "malformed: {} B is not a multiple of 6",
                     payload.len()
@@ -696,8 +696,10 @@ mod tests {
         let mut h2 = H2::default();
         let events = run(&mut h2, Dir::ToServer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(matches!(events[..], [Event::Undecodable { .. }]));
-        let mut h2 = H2::default();
-        h2.preface_seen = true;
+        let mut h2 = H2 {
+            preface_seen: true,
+            ..H2::default()
+        };
         let mut wire = frame(
             frame_type::HEADERS,
             END_HEADERS,

@@ -17,6 +17,13 @@ use super::{start_capture, stop_capture, tempfile_dir};
 /// Frames of one direction of one connection, keyed by (sending port, receiving port).
 type PerDirection<T> = BTreeMap<(u16, u16), Vec<T>>;
 
+/// Frames (stream id, type), headers (name, value) and gRPC message lengths, per direction.
+type Decoded = (
+    PerDirection<(u32, u8)>,
+    PerDirection<(String, String)>,
+    PerDirection<u32>,
+);
+
 /// Field values tshark aggregates within one packet are joined with this (header values hold
 /// commas).
 const AGGREGATOR: char = '\u{1f}';
@@ -84,14 +91,7 @@ fn type_number(name: &str) -> u8 {
 
 /// Ours: (stream id, type) per direction; header (name, value) per direction; gRPC message
 /// lengths per direction.
-#[allow(clippy::type_complexity)]
-fn ours(
-    report: &Report,
-) -> (
-    PerDirection<(u32, u8)>,
-    PerDirection<(String, String)>,
-    PerDirection<u32>,
-) {
+fn ours(report: &Report) -> Decoded {
     let (mut frames, mut headers, mut grpc) = (
         PerDirection::new(),
         PerDirection::new(),
@@ -136,16 +136,7 @@ fn ours(
     (frames, headers, grpc)
 }
 
-#[allow(clippy::type_complexity)]
-fn theirs(
-    file: &std::path::Path,
-    prefs: &[String],
-    filter: &str,
-) -> (
-    PerDirection<(u32, u8)>,
-    PerDirection<(String, String)>,
-    PerDirection<u32>,
-) {
+fn theirs(file: &std::path::Path, prefs: &[String], filter: &str) -> Decoded {
     let (mut frames, mut headers, mut grpc) = (
         PerDirection::new(),
         PerDirection::new(),

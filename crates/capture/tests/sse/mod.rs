@@ -10,8 +10,11 @@ use protolab_test_support::{run, Peer, TestLab};
 
 use super::{start_capture, stop_capture, tempfile_dir};
 
+/// An event's id and type.
+type IdAndType = (Option<String>, Option<String>);
+
 /// (id, event type) of each event block and the comment lines in `body`, read line by line.
-fn blocks(body: &str) -> (Vec<(Option<String>, Option<String>)>, usize) {
+fn blocks(body: &str) -> (Vec<IdAndType>, usize) {
     let mut events = Vec::new();
     let mut comments = 0;
     let (mut id, mut kind, mut any) = (None, None, false);
@@ -66,7 +69,7 @@ async fn sse_events_and_heartbeats_are_the_ones_curl_received() {
         .iter()
         .map(|t| &t.event)
         .collect();
-    let ours: Vec<(Option<String>, Option<String>)> = events
+    let ours: Vec<IdAndType> = events
         .iter()
         .filter_map(|e| match e {
             Event::SseEvent { id, event_type, .. } => Some((id.clone(), event_type.clone())),
