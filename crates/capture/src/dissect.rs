@@ -2,6 +2,9 @@
 //! records, HTTP/1 start lines, the 101 upgrade, and every WebSocket frame. Decrypted TLS
 //! application data goes through the same HTTP/WebSocket decoding as plaintext traffic.
 //! permessage-deflate frames are inflated per direction with the terms the 101 agreed.
+//! A client that opens with the HTTP/2 preface (h2c prior knowledge, or h2 after ALPN) is
+//! decoded as HTTP/2 ([`crate::h2`]); a `text/event-stream` response body as server-sent
+//! events ([`crate::sse`]).
 
 use protolab_wire::http1::{self, BodyFraming, ChunkedDecoder, HeadLimits, Headers as _};
 use protolab_wire::tls::keylog::KeyLog;
@@ -12,6 +15,8 @@ use serde::Serialize;
 
 use crate::event::Event;
 use crate::flow::{Dir, Note};
+use crate::h2::{Step, H2};
+use crate::sse::SseParser;
 use crate::tls::Session;
 
 /// Most payload bytes shown per WebSocket frame.
@@ -39,6 +44,12 @@ pub struct LayerBytes {
     pub ws_payload: u64,
     /// What compressed WebSocket payloads inflated to (a subset of `ws_payload`'s frames).
     pub ws_inflated: u64,
+    /// HTTP/2 connection preface, frame headers, padding and control frames' payloads.
+    pub http2_framing: u64,
+    /// HTTP/2 HPACK header blocks.
+    pub http2_headers: u64,
+    /// HTTP/2 DATA payloads.
+    pub http2_data: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +58,7 @@ enum Mode {
     Unknown,
     Http,
     Ws,
+    H2,
     Lost,
 }
 
@@ -66,6 +78,8 @@ struct Side {
     inflater: Option<Box<Inflater>>,
     /// A compressed message has started and not finished.
     in_compressed: bool,
+    /// The body being read is a `text/event-stream`.
+    sse: Option<SseParser>,
 }
 
 /// The decoder for one connection.
@@ -78,6 +92,8 @@ pub(crate) struct Dissector {
     started: bool,
     /// The client asked to upgrade to WebSocket; a 101 switches both sides.
     upgrade_requested: bool,
+    /// HTTP/2 state, once the client's preface was seen.
+    h2: Option<Box<H2>>,
     pub(crate) layers: LayerBytes,
     /// TLS notes (missing secrets, failed records).
     pub(crate) notes: Vec<Note>,
@@ -144,14 +160,6 @@ impl Dissector {
             self.layers.tls += bytes.tls as u64;
             self.layers.tls_encrypted += bytes.encrypted as u64;
             if bytes.app > 0 {
-                if side.mode == Mode::Unknown {
-                    // Decrypted application data: HTTP/1 from here (ALPN http/1.1).
-                    for s in &mut self.sides {
-                        if s.mode == Mode::Unknown {
-                            s.mode = Mode::Http;
-                        }
-                    }
-                }
                 self.app(dir, events);
             }
         }
@@ -164,23 +172,63 @@ impl Dissector {
     fn app(&mut self, dir: Dir, events: &mut Vec<Event>) {
         let i = dir.index();
         if self.sides[i].mode == Mode::Unknown && !self.sides[i].buf.is_empty() {
+            // The client's first bytes tell HTTP/2 (its preface, RFC 9113 §3.4, over h2c and
+            // TLS alike) from HTTP/1; an HTTP/2 server may speak first, so its bytes wait.
+            let client = &self.sides[Dir::ToServer.index()].buf;
+            let preface = protolab_wire::http2::PREFACE;
+            if client.is_empty() || client.len() < preface.len() && preface.starts_with(client) {
+                self.bound(dir, events);
+                return;
+            }
+            let mode = if client.starts_with(preface) {
+                self.h2 = Some(Box::default());
+                Mode::H2
+            } else {
+                Mode::Http
+            };
             for side in &mut self.sides {
                 if side.mode == Mode::Unknown {
-                    side.mode = Mode::Http;
+                    side.mode = mode;
                 }
             }
+            let other = match dir {
+                Dir::ToServer => Dir::ToClient,
+                Dir::ToClient => Dir::ToServer,
+            };
+            // First the side that waited: the client's preface comes before the server's
+            // frames in the timeline whichever arrived first.
+            if dir == Dir::ToClient {
+                self.decode(other, events);
+                self.decode(dir, events);
+            } else {
+                self.decode(dir, events);
+                self.decode(other, events);
+            }
+            return;
         }
+        self.decode(dir, events);
+    }
+
+    /// Decodes what `dir` holds in its mode.
+    fn decode(&mut self, dir: Dir, events: &mut Vec<Event>) {
+        let i = dir.index();
         loop {
             let progressed = match self.sides[i].mode {
                 Mode::Http => self.http(dir, events),
                 Mode::Ws => self.ws(dir, events),
+                Mode::H2 => self.h2(dir, events),
                 Mode::Unknown | Mode::Lost => false,
             };
             if !progressed {
                 break;
             }
         }
-        let side = &mut self.sides[i];
+        self.bound(dir, events);
+    }
+
+    /// Gives up on `dir` past [`MAX_MESSAGE_BUFFER`] bytes waiting.
+    fn bound(&mut self, dir: Dir, events: &mut Vec<Event>) {
+        let side = &mut self.sides[dir.index()];
         if side.mode == Mode::Lost {
             side.buf.clear();
         } else if side.buf.len() > MAX_MESSAGE_BUFFER {
@@ -216,8 +264,12 @@ impl Dissector {
                 Ok(progress) => {
                     side.buf.drain(..progress.consumed);
                     self.layers.http_body += progress.consumed as u64;
+                    if let Some(sse) = side.sse.as_mut() {
+                        sse.feed(&sink, events);
+                    }
                     if progress.done {
                         side.chunked = None;
+                        side.sse = None;
                     }
                     progress.consumed > 0 || progress.done
                 }
@@ -226,8 +278,14 @@ impl Dissector {
         }
         if side.body_left > 0 {
             let n = side.body_left.min(side.buf.len() as u64);
+            if let Some(sse) = side.sse.as_mut() {
+                sse.feed(&side.buf[..n as usize], events);
+            }
             side.buf.drain(..n as usize);
             side.body_left -= n;
+            if side.body_left == 0 {
+                side.sse = None;
+            }
             self.layers.http_body += n;
             return n > 0;
         }
@@ -270,10 +328,24 @@ impl Dissector {
                         .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
                         .map(|h| &h.value[..]);
                     let agreed = switching.then(|| deflate::read_response(extensions));
+                    let event_stream = head
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+                        .is_some_and(|h| {
+                            h.value
+                                .to_ascii_lowercase()
+                                .starts_with(b"text/event-stream")
+                        });
                     match head.body_framing("GET") {
                         Ok(BodyFraming::ContentLength(n)) => side.body_left = n,
                         Ok(BodyFraming::Chunked) => side.chunked = Some(ChunkedDecoder::default()),
+                        // An event stream without framing runs until the connection closes.
+                        Ok(BodyFraming::UntilClose) if event_stream => side.body_left = u64::MAX,
                         _ => {}
+                    }
+                    if event_stream && (side.body_left > 0 || side.chunked.is_some()) {
+                        side.sse = Some(SseParser::default());
                     }
                     events.push(Event::HttpResponse {
                         status: head.status,
@@ -309,6 +381,25 @@ impl Dissector {
                 Ok(None) => false,
                 Err(e) => self.lost(dir, format!("not an HTTP response: {e}"), events),
             },
+        }
+    }
+
+    fn h2(&mut self, dir: Dir, events: &mut Vec<Event>) -> bool {
+        let Some(h2) = self.h2.as_mut() else {
+            return false;
+        };
+        let side = &mut self.sides[dir.index()];
+        let step = h2.step(dir, &side.buf, events);
+        self.layers.http2_framing = h2.bytes.framing;
+        self.layers.http2_headers = h2.bytes.headers;
+        self.layers.http2_data = h2.bytes.data;
+        match step {
+            Step::Used(n) => {
+                side.buf.drain(..n);
+                true
+            }
+            Step::More => false,
+            Step::Bad(reason) => self.lost(dir, reason, events),
         }
     }
 

@@ -112,6 +112,75 @@ pub enum Event {
         /// flush tail); `None` when not compressed or not inflatable.
         inflated_len: Option<u64>,
     },
+    /// The HTTP/2 client connection preface (RFC 9113 §3.4), sent first over h2c (prior
+    /// knowledge) and over TLS with ALPN h2 alike.
+    Http2Preface,
+    /// One HTTP/2 frame.
+    Http2Frame {
+        /// Direction.
+        dir: Dir,
+        /// Frame type name (`HEADERS`, `DATA`, `SETTINGS` ...; `0x..` for an unknown type).
+        frame_type: String,
+        /// Stream identifier.
+        stream_id: u32,
+        /// Flags byte.
+        flags: u8,
+        /// Names of the flags set that this type defines.
+        flag_names: Vec<String>,
+        /// Payload length.
+        len: u32,
+        /// The header list decoded from the header block this frame completes (HEADERS,
+        /// CONTINUATION, PUSH_PROMISE with END_HEADERS), in order.
+        headers: Vec<(String, String)>,
+        /// What else the payload says: SETTINGS values, a WINDOW_UPDATE increment, an error
+        /// code by name, a PUSH_PROMISE's promised stream; or why it could not be decoded.
+        detail: Option<String>,
+    },
+    /// A gRPC call's request headers (content-type application/grpc*).
+    GrpcCall {
+        /// HTTP/2 stream.
+        stream_id: u32,
+        /// The method path (`:path`), e.g. `/protolab.Lab/Echo`.
+        path: String,
+    },
+    /// One length-prefixed gRPC message (its 5-byte prefix seen on a gRPC stream's DATA).
+    GrpcMessage {
+        /// Direction.
+        dir: Dir,
+        /// HTTP/2 stream.
+        stream_id: u32,
+        /// The compressed flag.
+        compressed: bool,
+        /// Message length from the prefix.
+        len: u32,
+    },
+    /// A gRPC call's status from its trailers.
+    GrpcStatus {
+        /// HTTP/2 stream.
+        stream_id: u32,
+        /// `grpc-status` (0 is OK).
+        status: String,
+        /// `grpc-message`, if any.
+        message: Option<String>,
+    },
+    /// One server-sent event (text/event-stream), dispatched by its blank line.
+    SseEvent {
+        /// `id:`, if the event had one.
+        id: Option<String>,
+        /// `event:` (the type), if the event named one (the default is `message`).
+        event_type: Option<String>,
+        /// The start of `data:` (lines joined by newlines), at most [`crate::PREVIEW_BYTES`].
+        data: String,
+        /// The whole data's length in bytes.
+        data_len: u64,
+        /// `retry:` in milliseconds, if the event set it.
+        retry_ms: Option<u64>,
+    },
+    /// An SSE comment line (`:` first), which servers send as heartbeats.
+    SseComment {
+        /// The comment's start, without the colon, at most [`crate::PREVIEW_BYTES`].
+        text: String,
+    },
     /// Bytes the decoder could not make sense of; the rest of that direction is skipped.
     Undecodable {
         /// Direction.

@@ -8,7 +8,9 @@
 //! NSS key log passed in [`InspectOptions::keylog`] (what `protolab up --keylog` and
 //! `SSLKEYLOGFILE` write). TLS 1.3 and TLS 1.2 AEAD suites are supported; the plaintext is
 //! decoded exactly like an unencrypted connection, so a wss connection shows its upgrade and
-//! every WebSocket frame. A connection without secrets keeps its records opaque, with a
+//! every WebSocket frame. HTTP/2 (h2c and h2) shows every frame with its HPACK-decoded
+//! headers and gRPC calls their messages and status; SSE responses each event. A connection
+//! without secrets keeps its records opaque, with a
 //! [`Note::Tls`] saying why.
 //!
 //! Live capture is in [`live`]: traffic on a Linux interface into a pcapng file with the TLS
@@ -21,8 +23,10 @@
 mod dissect;
 mod event;
 mod flow;
+mod h2;
 pub mod live;
 mod secrets;
+mod sse;
 mod tls;
 
 use std::collections::HashMap;
@@ -35,8 +39,13 @@ use serde::Serialize;
 pub use dissect::{close_meaning, LayerBytes, MAX_MESSAGE_BUFFER, PREVIEW_BYTES};
 pub use event::Event;
 pub use flow::{Dir, Note, MAX_PENDING_BYTES};
+pub use h2::{
+    decode_http2, error_name as http2_error_name, MAX_DYNAMIC_TABLE, MAX_GRPC_STREAMS,
+    MAX_HEADER_BLOCK, MAX_HEADER_LIST,
+};
 pub use protolab_wire::tls::keylog::{KeyLog, KeyLogError};
 pub use secrets::{inject_secrets, strip_secrets, SecretsError};
+pub use sse::{decode_event_stream, MAX_LINE as MAX_SSE_LINE};
 pub use tls::Decrypted;
 
 use dissect::Dissector;
@@ -122,7 +131,8 @@ pub struct Report {
 /// The connections of one protocol, added up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProtocolCost {
-    /// `http`, `https`, `ws`, `wss`, `tls` (application data never decrypted), or `tcp`
+    /// `http`, `https`, `ws`, `wss`, `h2c` (HTTP/2 over plain TCP), `h2` (HTTP/2 over TLS),
+    /// `tls` (application data never decrypted), or `tcp`
     /// (nothing recognised above TCP).
     pub protocol: &'static str,
     /// Connections.
@@ -144,6 +154,9 @@ impl Connection {
         let tls = l.tls > 0 || l.tls_encrypted > 0;
         let ws = l.ws_framing > 0 || l.ws_payload > 0;
         let http = l.http_headers > 0;
+        if l.http2_framing > 0 {
+            return if tls { "h2" } else { "h2c" };
+        }
         match (tls, ws, http) {
             (true, true, _) => "wss",
             (false, true, _) => "ws",
@@ -157,7 +170,7 @@ impl Connection {
 
 /// Adds up `connections` by protocol, in a fixed order.
 fn by_protocol(connections: &[Connection]) -> Vec<ProtocolCost> {
-    let order = ["http", "https", "ws", "wss", "tls", "tcp"];
+    let order = ["http", "https", "ws", "wss", "h2c", "h2", "tls", "tcp"];
     let mut out: Vec<ProtocolCost> = Vec::new();
     for name in order {
         let mut sum = ProtocolCost {
@@ -177,6 +190,9 @@ fn by_protocol(connections: &[Connection]) -> Vec<ProtocolCost> {
             a.http_body += b.http_body;
             a.ws_framing += b.ws_framing;
             a.ws_payload += b.ws_payload;
+            a.http2_framing += b.http2_framing;
+            a.http2_headers += b.http2_headers;
+            a.http2_data += b.http2_data;
         }
         if sum.connections > 0 {
             out.push(sum);

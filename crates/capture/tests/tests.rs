@@ -8,7 +8,9 @@
 )]
 
 mod deflate;
+mod h2;
 mod live;
+mod sse;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};

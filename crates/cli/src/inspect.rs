@@ -374,6 +374,78 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
                 l
             }
             Event::Undecodable { dir, reason } => format!("{} undecodable: {reason}", arrow(*dir)),
+            Event::Http2Preface => "→ HTTP/2 connection preface".to_string(),
+            Event::Http2Frame {
+                dir,
+                frame_type,
+                stream_id,
+                flag_names,
+                len,
+                headers,
+                detail,
+                ..
+            } => {
+                let mut l = format!("{} H2 {frame_type} stream {stream_id}", arrow(*dir));
+                if !flag_names.is_empty() {
+                    let _ = write!(l, " [{}]", flag_names.join(" "));
+                }
+                let _ = write!(l, " {len} B");
+                if let Some(detail) = detail {
+                    let _ = write!(l, "  {detail}");
+                }
+                for (name, value) in headers {
+                    let _ = write!(l, "\n{:>17}{name}: {value}", "");
+                }
+                l
+            }
+            Event::GrpcCall { stream_id, path } => {
+                format!("→ gRPC call {path} on stream {stream_id}")
+            }
+            Event::GrpcMessage {
+                dir,
+                stream_id,
+                compressed,
+                len,
+            } => format!(
+                "{} gRPC message on stream {stream_id}, {len} B{}",
+                arrow(*dir),
+                if *compressed { " (compressed)" } else { "" }
+            ),
+            Event::GrpcStatus {
+                stream_id,
+                status,
+                message,
+            } => {
+                let mut l = format!("← gRPC status {status} on stream {stream_id}");
+                if let Some(m) = message {
+                    let _ = write!(l, "  {m:?}");
+                }
+                l
+            }
+            Event::SseEvent {
+                id,
+                event_type,
+                data,
+                data_len,
+                retry_ms,
+            } => {
+                let mut l = "← SSE event".to_string();
+                if let Some(id) = id {
+                    let _ = write!(l, " id {id:?}");
+                }
+                if let Some(t) = event_type {
+                    let _ = write!(l, " type {t:?}");
+                }
+                if let Some(ms) = retry_ms {
+                    let _ = write!(l, " retry {ms} ms");
+                }
+                let _ = write!(l, " {data_len} B data");
+                if !data.is_empty() {
+                    let _ = write!(l, "  {data:?}");
+                }
+                l
+            }
+            Event::SseComment { text } => format!("← SSE comment {text:?}"),
             _ => format!("{:?}", t.event),
         };
         let _ = writeln!(s, "   {at}  {line}");
@@ -400,6 +472,13 @@ fn connection(s: &mut String, n: usize, c: &Connection) {
             String::new()
         }
     );
+    if l.http2_framing > 0 {
+        let _ = writeln!(
+            s,
+            "   HTTP/2: framing {} B, HPACK headers {} B, DATA {} B",
+            l.http2_framing, l.http2_headers, l.http2_data
+        );
+    }
     let retransmitted = c.retransmitted_bytes[0] + c.retransmitted_bytes[1];
     if retransmitted > 0 {
         let _ = writeln!(

@@ -38,8 +38,15 @@ fn segment(to_server: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Ve
 }
 
 fn write_http_exchange(path: &Path) {
-    let request = b"GET /echo?msg=hi HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
+    write_exchange(
+        path,
+        b"GET /echo?msg=hi HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi",
+    );
+}
+
+/// A capture of one connection: handshake, `request`, `response`, FIN.
+fn write_exchange(path: &Path, request: &[u8], response: &[u8]) {
     let (syn, ack, psh_ack, fin_ack) = (0x02, 0x10, 0x18, 0x11);
     let packets = [
         segment(true, 100, 0, syn, b""),
@@ -113,6 +120,88 @@ fn inspect_prints_the_conversation_and_json() {
         Some(0),
         "port filter"
     );
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = u32::try_from(payload.len()).unwrap().to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn inspect_prints_http2_frames_grpc_messages_and_sse_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("h2c.pcapng");
+    // HPACK: :method POST, :scheme http (static), :path and content-type as literals.
+    let mut block = vec![0x83, 0x86, 0x04, 25];
+    block.extend_from_slice(b"/protolab.lab.v1.Lab/Echo");
+    block.extend_from_slice(&[0x0f, 0x10, 16]);
+    block.extend_from_slice(b"application/grpc");
+    let mut request = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    request.extend(h2_frame(4, 0, 0, &[0, 2, 0, 0, 0, 0]));
+    request.extend(h2_frame(1, 0x4, 1, &block));
+    request.extend(h2_frame(0, 0x1, 1, b"\0\0\0\0\x03abc"));
+    let mut trailers = vec![0x00, 11];
+    trailers.extend_from_slice(b"grpc-status");
+    trailers.extend_from_slice(&[1, b'0']);
+    let mut response = h2_frame(4, 0x1, 0, b"");
+    response.extend(h2_frame(8, 0, 0, &1000u32.to_be_bytes()));
+    response.extend(h2_frame(1, 0x4, 1, &[0x88]));
+    response.extend(h2_frame(0, 0, 1, b"\0\0\0\0\x03abc"));
+    response.extend(h2_frame(1, 0x5, 1, &trailers));
+    response.extend(h2_frame(7, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
+    write_exchange(&file, &request, &response);
+    let path = file.to_string_lossy().into_owned();
+    let out = protolab(&["inspect", &path]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "→ HTTP/2 connection preface",
+        "→ H2 SETTINGS stream 0 6 B  ENABLE_PUSH=0",
+        "→ H2 HEADERS stream 1 [END_HEADERS] 48 B",
+        ":path: /protolab.lab.v1.Lab/Echo",
+        "content-type: application/grpc",
+        "→ gRPC call /protolab.lab.v1.Lab/Echo on stream 1",
+        "→ H2 DATA stream 1 [END_STREAM] 8 B",
+        "→ gRPC message on stream 1, 3 B",
+        "← H2 SETTINGS stream 0 [ACK] 0 B",
+        "← H2 WINDOW_UPDATE stream 0 4 B  increment 1000",
+        ":status: 200",
+        "← gRPC status 0 on stream 1",
+        "← H2 GOAWAY stream 0 8 B  last stream 1, error NO_ERROR (0x0)",
+        "HTTP/2: framing",
+        "h2c ",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let out = protolab(&["--json", "inspect", &path]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = json["connections"][0]["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["event"] == "grpc_message"
+            && e["stream_id"] == 1
+            && e["len"] == 3
+            && e["dir"] == "to_client"),
+        "{json}"
+    );
+
+    let file = dir.path().join("sse.pcapng");
+    write_exchange(
+        &file,
+        b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
+          31\r\n: hb\n\nretry: 1000\nid: 1\nevent: tick\ndata: hello\n\n\r\n0\r\n\r\n",
+    );
+    let out = protolab(&["inspect", &file.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "← SSE comment \"hb\"",
+        "← SSE event id \"1\" type \"tick\" retry 1000 ms 5 B data  \"hello\"",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
 }
 
 #[test]
