@@ -81,6 +81,10 @@ pub struct Config {
     /// flight and starts no other, and [`run`] reports what was measured until then.
     /// Default `None`: the run goes to `duration` or `max_messages`.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Echo and connect: the run's first stretch, not measured. Exchanges done within it
+    /// are not in the echo latency or the throughput (which is over the time after it);
+    /// bytes, phases and connect latency count every exchange. Default zero.
+    pub warmup: Duration,
 }
 
 impl Config {
@@ -105,6 +109,7 @@ impl Config {
             payload: Payload::Alphabet,
             connect_to: None,
             stop: None,
+            warmup: Duration::ZERO,
         }
     }
 
@@ -112,6 +117,9 @@ impl Config {
         let invalid = |reason: String| Err(Error::InvalidConfig { reason });
         if self.connections == 0 {
             return invalid("connections must be at least 1".into());
+        }
+        if self.warmup >= self.duration {
+            return invalid("the warm-up must be shorter than the run's duration".into());
         }
         if self.size > MAX_MESSAGE {
             return invalid(format!(
@@ -195,6 +203,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     let echo_latency = Arc::new(PerThread::new());
     let start = Instant::now();
     let end = start + config.duration;
+    let measured_from = start + config.warmup;
     let mut tasks = JoinSet::new();
     // Each connection's share of the rate: one message per `interval`.
     let interval = config
@@ -216,6 +225,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
                 claimed,
                 max,
                 end,
+                measured_from,
                 schedule,
                 echo_latency,
                 stop,
@@ -247,7 +257,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         }
     }
     total.latency.merge(&echo_latency.merged());
-    Ok(total.report(&config, start))
+    Ok(total.report(&config, start, measured_from))
 }
 
 /// Resolves the host and builds what every connection shares.
@@ -324,6 +334,8 @@ struct Budget {
     claimed: Arc<AtomicU64>,
     max: u64,
     end: Instant,
+    /// [`Config::warmup`]'s end: exchanges done before it are not timed.
+    measured_from: Instant,
     schedule: Option<Schedule>,
     /// Where echo workers record each exchange's latency (the run's, shared).
     echo_latency: Arc<PerThread>,
@@ -410,9 +422,12 @@ async fn echo_worker(plan: &Plan, budget: &Budget) -> Stats {
                 Ok(ex) => {
                     let now = conn.counts();
                     last_done = ex.done;
-                    budget
-                        .echo_latency
-                        .record(last_done.saturating_duration_since(intended));
+                    if last_done >= budget.measured_from {
+                        budget
+                            .echo_latency
+                            .record(last_done.saturating_duration_since(intended));
+                        stats.timed_messages += 1;
+                    }
                     let since_connect = first.then(|| ex.done.saturating_duration_since(t0));
                     stats.exchanged(&ex, now, now.since(mark), since_connect);
                     stats.finished = Some(ex.done);
@@ -469,6 +484,9 @@ async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
             let since_connect = ex.done.saturating_duration_since(t0);
             stats.exchanged(&ex, now, now.since(opened.bytes), Some(since_connect));
             stats.finished = Some(ex.done);
+            if ex.done >= budget.measured_from {
+                stats.timed_messages += 1;
+            }
             stats.sample_tcp(&conn, opened.tcp_counters, 1);
             conn.close(Instant::now() + CLOSE_BOUND).await;
             stats.add_totals(&conn);
@@ -552,6 +570,8 @@ struct Stats {
     first_echo: Latency,
     connect_to_first_echo: Latency,
     messages: u64,
+    /// Echo and connect: messages done after the warm-up, the throughput's count.
+    timed_messages: u64,
     opened: u64,
     handshake: Counts,
     /// Bytes of steady-state exchanges (every one after a connection's first) and their count.
@@ -673,6 +693,7 @@ impl Stats {
             mine.merge(theirs);
         }
         self.messages += other.messages;
+        self.timed_messages += other.timed_messages;
         self.opened += other.opened;
         self.handshake = self.handshake.plus(other.handshake);
         self.steady = self.steady.plus(other.steady);
@@ -695,12 +716,26 @@ impl Stats {
         self.errors.merge(&other.errors);
     }
 
-    fn report(self, config: &Config, start: Instant) -> Report {
+    fn report(self, config: &Config, start: Instant, measured_from: Instant) -> Report {
         let elapsed = self
             .finished
             .map_or(Duration::ZERO, |f| f.saturating_duration_since(start))
             .min(config.duration);
         let secs = elapsed.as_secs_f64();
+        // After a warm-up, the rate is over what followed it (pushes keep their schedule
+        // from the start, so they are always counted whole).
+        let (rated, rated_secs) =
+            if config.warmup > Duration::ZERO && config.workload != Workload::Push {
+                let timed = self
+                    .finished
+                    .map_or(Duration::ZERO, |f| {
+                        f.saturating_duration_since(measured_from)
+                    })
+                    .min(config.duration - config.warmup);
+                (self.timed_messages, timed.as_secs_f64())
+            } else {
+                (self.messages, secs)
+            };
         let per = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         let (per_message, count) = match (config.workload, self.steady_messages) {
             (Workload::Echo | Workload::Push, n) if n > 0 => (self.steady, n),
@@ -757,8 +792,8 @@ impl Stats {
             rate: config.rate,
             duration_secs: secs,
             messages: self.messages,
-            throughput_per_sec: if secs > 0.0 {
-                self.messages as f64 / secs
+            throughput_per_sec: if rated_secs > 0.0 {
+                rated as f64 / rated_secs
             } else {
                 0.0
             },

@@ -108,3 +108,29 @@ async fn an_exchange_times_out_at_its_own_deadline() {
         "{took:?}"
     );
 }
+
+#[tokio::test]
+async fn a_stall_within_the_warm_up_is_not_in_the_latency() {
+    // The 3rd exchange (a few ms in) waits 300 ms and is done well inside the 600 ms
+    // warm-up: it is counted as a message but its latency is not in the figures.
+    let port = stalling_echo(3, Duration::from_millis(300)).await;
+    let target = Target::parse(&format!("http://127.0.0.1:{port}/echo")).unwrap();
+    let mut config = Config::new(target);
+    config.duration = Duration::from_millis(1200);
+    config.warmup = Duration::from_millis(600);
+    let report = run(config.clone()).await.unwrap();
+    assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
+    let latency = report.latency.unwrap();
+    assert!(latency.max_us < 250_000.0, "{latency:?}");
+
+    // Without a warm-up the same stall is the run's worst latency.
+    let port = stalling_echo(3, Duration::from_millis(300)).await;
+    config.target = Target::parse(&format!("http://127.0.0.1:{port}/echo")).unwrap();
+    config.warmup = Duration::ZERO;
+    let cold = run(config.clone()).await.unwrap();
+    assert!(cold.latency.unwrap().max_us >= 290_000.0, "{cold:?}");
+
+    // A warm-up as long as the run leaves nothing to measure: refused.
+    config.warmup = config.duration;
+    assert!(run(config).await.is_err());
+}

@@ -11,6 +11,7 @@ pub mod contention;
 mod cpu;
 pub mod html;
 pub mod model;
+mod pinning;
 mod progress;
 mod protocols;
 mod recording;
@@ -45,11 +46,19 @@ pub use timestamp::{folder_timestamp, rfc3339};
 /// Thread name prefixes of the two runtimes (Linux keeps 15 bytes of a thread's name).
 const LAB_THREADS: &str = "pl-lab";
 const LOAD_THREADS: &str = "pl-load";
+/// Said with every run of an unoptimised build: its per-byte loops (WebSocket masking above
+/// all) cost the lab and the load generator far more than a release build's, unevenly by
+/// protocol, so its ratios are not the protocols'.
+const DEBUG_BUILD: &str = "this protolab is a debug build: unoptimised code costs each protocol differently (WebSocket masking most), so these figures do not compare protocols; build with `cargo build --release` and run target/release/protolab";
 /// A load generator busier than this (share of its threads' time) is called the bottleneck.
 const CLIENT_BOUND_AT: f64 = 0.9;
 /// Pause between runs so the previous run's connections finish closing before the next
 /// run's clock starts.
 const SETTLE: Duration = Duration::from_millis(150);
+/// Share of each echo and connect run left out of its rate and echo latency: the
+/// connections' set-up, and the first exchanges on cold caches and a runtime still
+/// spreading its tasks, moved the figures from run to run.
+const WARMUP_SHARE: u32 = 5;
 
 /// `protolab compare` arguments.
 #[derive(Debug, Args)]
@@ -535,9 +544,22 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
     let started_wall = SystemTime::now();
     let started = Instant::now();
     let s = &plan.settings;
+    // A lab elsewhere leaves every CPU here to the load generator: nothing to share out.
+    let cores = match &plan.remote {
+        None => {
+            pinning::CoreSplit::for_this_process(s.server_threads.unwrap_or(1), s.client_threads)
+        }
+        Some(_) => None,
+    };
+    let load_cpus = cores.as_ref().map(|c| c.load.clone());
     let load_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(s.client_threads)
         .thread_name(LOAD_THREADS)
+        .on_thread_start(move || {
+            if let Some(cpus) = &load_cpus {
+                pinning::pin_current_thread(cpus);
+            }
+        })
         // Blocking-pool threads (name resolution) must outlive a run, or their CPU time
         // vanishes from the per-thread totals when they exit.
         .thread_keep_alive(Duration::from_secs(3600))
@@ -556,7 +578,8 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
     if let (Some(spec), Some(wan)) = (settings.wan.as_mut(), &wan) {
         spec.emulator = Some(wan.emulator());
     }
-    let lab = site::Site::start(plan, &protocols, wan.as_ref(), &load_rt, ctx)?;
+    let lab_cpus = cores.as_ref().map(|c| c.lab.as_slice());
+    let lab = site::Site::start(plan, &protocols, wan.as_ref(), &load_rt, lab_cpus, ctx)?;
     let server_cpu = lab.info.server_cpu_measured;
     let mut capture = match &plan.capture {
         None => None,
@@ -575,6 +598,9 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
     let mut progress = progress::Progress::new(plan);
     let mut rounds = Vec::with_capacity(plan.steps.len());
     let mut warnings = Vec::new();
+    if cfg!(debug_assertions) {
+        warnings.push(DEBUG_BUILD.to_owned());
+    }
     // Set when a signal ended the loop early; names the run it cut short, if one measured.
     let mut interrupted: Option<Option<String>> = None;
     for (index, step) in plan.steps.iter().enumerate() {
@@ -614,6 +640,9 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         config.stop = Some(Arc::clone(stop));
         if step.workload == Workload::Echo {
             config.rate = s.rate;
+        }
+        if step.workload != Workload::Push {
+            config.warmup = plan.run_time / WARMUP_SHARE;
         }
         progress.start(index, step);
         let before = machine_now(wan.as_ref());

@@ -215,8 +215,14 @@ fn combine_one(
     pooled.connections = first.connections;
     pooled.rate = first.rate;
     pooled.duration_secs = measured.iter().map(|(r, _)| r.duration_secs).sum();
+    // Each round's rate weighted by its time: messages over the time when every round counts
+    // all of its messages, and still the measured rate when a warm-up was left out of it.
     pooled.throughput_per_sec = if pooled.duration_secs > 0.0 {
-        pooled.messages as f64 / pooled.duration_secs
+        measured
+            .iter()
+            .map(|(r, _)| r.throughput_per_sec * r.duration_secs)
+            .sum::<f64>()
+            / pooled.duration_secs
     } else {
         0.0
     };

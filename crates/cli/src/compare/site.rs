@@ -52,6 +52,7 @@ impl Site {
         protocols: &[Protocol],
         wan: Option<&wan::Wan>,
         load_rt: &tokio::runtime::Runtime,
+        lab_cpus: Option<&[usize]>,
         ctx: &Context,
     ) -> anyhow::Result<Self> {
         if let Some(remote) = &plan.remote {
@@ -83,6 +84,14 @@ impl Site {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name(LAB_THREADS)
+            .on_thread_start({
+                let cpus = lab_cpus.map(<[usize]>::to_vec);
+                move || {
+                    if let Some(cpus) = &cpus {
+                        super::pinning::pin_current_thread(cpus);
+                    }
+                }
+            })
             .enable_all()
             .build()
             .context("starting the lab's runtime")?;

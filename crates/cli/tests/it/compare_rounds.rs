@@ -64,17 +64,16 @@ async fn rounds_interleave_protocols_and_report_each_figure_with_its_spread() {
     for run in runs {
         assert_eq!(run["rounds"], 3, "{run}");
         let report = &run["report"];
-        // The rounds add up: three rounds of time, and the pooled rate is messages over it.
+        // The rounds add up: three rounds of time. Each round's rate is over the time after
+        // its warm-up, so the pooled rate is their time-weighted mean (checked below against
+        // the rounds), not all messages over all the time.
         let duration = number(&report["duration_secs"]);
         assert!(
             (duration - 3.0 * run_secs).abs() < 0.5 * run_secs,
             "{duration} s pooled from rounds of {run_secs} s"
         );
         let pooled = number(&report["throughput_per_sec"]);
-        assert!(
-            (pooled - number(&report["messages"]) / duration).abs() < 1e-6 * pooled.max(1.0),
-            "{report}"
-        );
+        assert!(pooled > 0.0, "{report}");
         let spread = &run["spread"]["report.throughput_per_sec"];
         let rounds: Vec<f64> = spread["rounds"]
             .as_array()

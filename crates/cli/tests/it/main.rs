@@ -10,6 +10,7 @@ mod compare;
 mod compare_contention;
 mod compare_deflate;
 mod compare_lab;
+mod compare_pinning;
 mod compare_report;
 mod compare_rounds;
 mod compare_wire;
