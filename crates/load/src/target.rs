@@ -223,7 +223,10 @@ mod tests {
     #[test]
     fn parses_the_sse_schemes() {
         let t = Target::parse("sse://127.0.0.1:3004/events").unwrap();
-        assert_eq!((t.scheme, t.port, t.path.as_str()), (Scheme::Sse, 3004, "/events"));
+        assert_eq!(
+            (t.scheme, t.port, t.path.as_str()),
+            (Scheme::Sse, 3004, "/events")
+        );
         assert!(t.scheme.is_sse() && !t.scheme.is_tls() && !t.scheme.is_ws());
         let t = Target::parse("sses://localhost/events").unwrap();
         assert_eq!((t.scheme, t.port), (Scheme::Sses, 443));

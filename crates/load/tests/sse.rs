@@ -36,17 +36,32 @@ async fn push_over_the_labs_event_stream_counts_each_event_and_its_bytes() {
     // Two streams, one event every 20 ms each (the machine is shared: leave room).
     assert!(r.messages >= 60 && r.messages <= 2 * 61, "{r:?}");
     let latency = r.latency.unwrap();
-    assert!(latency.p50_us > 0.0 && latency.p50_us < 200_000.0, "{latency:?}");
+    assert!(
+        latency.p50_us > 0.0 && latency.p50_us < 200_000.0,
+        "{latency:?}"
+    );
     // Each push on the wire: `id: EPOCH-SEQ\n` + `data: JSON\n` + `\n`, i.e. the data plus 13
     // bytes plus the id (a 13-digit epoch, `-`, the sequence number's 1 to 4 digits here).
     let data = r.bytes.payload_received_per_message.unwrap();
     let wire = r.bytes.received_per_message.unwrap();
     let framing = wire - data;
-    assert!((13.0 + 15.0..=13.0 + 18.0).contains(&framing), "{:?}", r.bytes);
+    assert!(
+        (13.0 + 15.0..=13.0 + 18.0).contains(&framing),
+        "{:?}",
+        r.bytes
+    );
     assert_eq!(r.bytes.sent_per_message, Some(0.0), "{:?}", r.bytes);
     // The handshake: one GET sent, the head, `retry:` and the hello event received.
-    assert!(r.bytes.handshake_sent_per_connection.unwrap() > 50.0, "{:?}", r.bytes);
-    assert!(r.bytes.handshake_received_per_connection.unwrap() > 200.0, "{:?}", r.bytes);
+    assert!(
+        r.bytes.handshake_sent_per_connection.unwrap() > 50.0,
+        "{:?}",
+        r.bytes
+    );
+    assert!(
+        r.bytes.handshake_received_per_connection.unwrap() > 200.0,
+        "{:?}",
+        r.bytes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,13 +97,18 @@ async fn connect_ends_at_the_hello_event_and_echo_goes_over_a_second_connection(
     let sent = r.bytes.sent_per_message.unwrap();
     let received = r.bytes.received_per_message.unwrap();
     assert!(sent > 100.0 + 40.0 && sent < 100.0 + 300.0, "{:?}", r.bytes);
-    assert!(received > 120.0 + 40.0 && received < 120.0 + 400.0, "{:?}", r.bytes);
+    assert!(
+        received > 120.0 + 40.0 && received < 120.0 + 400.0,
+        "{:?}",
+        r.bytes
+    );
 }
 
 fn python_server(args: &[&str]) -> Command {
     let python = require("python3", "apt-get install python3");
     let mut cmd = Command::new(python);
-    cmd.arg(repo_root().join("tests/peers/sse_server.py")).args(args);
+    cmd.arg(repo_root().join("tests/peers/sse_server.py"))
+        .args(args);
     cmd
 }
 
@@ -120,7 +140,11 @@ async fn an_independent_server_is_read_event_by_event_with_or_without_chunking()
         assert_eq!(r.messages, 30, "{mode}: {r:?}");
         let b = r.bytes;
         assert_eq!(b.payload_received_per_message, Some(44.0), "{mode}: {b:?}");
-        assert_eq!(b.received_per_message, Some(44.0 + framing), "{mode}: {b:?}");
+        assert_eq!(
+            b.received_per_message,
+            Some(44.0 + framing),
+            "{mode}: {b:?}"
+        );
     }
 }
 
@@ -134,6 +158,9 @@ async fn a_line_that_never_ends_is_an_error_not_a_hang() {
         assert_eq!(r.messages, 0, "{mode}: {r:?}");
         assert_eq!(r.errors.protocol, 1, "{mode}: {:?}", r.errors);
         let detail = format!("{:?}", r.errors);
-        assert!(detail.contains("longer than 65536 bytes"), "{mode}: {detail}");
+        assert!(
+            detail.contains("longer than 65536 bytes"),
+            "{mode}: {detail}"
+        );
     }
 }

@@ -214,10 +214,7 @@ impl Parser {
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 // Digits beyond u64 are not a time anyone means: ignored.
-                if let Some(ms) = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                {
+                if let Some(ms) = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
                     self.retry_ms = Some(ms);
                 }
             }
@@ -286,7 +283,10 @@ mod tests {
             assert_eq!(got[1].event_type, "message");
             assert_eq!(got[1].data, "one\ntwo");
             assert_eq!(got[1].last_event_id, "7-1");
-            assert_eq!((got[2].data.as_str(), got[2].last_event_id.as_str()), ("", "7-2"));
+            assert_eq!(
+                (got[2].data.as_str(), got[2].last_event_id.as_str()),
+                ("", "7-2")
+            );
             assert_eq!(parser.retry_ms(), Some(1000));
             assert_eq!(parser.comments(), 1);
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use protolab_wire::http1::{
     parse_response_with, write_request_head, BodyFraming, ChunkedDecoder, HeadLimits,
 };
-use protolab_wire::sse::{Event, Parser};
+use protolab_wire::sse::{Event, Limits, Parser};
 use tokio::io::AsyncWriteExt as _;
 
 use super::ws::{push_sent_at_us, Push};
@@ -42,7 +42,11 @@ fn protocol(what: String) -> Failure {
 impl Conn {
     /// Asks for the event stream and reads up to its first event; with `plan.sse_echo`, opens
     /// the echo connection beside it.
-    pub(super) async fn open_stream(&mut self, plan: &Plan, deadline: Instant) -> Result<(), Failure> {
+    pub(super) async fn open_stream(
+        &mut self,
+        plan: &Plan,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
         let authority = plan.target.authority();
         let mut fields: Vec<(&str, &[u8])> = vec![
             ("Host", authority.as_bytes()),
@@ -91,8 +95,14 @@ impl Conn {
             }
         };
         self.buf.drain(..consumed);
+        // An echo event carries the whole message on one `data:` line.
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_line: defaults.max_line.max(plan.payload.len() + 64),
+            max_event: defaults.max_event.max(plan.payload.len() + 64),
+        };
         self.proto = Proto::Sse(Box::new(Stream {
-            parser: Parser::default(),
+            parser: Parser::new(limits),
             chunked,
             body: Vec::new(),
             stream_id: None,
