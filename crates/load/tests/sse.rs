@@ -3,6 +3,11 @@
 //! bytes per event checked by arithmetic, and a server that never ends a line is an error
 //! within the run, not a hang.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "set-up steps of the tests: a failure should panic right there"
+)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

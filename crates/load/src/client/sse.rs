@@ -126,7 +126,7 @@ impl Conn {
                         .into(),
                 ));
             };
-            let (conn, _) = Box::pin(Conn::connect(plan, deadline)).await?;
+            let (conn, _) = Box::pin(Self::connect(plan, deadline)).await?;
             side = Some(Box::new(conn));
             let path = format!("/echo?stream={id}");
             let length = plan.payload.len().to_string();
@@ -195,7 +195,7 @@ impl Conn {
     }
 
     /// The echo connection's counts, if there is one.
-    pub(super) fn side(&self) -> Option<&Conn> {
+    pub(super) fn side(&self) -> Option<&Self> {
         match &self.proto {
             Proto::Sse(stream) => stream.side.as_deref(),
             _ => None,
