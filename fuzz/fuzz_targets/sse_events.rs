@@ -16,15 +16,17 @@ fn run(input: &[u8], step: usize, limits: Limits) -> Result<(Vec<Event>, usize),
             let d = parser.decode(&buf)?;
             assert!(d.consumed <= buf.len());
             buf.drain(..d.consumed);
-            // What is left unconsumed is one partial line at most, within the limit (plus a
-            // partial BOM or a CR's LF).
-            assert!(buf.len() <= limits.max_line + 3);
             match d.event {
                 Some(e) => {
                     assert!(e.data.len() <= limits.max_event * 3);
                     events.push(e);
                 }
-                None => break,
+                None => {
+                    // No event: what is left is one partial line at most, within the limit
+                    // (plus a partial BOM or a CR's LF).
+                    assert!(buf.len() <= limits.max_line + 3);
+                    break;
+                }
             }
         }
     }
