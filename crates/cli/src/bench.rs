@@ -17,15 +17,17 @@ use crate::Context;
 /// Arguments of `protolab bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to load: http://, https://, ws:// or wss:// URL. HTTP posts each message to the
-    /// URL's path (`/echo` when it has none); WebSocket sends binary messages and expects them
-    /// back.
+    /// What to load: http://, https://, ws://, wss://, sse:// or sses:// URL. HTTP posts each
+    /// message to the URL's path (`/echo` when it has none); WebSocket sends binary messages
+    /// and expects them back; SSE (`sse://HOST/events`: an HTTP event stream) reads pushed
+    /// events, or for echo POSTs `/echo?stream=ID` and reads the echo event.
     pub url: String,
     /// `echo`: each connection stays open with one message in flight (closed loop).
     /// `connect`: a new connection per message, to time TCP, TLS and the upgrade.
-    /// `push` (ws/wss): server-to-client delivery delay of the lab's timestamped pushes.
-    #[arg(long, value_enum, default_value_t = WorkloadArg::Echo)]
-    pub workload: WorkloadArg,
+    /// `push` (ws/wss/sse/sses): server-to-client delivery delay of the lab's timestamped
+    /// pushes. Default: `push` for sse:// and sses://, `echo` otherwise.
+    #[arg(long, value_enum)]
+    pub workload: Option<WorkloadArg>,
     /// Concurrent connections (workers for `connect`).
     #[arg(short = 'c', long, default_value_t = 1, value_name = "N")]
     pub connections: usize,
@@ -116,6 +118,11 @@ impl BenchArgs {
     /// Validates the arguments into a load config.
     pub fn config(&self, ctx: &Context) -> anyhow::Result<Config> {
         let target = Target::parse(&self.url).map_err(|err| crate::usage(err.to_string()))?;
+        let workload = self.workload.unwrap_or(if target.scheme.is_sse() {
+            WorkloadArg::Push
+        } else {
+            WorkloadArg::Echo
+        });
         ensure_usage!(
             !self.ws_deflate || target.scheme.is_ws(),
             "--ws-deflate is for ws:// and wss:// URLs, not {}://",
@@ -144,13 +151,13 @@ impl BenchArgs {
                 "--rate must be a positive number of messages per second"
             );
             ensure_usage!(
-                self.workload == WorkloadArg::Echo,
+                workload == WorkloadArg::Echo,
                 "--rate applies to --workload echo only"
             );
         }
         ensure_usage!(
-            self.workload != WorkloadArg::Push || target.scheme.is_ws(),
-            "--workload push needs a ws:// or wss:// URL, not {}://",
+            workload != WorkloadArg::Push || target.scheme.is_ws() || target.scheme.is_sse(),
+            "--workload push needs a ws://, wss://, sse:// or sses:// URL, not {}://",
             target.scheme
         );
         let size = usize::try_from(self.size)
@@ -164,7 +171,7 @@ impl BenchArgs {
                 ))
             })?;
         let mut config = Config::new(target);
-        config.workload = match self.workload {
+        config.workload = match workload {
             WorkloadArg::Echo => Workload::Echo,
             WorkloadArg::Connect => Workload::Connect,
             WorkloadArg::Push => Workload::Push,

@@ -239,6 +239,7 @@ impl TryFrom<UpArgs> for UpConfig {
                 bind: args.bind,
                 apps,
                 push_interval: args.push_interval,
+                event_interval: None,
                 allowed_origins: args.allow_origins,
                 limits,
                 tls: None,

@@ -27,6 +27,7 @@ use crate::payload::Payload;
 use crate::report::ErrorKind;
 use crate::target::Target;
 
+mod sse;
 mod ws;
 
 /// Anything the clients can talk over.
@@ -109,6 +110,8 @@ pub(crate) struct Plan {
     pub(crate) connect_timeout: Duration,
     /// Bound on one exchange.
     pub(crate) request_timeout: Duration,
+    /// SSE: open the keep-alive connection echoes are POSTed on beside each stream.
+    pub(crate) sse_echo: bool,
 }
 
 impl Plan {
@@ -222,6 +225,7 @@ enum Proto {
         /// Compresses what we send, when permessage-deflate was agreed.
         deflater: Option<Box<Deflater>>,
     },
+    Sse(Box<sse::Stream>),
 }
 
 /// An open connection.
@@ -261,9 +265,38 @@ pub(crate) struct Extras {
 }
 
 impl Conn {
-    /// Connects, does the TLS handshake and the WebSocket upgrade, all by `deadline`.
+    /// Connects, does the TLS handshake and the WebSocket upgrade (or, for SSE, asks for the
+    /// event stream and reads its first event), all by `deadline`.
     pub(crate) async fn open(plan: &Plan, deadline: Instant) -> Result<(Self, Opened), Failure> {
         let deadline = deadline.min(Instant::now() + plan.connect_timeout);
+        let (mut conn, mut opened) = Self::connect(plan, deadline).await?;
+        if plan.target.scheme.is_ws() {
+            let t2 = Instant::now();
+            bounded(
+                deadline,
+                "waiting for the WebSocket upgrade",
+                conn.upgrade(plan),
+            )
+            .await?;
+            opened.upgrade = Some(t2.elapsed());
+        } else if plan.target.scheme.is_sse() {
+            let t2 = Instant::now();
+            bounded(
+                deadline,
+                "waiting for the event stream's first event",
+                conn.open_stream(plan, deadline),
+            )
+            .await?;
+            opened.upgrade = Some(t2.elapsed());
+        }
+        opened.bytes = conn.counts();
+        opened.deflate = conn.deflate;
+        opened.tcp_counters = conn.tcp_counters();
+        Ok((conn, opened))
+    }
+
+    /// Connects and does the TLS handshake, by `deadline`: an HTTP/1.1 connection.
+    async fn connect(plan: &Plan, deadline: Instant) -> Result<(Self, Opened), Failure> {
         let counters = Counters::new();
         let t0 = Instant::now();
         let tcp = bounded(deadline, "connecting", async {
@@ -298,7 +331,7 @@ impl Conn {
                 (Box::new(plaintext), Some(t1.elapsed()))
             }
         };
-        let mut conn = Self {
+        let conn = Self {
             io,
             counters,
             app_counters,
@@ -314,30 +347,16 @@ impl Conn {
             post_handshake_tls,
             tcp_addrs,
         };
-        let upgrade = if plan.target.scheme.is_ws() {
-            let t2 = Instant::now();
-            bounded(
-                deadline,
-                "waiting for the WebSocket upgrade",
-                conn.upgrade(plan),
-            )
-            .await?;
-            Some(t2.elapsed())
-        } else {
-            None
-        };
         let bytes = conn.counts();
-        let deflate = conn.deflate;
-        let tcp_counters = conn.tcp_counters();
         Ok((
             conn,
             Opened {
                 tcp: tcp_time,
                 tls: tls_time,
-                upgrade,
+                upgrade: None,
                 bytes,
-                deflate,
-                tcp_counters,
+                deflate: None,
+                tcp_counters: None,
             },
         ))
     }
@@ -352,13 +371,17 @@ impl Conn {
         self.extras
     }
 
-    /// This connection's byte counts so far.
+    /// This connection's byte counts so far (with an SSE echo connection's).
     pub(crate) fn counts(&self) -> Counts {
-        Counts {
+        let own = Counts {
             wire: self.counters.snapshot(),
             app: self.app_counters.snapshot(),
             frame_payload: self.frame_payload,
             post_handshake_tls: self.post_handshake_tls.load(Ordering::Relaxed),
+        };
+        match self.side() {
+            Some(side) => own.plus(side.counts()),
+            None => own,
         }
     }
 
@@ -402,6 +425,7 @@ impl Conn {
                 match self.proto {
                     Proto::Http => self.http_exchange(plan, t0, timed_first).await,
                     Proto::Ws { .. } => self.ws_exchange(plan, t0, timed_first).await,
+                    Proto::Sse(_) => self.sse_exchange(plan, t0, timed_first).await,
                 }
             });
             poll_fn(|cx| {
@@ -541,6 +565,7 @@ impl Conn {
     /// `deadline`. Reading the answer lets the server close TCP first (RFC 6455 §7.1.1) and
     /// keeps the byte counts equal to what a capture of the connection shows.
     pub(crate) async fn close(&mut self, deadline: Instant) {
+        self.close_side(deadline).await;
         let _ = bounded(deadline, "closing", async {
             if let Proto::Ws { rng, .. } = &mut self.proto {
                 let mask = rng.mask();

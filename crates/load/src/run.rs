@@ -136,9 +136,9 @@ impl Config {
             }
         }
         if self.workload == Workload::Push {
-            if !self.target.scheme.is_ws() {
+            if !self.target.scheme.is_ws() && !self.target.scheme.is_sse() {
                 return invalid(format!(
-                    "the push workload needs a ws:// or wss:// URL, not {}:// (HTTP push arrives with the SSE app)",
+                    "the push workload needs a ws://, wss://, sse:// or sses:// URL, not {}://",
                     self.target.scheme
                 ));
             }
@@ -263,7 +263,8 @@ pub async fn run(config: Config) -> Result<Report, Error> {
 /// Resolves the host and builds what every connection shares.
 pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
     let mut target = config.target.clone();
-    if config.workload == Workload::Push {
+    // The SSE feed pushes at the lab's interval, not one a stream asks for.
+    if config.workload == Workload::Push && target.scheme.is_ws() {
         let joiner = if target.path.contains('?') { '&' } else { '?' };
         target.path = format!(
             "{}{joiner}push_ms={}",
@@ -309,7 +310,7 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
     };
     let mut payload = Vec::new();
     config.payload.fill(&mut payload, config.size, 0);
-    let http_request = if target.scheme.is_ws() {
+    let http_request = if target.scheme.is_ws() || target.scheme.is_sse() {
         Vec::new()
     } else {
         Plan::http_request(target, &payload, &config.headers)
@@ -326,6 +327,7 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
         payload_kind: config.payload,
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
+        sse_echo: target.scheme.is_sse() && config.workload == Workload::Echo,
     })
 }
 
@@ -469,6 +471,25 @@ async fn connect_worker(plan: &Plan, budget: &Budget) -> Stats {
         let result = async {
             let (mut conn, opened) = Conn::open(plan, budget.end).await?;
             stats.opened(&opened);
+            if plan.target.scheme.is_sse() {
+                // An SSE connect ends at the stream's first event: all its bytes are the
+                // handshake's, its time is connect to that event.
+                let done = Instant::now();
+                let since_connect = done.saturating_duration_since(t0);
+                stats.latency.record(since_connect);
+                let ex = crate::client::Exchange {
+                    first_byte: opened.upgrade,
+                    total: opened.upgrade.unwrap_or(since_connect),
+                    done,
+                    reusable: false,
+                };
+                stats.exchanged(&ex, opened.bytes, Counts::default(), Some(since_connect));
+                stats.finished = Some(done);
+                stats.sample_tcp(&conn, opened.tcp_counters, 1);
+                conn.close(Instant::now() + CLOSE_BOUND).await;
+                stats.add_totals(&conn);
+                return Ok(());
+            }
             let sent = Instant::now();
             let deadline = budget.end.min(sent + plan.request_timeout);
             let exchanged = conn.exchange(plan, sent, deadline).await;

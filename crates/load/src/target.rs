@@ -1,10 +1,11 @@
-//! Where to send load: [`Target::parse`] reads `http`, `https`, `ws` and `wss` URLs.
+//! Where to send load: [`Target::parse`] reads `http`, `https`, `ws`, `wss`, `sse` and `sses`
+//! URLs.
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// The four schemes the load generator speaks.
+/// The schemes the load generator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
@@ -16,30 +17,41 @@ pub enum Scheme {
     Ws,
     /// WebSocket over TLS.
     Wss,
+    /// Server-Sent Events: an HTTP/1.1 `GET` of a `text/event-stream` over TCP.
+    Sse,
+    /// Server-Sent Events over TLS.
+    Sses,
 }
 
 impl Scheme {
     /// The schemes [`Target::parse`] accepts, for messages.
-    pub const ACCEPTED: &'static str = "http://, https://, ws://, wss://";
+    pub const ACCEPTED: &'static str = "http://, https://, ws://, wss://, sse://, sses://";
 
-    /// The URL spelling: `http`, `https`, `ws`, `wss`.
+    /// The URL spelling: `http`, `https`, `ws`, `wss`, `sse`, `sses`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
             Self::Ws => "ws",
             Self::Wss => "wss",
+            Self::Sse => "sse",
+            Self::Sses => "sses",
         }
     }
 
     /// Whether the connection runs over TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Self::Https | Self::Wss)
+        matches!(self, Self::Https | Self::Wss | Self::Sses)
     }
 
     /// Whether this is a WebSocket scheme.
     pub fn is_ws(self) -> bool {
         matches!(self, Self::Ws | Self::Wss)
+    }
+
+    /// Whether this is a Server-Sent Events scheme (an HTTP URL of an event stream).
+    pub fn is_sse(self) -> bool {
+        matches!(self, Self::Sse | Self::Sses)
     }
 
     /// 80 or 443 (RFC 9110 §4.2, RFC 6455 §3).
@@ -57,6 +69,8 @@ impl Scheme {
             "https" => Self::Https,
             "ws" => Self::Ws,
             "wss" => Self::Wss,
+            "sse" => Self::Sse,
+            "sses" => Self::Sses,
             _ => return None,
         })
     }
@@ -204,6 +218,19 @@ mod tests {
         assert_eq!(t.path, "/echo?msg=hi");
         let t = Target::parse("ws://host?x=1").unwrap();
         assert_eq!((t.port, t.path.as_str()), (80, "/?x=1"));
+    }
+
+    #[test]
+    fn parses_the_sse_schemes() {
+        let t = Target::parse("sse://127.0.0.1:3004/events").unwrap();
+        assert_eq!(
+            (t.scheme, t.port, t.path.as_str()),
+            (Scheme::Sse, 3004, "/events")
+        );
+        assert!(t.scheme.is_sse() && !t.scheme.is_tls() && !t.scheme.is_ws());
+        let t = Target::parse("sses://localhost/events").unwrap();
+        assert_eq!((t.scheme, t.port), (Scheme::Sses, 443));
+        assert!(t.scheme.is_tls());
     }
 
     #[test]

@@ -140,6 +140,11 @@ pub struct LabConfig {
     pub apps: Vec<(Protocol, u16)>,
     /// Interval between server-pushed WebSocket messages. Default 5 s.
     pub push_interval: Duration,
+    /// Interval between the SSE feed's push events, when it should differ from
+    /// `push_interval` (`compare` pushes SSE events as often as its WebSocket clients ask
+    /// for pushes, without making the WS app push to every echo connection). Default `None`:
+    /// `push_interval`.
+    pub event_interval: Option<Duration>,
     /// Extra `Origin`s allowed to open WebSockets besides same-origin pages and the lab's own
     /// pages. `*` allows any origin (not recommended outside a lab).
     pub allowed_origins: Vec<String>,
@@ -164,6 +169,7 @@ impl Default for LabConfig {
                 .map(|p| (*p, p.default_port()))
                 .collect(),
             push_interval: Duration::from_secs(5),
+            event_interval: None,
             allowed_origins: Vec::new(),
             limits: Limits::default(),
             ws_deflate: Some(protolab_wire::ws::deflate::ServerConfig::default()),
@@ -308,7 +314,7 @@ impl Lab {
         if let Some(sse) = &sse {
             let sse = Arc::clone(sse);
             let stop = lab.graceful.clone();
-            let interval = config.push_interval;
+            let interval = config.event_interval.unwrap_or(config.push_interval);
             lab.tracker
                 .spawn(async move { sse.feed.run(interval, &stop).await });
         }

@@ -20,5 +20,6 @@ pub mod http2;
 pub mod net;
 pub mod pcapng;
 pub mod proxy_v2;
+pub mod sse;
 pub mod tls;
 pub mod ws;

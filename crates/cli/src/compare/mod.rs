@@ -76,7 +76,7 @@ pub struct CompareArgs {
     pub protocols: Vec<ProtocolArg>,
     /// Workloads, comma-separated: `connect` (a new connection per message: handshake cost and
     /// round trips), `echo` (request/response over open connections), `push` (server to
-    /// client delivery delay; WebSocket only until the SSE app exists).
+    /// client delivery delay; ws, wss and sse — plain HTTP is skipped).
     #[arg(
         long,
         value_enum,
@@ -221,6 +221,8 @@ pub struct Plan {
     capture: Option<(PathBuf, u64)>,
     /// The lab deployed elsewhere (`--lab`), or `None` to start one in-process.
     remote: Option<remote::RemoteLab>,
+    /// Runs a protocol cannot do, and why: reported as warnings.
+    skipped: Vec<String>,
 }
 
 impl CompareArgs {
@@ -273,6 +275,7 @@ impl CompareArgs {
             "--push-interval must be from 1ms to 1h"
         );
         let mut steps = Vec::new();
+        let mut skipped = Vec::new();
         for &workload in &workloads {
             let sizes_here: &[usize] = match workload {
                 Workload::Echo => &sizes,
@@ -280,9 +283,12 @@ impl CompareArgs {
             };
             for &size in sizes_here {
                 for &protocol in &protocols {
-                    if workload == Workload::Push
-                        && !matches!(protocol.protocol(), Protocol::Ws | Protocol::Wss)
-                    {
+                    if let Some(why) = protocol.cannot(workload) {
+                        let note =
+                            format!("{} {}: skipped, {why}", workload.as_str(), protocol.name());
+                        if !skipped.contains(&note) {
+                            skipped.push(note);
+                        }
                         continue;
                     }
                     steps.push(Step {
@@ -295,7 +301,7 @@ impl CompareArgs {
         }
         ensure_usage!(
             !steps.is_empty(),
-            "nothing to run: the push workload needs ws or wss among --protocols"
+            "nothing to run: the push workload needs ws, wss or sse among --protocols"
         );
         let rounds = self
             .rounds
@@ -390,7 +396,30 @@ impl CompareArgs {
             push_interval: self.push_interval,
             capture: None,
             remote,
+            skipped,
         })
+    }
+}
+
+impl Plan {
+    /// Whether sse echo runs share the lab with a push workload's fast SSE feed.
+    fn sse_pushes_during_echo(&self) -> bool {
+        let has = |w: Workload| {
+            self.steps
+                .iter()
+                .any(|s| s.workload == w && s.protocol == ProtocolArg::Sse)
+        };
+        has(Workload::Push) && has(Workload::Echo)
+    }
+
+    /// How often the SSE feed pushes: `--push-interval` when a push run needs it, otherwise
+    /// the lab's default 5 s, so other runs see few pushes.
+    fn event_interval(&self) -> Duration {
+        if self.steps.iter().any(|s| s.workload == Workload::Push) {
+            self.push_interval
+        } else {
+            Duration::from_secs(5)
+        }
     }
 }
 
@@ -597,9 +626,15 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
     let link_cpu_before = cpu::by_thread_prefix(&[wan::userspace::THREADS]);
     let mut progress = progress::Progress::new(plan);
     let mut rounds = Vec::with_capacity(plan.steps.len());
-    let mut warnings = Vec::new();
+    let mut warnings = plan.skipped.clone();
     if cfg!(debug_assertions) {
         warnings.push(DEBUG_BUILD.to_owned());
+    }
+    if plan.sse_pushes_during_echo() {
+        warnings.push(format!(
+            "the SSE app pushed an event every {} during every run (its feed is one for all streams), so sse echo bytes per message include the pushed events that arrived meanwhile",
+            humantime::format_duration(plan.push_interval)
+        ));
     }
     // Set when a signal ended the loop early; names the run it cut short, if one measured.
     let mut interrupted: Option<Option<String>> = None;
@@ -613,6 +648,9 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
             continue;
         };
         let mut target = Target::parse(&endpoint.url)?;
+        if let Some(scheme) = step.protocol.scheme() {
+            target.scheme = scheme;
+        }
         if wan.is_some() {
             // The lab behind the WAN link listens on the namespace's address; the requests
             // still name it `localhost:PORT`, as on loopback, so HTTP heads and TLS names are

@@ -1,6 +1,8 @@
 //! `--protocols`: the lab's apps, and the WebSocket apps with permessage-deflate offered.
+//! `sse` is the SSE app's event stream (`sse://…/events`).
 
 use clap::ValueEnum;
+use protolab_load::{Scheme, Workload};
 use protolab_server::Protocol;
 
 /// `--protocols` values.
@@ -18,6 +20,8 @@ pub enum ProtocolArg {
     WsDeflate,
     /// WebSocket over TLS, offering permessage-deflate.
     WssDeflate,
+    /// Server-Sent Events: the SSE app's `/events` stream (echo: a POST beside it).
+    Sse,
 }
 
 impl ProtocolArg {
@@ -28,6 +32,24 @@ impl ProtocolArg {
             Self::Https => Protocol::Https,
             Self::Ws | Self::WsDeflate => Protocol::Ws,
             Self::Wss | Self::WssDeflate => Protocol::Wss,
+            Self::Sse => Protocol::Sse,
+        }
+    }
+
+    /// The scheme the load generator uses, when it is not the app URL's own.
+    pub(super) fn scheme(self) -> Option<Scheme> {
+        match self {
+            Self::Sse => Some(Scheme::Sse),
+            _ => None,
+        }
+    }
+
+    /// Why this protocol cannot run `workload`, if it cannot.
+    pub(super) fn cannot(self, workload: Workload) -> Option<&'static str> {
+        match (workload, self.protocol()) {
+            (Workload::Push, Protocol::Ws | Protocol::Wss | Protocol::Sse) => None,
+            (Workload::Push, _) => Some("plain HTTP has no server push"),
+            _ => None,
         }
     }
 

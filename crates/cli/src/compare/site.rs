@@ -101,6 +101,8 @@ impl Site {
                 bind,
                 apps: protocols.iter().map(|&p| (p, 0)).collect(),
                 push_interval: Duration::from_secs(5),
+                // The SSE feed pushes as often as the WS clients of the push workload ask to.
+                event_interval: Some(plan.event_interval()),
                 allowed_origins: Vec::new(),
                 limits: Limits::default(),
                 tls: None,

@@ -88,7 +88,7 @@ pub fn render(results: &Results) -> String {
                     )
                 ),
                 Workload::Push => format!(
-                    "push · server → client every {} ms · {} connections (WebSocket only until the SSE app)",
+                    "push · server → client every {} ms · {} connections",
                     s.push_interval_ms, s.connections
                 ),
             };

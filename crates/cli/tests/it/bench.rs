@@ -384,3 +384,20 @@ async fn a_server_that_goes_away_mid_run_is_reported_with_what_was_measured() {
         assert!(bench::render(&report).contains("errors"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_loads_an_event_stream_with_push_by_default() {
+    let lab = TestLab::start(&[Protocol::Sse], |c| {
+        c.push_interval = Duration::from_millis(20);
+    })
+    .await;
+    let http = lab.url(Protocol::Sse);
+    let url = http.replacen("http://", "sse://", 1);
+    assert!(url.ends_with("/events"), "{url}");
+    let r = measure(&lab, &["bench", &url, "-c", "2", "--duration", "1s"]).await;
+    assert_eq!(r.workload, protolab_load::Workload::Push, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    // Two streams, an event every 20 ms each, for a second.
+    assert!(r.messages >= 40, "{r:?}");
+    assert!(r.bytes.received_per_message.unwrap() > r.bytes.payload_received_per_message.unwrap());
+}

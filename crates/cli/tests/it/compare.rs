@@ -286,12 +286,88 @@ fn a_baseline_prints_the_change_and_a_wrong_file_is_refused() {
 }
 
 #[test]
+fn sse_joins_push_connect_and_echo_beside_websocket_and_http() {
+    let home = tempfile::tempdir().unwrap();
+    let schema = repo_root().join("docs/schema/compare-results.v5.schema.json");
+    let python = require("python3", "apt-get install python3");
+    let out_dir = home.path().join("report");
+    let results = compare_json(
+        home.path(),
+        &[
+            "--protocols",
+            "http,ws,sse",
+            "--workloads",
+            "push,connect,echo",
+            "--sizes",
+            "32",
+            "--duration",
+            "3s",
+            "--rounds",
+            "1",
+            "-c",
+            "2",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    // http cannot push: skipped with the reason, not an error.
+    assert!(run_of_opt(&results, "http", "push").is_none());
+    let warnings = results["warnings"].to_string();
+    assert!(
+        warnings.contains("push http: skipped, plain HTTP has no server push"),
+        "{warnings}"
+    );
+    for workload in ["push", "connect", "echo"] {
+        let report = &run_of(&results, "sse", workload)["report"];
+        assert!(
+            number(&report["messages"]) > 0.0,
+            "sse {workload}: {report}"
+        );
+        assert_eq!(number(&report["errors"]["protocol"]), 0.0, "sse {workload}");
+        assert_eq!(report["scheme"], "sse", "sse {workload}");
+    }
+    // A pushed event: `id: EPOCH-SEQ\n` + `data: ` JSON `\n` + `\n`: the data plus 13 bytes
+    // plus the id (13-digit epoch, `-`, 1 to 5 digits).
+    let push = &run_of(&results, "sse", "push")["report"]["bytes"];
+    let framing =
+        number(&push["received_per_message"]) - number(&push["payload_received_per_message"]);
+    assert!((13.0 + 15.0..=13.0 + 19.0).contains(&framing), "{push}");
+    // Connect: TCP's handshake, then GET → the hello event.
+    let connect = &run_of(&results, "sse", "connect")["report"];
+    assert_eq!(
+        number(&connect["round_trips_to_first_echo"]),
+        2.0,
+        "{connect}"
+    );
+    let file = out_dir.join("results.json");
+    let out = Command::new(&python)
+        .arg(repo_root().join("tests/peers/validate_schema.py"))
+        .arg(&schema)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn run_of_opt<'a>(results: &'a Value, protocol: &str, workload: &str) -> Option<&'a Value> {
+    results["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["protocol"] == protocol && r["workload"] == workload)
+}
+
+#[test]
 fn bad_settings_get_clear_errors() {
     let home = tempfile::tempdir().unwrap();
     for (args, expected) in [
         (
             vec!["compare", "--protocols", "http", "--workloads", "push"],
-            "push workload needs ws or wss",
+            "push workload needs ws, wss or sse",
         ),
         (vec!["compare", "--duration", "50ms"], "too short"),
         (

@@ -194,6 +194,9 @@ impl Conn {
     /// other messages skipped on the way. Both clocks are this machine's, so the delay is
     /// real as long as client and server run on the same host.
     pub(crate) async fn next_push(&mut self, deadline: Instant) -> Result<Push, Failure> {
+        if matches!(self.proto, Proto::Sse(_)) {
+            return self.sse_next_push(deadline).await;
+        }
         bounded(deadline, "waiting for a server push", async {
             loop {
                 match self
@@ -224,7 +227,7 @@ impl Conn {
 
     /// Bytes read and not taken as messages yet: frames that arrived behind the last one.
     pub(crate) fn read_ahead(&self) -> usize {
-        self.buf.len()
+        self.sse_read_ahead()
     }
 
     /// The next data message, answering pings on the way; a close frame is a
@@ -368,7 +371,7 @@ impl Conn {
 /// The `sent_at_us` number of a push like `{"type":"push","seq":1,"sent_at_us":N}`. A
 /// field search, not a JSON parser: the load generator reads the lab's own messages and
 /// anything else is simply not a push.
-fn push_sent_at_us(text: &str) -> Option<u64> {
+pub(super) fn push_sent_at_us(text: &str) -> Option<u64> {
     const FIELD: &str = "\"sent_at_us\":";
     let at = text.find(FIELD)? + FIELD.len();
     let digits = text[at..].trim_start();
