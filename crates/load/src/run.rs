@@ -284,6 +284,11 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
         })?;
     let tls = if target.scheme.is_tls() {
         let mut tls = crate::tls::client_config(&config.trust)?;
+        if target.scheme.is_h2() {
+            let mut h2 = (*tls).clone();
+            h2.alpn_protocols = vec![crate::client::http2::ALPN_H2.to_vec()];
+            tls = Arc::new(h2);
+        }
         if !config.tls_resumption {
             let mut full = (*tls).clone();
             full.resumption = rustls::client::Resumption::disabled();
@@ -299,11 +304,16 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
     };
     let mut payload = Vec::new();
     config.payload.fill(&mut payload, config.size, 0);
-    let http_request = if target.scheme.is_ws() {
+    let http_request = if target.scheme.is_ws() || target.scheme.is_h2() {
         Vec::new()
     } else {
         Plan::http_request(target, &payload, &config.headers)
     };
+    let h2 = target
+        .scheme
+        .is_h2()
+        .then(|| crate::client::http2::H2Request::new(target, &payload, &config.headers))
+        .transpose()?;
     Ok(Plan {
         target: target.clone(),
         addr,
@@ -313,6 +323,7 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
         headers: config.headers.clone(),
         subprotocols: config.subprotocols.clone(),
         deflate: config.deflate,
+        h2,
         payload_kind: config.payload,
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,

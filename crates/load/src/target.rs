@@ -1,10 +1,11 @@
-//! Where to send load: [`Target::parse`] reads `http`, `https`, `ws` and `wss` URLs.
+//! Where to send load: [`Target::parse`] reads `http`, `https`, `ws`, `wss`, `h2`, `h2c`,
+//! `grpc` and `grpcs` URLs.
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// The four schemes the load generator speaks.
+/// The schemes the load generator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
@@ -16,25 +17,48 @@ pub enum Scheme {
     Ws,
     /// WebSocket over TLS.
     Wss,
+    /// HTTP/2 over TLS (ALPN `h2`).
+    H2,
+    /// HTTP/2 over TCP with prior knowledge (RFC 9113 §3.3).
+    H2c,
+    /// gRPC over HTTP/2 over TCP (prior knowledge).
+    Grpc,
+    /// gRPC over HTTP/2 over TLS (ALPN `h2`).
+    Grpcs,
 }
 
 impl Scheme {
     /// The schemes [`Target::parse`] accepts, for messages.
-    pub const ACCEPTED: &'static str = "http://, https://, ws://, wss://";
+    pub const ACCEPTED: &'static str =
+        "http://, https://, ws://, wss://, h2://, h2c://, grpc://, grpcs://";
 
-    /// The URL spelling: `http`, `https`, `ws`, `wss`.
+    /// The URL spelling: `http`, `https`, `ws`, `wss`, `h2`, `h2c`, `grpc`, `grpcs`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
             Self::Ws => "ws",
             Self::Wss => "wss",
+            Self::H2 => "h2",
+            Self::H2c => "h2c",
+            Self::Grpc => "grpc",
+            Self::Grpcs => "grpcs",
         }
     }
 
     /// Whether the connection runs over TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Self::Https | Self::Wss)
+        matches!(self, Self::Https | Self::Wss | Self::H2 | Self::Grpcs)
+    }
+
+    /// Whether the connection speaks HTTP/2 (h2, h2c, grpc, grpcs).
+    pub fn is_h2(self) -> bool {
+        matches!(self, Self::H2 | Self::H2c | Self::Grpc | Self::Grpcs)
+    }
+
+    /// Whether exchanges are gRPC calls.
+    pub fn is_grpc(self) -> bool {
+        matches!(self, Self::Grpc | Self::Grpcs)
     }
 
     /// Whether this is a WebSocket scheme.
@@ -42,7 +66,8 @@ impl Scheme {
         matches!(self, Self::Ws | Self::Wss)
     }
 
-    /// 80 or 443 (RFC 9110 §4.2, RFC 6455 §3).
+    /// 80 or 443 (RFC 9110 §4.2, RFC 6455 §3); the HTTP/2 and gRPC schemes are not
+    /// registered URL schemes, so they take their transport's.
     pub fn default_port(self) -> u16 {
         if self.is_tls() {
             443
@@ -57,6 +82,10 @@ impl Scheme {
             "https" => Self::Https,
             "ws" => Self::Ws,
             "wss" => Self::Wss,
+            "h2" => Self::H2,
+            "h2c" => Self::H2c,
+            "grpc" => Self::Grpc,
+            "grpcs" => Self::Grpcs,
             _ => return None,
         })
     }
@@ -85,7 +114,7 @@ pub struct Target {
 
 impl Target {
     /// Parses `scheme://host[:port][/path][?query]`. User info (`user@`) is rejected rather than
-    /// silently sent nowhere; a scheme other than http, https, ws or wss is an error naming them.
+    /// silently sent nowhere; a scheme not in [`Scheme::ACCEPTED`] is an error naming them.
     pub fn parse(url: &str) -> Result<Self, Error> {
         let bad = |reason: &'static str| Error::BadUrl {
             url: url.to_owned(),
@@ -204,6 +233,25 @@ mod tests {
         assert_eq!(t.path, "/echo?msg=hi");
         let t = Target::parse("ws://host?x=1").unwrap();
         assert_eq!((t.port, t.path.as_str()), (80, "/?x=1"));
+    }
+
+    #[test]
+    fn parses_the_http2_schemes() {
+        for (url, scheme, port, tls) in [
+            ("h2://localhost/echo", Scheme::H2, 443, true),
+            ("h2c://localhost:3005", Scheme::H2c, 3005, false),
+            ("grpc://127.0.0.1:3006", Scheme::Grpc, 3006, false),
+            ("GRPCS://localhost", Scheme::Grpcs, 443, true),
+        ] {
+            let t = Target::parse(url).unwrap();
+            assert_eq!((t.scheme, t.port, t.scheme.is_tls()), (scheme, port, tls));
+            assert!(t.scheme.is_h2() && !t.scheme.is_ws(), "{url}");
+            assert_eq!(
+                t.scheme.is_grpc(),
+                url.to_ascii_lowercase().starts_with("grpc")
+            );
+        }
+        assert!(!Scheme::Https.is_h2());
     }
 
     #[test]
