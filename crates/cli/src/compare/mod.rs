@@ -586,7 +586,10 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         let Some(endpoint) = lab.endpoint(step.protocol.protocol()) else {
             continue;
         };
-        let mut target = Target::parse(&endpoint.url)?;
+        let mut target = match step.protocol.h2_scheme() {
+            Some(scheme) => Target::parse(&protocols::h2_url(scheme, &endpoint.url))?,
+            None => Target::parse(&endpoint.url)?,
+        };
         if wan.is_some() {
             // The lab behind the WAN link listens on the namespace's address; the requests
             // still name it `localhost:PORT`, as on loopback, so HTTP heads and TLS names are

@@ -1,6 +1,8 @@
-//! `--protocols`: the lab's apps, and the WebSocket apps with permessage-deflate offered.
+//! `--protocols`: the lab's apps, the WebSocket apps with permessage-deflate offered, and the
+//! HTTP/2 and gRPC apps in cleartext (prior knowledge) or over TLS.
 
 use clap::ValueEnum;
+use protolab_load::Scheme;
 use protolab_server::Protocol;
 
 /// `--protocols` values.
@@ -18,6 +20,14 @@ pub enum ProtocolArg {
     WsDeflate,
     /// WebSocket over TLS, offering permessage-deflate.
     WssDeflate,
+    /// HTTP/2 over TCP with prior knowledge (h2c), on the h2 app.
+    H2,
+    /// HTTP/2 over TLS (ALPN h2), on the h2 app.
+    H2Tls,
+    /// gRPC unary Echo over h2c, on the gRPC app.
+    Grpc,
+    /// gRPC unary Echo over TLS, on the gRPC app.
+    GrpcTls,
 }
 
 impl ProtocolArg {
@@ -28,7 +38,21 @@ impl ProtocolArg {
             Self::Https => Protocol::Https,
             Self::Ws | Self::WsDeflate => Protocol::Ws,
             Self::Wss | Self::WssDeflate => Protocol::Wss,
+            Self::H2 | Self::H2Tls => Protocol::H2,
+            Self::Grpc | Self::GrpcTls => Protocol::Grpc,
         }
+    }
+
+    /// The load generator's scheme when it is not the one in the app's URL: the HTTP/2 and
+    /// gRPC apps serve cleartext and TLS on one port, and their URLs name neither h2 nor gRPC.
+    pub(super) fn h2_scheme(self) -> Option<Scheme> {
+        Some(match self {
+            Self::H2 => Scheme::H2c,
+            Self::H2Tls => Scheme::H2,
+            Self::Grpc => Scheme::Grpc,
+            Self::GrpcTls => Scheme::Grpcs,
+            _ => return None,
+        })
     }
 
     pub(super) fn deflate(self) -> bool {
@@ -40,6 +64,8 @@ impl ProtocolArg {
         let app = self.protocol().name();
         if self.deflate() {
             format!("{app}{DEFLATE_SUFFIX}")
+        } else if matches!(self, Self::H2Tls | Self::GrpcTls) {
+            format!("{app}{TLS_SUFFIX}")
         } else {
             app.to_owned()
         }
@@ -49,7 +75,42 @@ impl ProtocolArg {
 /// Appended to a WebSocket protocol's name when its runs offer permessage-deflate.
 const DEFLATE_SUFFIX: &str = "-deflate";
 
-/// The lab app behind a protocol name of results.json (`ws-deflate` is the `ws` app).
+/// Appended to the h2 and gRPC apps' names when their runs use TLS.
+const TLS_SUFFIX: &str = "-tls";
+
+/// The lab app behind a protocol name of results.json (`ws-deflate` is the `ws` app,
+/// `h2-tls` the `h2` app).
 pub(super) fn lab_protocol(name: &str) -> Option<Protocol> {
-    Protocol::from_name(name.strip_suffix(DEFLATE_SUFFIX).unwrap_or(name))
+    let app = name.strip_suffix(DEFLATE_SUFFIX).unwrap_or(name);
+    Protocol::from_name(app.strip_suffix(TLS_SUFFIX).unwrap_or(app))
+}
+
+/// `scheme://authority/` from an app's URL (`https://localhost:3005/`, or `localhost:3006`
+/// for gRPC, which has no URL scheme).
+pub(super) fn h2_url(scheme: Scheme, app_url: &str) -> String {
+    let rest = app_url.split_once("://").map_or(app_url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h2_and_grpc_runs_name_their_app_and_scheme() {
+        assert_eq!(ProtocolArg::H2Tls.name(), "h2-tls");
+        assert_eq!(ProtocolArg::Grpc.name(), "grpc");
+        assert_eq!(lab_protocol("grpc-tls"), Some(Protocol::Grpc));
+        assert_eq!(lab_protocol("h2"), Some(Protocol::H2));
+        assert_eq!(
+            h2_url(Scheme::H2c, "https://localhost:3005/"),
+            "h2c://localhost:3005/"
+        );
+        assert_eq!(
+            h2_url(Scheme::Grpcs, "localhost:3006"),
+            "grpcs://localhost:3006/"
+        );
+        assert_eq!(ProtocolArg::Https.h2_scheme(), None);
+    }
 }
