@@ -17,9 +17,11 @@ use crate::Context;
 /// Arguments of `protolab bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to load: http://, https://, ws:// or wss:// URL. HTTP posts each message to the
-    /// URL's path (`/echo` when it has none); WebSocket sends binary messages and expects them
-    /// back.
+    /// What to load: http://, https://, ws://, wss://, h2:// (HTTP/2 over TLS), h2c://
+    /// (HTTP/2 with prior knowledge), grpc:// (h2c) or grpcs:// (TLS) URL. HTTP posts each
+    /// message to the URL's path (`/echo` when it has none), HTTP/2 on a stream of its own;
+    /// gRPC calls the lab's unary Echo (protolab.lab.v1.Lab/Echo when the URL has no path);
+    /// WebSocket sends binary messages and expects them back.
     pub url: String,
     /// `echo`: each connection stays open with one message in flight (closed loop).
     /// `connect`: a new connection per message, to time TCP, TLS and the upgrade.
@@ -47,7 +49,7 @@ pub struct BenchArgs {
     /// Give up on one message (or one connection attempt) after this long.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "TIME")]
     pub timeout: Duration,
-    /// Trust this CA certificate (PEM) for https/wss instead of the protolab CA and the
+    /// Trust this CA certificate (PEM) for https/wss/h2/grpcs instead of the protolab CA and the
     /// system roots.
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
     pub cacert: Option<PathBuf>,
