@@ -44,7 +44,7 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
             detail: detail.into(),
@@ -74,7 +74,7 @@ impl Failure {
 }
 
 /// Awaits `fut` until `deadline`; a timeout is a [`ErrorKind::Timeout`] failure naming `what`.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     deadline: Instant,
     what: &str,
     fut: impl std::future::Future<Output = Result<T, Failure>>,

@@ -21,6 +21,8 @@ use crate::tls::Trust;
 use crate::workload::Workload;
 use crate::Error;
 
+mod fanin;
+
 /// Largest message: the WebSocket decoder's default frame limit.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
@@ -139,6 +141,12 @@ impl Config {
                 return invalid("the push interval must be from 1 ms to 1 hour".into());
             }
         }
+        if self.workload == Workload::Fanin && self.target.scheme.is_ws() {
+            return invalid(format!(
+                "the fanin workload needs an http(s)://, h2(c):// or grpc(s):// URL, not {}://",
+                self.target.scheme
+            ));
+        }
         if self.deflate.is_some() && !self.target.scheme.is_ws() {
             return invalid(format!(
                 "permessage-deflate is a WebSocket extension; the URL is {}://",
@@ -200,7 +208,11 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     let interval = config
         .rate
         .map(|rate| Duration::from_secs_f64(config.connections as f64 / rate));
-    for index in 0..config.connections {
+    // fanin on HTTP/2: one worker multiplexes every stream on its one connection.
+    let multiplexed = config.workload == Workload::Fanin && plan.h2.is_some();
+    let workers = if multiplexed { 1 } else { config.connections };
+    let streams = config.connections;
+    for index in 0..workers {
         let (plan, claimed) = (Arc::clone(&plan), Arc::clone(&claimed));
         let echo_latency = Arc::clone(&echo_latency);
         let stop = config.stop.clone();
@@ -224,6 +236,8 @@ pub async fn run(config: Config) -> Result<Report, Error> {
                 Workload::Echo => echo_worker(&plan, &budget).await,
                 Workload::Connect => connect_worker(&plan, &budget).await,
                 Workload::Push => push_worker(&plan, &budget).await,
+                Workload::Fanin if multiplexed => fanin::fanin_worker(plan, budget, streams).await,
+                Workload::Fanin => echo_worker(&plan, &budget).await,
             }
         });
     }
@@ -331,6 +345,7 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
 }
 
 /// The run's shared limits: its end and its message count; the open-loop schedule.
+#[derive(Clone)]
 struct Budget {
     claimed: Arc<AtomicU64>,
     max: u64,
@@ -714,11 +729,11 @@ impl Stats {
         let secs = elapsed.as_secs_f64();
         let per = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         let (per_message, count) = match (config.workload, self.steady_messages) {
-            (Workload::Echo | Workload::Push, n) if n > 0 => (self.steady, n),
+            (Workload::Echo | Workload::Push | Workload::Fanin, n) if n > 0 => (self.steady, n),
             _ => (self.first, self.first_messages),
         };
         let latency_histogram = match config.workload {
-            Workload::Echo | Workload::Push => &self.latency,
+            Workload::Echo | Workload::Push | Workload::Fanin => &self.latency,
             Workload::Connect => &self.connect_to_first_echo,
         };
         let latency = latency_histogram.summary();
@@ -732,7 +747,7 @@ impl Stats {
             connect_to_first_echo: self.connect_to_first_echo.encoded(),
         };
         let (payload_sent, payload_received) = match config.workload {
-            Workload::Echo | Workload::Connect => {
+            Workload::Echo | Workload::Connect | Workload::Fanin => {
                 (Some(config.size as f64), Some(config.size as f64))
             }
             Workload::Push => (Some(0.0), per(self.push_payload, self.steady_messages)),

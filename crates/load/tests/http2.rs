@@ -246,3 +246,32 @@ async fn a_goaway_is_counted_as_the_server_closing() {
     let first = report.errors.first.clone().unwrap_or_default();
     assert!(first.contains("GOAWAY"), "{first}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanin_multiplexes_on_one_connection_for_http2_only() {
+    let lab = TestLab::start(&[Protocol::Http, Protocol::H2, Protocol::Grpc], |_| {}).await;
+    for (url, connections) in [
+        (format!("h2c://127.0.0.1:{}/", lab.port(Protocol::H2)), 1),
+        (format!("grpc://127.0.0.1:{}/", lab.port(Protocol::Grpc)), 1),
+        (format!("http://127.0.0.1:{}/", lab.port(Protocol::Http)), 8),
+    ] {
+        let mut config = Config::new(Target::parse(&url).unwrap());
+        config.workload = Workload::Fanin;
+        config.connections = 8;
+        config.max_messages = 400;
+        config.duration = Duration::from_secs(20);
+        let report = run(config).await.unwrap();
+        assert_clean(&report, 400);
+        assert_eq!(report.connections_opened, connections, "{url}: {report:?}");
+        assert!(report.latency.is_some() && report.bytes.sent_per_message.is_some());
+        println!(
+            "{url} fanin 8: {:.0} msg/s, sent {:?} received {:?} per message",
+            report.throughput_per_sec,
+            report.bytes.sent_per_message,
+            report.bytes.received_per_message
+        );
+    }
+    let mut config = Config::new(Target::parse("ws://127.0.0.1:1/ws").unwrap());
+    config.workload = Workload::Fanin;
+    assert!(run(config).await.is_err());
+}

@@ -240,8 +240,7 @@ fn h2_failure(what: &str, err: &h2::Error) -> Failure {
 }
 
 impl Conn {
-    /// One echo on a new stream of the HTTP/2 connection: request and message out, status,
-    /// body (and for gRPC the trailers' `grpc-status`) back.
+    /// One echo on a new stream of the HTTP/2 connection (see [`h2_echo`]).
     pub(super) async fn h2_exchange(
         &mut self,
         request: &H2Request,
@@ -258,82 +257,102 @@ impl Conn {
             .send
             .as_mut()
             .ok_or_else(|| Failure::new(ErrorKind::Closed, "the HTTP/2 connection is closed"))?;
-        std::future::poll_fn(|cx| send.poll_ready(cx))
-            .await
-            .map_err(|e| h2_failure("opening a stream", &e))?;
-        let mut head = Request::new(());
-        *head.method_mut() = Method::POST;
-        *head.uri_mut() = request.uri.clone();
-        *head.headers_mut() = request.headers.clone();
-        let (response, mut stream) = send
-            .send_request(head, false)
-            .map_err(|e| h2_failure("sending the request", &e))?;
-        stream
-            .send_data(request.body.clone(), true)
-            .map_err(|e| h2_failure("sending the message", &e))?;
-        let response = response
-            .await
-            .map_err(|e| h2_failure("waiting for the response", &e))?;
-        let first_byte = timed_first.then(|| t0.elapsed());
-        let protocol = |what: String| Failure::new(ErrorKind::Protocol, what);
-        let (parts, mut body) = response.into_parts();
-        if parts.status != StatusCode::OK {
+        h2_echo(send, request, t0, timed_first).await
+    }
+
+    /// Another handle on the HTTP/2 connection, to open streams beside this one's (`fanin`).
+    pub(crate) fn h2_sender(&self) -> Option<SendRequest<Bytes>> {
+        match &self.proto {
+            Proto::H2(h2) => h2.send.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// One echo on a new stream of an HTTP/2 connection: request and message out, status, body
+/// (and for gRPC the trailers' `grpc-status`) back. Streams on other handles of the same
+/// connection may be in flight meanwhile.
+pub(crate) async fn h2_echo(
+    send: &mut SendRequest<Bytes>,
+    request: &H2Request,
+    t0: Instant,
+    timed_first: bool,
+) -> Result<Exchange, Failure> {
+    std::future::poll_fn(|cx| send.poll_ready(cx))
+        .await
+        .map_err(|e| h2_failure("opening a stream", &e))?;
+    let mut head = Request::new(());
+    *head.method_mut() = Method::POST;
+    *head.uri_mut() = request.uri.clone();
+    *head.headers_mut() = request.headers.clone();
+    let (response, mut stream) = send
+        .send_request(head, false)
+        .map_err(|e| h2_failure("sending the request", &e))?;
+    stream
+        .send_data(request.body.clone(), true)
+        .map_err(|e| h2_failure("sending the message", &e))?;
+    let response = response
+        .await
+        .map_err(|e| h2_failure("waiting for the response", &e))?;
+    let first_byte = timed_first.then(|| t0.elapsed());
+    let protocol = |what: String| Failure::new(ErrorKind::Protocol, what);
+    let (parts, mut body) = response.into_parts();
+    if parts.status != StatusCode::OK {
+        return Err(protocol(format!(
+            "status {} (the server must echo POST bodies)",
+            parts.status
+        )));
+    }
+    if request.grpc {
+        // A trailers-only response carries the status in its headers: the call failed.
+        if let Some(status) = parts.headers.get("grpc-status") {
+            return Err(grpc_status_failure(status, &parts.headers));
+        }
+        let content_type = parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
+        if !content_type.is_some_and(|c| c.starts_with(b"application/grpc")) {
+            return Err(protocol(
+                "the gRPC response's content-type is not application/grpc".into(),
+            ));
+        }
+    }
+    let limit = request.body.len().max(64 * 1024);
+    let mut received = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| h2_failure("reading the response body", &e))?;
+        // Give the window back so the server may send on.
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if received.len() + chunk.len() > limit {
             return Err(protocol(format!(
-                "status {} (the server must echo POST bodies)",
-                parts.status
+                "a response body over {limit} bytes to a {}-byte echo",
+                request.payload.len()
             )));
         }
-        if request.grpc {
-            // A trailers-only response carries the status in its headers: the call failed.
-            if let Some(status) = parts.headers.get("grpc-status") {
-                return Err(grpc_status_failure(status, &parts.headers));
-            }
-            let content_type = parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
-            if !content_type.is_some_and(|c| c.starts_with(b"application/grpc")) {
-                return Err(protocol(
-                    "the gRPC response's content-type is not application/grpc".into(),
-                ));
-            }
-        }
-        let limit = request.body.len().max(64 * 1024);
-        let mut received = BytesMut::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(|e| h2_failure("reading the response body", &e))?;
-            // Give the window back so the server may send on.
-            let _ = body.flow_control().release_capacity(chunk.len());
-            if received.len() + chunk.len() > limit {
-                return Err(protocol(format!(
-                    "a response body over {limit} bytes to a {}-byte echo",
-                    request.payload.len()
-                )));
-            }
-            received.extend_from_slice(&chunk);
-        }
-        if request.grpc {
-            let trailers = body
-                .trailers()
-                .await
-                .map_err(|e| h2_failure("reading the trailers", &e))?
-                .unwrap_or_default();
-            match trailers.get("grpc-status") {
-                Some(status) if status.as_bytes() == b"0" => {}
-                Some(status) => return Err(grpc_status_failure(status, &trailers)),
-                None => return Err(protocol("the gRPC call ended without a grpc-status".into())),
-            }
-            let echoed = grpc_unframe(&received).map_err(protocol)?;
-            check_echo(&echoed, &request.payload)?;
-        } else {
-            check_echo(&received, &request.payload)?;
-        }
-        let done = Instant::now();
-        let total = done.saturating_duration_since(t0);
-        Ok(Exchange {
-            first_byte: first_byte.map(|f| f.min(total)),
-            total,
-            done,
-            reusable: true,
-        })
+        received.extend_from_slice(&chunk);
     }
+    if request.grpc {
+        let trailers = body
+            .trailers()
+            .await
+            .map_err(|e| h2_failure("reading the trailers", &e))?
+            .unwrap_or_default();
+        match trailers.get("grpc-status") {
+            Some(status) if status.as_bytes() == b"0" => {}
+            Some(status) => return Err(grpc_status_failure(status, &trailers)),
+            None => return Err(protocol("the gRPC call ended without a grpc-status".into())),
+        }
+        let echoed = grpc_unframe(&received).map_err(protocol)?;
+        check_echo(&echoed, &request.payload)?;
+    } else {
+        check_echo(&received, &request.payload)?;
+    }
+    let done = Instant::now();
+    let total = done.saturating_duration_since(t0);
+    Ok(Exchange {
+        first_byte: first_byte.map(|f| f.min(total)),
+        total,
+        done,
+        reusable: true,
+    })
 }
 
 fn check_echo(received: &[u8], sent: &[u8]) -> Result<(), Failure> {
