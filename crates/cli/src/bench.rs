@@ -102,6 +102,9 @@ pub enum WorkloadArg {
     Connect,
     /// Server pushes over long-lived WebSockets.
     Push,
+    /// -c N requests in flight at once: N streams on one connection for h2/h2c/grpc/grpcs,
+    /// N connections for HTTP/1.1.
+    Fanin,
 }
 
 /// Parses `-H 'Name: value'`, refusing CR and LF (they would smuggle headers).
@@ -151,6 +154,11 @@ impl BenchArgs {
             );
         }
         ensure_usage!(
+            self.workload != WorkloadArg::Fanin || !target.scheme.is_ws(),
+            "--workload fanin needs an http(s)://, h2(c):// or grpc(s):// URL, not {}://",
+            target.scheme
+        );
+        ensure_usage!(
             self.workload != WorkloadArg::Push || target.scheme.is_ws(),
             "--workload push needs a ws:// or wss:// URL, not {}://",
             target.scheme
@@ -170,6 +178,7 @@ impl BenchArgs {
             WorkloadArg::Echo => Workload::Echo,
             WorkloadArg::Connect => Workload::Connect,
             WorkloadArg::Push => Workload::Push,
+            WorkloadArg::Fanin => Workload::Fanin,
         };
         config.push_interval = self.push_interval;
         config.connections = self.connections;

@@ -176,6 +176,9 @@ pub enum WorkloadArg {
     Echo,
     /// Server-to-client pushes.
     Push,
+    /// --connections requests in flight at once: streams on one connection for h2 and gRPC,
+    /// one connection each for HTTP/1.1 (WebSocket runs are skipped).
+    Fanin,
 }
 
 impl WorkloadArg {
@@ -184,6 +187,7 @@ impl WorkloadArg {
             Self::Connect => Workload::Connect,
             Self::Echo => Workload::Echo,
             Self::Push => Workload::Push,
+            Self::Fanin => Workload::Fanin,
         }
     }
 }
@@ -273,6 +277,11 @@ impl CompareArgs {
                 for &protocol in &protocols {
                     if workload == Workload::Push
                         && !matches!(protocol.protocol(), Protocol::Ws | Protocol::Wss)
+                    {
+                        continue;
+                    }
+                    if workload == Workload::Fanin
+                        && matches!(protocol.protocol(), Protocol::Ws | Protocol::Wss)
                     {
                         continue;
                     }
