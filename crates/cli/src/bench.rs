@@ -25,7 +25,7 @@ pub struct BenchArgs {
     pub url: String,
     /// `echo`: each connection stays open with one message in flight (closed loop).
     /// `connect`: a new connection per message, to time TCP, TLS and the upgrade.
-    /// `push` (ws/wss): server-to-client delivery delay of the lab's timestamped pushes.
+    /// `push` (ws/wss/grpc/grpcs): server-to-client delivery delay of the lab's timestamped pushes.
     #[arg(long, value_enum, default_value_t = WorkloadArg::Echo)]
     pub workload: WorkloadArg,
     /// Concurrent connections (workers for `connect`).
@@ -100,7 +100,7 @@ pub enum WorkloadArg {
     Echo,
     /// One new connection per message.
     Connect,
-    /// Server pushes over long-lived WebSockets.
+    /// Server pushes over long-lived WebSockets or a gRPC server stream.
     Push,
     /// -c N requests in flight at once: N streams on one connection for h2/h2c/grpc/grpcs,
     /// N connections for HTTP/1.1.
@@ -159,8 +159,8 @@ impl BenchArgs {
             target.scheme
         );
         ensure_usage!(
-            self.workload != WorkloadArg::Push || target.scheme.is_ws(),
-            "--workload push needs a ws:// or wss:// URL, not {}://",
+            self.workload != WorkloadArg::Push || target.scheme.is_ws() || target.scheme.is_grpc(),
+            "--workload push needs a ws://, wss://, grpc:// or grpcs:// URL, not {}://",
             target.scheme
         );
         let size = usize::try_from(self.size)

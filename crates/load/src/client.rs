@@ -27,6 +27,7 @@ use crate::payload::Payload;
 use crate::report::ErrorKind;
 use crate::target::Target;
 
+mod grpc_push;
 pub(crate) mod http2;
 mod ws;
 
@@ -311,12 +312,15 @@ impl Conn {
             }
         };
         let mut proto = Proto::Http;
-        if plan.h2.is_some() {
+        if let Some(request) = &plan.h2 {
             // h2's task owns the stream from here; `io` is left an empty stand-in.
             let h2 = bounded(
                 deadline,
                 "sending the HTTP/2 preface",
-                http2::H2Conn::handshake(std::mem::replace(&mut io, Box::new(tokio::io::empty()))),
+                http2::H2Conn::handshake(
+                    std::mem::replace(&mut io, Box::new(tokio::io::empty())),
+                    request,
+                ),
             )
             .await?;
             proto = Proto::H2(Box::new(h2));

@@ -130,9 +130,9 @@ impl Config {
             }
         }
         if self.workload == Workload::Push {
-            if !self.target.scheme.is_ws() {
+            if !self.target.scheme.is_ws() && !self.target.scheme.is_grpc() {
                 return invalid(format!(
-                    "the push workload needs a ws:// or wss:// URL, not {}:// (HTTP push arrives with the SSE app)",
+                    "the push workload needs a ws://, wss://, grpc:// or grpcs:// URL, not {}:// (HTTP push arrives with the SSE app)",
                     self.target.scheme
                 ));
             }
@@ -267,7 +267,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
 /// Resolves the host and builds what every connection shares.
 pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
     let mut target = config.target.clone();
-    if config.workload == Workload::Push {
+    if config.workload == Workload::Push && target.scheme.is_ws() {
         let joiner = if target.path.contains('?') { '&' } else { '?' };
         target.path = format!(
             "{}{joiner}push_ms={}",
@@ -323,11 +323,19 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
     } else {
         Plan::http_request(target, &payload, &config.headers)
     };
-    let h2 = target
-        .scheme
-        .is_h2()
-        .then(|| crate::client::http2::H2Request::new(target, &payload, &config.headers))
-        .transpose()?;
+    let h2 = match (target.scheme.is_h2(), config.workload) {
+        (false, _) => None,
+        (true, Workload::Push) => Some(crate::client::http2::H2Request::grpc_push(
+            target,
+            config.push_interval,
+            &config.headers,
+        )?),
+        (true, _) => Some(crate::client::http2::H2Request::new(
+            target,
+            &payload,
+            &config.headers,
+        )?),
+    };
     Ok(Plan {
         target: target.clone(),
         addr,

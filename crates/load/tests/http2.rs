@@ -275,3 +275,34 @@ async fn fanin_multiplexes_on_one_connection_for_http2_only() {
     config.workload = Workload::Fanin;
     assert!(run(config).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_push_times_the_lab_server_stream() {
+    let lab = TestLab::start(&[Protocol::Grpc], |_| {}).await;
+    for scheme in ["grpc", "grpcs"] {
+        let url = format!("{scheme}://localhost:{}/", lab.port(Protocol::Grpc));
+        let mut config = Config::new(Target::parse(&url).unwrap());
+        config.workload = Workload::Push;
+        config.push_interval = Duration::from_millis(10);
+        config.connections = 2;
+        config.max_messages = 60;
+        config.duration = Duration::from_secs(20);
+        config.trust = Trust::Roots(protolab_tls::Roots::new().with_ca_file(&lab.ca).unwrap());
+        let report = run(config).await.unwrap();
+        assert_clean(&report, 60);
+        let latency = report.latency.clone().unwrap();
+        // Same machine, same clock: a push is late by the machine's scheduling, not seconds;
+        // unix_ms has 1 ms resolution.
+        assert!(latency.p50_us < 100_000.0, "{latency:?}");
+        // PushMessage {seq, unix_ms}: two varint fields behind the 5-byte prefix.
+        let payload = report.bytes.payload_received_per_message.unwrap();
+        assert!((5.0..=25.0).contains(&payload), "{payload}");
+        println!(
+            "{scheme} push: p50 {} µs, received {:?} B per push",
+            latency.p50_us, report.bytes.received_per_message
+        );
+    }
+    let mut config = Config::new(Target::parse("h2c://127.0.0.1:1/").unwrap());
+    config.workload = Workload::Push;
+    assert!(run(config).await.is_err(), "push needs ws or gRPC");
+}

@@ -276,7 +276,10 @@ impl CompareArgs {
             for &size in sizes_here {
                 for &protocol in &protocols {
                     if workload == Workload::Push
-                        && !matches!(protocol.protocol(), Protocol::Ws | Protocol::Wss)
+                        && !matches!(
+                            protocol.protocol(),
+                            Protocol::Ws | Protocol::Wss | Protocol::Grpc
+                        )
                     {
                         continue;
                     }
@@ -295,7 +298,7 @@ impl CompareArgs {
         }
         ensure_usage!(
             !steps.is_empty(),
-            "nothing to run: the push workload needs ws or wss among --protocols"
+            "nothing to run: the push workload needs ws, wss, grpc or grpc-tls among --protocols"
         );
         let rounds = self
             .rounds

@@ -93,7 +93,7 @@ pub fn render(results: &Results) -> String {
                     )
                 ),
                 Workload::Push => format!(
-                    "push · server → client every {} ms · {} connections (WebSocket only until the SSE app)",
+                    "push · server → client every {} ms · {} connections (WebSocket and gRPC until the SSE app)",
                     s.push_interval_ms, s.connections
                 ),
                 Workload::Fanin => format!(

@@ -37,7 +37,7 @@ struct EchoMessage {
 }
 
 /// The gRPC Length-Prefixed-Message header: a compression flag and a 4-byte length.
-const GRPC_PREFIX: usize = 5;
+pub(super) const GRPC_PREFIX: usize = 5;
 
 /// Headers HTTP/2 forbids (RFC 9113 §8.2.2): they describe an HTTP/1.1 connection.
 const CONNECTION_SPECIFIC: [&str; 5] = [
@@ -49,15 +49,17 @@ const CONNECTION_SPECIFIC: [&str; 5] = [
 ];
 
 /// The request every exchange of an HTTP/2 or gRPC run sends, built once.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct H2Request {
-    uri: Uri,
-    headers: HeaderMap,
+    pub(super) uri: Uri,
+    pub(super) headers: HeaderMap,
     /// The request body: the message, or for gRPC its prefixed encoding.
-    body: Bytes,
+    pub(super) body: Bytes,
     /// The message the answer must carry back.
     payload: Bytes,
     grpc: bool,
+    /// A server-streaming Push call rather than an echo (the `push` workload over gRPC).
+    pub(super) push: bool,
 }
 
 impl H2Request {
@@ -122,7 +124,32 @@ impl H2Request {
             body,
             payload: Bytes::copy_from_slice(payload),
             grpc,
+            push: false,
         })
+    }
+
+    /// The Push call for the `push` workload over gRPC: pushes every `interval` until the
+    /// call ends (count 0).
+    pub(crate) fn grpc_push(
+        target: &Target,
+        interval: std::time::Duration,
+        headers: &[(String, String)],
+    ) -> Result<Self, Error> {
+        let mut push_target = target.clone();
+        push_target.path = super::grpc_push::GRPC_PUSH_PATH.to_owned();
+        let mut request = Self::new(&push_target, &[], headers)?;
+        let message = super::grpc_push::PushRequest {
+            interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
+            count: 0,
+        };
+        let len = message.encoded_len();
+        let mut body = BytesMut::with_capacity(GRPC_PREFIX + len);
+        body.put_u8(0);
+        body.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+        message.encode_raw(&mut body);
+        request.body = body.freeze();
+        request.push = true;
+        Ok(request)
     }
 }
 
@@ -167,8 +194,12 @@ fn grpc_unframe(body: &[u8]) -> Result<Vec<u8>, String> {
 /// An HTTP/2 connection: the handle that opens streams and the task reading and writing its
 /// frames.
 pub(super) struct H2Conn {
-    send: Option<SendRequest<Bytes>>,
+    pub(super) send: Option<SendRequest<Bytes>>,
     driver: Option<JoinHandle<Result<(), h2::Error>>>,
+    /// The Push call to make, for the `push` workload.
+    pub(super) push_request: Option<H2Request>,
+    /// The Push call once made.
+    pub(super) push: Option<super::grpc_push::PushStream>,
 }
 
 impl H2Conn {
@@ -176,7 +207,7 @@ impl H2Conn {
     /// SETTINGS frame is queued, not awaited: it goes out with the first request, and the
     /// server's SETTINGS come back with its answer (RFC 9113 §3.4 lets the client send
     /// before it has the server's preface).
-    pub(super) async fn handshake(io: Box<dyn Io>) -> Result<Self, Failure> {
+    pub(super) async fn handshake(io: Box<dyn Io>, request: &H2Request) -> Result<Self, Failure> {
         let (send, connection) = h2::client::Builder::new()
             // Server push is for browsers' caches; the load generator refuses it.
             .enable_push(false)
@@ -186,6 +217,8 @@ impl H2Conn {
         Ok(Self {
             send: Some(send),
             driver: Some(tokio::spawn(connection)),
+            push_request: request.push.then(|| request.clone()),
+            push: None,
         })
     }
 
@@ -193,6 +226,7 @@ impl H2Conn {
     /// the task by `deadline` so the byte counts include what it wrote last.
     pub(super) async fn close(&mut self, deadline: Instant) {
         self.send = None;
+        self.push = None;
         if let Some(mut driver) = self.driver.take() {
             if tokio::time::timeout_at(deadline.into(), &mut driver)
                 .await
@@ -214,7 +248,7 @@ impl Drop for H2Conn {
 
 /// A failure for an h2 error while `what`: I/O errors by their kind, a GOAWAY as the server
 /// closing, a stream reset or a broken frame as a protocol error.
-fn h2_failure(what: &str, err: &h2::Error) -> Failure {
+pub(super) fn h2_failure(what: &str, err: &h2::Error) -> Failure {
     if let Some(io) = err.get_io() {
         return Failure::io(what, io);
     }
@@ -371,7 +405,7 @@ fn check_echo(received: &[u8], sent: &[u8]) -> Result<(), Failure> {
 }
 
 /// A failed gRPC call: its status code and message.
-fn grpc_status_failure(status: &HeaderValue, headers: &HeaderMap) -> Failure {
+pub(super) fn grpc_status_failure(status: &HeaderValue, headers: &HeaderMap) -> Failure {
     let message = headers
         .get("grpc-message")
         .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())

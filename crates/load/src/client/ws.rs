@@ -194,6 +194,9 @@ impl Conn {
     /// other messages skipped on the way. Both clocks are this machine's, so the delay is
     /// real as long as client and server run on the same host.
     pub(crate) async fn next_push(&mut self, deadline: Instant) -> Result<Push, Failure> {
+        if matches!(self.proto, Proto::H2(_)) {
+            return bounded(deadline, "waiting for a server push", self.grpc_next_push()).await;
+        }
         bounded(deadline, "waiting for a server push", async {
             loop {
                 match self
@@ -224,6 +227,9 @@ impl Conn {
 
     /// Bytes read and not taken as messages yet: frames that arrived behind the last one.
     pub(crate) fn read_ahead(&self) -> usize {
+        if let Proto::H2(h2) = &self.proto {
+            return h2.push.as_ref().map_or(0, |p| p.read_ahead());
+        }
         self.buf.len()
     }
 
