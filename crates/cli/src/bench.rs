@@ -25,7 +25,8 @@ pub struct BenchArgs {
     pub url: String,
     /// `echo`: each connection stays open with one message in flight (closed loop).
     /// `connect`: a new connection per message, to time TCP, TLS and the upgrade.
-    /// `push` (ws/wss/grpc/grpcs): server-to-client delivery delay of the lab's timestamped pushes.
+    /// `push` (ws/wss/grpc/grpcs): server-to-client delivery delay of the lab's timestamped
+    /// pushes. `fanin`: -c requests in flight on one HTTP/2 connection (N for HTTP/1.1).
     #[arg(long, value_enum, default_value_t = WorkloadArg::Echo)]
     pub workload: WorkloadArg,
     /// Concurrent connections (workers for `connect`).
