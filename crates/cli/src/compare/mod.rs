@@ -57,7 +57,8 @@ pub struct CompareArgs {
     /// Protocols to compare, comma-separated. `ws-deflate` and `wss-deflate` are the
     /// WebSocket apps with permessage-deflate offered as browsers offer it; with either, every
     /// run's messages are JSON records (new values each message) so ws and ws-deflate carry
-    /// the same bytes and the saving shows.
+    /// the same bytes and the saving shows. `h2` and `grpc` are the HTTP/2 app's /echo and
+    /// the gRPC app's unary Echo over h2c (prior knowledge); `h2-tls` and `grpc-tls` over TLS.
     #[arg(
         long,
         value_enum,
@@ -67,7 +68,8 @@ pub struct CompareArgs {
     pub protocols: Vec<ProtocolArg>,
     /// Workloads, comma-separated: `connect` (a new connection per message: handshake cost and
     /// round trips), `echo` (request/response over open connections), `push` (server to
-    /// client delivery delay; WebSocket only until the SSE app exists).
+    /// client delivery delay; WebSocket and gRPC until the SSE app exists), `fanin`
+    /// (--connections requests in flight: streams on one connection for h2 and gRPC).
     #[arg(
         long,
         value_enum,
@@ -298,7 +300,7 @@ impl CompareArgs {
         }
         ensure_usage!(
             !steps.is_empty(),
-            "nothing to run: the push workload needs ws, wss, grpc or grpc-tls among --protocols"
+            "nothing to run: the push workload needs ws or wss (or grpc, grpc-tls) among --protocols"
         );
         let rounds = self
             .rounds
