@@ -203,7 +203,7 @@ async fn grpc_against_grpcio_and_its_failures() {
     .await;
     assert_eq!(report.messages, 0, "{report:?}");
     assert!(report.errors.protocol > 0, "{:?}", report.errors);
-    let first = report.errors.first.clone().unwrap_or_default();
+    let first = report.errors.first.unwrap_or_default();
     assert!(
         first.contains("grpc-status 14") && first.contains("told to fail"),
         "{first}"
@@ -243,7 +243,7 @@ async fn a_goaway_is_counted_as_the_server_closing() {
         "{:?}",
         report.errors
     );
-    let first = report.errors.first.clone().unwrap_or_default();
+    let first = report.errors.first.unwrap_or_default();
     assert!(first.contains("GOAWAY"), "{first}");
 }
 
@@ -290,7 +290,7 @@ async fn grpc_push_times_the_lab_server_stream() {
         config.trust = Trust::Roots(protolab_tls::Roots::new().with_ca_file(&lab.ca).unwrap());
         let report = run(config).await.unwrap();
         assert_clean(&report, 60);
-        let latency = report.latency.clone().unwrap();
+        let latency = report.latency.unwrap();
         // Same machine, same clock: a push is late by the machine's scheduling, not seconds;
         // unix_ms has 1 ms resolution.
         assert!(latency.p50_us < 100_000.0, "{latency:?}");
