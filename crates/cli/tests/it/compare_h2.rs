@@ -4,7 +4,7 @@
 
 #![allow(
     clippy::unwrap_used,
-    reason = "test helpers: a failed set-up step should panic right there"
+    reason = "test set-up: a failed step should panic right there"
 )]
 
 use crate::compare::assert_matches_results_schema;
