@@ -55,26 +55,14 @@ impl PushStream {
 
     /// A whole Length-Prefixed-Message at the front of `buf`, taken out.
     fn take_message(&mut self) -> Result<Option<Bytes>, Failure> {
-        let protocol = |what: String| Failure::new(ErrorKind::Protocol, what);
-        if self.buf.len() < GRPC_PREFIX {
-            return Ok(None);
-        }
-        if self.buf[0] != 0 {
-            return Err(protocol(
-                "a compressed gRPC push, though none was asked for".into(),
-            ));
-        }
-        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-        if len > MAX_PUSH_MESSAGE {
-            return Err(protocol(format!(
-                "a {len}-byte gRPC push message, over the {MAX_PUSH_MESSAGE}-byte limit"
-            )));
-        }
-        if self.buf.len() < GRPC_PREFIX + len {
-            return Ok(None);
-        }
-        self.buf.advance(GRPC_PREFIX);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let used = match crate::grpc_frame::next_message(&self.buf, MAX_PUSH_MESSAGE) {
+            Err(e) => return Err(Failure::new(ErrorKind::Protocol, format!("gRPC push: {e}"))),
+            Ok(None) => return Ok(None),
+            Ok(Some((_, used))) => used,
+        };
+        let mut message = self.buf.split_to(used);
+        message.advance(GRPC_PREFIX);
+        Ok(Some(message.freeze()))
     }
 }
 

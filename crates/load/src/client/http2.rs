@@ -37,7 +37,7 @@ struct EchoMessage {
 }
 
 /// The gRPC Length-Prefixed-Message header: a compression flag and a 4-byte length.
-pub(super) const GRPC_PREFIX: usize = 5;
+pub(super) const GRPC_PREFIX: usize = crate::grpc_frame::PREFIX;
 
 /// Headers HTTP/2 forbids (RFC 9113 §8.2.2): they describe an HTTP/1.1 connection.
 const CONNECTION_SPECIFIC: [&str; 5] = [
@@ -168,25 +168,23 @@ fn grpc_frame(payload: &[u8]) -> Bytes {
 }
 
 /// The echoed message out of a gRPC response body: one uncompressed Length-Prefixed-Message
-/// holding an `EchoReply`.
-fn grpc_unframe(body: &[u8]) -> Result<Vec<u8>, String> {
-    let (prefix, rest) = body
-        .split_at_checked(GRPC_PREFIX)
-        .ok_or_else(|| format!("a {}-byte gRPC response body has no message", body.len()))?;
-    if prefix[0] != 0 {
+/// holding an `EchoReply`, and nothing after it.
+pub(crate) fn grpc_unframe(body: &[u8]) -> Result<Vec<u8>, String> {
+    let (message, used) = crate::grpc_frame::next_message(body, body.len())
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "the {}-byte gRPC response body holds no whole message",
+                body.len()
+            )
+        })?;
+    if used != body.len() {
         return Err(format!(
-            "the gRPC reply is compressed (flag {}) though the call asked for none",
-            prefix[0]
+            "{} bytes follow the gRPC reply's message",
+            body.len() - used
         ));
     }
-    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
-    if len != rest.len() {
-        return Err(format!(
-            "the gRPC reply's prefix says {len} bytes but {} followed",
-            rest.len()
-        ));
-    }
-    EchoMessage::decode(rest)
+    EchoMessage::decode(message)
         .map(|m| m.payload)
         .map_err(|e| format!("the gRPC reply is not an EchoReply: {e}"))
 }
