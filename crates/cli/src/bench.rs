@@ -17,15 +17,19 @@ use crate::Context;
 /// Arguments of `protolab bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to load: http://, https://, ws://, wss://, sse:// or sses:// URL. HTTP posts each
-    /// message to the URL's path (`/echo` when it has none); WebSocket sends binary messages
-    /// and expects them back; SSE (`sse://HOST/events`: an HTTP event stream) reads pushed
-    /// events, or for echo POSTs `/echo?stream=ID` and reads the echo event.
+    /// What to load: http://, https://, ws://, wss://, sse://, sses://, h2:// (HTTP/2 over
+    /// TLS), h2c:// (HTTP/2 with prior knowledge), grpc:// (h2c) or grpcs:// (TLS) URL. HTTP
+    /// posts each message to the URL's path (`/echo` when it has none), HTTP/2 on a stream of
+    /// its own; gRPC calls the lab's unary Echo (protolab.lab.v1.Lab/Echo when the URL has no
+    /// path); WebSocket sends binary messages and expects them back; SSE
+    /// (`sse://HOST/events`: an HTTP event stream) reads pushed events, or for echo POSTs
+    /// `/echo?stream=ID` and reads the echo event.
     pub url: String,
     /// `echo`: each connection stays open with one message in flight (closed loop).
     /// `connect`: a new connection per message, to time TCP, TLS and the upgrade.
-    /// `push` (ws/wss/sse/sses): server-to-client delivery delay of the lab's timestamped
-    /// pushes. Default: `push` for sse:// and sses://, `echo` otherwise.
+    /// `push` (ws/wss/sse/sses/grpc/grpcs): server-to-client delivery delay of the lab's
+    /// timestamped pushes. `fanin`: -c requests in flight on one HTTP/2 connection (N for
+    /// HTTP/1.1). Default: `push` for sse:// and sses://, `echo` otherwise.
     #[arg(long, value_enum)]
     pub workload: Option<WorkloadArg>,
     /// Concurrent connections (workers for `connect`).
@@ -49,7 +53,7 @@ pub struct BenchArgs {
     /// Give up on one message (or one connection attempt) after this long.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "TIME")]
     pub timeout: Duration,
-    /// Trust this CA certificate (PEM) for https/wss instead of the protolab CA and the
+    /// Trust this CA certificate (PEM) for https/wss/h2/grpcs instead of the protolab CA and the
     /// system roots.
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
     pub cacert: Option<PathBuf>,
@@ -100,8 +104,11 @@ pub enum WorkloadArg {
     Echo,
     /// One new connection per message.
     Connect,
-    /// Server pushes over long-lived WebSockets.
+    /// Server pushes over long-lived WebSockets or a gRPC server stream.
     Push,
+    /// -c N requests in flight at once: N streams on one connection for h2/h2c/grpc/grpcs,
+    /// N connections for HTTP/1.1.
+    Fanin,
 }
 
 /// Parses `-H 'Name: value'`, refusing CR and LF (they would smuggle headers).
@@ -156,8 +163,16 @@ impl BenchArgs {
             );
         }
         ensure_usage!(
-            workload != WorkloadArg::Push || target.scheme.is_ws() || target.scheme.is_sse(),
-            "--workload push needs a ws://, wss://, sse:// or sses:// URL, not {}://",
+            workload != WorkloadArg::Fanin || !(target.scheme.is_ws() || target.scheme.is_sse()),
+            "--workload fanin needs an http(s)://, h2(c):// or grpc(s):// URL, not {}://",
+            target.scheme
+        );
+        ensure_usage!(
+            workload != WorkloadArg::Push
+                || target.scheme.is_ws()
+                || target.scheme.is_sse()
+                || target.scheme.is_grpc(),
+            "--workload push needs a ws://, wss://, sse://, sses://, grpc:// or grpcs:// URL, not {}://",
             target.scheme
         );
         let size = usize::try_from(self.size)
@@ -175,6 +190,7 @@ impl BenchArgs {
             WorkloadArg::Echo => Workload::Echo,
             WorkloadArg::Connect => Workload::Connect,
             WorkloadArg::Push => Workload::Push,
+            WorkloadArg::Fanin => Workload::Fanin,
         };
         config.push_interval = self.push_interval;
         config.connections = self.connections;

@@ -28,6 +28,8 @@ use crate::report::ErrorKind;
 use crate::target::Target;
 
 mod sse;
+mod grpc_push;
+pub(crate) mod http2;
 mod ws;
 
 /// Anything the clients can talk over.
@@ -44,7 +46,7 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
             detail: detail.into(),
@@ -74,7 +76,7 @@ impl Failure {
 }
 
 /// Awaits `fut` until `deadline`; a timeout is a [`ErrorKind::Timeout`] failure naming `what`.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     deadline: Instant,
     what: &str,
     fut: impl std::future::Future<Output = Result<T, Failure>>,
@@ -104,6 +106,8 @@ pub(crate) struct Plan {
     pub(crate) subprotocols: Vec<String>,
     /// WebSocket: the permessage-deflate offer, if any.
     pub(crate) deflate: Option<Offer>,
+    /// HTTP/2 and gRPC: the request every exchange sends.
+    pub(crate) h2: Option<http2::H2Request>,
     /// What the messages carry; [`Payload::Json`] changes every WebSocket message.
     pub(crate) payload_kind: Payload,
     /// Bound on TCP connect + TLS handshake + upgrade.
@@ -226,6 +230,8 @@ enum Proto {
         deflater: Option<Box<Deflater>>,
     },
     Sse(Box<sse::Stream>),
+    /// HTTP/2 or gRPC: the connection's io belongs to h2's task.
+    H2(Box<http2::H2Conn>),
 }
 
 /// An open connection.
@@ -312,7 +318,7 @@ impl Conn {
         let post_handshake_tls = Arc::new(AtomicU64::new(0));
         let tcp = CountingStream::new(tcp, counters.clone());
         let mut app_counters = counters.clone();
-        let (io, tls_time): (Box<dyn Io>, _) = match &plan.tls {
+        let (mut io, tls_time): (Box<dyn Io>, _) = match &plan.tls {
             None => (Box::new(tcp), None),
             Some((config, name)) => {
                 let t1 = Instant::now();
@@ -326,16 +332,37 @@ impl Conn {
                 })
                 .await?;
                 stream.count_post_handshake_records(Arc::clone(&post_handshake_tls));
+                if plan.h2.is_some() && stream.negotiated().alpn.as_deref() != Some(http2::ALPN_H2)
+                {
+                    return Err(Failure::new(
+                        ErrorKind::Tls,
+                        "the server did not agree to HTTP/2 in the TLS handshake (ALPN h2)",
+                    ));
+                }
                 app_counters = Counters::new();
                 let plaintext = CountingStream::new(stream, app_counters.clone());
                 (Box::new(plaintext), Some(t1.elapsed()))
             }
         };
+        let mut proto = Proto::Http;
+        if let Some(request) = &plan.h2 {
+            // h2's task owns the stream from here; `io` is left an empty stand-in.
+            let h2 = bounded(
+                deadline,
+                "sending the HTTP/2 preface",
+                http2::H2Conn::handshake(
+                    std::mem::replace(&mut io, Box::new(tokio::io::empty())),
+                    request,
+                ),
+            )
+            .await?;
+            proto = Proto::H2(Box::new(h2));
+        }
         let conn = Self {
             io,
             counters,
             app_counters,
-            proto: Proto::Http,
+            proto,
             buf: Vec::with_capacity(plan.payload.len().max(4096) + 256),
             out: Vec::with_capacity(plan.payload.len() + 14),
             extras: Extras::default(),
@@ -422,10 +449,13 @@ impl Conn {
         self.exchanges += 1;
         let result = {
             let mut echo = pin!(async {
-                match self.proto {
-                    Proto::Http => self.http_exchange(plan, t0, timed_first).await,
-                    Proto::Ws { .. } => self.ws_exchange(plan, t0, timed_first).await,
-                    Proto::Sse(_) => self.sse_exchange(plan, t0, timed_first).await,
+                match (&self.proto, &plan.h2) {
+                    (Proto::H2(_), Some(request)) => {
+                        self.h2_exchange(request, t0, timed_first).await
+                    }
+                    (Proto::Ws { .. }, _) => self.ws_exchange(plan, t0, timed_first).await,
+                    (Proto::Sse(_), _) => self.sse_exchange(plan, t0, timed_first).await,
+                    _ => self.http_exchange(plan, t0, timed_first).await,
                 }
             });
             poll_fn(|cx| {
@@ -565,6 +595,10 @@ impl Conn {
     /// `deadline`. Reading the answer lets the server close TCP first (RFC 6455 §7.1.1) and
     /// keeps the byte counts equal to what a capture of the connection shows.
     pub(crate) async fn close(&mut self, deadline: Instant) {
+        if let Proto::H2(h2) = &mut self.proto {
+            h2.close(deadline).await;
+            return;
+        }
         self.close_side(deadline).await;
         let _ = bounded(deadline, "closing", async {
             if let Proto::Ws { rng, .. } = &mut self.proto {

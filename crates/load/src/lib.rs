@@ -19,6 +19,7 @@
 
 mod client;
 pub mod counting;
+pub mod grpc_frame;
 pub mod histogram;
 mod merge;
 pub mod payload;

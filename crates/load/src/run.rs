@@ -21,6 +21,8 @@ use crate::tls::Trust;
 use crate::workload::Workload;
 use crate::Error;
 
+mod fanin;
+
 /// Largest message: the WebSocket decoder's default frame limit.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
@@ -136,9 +138,12 @@ impl Config {
             }
         }
         if self.workload == Workload::Push {
-            if !self.target.scheme.is_ws() && !self.target.scheme.is_sse() {
+            if !self.target.scheme.is_ws()
+                && !self.target.scheme.is_sse()
+                && !self.target.scheme.is_grpc()
+            {
                 return invalid(format!(
-                    "the push workload needs a ws://, wss://, sse:// or sses:// URL, not {}://",
+                    "the push workload needs a ws://, wss://, sse://, sses://, grpc:// or grpcs:// URL, not {}://",
                     self.target.scheme
                 ));
             }
@@ -146,6 +151,12 @@ impl Config {
             {
                 return invalid("the push interval must be from 1 ms to 1 hour".into());
             }
+        }
+        if self.workload == Workload::Fanin && self.target.scheme.is_ws() {
+            return invalid(format!(
+                "the fanin workload needs an http(s)://, h2(c):// or grpc(s):// URL, not {}://",
+                self.target.scheme
+            ));
         }
         if self.deflate.is_some() && !self.target.scheme.is_ws() {
             return invalid(format!(
@@ -209,7 +220,11 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     let interval = config
         .rate
         .map(|rate| Duration::from_secs_f64(config.connections as f64 / rate));
-    for index in 0..config.connections {
+    // fanin on HTTP/2: one worker multiplexes every stream on its one connection.
+    let multiplexed = config.workload == Workload::Fanin && plan.h2.is_some();
+    let workers = if multiplexed { 1 } else { config.connections };
+    let streams = config.connections;
+    for index in 0..workers {
         let (plan, claimed) = (Arc::clone(&plan), Arc::clone(&claimed));
         let echo_latency = Arc::clone(&echo_latency);
         let stop = config.stop.clone();
@@ -234,6 +249,8 @@ pub async fn run(config: Config) -> Result<Report, Error> {
                 Workload::Echo => echo_worker(&plan, &budget).await,
                 Workload::Connect => connect_worker(&plan, &budget).await,
                 Workload::Push => push_worker(&plan, &budget).await,
+                Workload::Fanin if multiplexed => fanin::fanin_worker(plan, budget, streams).await,
+                Workload::Fanin => echo_worker(&plan, &budget).await,
             }
         });
     }
@@ -295,6 +312,11 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
         })?;
     let tls = if target.scheme.is_tls() {
         let mut tls = crate::tls::client_config(&config.trust)?;
+        if target.scheme.is_h2() {
+            let mut h2 = (*tls).clone();
+            h2.alpn_protocols = vec![crate::client::http2::ALPN_H2.to_vec()];
+            tls = Arc::new(h2);
+        }
         if !config.tls_resumption {
             let mut full = (*tls).clone();
             full.resumption = rustls::client::Resumption::disabled();
@@ -310,10 +332,23 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
     };
     let mut payload = Vec::new();
     config.payload.fill(&mut payload, config.size, 0);
-    let http_request = if target.scheme.is_ws() || target.scheme.is_sse() {
+    let http_request = if target.scheme.is_ws() || target.scheme.is_sse() || target.scheme.is_h2() {
         Vec::new()
     } else {
         Plan::http_request(target, &payload, &config.headers)
+    };
+    let h2 = match (target.scheme.is_h2(), config.workload) {
+        (false, _) => None,
+        (true, Workload::Push) => Some(crate::client::http2::H2Request::grpc_push(
+            target,
+            config.push_interval,
+            &config.headers,
+        )?),
+        (true, _) => Some(crate::client::http2::H2Request::new(
+            target,
+            &payload,
+            &config.headers,
+        )?),
     };
     Ok(Plan {
         target: target.clone(),
@@ -324,6 +359,7 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
         headers: config.headers.clone(),
         subprotocols: config.subprotocols.clone(),
         deflate: config.deflate,
+        h2,
         payload_kind: config.payload,
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
@@ -332,6 +368,7 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
 }
 
 /// The run's shared limits: its end and its message count; the open-loop schedule.
+#[derive(Clone)]
 struct Budget {
     claimed: Arc<AtomicU64>,
     max: u64,
@@ -759,11 +796,11 @@ impl Stats {
             };
         let per = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         let (per_message, count) = match (config.workload, self.steady_messages) {
-            (Workload::Echo | Workload::Push, n) if n > 0 => (self.steady, n),
+            (Workload::Echo | Workload::Push | Workload::Fanin, n) if n > 0 => (self.steady, n),
             _ => (self.first, self.first_messages),
         };
         let latency_histogram = match config.workload {
-            Workload::Echo | Workload::Push => &self.latency,
+            Workload::Echo | Workload::Push | Workload::Fanin => &self.latency,
             Workload::Connect => &self.connect_to_first_echo,
         };
         let latency = latency_histogram.summary();
@@ -777,7 +814,7 @@ impl Stats {
             connect_to_first_echo: self.connect_to_first_echo.encoded(),
         };
         let (payload_sent, payload_received) = match config.workload {
-            Workload::Echo | Workload::Connect => {
+            Workload::Echo | Workload::Connect | Workload::Fanin => {
                 (Some(config.size as f64), Some(config.size as f64))
             }
             Workload::Push => (Some(0.0), per(self.push_payload, self.steady_messages)),

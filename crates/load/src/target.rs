@@ -1,5 +1,5 @@
-//! Where to send load: [`Target::parse`] reads `http`, `https`, `ws`, `wss`, `sse` and `sses`
-//! URLs.
+//! Where to send load: [`Target::parse`] reads `http`, `https`, `ws`, `wss`, `sse`, `sses`,
+//! `h2`, `h2c`, `grpc` and `grpcs` URLs.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,13 +21,23 @@ pub enum Scheme {
     Sse,
     /// Server-Sent Events over TLS.
     Sses,
+    /// HTTP/2 over TLS (ALPN `h2`).
+    H2,
+    /// HTTP/2 over TCP with prior knowledge (RFC 9113 §3.3).
+    H2c,
+    /// gRPC over HTTP/2 over TCP (prior knowledge).
+    Grpc,
+    /// gRPC over HTTP/2 over TLS (ALPN `h2`).
+    Grpcs,
 }
 
 impl Scheme {
     /// The schemes [`Target::parse`] accepts, for messages.
-    pub const ACCEPTED: &'static str = "http://, https://, ws://, wss://, sse://, sses://";
+    pub const ACCEPTED: &'static str =
+        "http://, https://, ws://, wss://, sse://, sses://, h2://, h2c://, grpc://, grpcs://";
 
-    /// The URL spelling: `http`, `https`, `ws`, `wss`, `sse`, `sses`.
+    /// The URL spelling: `http`, `https`, `ws`, `wss`, `sse`, `sses`, `h2`, `h2c`, `grpc`,
+    /// `grpcs`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "http",
@@ -36,12 +46,29 @@ impl Scheme {
             Self::Wss => "wss",
             Self::Sse => "sse",
             Self::Sses => "sses",
+            Self::H2 => "h2",
+            Self::H2c => "h2c",
+            Self::Grpc => "grpc",
+            Self::Grpcs => "grpcs",
         }
     }
 
     /// Whether the connection runs over TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Self::Https | Self::Wss | Self::Sses)
+        matches!(
+            self,
+            Self::Https | Self::Wss | Self::Sses | Self::H2 | Self::Grpcs
+        )
+    }
+
+    /// Whether the connection speaks HTTP/2 (h2, h2c, grpc, grpcs).
+    pub fn is_h2(self) -> bool {
+        matches!(self, Self::H2 | Self::H2c | Self::Grpc | Self::Grpcs)
+    }
+
+    /// Whether exchanges are gRPC calls.
+    pub fn is_grpc(self) -> bool {
+        matches!(self, Self::Grpc | Self::Grpcs)
     }
 
     /// Whether this is a WebSocket scheme.
@@ -54,7 +81,8 @@ impl Scheme {
         matches!(self, Self::Sse | Self::Sses)
     }
 
-    /// 80 or 443 (RFC 9110 §4.2, RFC 6455 §3).
+    /// 80 or 443 (RFC 9110 §4.2, RFC 6455 §3); the HTTP/2 and gRPC schemes are not
+    /// registered URL schemes, so they take their transport's.
     pub fn default_port(self) -> u16 {
         if self.is_tls() {
             443
@@ -71,6 +99,10 @@ impl Scheme {
             "wss" => Self::Wss,
             "sse" => Self::Sse,
             "sses" => Self::Sses,
+            "h2" => Self::H2,
+            "h2c" => Self::H2c,
+            "grpc" => Self::Grpc,
+            "grpcs" => Self::Grpcs,
             _ => return None,
         })
     }
@@ -99,7 +131,7 @@ pub struct Target {
 
 impl Target {
     /// Parses `scheme://host[:port][/path][?query]`. User info (`user@`) is rejected rather than
-    /// silently sent nowhere; a scheme other than http, https, ws or wss is an error naming them.
+    /// silently sent nowhere; a scheme not in [`Scheme::ACCEPTED`] is an error naming them.
     pub fn parse(url: &str) -> Result<Self, Error> {
         let bad = |reason: &'static str| Error::BadUrl {
             url: url.to_owned(),
@@ -231,6 +263,25 @@ mod tests {
         let t = Target::parse("sses://localhost/events").unwrap();
         assert_eq!((t.scheme, t.port), (Scheme::Sses, 443));
         assert!(t.scheme.is_tls());
+    }
+
+    #[test]
+    fn parses_the_http2_schemes() {
+        for (url, scheme, port, tls) in [
+            ("h2://localhost/echo", Scheme::H2, 443, true),
+            ("h2c://localhost:3005", Scheme::H2c, 3005, false),
+            ("grpc://127.0.0.1:3006", Scheme::Grpc, 3006, false),
+            ("GRPCS://localhost", Scheme::Grpcs, 443, true),
+        ] {
+            let t = Target::parse(url).unwrap();
+            assert_eq!((t.scheme, t.port, t.scheme.is_tls()), (scheme, port, tls));
+            assert!(t.scheme.is_h2() && !t.scheme.is_ws(), "{url}");
+            assert_eq!(
+                t.scheme.is_grpc(),
+                url.to_ascii_lowercase().starts_with("grpc")
+            );
+        }
+        assert!(!Scheme::Https.is_h2());
     }
 
     #[test]

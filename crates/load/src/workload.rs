@@ -18,15 +18,21 @@ pub enum Workload {
     /// understands) and measures each push's delivery delay from the `sent_at_us` timestamp
     /// it carries. Client and server must share a clock (the same machine).
     Push,
+    /// Many requests in flight on one connection: [`Config::connections`](crate::Config::connections)
+    /// concurrent request streams, each a closed loop, multiplexed on ONE HTTP/2 connection
+    /// for h2, h2c, grpc and grpcs; for HTTP/1.1 (one request in flight per connection) the
+    /// same concurrency takes as many connections, as in `echo`.
+    Fanin,
 }
 
 impl Workload {
-    /// `echo`, `connect` or `push`.
+    /// `echo`, `connect`, `push` or `fanin`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Echo => "echo",
             Self::Connect => "connect",
             Self::Push => "push",
+            Self::Fanin => "fanin",
         }
     }
 }

@@ -22,8 +22,8 @@ mod figures;
 mod findings;
 
 /// One hue per family, the same in every chart: HTTP blue, WebSocket orange, WebSocket with
-/// permessage-deflate purple; the TLS variant of each is the darker shade (and dashed in
-/// line charts), so colour never has to tell red from green.
+/// permessage-deflate purple, HTTP/2 green, gRPC pink; the TLS variant of each is the darker
+/// shade (and dashed in line charts), so colour never has to tell red from green.
 fn colour(protocol: &str) -> &'static str {
     match protocol {
         "http" => "#6baed6",
@@ -32,13 +32,17 @@ fn colour(protocol: &str) -> &'static str {
         "wss" => "#a63603",
         "ws-deflate" => "#bcbddc",
         "wss-deflate" => "#54278f",
+        "h2" => "#74c476",
+        "h2-tls" => "#006d2c",
+        "grpc" => "#fa9fb5",
+        "grpc-tls" => "#c51b8a",
         _ => "#969696",
     }
 }
 
 /// TLS variants draw their lines dashed: a second cue beside the darker shade.
 fn dash(protocol: &str) -> &'static str {
-    if protocol.starts_with("https") || protocol.starts_with("wss") {
+    if protocol.starts_with("https") || protocol.starts_with("wss") || protocol.ends_with("-tls") {
         " stroke-dasharray='7 3'"
     } else {
         ""

@@ -66,7 +66,8 @@ pub struct CompareArgs {
     /// Protocols to compare, comma-separated. `ws-deflate` and `wss-deflate` are the
     /// WebSocket apps with permessage-deflate offered as browsers offer it; with either, every
     /// run's messages are JSON records (new values each message) so ws and ws-deflate carry
-    /// the same bytes and the saving shows.
+    /// the same bytes and the saving shows. `h2` and `grpc` are the HTTP/2 app's /echo and
+    /// the gRPC app's unary Echo over h2c (prior knowledge); `h2-tls` and `grpc-tls` over TLS.
     #[arg(
         long,
         value_enum,
@@ -76,7 +77,8 @@ pub struct CompareArgs {
     pub protocols: Vec<ProtocolArg>,
     /// Workloads, comma-separated: `connect` (a new connection per message: handshake cost and
     /// round trips), `echo` (request/response over open connections), `push` (server to
-    /// client delivery delay; ws, wss and sse — plain HTTP is skipped).
+    /// client delivery delay; ws, wss, sse and grpc — plain HTTP and h2 are skipped), `fanin`
+    /// (--connections requests in flight: streams on one connection for h2 and gRPC).
     #[arg(
         long,
         value_enum,
@@ -185,6 +187,9 @@ pub enum WorkloadArg {
     Echo,
     /// Server-to-client pushes.
     Push,
+    /// --connections requests in flight at once: streams on one connection for h2 and gRPC,
+    /// one connection each for HTTP/1.1 (WebSocket runs are skipped).
+    Fanin,
 }
 
 impl WorkloadArg {
@@ -193,6 +198,7 @@ impl WorkloadArg {
             Self::Connect => Workload::Connect,
             Self::Echo => Workload::Echo,
             Self::Push => Workload::Push,
+            Self::Fanin => Workload::Fanin,
         }
     }
 }
@@ -301,7 +307,7 @@ impl CompareArgs {
         }
         ensure_usage!(
             !steps.is_empty(),
-            "nothing to run: the push workload needs ws, wss or sse among --protocols"
+            "nothing to run: no protocol among --protocols can run these workloads (push needs ws, wss, sse or grpc; fanin needs http, https, h2 or grpc)"
         );
         let rounds = self
             .rounds
@@ -647,7 +653,10 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         let Some(endpoint) = lab.endpoint(step.protocol.protocol()) else {
             continue;
         };
-        let mut target = Target::parse(&endpoint.url)?;
+        let mut target = match step.protocol.h2_scheme() {
+            Some(scheme) => Target::parse(&protocols::h2_url(scheme, &endpoint.url))?,
+            None => Target::parse(&endpoint.url)?,
+        };
         if let Some(scheme) = step.protocol.scheme() {
             target.scheme = scheme;
         }

@@ -1,5 +1,6 @@
-//! `--protocols`: the lab's apps, and the WebSocket apps with permessage-deflate offered.
-//! `sse` is the SSE app's event stream (`sse://…/events`).
+//! `--protocols`: the lab's apps, the WebSocket apps with permessage-deflate offered, the
+//! HTTP/2 and gRPC apps in cleartext (prior knowledge) or over TLS, and `sse`, the SSE app's
+//! event stream (`sse://…/events`).
 
 use clap::ValueEnum;
 use protolab_load::{Scheme, Workload};
@@ -22,6 +23,14 @@ pub enum ProtocolArg {
     WssDeflate,
     /// Server-Sent Events: the SSE app's `/events` stream (echo: a POST beside it).
     Sse,
+    /// HTTP/2 over TCP with prior knowledge (h2c), on the h2 app.
+    H2,
+    /// HTTP/2 over TLS (ALPN h2), on the h2 app.
+    H2Tls,
+    /// gRPC unary Echo over h2c, on the gRPC app.
+    Grpc,
+    /// gRPC unary Echo over TLS, on the gRPC app.
+    GrpcTls,
 }
 
 impl ProtocolArg {
@@ -33,10 +42,13 @@ impl ProtocolArg {
             Self::Ws | Self::WsDeflate => Protocol::Ws,
             Self::Wss | Self::WssDeflate => Protocol::Wss,
             Self::Sse => Protocol::Sse,
+            Self::H2 | Self::H2Tls => Protocol::H2,
+            Self::Grpc | Self::GrpcTls => Protocol::Grpc,
         }
     }
 
-    /// The scheme the load generator uses, when it is not the app URL's own.
+    /// The scheme the load generator uses, when it is not the app URL's own and not an
+    /// HTTP/2 one ([`Self::h2_scheme`]).
     pub(super) fn scheme(self) -> Option<Scheme> {
         match self {
             Self::Sse => Some(Scheme::Sse),
@@ -47,10 +59,31 @@ impl ProtocolArg {
     /// Why this protocol cannot run `workload`, if it cannot.
     pub(super) fn cannot(self, workload: Workload) -> Option<&'static str> {
         match (workload, self.protocol()) {
-            (Workload::Push, Protocol::Ws | Protocol::Wss | Protocol::Sse) => None,
+            (Workload::Push, Protocol::Ws | Protocol::Wss | Protocol::Sse | Protocol::Grpc) => {
+                None
+            }
+            (Workload::Push, Protocol::H2) => {
+                Some("the h2 app has no push stream (its server push is not used)")
+            }
             (Workload::Push, _) => Some("plain HTTP has no server push"),
+            (Workload::Fanin, Protocol::Ws | Protocol::Wss) => {
+                Some("a WebSocket has no requests to multiplex")
+            }
+            (Workload::Fanin, Protocol::Sse) => Some("an event stream has no requests to multiplex"),
             _ => None,
         }
+    }
+
+    /// The load generator's scheme when it is not the one in the app's URL: the HTTP/2 and
+    /// gRPC apps serve cleartext and TLS on one port, and their URLs name neither h2 nor gRPC.
+    pub(super) fn h2_scheme(self) -> Option<Scheme> {
+        Some(match self {
+            Self::H2 => Scheme::H2c,
+            Self::H2Tls => Scheme::H2,
+            Self::Grpc => Scheme::Grpc,
+            Self::GrpcTls => Scheme::Grpcs,
+            _ => return None,
+        })
     }
 
     pub(super) fn deflate(self) -> bool {
@@ -62,6 +95,8 @@ impl ProtocolArg {
         let app = self.protocol().name();
         if self.deflate() {
             format!("{app}{DEFLATE_SUFFIX}")
+        } else if matches!(self, Self::H2Tls | Self::GrpcTls) {
+            format!("{app}{TLS_SUFFIX}")
         } else {
             app.to_owned()
         }
@@ -71,7 +106,42 @@ impl ProtocolArg {
 /// Appended to a WebSocket protocol's name when its runs offer permessage-deflate.
 const DEFLATE_SUFFIX: &str = "-deflate";
 
-/// The lab app behind a protocol name of results.json (`ws-deflate` is the `ws` app).
+/// Appended to the h2 and gRPC apps' names when their runs use TLS.
+const TLS_SUFFIX: &str = "-tls";
+
+/// The lab app behind a protocol name of results.json (`ws-deflate` is the `ws` app,
+/// `h2-tls` the `h2` app).
 pub(super) fn lab_protocol(name: &str) -> Option<Protocol> {
-    Protocol::from_name(name.strip_suffix(DEFLATE_SUFFIX).unwrap_or(name))
+    let app = name.strip_suffix(DEFLATE_SUFFIX).unwrap_or(name);
+    Protocol::from_name(app.strip_suffix(TLS_SUFFIX).unwrap_or(app))
+}
+
+/// `scheme://authority/` from an app's URL (`https://localhost:3005/`, or `localhost:3006`
+/// for gRPC, which has no URL scheme).
+pub(super) fn h2_url(scheme: Scheme, app_url: &str) -> String {
+    let rest = app_url.split_once("://").map_or(app_url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h2_and_grpc_runs_name_their_app_and_scheme() {
+        assert_eq!(ProtocolArg::H2Tls.name(), "h2-tls");
+        assert_eq!(ProtocolArg::Grpc.name(), "grpc");
+        assert_eq!(lab_protocol("grpc-tls"), Some(Protocol::Grpc));
+        assert_eq!(lab_protocol("h2"), Some(Protocol::H2));
+        assert_eq!(
+            h2_url(Scheme::H2c, "https://localhost:3005/"),
+            "h2c://localhost:3005/"
+        );
+        assert_eq!(
+            h2_url(Scheme::Grpcs, "localhost:3006"),
+            "grpcs://localhost:3006/"
+        );
+        assert_eq!(ProtocolArg::Https.h2_scheme(), None);
+    }
 }

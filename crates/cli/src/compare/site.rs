@@ -119,7 +119,8 @@ impl Site {
             None => runtime.block_on(crate::up::start(config, ctx))?,
             Some(wan) => wan.run_inside(|| runtime.block_on(crate::up::start(config, ctx)))?,
         };
-        let trust = if protocols.iter().any(|p| p.is_tls()) {
+        // accepts_tls: the gRPC app serves TLS beside h2c (compare's grpc-tls).
+        let trust = if protocols.iter().any(|p| p.accepts_tls()) {
             let ca = ctx.store().ca_cert_path();
             Trust::Roots(protolab_tls::Roots::new().with_ca_file(&ca)?)
         } else {

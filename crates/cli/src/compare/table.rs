@@ -56,7 +56,12 @@ pub fn render(results: &Results) -> String {
     let protocols = &results.settings.protocols;
     let mut blocks = Vec::new();
     let s = &results.settings;
-    for workload in [Workload::Connect, Workload::Echo, Workload::Push] {
+    for workload in [
+        Workload::Connect,
+        Workload::Echo,
+        Workload::Push,
+        Workload::Fanin,
+    ] {
         let mut sizes: Vec<usize> = results
             .runs
             .iter()
@@ -90,6 +95,12 @@ pub fn render(results: &Results) -> String {
                 Workload::Push => format!(
                     "push · server → client every {} ms · {} connections",
                     s.push_interval_ms, s.connections
+                ),
+                Workload::Fanin => format!(
+                    "fanin · {} {} requests in flight · one connection for h2 and gRPC, {} for HTTP/1.1",
+                    s.connections,
+                    size_label(size),
+                    s.connections
                 ),
             };
             blocks.push(Block {
@@ -308,17 +319,17 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
                 }),
             ));
         }
-        Workload::Echo | Workload::Push => {
-            let unit = if workload == Workload::Echo {
-                "msgs/s"
-            } else {
+        Workload::Echo | Workload::Push | Workload::Fanin => {
+            let unit = if workload == Workload::Push {
                 "pushes/s"
+            } else {
+                "msgs/s"
             };
             out.push((unit.into(), row(&throughput)));
-            let what = if workload == Workload::Echo {
-                "latency"
-            } else {
+            let what = if workload == Workload::Push {
                 "delivery delay"
+            } else {
+                "latency"
             };
             out.push((
                 format!("{what} p50"),

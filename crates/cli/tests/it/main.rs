@@ -9,6 +9,7 @@ mod certs;
 mod compare;
 mod compare_contention;
 mod compare_deflate;
+mod compare_h2;
 mod compare_lab;
 mod compare_pinning;
 mod compare_report;

@@ -197,6 +197,9 @@ impl Conn {
         if matches!(self.proto, Proto::Sse(_)) {
             return self.sse_next_push(deadline).await;
         }
+        if matches!(self.proto, Proto::H2(_)) {
+            return bounded(deadline, "waiting for a server push", self.grpc_next_push()).await;
+        }
         bounded(deadline, "waiting for a server push", async {
             loop {
                 match self
@@ -227,6 +230,9 @@ impl Conn {
 
     /// Bytes read and not taken as messages yet: frames that arrived behind the last one.
     pub(crate) fn read_ahead(&self) -> usize {
+        if let Proto::H2(h2) = &self.proto {
+            return h2.push.as_ref().map_or(0, |p| p.read_ahead());
+        }
         self.sse_read_ahead()
     }
 

@@ -24,11 +24,11 @@ type CdfSeries<'a> = (&'a str, Vec<(f64, f64)>, u64);
 fn distribution(rep: &Report, workload: Workload) -> Option<(Vec<(f64, f64)>, u64)> {
     let summary: &Summary = match workload {
         Workload::Connect => rep.phases.connect_to_first_echo.as_ref()?,
-        Workload::Echo | Workload::Push => rep.latency.as_ref()?,
+        Workload::Echo | Workload::Push | Workload::Fanin => rep.latency.as_ref()?,
     };
     let encoded = match workload {
         Workload::Connect => rep.histograms.connect_to_first_echo.as_deref(),
-        Workload::Echo | Workload::Push => rep.histograms.latency.as_deref(),
+        Workload::Echo | Workload::Push | Workload::Fanin => rep.histograms.latency.as_deref(),
     };
     let points = encoded
         .and_then(|h| protolab_load::histogram::cdf(h, CDF_POINTS).ok())

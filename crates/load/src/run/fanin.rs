@@ -1,0 +1,82 @@
+//! The `fanin` workload on HTTP/2 and gRPC: one connection, [`Config::connections`] request
+//! streams in flight on it at once, each a closed loop (a new stream as soon as its last
+//! echo is in). HTTP/1.1 has no multiplexing, so there the run's echo workers open one
+//! connection per stream instead; the two are compared at the same concurrency.
+//!
+//! [`Config::connections`]: super::Config::connections
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+
+use super::{Budget, Stats, CLOSE_BOUND};
+use crate::client::http2::h2_echo;
+use crate::client::{bounded, Conn, Failure, Plan};
+use crate::report::ErrorKind;
+
+/// Opens the one connection, runs `streams` concurrent loops on it until the budget is spent,
+/// and charges the connection's bytes after its opening to the messages.
+pub(super) async fn fanin_worker(plan: Arc<Plan>, budget: Budget, streams: usize) -> Stats {
+    let mut stats = Stats::default();
+    let (mut conn, opened) = match Conn::open(&plan, budget.end).await {
+        Ok(c) => c,
+        Err(failure) => {
+            stats.fail(&failure, budget.end);
+            return stats;
+        }
+    };
+    stats.opened(&opened);
+    let Some(sender) = conn.h2_sender() else {
+        stats.fail(
+            &Failure::new(ErrorKind::Protocol, "fanin needs an HTTP/2 connection"),
+            budget.end,
+        );
+        return stats;
+    };
+    let budget = Arc::new(budget);
+    let mut loops = JoinSet::new();
+    for _ in 0..streams {
+        let (plan, budget, mut send) = (Arc::clone(&plan), Arc::clone(&budget), sender.clone());
+        loops.spawn(async move {
+            let mut stats = Stats::default();
+            let Some(request) = plan.h2.as_ref() else {
+                return stats;
+            };
+            while budget.claim() {
+                let sent = Instant::now();
+                let deadline = budget.end.min(sent + plan.request_timeout);
+                let echo = h2_echo(&mut send, request, sent, false);
+                match bounded(deadline, "waiting for the echo", echo).await {
+                    Ok(ex) => {
+                        stats.latency.record(ex.total);
+                        stats.messages += 1;
+                        stats.finished = Some(ex.done);
+                    }
+                    Err(failure) => {
+                        stats.fail(&failure, budget.end);
+                        break;
+                    }
+                }
+            }
+            stats
+        });
+    }
+    drop(sender);
+    while let Some(joined) = loops.join_next().await {
+        match joined {
+            Ok(loop_stats) => stats.merge(&loop_stats),
+            Err(join) => stats
+                .errors
+                .add(ErrorKind::Io, &format!("stream loop: {join}")),
+        }
+    }
+    // Streams interleave on the wire, so bytes are charged to messages in bulk: everything
+    // after the opening (the SETTINGS exchange included) over every echo.
+    stats.steady = stats.steady.plus(conn.counts().since(opened.bytes));
+    stats.steady_messages += stats.messages;
+    stats.sample_tcp(&conn, opened.tcp_counters, stats.messages);
+    conn.close(Instant::now() + CLOSE_BOUND).await;
+    stats.add_totals(&conn);
+    stats
+}
