@@ -30,6 +30,9 @@ pub mod driver;
 pub mod fanout;
 pub mod fanout_client;
 pub mod fanout_report;
+pub mod grpc;
+pub mod grpc_client;
+pub mod h2;
 pub mod http;
 pub mod idle;
 pub mod idle_client;
@@ -40,3 +43,9 @@ pub mod process;
 pub mod proxy;
 pub mod report;
 pub mod ws;
+
+/// lab.proto's messages, client and server (build.rs), for `grpc` and `bench-peer-tonic`.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod grpc_proto {
+    tonic::include_proto!("protolab.lab.v1");
+}
