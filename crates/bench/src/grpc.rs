@@ -194,7 +194,13 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
                     port,
                     Ready::Line("listening"),
                 ),
-                _ => start_grpcio(python.as_deref(), &script, &args.proto_root, dir.path(), port),
+                _ => start_grpcio(
+                    python.as_deref(),
+                    &script,
+                    &args.proto_root,
+                    dir.path(),
+                    port,
+                ),
             };
             for mode in modes {
                 for &(conns, calls) in &args.loads {
@@ -210,9 +216,7 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
                     let outcome = started
                         .as_ref()
                         .map_err(|e| anyhow::anyhow!("{e:#}"))
-                        .and_then(|server| {
-                            measure(&me, args, server, port, mode, conns, calls)
-                        });
+                        .and_then(|server| measure(&me, args, server, port, mode, conns, calls));
                     match outcome {
                         Ok((sample, client_cpu)) => {
                             eprintln!(
@@ -235,9 +239,11 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
     results.loadavg = load_start.zip(crate::report::loadavg());
     for mode in modes {
         for &(conns, calls) in &args.loads {
-            results
-                .summary
-                .push(summarize(&results.runs, mode_name(mode), &format!("{conns}×{calls}")));
+            results.summary.push(summarize(
+                &results.runs,
+                mode_name(mode),
+                &format!("{conns}×{calls}"),
+            ));
         }
     }
     for r in &results.runs {
@@ -295,14 +301,7 @@ fn start_grpcio(
         "--proto-root".to_owned(),
         proto_root.display().to_string(),
     ];
-    Server::start(
-        "grpcio",
-        python,
-        &args,
-        dir,
-        port,
-        Ready::Line("listening"),
-    )
+    Server::start("grpcio", python, &args, dir, port, Ready::Line("listening"))
 }
 
 fn measure(
@@ -363,7 +362,10 @@ fn summarize(runs: &[Run], mode: &str, load: &str) -> Summary {
             server.to_owned(),
             spread(s.iter().map(|x| x.per_sec).collect()),
         ));
-        p99_us.push((server.to_owned(), median(s.iter().map(|x| x.p99_us).collect())));
+        p99_us.push((
+            server.to_owned(),
+            median(s.iter().map(|x| x.p99_us).collect()),
+        ));
         per_cpu_sec.push((
             server.to_owned(),
             median(
@@ -410,9 +412,7 @@ pub fn render(results: &Results) -> String {
                 Some([m, lo, hi]) => format!("{m:>8.0} ({lo:.0}–{hi:.0})"),
                 None => format!("{:>8}", "—"),
             };
-            let p99 = s.p99_us[i]
-                .1
-                .map_or("—".to_owned(), |v| format!("{v:.0}"));
+            let p99 = s.p99_us[i].1.map_or("—".to_owned(), |v| format!("{v:.0}"));
             let cpu = s.per_cpu_sec[i]
                 .1
                 .map_or("—".to_owned(), |v| format!("{v:.0}"));

@@ -185,7 +185,10 @@ pub fn run(args: &H2Args) -> anyhow::Result<Results> {
         "`h2load` not found on PATH: install it with `apt-get install -y nghttp2-client`",
     )?;
     let me = std::env::current_exe().context("finding the protolab-bench binary")?;
-    let protolab = args.protolab.clone().unwrap_or_else(|| me.with_file_name("protolab"));
+    let protolab = args
+        .protolab
+        .clone()
+        .unwrap_or_else(|| me.with_file_name("protolab"));
     if !protolab.is_file() {
         bail!(
             "protolab binary {} not found: build it with `cargo build --release -p protolab`, or point at it with --protolab PATH",
@@ -628,7 +631,9 @@ pub fn render(results: &Results) -> String {
         Some([m, lo, hi]) => format!("{m:>8.0} ({lo:.0}–{hi:.0})"),
         None => format!("{:>8}", "—"),
     };
-    out.push_str("HTTP/2 under h2load (-t1, server on core 0, h2load on core 1), req/s median (min–max)\n");
+    out.push_str(
+        "HTTP/2 under h2load (-t1, server on core 0, h2load on core 1), req/s median (min–max)\n",
+    );
     out.push_str(&format!(
         "{:<7} {:<10} {:<8} {:<26} {:<26} {:>7} {:>9}\n",
         "", "request", "load", "protolab-h2", "nginx (1 worker)", "ratio", "per CPU"
