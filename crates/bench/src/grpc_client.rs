@@ -252,22 +252,32 @@ async fn stream_loop(
     let (tx, rx) = tokio::sync::mpsc::channel::<EchoRequest>(1);
     let outbound =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    // The first message goes before the call is opened: opening waits for the response
+    // headers, which grpcio sends only with its first reply.
+    let mut sent = Instant::now();
+    tx.send(EchoRequest {
+        payload: payload.clone(),
+    })
+    .await
+    .context("queueing the first EchoStream message")?;
     let mut inbound = client
         .echo_stream(outbound)
         .await
         .context("opening EchoStream")?
         .into_inner();
     let mut counted = 0;
-    for _ in 0..max {
-        let sent = Instant::now();
-        if sent >= window_end {
-            break;
+    for i in 0..max {
+        if i > 0 {
+            sent = Instant::now();
+            if sent >= window_end {
+                break;
+            }
+            tx.send(EchoRequest {
+                payload: payload.clone(),
+            })
+            .await
+            .context("EchoStream closed its request side")?;
         }
-        tx.send(EchoRequest {
-            payload: payload.clone(),
-        })
-        .await
-        .context("EchoStream closed its request side")?;
         let reply = inbound
             .message()
             .await

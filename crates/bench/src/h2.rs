@@ -91,7 +91,8 @@ pub struct Run {
     pub server_cpu_pct: Option<f64>,
     /// h2load's CPU over its whole run, % of one core.
     pub client_cpu_pct: Option<f64>,
-    /// Requests that did not succeed with a 2xx.
+    /// Requests that did not finish (h2load's failed, errored and timed out; those in flight
+    /// when the window ends count too).
     pub failed: u64,
     /// Why the run has no figures.
     pub error: Option<String>,
@@ -453,8 +454,14 @@ impl H2load<'_> {
                 run.failed = parsed.failed;
                 run.server_cpu_pct = server_cpu_pct;
                 run.client_cpu_pct = client_cpu_pct;
-                if parsed.failed > 0 {
-                    run.error = Some(format!("{} requests failed or were not 2xx", parsed.failed));
+                // More unfinished requests than can be in flight at the window's end, or any
+                // answer but 2xx, is a server fault, not a figure.
+                let in_flight = u64::from(s.conns) * u64::from(s.streams);
+                if parsed.not_2xx > 0 || parsed.failed > in_flight {
+                    run.error = Some(format!(
+                        "{} answers were not 2xx and {} requests failed (at most {in_flight} may be cut off at the window's end)",
+                        parsed.not_2xx, parsed.failed
+                    ));
                     run.req_per_sec = None;
                 }
             }
@@ -510,8 +517,11 @@ impl H2load<'_> {
 pub(crate) struct H2loadReport {
     pub(crate) req_per_sec: f64,
     pub(crate) mean_ms: Option<f64>,
-    /// Requests that failed, errored, timed out, or were answered other than 2xx.
+    /// Requests that failed, errored or timed out: in `-D` mode h2load stops its clients at
+    /// the window's end and counts the requests then in flight here too.
     pub(crate) failed: u64,
+    /// Answers with a status other than 2xx.
+    pub(crate) not_2xx: u64,
 }
 
 pub(crate) fn parse_h2load(out: &str) -> anyhow::Result<H2loadReport> {
@@ -536,10 +546,13 @@ pub(crate) fn parse_h2load(out: &str) -> anyhow::Result<H2loadReport> {
                 }
             }
         } else if let Some(rest) = line.strip_prefix("status codes: ") {
-            ok_2xx = rest
-                .split(", ")
-                .find_map(|p| p.strip_suffix(" 2xx"))
-                .and_then(|n| n.parse::<u64>().ok());
+            for part in rest.split(", ") {
+                match part.split_once(' ') {
+                    Some((n, "2xx")) => ok_2xx = n.parse::<u64>().ok(),
+                    Some((n, _)) => report.not_2xx += n.parse::<u64>().unwrap_or(0),
+                    None => {}
+                }
+            }
         } else if let Some(rest) = line.strip_prefix("time for request:") {
             // min, max, mean, sd, +/- sd
             report.mean_ms = rest.split_whitespace().nth(2).and_then(duration_ms);
@@ -547,8 +560,10 @@ pub(crate) fn parse_h2load(out: &str) -> anyhow::Result<H2loadReport> {
     }
     report.req_per_sec = rps.context("no `finished in …, N req/s` line")?;
     let done = done.context("no `requests:` line")?;
-    let good = succeeded.unwrap_or(0).min(ok_2xx.unwrap_or(0));
-    report.failed = done.saturating_sub(good);
+    report.failed = done.saturating_sub(succeeded.unwrap_or(0));
+    if ok_2xx.is_none() {
+        bail!("no `status codes:` line");
+    }
     if done == 0 {
         bail!("h2load completed no request");
     }
@@ -709,8 +724,14 @@ req/s           :    4112.30     4135.69     4123.46        7.31    60.00%
     fn parses_h2load_report() {
         let r = parse_h2load(H2LOAD).unwrap();
         assert_eq!(r.req_per_sec, 41234.60);
-        assert_eq!(r.failed, 3);
+        assert_eq!((r.failed, r.not_2xx), (3, 0));
         assert!((r.mean_ms.unwrap() - 2.41).abs() < 1e-9);
+    }
+
+    #[test]
+    fn counts_answers_other_than_2xx() {
+        let report = H2LOAD.replace("206170 2xx, 0 3xx, 0 4xx, 0 5xx", "206168 2xx, 0 3xx, 2 4xx, 0 5xx");
+        assert_eq!(parse_h2load(&report).unwrap().not_2xx, 2);
     }
 
     #[test]
