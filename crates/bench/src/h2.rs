@@ -730,7 +730,10 @@ req/s           :    4112.30     4135.69     4123.46        7.31    60.00%
 
     #[test]
     fn counts_answers_other_than_2xx() {
-        let report = H2LOAD.replace("206170 2xx, 0 3xx, 0 4xx, 0 5xx", "206168 2xx, 0 3xx, 2 4xx, 0 5xx");
+        let report = H2LOAD.replace(
+            "206170 2xx, 0 3xx, 0 4xx, 0 5xx",
+            "206168 2xx, 0 3xx, 2 4xx, 0 5xx",
+        );
         assert_eq!(parse_h2load(&report).unwrap().not_2xx, 2);
     }
 
