@@ -15,6 +15,10 @@
 //! message rate and reads its CPU per message; [`lineup`] starts the servers both share,
 //! uWebSockets among them when scripts/build-uws-peer has built it.
 //!
+//! [`h2::run`] sets protolab's HTTP/2 app against one-worker nginx under h2load (h2c and TLS);
+//! [`grpc::run`] sets its gRPC app against `bench-peer-tonic` and Python grpcio, with
+//! [`grpc_client::run`] (tonic's generated client for lab.proto) as the one load for all three.
+//!
 //! Method (`/work/shared/PEERS.md`): the server runs under `taskset -c 0`, the client under
 //! `taskset -c 1`, so each figure is per core. Server CPU is read from `/proc` around each
 //! window, so msgs per server CPU-second stays meaningful even when the client is the limit.
@@ -30,6 +34,9 @@ pub mod driver;
 pub mod fanout;
 pub mod fanout_client;
 pub mod fanout_report;
+pub mod grpc;
+pub mod grpc_client;
+pub mod h2;
 pub mod http;
 pub mod idle;
 pub mod idle_client;
@@ -40,3 +47,9 @@ pub mod process;
 pub mod proxy;
 pub mod report;
 pub mod ws;
+
+/// lab.proto's messages, client and server (build.rs), for `grpc` and `bench-peer-tonic`.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod grpc_proto {
+    tonic::include_proto!("protolab.lab.v1");
+}

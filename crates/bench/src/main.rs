@@ -49,6 +49,15 @@ enum Command {
     /// Server CPU per message at a fixed offered rate (open loop), per server and size: user
     /// and system µs per echoed message from /proc, median and range over rounds.
     Cpu(CpuArgs),
+    /// HTTP/2: protolab's h2 app against nginx (one worker, http2) under h2load, h2c and
+    /// TLS, GET of a small body and POST of 1 KiB: req/s median (min–max) and the ratio.
+    H2(protolab_bench::h2::H2Args),
+    /// gRPC echo, unary and bidirectional streaming: protolab's gRPC app against a plain
+    /// tonic server over the same lab.proto and Python grpcio, under one tonic client.
+    Grpc(protolab_bench::grpc::GrpcArgs),
+    /// The gRPC load client (the driver runs it pinned to core 1; prints JSON).
+    #[command(hide = true)]
+    GrpcClient(protolab_bench::grpc_client::GrpcClientArgs),
     /// The WebSocket load client (the driver runs it pinned to core 1; prints JSON).
     #[command(hide = true)]
     Client(ClientArgs),
@@ -689,6 +698,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Grpc(a) => return protolab_bench::grpc::main(&a),
+        Command::GrpcClient(a) => return protolab_bench::grpc_client::main(&a),
+        Command::H2(a) => return protolab_bench::h2::main(&a),
         Command::Proxy(p) => {
             let bench = protolab_bench::proxy::ProxyBench {
                 connections: p.ws_connections,
