@@ -367,7 +367,7 @@ fn bad_settings_get_clear_errors() {
     for (args, expected) in [
         (
             vec!["compare", "--protocols", "http", "--workloads", "push"],
-            "push workload needs ws, wss or sse",
+            "push needs ws, wss, sse or grpc",
         ),
         (vec!["compare", "--duration", "50ms"], "too short"),
         (
