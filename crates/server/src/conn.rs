@@ -49,7 +49,12 @@ pub(crate) async fn serve<S: Io>(
     // (an async fn's state is as large as its largest await point, for its whole life).
     let requests = Box::pin(serve_requests(&mut stream, peer, ctx, deadline)).await;
     if let Some((buf, head)) = requests {
-        Box::pin(upgrade(stream, buf, head, peer, ctx)).await;
+        // The upgrade's box (its head, answer and refusal paths) is freed before the
+        // WebSocket starts, so an idle WebSocket's task holds only the WebSocket loop.
+        let setup = Box::pin(upgrade(&mut stream, head, peer, ctx)).await;
+        if let Some(setup) = setup {
+            Box::pin(crate::ws::run(stream, buf, peer, ctx, setup)).await;
+        }
     }
 }
 
@@ -335,14 +340,14 @@ async fn respond<S: Io>(
     written
 }
 
-/// Validates the upgrade, checks `Origin`, answers 101 and runs the WebSocket session.
-async fn upgrade<S: Io>(
-    mut stream: S,
-    buf: LentBuf<'_>,
+/// Validates the upgrade, checks `Origin` and answers 101: then what the WebSocket loop needs,
+/// or `None` when the upgrade was refused (the refusal written) or the peer left.
+pub(crate) async fn upgrade<'c, S: Io>(
+    stream: &mut S,
     head: RequestHead,
     peer: SocketAddr,
-    ctx: &ConnCtx,
-) {
+    ctx: &'c ConnCtx,
+) -> Option<crate::ws::Setup<'c>> {
     let mut out = Vec::with_capacity(512);
     let upgrade = match handshake::check_request(&head) {
         Ok(u) => u,
@@ -352,8 +357,8 @@ async fn upgrade<S: Io>(
             if err.status() == 426 {
                 resp.headers.push(("sec-websocket-version", "13".into()));
             }
-            refuse(&mut stream, &mut out, ctx, "GET", resp).await;
-            return;
+            refuse(stream, &mut out, ctx, "GET", resp).await;
+            return None;
         }
     };
     if let Some(origin) = &upgrade.origin {
@@ -362,15 +367,15 @@ async fn upgrade<S: Io>(
             let msg = format!(
                 "cross-origin WebSocket upgrade from {origin} refused; allow it with --allow-origin {origin}\n"
             );
-            refuse(&mut stream, &mut out, ctx, "GET", Response::error(403, msg)).await;
-            return;
+            refuse(stream, &mut out, ctx, "GET", Response::error(403, msg)).await;
+            return None;
         }
     }
     let push_interval = match push_interval(&head, ctx.push_interval) {
         Ok(interval) => interval,
         Err(msg) => {
-            refuse(&mut stream, &mut out, ctx, "GET", Response::error(400, msg)).await;
-            return;
+            refuse(stream, &mut out, ctx, "GET", Response::error(400, msg)).await;
+            return None;
         }
     };
     // permessage-deflate when the client offers it and the lab allows it, and when the
@@ -393,19 +398,17 @@ async fn upgrade<S: Io>(
         .into_iter()
         .collect();
     handshake::write_response(&mut out, &upgrade.key, None, &extra);
-    if write_out(&mut stream, &out, ctx).await.is_err() {
-        return;
+    if write_out(stream, &out, ctx).await.is_err() {
+        return None;
     }
     tracing::debug!(%peer, deflate = ?accepted.as_ref().map(|a| a.params), "WebSocket open");
     // Nothing of the handshake is needed any more; the connection may last for days.
     drop((out, head, upgrade, extra));
-    let setup = crate::ws::Setup {
+    Some(crate::ws::Setup {
         push_interval,
         deflate: accepted.map(|a| a.params),
         charge,
-    };
-    // Boxed: see `serve`.
-    Box::pin(crate::ws::run(stream, buf, peer, ctx, setup)).await;
+    })
 }
 
 /// Shortest push interval a client may ask for: a millisecond keeps a thousand sockets from

@@ -1,11 +1,13 @@
 //! What every connection of one listener shares ([`ConnCtx`]), and the writes and closes
 //! bounded by its limits, for the HTTP and WebSocket paths alike.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use protolab_wire::ws::deflate;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use crate::apps::AppKind;
 use crate::budget::MessageBudget;
@@ -50,8 +52,22 @@ pub(crate) async fn write_two<S: Io>(
     second: &[u8],
     ctx: &ConnCtx,
 ) -> Result<(), ()> {
+    let (mut a, mut b) = (first, second);
+    // As in `write_within`: almost every write completes at once, and the bounded wait
+    // (with its timer) is boxed so that it is no room in the connection's state.
+    let attempt = std::future::poll_fn(|cx| {
+        Poll::Ready(try_write_two_now(
+            Pin::new(&mut *stream),
+            cx,
+            &mut a,
+            &mut b,
+        ))
+    })
+    .await;
+    if let Poll::Ready(done) = attempt {
+        return done.map_err(|_| ());
+    }
     let write = async {
-        let (mut a, mut b) = (first, second);
         while !a.is_empty() || !b.is_empty() {
             let n = stream
                 .write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
@@ -65,7 +81,32 @@ pub(crate) async fn write_two<S: Io>(
         }
         stream.flush().await
     };
-    bounded_write(write, ctx).await
+    Box::pin(bounded_write(write, ctx)).await
+}
+
+/// Writes what it can of `a` then `b` with vectored writes and flushes, without waiting:
+/// `Ready` once both are written and flushed (or on an error), `Pending` with the slices
+/// advanced past what was written otherwise.
+fn try_write_two_now<S: AsyncWrite + Unpin + ?Sized>(
+    mut stream: Pin<&mut S>,
+    cx: &mut Context<'_>,
+    a: &mut &[u8],
+    b: &mut &[u8],
+) -> Poll<std::io::Result<()>> {
+    while !a.is_empty() || !b.is_empty() {
+        let slices = [std::io::IoSlice::new(a), std::io::IoSlice::new(b)];
+        match stream.as_mut().poll_write_vectored(cx, &slices) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                let from_a = n.min(a.len());
+                *a = &a[from_a..];
+                *b = &b[n - from_a..];
+            }
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    stream.poll_flush(cx)
 }
 
 /// Awaits `write` within the write timeout, giving up at once on a hard shutdown.

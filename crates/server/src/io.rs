@@ -124,7 +124,9 @@ pub(crate) async fn write_within<S: AsyncWrite + Unpin + ?Sized>(
                 stream.write_all(rest).await?;
                 stream.flush().await
             };
-            bounded(write, timeout, hard).await
+            // Boxed: a full socket buffer is rare, and this wait's timer inline would be
+            // room in every connection's state for its whole life.
+            Box::pin(bounded(write, timeout, hard)).await
         }
     }
 }

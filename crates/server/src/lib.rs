@@ -16,6 +16,7 @@ mod cancel;
 mod conn;
 mod ctx;
 mod events;
+mod footprint;
 mod grpc;
 mod h2;
 mod io;

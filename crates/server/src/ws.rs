@@ -252,8 +252,13 @@ pub(crate) async fn run<S: Io>(
                     if std::mem::take(&mut heard) {
                         last_heard = due.now;
                     } else if buf.is_empty() {
-                        // Quiet since the last tick: the TLS stream's buffers go back too.
+                        // Quiet since the last tick: the TLS stream's buffers go back too,
+                        // and so do this loop's answer buffers.
                         stream.release_idle_buffers();
+                        if out.is_empty() {
+                            out = Vec::new();
+                        }
+                        header = Vec::new();
                     }
                     let silent = due.now.saturating_duration_since(last_heard);
                     if silent >= limits.idle_timeout {
@@ -267,25 +272,50 @@ pub(crate) async fn run<S: Io>(
         }
     };
 
+    // Boxed: closing's waits (lingering, the peer's close frame, their timers) would
+    // otherwise be room in every open connection's state.
+    Box::pin(finish(
+        ending,
+        &mut stream,
+        &mut out,
+        &mut buf,
+        &mut decoder,
+        peer,
+        ctx,
+    ))
+    .await;
+}
+
+/// Ends the WebSocket as `ending` says: answers still owed, the close handshake, and a
+/// lingering close.
+async fn finish<S: Io>(
+    ending: Ending,
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    buf: &mut LentBuf<'_>,
+    decoder: &mut Decoder,
+    peer: SocketAddr,
+    ctx: &ConnCtx,
+) {
     match ending {
         Ending::Gone => tracing::debug!(%peer, "WebSocket peer left without a close frame"),
         Ending::PeerClosed => {
             // RFC 6455 §7.1.1: after the close handshake the server closes TCP first.
-            close_gracefully(&mut stream, ctx).await;
+            close_gracefully(stream, ctx).await;
         }
         Ending::WeClose(code, reason) => {
             // Answers to the messages before a protocol error are still owed: the close
             // frame goes after them.
-            encode_close(&mut out, None, code, &reason);
-            if write_out(&mut stream, &out, ctx).await.is_ok() {
-                await_peer_close(&mut stream, &mut buf, &mut decoder, ctx).await;
-                close_gracefully(&mut stream, ctx).await;
+            encode_close(out, None, code, &reason);
+            if write_out(stream, out, ctx).await.is_ok() {
+                await_peer_close(stream, buf, decoder, ctx).await;
+                close_gracefully(stream, ctx).await;
             }
         }
         Ending::Fail(code, reason) => {
-            encode_close(&mut out, None, code, &reason);
-            if write_out(&mut stream, &out, ctx).await.is_ok() {
-                close_gracefully(&mut stream, ctx).await;
+            encode_close(out, None, code, &reason);
+            if write_out(stream, out, ctx).await.is_ok() {
+                close_gracefully(stream, ctx).await;
             }
         }
     }
