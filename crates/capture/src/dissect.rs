@@ -16,15 +16,9 @@ use serde::Serialize;
 use crate::event::Event;
 use crate::flow::{Dir, Note};
 use crate::h2::{Step, H2};
+use crate::limits::{MAX_MESSAGE_BUFFER, PREVIEW_BYTES};
 use crate::sse::SseParser;
 use crate::tls::Session;
-
-/// Most payload bytes shown per WebSocket frame.
-pub const PREVIEW_BYTES: usize = 64;
-
-/// Most application bytes buffered per direction while waiting for a whole HTTP head or
-/// WebSocket frame; past it the direction is reported undecodable and skipped.
-pub const MAX_MESSAGE_BUFFER: usize = 16 << 20;
 
 /// Bytes of each layer above TCP, for the cost summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -175,7 +175,7 @@ impl H2 {
             return Step::More;
         };
         let len = header.length as usize;
-        if len > crate::dissect::MAX_MESSAGE_BUFFER - FRAME_HEADER_LEN {
+        if len > crate::limits::MAX_MESSAGE_BUFFER - FRAME_HEADER_LEN {
             return Step::Bad(format!("HTTP/2 frame of {len} B is over the inspect limit"));
         }
         let Some(payload) = buf.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
@@ -407,7 +407,7 @@ impl H2 {
 /// (the client's starting with its preface), as `inspect` does inside a TCP connection:
 /// frames, headers, gRPC messages. A direction that stops making sense ends in an
 /// [`Event::Undecodable`] and is skipped from there; a direction holding more than
-/// [`crate::MAX_MESSAGE_BUFFER`] bytes without a whole frame likewise.
+/// [`crate::limits::MAX_MESSAGE_BUFFER`] bytes without a whole frame likewise.
 pub fn decode_http2(pieces: &[(Dir, &[u8])]) -> Vec<Event> {
     let mut h2 = H2::default();
     let mut bufs: [Vec<u8>; 2] = Default::default();
@@ -432,7 +432,7 @@ pub fn decode_http2(pieces: &[(Dir, &[u8])]) -> Vec<Event> {
             }
         }
         bufs[i].drain(..at);
-        if lost[i] || bufs[i].len() > crate::MAX_MESSAGE_BUFFER {
+        if lost[i] || bufs[i].len() > crate::limits::MAX_MESSAGE_BUFFER {
             if !lost[i] {
                 events.push(Event::Undecodable {
                     dir,
@@ -512,7 +512,7 @@ fn control_detail(kind: u8, flags: u8, payload: &[u8]) -> Option<String> {
                 );
                 let debug = &payload[8..];
                 if !debug.is_empty() {
-                    let shown = &debug[..debug.len().min(crate::PREVIEW_BYTES)];
+                    let shown = &debug[..debug.len().min(crate::limits::PREVIEW_BYTES)];
                     s.push_str(&format!(" {:?}", String::from_utf8_lossy(shown)));
                 }
                 s

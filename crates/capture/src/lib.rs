@@ -24,6 +24,7 @@ mod dissect;
 mod event;
 mod flow;
 mod h2;
+mod limits;
 pub mod live;
 mod secrets;
 mod sse;
@@ -36,13 +37,14 @@ use protolab_wire::net::{decode_tcp, TcpFlags};
 use protolab_wire::pcapng::{self, Block, PcapError, Reader};
 use serde::Serialize;
 
-pub use dissect::{close_meaning, LayerBytes, MAX_MESSAGE_BUFFER, PREVIEW_BYTES};
+pub use dissect::{close_meaning, LayerBytes};
 pub use event::Event;
 pub use flow::{Dir, Note, MAX_PENDING_BYTES};
 pub use h2::{
     decode_http2, error_name as http2_error_name, MAX_DYNAMIC_TABLE, MAX_GRPC_STREAMS,
     MAX_HEADER_BLOCK, MAX_HEADER_LIST,
 };
+pub use limits::{MAX_MESSAGE_BUFFER, PREVIEW_BYTES};
 pub use protolab_wire::tls::keylog::{KeyLog, KeyLogError};
 pub use secrets::{inject_secrets, strip_secrets, SecretsError};
 pub use sse::{decode_event_stream, MAX_LINE as MAX_SSE_LINE};

@@ -3,10 +3,10 @@
 //! send as heartbeats. The body arrives in pieces of any size (after chunked decoding).
 //!
 //! Limits are explicit: a line keeps at most [`MAX_LINE`] bytes (the rest is dropped, and
-//! not counted), and an event's data keeps its first [`crate::PREVIEW_BYTES`] bytes and its length.
+//! not counted), and an event's data keeps its first [`crate::limits::PREVIEW_BYTES`] bytes and its length.
 
 use crate::event::Event;
-use crate::PREVIEW_BYTES;
+use crate::limits::PREVIEW_BYTES;
 
 /// Most bytes of one line kept; longer lines are cut.
 pub const MAX_LINE: usize = 64 << 10;

@@ -7,16 +7,18 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf as _, Bytes, BytesMut};
-use h2::RecvStream;
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+
 use http::header::CONTENT_TYPE;
 use http::{Method, Request, StatusCode};
 use prost::Message as _;
 
-use super::http2::{grpc_status_failure, h2_failure, H2Request, GRPC_PREFIX};
+use super::http2::{grpc_status_failure, h2_failure, H2Request, PushStream, GRPC_PREFIX};
 use super::ws::Push;
 use super::{Conn, Failure, Proto};
 use crate::report::ErrorKind;
+use crate::target::Target;
+use crate::Error;
 
 /// The lab's server-streaming method (lab.proto).
 pub(crate) const GRPC_PUSH_PATH: &str = "/protolab.lab.v1.Lab/Push";
@@ -40,12 +42,6 @@ struct PushMessage {
     seq: u64,
     #[prost(int64, tag = "2")]
     unix_ms: i64,
-}
-
-/// An open Push call: its response body and the bytes read from it not yet taken.
-pub(super) struct PushStream {
-    body: RecvStream,
-    buf: BytesMut,
 }
 
 impl PushStream {
@@ -176,4 +172,30 @@ async fn start(
         body,
         buf: BytesMut::new(),
     })
+}
+
+impl H2Request {
+    /// The Push call for the `push` workload over gRPC: pushes every `interval` until the
+    /// call ends (count 0).
+    pub(crate) fn grpc_push(
+        target: &Target,
+        interval: std::time::Duration,
+        headers: &[(String, String)],
+    ) -> Result<Self, Error> {
+        let mut push_target = target.clone();
+        push_target.path = GRPC_PUSH_PATH.to_owned();
+        let mut request = Self::new(&push_target, &[], headers)?;
+        let message = PushRequest {
+            interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
+            count: 0,
+        };
+        let len = message.encoded_len();
+        let mut body = BytesMut::with_capacity(GRPC_PREFIX + len);
+        body.put_u8(0);
+        body.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+        message.encode_raw(&mut body);
+        request.body = body.freeze();
+        request.push = true;
+        Ok(request)
+    }
 }

@@ -127,30 +127,6 @@ impl H2Request {
             push: false,
         })
     }
-
-    /// The Push call for the `push` workload over gRPC: pushes every `interval` until the
-    /// call ends (count 0).
-    pub(crate) fn grpc_push(
-        target: &Target,
-        interval: std::time::Duration,
-        headers: &[(String, String)],
-    ) -> Result<Self, Error> {
-        let mut push_target = target.clone();
-        push_target.path = super::grpc_push::GRPC_PUSH_PATH.to_owned();
-        let mut request = Self::new(&push_target, &[], headers)?;
-        let message = super::grpc_push::PushRequest {
-            interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
-            count: 0,
-        };
-        let len = message.encoded_len();
-        let mut body = BytesMut::with_capacity(GRPC_PREFIX + len);
-        body.put_u8(0);
-        body.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-        message.encode_raw(&mut body);
-        request.body = body.freeze();
-        request.push = true;
-        Ok(request)
-    }
 }
 
 /// `payload` as a prost-encoded `EchoRequest` behind its 5-byte prefix.
@@ -197,7 +173,13 @@ pub(super) struct H2Conn {
     /// The Push call to make, for the `push` workload.
     pub(super) push_request: Option<H2Request>,
     /// The Push call once made.
-    pub(super) push: Option<super::grpc_push::PushStream>,
+    pub(super) push: Option<PushStream>,
+}
+
+/// An open Push call: its response body and the bytes read from it not yet taken.
+pub(super) struct PushStream {
+    pub(super) body: h2::RecvStream,
+    pub(super) buf: BytesMut,
 }
 
 impl H2Conn {
