@@ -27,6 +27,7 @@ use crate::payload::Payload;
 use crate::report::ErrorKind;
 use crate::target::Target;
 
+mod poll;
 mod sse;
 mod ws;
 
@@ -112,6 +113,8 @@ pub(crate) struct Plan {
     pub(crate) request_timeout: Duration,
     /// SSE: open the keep-alive connection echoes are POSTed on beside each stream.
     pub(crate) sse_echo: bool,
+    /// Plain polling: time between requests (the run's push interval).
+    pub(crate) poll_interval: Duration,
 }
 
 impl Plan {
@@ -226,6 +229,7 @@ enum Proto {
         deflater: Option<Box<Deflater>>,
     },
     Sse(Box<sse::Stream>),
+    Poll(Box<poll::Poller>),
 }
 
 /// An open connection.
@@ -262,6 +266,11 @@ pub(crate) struct Extras {
     pub(crate) skipped: u64,
     /// Pings answered with a pong.
     pub(crate) pings: u64,
+    /// Polling: requests sent, and those answered with no event.
+    pub(crate) polls: u64,
+    pub(crate) empty_polls: u64,
+    /// Polling: events the lab reported dropped from its ring before they were polled.
+    pub(crate) missed: u64,
 }
 
 impl Conn {
@@ -288,6 +297,8 @@ impl Conn {
             )
             .await?;
             opened.upgrade = Some(t2.elapsed());
+        } else if plan.target.scheme.is_poll() {
+            conn.start_polling(plan);
         }
         opened.bytes = conn.counts();
         opened.deflate = conn.deflate;
@@ -426,6 +437,11 @@ impl Conn {
                     Proto::Http => self.http_exchange(plan, t0, timed_first).await,
                     Proto::Ws { .. } => self.ws_exchange(plan, t0, timed_first).await,
                     Proto::Sse(_) => self.sse_exchange(plan, t0, timed_first).await,
+                    // Config::validate keeps polling URLs to the push workload.
+                    Proto::Poll(_) => Err(Failure::new(
+                        ErrorKind::Protocol,
+                        "polling URLs carry the push workload only (--workload push)",
+                    )),
                 }
             });
             poll_fn(|cx| {

@@ -197,6 +197,9 @@ impl Conn {
         if matches!(self.proto, Proto::Sse(_)) {
             return self.sse_next_push(deadline).await;
         }
+        if matches!(self.proto, Proto::Poll(_)) {
+            return self.poll_next_push(deadline).await;
+        }
         bounded(deadline, "waiting for a server push", async {
             loop {
                 match self
@@ -227,6 +230,9 @@ impl Conn {
 
     /// Bytes read and not taken as messages yet: frames that arrived behind the last one.
     pub(crate) fn read_ahead(&self) -> usize {
+        if matches!(self.proto, Proto::Poll(_)) {
+            return self.polled_ahead();
+        }
         self.sse_read_ahead()
     }
 
