@@ -76,7 +76,7 @@ pub struct CompareArgs {
     pub protocols: Vec<ProtocolArg>,
     /// Workloads, comma-separated: `connect` (a new connection per message: handshake cost and
     /// round trips), `echo` (request/response over open connections), `push` (server to
-    /// client delivery delay; ws, wss and sse — plain HTTP is skipped).
+    /// client delivery delay; ws, wss, sse, poll and long-poll — plain HTTP is skipped).
     #[arg(
         long,
         value_enum,
@@ -301,7 +301,7 @@ impl CompareArgs {
         }
         ensure_usage!(
             !steps.is_empty(),
-            "nothing to run: the push workload needs ws, wss or sse among --protocols"
+            "nothing to run: the push workload needs ws, wss, sse, poll or long-poll among --protocols"
         );
         let rounds = self
             .rounds
@@ -650,6 +650,9 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         let mut target = Target::parse(&endpoint.url)?;
         if let Some(scheme) = step.protocol.scheme() {
             target.scheme = scheme;
+        }
+        if let Some(path) = step.protocol.path() {
+            target.path = path.to_owned();
         }
         if wan.is_some() {
             // The lab behind the WAN link listens on the namespace's address; the requests
