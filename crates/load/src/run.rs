@@ -874,7 +874,11 @@ impl Stats {
             tcp,
             skipped_messages: self.skipped,
             pings_answered: self.pings,
-            polls: config.target.scheme.is_poll().then(|| self.polls.per_event(self.messages)),
+            polls: config
+                .target
+                .scheme
+                .is_poll()
+                .then(|| self.polls.per_event(self.messages)),
             compression: config.deflate.map(|offer| Compression {
                 offer: offer.to_string(),
                 connections_accepted: self.deflate_accepted,

@@ -273,7 +273,10 @@ mod tests {
     #[test]
     fn parses_the_polling_schemes() {
         let t = Target::parse("long-poll://127.0.0.1:3004/poll/long").unwrap();
-        assert_eq!((t.scheme, t.path.as_str()), (Scheme::LongPoll, "/poll/long"));
+        assert_eq!(
+            (t.scheme, t.path.as_str()),
+            (Scheme::LongPoll, "/poll/long")
+        );
         assert!(t.scheme.is_poll() && t.scheme.is_long_poll() && !t.scheme.is_sse());
         let t = Target::parse("polls://localhost/poll").unwrap();
         assert_eq!((t.scheme, t.port), (Scheme::Polls, 443));

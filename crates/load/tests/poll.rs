@@ -86,10 +86,7 @@ fn answer_arithmetic(authority: &str) -> (f64, f64) {
         .map(|e| serde_json::to_string(e).unwrap().len())
         .sum::<usize>()
         + (n - 1);
-    let data: usize = events
-        .iter()
-        .map(|e| e["data"].to_string().len())
-        .sum();
+    let data: usize = events.iter().map(|e| e["data"].to_string().len()).sum();
     // Our own request said `Connection: close`; the client's keep-alive answers say nothing
     // of it, so that header (`connection: close\r\n`, 19 bytes) is not in theirs.
     let close_header = if String::from_utf8_lossy(&response)
@@ -140,10 +137,7 @@ async fn polling_delivers_every_event_once_and_counts_its_bytes() {
     let polls = r.polls.unwrap();
     // One request every 20 ms, the feed pushing every 20 ms: about one per event (the
     // machine is shared: leave room), some empty.
-    assert!(
-        (0.5..=2.0).contains(&polls.per_event.unwrap()),
-        "{polls:?}"
-    );
+    assert!((0.5..=2.0).contains(&polls.per_event.unwrap()), "{polls:?}");
     assert!(polls.requests > 40, "{polls:?}");
 
     let (r, pushed) = poll_run(&lab, "long-poll", "/poll/long").await;

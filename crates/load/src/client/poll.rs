@@ -12,8 +12,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use protolab_wire::http1::{parse_response_with, write_request_head, BodyFraming, ChunkedDecoder};
 use protolab_wire::http1::HeadLimits;
+use protolab_wire::http1::{parse_response_with, write_request_head, BodyFraming, ChunkedDecoder};
 use serde::Deserialize;
 
 use super::ws::Push;
@@ -206,7 +206,11 @@ impl Conn {
                 }
             }
             previous = Some(event.id);
-            match event.data.get("sent_at_us").and_then(serde_json::Value::as_u64) {
+            match event
+                .data
+                .get("sent_at_us")
+                .and_then(serde_json::Value::as_u64)
+            {
                 Some(sent_at_us) => {
                     let delay = now_us.saturating_sub(u128::from(sent_at_us));
                     poller.queue.push_back(Push {
@@ -233,7 +237,11 @@ impl Conn {
     async fn read_poll_answer(&mut self) -> Result<Option<Vec<u8>>, Failure> {
         let (head, mut pos) = loop {
             let parsed = parse_response_with(&self.buf, &HeadLimits::default(), |head| {
-                (head.status, head.reason.to_owned(), head.body_framing("GET"))
+                (
+                    head.status,
+                    head.reason.to_owned(),
+                    head.body_framing("GET"),
+                )
             })
             .map_err(|e| protocol(format!("poll response head: {e}")))?;
             if let Some(parsed) = parsed {
