@@ -407,7 +407,8 @@ impl Plan {
         let has = |w: Workload| {
             self.steps
                 .iter()
-                .any(|s| s.workload == w && s.protocol == ProtocolArg::Sse)
+                // poll and long-poll read the same feed as sse.
+                .any(|s| s.workload == w && s.protocol.protocol() == Protocol::Sse)
         };
         has(Workload::Push) && has(Workload::Echo)
     }
