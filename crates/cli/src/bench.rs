@@ -125,11 +125,13 @@ impl BenchArgs {
     /// Validates the arguments into a load config.
     pub fn config(&self, ctx: &Context) -> anyhow::Result<Config> {
         let target = Target::parse(&self.url).map_err(|err| crate::usage(err.to_string()))?;
-        let workload = self.workload.unwrap_or(if target.scheme.is_sse() {
-            WorkloadArg::Push
-        } else {
-            WorkloadArg::Echo
-        });
+        let workload =
+            self.workload
+                .unwrap_or(if target.scheme.is_sse() || target.scheme.is_poll() {
+                    WorkloadArg::Push
+                } else {
+                    WorkloadArg::Echo
+                });
         ensure_usage!(
             !self.ws_deflate || target.scheme.is_ws(),
             "--ws-deflate is for ws:// and wss:// URLs, not {}://",
@@ -163,7 +165,8 @@ impl BenchArgs {
             );
         }
         ensure_usage!(
-            workload != WorkloadArg::Fanin || !(target.scheme.is_ws() || target.scheme.is_sse()),
+            workload != WorkloadArg::Fanin
+                || !(target.scheme.is_ws() || target.scheme.is_sse() || target.scheme.is_poll()),
             "--workload fanin needs an http(s)://, h2(c):// or grpc(s):// URL, not {}://",
             target.scheme
         );
@@ -171,8 +174,14 @@ impl BenchArgs {
             workload != WorkloadArg::Push
                 || target.scheme.is_ws()
                 || target.scheme.is_sse()
-                || target.scheme.is_grpc(),
-            "--workload push needs a ws://, wss://, sse://, sses://, grpc:// or grpcs:// URL, not {}://",
+                || target.scheme.is_grpc()
+                || target.scheme.is_poll(),
+            "--workload push needs a ws://, wss://, sse://, sses://, grpc://, grpcs://, poll:// or long-poll:// URL, not {}://",
+            target.scheme
+        );
+        ensure_usage!(
+            workload == WorkloadArg::Push || !target.scheme.is_poll(),
+            "{}:// URLs run --workload push only",
             target.scheme
         );
         let size = usize::try_from(self.size)
@@ -464,6 +473,20 @@ pub fn render(r: &Report) -> String {
             format!(
                 "{} skipped (pushes), {} pings answered",
                 r.skipped_messages, r.pings_answered
+            ),
+        );
+    }
+    if let Some(polls) = r.polls {
+        row(
+            "polls",
+            format!(
+                "{} requests, {} empty, {} per delivered event, {} events missed",
+                polls.requests,
+                polls.empty,
+                polls
+                    .per_event
+                    .map_or_else(|| "-".to_owned(), |p| format!("{p:.2}")),
+                polls.missed_events
             ),
         );
     }

@@ -29,6 +29,7 @@ use crate::target::Target;
 
 mod grpc_push;
 pub(crate) mod http2;
+mod poll;
 mod sse;
 mod ws;
 
@@ -116,6 +117,8 @@ pub(crate) struct Plan {
     pub(crate) request_timeout: Duration,
     /// SSE: open the keep-alive connection echoes are POSTed on beside each stream.
     pub(crate) sse_echo: bool,
+    /// Plain polling: time between requests (the run's push interval).
+    pub(crate) poll_interval: Duration,
 }
 
 impl Plan {
@@ -232,6 +235,7 @@ enum Proto {
     Sse(Box<sse::Stream>),
     /// HTTP/2 or gRPC: the connection's io belongs to h2's task.
     H2(Box<http2::H2Conn>),
+    Poll(Box<poll::Poller>),
 }
 
 /// An open connection.
@@ -268,6 +272,11 @@ pub(crate) struct Extras {
     pub(crate) skipped: u64,
     /// Pings answered with a pong.
     pub(crate) pings: u64,
+    /// Polling: requests sent, and those answered with no event.
+    pub(crate) polls: u64,
+    pub(crate) empty_polls: u64,
+    /// Polling: events the lab reported dropped from its ring before they were polled.
+    pub(crate) missed: u64,
 }
 
 impl Conn {
@@ -294,6 +303,8 @@ impl Conn {
             )
             .await?;
             opened.upgrade = Some(t2.elapsed());
+        } else if plan.target.scheme.is_poll() {
+            conn.start_polling(plan);
         }
         opened.bytes = conn.counts();
         opened.deflate = conn.deflate;
@@ -455,6 +466,11 @@ impl Conn {
                     }
                     (Proto::Ws { .. }, _) => self.ws_exchange(plan, t0, timed_first).await,
                     (Proto::Sse(_), _) => self.sse_exchange(plan, t0, timed_first).await,
+                    // Config::validate keeps polling URLs to the push workload.
+                    (Proto::Poll(_), _) => Err(Failure::new(
+                        ErrorKind::Protocol,
+                        "polling URLs carry the push workload only (--workload push)",
+                    )),
                     _ => self.http_exchange(plan, t0, timed_first).await,
                 }
             });

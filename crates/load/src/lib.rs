@@ -35,7 +35,7 @@ pub use counting::{Counters, CountingStream, Snapshot};
 pub use histogram::{Latency, Summary};
 pub use merge::{check_histograms, MergeError};
 pub use payload::Payload;
-pub use report::{Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Report, Tcp};
+pub use report::{Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Polls, Report, Tcp};
 pub use run::{check_header, run, Config, MAX_MESSAGE};
 pub use target::{Scheme, Target};
 pub use tls::Trust;

@@ -132,6 +132,10 @@ impl Report {
         self.connections_opened += other.connections_opened;
         self.skipped_messages += other.skipped_messages;
         self.pings_answered += other.pings_answered;
+        self.polls = match (self.polls, other.polls) {
+            (Some(mine), Some(theirs)) => Some(mine.plus(theirs).per_event(self.messages)),
+            (mine, theirs) => mine.or(theirs),
+        };
         self.errors.merge(&other.errors);
         match (&mut self.compression, &other.compression) {
             (Some(mine), Some(theirs)) => {

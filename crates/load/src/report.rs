@@ -51,6 +51,10 @@ pub struct Report {
     pub skipped_messages: u64,
     /// WebSocket pings the server sent, each answered with a pong.
     pub pings_answered: u64,
+    /// Polling runs (`poll://`, `long-poll://`): requests sent, empty answers, and requests
+    /// per delivered event. Absent for other schemes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polls: Option<Polls>,
     /// permessage-deflate, for runs that offered it.
     pub compression: Option<Compression>,
     /// What the messages carried.
@@ -61,6 +65,41 @@ pub struct Report {
     /// (`protolab merge`). Absent from reports of protolab before `merge`.
     #[serde(default)]
     pub histograms: Histograms,
+}
+
+/// What polling for pushes cost in requests.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Polls {
+    /// Requests sent (every `GET /poll…`, answered or not when the run ended).
+    pub requests: u64,
+    /// Answers that carried no event: a plain poll with nothing new, a long poll held until
+    /// its timeout.
+    pub empty: u64,
+    /// Events the lab reported dropped from its ring before they were polled (`gap`).
+    pub missed_events: u64,
+    /// `requests / messages`: requests per delivered event; `None` when none was delivered.
+    pub per_event: Option<f64>,
+}
+
+impl Polls {
+    /// The sum of two counts; `per_event` is left to [`Polls::per_event`].
+    pub(crate) fn plus(self, other: Self) -> Self {
+        Self {
+            requests: self.requests + other.requests,
+            empty: self.empty + other.empty,
+            missed_events: self.missed_events + other.missed_events,
+            per_event: None,
+        }
+    }
+
+    /// These counts with `per_event` over `delivered` events.
+    pub(crate) fn per_event(self, delivered: u64) -> Self {
+        Self {
+            #[allow(clippy::cast_precision_loss)]
+            per_event: (delivered > 0).then(|| self.requests as f64 / delivered as f64),
+            ..self
+        }
+    }
 }
 
 /// Each histogram a report's percentiles come from, as [`crate::histogram::encode`] writes it

@@ -14,7 +14,9 @@ use protolab_wire::ws::deflate::{Offer, Params};
 use crate::client::{Conn, Counts, Failure, Opened, Plan};
 use crate::histogram::{Latency, PerThread};
 use crate::payload::Payload;
-use crate::report::{Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Report, Tcp};
+use crate::report::{
+    Bytes, Compression, ErrorKind, Errors, Histograms, Phases, Polls, Report, Tcp,
+};
 use crate::target::Target;
 use crate::tcp_info::{header_bytes_per_packet, TcpCounters};
 use crate::tls::Trust;
@@ -141,9 +143,10 @@ impl Config {
             if !self.target.scheme.is_ws()
                 && !self.target.scheme.is_sse()
                 && !self.target.scheme.is_grpc()
+                && !self.target.scheme.is_poll()
             {
                 return invalid(format!(
-                    "the push workload needs a ws://, wss://, sse://, sses://, grpc:// or grpcs:// URL, not {}://",
+                    "the push workload needs a ws://, wss://, sse://, sses://, grpc://, grpcs://, poll://, polls://, long-poll:// or long-polls:// URL, not {}://",
                     self.target.scheme
                 ));
             }
@@ -152,9 +155,15 @@ impl Config {
                 return invalid("the push interval must be from 1 ms to 1 hour".into());
             }
         }
-        if self.workload == Workload::Fanin && self.target.scheme.is_ws() {
+        if self.workload == Workload::Fanin && (self.target.scheme.is_ws() || self.target.scheme.is_sse()) {
             return invalid(format!(
                 "the fanin workload needs an http(s)://, h2(c):// or grpc(s):// URL, not {}://",
+                self.target.scheme
+            ));
+        }
+        if self.target.scheme.is_poll() && self.workload != Workload::Push {
+            return invalid(format!(
+                "{}:// URLs run the push workload only (--workload push)",
                 self.target.scheme
             ));
         }
@@ -332,7 +341,11 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
     };
     let mut payload = Vec::new();
     config.payload.fill(&mut payload, config.size, 0);
-    let http_request = if target.scheme.is_ws() || target.scheme.is_sse() || target.scheme.is_h2() {
+    let http_request = if target.scheme.is_ws()
+        || target.scheme.is_sse()
+        || target.scheme.is_h2()
+        || target.scheme.is_poll()
+    {
         Vec::new()
     } else {
         Plan::http_request(target, &payload, &config.headers)
@@ -364,6 +377,7 @@ pub(crate) async fn plan(config: &Config) -> Result<Plan, Error> {
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
         sse_echo: target.scheme.is_sse() && config.workload == Workload::Echo,
+        poll_interval: config.push_interval,
     })
 }
 
@@ -656,6 +670,7 @@ struct Stats {
     ipv6: bool,
     skipped: u64,
     pings: u64,
+    polls: Polls,
     finished: Option<Instant>,
     errors: Errors,
 }
@@ -723,6 +738,9 @@ impl Stats {
         let extras = conn.extras();
         self.skipped += extras.skipped;
         self.pings += extras.pings;
+        self.polls.requests += extras.polls;
+        self.polls.empty += extras.empty_polls;
+        self.polls.missed_events += extras.missed;
     }
 
     /// Counts `failure`, unless it is the run's end cutting an exchange short after this
@@ -770,6 +788,7 @@ impl Stats {
         self.ipv6 |= other.ipv6;
         self.skipped += other.skipped;
         self.pings += other.pings;
+        self.polls = self.polls.plus(other.polls);
         self.finished = self.finished.max(other.finished);
         self.errors.merge(&other.errors);
     }
@@ -893,6 +912,11 @@ impl Stats {
             tcp,
             skipped_messages: self.skipped,
             pings_answered: self.pings,
+            polls: config
+                .target
+                .scheme
+                .is_poll()
+                .then(|| self.polls.per_event(self.messages)),
             compression: config.deflate.map(|offer| Compression {
                 offer: offer.to_string(),
                 connections_accepted: self.deflate_accepted,

@@ -1,5 +1,5 @@
 //! Where to send load: [`Target::parse`] reads `http`, `https`, `ws`, `wss`, `sse`, `sses`,
-//! `h2`, `h2c`, `grpc` and `grpcs` URLs.
+//! `h2`, `h2c`, `grpc`, `grpcs`, `poll`, `polls`, `long-poll` and `long-polls` URLs.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,12 +29,24 @@ pub enum Scheme {
     Grpc,
     /// gRPC over HTTP/2 over TLS (ALPN `h2`).
     Grpcs,
+    /// Plain polling: HTTP/1.1 `GET`s of the SSE app's `/poll?after=ID` at the push
+    /// interval, over one keep-alive connection (push workload only).
+    Poll,
+    /// Plain polling over TLS.
+    Polls,
+    /// Long polling: HTTP/1.1 `GET`s of `/poll/long?after=ID`, each asked as soon as the
+    /// last was answered (push workload only).
+    #[serde(rename = "long-poll")]
+    LongPoll,
+    /// Long polling over TLS.
+    #[serde(rename = "long-polls")]
+    LongPolls,
 }
 
 impl Scheme {
     /// The schemes [`Target::parse`] accepts, for messages.
     pub const ACCEPTED: &'static str =
-        "http://, https://, ws://, wss://, sse://, sses://, h2://, h2c://, grpc://, grpcs://";
+        "http://, https://, ws://, wss://, sse://, sses://, h2://, h2c://, grpc://, grpcs://, poll://, polls://, long-poll://, long-polls://";
 
     /// The URL spelling: `http`, `https`, `ws`, `wss`, `sse`, `sses`, `h2`, `h2c`, `grpc`,
     /// `grpcs`.
@@ -50,6 +62,10 @@ impl Scheme {
             Self::H2c => "h2c",
             Self::Grpc => "grpc",
             Self::Grpcs => "grpcs",
+            Self::Poll => "poll",
+            Self::Polls => "polls",
+            Self::LongPoll => "long-poll",
+            Self::LongPolls => "long-polls",
         }
     }
 
@@ -57,7 +73,7 @@ impl Scheme {
     pub fn is_tls(self) -> bool {
         matches!(
             self,
-            Self::Https | Self::Wss | Self::Sses | Self::H2 | Self::Grpcs
+            Self::Https | Self::Wss | Self::Sses | Self::H2 | Self::Grpcs | Self::Polls | Self::LongPolls
         )
     }
 
@@ -79,6 +95,19 @@ impl Scheme {
     /// Whether this is a Server-Sent Events scheme (an HTTP URL of an event stream).
     pub fn is_sse(self) -> bool {
         matches!(self, Self::Sse | Self::Sses)
+    }
+
+    /// Whether this is a polling scheme (plain or long): push events fetched by requests.
+    pub fn is_poll(self) -> bool {
+        matches!(
+            self,
+            Self::Poll | Self::Polls | Self::LongPoll | Self::LongPolls
+        )
+    }
+
+    /// Whether this is a long-polling scheme.
+    pub fn is_long_poll(self) -> bool {
+        matches!(self, Self::LongPoll | Self::LongPolls)
     }
 
     /// 80 or 443 (RFC 9110 §4.2, RFC 6455 §3); the HTTP/2 and gRPC schemes are not
@@ -103,6 +132,10 @@ impl Scheme {
             "h2c" => Self::H2c,
             "grpc" => Self::Grpc,
             "grpcs" => Self::Grpcs,
+            "poll" => Self::Poll,
+            "polls" => Self::Polls,
+            "long-poll" => Self::LongPoll,
+            "long-polls" => Self::LongPolls,
             _ => return None,
         })
     }
@@ -282,6 +315,20 @@ mod tests {
             );
         }
         assert!(!Scheme::Https.is_h2());
+    }
+
+    #[test]
+    fn parses_the_polling_schemes() {
+        let t = Target::parse("long-poll://127.0.0.1:3004/poll/long").unwrap();
+        assert_eq!(
+            (t.scheme, t.path.as_str()),
+            (Scheme::LongPoll, "/poll/long")
+        );
+        assert!(t.scheme.is_poll() && t.scheme.is_long_poll() && !t.scheme.is_sse());
+        let t = Target::parse("polls://localhost/poll").unwrap();
+        assert_eq!((t.scheme, t.port), (Scheme::Polls, 443));
+        assert!(t.scheme.is_poll() && !t.scheme.is_long_poll() && t.scheme.is_tls());
+        assert_eq!(t.to_string(), "polls://localhost:443/poll");
     }
 
     #[test]

@@ -77,8 +77,9 @@ pub struct CompareArgs {
     pub protocols: Vec<ProtocolArg>,
     /// Workloads, comma-separated: `connect` (a new connection per message: handshake cost and
     /// round trips), `echo` (request/response over open connections), `push` (server to
-    /// client delivery delay; ws, wss, sse and grpc — plain HTTP and h2 are skipped), `fanin`
-    /// (--connections requests in flight: streams on one connection for h2 and gRPC).
+    /// client delivery delay; ws, wss, sse, poll, long-poll and grpc — plain HTTP and h2 are
+    /// skipped), `fanin` (--connections requests in flight: streams on one connection for h2
+    /// and gRPC).
     #[arg(
         long,
         value_enum,
@@ -307,7 +308,7 @@ impl CompareArgs {
         }
         ensure_usage!(
             !steps.is_empty(),
-            "nothing to run: no protocol among --protocols can run these workloads (push needs ws, wss, sse or grpc; fanin needs http, https, h2 or grpc)"
+            "nothing to run: no protocol among --protocols can run these workloads (push needs ws, wss, sse, poll, long-poll or grpc; fanin needs http, https, h2 or grpc)"
         );
         let rounds = self
             .rounds
@@ -413,7 +414,8 @@ impl Plan {
         let has = |w: Workload| {
             self.steps
                 .iter()
-                .any(|s| s.workload == w && s.protocol == ProtocolArg::Sse)
+                // poll and long-poll read the same feed as sse.
+                .any(|s| s.workload == w && s.protocol.protocol() == Protocol::Sse)
         };
         has(Workload::Push) && has(Workload::Echo)
     }
@@ -659,6 +661,9 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         };
         if let Some(scheme) = step.protocol.scheme() {
             target.scheme = scheme;
+        }
+        if let Some(path) = step.protocol.path() {
+            target.path = path.to_owned();
         }
         if wan.is_some() {
             // The lab behind the WAN link listens on the namespace's address; the requests

@@ -1,6 +1,7 @@
 //! `--protocols`: the lab's apps, the WebSocket apps with permessage-deflate offered, the
 //! HTTP/2 and gRPC apps in cleartext (prior knowledge) or over TLS, and `sse`, the SSE app's
-//! event stream (`sse://…/events`).
+//! event stream (`sse://…/events`); `poll` and `long-poll` are the same app's polling paths
+//! (`poll://…/poll`, `long-poll://…/poll/long`), push workload only.
 
 use clap::ValueEnum;
 use protolab_load::{Scheme, Workload};
@@ -31,6 +32,10 @@ pub enum ProtocolArg {
     Grpc,
     /// gRPC unary Echo over TLS, on the gRPC app.
     GrpcTls,
+    /// Plain polling of the SSE app's `/poll` every push interval (push workload only).
+    Poll,
+    /// Long polling of the SSE app's `/poll/long` (push workload only).
+    LongPoll,
 }
 
 impl ProtocolArg {
@@ -41,7 +46,7 @@ impl ProtocolArg {
             Self::Https => Protocol::Https,
             Self::Ws | Self::WsDeflate => Protocol::Ws,
             Self::Wss | Self::WssDeflate => Protocol::Wss,
-            Self::Sse => Protocol::Sse,
+            Self::Sse | Self::Poll | Self::LongPoll => Protocol::Sse,
             Self::H2 | Self::H2Tls => Protocol::H2,
             Self::Grpc | Self::GrpcTls => Protocol::Grpc,
         }
@@ -52,12 +57,26 @@ impl ProtocolArg {
     pub(super) fn scheme(self) -> Option<Scheme> {
         match self {
             Self::Sse => Some(Scheme::Sse),
+            Self::Poll => Some(Scheme::Poll),
+            Self::LongPoll => Some(Scheme::LongPoll),
+            _ => None,
+        }
+    }
+
+    /// The path the load generator asks for, when it is not the app URL's own.
+    pub(super) fn path(self) -> Option<&'static str> {
+        match self {
+            Self::Poll => Some("/poll"),
+            Self::LongPoll => Some("/poll/long"),
             _ => None,
         }
     }
 
     /// Why this protocol cannot run `workload`, if it cannot.
     pub(super) fn cannot(self, workload: Workload) -> Option<&'static str> {
+        if matches!(self, Self::Poll | Self::LongPoll) && workload != Workload::Push {
+            return Some("polling carries server pushes only");
+        }
         match (workload, self.protocol()) {
             (Workload::Push, Protocol::Ws | Protocol::Wss | Protocol::Sse | Protocol::Grpc) => None,
             (Workload::Push, Protocol::H2) => {
@@ -93,7 +112,9 @@ impl ProtocolArg {
     /// The name in tables and results.json: the app's, with `-deflate` for compression.
     pub(super) fn name(self) -> String {
         let app = self.protocol().name();
-        if self.deflate() {
+        if let Some(polling) = self.polling_name() {
+            polling.to_owned()
+        } else if self.deflate() {
             format!("{app}{DEFLATE_SUFFIX}")
         } else if matches!(self, Self::H2Tls | Self::GrpcTls) {
             format!("{app}{TLS_SUFFIX}")
@@ -102,6 +123,20 @@ impl ProtocolArg {
         }
     }
 }
+
+impl ProtocolArg {
+    /// `poll` or `long-poll`: names of their own, though the SSE app serves them.
+    fn polling_name(self) -> Option<&'static str> {
+        match self {
+            Self::Poll => Some(POLL),
+            Self::LongPoll => Some(LONG_POLL),
+            _ => None,
+        }
+    }
+}
+
+const POLL: &str = "poll";
+const LONG_POLL: &str = "long-poll";
 
 /// Appended to a WebSocket protocol's name when its runs offer permessage-deflate.
 const DEFLATE_SUFFIX: &str = "-deflate";
@@ -112,6 +147,9 @@ const TLS_SUFFIX: &str = "-tls";
 /// The lab app behind a protocol name of results.json (`ws-deflate` is the `ws` app,
 /// `h2-tls` the `h2` app).
 pub(super) fn lab_protocol(name: &str) -> Option<Protocol> {
+    if name == POLL || name == LONG_POLL {
+        return Some(Protocol::Sse);
+    }
     let app = name.strip_suffix(DEFLATE_SUFFIX).unwrap_or(name);
     Protocol::from_name(app.strip_suffix(TLS_SUFFIX).unwrap_or(app))
 }

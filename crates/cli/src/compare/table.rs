@@ -392,6 +392,18 @@ fn rows(workload: Workload, runs: &[Option<&Run>], server_cpu: bool) -> Vec<(Str
             })
         }),
     ));
+    if reports.iter().flatten().any(|r| r.polls.is_some()) {
+        out.push((
+            "polls/msg (empty share)".into(),
+            row(&|r, _| {
+                let polls = r.polls?;
+                let per_event = polls.per_event?;
+                #[allow(clippy::cast_precision_loss)]
+                let empty = polls.empty as f64 / polls.requests.max(1) as f64;
+                Some(format!("{per_event:.2} ({:.0}%)", empty * 100.0))
+            }),
+        ));
+    }
     if reports.iter().flatten().any(|r| r.compression.is_some()) {
         out.push((
             "compressed payload ↑ / ↓".into(),

@@ -353,6 +353,72 @@ fn sse_joins_push_connect_and_echo_beside_websocket_and_http() {
     );
 }
 
+#[test]
+fn polling_joins_push_beside_websocket_and_sse() {
+    let home = tempfile::tempdir().unwrap();
+    let schema = repo_root().join("docs/schema/compare-results.v5.schema.json");
+    let python = require("python3", "apt-get install python3");
+    let out_dir = home.path().join("report");
+    let results = compare_json(
+        home.path(),
+        &[
+            "--protocols",
+            "ws,sse,long-poll,poll",
+            "--workloads",
+            "push,echo",
+            "--sizes",
+            "32",
+            "--duration",
+            "3s",
+            "--rounds",
+            "1",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    // Polling carries pushes only: its echo runs are skipped with the reason.
+    let warnings = results["warnings"].to_string();
+    for name in ["poll", "long-poll"] {
+        assert!(run_of_opt(&results, name, "echo").is_none());
+        assert!(
+            warnings.contains(&format!(
+                "echo {name}: skipped, polling carries server pushes only"
+            )),
+            "{warnings}"
+        );
+    }
+    for (name, scheme) in [("poll", "poll"), ("long-poll", "long-poll")] {
+        let report = &run_of(&results, name, "push")["report"];
+        assert!(number(&report["messages"]) > 0.0, "{name}: {report}");
+        assert_eq!(number(&report["errors"]["protocol"]), 0.0, "{name}");
+        assert_eq!(report["scheme"], scheme, "{name}");
+        assert_eq!(number(&report["polls"]["missed_events"]), 0.0, "{name}");
+        // Every request is one GET and one answer: the client sends bytes per event, which
+        // the event stream does not.
+        assert!(
+            number(&report["bytes"]["sent_per_message"]) > 50.0,
+            "{name}: {report}"
+        );
+    }
+    // Long polls are answered when there is an event: about one request per event.
+    let long = &run_of(&results, "long-poll", "push")["report"]["polls"];
+    assert!(number(&long["per_event"]) <= 1.05, "{long}");
+    let sse = &run_of(&results, "sse", "push")["report"];
+    assert!(sse["polls"].is_null(), "{sse}");
+    let file = out_dir.join("results.json");
+    let out = Command::new(&python)
+        .arg(repo_root().join("tests/peers/validate_schema.py"))
+        .arg(&schema)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 fn run_of_opt<'a>(results: &'a Value, protocol: &str, workload: &str) -> Option<&'a Value> {
     results["runs"]
         .as_array()
@@ -367,7 +433,7 @@ fn bad_settings_get_clear_errors() {
     for (args, expected) in [
         (
             vec!["compare", "--protocols", "http", "--workloads", "push"],
-            "push needs ws, wss, sse or grpc",
+            "push needs ws, wss, sse, poll, long-poll or grpc",
         ),
         (vec!["compare", "--duration", "50ms"], "too short"),
         (

@@ -200,6 +200,9 @@ impl Conn {
         if matches!(self.proto, Proto::H2(_)) {
             return bounded(deadline, "waiting for a server push", self.grpc_next_push()).await;
         }
+        if matches!(self.proto, Proto::Poll(_)) {
+            return self.poll_next_push(deadline).await;
+        }
         bounded(deadline, "waiting for a server push", async {
             loop {
                 match self
@@ -232,6 +235,9 @@ impl Conn {
     pub(crate) fn read_ahead(&self) -> usize {
         if let Proto::H2(h2) = &self.proto {
             return h2.push.as_ref().map_or(0, |p| p.read_ahead());
+        }
+        if matches!(self.proto, Proto::Poll(_)) {
+            return self.polled_ahead();
         }
         self.sse_read_ahead()
     }
