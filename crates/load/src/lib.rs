@@ -23,6 +23,7 @@ pub mod grpc_frame;
 pub mod histogram;
 mod merge;
 pub mod payload;
+pub mod poll_answer;
 pub mod report;
 pub(crate) mod run;
 pub mod target;

@@ -155,7 +155,9 @@ impl Config {
                 return invalid("the push interval must be from 1 ms to 1 hour".into());
             }
         }
-        if self.workload == Workload::Fanin && (self.target.scheme.is_ws() || self.target.scheme.is_sse()) {
+        if self.workload == Workload::Fanin
+            && (self.target.scheme.is_ws() || self.target.scheme.is_sse())
+        {
             return invalid(format!(
                 "the fanin workload needs an http(s)://, h2(c):// or grpc(s):// URL, not {}://",
                 self.target.scheme

@@ -73,7 +73,13 @@ impl Scheme {
     pub fn is_tls(self) -> bool {
         matches!(
             self,
-            Self::Https | Self::Wss | Self::Sses | Self::H2 | Self::Grpcs | Self::Polls | Self::LongPolls
+            Self::Https
+                | Self::Wss
+                | Self::Sses
+                | Self::H2
+                | Self::Grpcs
+                | Self::Polls
+                | Self::LongPolls
         )
     }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use protolab_wire::http1::HeadLimits;
 use protolab_wire::http1::{parse_response_with, write_request_head, BodyFraming, ChunkedDecoder};
-use serde::Deserialize;
 
 use super::ws::Push;
 use super::{bounded, Conn, Failure, Plan, Proto};
@@ -47,43 +46,8 @@ pub(super) struct Poller {
     queue: VecDeque<Push>,
 }
 
-/// The lab's answer to a poll.
-#[derive(Deserialize)]
-struct Answer {
-    events: Vec<PolledEvent>,
-    last: String,
-    gap: Option<Gap>,
-    #[serde(default)]
-    reset: bool,
-}
-
-#[derive(Deserialize)]
-struct PolledEvent {
-    id: String,
-    data: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct Gap {
-    missed: u64,
-}
-
 fn protocol(what: String) -> Failure {
     Failure::new(ErrorKind::Protocol, what)
-}
-
-/// `EPOCH-SEQ` as the lab's feed writes event ids.
-fn parse_id(id: &str) -> Option<(u64, u64)> {
-    let (epoch, seq) = id.split_once('-')?;
-    Some((epoch.parse().ok()?, seq.parse().ok()?))
-}
-
-/// Whether `next` is the event right after `last`: the same epoch, the next sequence number.
-fn follows(last: &str, next: &str) -> bool {
-    match (parse_id(last), parse_id(next)) {
-        (Some((e1, s1)), Some((e2, s2))) => e1 == e2 && s1.checked_add(1) == Some(s2),
-        _ => false,
-    }
 }
 
 impl Conn {
@@ -177,59 +141,26 @@ impl Conn {
             self.extras.empty_polls += 1;
             return Ok(());
         };
-        let answer: Answer = serde_json::from_slice(&body)
-            .map_err(|e| protocol(format!("a poll's answer is not the lab's JSON: {e}")))?;
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros());
         let Proto::Poll(poller) = &mut self.proto else {
             return Err(protocol("not a polling connection".into()));
         };
-        if answer.events.is_empty() {
+        let polled = crate::poll_answer::read(&body, poller.last.as_deref()).map_err(protocol)?;
+        if polled.empty {
             self.extras.empty_polls += 1;
         }
-        let mut previous = poller.last.clone();
-        if let Some(gap) = &answer.gap {
-            self.extras.missed += gap.missed;
-            previous = None;
+        self.extras.missed += polled.missed;
+        self.extras.skipped += polled.skipped;
+        for push in polled.pushes {
+            let delay = now_us.saturating_sub(u128::from(push.sent_at_us));
+            poller.queue.push_back(Push {
+                delay: Duration::from_micros(u64::try_from(delay).unwrap_or(u64::MAX)),
+                payload: push.payload,
+            });
         }
-        if answer.reset {
-            previous = None;
-        }
-        for event in answer.events {
-            if let Some(last) = &previous {
-                if !follows(last, &event.id) {
-                    return Err(protocol(format!(
-                        "event {} came after {last}: a poll repeated or skipped events without reporting a gap",
-                        event.id
-                    )));
-                }
-            }
-            previous = Some(event.id);
-            match event
-                .data
-                .get("sent_at_us")
-                .and_then(serde_json::Value::as_u64)
-            {
-                Some(sent_at_us) => {
-                    let delay = now_us.saturating_sub(u128::from(sent_at_us));
-                    poller.queue.push_back(Push {
-                        delay: Duration::from_micros(u64::try_from(delay).unwrap_or(u64::MAX)),
-                        payload: event.data.to_string().len(),
-                    });
-                }
-                None => self.extras.skipped += 1,
-            }
-        }
-        if let Some(last) = &previous {
-            if *last != answer.last && !answer.reset {
-                return Err(protocol(format!(
-                    "a poll's answer ends at event {last} but names {} as its last",
-                    answer.last
-                )));
-            }
-        }
-        poller.last = Some(answer.last);
+        poller.last = Some(polled.last);
         Ok(())
     }
 
@@ -294,19 +225,5 @@ impl Conn {
         }
         self.buf.drain(..pos);
         Ok((status == 200).then_some(body))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::follows;
-
-    #[test]
-    fn ids_follow_within_an_epoch_only() {
-        assert!(follows("1733-41", "1733-42"));
-        assert!(!follows("1733-41", "1733-41"));
-        assert!(!follows("1733-41", "1733-43"));
-        assert!(!follows("1733-41", "1734-42"));
-        assert!(!follows("x", "1733-42"));
     }
 }
