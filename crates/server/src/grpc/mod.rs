@@ -85,12 +85,11 @@ impl GrpcApp {
         let v1alpha = reflection()
             .build_v1alpha()
             .map_err(crate::Error::GrpcReflection)?;
-        let routes = tonic::service::Routes::new(lab)
-            .add_service(v1)
+        let routes = tonic::service::Routes::new(v1)
             .add_service(v1alpha)
             .prepare();
         Ok(Self {
-            service: CallPolicy::new(routes, limits.message_timeout),
+            service: CallPolicy::new(lab, routes, limits.message_timeout),
             tracker,
         })
     }

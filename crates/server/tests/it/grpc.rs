@@ -140,7 +140,11 @@ async fn an_oversize_message_gets_resource_exhausted_while_another_client_is_ser
 /// Runs curl with HTTP/2 prior knowledge against the Echo method; returns headers and
 /// trailers as curl dumped them, lowercased.
 async fn curl_h2c(port: u16, content_type: &str, body: &str) -> String {
-    let url = format!("http://127.0.0.1:{port}/protolab.lab.v1.Lab/Echo");
+    curl_h2c_path(port, "/protolab.lab.v1.Lab/Echo", content_type, body).await
+}
+
+async fn curl_h2c_path(port: u16, path: &str, content_type: &str, body: &str) -> String {
+    let url = format!("http://127.0.0.1:{port}{path}");
     let ct = format!("content-type: {content_type}");
     let cmd = Peer::Curl.command([
         "-sS",
@@ -204,6 +208,14 @@ async fn bad_requests_get_a_clear_status_and_the_app_keeps_serving() {
     )
     .await;
     assert!(!http1.status.success(), "HTTP/1.1 was served");
+
+    // The lab's methods and the rest take different routes: an unknown method on either
+    // side is UNIMPLEMENTED, not a hang or an HTTP error.
+    for path in ["/protolab.lab.v1.Lab/NoSuchMethod", "/no.such.Service/Echo"] {
+        let unknown = curl_h2c_path(port, path, "application/grpc", "").await;
+        assert!(unknown.starts_with("http/2 200"), "{path}: {unknown}");
+        assert!(unknown.contains("grpc-status: 12"), "{path}: {unknown}");
+    }
 
     let [(_, target), _] = transports(&lab);
     let still = client("echo", &target, &[]).await;
