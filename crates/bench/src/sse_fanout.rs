@@ -17,8 +17,8 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::{process_cpu_split, CpuSplit};
-use crate::fanout_client::rss_kib;
 use crate::cpu_rate::spread;
+use crate::fanout_client::rss_kib;
 use crate::process::{free_port, run_pinned_client, Ready, Server, TempDir};
 
 /// The transports, in the order each round runs them.
@@ -153,6 +153,9 @@ pub fn run(args: &SseFanoutArgs) -> anyhow::Result<Results> {
             protolab.display()
         );
     }
+    // The lab runs in a temporary directory: a relative path must not be read from there.
+    let protolab = std::fs::canonicalize(&protolab)
+        .with_context(|| format!("resolving {}", protolab.display()))?;
     let dir = TempDir::new("protolab-bench-sse-fanout")?;
     let mut results = Results {
         subscribers: args.subscribers,
@@ -164,7 +167,11 @@ pub fn run(args: &SseFanoutArgs) -> anyhow::Result<Results> {
         let (sse_port, ws_port) = (free_port()?, free_port()?);
         let server = start_lab(&protolab, dir.path(), sse_port, ws_port, args.push_ms);
         for transport in TRANSPORTS {
-            let port = if transport == "sse" { sse_port } else { ws_port };
+            let port = if transport == "sse" {
+                sse_port
+            } else {
+                ws_port
+            };
             let outcome = server
                 .as_ref()
                 .map_err(|e| anyhow::anyhow!("{e:#}"))
@@ -217,7 +224,14 @@ fn start_lab(
         "--push-interval".to_owned(),
         format!("{push_ms}ms"),
     ];
-    Server::start("protolab", protolab, &args, dir, ws_port, Ready::Line("ready"))
+    Server::start(
+        "protolab",
+        protolab,
+        &args,
+        dir,
+        ws_port,
+        Ready::Line("ready"),
+    )
 }
 
 fn measure(

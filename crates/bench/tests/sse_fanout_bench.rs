@@ -35,7 +35,10 @@ fn every_subscriber_of_both_transports_gets_deliveries_and_the_ratio_is_printed(
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}\n{stderr}");
-    assert!(out.status.success(), "protolab-bench sse-fanout failed: {stderr}");
+    assert!(
+        out.status.success(),
+        "protolab-bench sse-fanout failed: {stderr}"
+    );
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("the JSON results")).expect("JSON");
     let _ = std::fs::remove_dir_all(&dir);
@@ -50,7 +53,10 @@ fn every_subscriber_of_both_transports_gets_deliveries_and_the_ratio_is_printed(
         assert!(run["error"].is_null(), "the {transport} run failed: {run}");
         let sample = &run["sample"];
         assert_eq!(sample["opened"], 20, "{run}");
-        assert_eq!(sample["without_deliveries"], 0, "a subscriber got nothing: {run}");
+        assert_eq!(
+            sample["without_deliveries"], 0,
+            "a subscriber got nothing: {run}"
+        );
         // 20 subscribers × ~10 pushes in a second: at least a few each.
         assert!(
             sample["deliveries"].as_u64().is_some_and(|n| n >= 20 * 3),

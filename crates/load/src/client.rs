@@ -27,9 +27,9 @@ use crate::payload::Payload;
 use crate::report::ErrorKind;
 use crate::target::Target;
 
-mod sse;
 mod grpc_push;
 pub(crate) mod http2;
+mod sse;
 mod ws;
 
 /// Anything the clients can talk over.

@@ -59,9 +59,7 @@ impl ProtocolArg {
     /// Why this protocol cannot run `workload`, if it cannot.
     pub(super) fn cannot(self, workload: Workload) -> Option<&'static str> {
         match (workload, self.protocol()) {
-            (Workload::Push, Protocol::Ws | Protocol::Wss | Protocol::Sse | Protocol::Grpc) => {
-                None
-            }
+            (Workload::Push, Protocol::Ws | Protocol::Wss | Protocol::Sse | Protocol::Grpc) => None,
             (Workload::Push, Protocol::H2) => {
                 Some("the h2 app has no push stream (its server push is not used)")
             }
@@ -69,7 +67,9 @@ impl ProtocolArg {
             (Workload::Fanin, Protocol::Ws | Protocol::Wss) => {
                 Some("a WebSocket has no requests to multiplex")
             }
-            (Workload::Fanin, Protocol::Sse) => Some("an event stream has no requests to multiplex"),
+            (Workload::Fanin, Protocol::Sse) => {
+                Some("an event stream has no requests to multiplex")
+            }
             _ => None,
         }
     }
