@@ -19,6 +19,9 @@
 //! [`grpc::run`] sets its gRPC app against `bench-peer-tonic` and Python grpcio, with
 //! [`grpc_client::run`] (tonic's generated client for lab.proto) as the one load for all three.
 //!
+//! [`sse_fanout::run`] sets the lab's SSE feed against its WS app's pushes, N subscribers
+//! each, under `protolab_load`'s push workload.
+//!
 //! Method (`/work/shared/PEERS.md`): the server runs under `taskset -c 0`, the client under
 //! `taskset -c 1`, so each figure is per core. Server CPU is read from `/proc` around each
 //! window, so msgs per server CPU-second stays meaningful even when the client is the limit.
@@ -46,6 +49,7 @@ pub mod peer;
 pub mod process;
 pub mod proxy;
 pub mod report;
+pub mod sse_fanout;
 pub mod ws;
 
 /// lab.proto's messages, client and server (build.rs), for `grpc` and `bench-peer-tonic`.

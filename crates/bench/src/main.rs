@@ -55,6 +55,13 @@ enum Command {
     /// gRPC echo, unary and bidirectional streaming: protolab's gRPC app against a plain
     /// tonic server over the same lab.proto and Python grpcio, under one tonic client.
     Grpc(protolab_bench::grpc::GrpcArgs),
+    /// Push fan-out: the lab's SSE feed (`/events`) against the WS app's pushes at the same
+    /// interval, N subscribers each: deliveries/s, delay p50/p99, bytes and server CPU per
+    /// delivery, RSS per subscriber, and SSE ÷ WS.
+    SseFanout(protolab_bench::sse_fanout::SseFanoutArgs),
+    /// One transport's `sse-fanout` subscribers (the driver runs it pinned to core 1; prints JSON).
+    #[command(hide = true)]
+    SseFanoutClient(protolab_bench::sse_fanout::SseFanoutClientArgs),
     /// The gRPC load client (the driver runs it pinned to core 1; prints JSON).
     #[command(hide = true)]
     GrpcClient(protolab_bench::grpc_client::GrpcClientArgs),
@@ -701,6 +708,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Grpc(a) => return protolab_bench::grpc::main(&a),
         Command::GrpcClient(a) => return protolab_bench::grpc_client::main(&a),
         Command::H2(a) => return protolab_bench::h2::main(&a),
+        Command::SseFanout(a) => return protolab_bench::sse_fanout::main(&a),
+        Command::SseFanoutClient(a) => return protolab_bench::sse_fanout::client_main(&a),
         Command::Proxy(p) => {
             let bench = protolab_bench::proxy::ProxyBench {
                 connections: p.ws_connections,

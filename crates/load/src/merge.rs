@@ -130,6 +130,7 @@ impl Report {
         self.messages += other.messages;
         self.throughput_per_sec += other.throughput_per_sec;
         self.connections_opened += other.connections_opened;
+        self.connections_without_messages += other.connections_without_messages;
         self.skipped_messages += other.skipped_messages;
         self.pings_answered += other.pings_answered;
         self.polls = match (self.polls, other.polls) {

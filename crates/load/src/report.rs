@@ -42,6 +42,10 @@ pub struct Report {
     pub round_trips_to_first_echo: Option<f64>,
     /// Connections that completed their handshakes.
     pub connections_opened: u64,
+    /// Push workload: connections that opened but received no push in the whole run (a
+    /// subscriber the server never served); zero for the other workloads.
+    #[serde(default)]
+    pub connections_without_messages: u64,
     /// Packets, frame bytes and retransmissions, from the kernel's TCP counters; absent from
     /// reports of protolab before it counted them.
     #[serde(default)]

@@ -627,6 +627,9 @@ async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
             }
         }
     }
+    if pushes == 0 {
+        stats.silent += 1;
+    }
     stats.sample_tcp(&conn, opened.tcp_counters, pushes);
     conn.close(Instant::now() + CLOSE_BOUND).await;
     stats.add_totals(&conn);
@@ -647,6 +650,8 @@ struct Stats {
     /// Echo and connect: messages done after the warm-up, the throughput's count.
     timed_messages: u64,
     opened: u64,
+    /// Push: opened connections that received no push.
+    silent: u64,
     handshake: Counts,
     /// Bytes of steady-state exchanges (every one after a connection's first) and their count.
     steady: Counts,
@@ -773,6 +778,7 @@ impl Stats {
         self.messages += other.messages;
         self.timed_messages += other.timed_messages;
         self.opened += other.opened;
+        self.silent += other.silent;
         self.handshake = self.handshake.plus(other.handshake);
         self.steady = self.steady.plus(other.steady);
         self.steady_messages += other.steady_messages;
@@ -911,6 +917,7 @@ impl Stats {
                 connect_to_first_echo: self.connect_to_first_echo.summary(),
             },
             connections_opened: self.opened,
+            connections_without_messages: self.silent,
             tcp,
             skipped_messages: self.skipped,
             pings_answered: self.pings,

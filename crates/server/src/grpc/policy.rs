@@ -29,16 +29,6 @@ const GRPC_STATUS: &str = "grpc-status";
 const OUT_OF_RANGE: &str = "11";
 const RESOURCE_EXHAUSTED: &str = "8";
 
-/// tonic's OUT_OF_RANGE for a message over the size limit as RESOURCE_EXHAUSTED (see
-/// [`CallPolicy`]); in this service no other OUT_OF_RANGE arises.
-pub(super) fn size_limit_status(status: Status) -> Status {
-    if status.code() == tonic::Code::OutOfRange {
-        Status::resource_exhausted(status.message().to_owned())
-    } else {
-        status
-    }
-}
-
 /// The lab's gRPC routes behind two checks and a translation. A request whose content type
 /// is not gRPC gets 415 with a grpc-status saying what to send (gRPC over HTTP/2 asks
 /// servers to answer 415); a call whose response has not started within the message timeout

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::policy::size_limit_status;
 use super::proto::lab_server::Lab;
 use super::proto::{EchoReply, EchoRequest, PushMessage, PushRequest};
 use crate::cancel::CancelToken;
@@ -127,4 +126,14 @@ fn unix_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// tonic's OUT_OF_RANGE for a message over the size limit as RESOURCE_EXHAUSTED (see
+/// `policy::CallPolicy`); in this service no other OUT_OF_RANGE arises.
+fn size_limit_status(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange {
+        Status::resource_exhausted(status.message().to_owned())
+    } else {
+        status
+    }
 }
