@@ -44,6 +44,9 @@ pub(crate) struct Failure {
     pub(crate) detail: String,
     /// For a WebSocket protocol violation by the server: the close code it calls for.
     pub(crate) close_code: Option<u16>,
+    /// What a connection that failed while opening carried on the wire: its TCP payload is
+    /// in a capture, so it belongs in the run's totals too.
+    pub(crate) wire: Option<Snapshot>,
 }
 
 impl Failure {
@@ -52,6 +55,7 @@ impl Failure {
             kind,
             detail: detail.into(),
             close_code: None,
+            wire: None,
         }
     }
 
@@ -282,9 +286,24 @@ pub(crate) struct Extras {
 impl Conn {
     /// Connects, does the TLS handshake and the WebSocket upgrade (or, for SSE, asks for the
     /// event stream and reads its first event), all by `deadline`.
+    /// A failure carries the bytes the connection had carried by then.
     pub(crate) async fn open(plan: &Plan, deadline: Instant) -> Result<(Self, Opened), Failure> {
+        let counters = Counters::new();
+        Self::open_counted(plan, deadline, counters.clone())
+            .await
+            .map_err(|failure| Failure {
+                wire: Some(counters.snapshot()),
+                ..failure
+            })
+    }
+
+    async fn open_counted(
+        plan: &Plan,
+        deadline: Instant,
+        counters: Counters,
+    ) -> Result<(Self, Opened), Failure> {
         let deadline = deadline.min(Instant::now() + plan.connect_timeout);
-        let (mut conn, mut opened) = Self::connect(plan, deadline).await?;
+        let (mut conn, mut opened) = Self::connect_counted(plan, deadline, counters).await?;
         if plan.target.scheme.is_ws() {
             let t2 = Instant::now();
             bounded(
@@ -314,7 +333,15 @@ impl Conn {
 
     /// Connects and does the TLS handshake, by `deadline`: an HTTP/1.1 connection.
     async fn connect(plan: &Plan, deadline: Instant) -> Result<(Self, Opened), Failure> {
-        let counters = Counters::new();
+        Self::connect_counted(plan, deadline, Counters::new()).await
+    }
+
+    /// [`Self::connect`] counting on `counters`.
+    async fn connect_counted(
+        plan: &Plan,
+        deadline: Instant,
+        counters: Counters,
+    ) -> Result<(Self, Opened), Failure> {
         let t0 = Instant::now();
         let tcp = bounded(deadline, "connecting", async {
             TcpStream::connect(plan.addr)

@@ -753,6 +753,12 @@ impl Stats {
     /// Counts `failure`, unless it is the run's end cutting an exchange short after this
     /// worker had answers (a worker that never got one reports the timeout).
     fn fail(&mut self, failure: &Failure, end: Instant) {
+        if let Some(wire) = failure.wire {
+            self.total = self.total.plus(Counts {
+                wire,
+                ..Counts::default()
+            });
+        }
         if failure.kind == ErrorKind::Timeout && Instant::now() >= end && self.messages > 0 {
             return;
         }
