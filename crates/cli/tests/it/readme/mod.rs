@@ -13,7 +13,8 @@
 //   command and expected output by free ones, and `protolab up` gets the port flags to match,
 //   so the test never collides with a lab someone is running.
 // - `protolab bench` runs 2 s instead of its --duration (or its 10 s default) unless it is
-//   bounded by `-n`.
+//   bounded by `-n`; so that a 2 s run still sees the lab's pushes, `protolab up` also gets
+//   `--push-interval 500ms` (the feed that SSE and polling read pushes every 5 s by default).
 // - A command starting with `sudo` runs only when the test runs as root, without the sudo
 //   (what the README tells root to do). Steps marked `root` (capturing packets) are skipped
 //   otherwise, with a note.
@@ -285,7 +286,7 @@ fn adapt(text: &str, ports: &Ports) -> String {
     }
     if let Some(rest) = command.strip_prefix("protolab up") {
         let mut flags = format!(
-            " --http-port {} --https-port {} --ws-port {} --wss-port {} --sse-port {} --h2-port {} --grpc-port {}",
+            " --http-port {} --https-port {} --ws-port {} --wss-port {} --sse-port {} --h2-port {} --grpc-port {} --push-interval 500ms",
             ports.get(3000),
             ports.get(3001),
             ports.get(3002),
@@ -669,7 +670,7 @@ fn readme_commands_are_found_and_unlisted_ones_fail() {
     assert_eq!(
         adapted,
         format!(
-            "protolab up --http-port {} --https-port {} --ws-port {} --wss-port {} --sse-port {} --h2-port {} --grpc-port {} --proxy-port {} --proxy-tls-port {} --proxy",
+            "protolab up --http-port {} --https-port {} --ws-port {} --wss-port {} --sse-port {} --h2-port {} --grpc-port {} --push-interval 500ms --proxy-port {} --proxy-tls-port {} --proxy",
             ports.get(3000),
             ports.get(3001),
             ports.get(3002),
