@@ -60,15 +60,6 @@ fn spawn(wstest: &Path, args: &[&str], spec: &serde_json::Value, dir: &Path) -> 
         .expect("wstest starts")
 }
 
-/// A free loopback port: bound, read and released (wstest takes its port from the spec, so
-/// the tiny window before it binds is unavoidable).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// `wstest -m fuzzingserver`: the suite acting as a server, for a client under test. The
 /// client fetches [`case_count_url`](Self::case_count_url), runs each case at
 /// [`case_url`](Self::case_url) echoing every text and binary message back unchanged, and
@@ -86,7 +77,7 @@ impl FuzzingServer {
     pub async fn start(cases: &[&str]) -> Self {
         let wstest = wstest();
         let outdir = tempfile::tempdir().expect("report folder");
-        let port = free_port();
+        let port = crate::free_port();
         let spec = serde_json::json!({
             "url": format!("ws://127.0.0.1:{port}"),
             "outdir": outdir.path().join("reports"),

@@ -15,6 +15,9 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 pub mod autobahn;
+mod ports;
+
+pub use ports::{free_port, free_ports};
 
 /// The repository's top folder.
 pub fn repo_root() -> PathBuf {

@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use protolab_test_support::{repo_root, require, Peer};
+use protolab_test_support::{free_ports, repo_root, require, Peer};
 
 const IMAGE: &str = "localhost/protolab:test";
 const REDIS_IMAGE: &str = "localhost/protolab-redis:test";
@@ -82,17 +82,6 @@ fn images() {
             }
         }
     });
-}
-
-/// `n` ports free on 127.0.0.1 a moment ago, for podman to publish on.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
 }
 
 /// Polls `check` until it holds, for up to `limit`.

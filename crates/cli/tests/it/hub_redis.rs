@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use protolab_test_support::{repo_root, require, RedisServer};
+use protolab_test_support::{free_port, repo_root, require, RedisServer};
 use serde_json::{json, Value};
 
 use super::hub::{curl, start_hub};
@@ -316,13 +316,6 @@ fn start_on(home: &std::path::Path, port: u16, redis: &RedisServer, history: usi
         child,
         base: format!("http://127.0.0.1:{port}"),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// The chaos check, bounded for CI: `PROTOLAB_HUB_CHAOS_COUNT` notifications (default

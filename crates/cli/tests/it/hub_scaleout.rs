@@ -8,7 +8,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use protolab_test_support::{repo_root, require, RedisServer, RedisTls};
+use protolab_test_support::{free_port, repo_root, require, RedisServer, RedisTls};
 use serde_json::Value;
 
 use super::hub::curl;
@@ -68,13 +68,6 @@ fn port_of(base: &str) -> u16 {
     base.rsplit_once(':')
         .and_then(|(_, port)| port.trim_end_matches('/').parse().ok())
         .expect("a port in the hub's URL")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// A balancer process, killed when dropped.

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protolab_server::Protocol;
-use protolab_test_support::{require, run, run_json, LenientBackend, Peer, TestLab};
+use protolab_test_support::{free_port, require, run, run_json, LenientBackend, Peer, TestLab};
 
 const PEER_LIMIT: Duration = Duration::from_secs(30);
 
@@ -54,14 +54,6 @@ impl Drop for Group {
         self.signal("-KILL");
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `protolab ARGS --emit FLAVOR`, written to `HOME/FLAVOR.conf`; the file's path.

@@ -26,11 +26,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protolab_server::Protocol;
-use protolab_test_support::{require, Peer, TestLab};
+use protolab_test_support::{free_port, require, Peer, TestLab};
 
 use peers::{
-    free_port, mode, protolab, protolab_run, served_serial, stored_serial, verify_chain,
-    ChallTestSrv, KillGroupOnDrop, Pebble, PEER_LIMIT,
+    mode, protolab, protolab_run, served_serial, stored_serial, verify_chain, ChallTestSrv,
+    KillGroupOnDrop, Pebble, PEER_LIMIT,
 };
 
 async fn obtains_a_certificate(challenge: &str) {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use protolab_test_support::{require, run, Peer};
+use protolab_test_support::{free_port, require, run, Peer};
 
 pub(super) const PEER_LIMIT: Duration = Duration::from_secs(60);
 
@@ -17,14 +17,6 @@ pub(super) fn protolab(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_protolab"));
     cmd.arg("--home").arg(home).env_remove("RUST_LOG");
     cmd
-}
-
-pub(super) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running pebble; killed when dropped.

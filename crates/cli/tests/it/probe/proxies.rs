@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protolab_server::Protocol;
-use protolab_test_support::{require, TestLab};
+use protolab_test_support::{free_port, require, TestLab};
 
 use super::probe;
 
@@ -31,14 +31,6 @@ impl Drop for Group {
             .status();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_listening(port: u16, what: &str) {
