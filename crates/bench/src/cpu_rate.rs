@@ -142,6 +142,8 @@ pub struct RateResults {
     pub rows: Vec<RateRow>,
     /// Skipped servers.
     pub notes: Vec<String>,
+    /// Load average (1 min) at the start and the end: the machine may be shared.
+    pub loadavg: Option<(f64, f64)>,
 }
 
 /// Runs every server that is not skipped and can run here.
@@ -150,6 +152,7 @@ pub fn run(opts: &RateOptions) -> anyhow::Result<RateResults> {
     let me = std::env::current_exe().context("finding the protolab-bench binary")?;
     let dir = TempDir::new("protolab-bench-cpu")?;
     let home = dir.path().join("protolab-home");
+    let load = crate::report::LoadWatch::start();
     let mut results = RateResults {
         connections: opts.connections,
         duration_secs: opts.duration.as_secs_f64(),
@@ -159,7 +162,7 @@ pub fn run(opts: &RateOptions) -> anyhow::Result<RateResults> {
     let mut active = Vec::new();
     for name in SERVERS {
         if opts.skip.iter().any(|s| s == name) {
-            results.notes.push(format!("{name} skipped (--skip)"));
+            results.notes.push(crate::report::skipped_note(name));
             continue;
         }
         match opts.lineup.check(name) {
@@ -223,6 +226,7 @@ pub fn run(opts: &RateOptions) -> anyhow::Result<RateResults> {
             }
         }
     }
+    results.loadavg = load.end();
     Ok(results)
 }
 
@@ -360,9 +364,7 @@ pub fn render(results: &RateResults) -> String {
             }
         }
     }
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
+    out.push_str(&crate::report::trailer(&results.notes, results.loadavg));
     out
 }
 

@@ -175,7 +175,7 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
     let dir = TempDir::new("protolab-bench-grpc")?;
     let home = dir.path().join("home");
     let mut results = Results::default();
-    let load_start = crate::report::loadavg();
+    let load = crate::report::LoadWatch::start();
     let modes = [Mode::Unary, Mode::Stream];
     for round in 1..=args.rounds {
         for name in SERVERS.into_iter().filter(|s| !skipped(s)) {
@@ -236,7 +236,7 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
             }
         }
     }
-    results.loadavg = load_start.zip(crate::report::loadavg());
+    results.loadavg = load.end();
     for mode in modes {
         for &(conns, calls) in &args.loads {
             results.summary.push(summarize(
@@ -247,20 +247,16 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
         }
     }
     for r in &results.runs {
-        if r.client_cpu_pct.is_some_and(|c| c >= 95.0) {
-            results.notes.push(format!(
-                "client-bound: the client at {:.0}% CPU against {} ({} {}, round {}): the ratio understates the faster server",
-                r.client_cpu_pct.unwrap_or_default(),
-                r.server,
-                r.mode,
-                r.load,
-                r.round
-            ));
-        }
+        let run = format!("{} ({} {}, round {})", r.server, r.mode, r.load, r.round);
+        results.notes.extend(crate::report::client_bound_note(
+            "the client",
+            r.client_cpu_pct,
+            &run,
+        ));
     }
-    for s in &args.skip {
-        results.notes.push(format!("{s} skipped (--skip)"));
-    }
+    results
+        .notes
+        .extend(args.skip.iter().map(|s| crate::report::skipped_note(s)));
     Ok(results)
 }
 
@@ -431,14 +427,7 @@ pub fn render(results: &Results) -> String {
             r.error.as_deref().unwrap_or_default()
         ));
     }
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
-    if let Some((a, b)) = results.loadavg {
-        out.push_str(&format!(
-            "load average {a:.2} → {b:.2} (1 min; above 2 the machine was shared)\n"
-        ));
-    }
+    out.push_str(&crate::report::trailer(&results.notes, results.loadavg));
     for s in &results.summary {
         if let Some(r) = s.ratio_tonic {
             let verdict = if r >= 1.0 { "met" } else { "MISSED" };

@@ -222,7 +222,7 @@ pub fn run(args: &H2Args) -> anyhow::Result<Results> {
         }
     }
     let mut results = Results::default();
-    let load_start = crate::report::loadavg();
+    let load = crate::report::LoadWatch::start();
     let h2 = H2load {
         program: &h2load,
         post_body: &post_body,
@@ -270,26 +270,24 @@ pub fn run(args: &H2Args) -> anyhow::Result<Results> {
             }
         }
     }
-    results.loadavg = load_start.zip(crate::report::loadavg());
+    results.loadavg = load.end();
     for s in &scenarios {
         results.summary.push(summarize(&results.runs, s));
     }
     for r in &results.runs {
-        if r.client_cpu_pct.is_some_and(|c| c >= 95.0) {
-            results.notes.push(format!(
-                "client-bound: h2load at {:.0}% CPU against {} ({} {} {}, round {}): the ratio understates the faster server",
-                r.client_cpu_pct.unwrap_or_default(),
-                r.server,
-                r.transport,
-                r.request,
-                r.load,
-                r.round
-            ));
-        }
+        let run = format!(
+            "{} ({} {} {}, round {})",
+            r.server, r.transport, r.request, r.load, r.round
+        );
+        results.notes.extend(crate::report::client_bound_note(
+            "h2load",
+            r.client_cpu_pct,
+            &run,
+        ));
     }
-    for s in &args.skip {
-        results.notes.push(format!("{s} skipped (--skip)"));
-    }
+    results
+        .notes
+        .extend(args.skip.iter().map(|s| crate::report::skipped_note(s)));
     Ok(results)
 }
 
@@ -676,14 +674,7 @@ pub fn render(results: &Results) -> String {
             r.error.as_deref().unwrap_or_default()
         ));
     }
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
-    if let Some((a, b)) = results.loadavg {
-        out.push_str(&format!(
-            "load average {a:.2} → {b:.2} (1 min; above 2 the machine was shared)\n"
-        ));
-    }
+    out.push_str(&crate::report::trailer(&results.notes, results.loadavg));
     for s in &results.summary {
         if let Some(r) = s.ratio {
             let verdict = if r >= 1.0 { "met" } else { "MISSED" };

@@ -37,10 +37,10 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
     if protolab.is_none() {
         results
             .notes
-            .push("protolab-http skipped (--skip)".to_owned());
+            .push(crate::report::skipped_note("protolab-http"));
     }
     if nginx.is_none() {
-        results.notes.push("nginx skipped (--skip)".to_owned());
+        results.notes.push(crate::report::skipped_note("nginx"));
     }
     // protolab's body, fetched once; nginx then serves the same bytes.
     let mut body: Option<Vec<u8>> = None;
@@ -127,13 +127,11 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
         });
     }
     for r in &results.http {
-        if r.client_cpu_pct.is_some_and(|c| c >= 95.0) {
-            results.notes.push(format!(
-                "client-bound: wrk CPU {:.0}% against {}: ratios understate the server's headroom",
-                r.client_cpu_pct.unwrap_or_default(),
-                r.server
-            ));
-        }
+        results.notes.extend(crate::report::client_bound_note(
+            "wrk",
+            r.client_cpu_pct,
+            &r.server,
+        ));
     }
     Ok(())
 }

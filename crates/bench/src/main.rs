@@ -743,14 +743,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (opts, json) = options(common)?;
     process::install_signal_handler();
     let mut results = Results::default();
-    let load_start = report::loadavg();
+    let load = report::LoadWatch::start();
     if do_ws {
         ws::run(&opts, &mut results)?;
     }
     if do_http {
         http::run(&opts, &mut results)?;
     }
-    results.loadavg = load_start.zip(report::loadavg());
+    results.loadavg = load.end();
     print!("{}", report::render(&results));
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&results)?)

@@ -135,6 +135,62 @@ pub fn loadavg() -> Option<f64> {
         .ok()
 }
 
+/// The load average (1 min) at the start of a run and, once [`LoadWatch::end`] is called, at
+/// its end: on a shared machine, other work shows in it.
+pub struct LoadWatch(Option<f64>);
+
+impl LoadWatch {
+    /// Reads the load average now, as the run starts.
+    pub fn start() -> Self {
+        Self(loadavg())
+    }
+
+    /// The start's and now's load averages, if both could be read.
+    pub fn end(self) -> Option<(f64, f64)> {
+        self.0.zip(loadavg())
+    }
+}
+
+/// Client CPU (percent of its core) from which a run counts as client-bound: the client, not
+/// the server, set the pace.
+pub const CLIENT_BOUND_PCT: f64 = 95.0;
+
+/// The note for a server left out with `--skip`.
+pub fn skipped_note(server: &str) -> String {
+    format!("{server} skipped (--skip)")
+}
+
+/// The note for a client-bound run: `client` (e.g. `h2load`) used `client_cpu_pct` of its core
+/// against `run` (the server and the load); `None` below [`CLIENT_BOUND_PCT`] or unread.
+pub fn client_bound_note(client: &str, client_cpu_pct: Option<f64>, run: &str) -> Option<String> {
+    let cpu = client_cpu_pct.filter(|c| *c >= CLIENT_BOUND_PCT)?;
+    Some(format!(
+        "client-bound: {client} at {cpu:.0}% CPU against {run}: the ratio understates the faster \
+         server; compare the figures per server CPU-second"
+    ))
+}
+
+/// The lines every bench ends its table with: its `notes` as `note:` lines, one for a debug
+/// build of this binary, then the load average over the run.
+pub fn trailer(notes: &[String], loadavg: Option<(f64, f64)>) -> String {
+    let mut out = String::new();
+    for note in notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    if cfg!(debug_assertions) {
+        out.push_str(
+            "note: this protolab-bench is a debug build, its clients are slow: \
+             `cargo build --release -p protolab-bench` for figures\n",
+        );
+    }
+    if let Some((start, end)) = loadavg {
+        out.push_str(&format!(
+            "load average {start:.2} → {end:.2} (1 min; above 2 the machine was shared)\n"
+        ));
+    }
+    out
+}
+
 fn num(v: Option<f64>) -> String {
     match v {
         Some(v) if v >= 100.0 => format!("{v:.0}"),
@@ -231,14 +287,7 @@ pub fn render(results: &Results) -> String {
             ));
         }
     }
-    if let Some((a, b)) = results.loadavg {
-        out.push_str(&format!(
-            "load average at start {a:.2}, at end {b:.2} (2 cores: above ~2 other work competed with the pinned processes)\n"
-        ));
-    }
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
+    out.push_str(&trailer(&results.notes, results.loadavg));
     out
 }
 
