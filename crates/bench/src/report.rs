@@ -179,8 +179,8 @@ pub fn trailer(notes: &[String], loadavg: Option<(f64, f64)>) -> String {
     }
     if cfg!(debug_assertions) {
         out.push_str(
-            "note: this protolab-bench is a debug build, its clients are slow: \
-             `cargo build --release -p protolab-bench` for figures\n",
+            "note: protolab-bench is a debug build: figures come from release builds \
+             (`cargo build --release -p protolab -p protolab-bench`)\n",
         );
     }
     if let Some((start, end)) = loadavg {
@@ -293,4 +293,38 @@ pub fn render(results: &Results) -> String {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trailer_prints_notes_then_the_load_average() {
+        let notes = vec![skipped_note("nginx"), "a remark".to_owned()];
+        let out = trailer(&notes, Some((0.5, 2.25)));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "note: nginx skipped (--skip)");
+        assert_eq!(lines[1], "note: a remark");
+        assert_eq!(
+            lines.last().copied(),
+            Some("load average 0.50 → 2.25 (1 min; above 2 the machine was shared)")
+        );
+        assert_eq!(
+            lines.iter().any(|l| l.contains("debug build")),
+            cfg!(debug_assertions)
+        );
+        assert!(!trailer(&[], None).contains("load average"));
+    }
+
+    #[test]
+    fn a_run_is_client_bound_from_the_threshold() {
+        assert_eq!(client_bound_note("wrk", Some(94.9), "nginx"), None);
+        assert_eq!(client_bound_note("wrk", None, "nginx"), None);
+        let note = client_bound_note("wrk", Some(CLIENT_BOUND_PCT), "nginx").unwrap_or_default();
+        assert!(
+            note.starts_with("client-bound: wrk at 95% CPU against nginx: "),
+            "{note}"
+        );
+    }
 }
