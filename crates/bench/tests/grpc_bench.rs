@@ -12,19 +12,8 @@ fn grpc_bench_runs_every_server_and_prints_ratios() {
     // The tonic peer is a binary of this package, built for its tests alongside this one.
     let peer = PathBuf::from(env!("CARGO_BIN_EXE_bench-peer-tonic"));
     assert!(peer.is_file(), "{} not built", peer.display());
-    let common::BenchRun { stdout, results } = common::run_bench(&[
-        "grpc",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--rounds",
-        "1",
-        "--loads",
-        "2x2",
-        "--size",
-        "100",
-    ]);
+    let common::BenchRun { stdout, results } =
+        common::run_bench("grpc --duration 1 --warmup 0 --rounds 1 --loads 2x2 --size 100");
 
     let runs = results["runs"].as_array().expect("runs");
     // 3 servers × (unary, stream) × one load.

@@ -7,17 +7,8 @@ mod common;
 
 #[test]
 fn h2_bench_runs_every_scenario_against_nginx_and_prints_ratios() {
-    let common::BenchRun { stdout, results } = common::run_bench(&[
-        "h2",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--rounds",
-        "1",
-        "--loads",
-        "2x2",
-    ]);
+    let common::BenchRun { stdout, results } =
+        common::run_bench("h2 --duration 1 --warmup 0 --rounds 1 --loads 2x2");
 
     let runs = results["runs"].as_array().expect("runs");
     // 2 servers × (h2c, TLS) × (GET, POST) × one load.

@@ -21,29 +21,11 @@ const SERVERS: [&str; 5] = [
 
 #[test]
 fn every_subscriber_gets_every_publication_from_the_hub() {
-    let (subscribers, publishes, burst, publications) = (
-        SUBSCRIBERS.to_string(),
-        PUBLISHES.to_string(),
-        BURST.to_string(),
-        THROUGHPUT_PUBLICATIONS.to_string(),
-    );
-    let common::BenchRun { stdout, results } = common::run_bench(&[
-        "hub",
-        "--subscribers",
-        &subscribers,
-        "--publishes",
-        &publishes,
-        "--burst",
-        &burst,
-        "--skip",
-        "flask-socketio",
-        "--skip",
-        "node-socketio",
-        "--throughput-subscribers",
-        "1,7",
-        "--throughput-publications",
-        &publications,
-    ]);
+    let common::BenchRun { stdout, results } = common::run_bench(&format!(
+        "hub --subscribers {SUBSCRIBERS} --publishes {PUBLISHES} --burst {BURST} \
+         --skip flask-socketio --skip node-socketio --throughput-subscribers 1,7 \
+         --throughput-publications {THROUGHPUT_PUBLICATIONS}"
+    ));
     let runs = results["runs"].as_array().expect("runs");
     let fanout_servers: Vec<&str> = runs
         .iter()

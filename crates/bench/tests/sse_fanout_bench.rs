@@ -7,17 +7,8 @@ mod common;
 
 #[test]
 fn every_subscriber_of_both_transports_gets_deliveries_and_the_ratio_is_printed() {
-    let common::BenchRun { stdout, results } = common::run_bench(&[
-        "sse-fanout",
-        "--subscribers",
-        "20",
-        "--duration",
-        "1",
-        "--push-ms",
-        "100",
-        "--rounds",
-        "1",
-    ]);
+    let common::BenchRun { stdout, results } =
+        common::run_bench("sse-fanout --subscribers 20 --duration 1 --push-ms 100 --rounds 1");
 
     let runs = results["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 2, "one run per transport: {runs:#?}");

@@ -25,9 +25,11 @@ pub(crate) struct BenchRun {
     pub(crate) results: serde_json::Value,
 }
 
-/// Runs `protolab-bench ARGS --protolab PROTOLAB --json FILE` (`args[0]` is the subcommand),
-/// prints its output, asserts it succeeded and returns its table and JSON results.
-pub(crate) fn run_bench(args: &[&str]) -> BenchRun {
+/// Runs `protolab-bench ARGS --protolab PROTOLAB --json FILE` (`args`: the subcommand and its
+/// flags, split on white space), prints its output, asserts it succeeded and returns its
+/// table and JSON results.
+pub(crate) fn run_bench(args: &str) -> BenchRun {
+    let args: Vec<&str> = args.split_whitespace().collect();
     let subcommand = args.first().copied().unwrap_or_default();
     let dir = std::env::temp_dir().join(format!(
         "protolab-bench-{subcommand}-test-{}",
@@ -36,7 +38,7 @@ pub(crate) fn run_bench(args: &[&str]) -> BenchRun {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("results.json");
     let out = Command::new(env!("CARGO_BIN_EXE_protolab-bench"))
-        .args(args)
+        .args(&args)
         .arg("--protolab")
         .arg(protolab())
         .arg("--json")
