@@ -162,20 +162,13 @@ impl Scenario {
 /// `protolab-bench h2`: a usage error (exit 2) for an unknown `--skip`, else the run, the
 /// table on stdout and the JSON file.
 pub fn main(args: &H2Args) -> anyhow::Result<std::process::ExitCode> {
-    if let Some(s) = args.skip.iter().find(|s| !SERVERS.contains(&s.as_str())) {
-        eprintln!(
-            "error: --skip {s}: unknown server; one of {}",
-            SERVERS.join(", ")
-        );
-        return Ok(std::process::ExitCode::from(2));
+    if let Some(usage) = crate::driver::unknown_skip(&args.skip, &SERVERS) {
+        return Ok(usage);
     }
     crate::process::install_signal_handler();
     let results = run(args)?;
     print!("{}", render(&results));
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    crate::report::write_json(args.json.as_deref(), &results)?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -7,7 +7,7 @@
 //! is `protolab bench URL --json` (HDR latency with coordinated-omission correction).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -377,10 +377,4 @@ pub fn render(r: &ProxyResults, bench: &ProxyBench) -> String {
     let _ = writeln!(o, "HTTP req/s protolab/HAProxy: {}", f(r.http_ratio, 2));
     o.push_str(&crate::report::trailer(&r.notes, r.loadavg));
     o
-}
-
-/// Where a JSON copy goes.
-pub fn write_json(r: &ProxyResults, path: &PathBuf) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(r)?)
-        .with_context(|| format!("writing {}", path.display()))
 }

@@ -1,5 +1,8 @@
 //! Results of a bench run: rows, targets, the terminal table and the JSON file.
 
+use std::path::Path;
+
+use anyhow::Context as _;
 use serde::Serialize;
 
 /// One server under one WebSocket load.
@@ -133,6 +136,15 @@ pub fn loadavg() -> Option<f64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Writes `results` as pretty JSON to `path` (a bench's `--json`), when one was given.
+pub fn write_json(path: Option<&Path>, results: &impl Serialize) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    std::fs::write(path, serde_json::to_string_pretty(results)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The load average (1 min) at the start of a run and, once [`LoadWatch::end`] is called, at
