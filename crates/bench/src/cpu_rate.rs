@@ -159,21 +159,9 @@ pub fn run(opts: &RateOptions) -> anyhow::Result<RateResults> {
         rounds: opts.rounds,
         ..RateResults::default()
     };
-    let mut active = Vec::new();
-    for name in SERVERS {
-        if opts.skip.iter().any(|s| s == name) {
-            results.notes.push(crate::report::skipped_note(name));
-            continue;
-        }
-        match opts.lineup.check(name) {
-            Ok(()) => active.push(name),
-            Err(err) if name == "uws" => {
-                eprintln!("cpu: {err:#}");
-                results.notes.push(format!("{err:#}"));
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    let active = opts
+        .lineup
+        .runnable("cpu", &SERVERS, &opts.skip, &mut results.notes)?;
     for &(size, rate) in &opts.loads {
         for name in &active {
             results.rows.push(RateRow {

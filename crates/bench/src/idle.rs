@@ -92,21 +92,9 @@ pub fn run(opts: &IdleOptions) -> anyhow::Result<IdleResults> {
              is lower): each side holds at most `ulimit -n`; pass smaller --connections"
         ));
     }
-    let mut active = Vec::new();
-    for name in SERVERS {
-        if opts.skip.iter().any(|s| s == name) {
-            results.notes.push(crate::report::skipped_note(name));
-            continue;
-        }
-        match opts.lineup.check(name) {
-            Ok(()) => active.push(name),
-            Err(err) if name.starts_with("uws") => {
-                eprintln!("idle: {err:#}");
-                results.notes.push(format!("{err:#}"));
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    let active = opts
+        .lineup
+        .runnable("idle", &SERVERS, &opts.skip, &mut results.notes)?;
     for (index, name) in active.iter().enumerate() {
         let tls = name.ends_with("wss") || name.ends_with("tls");
         let n = if tls {
