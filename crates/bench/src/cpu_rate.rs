@@ -250,20 +250,10 @@ fn fmt(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
-/// Median, min and max of `values` (`None` when empty).
-pub fn spread(mut values: Vec<f64>) -> Option<(f64, f64, f64)> {
-    values.retain(|v| v.is_finite());
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    };
-    Some((median, values[0], values[n - 1]))
+/// Median, min and max of the finite `values` ([`crate::report::spread`]); `None` when there
+/// are none.
+pub fn spread(values: Vec<f64>) -> Option<(f64, f64, f64)> {
+    crate::report::spread(values).map(|s| (s.median, s.min, s.max))
 }
 
 fn show(s: Option<(f64, f64, f64)>) -> String {

@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use crate::grpc_client::{GrpcSample, Mode};
 use crate::h2::spread;
-use crate::process::{find_in_path, free_port, run_pinned_client, Ready, Server, TempDir};
+use crate::process::{
+    find_in_path, free_port, run_pinned_client, start_protolab_app, Ready, Server, TempDir,
+};
 
 /// The servers, in the order each round runs them.
 pub const SERVERS: [&str; 3] = ["protolab-grpc", "tonic", "grpcio"];
@@ -178,7 +180,7 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
                 args.rounds
             );
             let started = match name {
-                "protolab-grpc" => start_protolab(&protolab, &home, dir.path(), port),
+                "protolab-grpc" => start_protolab_app(&protolab, &home, dir.path(), "grpc", port),
                 "tonic" => Server::start(
                     "tonic",
                     &tonic_peer,
@@ -251,28 +253,6 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
         .notes
         .extend(args.skip.iter().map(|s| crate::report::skipped_note(s)));
     Ok(results)
-}
-
-fn start_protolab(protolab: &Path, home: &Path, dir: &Path, port: u16) -> anyhow::Result<Server> {
-    let args = [
-        "--home".to_owned(),
-        home.display().to_string(),
-        "up".to_owned(),
-        "--bind".to_owned(),
-        "127.0.0.1".to_owned(),
-        "--only".to_owned(),
-        "grpc".to_owned(),
-        "--grpc-port".to_owned(),
-        port.to_string(),
-    ];
-    Server::start(
-        "protolab-grpc",
-        protolab,
-        &args,
-        dir,
-        port,
-        Ready::Line("ready"),
-    )
 }
 
 fn start_grpcio(

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::cpu;
 use crate::driver::Tool;
-use crate::process::{free_port, run_pinned_client, Ready, Server, TempDir};
+use crate::process::{free_port, run_pinned_client, start_protolab_app, Ready, Server, TempDir};
 
 /// The servers, in the order each round runs them.
 pub const SERVERS: [&str; 2] = ["protolab-h2", "nginx"];
@@ -229,7 +229,7 @@ pub fn run(args: &H2Args) -> anyhow::Result<Results> {
                 "h2: round {round}/{}: protolab-h2 on 127.0.0.1:{port}",
                 args.rounds
             );
-            let started = start_protolab(&protolab, &home, dir.path(), port);
+            let started = start_protolab_app(&protolab, &home, dir.path(), "h2", port);
             for s in &scenarios {
                 results.runs.push(h2.measure(
                     started.as_ref(),
@@ -308,28 +308,6 @@ fn issue_cert(protolab: &Path, home: &Path) -> anyhow::Result<(PathBuf, PathBuf)
         );
     }
     Ok((cert, key))
-}
-
-fn start_protolab(protolab: &Path, home: &Path, dir: &Path, port: u16) -> anyhow::Result<Server> {
-    let args = [
-        "--home".to_owned(),
-        home.display().to_string(),
-        "up".to_owned(),
-        "--bind".to_owned(),
-        "127.0.0.1".to_owned(),
-        "--only".to_owned(),
-        "h2".to_owned(),
-        "--h2-port".to_owned(),
-        port.to_string(),
-    ];
-    Server::start(
-        "protolab-h2",
-        protolab,
-        &args,
-        dir,
-        port,
-        Ready::Line("ready"),
-    )
 }
 
 fn start_nginx(
@@ -575,19 +553,10 @@ fn duration_ms(s: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|v| v * scale)
 }
 
-/// Median, min and max; `None` when empty.
-pub(crate) fn spread(mut values: Vec<f64>) -> Option<[f64; 3]> {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return None;
-    }
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        f64::midpoint(values[n / 2 - 1], values[n / 2])
-    };
-    Some([median, values[0], values[n - 1]])
+/// Median, min and max of the finite `values` ([`crate::report::spread`]), as the JSON's
+/// `[median, min, max]`; `None` when there are none.
+pub(crate) fn spread(values: Vec<f64>) -> Option<[f64; 3]> {
+    crate::report::spread(values).map(|s| [s.median, s.min, s.max])
 }
 
 fn summarize(runs: &[Run], s: &Scenario) -> Summary {

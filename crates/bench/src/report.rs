@@ -147,6 +147,37 @@ pub fn write_json(path: Option<&Path>, results: &impl Serialize) -> anyhow::Resu
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Median and range of one figure over a bench's rounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The middle value (the mean of the two middle ones for an even count).
+    pub median: f64,
+    /// The lowest value.
+    pub min: f64,
+    /// The highest value.
+    pub max: f64,
+}
+
+/// The median, min and max of the finite `values`; `None` when there are none.
+pub fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    };
+    Some(Spread {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
 /// The load average (1 min) at the start of a run and, once [`LoadWatch::end`] is called, at
 /// its end: on a shared machine, other work shows in it.
 pub struct LoadWatch(Option<f64>);
