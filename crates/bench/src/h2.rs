@@ -524,7 +524,10 @@ pub(crate) fn parse_h2load(out: &str) -> anyhow::Result<H2loadReport> {
             }
         } else if let Some(rest) = line.strip_prefix("time for request:") {
             // min, max, mean, sd, +/- sd
-            report.mean_ms = rest.split_whitespace().nth(2).and_then(duration_ms);
+            report.mean_ms = rest
+                .split_whitespace()
+                .nth(2)
+                .and_then(crate::http::duration_ms);
         }
     }
     report.req_per_sec = rps.context("no `finished in …, N req/s` line")?;
@@ -537,20 +540,6 @@ pub(crate) fn parse_h2load(out: &str) -> anyhow::Result<H2loadReport> {
         bail!("h2load completed no request");
     }
     Ok(report)
-}
-
-/// h2load durations: `706us`, `1.25ms`, `2.00s`.
-fn duration_ms(s: &str) -> Option<f64> {
-    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|v| v * scale)
 }
 
 /// Median, min and max of the finite `values` ([`crate::report::spread`]), as the JSON's

@@ -350,8 +350,8 @@ pub(crate) fn parse_wrk(out: &str) -> anyhow::Result<Wrk> {
     Ok(w)
 }
 
-/// wrk durations: `706.49us`, `1.25ms`, `2.00s`.
-fn duration_ms(s: &str) -> Option<f64> {
+/// wrk's and h2load's durations in ms: `706.49us`, `1.25ms`, `2.00s`.
+pub(crate) fn duration_ms(s: &str) -> Option<f64> {
     let (num, scale) = if let Some(n) = s.strip_suffix("us") {
         (n, 0.001)
     } else if let Some(n) = s.strip_suffix("ms") {
