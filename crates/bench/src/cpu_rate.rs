@@ -142,6 +142,8 @@ pub struct RateResults {
     pub rows: Vec<RateRow>,
     /// Skipped servers.
     pub notes: Vec<String>,
+    /// Load average (1 min) at the start and the end: the machine may be shared.
+    pub loadavg: Option<(f64, f64)>,
 }
 
 /// Runs every server that is not skipped and can run here.
@@ -150,27 +152,16 @@ pub fn run(opts: &RateOptions) -> anyhow::Result<RateResults> {
     let me = std::env::current_exe().context("finding the protolab-bench binary")?;
     let dir = TempDir::new("protolab-bench-cpu")?;
     let home = dir.path().join("protolab-home");
+    let load = crate::report::LoadWatch::start();
     let mut results = RateResults {
         connections: opts.connections,
         duration_secs: opts.duration.as_secs_f64(),
         rounds: opts.rounds,
         ..RateResults::default()
     };
-    let mut active = Vec::new();
-    for name in SERVERS {
-        if opts.skip.iter().any(|s| s == name) {
-            results.notes.push(format!("{name} skipped (--skip)"));
-            continue;
-        }
-        match opts.lineup.check(name) {
-            Ok(()) => active.push(name),
-            Err(err) if name == "uws" => {
-                eprintln!("cpu: {err:#}");
-                results.notes.push(format!("{err:#}"));
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    let active = opts
+        .lineup
+        .runnable("cpu", &SERVERS, &opts.skip, &mut results.notes)?;
     for &(size, rate) in &opts.loads {
         for name in &active {
             results.rows.push(RateRow {
@@ -223,6 +214,7 @@ pub fn run(opts: &RateOptions) -> anyhow::Result<RateResults> {
             }
         }
     }
+    results.loadavg = load.end();
     Ok(results)
 }
 
@@ -258,20 +250,10 @@ fn fmt(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
-/// Median, min and max of `values` (`None` when empty).
-pub fn spread(mut values: Vec<f64>) -> Option<(f64, f64, f64)> {
-    values.retain(|v| v.is_finite());
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    };
-    Some((median, values[0], values[n - 1]))
+/// Median, min and max of the finite `values` ([`crate::report::spread`]); `None` when there
+/// are none.
+pub fn spread(values: Vec<f64>) -> Option<(f64, f64, f64)> {
+    crate::report::spread(values).map(|s| (s.median, s.min, s.max))
 }
 
 fn show(s: Option<(f64, f64, f64)>) -> String {
@@ -360,9 +342,7 @@ pub fn render(results: &RateResults) -> String {
             }
         }
     }
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
+    out.push_str(&crate::report::trailer(&results.notes, results.loadavg));
     out
 }
 

@@ -2,6 +2,7 @@
 //! they need (failing with the install command when one is missing, never skipping silently).
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -149,6 +150,17 @@ impl Tool {
             self.install()
         )
     }
+}
+
+/// A usage error (exit 2, the servers listed on stderr) for the first `--skip` name that is not
+/// one of `known`; `None` when every name is known.
+pub fn unknown_skip(skip: &[String], known: &[&str]) -> Option<ExitCode> {
+    let unknown = skip.iter().find(|s| !known.contains(&s.as_str()))?;
+    eprintln!(
+        "error: --skip {unknown}: unknown server; one of {}",
+        known.join(", ")
+    );
+    Some(ExitCode::from(2))
 }
 
 /// A binary built from this workspace, next to the bench binary.

@@ -91,6 +91,8 @@ pub struct FanoutResults {
     pub runs: Vec<Run>,
     /// Notes (skips, file-descriptor limits, incomplete deliveries).
     pub notes: Vec<String>,
+    /// Load average (1 min) at the start and the end: the machine may be shared.
+    pub loadavg: Option<(f64, f64)>,
 }
 
 struct Spec {
@@ -257,6 +259,7 @@ pub fn run(opts: &FanoutOptions) -> anyhow::Result<FanoutResults> {
     Tool::Taskset.find(None)?;
     let me = std::env::current_exe().context("finding the protolab-bench binary")?;
     let dir = TempDir::new("protolab-bench-hub")?;
+    let load = crate::report::LoadWatch::start();
     let mut results = FanoutResults {
         subscribers: opts.subscribers,
         ..FanoutResults::default()
@@ -359,6 +362,7 @@ pub fn run(opts: &FanoutOptions) -> anyhow::Result<FanoutResults> {
             }
         }
     }
+    results.loadavg = load.end();
     Ok(results)
 }
 

@@ -350,9 +350,7 @@ pub fn render(results: &FanoutResults) -> String {
     for failure in failures {
         out.push_str(&format!("note: {failure}\n"));
     }
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
+    out.push_str(&crate::report::trailer(&results.notes, results.loadavg));
     out
 }
 
@@ -526,6 +524,7 @@ mod tests {
                 fanout_run("flask-socketio", 2, 320.0, 11_000.0),
             ],
             notes: Vec::new(),
+            loadavg: None,
         };
         let table = render(&results);
         assert!(

@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use crate::grpc_client::{GrpcSample, Mode};
 use crate::h2::spread;
-use crate::process::{find_in_path, free_port, run_pinned_client, Ready, Server, TempDir};
+use crate::process::{
+    find_in_path, free_port, run_pinned_client, start_protolab_app, Ready, Server, TempDir,
+};
 
 /// The servers, in the order each round runs them.
 pub const SERVERS: [&str; 3] = ["protolab-grpc", "tonic", "grpcio"];
@@ -119,20 +121,13 @@ fn mode_name(mode: Mode) -> &'static str {
 /// `protolab-bench grpc`: a usage error (exit 2) for an unknown `--skip`, else the run, the
 /// table on stdout and the JSON file.
 pub fn main(args: &GrpcArgs) -> anyhow::Result<std::process::ExitCode> {
-    if let Some(s) = args.skip.iter().find(|s| !SERVERS.contains(&s.as_str())) {
-        eprintln!(
-            "error: --skip {s}: unknown server; one of {}",
-            SERVERS.join(", ")
-        );
-        return Ok(std::process::ExitCode::from(2));
+    if let Some(usage) = crate::driver::unknown_skip(&args.skip, &SERVERS) {
+        return Ok(usage);
     }
     crate::process::install_signal_handler();
     let results = run(args)?;
     print!("{}", render(&results));
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    crate::report::write_json(args.json.as_deref(), &results)?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -175,7 +170,7 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
     let dir = TempDir::new("protolab-bench-grpc")?;
     let home = dir.path().join("home");
     let mut results = Results::default();
-    let load_start = crate::report::loadavg();
+    let load = crate::report::LoadWatch::start();
     let modes = [Mode::Unary, Mode::Stream];
     for round in 1..=args.rounds {
         for name in SERVERS.into_iter().filter(|s| !skipped(s)) {
@@ -185,7 +180,7 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
                 args.rounds
             );
             let started = match name {
-                "protolab-grpc" => start_protolab(&protolab, &home, dir.path(), port),
+                "protolab-grpc" => start_protolab_app(&protolab, &home, dir.path(), "grpc", port),
                 "tonic" => Server::start(
                     "tonic",
                     &tonic_peer,
@@ -236,7 +231,7 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
             }
         }
     }
-    results.loadavg = load_start.zip(crate::report::loadavg());
+    results.loadavg = load.end();
     for mode in modes {
         for &(conns, calls) in &args.loads {
             results.summary.push(summarize(
@@ -247,43 +242,17 @@ pub fn run(args: &GrpcArgs) -> anyhow::Result<Results> {
         }
     }
     for r in &results.runs {
-        if r.client_cpu_pct.is_some_and(|c| c >= 95.0) {
-            results.notes.push(format!(
-                "client-bound: the client at {:.0}% CPU against {} ({} {}, round {}): the ratio understates the faster server",
-                r.client_cpu_pct.unwrap_or_default(),
-                r.server,
-                r.mode,
-                r.load,
-                r.round
-            ));
-        }
+        let run = format!("{} ({} {}, round {})", r.server, r.mode, r.load, r.round);
+        results.notes.extend(crate::report::client_bound_note(
+            "the client",
+            r.client_cpu_pct,
+            &run,
+        ));
     }
-    for s in &args.skip {
-        results.notes.push(format!("{s} skipped (--skip)"));
-    }
+    results
+        .notes
+        .extend(args.skip.iter().map(|s| crate::report::skipped_note(s)));
     Ok(results)
-}
-
-fn start_protolab(protolab: &Path, home: &Path, dir: &Path, port: u16) -> anyhow::Result<Server> {
-    let args = [
-        "--home".to_owned(),
-        home.display().to_string(),
-        "up".to_owned(),
-        "--bind".to_owned(),
-        "127.0.0.1".to_owned(),
-        "--only".to_owned(),
-        "grpc".to_owned(),
-        "--grpc-port".to_owned(),
-        port.to_string(),
-    ];
-    Server::start(
-        "protolab-grpc",
-        protolab,
-        &args,
-        dir,
-        port,
-        Ready::Line("ready"),
-    )
 }
 
 fn start_grpcio(
@@ -431,14 +400,7 @@ pub fn render(results: &Results) -> String {
             r.error.as_deref().unwrap_or_default()
         ));
     }
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
-    if let Some((a, b)) = results.loadavg {
-        out.push_str(&format!(
-            "load average {a:.2} → {b:.2} (1 min; above 2 the machine was shared)\n"
-        ));
-    }
+    out.push_str(&crate::report::trailer(&results.notes, results.loadavg));
     for s in &results.summary {
         if let Some(r) = s.ratio_tonic {
             let verdict = if r >= 1.0 { "met" } else { "MISSED" };

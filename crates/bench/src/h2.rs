@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::cpu;
 use crate::driver::Tool;
-use crate::process::{free_port, run_pinned_client, Ready, Server, TempDir};
+use crate::process::{free_port, run_pinned_client, start_protolab_app, Ready, Server, TempDir};
 
 /// The servers, in the order each round runs them.
 pub const SERVERS: [&str; 2] = ["protolab-h2", "nginx"];
@@ -162,20 +162,13 @@ impl Scenario {
 /// `protolab-bench h2`: a usage error (exit 2) for an unknown `--skip`, else the run, the
 /// table on stdout and the JSON file.
 pub fn main(args: &H2Args) -> anyhow::Result<std::process::ExitCode> {
-    if let Some(s) = args.skip.iter().find(|s| !SERVERS.contains(&s.as_str())) {
-        eprintln!(
-            "error: --skip {s}: unknown server; one of {}",
-            SERVERS.join(", ")
-        );
-        return Ok(std::process::ExitCode::from(2));
+    if let Some(usage) = crate::driver::unknown_skip(&args.skip, &SERVERS) {
+        return Ok(usage);
     }
     crate::process::install_signal_handler();
     let results = run(args)?;
     print!("{}", render(&results));
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    crate::report::write_json(args.json.as_deref(), &results)?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -222,7 +215,7 @@ pub fn run(args: &H2Args) -> anyhow::Result<Results> {
         }
     }
     let mut results = Results::default();
-    let load_start = crate::report::loadavg();
+    let load = crate::report::LoadWatch::start();
     let h2 = H2load {
         program: &h2load,
         post_body: &post_body,
@@ -236,7 +229,7 @@ pub fn run(args: &H2Args) -> anyhow::Result<Results> {
                 "h2: round {round}/{}: protolab-h2 on 127.0.0.1:{port}",
                 args.rounds
             );
-            let started = start_protolab(&protolab, &home, dir.path(), port);
+            let started = start_protolab_app(&protolab, &home, dir.path(), "h2", port);
             for s in &scenarios {
                 results.runs.push(h2.measure(
                     started.as_ref(),
@@ -270,26 +263,24 @@ pub fn run(args: &H2Args) -> anyhow::Result<Results> {
             }
         }
     }
-    results.loadavg = load_start.zip(crate::report::loadavg());
+    results.loadavg = load.end();
     for s in &scenarios {
         results.summary.push(summarize(&results.runs, s));
     }
     for r in &results.runs {
-        if r.client_cpu_pct.is_some_and(|c| c >= 95.0) {
-            results.notes.push(format!(
-                "client-bound: h2load at {:.0}% CPU against {} ({} {} {}, round {}): the ratio understates the faster server",
-                r.client_cpu_pct.unwrap_or_default(),
-                r.server,
-                r.transport,
-                r.request,
-                r.load,
-                r.round
-            ));
-        }
+        let run = format!(
+            "{} ({} {} {}, round {})",
+            r.server, r.transport, r.request, r.load, r.round
+        );
+        results.notes.extend(crate::report::client_bound_note(
+            "h2load",
+            r.client_cpu_pct,
+            &run,
+        ));
     }
-    for s in &args.skip {
-        results.notes.push(format!("{s} skipped (--skip)"));
-    }
+    results
+        .notes
+        .extend(args.skip.iter().map(|s| crate::report::skipped_note(s)));
     Ok(results)
 }
 
@@ -317,28 +308,6 @@ fn issue_cert(protolab: &Path, home: &Path) -> anyhow::Result<(PathBuf, PathBuf)
         );
     }
     Ok((cert, key))
-}
-
-fn start_protolab(protolab: &Path, home: &Path, dir: &Path, port: u16) -> anyhow::Result<Server> {
-    let args = [
-        "--home".to_owned(),
-        home.display().to_string(),
-        "up".to_owned(),
-        "--bind".to_owned(),
-        "127.0.0.1".to_owned(),
-        "--only".to_owned(),
-        "h2".to_owned(),
-        "--h2-port".to_owned(),
-        port.to_string(),
-    ];
-    Server::start(
-        "protolab-h2",
-        protolab,
-        &args,
-        dir,
-        port,
-        Ready::Line("ready"),
-    )
 }
 
 fn start_nginx(
@@ -555,7 +524,10 @@ pub(crate) fn parse_h2load(out: &str) -> anyhow::Result<H2loadReport> {
             }
         } else if let Some(rest) = line.strip_prefix("time for request:") {
             // min, max, mean, sd, +/- sd
-            report.mean_ms = rest.split_whitespace().nth(2).and_then(duration_ms);
+            report.mean_ms = rest
+                .split_whitespace()
+                .nth(2)
+                .and_then(crate::http::duration_ms);
         }
     }
     report.req_per_sec = rps.context("no `finished in …, N req/s` line")?;
@@ -570,33 +542,10 @@ pub(crate) fn parse_h2load(out: &str) -> anyhow::Result<H2loadReport> {
     Ok(report)
 }
 
-/// h2load durations: `706us`, `1.25ms`, `2.00s`.
-fn duration_ms(s: &str) -> Option<f64> {
-    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|v| v * scale)
-}
-
-/// Median, min and max; `None` when empty.
-pub(crate) fn spread(mut values: Vec<f64>) -> Option<[f64; 3]> {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return None;
-    }
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        f64::midpoint(values[n / 2 - 1], values[n / 2])
-    };
-    Some([median, values[0], values[n - 1]])
+/// Median, min and max of the finite `values` ([`crate::report::spread`]), as the JSON's
+/// `[median, min, max]`; `None` when there are none.
+pub(crate) fn spread(values: Vec<f64>) -> Option<[f64; 3]> {
+    crate::report::spread(values).map(|s| [s.median, s.min, s.max])
 }
 
 fn summarize(runs: &[Run], s: &Scenario) -> Summary {
@@ -676,14 +625,7 @@ pub fn render(results: &Results) -> String {
             r.error.as_deref().unwrap_or_default()
         ));
     }
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
-    if let Some((a, b)) = results.loadavg {
-        out.push_str(&format!(
-            "load average {a:.2} → {b:.2} (1 min; above 2 the machine was shared)\n"
-        ));
-    }
+    out.push_str(&crate::report::trailer(&results.notes, results.loadavg));
     for s in &results.summary {
         if let Some(r) = s.ratio {
             let verdict = if r >= 1.0 { "met" } else { "MISSED" };

@@ -37,10 +37,10 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
     if protolab.is_none() {
         results
             .notes
-            .push("protolab-http skipped (--skip)".to_owned());
+            .push(crate::report::skipped_note("protolab-http"));
     }
     if nginx.is_none() {
-        results.notes.push("nginx skipped (--skip)".to_owned());
+        results.notes.push(crate::report::skipped_note("nginx"));
     }
     // protolab's body, fetched once; nginx then serves the same bytes.
     let mut body: Option<Vec<u8>> = None;
@@ -127,13 +127,11 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
         });
     }
     for r in &results.http {
-        if r.client_cpu_pct.is_some_and(|c| c >= 95.0) {
-            results.notes.push(format!(
-                "client-bound: wrk CPU {:.0}% against {}: ratios understate the server's headroom",
-                r.client_cpu_pct.unwrap_or_default(),
-                r.server
-            ));
-        }
+        results.notes.extend(crate::report::client_bound_note(
+            "wrk",
+            r.client_cpu_pct,
+            &r.server,
+        ));
     }
     Ok(())
 }
@@ -352,8 +350,8 @@ pub(crate) fn parse_wrk(out: &str) -> anyhow::Result<Wrk> {
     Ok(w)
 }
 
-/// wrk durations: `706.49us`, `1.25ms`, `2.00s`.
-fn duration_ms(s: &str) -> Option<f64> {
+/// wrk's and h2load's durations in ms: `706.49us`, `1.25ms`, `2.00s`.
+pub(crate) fn duration_ms(s: &str) -> Option<f64> {
     let (num, scale) = if let Some(n) = s.strip_suffix("us") {
         (n, 0.001)
     } else if let Some(n) = s.strip_suffix("ms") {

@@ -61,6 +61,8 @@ pub struct IdleResults {
     pub rows: Vec<IdleRow>,
     /// Skipped servers and settings worth knowing.
     pub notes: Vec<String>,
+    /// Load average (1 min) at the start and the end: the machine may be shared.
+    pub loadavg: Option<(f64, f64)>,
 }
 
 /// Runs every server that is not skipped and can run here.
@@ -69,6 +71,7 @@ pub fn run(opts: &IdleOptions) -> anyhow::Result<IdleResults> {
     let me = std::env::current_exe().context("finding the protolab-bench binary")?;
     let dir = TempDir::new("protolab-bench-idle")?;
     let home = dir.path().join("protolab-home");
+    let load = crate::report::LoadWatch::start();
     let mut results = IdleResults {
         connections: opts.connections,
         tls_connections: opts.tls_connections,
@@ -89,21 +92,9 @@ pub fn run(opts: &IdleOptions) -> anyhow::Result<IdleResults> {
              is lower): each side holds at most `ulimit -n`; pass smaller --connections"
         ));
     }
-    let mut active = Vec::new();
-    for name in SERVERS {
-        if opts.skip.iter().any(|s| s == name) {
-            results.notes.push(format!("{name} skipped (--skip)"));
-            continue;
-        }
-        match opts.lineup.check(name) {
-            Ok(()) => active.push(name),
-            Err(err) if name.starts_with("uws") => {
-                eprintln!("idle: {err:#}");
-                results.notes.push(format!("{err:#}"));
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    let active = opts
+        .lineup
+        .runnable("idle", &SERVERS, &opts.skip, &mut results.notes)?;
     for (index, name) in active.iter().enumerate() {
         let tls = name.ends_with("wss") || name.ends_with("tls");
         let n = if tls {
@@ -135,6 +126,7 @@ pub fn run(opts: &IdleOptions) -> anyhow::Result<IdleResults> {
     results.notes.push(
         "RSS is the server's user-space memory; the kernel's socket buffers are not in it".into(),
     );
+    results.loadavg = load.end();
     Ok(results)
 }
 
@@ -366,9 +358,7 @@ pub fn render(results: &IdleResults) -> String {
          connections, which a collector or an allocator reusing freed memory cannot hide.\n\
          ×best: conn/s above 1 is faster than the best peer; Δstart B and RSS after close below 1 use less.\n",
     );
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
+    out.push_str(&crate::report::trailer(&results.notes, results.loadavg));
     out
 }
 

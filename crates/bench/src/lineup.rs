@@ -98,6 +98,34 @@ impl Lineup {
         Ok(())
     }
 
+    /// The `servers` that run: not in `skip`, and able to run here. A skipped one, or a
+    /// uWebSockets peer that is not built (an optional peer), adds a note to `notes`; any
+    /// other server that cannot run is an error. `bench` prefixes what goes to stderr.
+    pub fn runnable(
+        &self,
+        bench: &str,
+        servers: &[&'static str],
+        skip: &[String],
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<Vec<&'static str>> {
+        let mut active = Vec::new();
+        for &name in servers {
+            if skip.iter().any(|s| s == name) {
+                notes.push(crate::report::skipped_note(name));
+                continue;
+            }
+            match self.check(name) {
+                Ok(()) => active.push(name),
+                Err(err) if name.starts_with("uws") => {
+                    eprintln!("{bench}: {err:#}");
+                    notes.push(format!("{err:#}"));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(active)
+    }
+
     /// Starts `name` on a fresh port, its stderr in `dir`; `home` is the protolab home whose
     /// CA signs every TLS server's certificate.
     pub fn start(&self, name: &str, dir: &Path, home: &Path) -> anyhow::Result<Started> {

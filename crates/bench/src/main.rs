@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use protolab_bench::driver::{Load, Options};
+use protolab_bench::driver::{self, Load, Options};
 use protolab_bench::report::{self, Results};
 use protolab_bench::{client, decode, http, loadgen, process, ws};
 
@@ -514,16 +514,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Idle(a) => {
             use protolab_bench::{idle, lineup};
-            if let Some(s) = a
-                .skip
-                .iter()
-                .find(|s| !lineup::SERVERS.contains(&s.as_str()))
-            {
-                eprintln!(
-                    "error: --skip {s}: unknown server; one of {}",
-                    lineup::SERVERS.join(", ")
-                );
-                return Ok(ExitCode::from(2));
+            if let Some(usage) = driver::unknown_skip(&a.skip, &lineup::SERVERS) {
+                return Ok(usage);
             }
             process::install_signal_handler();
             let results = idle::run(&idle::IdleOptions {
@@ -534,10 +526,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 skip: a.skip,
             })?;
             print!("{}", idle::render(&results));
-            if let Some(path) = a.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
+            report::write_json(a.json.as_deref(), &results)?;
             return Ok(if idle::any_failed(&results) {
                 ExitCode::FAILURE
             } else {
@@ -546,16 +535,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cpu(a) => {
             use protolab_bench::cpu_rate;
-            if let Some(s) = a
-                .skip
-                .iter()
-                .find(|s| !cpu_rate::SERVERS.contains(&s.as_str()))
-            {
-                eprintln!(
-                    "error: --skip {s}: unknown server; one of {}",
-                    cpu_rate::SERVERS.join(", ")
-                );
-                return Ok(ExitCode::from(2));
+            if let Some(usage) = driver::unknown_skip(&a.skip, &cpu_rate::SERVERS) {
+                return Ok(usage);
             }
             if a.rate.iter().any(|r| !(r.is_finite() && *r > 0.0))
                 || (a.rate.len() != 1 && a.rate.len() != a.sizes.len())
@@ -581,10 +562,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 skip: a.skip,
             })?;
             print!("{}", cpu_rate::render(&results));
-            if let Some(path) = a.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
+            report::write_json(a.json.as_deref(), &results)?;
             return Ok(if cpu_rate::any_failed(&results) {
                 ExitCode::FAILURE
             } else {
@@ -612,14 +590,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Hub(a) => {
             use protolab_bench::fanout;
-            for s in &a.skip {
-                if !fanout::SERVERS.contains(&s.as_str()) {
-                    eprintln!(
-                        "error: --skip {s}: unknown server; one of {}",
-                        fanout::SERVERS.join(", ")
-                    );
-                    return Ok(ExitCode::from(2));
-                }
+            if let Some(usage) = driver::unknown_skip(&a.skip, &fanout::SERVERS) {
+                return Ok(usage);
             }
             let me = std::env::current_exe().context("finding the protolab-bench binary")?;
             let subscribers = usize::try_from(a.subscribers)?;
@@ -647,10 +619,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 throughput_publications: a.throughput_publications,
             })?;
             print!("{}", protolab_bench::fanout_report::render(&results));
-            if let Some(path) = a.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
+            report::write_json(a.json.as_deref(), &results)?;
             return Ok(if protolab_bench::fanout_report::any_failed(&results) {
                 ExitCode::FAILURE
             } else {
@@ -673,10 +642,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rounds: a.rounds,
             })?;
             print!("{}", loadgen::render(&results));
-            if let Some(path) = a.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
+            report::write_json(a.json.as_deref(), &results)?;
             let failed = results.rows.iter().filter(|r| r.error.is_some()).count();
             return Ok(if failed > 0 {
                 ExitCode::FAILURE
@@ -699,10 +665,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 keep: a.keep,
             })?;
             print!("{}", decode::render(&results));
-            if let Some(path) = a.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
+            report::write_json(a.json.as_deref(), &results)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Grpc(a) => return protolab_bench::grpc::main(&a),
@@ -725,8 +688,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             process::install_signal_handler();
             let results = protolab_bench::proxy::run(&opts, &bench)?;
             print!("{}", protolab_bench::proxy::render(&results, &bench));
+            report::write_json(json.as_deref(), &results)?;
             if let Some(path) = json {
-                protolab_bench::proxy::write_json(&results, &path)?;
                 println!("results written to {}", path.display());
             }
             let failed = results.rows.iter().any(|r| r.error.is_some());
@@ -743,18 +706,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (opts, json) = options(common)?;
     process::install_signal_handler();
     let mut results = Results::default();
-    let load_start = report::loadavg();
+    let load = report::LoadWatch::start();
     if do_ws {
         ws::run(&opts, &mut results)?;
     }
     if do_http {
         http::run(&opts, &mut results)?;
     }
-    results.loadavg = load_start.zip(report::loadavg());
+    results.loadavg = load.end();
     print!("{}", report::render(&results));
+    report::write_json(json.as_deref(), &results)?;
     if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&results)?)
-            .with_context(|| format!("writing {}", path.display()))?;
         println!("results written to {}", path.display());
     }
     let failed = results

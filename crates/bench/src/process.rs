@@ -229,6 +229,36 @@ impl Server {
     }
 }
 
+/// Starts `protolab --home HOME up --only APP --APP-port PORT` on 127.0.0.1 as the server
+/// `protolab-APP` (e.g. `h2`, `grpc`), its stderr in `dir`; ready when it prints `ready`.
+pub fn start_protolab_app(
+    protolab: &Path,
+    home: &Path,
+    dir: &Path,
+    app: &str,
+    port: u16,
+) -> anyhow::Result<Server> {
+    let args = [
+        "--home".to_owned(),
+        home.display().to_string(),
+        "up".to_owned(),
+        "--bind".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--only".to_owned(),
+        app.to_owned(),
+        format!("--{app}-port"),
+        port.to_string(),
+    ];
+    Server::start(
+        &format!("protolab-{app}"),
+        protolab,
+        &args,
+        dir,
+        port,
+        Ready::Line("ready"),
+    )
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let pgid = self.child.id();

@@ -7,7 +7,7 @@
 //! is `protolab bench URL --json` (HDR latency with coordinated-omission correction).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -62,12 +62,15 @@ pub struct ProxyResults {
     pub added_p99_diff_us: Option<f64>,
     /// Remarks (skipped peers, failures).
     pub notes: Vec<String>,
+    /// Load average (1 min) at the start and the end: the machine may be shared.
+    pub loadavg: Option<(f64, f64)>,
 }
 
 /// Runs the proxy bench.
 pub fn run(opts: &Options, bench: &ProxyBench) -> anyhow::Result<ProxyResults> {
     Tool::Taskset.find(None)?;
     let wrk = Tool::Wrk.find(None)?;
+    let load = crate::report::LoadWatch::start();
     let protolab = protolab_bin(opts)?;
     let haproxy = find_in_path("haproxy")
         .context("`haproxy` not found on PATH: install it with `apt-get install -y haproxy`")?;
@@ -213,6 +216,7 @@ pub fn run(opts: &Options, bench: &ProxyBench) -> anyhow::Result<ProxyResults> {
             results.notes.push(format!("{}: {e}", r.name));
         }
     }
+    results.loadavg = load.end();
     Ok(results)
 }
 
@@ -371,14 +375,6 @@ pub fn render(r: &ProxyResults, bench: &ProxyBench) -> String {
         verdict(r.added_p99_diff_us.map(|x| x <= 0.0))
     );
     let _ = writeln!(o, "HTTP req/s protolab/HAProxy: {}", f(r.http_ratio, 2));
-    for n in &r.notes {
-        let _ = writeln!(o, "note: {n}");
-    }
+    o.push_str(&crate::report::trailer(&r.notes, r.loadavg));
     o
-}
-
-/// Where a JSON copy goes.
-pub fn write_json(r: &ProxyResults, path: &PathBuf) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(r)?)
-        .with_context(|| format!("writing {}", path.display()))
 }

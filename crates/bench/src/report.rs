@@ -1,5 +1,8 @@
 //! Results of a bench run: rows, targets, the terminal table and the JSON file.
 
+use std::path::Path;
+
+use anyhow::Context as _;
 use serde::Serialize;
 
 /// One server under one WebSocket load.
@@ -135,6 +138,102 @@ pub fn loadavg() -> Option<f64> {
         .ok()
 }
 
+/// Writes `results` as pretty JSON to `path` (a bench's `--json`), when one was given.
+pub fn write_json(path: Option<&Path>, results: &impl Serialize) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    std::fs::write(path, serde_json::to_string_pretty(results)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Median and range of one figure over a bench's rounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The middle value (the mean of the two middle ones for an even count).
+    pub median: f64,
+    /// The lowest value.
+    pub min: f64,
+    /// The highest value.
+    pub max: f64,
+}
+
+/// The median, min and max of the finite `values`; `None` when there are none.
+pub fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    };
+    Some(Spread {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
+/// The load average (1 min) at the start of a run and, once [`LoadWatch::end`] is called, at
+/// its end: on a shared machine, other work shows in it.
+pub struct LoadWatch(Option<f64>);
+
+impl LoadWatch {
+    /// Reads the load average now, as the run starts.
+    pub fn start() -> Self {
+        Self(loadavg())
+    }
+
+    /// The start's and now's load averages, if both could be read.
+    pub fn end(self) -> Option<(f64, f64)> {
+        self.0.zip(loadavg())
+    }
+}
+
+/// Client CPU (percent of its core) from which a run counts as client-bound: the client, not
+/// the server, set the pace.
+pub const CLIENT_BOUND_PCT: f64 = 95.0;
+
+/// The note for a server left out with `--skip`.
+pub fn skipped_note(server: &str) -> String {
+    format!("{server} skipped (--skip)")
+}
+
+/// The note for a client-bound run: `client` (e.g. `h2load`) used `client_cpu_pct` of its core
+/// against `run` (the server and the load); `None` below [`CLIENT_BOUND_PCT`] or unread.
+pub fn client_bound_note(client: &str, client_cpu_pct: Option<f64>, run: &str) -> Option<String> {
+    let cpu = client_cpu_pct.filter(|c| *c >= CLIENT_BOUND_PCT)?;
+    Some(format!(
+        "client-bound: {client} at {cpu:.0}% CPU against {run}: the ratio understates the faster \
+         server; compare the figures per server CPU-second"
+    ))
+}
+
+/// The lines every bench ends its table with: its `notes` as `note:` lines, one for a debug
+/// build of this binary, then the load average over the run.
+pub fn trailer(notes: &[String], loadavg: Option<(f64, f64)>) -> String {
+    let mut out = String::new();
+    for note in notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    if cfg!(debug_assertions) {
+        out.push_str(
+            "note: protolab-bench is a debug build: figures come from release builds \
+             (`cargo build --release -p protolab -p protolab-bench`)\n",
+        );
+    }
+    if let Some((start, end)) = loadavg {
+        out.push_str(&format!(
+            "load average {start:.2} → {end:.2} (1 min; above 2 the machine was shared)\n"
+        ));
+    }
+    out
+}
+
 fn num(v: Option<f64>) -> String {
     match v {
         Some(v) if v >= 100.0 => format!("{v:.0}"),
@@ -231,17 +330,44 @@ pub fn render(results: &Results) -> String {
             ));
         }
     }
-    if let Some((a, b)) = results.loadavg {
-        out.push_str(&format!(
-            "load average at start {a:.2}, at end {b:.2} (2 cores: above ~2 other work competed with the pinned processes)\n"
-        ));
-    }
-    for note in &results.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
+    out.push_str(&trailer(&results.notes, results.loadavg));
     out
 }
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trailer_prints_notes_then_the_load_average() {
+        let notes = vec![skipped_note("nginx"), "a remark".to_owned()];
+        let out = trailer(&notes, Some((0.5, 2.25)));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "note: nginx skipped (--skip)");
+        assert_eq!(lines[1], "note: a remark");
+        assert_eq!(
+            lines.last().copied(),
+            Some("load average 0.50 → 2.25 (1 min; above 2 the machine was shared)")
+        );
+        assert_eq!(
+            lines.iter().any(|l| l.contains("debug build")),
+            cfg!(debug_assertions)
+        );
+        assert!(!trailer(&[], None).contains("load average"));
+    }
+
+    #[test]
+    fn a_run_is_client_bound_from_the_threshold() {
+        assert_eq!(client_bound_note("wrk", Some(94.9), "nginx"), None);
+        assert_eq!(client_bound_note("wrk", None, "nginx"), None);
+        let note = client_bound_note("wrk", Some(CLIENT_BOUND_PCT), "nginx").unwrap_or_default();
+        assert!(
+            note.starts_with("client-bound: wrk at 95% CPU against nginx: "),
+            "{note}"
+        );
+    }
 }

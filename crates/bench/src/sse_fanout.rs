@@ -398,11 +398,6 @@ pub fn render(results: &Results) -> String {
             let _ = writeln!(out, "note: {} round {}: {e}", r.transport, r.round);
         }
     }
-    if let Some((a, b)) = results.loadavg {
-        let _ = writeln!(
-            out,
-            "load average {a:.2} → {b:.2} (a shared machine: figures are noisy)"
-        );
-    }
+    out.push_str(&crate::report::trailer(&[], results.loadavg));
     out
 }

@@ -149,7 +149,7 @@ pub fn run(opts: &Options, results: &mut Results) -> anyhow::Result<()> {
         for name in SERVERS {
             if opts.skipped(name) {
                 if round == 0 {
-                    results.notes.push(format!("{name} skipped (--skip)"));
+                    results.notes.push(crate::report::skipped_note(name));
                 }
                 continue;
             }
@@ -361,14 +361,11 @@ fn add_ratios(opts: &Options, results: &mut Results) {
                 ));
             }
         }
-        if r.client_cpu_pct.is_some_and(|c| c >= 95.0) {
-            results.notes.push(format!(
-                "client-bound: client CPU {:.0}% against {} ({}): ratios understate the server's headroom; \
-                 compare msgs per server-CPU-second",
-                r.client_cpu_pct.unwrap_or_default(),
-                r.server,
-                r.load
-            ));
-        }
+        let run = format!("{} ({})", r.server, r.load);
+        results.notes.extend(crate::report::client_bound_note(
+            "the client",
+            r.client_cpu_pct,
+            &run,
+        ));
     }
 }

@@ -4,44 +4,16 @@
 //! scenario. Not timed: the figures come from release builds (docs/architecture.md).
 
 use std::path::PathBuf;
-use std::process::Command;
 
-/// `protolab`, built next to this test's binaries.
-fn protolab() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_protolab-bench"));
-    let path = bench.with_file_name("protolab");
-    assert!(
-        path.is_file(),
-        "{} not found: build it first with `cargo build -p protolab` (same profile as this test)",
-        path.display()
-    );
-    path
-}
+mod common;
 
 #[test]
 fn grpc_bench_runs_every_server_and_prints_ratios() {
     // The tonic peer is a binary of this package, built for its tests alongside this one.
     let peer = PathBuf::from(env!("CARGO_BIN_EXE_bench-peer-tonic"));
     assert!(peer.is_file(), "{} not built", peer.display());
-    let dir = std::env::temp_dir().join(format!("grpc-bench-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("grpc.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_protolab-bench"))
-        .args(["grpc", "--duration", "1", "--warmup", "0", "--rounds", "1"])
-        .args(["--loads", "2x2", "--size", "100"])
-        .arg("--protolab")
-        .arg(protolab())
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("running protolab-bench grpc");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(out.status.success(), "protolab-bench grpc failed: {stderr}");
-    let results: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON results")).expect("JSON");
-    let _ = std::fs::remove_dir_all(&dir);
+    let common::BenchRun { stdout, results } =
+        common::run_bench("grpc --duration 1 --warmup 0 --rounds 1 --loads 2x2 --size 100");
 
     let runs = results["runs"].as_array().expect("runs");
     // 3 servers × (unary, stream) × one load.
@@ -65,10 +37,5 @@ fn grpc_bench_runs_every_server_and_prints_ratios() {
 
 #[test]
 fn an_unknown_server_to_skip_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_protolab-bench"))
-        .args(["grpc", "--skip", "envoy"])
-        .output()
-        .expect("running protolab-bench grpc");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("protolab-grpc, tonic, grpcio"));
+    common::assert_unknown_skip_is_a_usage_error("grpc", "envoy", "protolab-grpc, tonic, grpcio");
 }

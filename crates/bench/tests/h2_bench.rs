@@ -3,42 +3,12 @@
 //! h2load, each run answered only with 2xx, and a ratio line printed per scenario. Not timed:
 //! the figures themselves come from release builds (docs/architecture.md).
 
-use std::path::PathBuf;
-use std::process::Command;
-
-/// `protolab`, built next to this test's binaries.
-fn protolab() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_protolab-bench"));
-    let path = bench.with_file_name("protolab");
-    assert!(
-        path.is_file(),
-        "{} not found: build it first with `cargo build -p protolab` (same profile as this test)",
-        path.display()
-    );
-    path
-}
+mod common;
 
 #[test]
 fn h2_bench_runs_every_scenario_against_nginx_and_prints_ratios() {
-    let dir = std::env::temp_dir().join(format!("h2-bench-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("h2.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_protolab-bench"))
-        .args(["h2", "--duration", "1", "--warmup", "0", "--rounds", "1"])
-        .args(["--loads", "2x2"])
-        .arg("--protolab")
-        .arg(protolab())
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("running protolab-bench h2");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(out.status.success(), "protolab-bench h2 failed: {stderr}");
-    let results: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON results")).expect("JSON");
-    let _ = std::fs::remove_dir_all(&dir);
+    let common::BenchRun { stdout, results } =
+        common::run_bench("h2 --duration 1 --warmup 0 --rounds 1 --loads 2x2");
 
     let runs = results["runs"].as_array().expect("runs");
     // 2 servers × (h2c, TLS) × (GET, POST) × one load.
@@ -67,10 +37,5 @@ fn h2_bench_runs_every_scenario_against_nginx_and_prints_ratios() {
 
 #[test]
 fn an_unknown_server_to_skip_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_protolab-bench"))
-        .args(["h2", "--skip", "apache"])
-        .output()
-        .expect("running protolab-bench h2");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("protolab-h2, nginx"));
+    common::assert_unknown_skip_is_a_usage_error("h2", "apache", "protolab-h2, nginx");
 }

@@ -4,8 +4,7 @@
 //! subscriber got every publication. The Flask-SocketIO and Node socket.io peers are left out
 //! here; they are bench-only peers.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 const SUBSCRIBERS: usize = 50;
 const PUBLISHES: u64 = 3;
@@ -20,50 +19,13 @@ const SERVERS: [&str; 5] = [
     "ws-floor",
 ];
 
-/// `protolab`, built next to this test's binaries by `cargo test --workspace`.
-fn protolab() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_protolab-bench"));
-    let path = bench.with_file_name("protolab");
-    assert!(
-        path.is_file(),
-        "{} not found: build it first with `cargo build -p protolab` (same profile as this test)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn every_subscriber_gets_every_publication_from_the_hub() {
-    let dir = std::env::temp_dir().join(format!("hub-fanout-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("fanout.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_protolab-bench"))
-        .args(["hub", "--subscribers", &SUBSCRIBERS.to_string()])
-        .args([
-            "--publishes",
-            &PUBLISHES.to_string(),
-            "--burst",
-            &BURST.to_string(),
-        ])
-        .args(["--skip", "flask-socketio", "--skip", "node-socketio"])
-        .args(["--throughput-subscribers", "1,7"])
-        .args([
-            "--throughput-publications",
-            &THROUGHPUT_PUBLICATIONS.to_string(),
-        ])
-        .arg("--protolab")
-        .arg(protolab())
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("running protolab-bench hub");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(out.status.success(), "protolab-bench hub failed: {stderr}");
-    let results: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON results")).expect("JSON");
-    let _ = std::fs::remove_dir_all(&dir);
+    let common::BenchRun { stdout, results } = common::run_bench(&format!(
+        "hub --subscribers {SUBSCRIBERS} --publishes {PUBLISHES} --burst {BURST} \
+         --skip flask-socketio --skip node-socketio --throughput-subscribers 1,7 \
+         --throughput-publications {THROUGHPUT_PUBLICATIONS}"
+    ));
     let runs = results["runs"].as_array().expect("runs");
     let fanout_servers: Vec<&str> = runs
         .iter()

@@ -3,45 +3,12 @@
 //! both transports served at least one delivery and the SSE ÷ WS ratio line printed. Not
 //! timed: the figures come from release builds (docs/architecture.md).
 
-use std::path::PathBuf;
-use std::process::Command;
-
-/// `protolab`, built next to this test's binaries.
-fn protolab() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_protolab-bench"));
-    let path = bench.with_file_name("protolab");
-    assert!(
-        path.is_file(),
-        "{} not found: build it first with `cargo build -p protolab` (same profile as this test)",
-        path.display()
-    );
-    path
-}
+mod common;
 
 #[test]
 fn every_subscriber_of_both_transports_gets_deliveries_and_the_ratio_is_printed() {
-    let dir = std::env::temp_dir().join(format!("sse-fanout-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("sse-fanout.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_protolab-bench"))
-        .args(["sse-fanout", "--subscribers", "20", "--duration", "1"])
-        .args(["--push-ms", "100", "--rounds", "1"])
-        .arg("--protolab")
-        .arg(protolab())
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("running protolab-bench sse-fanout");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(
-        out.status.success(),
-        "protolab-bench sse-fanout failed: {stderr}"
-    );
-    let results: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON results")).expect("JSON");
-    let _ = std::fs::remove_dir_all(&dir);
+    let common::BenchRun { stdout, results } =
+        common::run_bench("sse-fanout --subscribers 20 --duration 1 --push-ms 100 --rounds 1");
 
     let runs = results["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 2, "one run per transport: {runs:#?}");

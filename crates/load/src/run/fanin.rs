@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::{Budget, Stats, CLOSE_BOUND};
+use super::budget::{Budget, CLOSE_BOUND};
+use super::stats::Stats;
 use crate::client::http2::h2_echo;
 use crate::client::{bounded, Conn, Failure, Plan};
 use crate::report::ErrorKind;
