@@ -353,6 +353,61 @@ async fn fanin_multiplexes_on_one_connection_for_http2_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanin_charges_the_settings_exchange_to_the_connection_not_the_messages() {
+    let lab = TestLab::start(&[Protocol::H2, Protocol::Grpc], |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    for (scheme, protocol) in [("h2c", Protocol::H2), ("grpc", Protocol::Grpc)] {
+        let port = lab.port(protocol);
+        let url = format!("{scheme}://127.0.0.1:{port}/");
+        // Few messages, so the SETTINGS frames and their ACKs (about 60 bytes) would move
+        // the per-message figures by whole bytes.
+        let mut config = Config::new(Target::parse(&url).unwrap());
+        config.workload = Workload::Fanin;
+        config.connections = 4;
+        config.max_messages = 21;
+        config.duration = Duration::from_secs(20);
+        let file = dir.path().join(format!("{scheme}-fanin.pcapng"));
+        let capture = TsharkCapture::start(&format!("tcp port {port}"), &file);
+        let fanin = run(config).await.unwrap();
+        capture.stop();
+        assert_clean(&fanin, 21);
+        let (to_server, to_client) = tcp_payload(&file, port);
+        assert_eq!(
+            (fanin.bytes.total_sent, fanin.bytes.total_received),
+            (to_server, to_client),
+            "{scheme}: counted totals, then the capture's TCP payload"
+        );
+        // One connection, one stream at a time: echo's steady exchanges carry the same
+        // frames as fanin's interleaved ones, and no SETTINGS.
+        let mut config = Config::new(Target::parse(&url).unwrap());
+        config.workload = Workload::Echo;
+        config.connections = 1;
+        config.max_messages = 21;
+        config.duration = Duration::from_secs(20);
+        let echo = run(config).await.unwrap();
+        assert_clean(&echo, 21);
+        for (what, fanin, echo) in [
+            (
+                "sent",
+                fanin.bytes.sent_per_message.unwrap(),
+                echo.bytes.sent_per_message.unwrap(),
+            ),
+            (
+                "received",
+                fanin.bytes.received_per_message.unwrap(),
+                echo.bytes.received_per_message.unwrap(),
+            ),
+        ] {
+            println!("{scheme}: {what} per message: fanin {fanin:.2} B, echo {echo:.2} B");
+            assert!(
+                (fanin - echo).abs() < 0.5,
+                "{scheme}: fanin {what} {fanin:.2} B per message, echo {echo:.2} B"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_push_times_the_lab_server_stream() {
     let lab = TestLab::start(&[Protocol::Grpc], |_| {}).await;
     for scheme in ["grpc", "grpcs"] {
