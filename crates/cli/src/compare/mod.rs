@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use protolab_load::{Config, Payload, Target, Workload};
+use protolab_load::{Config, Payload, Workload};
 use protolab_server::Protocol;
 use protolab_wire::ws::deflate::Offer;
 
@@ -160,12 +160,17 @@ pub struct CompareArgs {
     pub baseline: Option<PathBuf>,
     /// Run the workloads against a lab deployed elsewhere (`protolab up` on HOST, e.g. a VM
     /// with forwarded ports) instead of starting one: http://HOST:3000/, https://HOST:3001/,
-    /// ws://HOST:3002/ws, wss://HOST:3003/ws. Its server CPU cannot be measured from here.
+    /// ws://HOST:3002/ws, wss://HOST:3003/ws, the SSE app (sse, poll, long-poll) on :3004,
+    /// the HTTP/2 app (h2, h2-tls) on :3005, the gRPC app (grpc, grpc-tls) on :3006. Its
+    /// server CPU cannot be measured from here.
     #[arg(long, value_name = "HOST", conflicts_with_all = ["rtt", "loss", "bandwidth", "wan_emulator", "server_threads"])]
     pub lab: Option<String>,
     /// A lab app elsewhere at another port or URL, PROTOCOL=PORT (on --lab HOST) or
-    /// PROTOCOL=URL, comma-separated, e.g. `http=13000` or `wss=wss://lab.test:8443/ws`.
-    /// Without --lab, URLs alone name the lab and every compared app needs one.
+    /// PROTOCOL=URL, comma-separated, e.g. `http=13000`, `wss=wss://lab.test:8443/ws`,
+    /// `sse=http://lab.test:3004/events`, `h2=https://lab.test:3005/`, `grpc=lab.test:3006`.
+    /// PROTOCOL is the app (http, https, ws, wss, sse, h2, grpc); h2-tls, poll ... name the
+    /// app that serves them. Without --lab, URLs alone name the lab and every compared app
+    /// needs one.
     #[arg(long = "lab-url", value_delimiter = ',', value_name = "PROTOCOL=URL", conflicts_with_all = ["rtt", "loss", "bandwidth", "wan_emulator", "server_threads"])]
     pub lab_urls: Vec<String>,
     /// The CA certificate (PEM) a lab elsewhere made its certificates with (that lab's
@@ -333,19 +338,19 @@ impl CompareArgs {
             humantime::format_duration(total),
             one_round.len()
         );
-        let mut apps: Vec<Protocol> = Vec::new();
-        for p in &protocols {
-            if !apps.contains(&p.protocol()) {
-                apps.push(p.protocol());
-            }
-        }
         let remote = remote::parse(
             self.lab.as_deref(),
             &self.lab_urls,
             self.lab_ca.as_deref(),
             self.lab_keylog.as_deref(),
-            &apps,
+            &protocols,
         )?;
+        let sse_push = one_round
+            .iter()
+            .any(|s| s.workload == Workload::Push && s.protocol.protocol() == Protocol::Sse);
+        if remote.is_some() && sse_push {
+            skipped.push(remote::SSE_FEED_ELSEWHERE.to_owned());
+        }
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         // A lab elsewhere leaves every CPU here to the load generator.
         let server_threads = match &remote {
@@ -655,16 +660,7 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         let Some(endpoint) = lab.endpoint(step.protocol.protocol()) else {
             continue;
         };
-        let mut target = match step.protocol.h2_scheme() {
-            Some(scheme) => Target::parse(&protocols::h2_url(scheme, &endpoint.url))?,
-            None => Target::parse(&endpoint.url)?,
-        };
-        if let Some(scheme) = step.protocol.scheme() {
-            target.scheme = scheme;
-        }
-        if let Some(path) = step.protocol.path() {
-            target.path = path.to_owned();
-        }
+        let mut target = step.protocol.target(&endpoint.url)?;
         if wan.is_some() {
             // The lab behind the WAN link listens on the namespace's address; the requests
             // still name it `localhost:PORT`, as on loopback, so HTTP heads and TLS names are

@@ -4,7 +4,7 @@
 //! (`poll://…/poll`, `long-poll://…/poll/long`), push workload only.
 
 use clap::ValueEnum;
-use protolab_load::{Scheme, Workload};
+use protolab_load::{Scheme, Target, Workload};
 use protolab_server::Protocol;
 
 /// `--protocols` values.
@@ -103,6 +103,22 @@ impl ProtocolArg {
             Self::GrpcTls => Scheme::Grpcs,
             _ => return None,
         })
+    }
+
+    /// What the load generator connects to for this protocol on the app at `app_url`: the
+    /// URL with this protocol's scheme and path where they are not the URL's own.
+    pub(super) fn target(self, app_url: &str) -> Result<Target, protolab_load::Error> {
+        let mut target = match self.h2_scheme() {
+            Some(scheme) => Target::parse(&h2_url(scheme, app_url))?,
+            None => Target::parse(app_url)?,
+        };
+        if let Some(scheme) = self.scheme() {
+            target.scheme = scheme;
+        }
+        if let Some(path) = self.path() {
+            target.path = path.to_owned();
+        }
+        Ok(target)
     }
 
     pub(super) fn deflate(self) -> bool {

@@ -9,20 +9,28 @@ use std::net::{IpAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use protolab_load::{Config, Target, Trust, Workload};
+use protolab_load::{Config, Scheme, Target, Trust, Workload};
 use protolab_server::Protocol;
 
+use super::ProtocolArg;
 use crate::usage;
 use crate::Context;
 
 /// The ports `protolab up` listens on by default, which `--lab HOST` assumes.
-const DEFAULT_PORTS: [(Protocol, u16); 5] = [
+const DEFAULT_PORTS: [(Protocol, u16); 7] = [
     (Protocol::Http, 3000),
     (Protocol::Https, 3001),
     (Protocol::Ws, 3002),
     (Protocol::Wss, 3003),
+    (Protocol::Sse, 3004),
     (Protocol::H2, 3005),
+    (Protocol::Grpc, 3006),
 ];
+/// The lab apps `--lab-url` names, for messages.
+const APPS: &str = "http, https, ws, wss, sse, h2, grpc";
+/// Said when sse, poll or long-poll push runs go to a lab elsewhere: the SSE feed is one for
+/// every stream, paced by the lab, and compare cannot set it as it does in-process.
+pub const SSE_FEED_ELSEWHERE: &str = "the SSE app elsewhere pushes at the lab's own interval (`protolab up --push-interval`, 5s by default), not at --push-interval: sse, poll and long-poll push runs see that lab's events; start it with --push-interval near this run's for figures that compare with ws's";
 /// Bound on each step of the check that the lab answers (TCP, TLS, upgrade, echo).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -53,6 +61,9 @@ pub struct RemoteApp {
     pub url: String,
     /// `url` parsed.
     pub target: Target,
+    /// What the compared protocols load on this app (by their names), each checked before
+    /// the runs: `h2` and `h2-tls` both on the h2 app, `poll` by the SSE app's stream.
+    probes: Vec<(String, Target)>,
     source: Source,
 }
 
@@ -69,14 +80,14 @@ pub struct RemoteLab {
     pub keylog: Option<PathBuf>,
 }
 
-/// Parses the flags; `None` when neither `--lab` nor `--lab-url` was given. `needed` are the
-/// lab apps the compared protocols use.
+/// Parses the flags; `None` when neither `--lab` nor `--lab-url` was given. `compared` are
+/// the protocols the runs load, whose lab apps need a URL.
 pub fn parse(
     lab: Option<&str>,
     lab_urls: &[String],
     ca: Option<&Path>,
     keylog: Option<&Path>,
-    needed: &[Protocol],
+    compared: &[ProtocolArg],
 ) -> anyhow::Result<Option<RemoteLab>> {
     if lab.is_none() && lab_urls.is_empty() {
         ensure_usage!(
@@ -91,15 +102,12 @@ pub fn parse(
         let Some((name, value)) = entry.split_once('=') else {
             bail_usage!("--lab-url `{entry}`: write PROTOCOL=URL (e.g. wss=wss://localhost:3003/ws) or PROTOCOL=PORT with --lab");
         };
-        let protocol = Protocol::from_name(name.trim()).ok_or_else(|| {
+        // `h2-tls`, `poll` ...: the app that serves them, as results.json names it.
+        let protocol = super::protocols::lab_protocol(name.trim()).ok_or_else(|| {
             usage(format!(
-                "--lab-url `{entry}`: unknown protocol `{name}`; choose from http, https, ws, wss"
+                "--lab-url `{entry}`: unknown protocol `{name}`; choose from {APPS}"
             ))
         })?;
-        ensure_usage!(
-            protocol != Protocol::Grpc,
-            "--lab-url `{entry}`: compare has no gRPC workload; choose from http, https, ws, wss"
-        );
         ensure_usage!(
             !given.iter().any(|(p, _)| *p == protocol),
             "--lab-url gives {protocol} twice"
@@ -119,8 +127,14 @@ pub fn parse(
         };
         given.push((protocol, url));
     }
+    let mut needed: Vec<Protocol> = Vec::new();
+    for arg in compared {
+        if !needed.contains(&arg.protocol()) {
+            needed.push(arg.protocol());
+        }
+    }
     let mut apps = Vec::new();
-    for &protocol in needed {
+    for protocol in needed {
         let (url, source) = match (given.iter().find(|(p, _)| *p == protocol), &host) {
             (Some((_, url)), _) => (url.clone(), Source::LabUrl),
             (None, Some(host)) => {
@@ -134,24 +148,44 @@ pub fn parse(
                 "--lab-url names no {protocol} app, which --protocols compares: add {protocol}=URL, leave {protocol} out of --protocols, or give --lab HOST for the default ports"
             ),
         };
-        let target =
-            Target::parse(&url).map_err(|e| usage(format!("{} {protocol}: {e}", source.flag())))?;
-        // The HTTP/2 app is reached as https:// (h2 over TLS) or http:// (h2c).
-        let wanted = match protocol {
-            Protocol::H2 => "https",
-            other => other.name(),
+        let flag = source.flag();
+        // gRPC has no URL scheme: `up` prints its app as host:port.
+        let parsed = if protocol == Protocol::Grpc && !url.contains("://") {
+            Target::parse(&format!("grpc://{url}"))
+        } else {
+            Target::parse(&url)
         };
+        let target = parsed.map_err(|e| usage(format!("{flag} {protocol}: {e}")))?;
+        let schemes = app_schemes(protocol);
         ensure_usage!(
-            target.scheme.as_str() == wanted
-                || (protocol == Protocol::H2 && target.scheme.as_str() == "http"),
-            "{} {protocol}={url}: the URL's scheme is {}, the {protocol} app needs {wanted}://",
-            source.flag(),
-            target.scheme
+            schemes.contains(&target.scheme),
+            "{flag} {protocol}={url}: the URL's scheme is {}, the {protocol} app takes {}",
+            target.scheme,
+            schemes
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>()
+                .join(" or ")
         );
+        let mut probes: Vec<(String, Target)> = Vec::new();
+        for arg in compared.iter().filter(|a| a.protocol() == protocol) {
+            // Polling needs pushes to answer: the stream of the same app tells the port.
+            let probe = match arg {
+                ProtocolArg::Poll | ProtocolArg::LongPoll => ProtocolArg::Sse,
+                other => *other,
+            };
+            let probe_target = probe
+                .target(&url)
+                .map_err(|e| usage(format!("{flag} {protocol}: {e}")))?;
+            if !probes.iter().any(|(_, t)| *t == probe_target) {
+                probes.push((probe.name(), probe_target));
+            }
+        }
         apps.push(RemoteApp {
             protocol,
             url,
             target,
+            probes,
             source,
         });
     }
@@ -189,7 +223,7 @@ fn parse_host(raw: &str) -> anyhow::Result<String> {
     }
     ensure_usage!(
         !host.contains(':'),
-        "--lab {host}: give only the host; other ports than 3000-3003 and 3005 go in --lab-url (e.g. --lab-url http=13000)"
+        "--lab {host}: give only the host; other ports than 3000-3006 go in --lab-url (e.g. --lab-url http=13000)"
     );
     ensure_usage!(
         host.bytes()
@@ -197,6 +231,20 @@ fn parse_host(raw: &str) -> anyhow::Result<String> {
         "--lab {host}: not a host name or IP address"
     );
     Ok(host.to_owned())
+}
+
+/// The URL schemes an app's `--lab-url` may have: its own, and for the apps reached under
+/// another scheme (SSE over http://, HTTP/2 and gRPC in cleartext or over TLS) those too.
+fn app_schemes(protocol: Protocol) -> &'static [Scheme] {
+    match protocol {
+        Protocol::Http => &[Scheme::Http],
+        Protocol::Https => &[Scheme::Https],
+        Protocol::Ws => &[Scheme::Ws],
+        Protocol::Wss => &[Scheme::Wss],
+        Protocol::Sse => &[Scheme::Http, Scheme::Sse],
+        Protocol::H2 => &[Scheme::Https, Scheme::Http, Scheme::H2, Scheme::H2c],
+        Protocol::Grpc => &[Scheme::Grpc, Scheme::Grpcs, Scheme::Http, Scheme::Https],
+    }
 }
 
 /// The URL `protolab up` prints for `protocol` on `host:port`.
@@ -233,9 +281,14 @@ fn is_local(host: &str) -> bool {
 }
 
 impl RemoteLab {
-    /// Whether an HTTPS or WSS app is compared.
+    /// Whether the app is loaded over TLS by a compared protocol.
+    fn uses_tls(app: &RemoteApp) -> bool {
+        app.probes.iter().any(|(_, t)| t.scheme.is_tls())
+    }
+
+    /// Whether a compared protocol runs over TLS (HTTPS, WSS, h2-tls, grpc-tls).
     fn has_tls(&self) -> bool {
-        self.apps.iter().any(|a| a.protocol.is_tls())
+        self.apps.iter().any(Self::uses_tls)
     }
 
     /// What HTTPS and WSS are verified against, and that CA's path: `--lab-ca`, or, when every
@@ -251,7 +304,7 @@ impl RemoteLab {
                 let remote: Vec<&str> = self
                     .apps
                     .iter()
-                    .filter(|a| a.protocol.is_tls() && !is_local(&a.target.host))
+                    .filter(|a| Self::uses_tls(a) && !is_local(&a.target.host))
                     .map(|a| a.target.host.as_str())
                     .collect();
                 ensure_usage!(
@@ -278,45 +331,64 @@ impl RemoteLab {
     /// port or CA stops compare before the first run with an error naming the flag.
     pub async fn check(&self, trust: &Trust) -> anyhow::Result<()> {
         for app in &self.apps {
-            let mut config = Config::new(app.target.clone());
-            config.workload = Workload::Connect;
-            config.max_messages = 1;
-            config.duration = CHECK_TIMEOUT * 3;
-            config.connect_timeout = CHECK_TIMEOUT;
-            config.request_timeout = CHECK_TIMEOUT;
-            config.trust = trust.clone();
-            let flag = app.source.flag();
-            let (protocol, url) = (app.protocol, &app.url);
-            let report = protolab_load::run(config)
-                .await
-                .map_err(|e| usage(format!("{flag}: the {protocol} app at {url}: {e}")))?;
-            if report.messages > 0 {
-                continue;
+            for (name, target) in &app.probes {
+                self.check_one(app, name, target, trust).await?;
             }
-            let first = report
-                .errors
-                .first
-                .clone()
-                .unwrap_or_else(|| "no answer".to_owned());
-            if report.errors.tls > 0 {
-                if let Some(why) = self.certificate_problem(app, trust).await {
-                    bail_usage!(
-                        "--lab-ca: the {protocol} app at {url} presented a certificate the CA does not verify ({}): {first}\n  {why}\n  pass the CA that lab was made with (its ca.pem) as --lab-ca",
-                        self.ca.as_ref().map_or_else(|| "this home's CA".to_owned(), |p| p.display().to_string())
-                    );
-                }
-                bail_usage!("{flag}: the {protocol} app at {url} failed TLS: {first}; is that the {protocol} port?");
-            }
-            if report.errors.protocol > 0 || report.errors.closed > 0 {
-                bail_usage!(
-                    "{flag}: {url} answered, but not as protolab's {protocol} app ({first}); is that the {protocol} port?"
-                );
-            }
-            bail_usage!(
-                "{flag}: cannot reach the {protocol} app at {url}: {first}; is `protolab up` running there with its ports reachable from here (forwarded, firewall open)?"
-            );
         }
         Ok(())
+    }
+
+    /// One echo of `name` (a compared protocol) on `app`.
+    async fn check_one(
+        &self,
+        app: &RemoteApp,
+        name: &str,
+        target: &Target,
+        trust: &Trust,
+    ) -> anyhow::Result<()> {
+        let mut config = Config::new(target.clone());
+        config.workload = Workload::Connect;
+        config.max_messages = 1;
+        config.duration = CHECK_TIMEOUT * 3;
+        config.connect_timeout = CHECK_TIMEOUT;
+        config.request_timeout = CHECK_TIMEOUT;
+        config.trust = trust.clone();
+        let flag = app.source.flag();
+        let protocol = app.protocol;
+        // `grpc-tls` on the grpc app: which of the app's ways failed.
+        let url = if name == protocol.name() {
+            app.url.clone()
+        } else {
+            format!("{} ({name})", app.url)
+        };
+        let report = protolab_load::run(config)
+            .await
+            .map_err(|e| usage(format!("{flag}: the {protocol} app at {url}: {e}")))?;
+        if report.messages > 0 {
+            return Ok(());
+        }
+        let first = report
+            .errors
+            .first
+            .clone()
+            .unwrap_or_else(|| "no answer".to_owned());
+        if report.errors.tls > 0 {
+            if let Some(why) = self.certificate_problem(app, trust).await {
+                bail_usage!(
+                    "--lab-ca: the {protocol} app at {url} presented a certificate the CA does not verify ({}): {first}\n  {why}\n  pass the CA that lab was made with (its ca.pem) as --lab-ca",
+                    self.ca.as_ref().map_or_else(|| "this home's CA".to_owned(), |p| p.display().to_string())
+                );
+            }
+            bail_usage!("{flag}: the {protocol} app at {url} failed TLS: {first}; is that the {protocol} port?");
+        }
+        if report.errors.protocol > 0 || report.errors.closed > 0 {
+            bail_usage!(
+                "{flag}: {url} answered, but not as protolab's {protocol} app ({first}); is that the {protocol} port?"
+            );
+        }
+        bail_usage!(
+            "{flag}: cannot reach the {protocol} app at {url}: {first}; is `protolab up` running there with its ports reachable from here (forwarded, firewall open)?"
+        );
     }
 
     /// What is wrong with the certificate `app` presented, in words; `None` when TLS failed
@@ -375,7 +447,7 @@ mod tests {
     fn urls(
         lab: Option<&str>,
         lab_urls: &[&str],
-        needed: &[Protocol],
+        needed: &[ProtocolArg],
     ) -> anyhow::Result<Vec<String>> {
         let lab_urls: Vec<String> = lab_urls.iter().map(|s| (*s).to_owned()).collect();
         let remote = parse(lab, &lab_urls, None, None, needed)?.expect("a remote lab");
@@ -385,16 +457,19 @@ mod tests {
     #[test]
     fn lab_host_means_the_up_ports_and_lab_url_overrides_one() {
         assert_eq!(
-            // Every app with a default port here (not sse or grpc, which compare cannot load).
+            // Every app at the port `up` gives it; poll and long-poll are the SSE app's.
             urls(
                 Some("10.0.0.7"),
                 &[],
                 &[
-                    Protocol::Http,
-                    Protocol::Https,
-                    Protocol::Ws,
-                    Protocol::Wss,
-                    Protocol::H2
+                    ProtocolArg::Http,
+                    ProtocolArg::Https,
+                    ProtocolArg::Ws,
+                    ProtocolArg::Wss,
+                    ProtocolArg::LongPoll,
+                    ProtocolArg::Sse,
+                    ProtocolArg::H2Tls,
+                    ProtocolArg::Grpc,
                 ]
             )
             .unwrap(),
@@ -403,18 +478,90 @@ mod tests {
                 "https://10.0.0.7:3001/",
                 "ws://10.0.0.7:3002/ws",
                 "wss://10.0.0.7:3003/ws",
-                "https://10.0.0.7:3005/"
+                "http://10.0.0.7:3004/events",
+                "https://10.0.0.7:3005/",
+                "10.0.0.7:3006"
             ]
         );
         assert_eq!(
             urls(
                 Some("::1"),
                 &["wss=8443", "http=http://[::1]:9/x"],
-                &[Protocol::Http, Protocol::Wss]
+                &[ProtocolArg::Http, ProtocolArg::WssDeflate]
             )
             .unwrap(),
             ["http://[::1]:9/x", "wss://[::1]:8443/ws"]
         );
+        // The new apps' URLs as `up` prints them, or with the scheme of a compared protocol.
+        assert_eq!(
+            urls(
+                None,
+                &[
+                    "grpc=lab.test:9006",
+                    "h2=h2c://lab.test:9005/",
+                    "poll=sse://lab.test:9004/events"
+                ],
+                &[ProtocolArg::GrpcTls, ProtocolArg::H2, ProtocolArg::Poll]
+            )
+            .unwrap(),
+            [
+                "lab.test:9006",
+                "h2c://lab.test:9005/",
+                "sse://lab.test:9004/events"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_compared_protocol_is_checked_the_way_it_runs() {
+        let lab_urls = ["h2=4005".to_owned(), "grpc=4006".to_owned()];
+        let remote = parse(
+            Some("127.0.0.1"),
+            &lab_urls,
+            None,
+            None,
+            &[
+                ProtocolArg::Ws,
+                ProtocolArg::WsDeflate,
+                ProtocolArg::Poll,
+                ProtocolArg::LongPoll,
+                ProtocolArg::H2,
+                ProtocolArg::H2Tls,
+                ProtocolArg::GrpcTls,
+            ],
+        )
+        .unwrap()
+        .unwrap();
+        let probes: Vec<(String, String)> = remote
+            .apps
+            .iter()
+            .flat_map(|a| a.probes.iter())
+            .map(|(name, target)| (name.clone(), target.to_string()))
+            .collect();
+        let expected = [
+            ("ws", "ws://127.0.0.1:3002/ws"),
+            ("sse", "sse://127.0.0.1:3004/events"),
+            ("h2", "h2c://127.0.0.1:4005/"),
+            ("h2-tls", "h2://127.0.0.1:4005/"),
+            ("grpc-tls", "grpcs://127.0.0.1:4006/"),
+        ];
+        assert_eq!(
+            probes,
+            expected.map(|(n, t)| (n.to_owned(), t.to_owned())),
+            "ws-deflate shares ws's check, polling the SSE stream's"
+        );
+        // TLS on the h2 and gRPC apps only when h2-tls or grpc-tls is compared.
+        assert!(remote.has_tls());
+        let plain = parse(
+            Some("127.0.0.1"),
+            &lab_urls,
+            None,
+            None,
+            &[ProtocolArg::H2, ProtocolArg::Grpc],
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!plain.has_tls());
     }
 
     #[test]
@@ -423,40 +570,52 @@ mod tests {
             (
                 Some("http://h:3000"),
                 &[][..],
-                &[Protocol::Http][..],
+                &[ProtocolArg::Http][..],
                 "--lab http://h:3000: give only the host",
             ),
             (
                 Some("h:3000"),
                 &[],
-                &[Protocol::Http],
+                &[ProtocolArg::Http],
                 "--lab-url http=13000",
             ),
             (
                 None,
                 &["http=3000"][..],
-                &[Protocol::Http],
+                &[ProtocolArg::Http],
                 "needs --lab HOST",
             ),
             (
                 None,
                 &["ftp=ftp://h/"],
-                &[Protocol::Http],
+                &[ProtocolArg::Http],
                 "unknown protocol `ftp`",
             ),
             (
                 None,
                 &["http=https://h/"],
-                &[Protocol::Http],
+                &[ProtocolArg::Http],
                 "the URL's scheme is https",
             ),
             (
                 None,
                 &["http=http://h/"],
-                &[Protocol::Http, Protocol::Ws],
+                &[ProtocolArg::Http, ProtocolArg::Ws],
                 "--lab-url names no ws app",
             ),
-            (Some("h"), &["ws"], &[Protocol::Ws], "write PROTOCOL=URL"),
+            (Some("h"), &["ws"], &[ProtocolArg::Ws], "write PROTOCOL=URL"),
+            (
+                None,
+                &["sse=ws://h:1/ws"],
+                &[ProtocolArg::Sse],
+                "the sse app takes http:// or sse://",
+            ),
+            (
+                None,
+                &["grpc=h:1", "h2=https://h:2/"],
+                &[ProtocolArg::Grpc, ProtocolArg::H2Tls, ProtocolArg::LongPoll],
+                "--lab-url names no sse app",
+            ),
         ] {
             let lab_urls: Vec<String> = lab_urls.iter().map(|s| (*s).to_owned()).collect();
             let err = parse(lab, &lab_urls, None, None, needed).expect_err(expected);
@@ -468,7 +627,7 @@ mod tests {
             &[],
             Some(Path::new("ca.pem")),
             None,
-            &[Protocol::Https],
+            &[ProtocolArg::Https],
         )
         .expect_err("--lab-ca alone");
         assert!(err.to_string().contains("add --lab HOST"), "{err}");

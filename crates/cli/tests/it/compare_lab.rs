@@ -25,15 +25,25 @@ struct UpElsewhere {
 }
 
 impl UpElsewhere {
+    /// The HTTP and WebSocket apps.
     fn start(home: &Path, keylog: &Path) -> Self {
+        Self::start_apps(
+            home,
+            "http,https,ws,wss",
+            &["--keylog", keylog.to_str().unwrap()],
+        )
+    }
+
+    /// The apps in `only` (`up --only`), each on a port the system picks, with `extra` flags.
+    fn start_apps(home: &Path, only: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_protolab"))
             .arg("--home")
             .arg(home)
-            // the four apps compare loads (it has no gRPC workload)
-            .args(["--json", "up", "--only", "http,https,ws,wss"])
+            .args(["--json", "up", "--only", only])
             .args(["--http-port", "0", "--https-port", "0"])
-            .args(["--ws-port", "0", "--wss-port", "0", "--keylog"])
-            .arg(keylog)
+            .args(["--ws-port", "0", "--wss-port", "0", "--sse-port", "0"])
+            .args(["--h2-port", "0", "--grpc-port", "0"])
+            .args(extra)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -266,6 +276,106 @@ async fn compare_against_up_elsewhere_names_the_lab_and_decrypts_with_its_key_lo
         0,
         "no key log, yet tshark read WebSocket frames"
     );
+}
+
+/// The runs of `results` as `protocol workload` → (messages, bytes sent and received per
+/// message).
+fn figures(results: &Value) -> Vec<(String, f64, f64, f64)> {
+    results["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| {
+            let report = &run["report"];
+            (
+                format!(
+                    "{} {}",
+                    run["protocol"].as_str().unwrap(),
+                    run["workload"].as_str().unwrap()
+                ),
+                number(&report["messages"]),
+                number(&report["bytes"]["sent_per_message"]),
+                number(&report["bytes"]["received_per_message"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn compare_loads_sse_h2_and_grpc_of_a_lab_elsewhere_like_its_own() {
+    let home = tempfile::tempdir().unwrap();
+    // The SSE feed is the lab's: as often as compare's --push-interval below.
+    let lab = UpElsewhere::start_apps(home.path(), "ws,sse,h2,grpc", &["--push-interval", "100ms"]);
+    let runs = [
+        "--protocols",
+        "ws,sse,h2,grpc",
+        "--workloads",
+        "echo,push",
+        "--sizes",
+        "32",
+        "--rounds",
+        "1",
+        "--duration",
+        "4s",
+        "-c",
+        "2",
+        "--push-interval",
+        "100ms",
+        "--no-report",
+    ];
+    let lab_url = lab.lab_url();
+    let elsewhere = compare_json(
+        home.path(),
+        &[
+            &["--lab", "127.0.0.1", "--lab-url", &lab_url][..],
+            &runs[..],
+        ]
+        .concat(),
+    );
+    for endpoint in elsewhere["lab"].as_array().unwrap() {
+        let protocol = endpoint["protocol"].as_str().unwrap();
+        assert!(
+            endpoint["addr"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{}", lab.port(protocol))),
+            "{protocol} did not go to the lab elsewhere: {endpoint}"
+        );
+    }
+    let warnings = elsewhere["warnings"].to_string();
+    assert!(
+        warnings.contains("push h2: skipped")
+            && warnings.contains("the SSE app elsewhere pushes at the lab's own interval"),
+        "{warnings}"
+    );
+    let in_process = compare_json(home.path(), &runs);
+    let (there, here) = (figures(&elsewhere), figures(&in_process));
+    // echo over four protocols, push over ws, sse and grpc (h2 has no push stream).
+    assert_eq!(there.len(), 7, "{there:?}");
+    for (name, messages, sent, received) in &there {
+        println!("{name}: {messages} messages, {sent:.1} B sent and {received:.1} B received per message elsewhere");
+        assert!(
+            *messages > 0.0,
+            "{name}: nothing measured against the lab elsewhere"
+        );
+        let (_, _, sent_here, received_here) = here
+            .iter()
+            .find(|(n, ..)| n == name)
+            .unwrap_or_else(|| panic!("no in-process {name}"));
+        println!("{name}: {sent_here:.1} B sent and {received_here:.1} B received in-process");
+        // The same requests to the same apps: only the port numbers in the URL may differ
+        // in length, and the pushes or handshakes a short run spreads over its messages.
+        for (what, a, b) in [
+            ("sent", sent, sent_here),
+            ("received", received, received_here),
+        ] {
+            // A push run sends nothing per message either way.
+            assert!(
+                (a - b).abs() <= 0.2 * b,
+                "{name}: {a:.1} B {what} per message elsewhere, {b:.1} B in-process"
+            );
+        }
+    }
 }
 
 #[test]

@@ -10,8 +10,13 @@
 //! timing here, while the prefix is five bytes.
 //!
 //! The connection's frames are read and written by a task of its own (h2's `Connection`),
-//! which the exchange waits on through the request and response handles.
+//! which the exchange waits on through the request and response handles. That task ends once
+//! its own GOAWAY is out, before the server's answering GOAWAY and FIN arrive; it hands the
+//! stream back as it ends, and closing reads on to the FIN so the counts match a capture.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
@@ -19,6 +24,8 @@ use h2::client::SendRequest;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, TE};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{Conn, Exchange, Failure, Io, Proto};
@@ -174,6 +181,89 @@ pub(super) struct H2Conn {
     pub(super) push_request: Option<H2Request>,
     /// The Push call once made.
     pub(super) push: Option<PushStream>,
+    /// The connection's stream, once h2's task has let go of it.
+    returned: Option<oneshot::Receiver<Box<dyn Io>>>,
+}
+
+/// The connection's stream while h2's task owns it, sent back through `back` when the task
+/// drops it: h2 offers no way to take its I/O back, and the bytes the server sends after the
+/// task ended (its GOAWAY, TLS close_notify) are still the connection's.
+struct ReturnOnDrop {
+    io: Option<Box<dyn Io>>,
+    back: Option<oneshot::Sender<Box<dyn Io>>>,
+}
+
+impl ReturnOnDrop {
+    fn io(&mut self) -> io::Result<Pin<&mut Box<dyn Io>>> {
+        self.io
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the stream was returned"))
+    }
+}
+
+impl Drop for ReturnOnDrop {
+    fn drop(&mut self) {
+        if let (Some(io), Some(back)) = (self.io.take(), self.back.take()) {
+            // Nobody waits when the connection was dropped rather than closed.
+            let _ = back.send(io);
+        }
+    }
+}
+
+impl AsyncRead for ReturnOnDrop {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut().io() {
+            Ok(io) => io.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for ReturnOnDrop {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().io() {
+            Ok(io) => io.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().io() {
+            Ok(io) => io.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().io() {
+            Ok(io) => io.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().io() {
+            Ok(io) => io.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
 }
 
 /// An open Push call: its response body and the bytes read from it not yet taken.
@@ -188,6 +278,11 @@ impl H2Conn {
     /// server's SETTINGS come back with its answer (RFC 9113 §3.4 lets the client send
     /// before it has the server's preface).
     pub(super) async fn handshake(io: Box<dyn Io>, request: &H2Request) -> Result<Self, Failure> {
+        let (back, returned) = oneshot::channel();
+        let io = ReturnOnDrop {
+            io: Some(io),
+            back: Some(back),
+        };
         let (send, connection) = h2::client::Builder::new()
             // Server push is for browsers' caches; the load generator refuses it.
             .enable_push(false)
@@ -199,11 +294,13 @@ impl H2Conn {
             driver: Some(tokio::spawn(connection)),
             push_request: request.push.then(|| request.clone()),
             push: None,
+            returned: Some(returned),
         })
     }
 
-    /// Lets go of the connection: with no handle left, h2 sends GOAWAY and closes; waits for
-    /// the task by `deadline` so the byte counts include what it wrote last.
+    /// Lets go of the connection: with no handle left, h2 sends GOAWAY and shuts its side
+    /// (FIN); waits for the task, then reads what the server still sends (its own GOAWAY) up
+    /// to its FIN, all by `deadline`, so the byte counts equal what a capture shows.
     pub(super) async fn close(&mut self, deadline: Instant) {
         self.send = None;
         self.push = None;
@@ -213,8 +310,20 @@ impl H2Conn {
                 .is_err()
             {
                 driver.abort();
+                return;
             }
         }
+        let Some(returned) = self.returned.take() else {
+            return;
+        };
+        let _ = tokio::time::timeout_at(deadline.into(), async {
+            if let Ok(mut io) = returned.await {
+                let mut sink = [0u8; 4096];
+                // An error ends it like the FIN: the bytes read so far are counted below.
+                while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+            }
+        })
+        .await;
     }
 }
 
