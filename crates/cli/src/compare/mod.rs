@@ -14,9 +14,11 @@ pub mod model;
 mod pinning;
 mod progress;
 mod protocols;
+pub mod ratios;
 mod recording;
 pub mod remote;
 pub mod rounds;
+mod schedule;
 mod site;
 pub mod spread;
 pub mod table;
@@ -94,14 +96,16 @@ pub struct CompareArgs {
     /// Concurrent connections per run (workers for connect).
     #[arg(short = 'c', long, default_value_t = 8, value_name = "N")]
     pub connections: usize,
-    /// Total time for all runs and rounds, split evenly between them. Default 36s (6s with
-    /// --quick).
+    /// Total time for all runs and rounds, split evenly between them (the pauses between
+    /// runs come on top). Default 63s: 7 rounds of 0.5 s runs for the default protocols,
+    /// workloads and sizes (6s with --quick).
     #[arg(long, value_parser = parse_duration, value_name = "TIME")]
     pub duration: Option<Duration>,
     /// Measure every run this many times, one round of all runs after another, so drift on
     /// the machine hits every protocol alike; the table shows each figure's median round and
-    /// its spread, and marks figures that moved more than 5% as noisy. Default 3 (1 with
-    /// --quick).
+    /// its spread, and marks figures that moved more than 5% as noisy. Ratios between
+    /// protocols are taken within each round and summed up by their median. Default 7 (1
+    /// with --quick).
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
     /// A fast look: 32-byte messages only, one round and 6 s in total (unless --sizes,
@@ -204,8 +208,14 @@ impl WorkloadArg {
     }
 }
 
-/// Rounds of the default run: the fewest whose median still stands when one round is off.
-const DEFAULT_ROUNDS: usize = 3;
+/// Rounds of the default run. On a shared machine a 0.67 s run's throughput moved by tens of
+/// percent between rounds while two protocols measured back to back moved together (per-round
+/// ratio spread ~13%, not ~50%); longer runs (2 s, 5 s) drifted apart within a pair, and
+/// 0.33 s runs were now and then stalled whole. Seven rounds of 0.5 s keep the default run
+/// under 90 s with a median that no two stray rounds move.
+const DEFAULT_ROUNDS: usize = 7;
+/// Measured time of the default run, split between its runs and rounds.
+const DEFAULT_DURATION: Duration = Duration::from_secs(63);
 /// The most rounds `--rounds` takes: each round of each run needs its own 100 ms at least.
 const MAX_ROUNDS: usize = 100;
 
@@ -215,6 +225,8 @@ struct Step {
     protocol: ProtocolArg,
     workload: Workload,
     size: usize,
+    /// Which round of the run this is, from 0.
+    round: usize,
 }
 
 /// The validated plan of a compare run.
@@ -302,6 +314,7 @@ impl CompareArgs {
                         protocol,
                         workload,
                         size,
+                        round: 0,
                     });
                 }
             }
@@ -320,11 +333,11 @@ impl CompareArgs {
         // Round-robin: every run once per round, so the rounds of one protocol are spread
         // over the whole compare run rather than bunched in one stretch of it.
         let one_round = steps;
-        let steps: Vec<Step> = (0..rounds).flat_map(|_| one_round.clone()).collect();
+        let steps = schedule::rotated_rounds(&one_round, rounds);
         let total = self.duration.unwrap_or(if self.quick {
             Duration::from_secs(6)
         } else {
-            Duration::from_secs(36)
+            DEFAULT_DURATION
         });
         let run_time = total / u32::try_from(steps.len()).unwrap_or(u32::MAX);
         ensure_usage!(
@@ -494,6 +507,7 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
     } else {
         write!(out, "{}", table::render(&results))?;
+        write!(out, "{}", ratios::render(&results.ratios))?;
         for w in &results.warnings {
             writeln!(out, "warning: {w}")?;
         }
@@ -729,6 +743,7 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         std::thread::sleep(SETTLE);
     }
     let measured_rounds = rounds.len();
+    let ratios = ratios::per_round(&rounds, s, server_cpu, &mut warnings);
     let runs = rounds::combine(rounds, s, server_cpu, &mut warnings);
     if let Some(cut) = &interrupted {
         let cut = cut
@@ -790,6 +805,7 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         warnings,
         partial: interrupted.is_some(),
         capture: capture_summary,
+        ratios,
     })
 }
 

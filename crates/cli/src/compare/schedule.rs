@@ -1,0 +1,71 @@
+//! The order runs are measured in. Every round measures every run once; within a round, the
+//! protocols of one workload and size run back to back, so the ratio between two of them
+//! compares measurements taken a second or two apart, and the machine's drift (another build
+//! starting, a CPU clocking down) hits both alike. Each round starts the protocols one place
+//! further on, so no protocol is always the first after a change of workload (on a cold
+//! cache, or in the wake of the previous run's closing connections).
+
+use super::Step;
+
+/// `one_round` (protocols of one workload and size adjacent) repeated `rounds` times, each
+/// round's protocols rotated one place further than the round before; every step carries its
+/// round's index.
+pub(super) fn rotated_rounds(one_round: &[Step], rounds: usize) -> Vec<Step> {
+    let mut steps = Vec::with_capacity(one_round.len() * rounds);
+    for round in 0..rounds {
+        for group in one_round.chunk_by(|a, b| a.workload == b.workload && a.size == b.size) {
+            let start = round % group.len();
+            for step in group[start..].iter().chain(&group[..start]) {
+                steps.push(Step { round, ..*step });
+            }
+        }
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use protolab_load::Workload;
+
+    use super::super::ProtocolArg;
+    use super::*;
+
+    fn step(protocol: ProtocolArg, workload: Workload, size: usize) -> Step {
+        Step {
+            protocol,
+            workload,
+            size,
+            round: 0,
+        }
+    }
+
+    #[test]
+    fn each_round_starts_one_protocol_further_within_each_workload_and_size() {
+        use ProtocolArg::{Http, Https, Ws};
+        let one_round = [
+            step(Http, Workload::Echo, 32),
+            step(Https, Workload::Echo, 32),
+            step(Ws, Workload::Echo, 32),
+            step(Ws, Workload::Push, 32),
+            step(Http, Workload::Echo, 1024),
+            step(Ws, Workload::Echo, 1024),
+        ];
+        let steps = rotated_rounds(&one_round, 4);
+        let seen: Vec<(usize, &str, &str, usize)> = steps
+            .iter()
+            .map(|s| (s.round, s.protocol.name(), s.workload.as_str(), s.size))
+            .collect();
+        let mut expected = Vec::new();
+        for (round, order32, order1k) in [
+            (0, ["http", "https", "ws"], ["http", "ws"]),
+            (1, ["https", "ws", "http"], ["ws", "http"]),
+            (2, ["ws", "http", "https"], ["http", "ws"]),
+            (3, ["http", "https", "ws"], ["ws", "http"]),
+        ] {
+            expected.extend(order32.map(|p| (round, p, "echo", 32)));
+            expected.push((round, "ws", "push", 32));
+            expected.extend(order1k.map(|p| (round, p, "echo", 1024)));
+        }
+        assert_eq!(seen, expected);
+    }
+}
