@@ -51,7 +51,7 @@ mod tests {
             step(Ws, Workload::Echo, 1024),
         ];
         let steps = rotated_rounds(&one_round, 4);
-        let seen: Vec<(usize, &str, &str, usize)> = steps
+        let seen: Vec<(usize, String, &str, usize)> = steps
             .iter()
             .map(|s| (s.round, s.protocol.name(), s.workload.as_str(), s.size))
             .collect();
@@ -62,9 +62,9 @@ mod tests {
             (2, ["ws", "http", "https"], ["http", "ws"]),
             (3, ["http", "https", "ws"], ["ws", "http"]),
         ] {
-            expected.extend(order32.map(|p| (round, p, "echo", 32)));
-            expected.push((round, "ws", "push", 32));
-            expected.extend(order1k.map(|p| (round, p, "echo", 1024)));
+            expected.extend(order32.map(|p| (round, p.to_owned(), "echo", 32)));
+            expected.push((round, "ws".to_owned(), "push", 32));
+            expected.extend(order1k.map(|p| (round, p.to_owned(), "echo", 1024)));
         }
         assert_eq!(seen, expected);
     }
