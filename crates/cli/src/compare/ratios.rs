@@ -122,6 +122,9 @@ fn figure(report: &Report, path: &str) -> Option<f64> {
     }
 }
 
+/// One protocol's rounds of one workload and size, by round index.
+type ByRound<'a> = BTreeMap<usize, (&'a Report, Sample)>;
+
 /// Every protocol's headline figures against the first protocol of each workload and size,
 /// round by round; a warning names the ratios that did not hold.
 pub(super) fn per_round(
@@ -133,8 +136,7 @@ pub(super) fn per_round(
     // (workload, size) in the order run → protocol in the order of --protocols → round → what
     // it measured.
     let mut groups: Vec<(Workload, usize)> = Vec::new();
-    let mut measured: BTreeMap<(&str, usize, String), BTreeMap<usize, (&Report, Sample)>> =
-        BTreeMap::new();
+    let mut measured: BTreeMap<(&str, usize, String), ByRound<'_>> = BTreeMap::new();
     for round in rounds {
         let Ok(report) = &round.report else { continue };
         if report.messages == 0 {
