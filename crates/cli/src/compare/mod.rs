@@ -98,7 +98,8 @@ pub struct CompareArgs {
     pub connections: usize,
     /// Total time for all runs and rounds, split evenly between them (the pauses between
     /// runs come on top). Default 63s: 7 rounds of 0.5 s runs for the default protocols,
-    /// workloads and sizes (6s with --quick).
+    /// workloads and sizes (6s with --quick). Without --rounds, a shorter time takes fewer
+    /// rounds of 0.5 s runs rather than shorter runs.
     #[arg(long, value_parser = parse_duration, value_name = "TIME")]
     pub duration: Option<Duration>,
     /// Measure every run this many times, one round of all runs after another, so drift on
@@ -208,7 +209,8 @@ impl WorkloadArg {
     }
 }
 
-/// Rounds of the default run. On a shared machine a 0.67 s run's throughput moved by tens of
+/// Rounds of the default run (a shorter `--duration` without `--rounds` gets fewer, see
+/// [`schedule::default_rounds`]). On a shared machine a 0.67 s run's throughput moved by tens of
 /// percent between rounds while two protocols measured back to back moved together (per-round
 /// ratio spread ~13%, not ~50%); longer runs (2 s, 5 s) drifted apart within a pair, and
 /// 0.33 s runs were now and then stalled whole. Seven rounds of 0.5 s keep the default run
@@ -216,6 +218,9 @@ impl WorkloadArg {
 const DEFAULT_ROUNDS: usize = 7;
 /// Measured time of the default run, split between its runs and rounds.
 const DEFAULT_DURATION: Duration = Duration::from_secs(63);
+/// The shortest run the default rounds are cut to keep: shorter runs were now and then
+/// stalled whole on a busy machine.
+const DEFAULT_RUN: Duration = Duration::from_millis(500);
 /// The most rounds `--rounds` takes: each round of each run needs its own 100 ms at least.
 const MAX_ROUNDS: usize = 100;
 
@@ -323,9 +328,16 @@ impl CompareArgs {
             !steps.is_empty(),
             "nothing to run: no protocol among --protocols can run these workloads (push needs ws, wss, sse, poll, long-poll or grpc; fanin needs http, https, h2 or grpc)"
         );
-        let rounds = self
-            .rounds
-            .unwrap_or(if self.quick { 1 } else { DEFAULT_ROUNDS });
+        let total = self.duration.unwrap_or(if self.quick {
+            Duration::from_secs(6)
+        } else {
+            DEFAULT_DURATION
+        });
+        let rounds = match (self.rounds, self.quick) {
+            (Some(rounds), _) => rounds,
+            (None, true) => 1,
+            (None, false) => schedule::default_rounds(total, steps.len()),
+        };
         ensure_usage!(
             (1..=MAX_ROUNDS).contains(&rounds),
             "--rounds must be from 1 to {MAX_ROUNDS}"
@@ -334,11 +346,6 @@ impl CompareArgs {
         // over the whole compare run rather than bunched in one stretch of it.
         let one_round = steps;
         let steps = schedule::rotated_rounds(&one_round, rounds);
-        let total = self.duration.unwrap_or(if self.quick {
-            Duration::from_secs(6)
-        } else {
-            DEFAULT_DURATION
-        });
         let run_time = total / u32::try_from(steps.len()).unwrap_or(u32::MAX);
         ensure_usage!(
             run_time >= Duration::from_millis(100),

@@ -5,7 +5,24 @@
 //! further on, so no protocol is always the first after a change of workload (on a cold
 //! cache, or in the wake of the previous run's closing connections).
 
-use super::Step;
+use std::time::Duration;
+
+use super::{Step, DEFAULT_ROUNDS, DEFAULT_RUN};
+
+/// Rounds when `--rounds` is not given: [`DEFAULT_ROUNDS`], or fewer (down to one) where
+/// `total` split over that many rounds of `runs` would make each run shorter than
+/// [`DEFAULT_RUN`]: a short `--duration` buys fewer rounds rather than shorter runs.
+pub(super) fn default_rounds(total: Duration, runs: usize) -> usize {
+    let per_round = DEFAULT_RUN.as_secs_f64() * runs.max(1) as f64;
+    let fit = (total.as_secs_f64() / per_round).floor();
+    if fit >= DEFAULT_ROUNDS as f64 {
+        DEFAULT_ROUNDS
+    } else if fit >= 1.0 {
+        fit as usize
+    } else {
+        1
+    }
+}
 
 /// `one_round` (protocols of one workload and size adjacent) repeated `rounds` times, each
 /// round's protocols rotated one place further than the round before; every step carries its
@@ -37,6 +54,16 @@ mod tests {
             size,
             round: 0,
         }
+    }
+
+    #[test]
+    fn a_short_duration_buys_fewer_rounds_not_shorter_runs() {
+        // The default: 18 runs, 63 s, seven rounds of 0.5 s.
+        assert_eq!(default_rounds(Duration::from_secs(63), 18), DEFAULT_ROUNDS);
+        assert_eq!(default_rounds(Duration::from_secs(600), 18), DEFAULT_ROUNDS);
+        assert_eq!(default_rounds(Duration::from_secs(36), 18), 4);
+        assert_eq!(default_rounds(Duration::from_millis(500), 1), 1);
+        assert_eq!(default_rounds(Duration::from_millis(300), 4), 1);
     }
 
     #[test]
