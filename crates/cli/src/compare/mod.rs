@@ -14,9 +14,11 @@ pub mod model;
 mod pinning;
 mod progress;
 mod protocols;
+pub mod ratios;
 mod recording;
 pub mod remote;
 pub mod rounds;
+mod schedule;
 mod site;
 pub mod spread;
 pub mod table;
@@ -94,14 +96,17 @@ pub struct CompareArgs {
     /// Concurrent connections per run (workers for connect).
     #[arg(short = 'c', long, default_value_t = 8, value_name = "N")]
     pub connections: usize,
-    /// Total time for all runs and rounds, split evenly between them. Default 36s (6s with
-    /// --quick).
+    /// Total time for all runs and rounds, split evenly between them (the pauses between
+    /// runs come on top). Default 63s: 7 rounds of 0.5 s runs for the default protocols,
+    /// workloads and sizes (6s with --quick). Without --rounds, a shorter time takes fewer
+    /// rounds of 0.5 s runs rather than shorter runs.
     #[arg(long, value_parser = parse_duration, value_name = "TIME")]
     pub duration: Option<Duration>,
     /// Measure every run this many times, one round of all runs after another, so drift on
     /// the machine hits every protocol alike; the table shows each figure's median round and
-    /// its spread, and marks figures that moved more than 5% as noisy. Default 3 (1 with
-    /// --quick).
+    /// its spread, and marks figures that moved more than 5% as noisy. Ratios between
+    /// protocols are taken within each round and summed up by their median. Default 7 (1
+    /// with --quick).
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
     /// A fast look: 32-byte messages only, one round and 6 s in total (unless --sizes,
@@ -209,8 +214,18 @@ impl WorkloadArg {
     }
 }
 
-/// Rounds of the default run: the fewest whose median still stands when one round is off.
-const DEFAULT_ROUNDS: usize = 3;
+/// Rounds of the default run (a shorter `--duration` without `--rounds` gets fewer, see
+/// [`schedule::default_rounds`]). On a shared machine a 0.67 s run's throughput moved by tens of
+/// percent between rounds while two protocols measured back to back moved together (per-round
+/// ratio spread ~13%, not ~50%); longer runs (2 s, 5 s) drifted apart within a pair, and
+/// 0.33 s runs were now and then stalled whole. Seven rounds of 0.5 s keep the default run
+/// under 90 s with a median that no two stray rounds move.
+const DEFAULT_ROUNDS: usize = 7;
+/// Measured time of the default run, split between its runs and rounds.
+const DEFAULT_DURATION: Duration = Duration::from_secs(63);
+/// The shortest run the default rounds are cut to keep: shorter runs were now and then
+/// stalled whole on a busy machine.
+const DEFAULT_RUN: Duration = Duration::from_millis(500);
 /// The most rounds `--rounds` takes: each round of each run needs its own 100 ms at least.
 const MAX_ROUNDS: usize = 100;
 
@@ -220,6 +235,8 @@ struct Step {
     protocol: ProtocolArg,
     workload: Workload,
     size: usize,
+    /// Which round of the run this is, from 0.
+    round: usize,
 }
 
 /// The validated plan of a compare run.
@@ -307,6 +324,7 @@ impl CompareArgs {
                         protocol,
                         workload,
                         size,
+                        round: 0,
                     });
                 }
             }
@@ -315,9 +333,16 @@ impl CompareArgs {
             !steps.is_empty(),
             "nothing to run: no protocol among --protocols can run these workloads (push needs ws, wss, sse, poll, long-poll or grpc; fanin needs http, https, h2 or grpc)"
         );
-        let rounds = self
-            .rounds
-            .unwrap_or(if self.quick { 1 } else { DEFAULT_ROUNDS });
+        let total = self.duration.unwrap_or(if self.quick {
+            Duration::from_secs(6)
+        } else {
+            DEFAULT_DURATION
+        });
+        let rounds = match (self.rounds, self.quick) {
+            (Some(rounds), _) => rounds,
+            (None, true) => 1,
+            (None, false) => schedule::default_rounds(total, steps.len()),
+        };
         ensure_usage!(
             (1..=MAX_ROUNDS).contains(&rounds),
             "--rounds must be from 1 to {MAX_ROUNDS}"
@@ -325,12 +350,7 @@ impl CompareArgs {
         // Round-robin: every run once per round, so the rounds of one protocol are spread
         // over the whole compare run rather than bunched in one stretch of it.
         let one_round = steps;
-        let steps: Vec<Step> = (0..rounds).flat_map(|_| one_round.clone()).collect();
-        let total = self.duration.unwrap_or(if self.quick {
-            Duration::from_secs(6)
-        } else {
-            Duration::from_secs(36)
-        });
+        let steps = schedule::rotated_rounds(&one_round, rounds);
         let run_time = total / u32::try_from(steps.len()).unwrap_or(u32::MAX);
         ensure_usage!(
             run_time >= Duration::from_millis(100),
@@ -499,6 +519,7 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
     } else {
         write!(out, "{}", table::render(&results))?;
+        write!(out, "{}", ratios::render(&results.ratios))?;
         for w in &results.warnings {
             writeln!(out, "warning: {w}")?;
         }
@@ -725,6 +746,7 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         std::thread::sleep(SETTLE);
     }
     let measured_rounds = rounds.len();
+    let ratios = ratios::per_round(&rounds, s, server_cpu, &mut warnings);
     let runs = rounds::combine(rounds, s, server_cpu, &mut warnings);
     if let Some(cut) = &interrupted {
         let cut = cut
@@ -786,6 +808,7 @@ pub fn measure(plan: &Plan, ctx: &Context, stop: &Arc<AtomicBool>) -> anyhow::Re
         warnings,
         partial: interrupted.is_some(),
         capture: capture_summary,
+        ratios,
     })
 }
 

@@ -53,6 +53,9 @@ pub struct Results {
     pub partial: bool,
     /// The packet capture of the run (`--capture`), if one was made.
     pub capture: Option<CaptureSummary>,
+    /// Each protocol's headline figures against the first protocol of its workload and size,
+    /// taken round by round (the two measured a second apart) and summed up by their median.
+    pub ratios: Vec<super::ratios::Ratio>,
 }
 
 /// The capture written beside results.json.

@@ -565,6 +565,7 @@ mod tests {
             warnings: Vec::new(),
             partial: false,
             capture: None,
+            ratios: Vec::new(),
         }
     }
 

@@ -37,7 +37,8 @@ async fn rounds_interleave_protocols_and_report_each_figure_with_its_spread() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    // Round-robin: http and ws take turns, three times over.
+    // Round-robin: http and ws take turns, three times over, each round starting with the
+    // protocol after the one the round before started with.
     let order: Vec<&str> = stderr
         .lines()
         .filter_map(|l| l.strip_prefix('[')?.split_once("] echo 32 B "))
@@ -45,7 +46,7 @@ async fn rounds_interleave_protocols_and_report_each_figure_with_its_spread() {
         .collect();
     assert_eq!(
         order,
-        ["http", "ws", "http", "ws", "http", "ws"],
+        ["http", "ws", "ws", "http", "http", "ws"],
         "{stderr}"
     );
 
@@ -112,6 +113,7 @@ async fn rounds_interleave_protocols_and_report_each_figure_with_its_spread() {
         assert!(run["contention"]["client_wait_share"].is_number(), "{run}");
     }
     assert!(table.contains("rounds: 3 of every run"), "{table}");
+    assert_ratios_are_taken_round_by_round(&results, &table);
     let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
     assert!(html.contains("3 rounds of every run"), "the report says so");
     crate::compare::assert_matches_results_schema(
@@ -132,4 +134,87 @@ fn group_thousands(v: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// Each ratio is ws's figure over http's in the same round, summed up by their median.
+fn assert_ratios_are_taken_round_by_round(results: &Value, table: &str) {
+    let rounds_of = |protocol: &str, figure: &str| -> Vec<f64> {
+        let run = results["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["protocol"] == protocol)
+            .unwrap();
+        run["spread"][figure]["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(number)
+            .collect()
+    };
+    let ratios = results["ratios"].as_array().unwrap();
+    assert_eq!(ratios.len(), 2, "throughput and p50 of ws/http: {ratios:?}");
+    for figure in ["report.throughput_per_sec", "report.latency.p50_us"] {
+        let ratio = ratios
+            .iter()
+            .find(|r| r["figure"] == figure)
+            .unwrap_or_else(|| panic!("no {figure} ratio in {ratios:?}"));
+        assert_eq!(
+            (&ratio["protocol"], &ratio["against"]),
+            (&Value::from("ws"), &Value::from("http"))
+        );
+        assert_eq!(
+            (&ratio["workload"], &ratio["size"]),
+            (&Value::from("echo"), &Value::from(32))
+        );
+        let (ws, http) = (rounds_of("ws", figure), rounds_of("http", figure));
+        let expected: Vec<f64> = ws.iter().zip(&http).map(|(w, h)| w / h).collect();
+        let per_round: Vec<f64> = ratio["spread"]["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(number)
+            .collect();
+        assert_eq!(per_round.len(), 3, "{ratio}");
+        for (got, want) in per_round.iter().zip(&expected) {
+            assert!(
+                (got - want).abs() < 1e-9 * want,
+                "{per_round:?} vs {expected:?}"
+            );
+        }
+        let mut sorted = expected.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert!(
+            (number(&ratio["median"]) - sorted[1]).abs() < 1e-9,
+            "{ratio}"
+        );
+        // Three rounds: the median's interval is their range.
+        let interval = &ratio["interval"];
+        assert_eq!(
+            (number(&interval["low"]), number(&interval["high"])),
+            (sorted[0], sorted[2])
+        );
+        let furthest = (sorted[2] - sorted[1]).max(sorted[1] - sorted[0]) / sorted[1];
+        assert_eq!(ratio["noisy"], furthest > 0.05, "{ratio}");
+        // Only a noisy ratio is put down to the machine.
+        assert!(
+            ratio["machine"].is_null() || ratio["noisy"] == true,
+            "{ratio}"
+        );
+    }
+    let block = table
+        .split_once("ratios, round by round")
+        .unwrap_or_else(|| panic!("no ratio block in {table}"))
+        .1;
+    assert!(block.contains("ws/http"), "{block}");
+    let throughput = &ratios
+        .iter()
+        .find(|r| r["figure"] == "report.throughput_per_sec")
+        .unwrap();
+    let cell = format!("{:.2} (", number(&throughput["median"]));
+    let line = block
+        .lines()
+        .find(|l| l.starts_with("echo 32 B msgs/s"))
+        .unwrap_or_else(|| panic!("{block}"));
+    assert!(line.contains(&cell), "{cell} not in {line}");
 }

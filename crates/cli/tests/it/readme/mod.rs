@@ -47,7 +47,7 @@ const README_PORTS: &[u16] = &[
 ];
 
 /// How long a command that runs to the end may take; `protolab compare` gets longer (it runs
-/// about 45 s as the README gives it: three rounds of every run).
+/// about 90 s as the README gives it: seven rounds of every run).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 const COMPARE_LIMIT: Duration = Duration::from_secs(180);
 const READY_LIMIT: Duration = Duration::from_secs(30);
