@@ -104,6 +104,8 @@ pub(super) async fn exchange<'p, S: Io>(
         refuse(stream, shared, 502, "the backend closed the connection").await;
         return Next::Close;
     }
+    // Freed now, not when the exchange ends: a tunnel or a long response body would hold it.
+    drop(out);
     if expects && head.version == 1 && accepted.framing != BodyFraming::Empty {
         let continue_ = b"HTTP/1.1 100 Continue\r\n\r\n";
         let _ = write_timed(stream, continue_, t.write.min(t.client), shared).await;
@@ -327,6 +329,9 @@ async fn switch<S: Io>(
         return Next::Close;
     }
     shared.metrics.response(101);
+    // An idle tunnel holds no buffer of its own (see `tunnel::run`), this one included.
+    let response_head_len = out.len() as u64;
+    drop(out);
     let websocket = head
         .header("upgrade")
         .is_some_and(|u| u.trim_ascii().eq_ignore_ascii_case(b"websocket"));
@@ -345,7 +350,7 @@ async fn switch<S: Io>(
     drop(up.lease);
     shared
         .metrics
-        .bytes(sent + stats.up, received + out.len() as u64 + stats.down);
+        .bytes(sent + stats.up, received + response_head_len + stats.down);
     if shared.config.access_log {
         tracing::info!(
             target: "protolab::proxy::access",

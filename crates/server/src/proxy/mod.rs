@@ -477,26 +477,38 @@ async fn serve(
     };
     match tls {
         None => session::serve(tcp, client, shared, deadline).await,
-        Some(config) => {
-            // As in the lab: rustls' handshake, protolab_tls's record layer.
-            let handshake = tokio::select! {
-                () = shared.hard.cancelled() => return,
-                r = tokio::time::timeout_at(deadline, protolab_tls::stream::accept(config, tcp)) => r,
-            };
-            match handshake {
-                Ok(Ok(stream)) => {
-                    tracing::trace!(%peer, negotiated = ?stream.negotiated(), "TLS handshake done");
-                    session::serve(stream, client, shared, deadline).await;
-                }
-                Ok(Err(err)) => {
-                    shared.metrics.tls_failed();
-                    tracing::debug!(%peer, %err, "TLS handshake failed");
-                }
-                Err(_) => {
-                    shared.metrics.tls_failed();
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                }
-            }
+        // Boxed: a task's future is as large as its largest state, so inline, the TLS
+        // handshake's and the TLS stream's state would make every plain connection's task as
+        // big as a TLS one's for as long as it lives (an idle tunnel, hours).
+        Some(config) => Box::pin(serve_tls(tcp, client, config, shared, deadline)).await,
+    }
+}
+
+async fn serve_tls(
+    tcp: TcpStream,
+    client: client::Client,
+    config: Arc<rustls::ServerConfig>,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) {
+    let peer = client.peer;
+    // As in the lab: rustls' handshake, protolab_tls's record layer.
+    let handshake = tokio::select! {
+        () = shared.hard.cancelled() => return,
+        r = tokio::time::timeout_at(deadline, protolab_tls::stream::accept(config, tcp)) => r,
+    };
+    match handshake {
+        Ok(Ok(stream)) => {
+            tracing::trace!(%peer, negotiated = ?stream.negotiated(), "TLS handshake done");
+            session::serve(stream, client, shared, deadline).await;
+        }
+        Ok(Err(err)) => {
+            shared.metrics.tls_failed();
+            tracing::debug!(%peer, %err, "TLS handshake failed");
+        }
+        Err(_) => {
+            shared.metrics.tls_failed();
+            tracing::debug!(%peer, "TLS handshake timed out");
         }
     }
 }
