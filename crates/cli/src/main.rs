@@ -24,6 +24,7 @@ use clap::Parser;
 ///   must stay under 112 MiB): at once 67-70 MiB, 100 ms 77-107 MiB (8 runs), 250 ms 92-106
 ///   (3), 1 s 112-116 and defaults 112 (both fail): freed message buffers count in RSS until
 ///   purged. 250 ms costs the same CPU as 100 ms; 100 ms keeps more runs clear of that bound.
+///
 /// The decay is compiled in rather than exported as `malloc_conf` from here because that needs
 /// `#[export_name]`, which `unsafe_code = "forbid"` refuses. Earlier, glibc malloc kept what
 /// 10,000 idle WebSockets had used after they closed (9.8 MiB at start, then 111.8, 116.6,
