@@ -121,8 +121,9 @@ async def idle(args):
     for --seconds and closes them all."""
     conns = [await connect(args) for _ in range(args.count)]
     for i, ws in enumerate(conns):
-        await ws.send(f"before idling {i}")
-        if await recv_echo(ws) != f"before idling {i}":
+        text = f"before idling {i}".ljust(args.message_bytes, ".")
+        await ws.send(text)
+        if await recv_echo(ws) != text:
             raise SystemExit(f"connection {i} got a wrong echo")
     print(json.dumps({"idle": len(conns)}), flush=True)
     await asyncio.sleep(args.seconds)
@@ -164,6 +165,7 @@ def main():
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--interval", type=float, default=0.02)
     p.add_argument("--count", type=int, default=1, help="connections of the idle mode")
+    p.add_argument("--message-bytes", type=int, default=0, help="idle mode: pad each first message to this size")
     p.add_argument("--bomb-bytes", type=int, default=64 << 20)
     args = p.parse_args()
     result = asyncio.run(globals()[args.mode](args))
