@@ -217,8 +217,11 @@ async fn the_message_budget_bounds_memory_while_another_client_keeps_echoing() {
         peak / MIB,
         rss_after / MIB
     );
+    // A held message grows by doubling, and jemalloc purges the block it grew out of 100 ms
+    // later (`.cargo/config.toml`): until then both count in RSS, so the peak may reach twice
+    // the budget (77–107 MiB measured), never the 560 MiB the 40 clients sent.
     assert!(
-        peak - rss_before < budget + 48 * MIB,
+        peak - rss_before < 2 * budget,
         "RSS grew by {} MiB with a 64 MiB budget",
         (peak - rss_before) / MIB
     );
