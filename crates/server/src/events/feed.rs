@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -48,11 +48,14 @@ impl EventId {
     }
 }
 
-/// One pushed event: its number and its JSON data (one line, no CR or LF).
+/// One pushed event: its number, its JSON data (one line, no CR or LF), and the event as an
+/// event stream carries it (`id:` and `data:` lines and the blank line), encoded once when
+/// pushed and shared by every stream it goes to.
 #[derive(Debug, Clone)]
 pub(crate) struct Event {
     pub(crate) seq: u64,
-    pub(crate) data: std::sync::Arc<str>,
+    pub(crate) data: Arc<str>,
+    pub(crate) frame: Arc<[u8]>,
 }
 
 /// What a client that gave an id gets from the ring.
@@ -132,9 +135,15 @@ impl Feed {
         if ring.events.len() == RING_EVENTS {
             ring.events.pop_front();
         }
+        let id = self.id(seq);
+        let data: Arc<str> = push_data(id).into();
+        let mut frame = Vec::with_capacity(data.len() + 48);
+        frame.extend_from_slice(format!("id: {id}\n").as_bytes());
+        super::data_lines(&mut frame, &data);
         ring.events.push_back(Event {
             seq,
-            data: push_data(self.id(seq)).into(),
+            data,
+            frame: frame.into(),
         });
         drop(ring);
         self.latest.send_replace(seq);
@@ -164,6 +173,26 @@ impl Feed {
             .cloned()
             .collect();
         Since { events, lost }
+    }
+
+    /// What an event stream at `after` (an event of this feed) has not been sent: `each` gets
+    /// the events still in the ring, oldest first, under the ring's lock and without a copy of
+    /// the list (every stream calls this on every push); returns the events that fell out of
+    /// the ring, if any, and the newest event's number.
+    pub(crate) fn each_after(&self, after: u64, mut each: impl FnMut(&Event)) -> (Option<Lost>, u64) {
+        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let newest = ring.next - 1;
+        let oldest = ring.events.front().map_or(ring.next, |e| e.seq);
+        let lost = (after + 1 < oldest).then_some(Lost::Dropped {
+            from: after + 1,
+            to: oldest - 1,
+        });
+        let skip = (after + 1).saturating_sub(oldest);
+        ring.events
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .for_each(&mut each);
+        (lost, newest.max(after))
     }
 
     /// Pushes an event every `interval` until `stop` fires.
