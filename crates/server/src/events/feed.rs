@@ -178,10 +178,9 @@ impl Feed {
     /// What an event stream at `after` (an event of this feed) has not been sent: `each` gets
     /// the events still in the ring, oldest first, under the ring's lock and without a copy of
     /// the list (every stream calls this on every push); returns the events that fell out of
-    /// the ring, if any, and the newest event's number.
-    pub(crate) fn each_after(&self, after: u64, mut each: impl FnMut(&Event)) -> (Option<Lost>, u64) {
+    /// the ring, if any.
+    pub(crate) fn each_after(&self, after: u64, mut each: impl FnMut(&Event)) -> Option<Lost> {
         let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        let newest = ring.next - 1;
         let oldest = ring.events.front().map_or(ring.next, |e| e.seq);
         let lost = (after + 1 < oldest).then_some(Lost::Dropped {
             from: after + 1,
@@ -192,7 +191,7 @@ impl Feed {
             .iter()
             .skip(usize::try_from(skip).unwrap_or(usize::MAX))
             .for_each(&mut each);
-        (lost, newest.max(after))
+        lost
     }
 
     /// Pushes an event every `interval` until `stop` fires.
@@ -292,5 +291,34 @@ mod tests {
         let other = Feed::new();
         assert!(other.epoch() > feed.epoch());
         assert_eq!(other.since(feed.id(1)).lost, Some(Lost::OtherFeed));
+    }
+
+    #[test]
+    fn a_stream_walks_the_ring_from_its_position_and_gets_the_shared_frames() {
+        let feed = Feed::new();
+        for _ in 0..RING_EVENTS + 5 {
+            feed.push();
+        }
+        let newest = feed.newest();
+        let mut seen = Vec::new();
+        let lost = feed.each_after(newest - 2, |e| seen.push(e.clone()));
+        assert_eq!(lost, None);
+        assert_eq!(
+            seen.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![newest - 1, newest]
+        );
+        let last = &seen[1];
+        let frame = std::str::from_utf8(&last.frame).expect("a frame is text");
+        assert_eq!(
+            frame,
+            format!("id: {}\ndata: {}\n\n", feed.id(newest), last.data)
+        );
+        let mut count = 0;
+        let lost = feed.each_after(1, |_| count += 1);
+        assert_eq!(lost, Some(Lost::Dropped { from: 2, to: 5 }));
+        assert_eq!(count, RING_EVENTS);
+        let mut none = 0;
+        assert_eq!(feed.each_after(newest, |_| none += 1), None);
+        assert_eq!(none, 0);
     }
 }

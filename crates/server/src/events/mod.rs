@@ -123,9 +123,7 @@ impl Sse {
 
     /// Registers a new stream under a fresh unguessable id (128 random bits: the id is what
     /// lets a POST write into the stream, so another client must not be able to guess it).
-    pub(crate) fn open(
-        &self,
-    ) -> Result<(Registration<'_>, mpsc::Receiver<Box<Echo>>), OpenError> {
+    pub(crate) fn open(&self) -> Result<(Registration<'_>, mpsc::Receiver<Box<Echo>>), OpenError> {
         let mut bytes = [0u8; 16];
         rustls::crypto::ring::default_provider()
             .secure_random

@@ -167,7 +167,7 @@ pub(crate) async fn run<S: Io>(
                 if changed.is_err() {
                     return Ok(());
                 }
-                let (lost, _) = feed.each_after(cursor, |event| {
+                let lost = feed.each_after(cursor, |event| {
                     queue_push(&mut out, &mut pending, event);
                     cursor = event.seq;
                 });
@@ -183,9 +183,6 @@ pub(crate) async fn run<S: Io>(
             }
             echo = echoes.recv() => {
                 let Some(echo) = echo else { return Ok(()) };
-                if let Some(frame) = pending.take() {
-                    out.extend_from_slice(&frame);
-                }
                 out.extend_from_slice(&echo.event);
                 // What else is queued goes in the same write.
                 while let Ok(echo) = echoes.try_recv() {
