@@ -55,13 +55,13 @@ fn under_an_rtt_each_round_trip_a_protocol_needs_costs_the_rtt() {
             "--rtt",
             "50ms",
             "--protocols",
-            "http,https,ws,wss",
+            "http,https,ws,wss,sse",
             "--workloads",
             "connect",
             "-c",
             "1",
             "--duration",
-            "6s",
+            "8s",
             "--no-report",
         ],
     );
@@ -103,8 +103,14 @@ fn under_an_rtt_each_round_trip_a_protocol_needs_costs_the_rtt() {
         "an http request through the link is not `{head}` and 32 bytes"
     );
     // TCP's handshake, then one round trip per flight the client waits for: TLS 1.3's one,
-    // the upgrade, the request.
-    for (protocol, round_trips) in [("http", 2.0), ("https", 3.0), ("ws", 3.0), ("wss", 4.0)] {
+    // the upgrade, the request (sse: the `GET /events` answered by the head and `hello`).
+    for (protocol, round_trips) in [
+        ("http", 2.0),
+        ("https", 3.0),
+        ("ws", 3.0),
+        ("wss", 4.0),
+        ("sse", 2.0),
+    ] {
         let report = &run_of(&results, protocol, "connect")["report"];
         assert!(
             number(&report["messages"]) > 0.0,
@@ -138,6 +144,54 @@ fn under_an_rtt_each_round_trip_a_protocol_needs_costs_the_rtt() {
         );
         assert_eq!(rt["disagree"], false, "{protocol}: {rt}");
     }
+}
+
+/// An SSE echo is a `POST /echo?stream=ID` on a second connection answered as an event on
+/// the stream: one round trip once both are open, and four from the first connect (TCP, the
+/// `GET` answered by `hello`, the echo connection's TCP, the POST answered on the stream).
+#[test]
+fn under_an_rtt_an_sse_echo_costs_one_round_trip_and_four_to_open() {
+    let home = tempfile::tempdir().unwrap();
+    let results = compare_json(
+        home.path(),
+        &[
+            "--rtt",
+            "50ms",
+            "--protocols",
+            "sse",
+            "--workloads",
+            "echo",
+            "--sizes",
+            "32",
+            "-c",
+            "1",
+            "--duration",
+            "4s",
+            "--no-report",
+        ],
+    );
+    let report = &run_of(&results, "sse", "echo")["report"];
+    let echoes = number(&report["messages"]);
+    assert!(
+        echoes >= 5.0,
+        "sse echo: {echoes} echoes in 4 s at 50 ms each"
+    );
+    // One round trip, not two: never under the RTT, and well short of twice it.
+    let echo_ms = number(&report["latency"]["p50_us"]) / 1000.0;
+    println!("sse echo p50 {echo_ms:.1} ms over a {RTT_MS} ms RTT");
+    assert!(
+        (RTT_MS..1.5 * RTT_MS).contains(&echo_ms),
+        "sse echo p50 {echo_ms:.1} ms: not one round trip of {RTT_MS} ms"
+    );
+    // Opening in round trips of this run's own echo, so a link running late on a busy machine
+    // (it delays both alike) does not move the count.
+    let open_ms = number(&report["phases"]["connect_to_first_echo"]["p50_us"]) / 1000.0;
+    let round_trips = open_ms / echo_ms;
+    println!("sse connect → first echo {open_ms:.1} ms: {round_trips:.2} round trips");
+    assert!(
+        (round_trips - 4.0).abs() <= 0.5,
+        "sse connect → first echo {open_ms:.1} ms is {round_trips:.2} echo round trips, not 4"
+    );
 }
 
 #[test]

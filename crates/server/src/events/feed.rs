@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -48,11 +48,14 @@ impl EventId {
     }
 }
 
-/// One pushed event: its number and its JSON data (one line, no CR or LF).
+/// One pushed event: its number, its JSON data (one line, no CR or LF), and the event as an
+/// event stream carries it (`id:` and `data:` lines and the blank line), encoded once when
+/// pushed and shared by every stream it goes to.
 #[derive(Debug, Clone)]
 pub(crate) struct Event {
     pub(crate) seq: u64,
-    pub(crate) data: std::sync::Arc<str>,
+    pub(crate) data: Arc<str>,
+    pub(crate) frame: Arc<[u8]>,
 }
 
 /// What a client that gave an id gets from the ring.
@@ -132,9 +135,15 @@ impl Feed {
         if ring.events.len() == RING_EVENTS {
             ring.events.pop_front();
         }
+        let id = self.id(seq);
+        let data: Arc<str> = push_data(id).into();
+        let mut frame = Vec::with_capacity(data.len() + 48);
+        frame.extend_from_slice(format!("id: {id}\n").as_bytes());
+        super::data_lines(&mut frame, &data);
         ring.events.push_back(Event {
             seq,
-            data: push_data(self.id(seq)).into(),
+            data,
+            frame: frame.into(),
         });
         drop(ring);
         self.latest.send_replace(seq);
@@ -164,6 +173,25 @@ impl Feed {
             .cloned()
             .collect();
         Since { events, lost }
+    }
+
+    /// What an event stream at `after` (an event of this feed) has not been sent: `each` gets
+    /// the events still in the ring, oldest first, under the ring's lock and without a copy of
+    /// the list (every stream calls this on every push); returns the events that fell out of
+    /// the ring, if any.
+    pub(crate) fn each_after(&self, after: u64, mut each: impl FnMut(&Event)) -> Option<Lost> {
+        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let oldest = ring.events.front().map_or(ring.next, |e| e.seq);
+        let lost = (after + 1 < oldest).then_some(Lost::Dropped {
+            from: after + 1,
+            to: oldest - 1,
+        });
+        let skip = (after + 1).saturating_sub(oldest);
+        ring.events
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .for_each(&mut each);
+        lost
     }
 
     /// Pushes an event every `interval` until `stop` fires.
@@ -263,5 +291,34 @@ mod tests {
         let other = Feed::new();
         assert!(other.epoch() > feed.epoch());
         assert_eq!(other.since(feed.id(1)).lost, Some(Lost::OtherFeed));
+    }
+
+    #[test]
+    fn a_stream_walks_the_ring_from_its_position_and_gets_the_shared_frames() {
+        let feed = Feed::new();
+        for _ in 0..RING_EVENTS + 5 {
+            feed.push();
+        }
+        let newest = feed.newest();
+        let mut seen = Vec::new();
+        let lost = feed.each_after(newest - 2, |e| seen.push(e.clone()));
+        assert_eq!(lost, None);
+        assert_eq!(
+            seen.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![newest - 1, newest]
+        );
+        let last = &seen[1];
+        let frame = std::str::from_utf8(&last.frame).expect("a frame is text");
+        assert_eq!(
+            frame,
+            format!("id: {}\ndata: {}\n\n", feed.id(newest), last.data)
+        );
+        let mut count = 0;
+        let lost = feed.each_after(1, |_| count += 1);
+        assert_eq!(lost, Some(Lost::Dropped { from: 2, to: 5 }));
+        assert_eq!(count, RING_EVENTS);
+        let mut none = 0;
+        assert_eq!(feed.each_after(newest, |_| none += 1), None);
+        assert_eq!(none, 0);
     }
 }

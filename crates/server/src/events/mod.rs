@@ -22,7 +22,10 @@ const ECHO_QUEUE: usize = 32;
 #[derive(Debug)]
 pub(crate) struct Sse {
     pub(crate) feed: Feed,
-    streams: Mutex<HashMap<String, mpsc::Sender<Echo>>>,
+    /// Echoes travel boxed: the channel allocates its first block of [`ECHO_QUEUE`] slots
+    /// when a stream opens, so each idle stream holds that many pointers, not that many
+    /// [`Echo`]s.
+    streams: Mutex<HashMap<String, mpsc::Sender<Box<Echo>>>>,
     open: AtomicUsize,
     max_streams: usize,
     budget: Arc<MessageBudget>,
@@ -120,7 +123,7 @@ impl Sse {
 
     /// Registers a new stream under a fresh unguessable id (128 random bits: the id is what
     /// lets a POST write into the stream, so another client must not be able to guess it).
-    pub(crate) fn open(&self) -> Result<(Registration<'_>, mpsc::Receiver<Echo>), OpenError> {
+    pub(crate) fn open(&self) -> Result<(Registration<'_>, mpsc::Receiver<Box<Echo>>), OpenError> {
         let mut bytes = [0u8; 16];
         rustls::crypto::ring::default_provider()
             .secure_random
@@ -154,10 +157,10 @@ impl Sse {
         let Ok(charge) = MessageBudget::charge_owned(&self.budget, event.len()) else {
             return Delivery::OverBudget;
         };
-        match tx.try_send(Echo {
+        match tx.try_send(Box::new(Echo {
             event,
             _charge: charge,
-        }) {
+        })) {
             Ok(()) => Delivery::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => Delivery::QueueFull,
             Err(mpsc::error::TrySendError::Closed(_)) => Delivery::NoSuchStream,

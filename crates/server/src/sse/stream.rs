@@ -7,6 +7,8 @@
 //! is given up after [`Limits::write_timeout`](crate::Limits::write_timeout), and the stream
 //! ends. Events it had not been sent by then are still in the ring for its reconnect.
 
+use std::sync::Arc;
+
 use protolab_wire::http1::{Headers as _, RequestHead};
 use tokio::time::Instant;
 
@@ -14,7 +16,7 @@ use super::{millis_param, DEFAULT_HEARTBEAT, RETRY_MS};
 use crate::ctx::{close_gracefully, write_out, ConnCtx};
 use crate::events::feed::{Event, EventId, Lost};
 use crate::events::{data_lines, OpenError, Sse};
-use crate::io::{Io, READ_CHUNK};
+use crate::io::{Io, LazyDeadline, READ_CHUNK};
 use crate::lend::LentBuf;
 
 /// Shortest heartbeat a client may ask for (`?heartbeat_ms=`).
@@ -22,9 +24,10 @@ const MIN_HEARTBEAT_MS: u64 = 10;
 /// Longest heartbeat a client may ask for: an hour.
 const MAX_HEARTBEAT_MS: u64 = 3_600_000;
 
-/// Output capacity kept between writes; a larger one (a replay of the ring, a big echo) is
-/// freed once written.
-const KEPT_OUT_BYTES: usize = 4096;
+/// Output capacity kept between writes; a larger one (the head, a replay of the ring, a big
+/// echo) is freed once written, so an idle stream holds next to nothing. Pushes need none:
+/// they are written from the feed's shared encoding.
+const KEPT_OUT_BYTES: usize = 512;
 
 /// Where the client says it was: `Last-Event-ID` (what `EventSource` sends on reconnect), or
 /// `?last_event_id=` for clients that cannot set headers.
@@ -102,7 +105,7 @@ pub(crate) async fn run<S: Io>(
                         }
                         let mut cursor = id.seq;
                         for event in &since.events {
-                            push_event(&mut out, sse, event);
+                            push_event(&mut out, event);
                             cursor = event.seq;
                         }
                         cursor
@@ -118,13 +121,26 @@ pub(crate) async fn run<S: Io>(
         },
     };
 
+    // The head was the client's whole say: the read buffer goes back while the stream waits,
+    // as an idle keep-alive connection's does (bytes after the head were never looked at).
+    buf.clear();
+    buf.give_back_if_empty();
+    // A push for this stream alone, not yet written: the feed's shared encoding of it, so the
+    // common case (one new event, nothing else owed) writes it without a copy.
+    let mut pending: Option<Arc<[u8]>> = None;
     let graceful = ctx.graceful.cancelled();
     let hard = ctx.hard.cancelled();
-    let beat = tokio::time::sleep(heartbeat);
-    tokio::pin!(graceful, hard, beat);
+    // Moved on every write but fired rarely: resetting a timer per push would touch the
+    // runtime's timer wheel once per subscriber per event.
+    let mut beat = LazyDeadline::new(Instant::now() + heartbeat);
+    tokio::pin!(graceful, hard);
     loop {
-        if !out.is_empty() {
-            if write_out(stream, &out, ctx).await.is_err() {
+        if pending.is_some() || !out.is_empty() {
+            let written = match pending.take() {
+                Some(frame) => write_out(stream, &frame, ctx).await,
+                None => write_out(stream, &out, ctx).await,
+            };
+            if written.is_err() {
                 // Stalled past the write timeout, gone, or a hard shutdown: nothing more can
                 // be said, so no lingering close.
                 tracing::debug!(stream = %registration.id, "event stream write failed; ending it");
@@ -132,10 +148,12 @@ pub(crate) async fn run<S: Io>(
             }
             out.clear();
             if out.capacity() > KEPT_OUT_BYTES {
-                out = Vec::with_capacity(1024);
+                out = Vec::new();
             }
-            beat.as_mut().reset(Instant::now() + heartbeat);
+            beat.push_back(Instant::now() + heartbeat);
         }
+        // Biased, with the feed right after shutdown: a push wakes every stream at once, and
+        // each then polls only what comes before the branch that woke it.
         tokio::select! {
             biased;
             () = hard.as_mut() => return Ok(()),
@@ -145,25 +163,22 @@ pub(crate) async fn run<S: Io>(
                 close_gracefully(stream, ctx).await;
                 return Ok(());
             }
-            read = buf.read_from(stream, READ_CHUNK) => match read {
-                Ok(0) | Err(_) => return Ok(()),
-                // A client has nothing to say on an event stream; whatever it sends is dropped.
-                Ok(_) => {
-                    buf.clear();
-                    buf.give_back_if_empty();
-                }
-            },
             changed = changes.changed() => {
                 if changed.is_err() {
                     return Ok(());
                 }
-                let since = feed.since(feed.id(cursor));
-                if let Some(lost) = since.lost {
-                    gap(&mut out, sse, lost);
-                }
-                for event in &since.events {
-                    push_event(&mut out, sse, event);
+                let lost = feed.each_after(cursor, |event| {
+                    queue_push(&mut out, &mut pending, event);
                     cursor = event.seq;
+                });
+                if let Some(lost) = lost {
+                    // Before the events that followed it, as a reconnect would have it.
+                    let mut told = Vec::new();
+                    gap(&mut told, sse, lost);
+                    if let Some(frame) = pending.take() {
+                        out.extend_from_slice(&frame);
+                    }
+                    out.splice(0..0, told);
                 }
             }
             echo = echoes.recv() => {
@@ -174,9 +189,33 @@ pub(crate) async fn run<S: Io>(
                     out.extend_from_slice(&echo.event);
                 }
             }
-            () = beat.as_mut() => out.extend_from_slice(b": heartbeat\n\n"),
+            read = buf.read_from(stream, READ_CHUNK) => match read {
+                Ok(0) | Err(_) => return Ok(()),
+                // A client has nothing to say on an event stream; whatever it sends is dropped.
+                Ok(_) => {
+                    buf.clear();
+                    buf.give_back_if_empty();
+                }
+            },
+            () = beat.expired() => {
+                out.extend_from_slice(b": heartbeat\n\n");
+                beat.push_back(Instant::now() + heartbeat);
+            }
         }
     }
+}
+
+/// Queues `event` for the next write: as the feed's own encoding when it is the only thing
+/// owed, else copied after what is.
+fn queue_push(out: &mut Vec<u8>, pending: &mut Option<Arc<[u8]>>, event: &Event) {
+    if out.is_empty() && pending.is_none() {
+        *pending = Some(Arc::clone(&event.frame));
+        return;
+    }
+    if let Some(frame) = pending.take() {
+        out.extend_from_slice(&frame);
+    }
+    out.extend_from_slice(&event.frame);
 }
 
 /// The response head. No length and no chunking: the body runs until the connection closes
@@ -197,9 +236,8 @@ x-accel-buffering: no\r\nconnection: close\r\n",
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_event(out: &mut Vec<u8>, sse: &Sse, event: &Event) {
-    out.extend_from_slice(format!("id: {}\n", sse.feed.id(event.seq)).as_bytes());
-    data_lines(out, &event.data);
+fn push_event(out: &mut Vec<u8>, event: &Event) {
+    out.extend_from_slice(&event.frame);
 }
 
 /// Tells the client events it missed are gone, and which.
