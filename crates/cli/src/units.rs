@@ -77,9 +77,26 @@ pub fn count(v: f64) -> String {
     out
 }
 
+/// A figure like a rate in MB/s: grouped without decimals from 100 up (`1,868`), one decimal
+/// below (`95.7`), so a column of them never shows `1868.3`.
+pub fn figure(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        count(v)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figures_group_thousands_and_keep_a_decimal_below_a_hundred() {
+        assert_eq!(figure(1868.3), "1,868");
+        assert_eq!(figure(95.66), "95.7");
+        assert_eq!(figure(0.9), "0.9");
+    }
 
     #[test]
     fn sizes() {

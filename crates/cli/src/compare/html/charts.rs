@@ -395,12 +395,16 @@ pub(super) fn throughput_bars(r: &Results) -> String {
                 let mbs = megabytes_per_sec(rep, size);
                 let rate = count(rep.throughput_per_sec);
                 Some(if size >= LARGE {
-                    (p.as_str(), mbs, format!("{mbs:.1} MB/s · {rate} msgs/s"))
+                    (
+                        p.as_str(),
+                        mbs,
+                        format!("{} MB/s · {rate} msgs/s", crate::units::figure(mbs)),
+                    )
                 } else {
                     (
                         p.as_str(),
                         rep.throughput_per_sec,
-                        format!("{rate} msgs/s · {mbs:.1} MB/s"),
+                        format!("{rate} msgs/s · {} MB/s", crate::units::figure(mbs)),
                     )
                 })
             })

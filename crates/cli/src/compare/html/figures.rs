@@ -10,6 +10,7 @@ use super::super::model::{Results, Run, ROUND_TRIP_TOLERANCE};
 use super::super::table::{count, micros, size_label, with_spread};
 use super::esc;
 use super::findings::megabytes_per_sec;
+use crate::units::figure;
 
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "-".to_owned(), f)
@@ -143,11 +144,11 @@ fn echo_table(r: &Results, out: &mut String) {
         let lat = |path: &str, v: Option<f64>| opt(v, |v| with_spread(run, path, v, micros));
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&run.protocol),
             esc(&size_label(run.size)),
             with_spread(run, "report.throughput_per_sec", rep.throughput_per_sec, count),
-            megabytes_per_sec(rep, run.size),
+            figure(megabytes_per_sec(rep, run.size)),
             lat("report.latency.p50_us", l.map(|l| l.p50_us)),
             lat("report.latency.p99_us", l.map(|l| l.p99_us)),
             lat("report.latency.p999_us", l.map(|l| l.p999_us)),

@@ -174,7 +174,7 @@ fn throughput(r: &Results) -> Option<Finding> {
         }
         f = f
             .text(format!("{p} "))
-            .number(*mbs, format!("{mbs:.1}"))
+            .number(*mbs, crate::units::figure(*mbs))
             .text(" MB/s");
     }
     let (fast, slow) = (rows[0].1, rows[rows.len() - 1].1);
