@@ -55,7 +55,7 @@ pub struct Results {
     pub capture: Option<CaptureSummary>,
     /// Each protocol's headline figures against the first protocol of its workload and size,
     /// taken round by round (the two measured a second apart) and summed up by their median.
-    pub ratios: Vec<super::ratios::Ratio>,
+    pub ratios: Vec<super::spread::Ratio>,
 }
 
 /// The capture written beside results.json.
