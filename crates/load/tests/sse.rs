@@ -97,6 +97,8 @@ async fn connect_ends_at_the_hello_event_and_echo_goes_over_a_second_connection(
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
     assert!(r.messages > 10, "{r:?}");
     assert_eq!(r.connections_opened, 1, "{r:?}");
+    // TCP, GET → hello, the echo connection's TCP, POST → the echo event.
+    assert_eq!(r.round_trips_to_first_echo, Some(4.0), "{r:?}");
     // Per echo: the POST (head and 100-byte body) sent; its 202 answer and the echo event
     // (`event: echo\n` + `data: ` 100 bytes `\n` + `\n` = 120 bytes) received.
     let sent = r.bytes.sent_per_message.unwrap();

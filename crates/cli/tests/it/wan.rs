@@ -192,6 +192,11 @@ fn under_an_rtt_an_sse_echo_costs_one_round_trip_and_four_to_open() {
         (round_trips - 4.0).abs() <= 0.5,
         "sse connect → first echo {open_ms:.1} ms is {round_trips:.2} echo round trips, not 4"
     );
+    assert_eq!(
+        number(&report["round_trips_to_first_echo"]),
+        4.0,
+        "the counted round trips are not the 4 measured"
+    );
 }
 
 #[test]
