@@ -1,5 +1,6 @@
 //! `index.html`: a self-contained report (inline CSS and SVG, no script, nothing fetched). It
-//! opens with what the run found in plain words (`findings`), then charts what differs most
+//! opens with what the run found in plain words (`findings`) and how steady its ratios between
+//! protocols were round by round (`ratios`), then charts what differs most
 //! between protocols (`charts`: new connections and their CPU, a handshake waterfall,
 //! throughput, latency CDFs), bytes per message by layer, push delay, every figure by
 //! workload (`figures`), and the run's settings and machine.
@@ -15,11 +16,13 @@ use compression::compression_table;
 use figures::figures_table;
 use findings::findings;
 use protolab_load::Payload;
+use ratios::ratio_chart;
 
 mod charts;
 mod compression;
 mod figures;
 mod findings;
+mod ratios;
 
 /// One hue per family, the same in every chart: HTTP blue, WebSocket orange, WebSocket with
 /// permessage-deflate purple, HTTP/2 green, gRPC pink; the TLS variant of each is the darker
@@ -102,6 +105,12 @@ pub fn render(r: &Results) -> String {
     }
     let smallest = s.sizes.first().copied().unwrap_or(32);
     body.push_str(&findings(r));
+    let steadiness = ratio_chart(&r.ratios);
+    if !steadiness.is_empty() {
+        body.push_str("<section><h2>How steady: protocols against each other</h2>");
+        body.push_str(&steadiness);
+        body.push_str("</section>");
+    }
     if s.workloads.iter().any(|w| w == "connect") {
         body.push_str("<section><h2>New connections: what a handshake costs</h2>");
         body.push_str(&connect_bars(r, smallest));

@@ -1,7 +1,8 @@
 // The compare report read the way a person reads it, in headless Chromium at 1024 px: no
-// console errors, findings whose every number is results.json's, charts that drew, no
-// sideways scroll. And pushes as a client sees them (tshark on loopback): delivered on
-// schedule, each charged its own frame's bytes.
+// console errors, findings whose every number is results.json's, charts that drew (the
+// ratios between protocols one row per ratio at results.json's median), no sideways scroll.
+// And pushes as a client sees them (tshark on loopback): delivered on schedule, each charged
+// its own frame's bytes.
 
 #![allow(
     clippy::unwrap_used,
@@ -181,7 +182,9 @@ async fn the_report_opens_with_findings_from_its_own_results_and_fits_1024_px() 
             "--sizes",
             "32,64KiB",
             "--duration",
-            "7s",
+            "12s",
+            "--rounds",
+            "2",
             "-c",
             "2",
             "--out",
@@ -281,6 +284,35 @@ async fn the_report_opens_with_findings_from_its_own_results_and_fits_1024_px() 
     let text = waterfall["text"].as_str().unwrap();
     for part in ["TCP", "TLS", "upgrade", "first echo", "time since"] {
         assert!(text.contains(part), "waterfall without `{part}`: {text}");
+    }
+
+    // The ratios chart has a row per ratio results.json holds, at its median, with a dot per
+    // round.
+    let rows = browser
+        .eval("JSON.stringify([...document.querySelectorAll('svg g.ratio')].map(g => ({label: g.dataset.label, median: Number(g.dataset.median), rounds: g.querySelectorAll('circle.round').length})))")
+        .await;
+    let rows = rows.as_array().unwrap();
+    let ratios = results["ratios"].as_array().unwrap();
+    assert!(!ratios.is_empty(), "no ratios in results.json");
+    assert_eq!(rows.len(), ratios.len(), "{rows:?}");
+    for (row, ratio) in rows.iter().zip(ratios) {
+        let median = number(&ratio["median"]);
+        assert!(
+            (number(&row["median"]) - median).abs() <= median.abs() * 1e-9,
+            "{row} against {ratio}"
+        );
+        let label = row["label"].as_str().unwrap();
+        for part in ["protocol", "against"] {
+            assert!(
+                label.contains(ratio[part].as_str().unwrap()),
+                "{label}: {ratio}"
+            );
+        }
+        assert_eq!(
+            row["rounds"].as_u64(),
+            Some(ratio["spread"]["rounds"].as_array().unwrap().len() as u64),
+            "{row}: {ratio}"
+        );
     }
 
     // Figures read as numbers: thousands separated, on one line each.
