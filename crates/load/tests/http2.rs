@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use protolab_load::{run, Config, ErrorKind, Report, Target, Trust, Workload};
 use protolab_server::Protocol;
-use protolab_test_support::{repo_root, require, Background, TestLab, TsharkCapture};
+use protolab_test_support::{free_port, repo_root, require, Background, TestLab, TsharkCapture};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::process::Command as Process;
@@ -212,15 +212,9 @@ async fn tls_and_connect_against_the_lab() {
     );
 }
 
-/// A port no one listens on now, for a peer that wants to be told one.
-async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_against_nghttpd() {
-    let port = free_port().await;
+    let port = free_port();
     let docroot = tempfile::tempdir().unwrap();
     let mut cmd = Process::new(require("nghttpd", "apt-get install -y nghttp2-server"));
     cmd.args(["--no-tls", "--echo-upload", "-a", "127.0.0.1", "-d"])
