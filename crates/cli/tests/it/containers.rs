@@ -325,17 +325,25 @@ async fn compose_stack_serves_every_app_hardened_and_down_leaves_nothing() {
     println!("up -d took {:?}", started.elapsed());
 
     // Every service's own healthcheck: the apps, the proxy through to the ws app, the hub, Redis.
+    // A service that never gets healthy fails with its last log lines: a name the stack's
+    // DNS cannot resolve, a port taken, a refused flag.
     for service in SERVICES {
         let container = stack.container(service);
-        eventually(
-            &format!("{service} healthy"),
-            Duration::from_secs(90),
-            || {
-                output(Command::new(podman()).args(["healthcheck", "run", &container]))
-                    .status
-                    .success()
-            },
-        );
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !output(Command::new(podman()).args(["healthcheck", "run", &container]))
+            .status
+            .success()
+        {
+            if Instant::now() >= deadline {
+                let logs = output(Command::new(podman()).args(["logs", "--tail", "5", &container]));
+                panic!(
+                    "{service} not healthy within 90 s; its last log lines:\n{}{}",
+                    String::from_utf8_lossy(&logs.stdout),
+                    String::from_utf8_lossy(&logs.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
     println!("healthy after {:?}", started.elapsed());
 
