@@ -23,14 +23,17 @@ struct Segment {
     fin: bool,
 }
 
-/// Every segment on connections to `port`, by connection (tshark's stream index), in order.
+/// Every segment on connections to `port`, by connection (tshark's stream index), in order;
+/// retransmissions left out, as they carry no new payload: compare counts what the
+/// application read, and a loaded CI run once retransmitted one 1,193-byte HTTP response on
+/// loopback, which the capture counted twice.
 fn segments(capture: &Path, port: u16) -> BTreeMap<u64, Vec<Segment>> {
     let out = Command::new(require("tshark", "apt-get install -y tshark"))
         .arg("-r")
         .arg(capture)
         .args([
             "-Y",
-            &format!("tcp.port == {port}"),
+            &format!("tcp.port == {port} && !tcp.analysis.retransmission && !tcp.analysis.fast_retransmission && !tcp.analysis.spurious_retransmission"),
             "-T",
             "fields",
             "-e",
