@@ -187,11 +187,7 @@ pub fn render(ratios: &[Ratio]) -> String {
             r.workload.as_str(),
             table::size_label(r.size)
         );
-        let mark = match (&r.machine, r.noisy) {
-            (Some(_), _) => "!",
-            (None, true) => "?",
-            (None, false) => "",
-        };
+        let mark = r.mark();
         let cell = match r.interval {
             Some(i) => format!("{:.2} ({:.2}-{:.2}){mark}", r.median, i.low, i.high),
             None => format!("{:.2}", r.median),

@@ -95,6 +95,18 @@ pub struct Ratio {
     pub machine: Option<String>,
 }
 
+impl Ratio {
+    /// The mark the table and the report put after it: `!` when it was not held and the
+    /// machine was contended, `?` when it was not held on a quiet machine, nothing when held.
+    pub fn mark(&self) -> &'static str {
+        match (&self.machine, self.noisy) {
+            (Some(_), _) => "!",
+            (None, true) => "?",
+            (None, false) => "",
+        }
+    }
+}
+
 /// A distribution-free confidence interval of a median.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Interval {

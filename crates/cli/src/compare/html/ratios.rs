@@ -142,10 +142,9 @@ pub(super) fn ratio_chart(ratios: &[Ratio]) -> String {
         }
         previous_group = group;
         let row_label = label(r);
-        let mark = match (&r.machine, r.noisy) {
-            (Some(_), _) => " !",
-            (None, true) => " ?",
-            (None, false) => "",
+        let mark = match r.mark() {
+            "" => String::new(),
+            mark => format!(" {mark}"),
         };
         let why = match (&r.machine, r.noisy) {
             (Some(why), _) => format!(": not held within 5%, the machine was contended ({why})"),
