@@ -22,7 +22,7 @@ use crate::lend::LentBuf;
 /// output frame: the payload is unmasked where it lies in the read buffer and written from
 /// there behind its new header in one vectored write. Smaller echoes keep the batched path,
 /// where one write carries the answers to every message a read brought.
-const DIRECT_ECHO_BYTES: usize = 4096;
+pub(crate) const DIRECT_ECHO_BYTES: usize = 4096;
 
 /// Room beyond the next frame for TLS record overhead: two records' headers and tags.
 const TLS_SLACK: usize = 2 * protolab_tls::record::MAX_OVERHEAD;
@@ -35,14 +35,14 @@ pub(crate) const DEFLATE_STATE_BYTES: usize = 320 << 10;
 
 /// Read-buffer capacity every connection may hold without charging the message budget: room
 /// for a 16 KiB frame with its TLS records, which echo workloads need on every message.
-const FREE_READ_BYTES: usize = 4 * READ_CHUNK;
+pub(crate) const FREE_READ_BYTES: usize = 4 * READ_CHUNK;
 
 /// Answers-buffer capacity kept between reads; a larger one (a batch of big echoes, a
 /// compressed reply) is freed once written, so an idle connection does not keep it.
-const KEPT_OUT_BYTES: usize = 512;
+pub(crate) const KEPT_OUT_BYTES: usize = 512;
 
 /// Why the session loop ended, which decides how the close handshake goes.
-enum Ending {
+pub(crate) enum Ending {
     /// The peer sent a close frame; we answered it.
     PeerClosed,
     /// The peer vanished without a close frame (EOF or I/O error); nothing to send.
@@ -104,16 +104,9 @@ pub(crate) async fn run<S: Io>(
     // reply's size.
     let mut out = Vec::new();
     let start = Instant::now();
-    // Ping once half the idle timeout has passed in silence; check four times per idle period
-    // so a ping always goes out at least a quarter period before the peer would be dropped,
-    // leaving that long for its pong.
-    let ping_after = limits.idle_timeout / 2;
-    let tick = (limits.idle_timeout / 4).max(Duration::from_millis(10));
-    let mut timers = Timers::new(start, push_interval, tick);
-    // When the peer was last heard from, at keepalive-tick granularity: a flag per frame and a
-    // clock read per tick, instead of a clock read per frame on the echo hot path.
-    let mut last_heard = start;
-    let mut heard = false;
+    let tick = Liveness::tick_every(limits.idle_timeout);
+    let mut timers = Timers::new(Schedule::new(start.into_std(), push_interval, tick));
+    let mut liveness = Liveness::new(start.into_std(), limits.idle_timeout);
     let mut push_seq: u64 = 0;
 
     // Pinned once: re-creating the future every iteration would register and deregister a
@@ -148,7 +141,7 @@ pub(crate) async fn run<S: Io>(
                     out.truncate(start);
                 } else {
                     buf.advance(end);
-                    heard = true;
+                    liveness.heard();
                     continue;
                 }
             }
@@ -182,14 +175,14 @@ pub(crate) async fn run<S: Io>(
                     break 'session Ending::Gone;
                 }
                 buf.advance(payload.end);
-                heard = true;
+                liveness.heard();
                 continue;
             }
             match decoder.decode(&buf) {
                 Ok((0, None)) => break,
                 Ok((consumed, message)) => {
                     buf.advance(consumed);
-                    heard = true;
+                    liveness.heard();
                     if let Some(message) = message {
                         if answer(message, &mut out, deflater.as_mut()) {
                             if write_out(&mut stream, &out, ctx).await.is_err() {
@@ -246,12 +239,11 @@ pub(crate) async fn run<S: Io>(
                     encode_data(&mut out, OpCode::Text, text.as_bytes(), deflater.as_mut());
                 }
                 if due.keepalive {
-                    if message_since.is_some_and(|t| due.now - t > limits.message_timeout) {
+                    if message_since.is_some_and(|t| due.now - t.into_std() > limits.message_timeout) {
                         break message_too_slow(limits.message_timeout, peer);
                     }
-                    if std::mem::take(&mut heard) {
-                        last_heard = due.now;
-                    } else if buf.is_empty() {
+                    let liveliness = liveness.tick(due.now);
+                    if !matches!(liveliness, Liveliness::Heard) && buf.is_empty() {
                         // Quiet since the last tick: the TLS stream's buffers go back too,
                         // and so do this loop's answer buffers.
                         stream.release_idle_buffers();
@@ -260,12 +252,14 @@ pub(crate) async fn run<S: Io>(
                         }
                         header = Vec::new();
                     }
-                    let silent = due.now.saturating_duration_since(last_heard);
-                    if silent >= limits.idle_timeout {
-                        break Ending::WeClose(close_code::GOING_AWAY, "idle timeout".into());
-                    }
-                    if silent >= ping_after {
-                        encode_frame(&mut out, true, OpCode::Ping, None, b"protolab");
+                    match liveliness {
+                        Liveliness::Idle => {
+                            break Ending::WeClose(close_code::GOING_AWAY, "idle timeout".into());
+                        }
+                        Liveliness::Ping => {
+                            encode_frame(&mut out, true, OpCode::Ping, None, b"protolab");
+                        }
+                        Liveliness::Heard | Liveliness::Quiet => {}
                     }
                 }
             }
@@ -331,7 +325,7 @@ fn held(buf: &BytesMut, room: usize, decoder: &Decoder) -> usize {
         + decoder.buffered()
 }
 
-fn over_budget(peer: SocketAddr) -> Ending {
+pub(crate) fn over_budget(peer: SocketAddr) -> Ending {
     tracing::debug!(%peer, "closing WebSocket: the lab's message buffer budget is exhausted");
     Ending::Fail(
         close_code::TRY_AGAIN_LATER,
@@ -339,7 +333,7 @@ fn over_budget(peer: SocketAddr) -> Ending {
     )
 }
 
-fn message_too_slow(limit: Duration, peer: SocketAddr) -> Ending {
+pub(crate) fn message_too_slow(limit: Duration, peer: SocketAddr) -> Ending {
     tracing::debug!(%peer, ?limit, "closing WebSocket: a message took too long to arrive");
     Ending::Fail(
         close_code::POLICY,
@@ -347,8 +341,9 @@ fn message_too_slow(limit: Duration, peer: SocketAddr) -> Ending {
     )
 }
 
-/// The session's two periodic jobs, push and keepalive check, behind one timer: the session
-/// waits on it once per message, and one armed sleep costs half of two.
+/// The session's two periodic jobs, push and keepalive check, on one schedule, so that a
+/// session waits on one timer (one armed sleep costs half of two; the WS app's event loop
+/// keeps one deadline per connection for the same reason).
 ///
 /// Pushes keep a fixed schedule (slot n is `start + n × interval`): rescheduling from the
 /// moment the timer fired loses the timer's lateness every period (a millisecond-resolution
@@ -356,11 +351,10 @@ fn message_too_slow(limit: Duration, peer: SocketAddr) -> Ending {
 /// runtime was busy are sent at once, up to [`MAX_PUSH_CATCH_UP`]; past that the schedule
 /// restarts from now rather than flood the peer. The keepalive check runs once and is
 /// rescheduled a whole period later, as tokio's `MissedTickBehavior::Delay` would.
-struct Timers {
-    sleep: Pin<Box<Sleep>>,
-    next_push: Instant,
+pub(crate) struct Schedule {
+    next_push: std::time::Instant,
     push_every: Duration,
-    next_keepalive: Instant,
+    next_keepalive: std::time::Instant,
     keepalive_every: Duration,
 }
 
@@ -368,30 +362,34 @@ struct Timers {
 const MAX_PUSH_CATCH_UP: u32 = 8;
 
 /// Which jobs are due, and when that was found.
-struct Due {
-    now: Instant,
+pub(crate) struct Due {
+    pub(crate) now: std::time::Instant,
     /// Push slots that came due (0 when only the keepalive check did).
-    pushes: u32,
-    keepalive: bool,
+    pub(crate) pushes: u32,
+    pub(crate) keepalive: bool,
 }
 
-impl Timers {
-    fn new(start: Instant, push_every: Duration, keepalive_every: Duration) -> Self {
-        let next_push = start + push_every;
-        let next_keepalive = start + keepalive_every;
+impl Schedule {
+    pub(crate) fn new(
+        start: std::time::Instant,
+        push_every: Duration,
+        keepalive_every: Duration,
+    ) -> Self {
         Self {
-            sleep: Box::pin(sleep_until(next_push.min(next_keepalive))),
-            next_push,
+            next_push: start + push_every,
             push_every,
-            next_keepalive,
+            next_keepalive: start + keepalive_every,
             keepalive_every,
         }
     }
 
-    /// Completes when at least one job is due and re-arms the timer for the next one.
-    async fn next(&mut self) -> Due {
-        self.sleep.as_mut().await;
-        let now = Instant::now();
+    /// When the next job is due.
+    pub(crate) fn next_at(&self) -> std::time::Instant {
+        self.next_push.min(self.next_keepalive)
+    }
+
+    /// The jobs due at `now`, each moved on to its next time.
+    pub(crate) fn due(&mut self, now: std::time::Instant) -> Due {
         let mut pushes = 0;
         while now >= self.next_push && pushes < MAX_PUSH_CATCH_UP {
             pushes += 1;
@@ -404,9 +402,6 @@ impl Timers {
         if keepalive {
             self.next_keepalive = now + self.keepalive_every;
         }
-        self.sleep
-            .as_mut()
-            .reset(self.next_push.min(self.next_keepalive));
         Due {
             now,
             pushes,
@@ -415,12 +410,96 @@ impl Timers {
     }
 }
 
+/// The [`Schedule`] behind one tokio timer.
+struct Timers {
+    sleep: Pin<Box<Sleep>>,
+    schedule: Schedule,
+}
+
+impl Timers {
+    fn new(schedule: Schedule) -> Self {
+        Self {
+            sleep: Box::pin(sleep_until(Instant::from_std(schedule.next_at()))),
+            schedule,
+        }
+    }
+
+    /// Completes when at least one job is due and re-arms the timer for the next one.
+    async fn next(&mut self) -> Due {
+        self.sleep.as_mut().await;
+        let due = self.schedule.due(Instant::now().into_std());
+        self.sleep
+            .as_mut()
+            .reset(Instant::from_std(self.schedule.next_at()));
+        due
+    }
+}
+
+/// Keepalive: when the peer was last heard from, at keepalive-tick granularity (a flag per
+/// frame and a clock read per tick, instead of a clock read per frame on the echo hot path).
+/// Ping once half the idle timeout has passed in silence; checked four times per idle period,
+/// a ping always goes out at least a quarter period before the peer would be dropped, leaving
+/// that long for its pong.
+pub(crate) struct Liveness {
+    last_heard: std::time::Instant,
+    heard: bool,
+    idle_timeout: Duration,
+}
+
+/// What a keepalive tick found.
+pub(crate) enum Liveliness {
+    /// Heard from since the last tick.
+    Heard,
+    /// Quiet since the last tick, for less than half the idle timeout.
+    Quiet,
+    /// Quiet for half the idle timeout or more: ping it.
+    Ping,
+    /// Quiet for the whole idle timeout: close it.
+    Idle,
+}
+
+impl Liveness {
+    pub(crate) fn new(start: std::time::Instant, idle_timeout: Duration) -> Self {
+        Self {
+            last_heard: start,
+            heard: false,
+            idle_timeout,
+        }
+    }
+
+    /// How often to tick: four times per idle period.
+    pub(crate) fn tick_every(idle_timeout: Duration) -> Duration {
+        (idle_timeout / 4).max(Duration::from_millis(10))
+    }
+
+    /// A frame arrived.
+    pub(crate) fn heard(&mut self) {
+        self.heard = true;
+    }
+
+    pub(crate) fn tick(&mut self, now: std::time::Instant) -> Liveliness {
+        if std::mem::take(&mut self.heard) {
+            self.last_heard = now;
+        }
+        let silent = now.saturating_duration_since(self.last_heard);
+        if silent >= self.idle_timeout {
+            Liveliness::Idle
+        } else if silent >= self.idle_timeout / 2 {
+            Liveliness::Ping
+        } else if silent.is_zero() {
+            Liveliness::Heard
+        } else {
+            Liveliness::Quiet
+        }
+    }
+}
+
 /// A whole data frame at the start of the read buffer that can be echoed without the decoder.
-struct EchoFrame {
-    opcode: OpCode,
-    header_len: usize,
-    payload_len: usize,
-    mask: [u8; 4],
+pub(crate) struct EchoFrame {
+    pub(crate) opcode: OpCode,
+    pub(crate) header_len: usize,
+    pub(crate) payload_len: usize,
+    pub(crate) mask: [u8; 4],
 }
 
 /// The frame at the start of `buf` if it can be echoed as it lies: no fragmented message is
@@ -428,7 +507,7 @@ struct EchoFrame {
 /// unextended text or binary frame of at most `max` bytes, all of it already read. The caller
 /// picks the path by size (and checks text's UTF-8); everything else goes through the decoder,
 /// which enforces every rule.
-fn echo_frame(buf: &[u8], decoder: &Decoder, max: usize) -> Option<EchoFrame> {
+pub(crate) fn echo_frame(buf: &[u8], decoder: &Decoder, max: usize) -> Option<EchoFrame> {
     if decoder.in_message() {
         return None;
     }
@@ -451,7 +530,7 @@ fn echo_frame(buf: &[u8], decoder: &Decoder, max: usize) -> Option<EchoFrame> {
 
 /// Encodes the reply to `message` into `out`. Returns true when it was a close frame (the
 /// reply, a close echoing its code, is then in `out` and the session ends).
-fn answer(message: Message, out: &mut Vec<u8>, deflater: Option<&mut Deflater>) -> bool {
+pub(crate) fn answer(message: Message, out: &mut Vec<u8>, deflater: Option<&mut Deflater>) -> bool {
     match message {
         Message::Text(text) => encode_data(out, OpCode::Text, text.as_bytes(), deflater),
         Message::Binary(data) => encode_data(out, OpCode::Binary, &data, deflater),
@@ -470,7 +549,12 @@ fn answer(message: Message, out: &mut Vec<u8>, deflater: Option<&mut Deflater>) 
 
 /// One data message, compressed when permessage-deflate is on (RFC 7692 §6: RSV1 on its
 /// frame). Should the compressor fail, the message goes uncompressed, which is always allowed.
-fn encode_data(out: &mut Vec<u8>, opcode: OpCode, data: &[u8], deflater: Option<&mut Deflater>) {
+pub(crate) fn encode_data(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    data: &[u8],
+    deflater: Option<&mut Deflater>,
+) {
     if let Some(deflater) = deflater {
         match deflate::encode_compressed(out, deflater, opcode, None, data) {
             Ok(()) => return,
@@ -480,7 +564,7 @@ fn encode_data(out: &mut Vec<u8>, opcode: OpCode, data: &[u8], deflater: Option<
     encode_frame(out, true, opcode, None, data);
 }
 
-fn protocol_error(err: &ProtocolError, peer: SocketAddr) -> Ending {
+pub(crate) fn protocol_error(err: &ProtocolError, peer: SocketAddr) -> Ending {
     tracing::debug!(%peer, %err, code = err.close_code(), "failing WebSocket on a protocol error");
     Ending::Fail(err.close_code(), err.to_string())
 }
@@ -523,7 +607,7 @@ async fn await_peer_close<S: Io>(
 /// waiting for (so a 16 KiB message arrives in one read, not two), at least [`READ_CHUNK`].
 /// The decoder caps what it wants at the size up to which it waits for whole frames; larger
 /// frames are taken as they arrive, so a header announcing 16 MiB reserves no more than that.
-fn read_room(wanted: usize) -> usize {
+pub(crate) fn read_room(wanted: usize) -> usize {
     // The slack lets a large frame's TLS records land whole too (a header and a tag per
     // record), so they are opened in place instead of being carried over.
     if wanted == 0 {
@@ -536,7 +620,7 @@ fn read_room(wanted: usize) -> usize {
 /// The pushed message: JSON so a client can tell it from an echo and measure delivery delay
 /// (`sent_at_us`: microseconds since the Unix epoch; `sent_at_ms` for pages that use
 /// `Date.now()`).
-fn push_message(seq: u64) -> String {
+pub(crate) fn push_message(seq: u64) -> String {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
