@@ -100,7 +100,7 @@ impl Charge<'_> {
     pub(crate) fn set(&mut self, bytes: usize) -> Result<(), OverBudget> {
         if bytes > self.held {
             self.budget.grow(bytes - self.held)?;
-        } else {
+        } else if bytes < self.held {
             self.budget.shrink(self.held - bytes);
         }
         self.held = bytes;
@@ -133,6 +133,33 @@ impl MessageBudget {
             budget: std::sync::Arc::clone(budget),
             held: bytes,
         })
+    }
+}
+
+impl Charge<'_> {
+    /// The same account, held beyond the borrow of the budget: for a connection handed to a
+    /// thread of its own. `budget` must be the budget this charge was taken from.
+    pub(crate) fn into_owned(mut self, budget: &std::sync::Arc<MessageBudget>) -> OwnedCharge {
+        debug_assert!(std::ptr::eq(self.budget, budget.as_ref()));
+        // The bytes move to the owned charge; this one gives back nothing when dropped.
+        let held = std::mem::take(&mut self.held);
+        OwnedCharge {
+            budget: std::sync::Arc::clone(budget),
+            held,
+        }
+    }
+}
+
+impl OwnedCharge {
+    /// Brings the charge to `bytes`, as [`Charge::set`] does.
+    pub(crate) fn set(&mut self, bytes: usize) -> Result<(), OverBudget> {
+        if bytes > self.held {
+            self.budget.grow(bytes - self.held)?;
+        } else if bytes < self.held {
+            self.budget.shrink(self.held - bytes);
+        }
+        self.held = bytes;
+        Ok(())
     }
 }
 

@@ -43,6 +43,16 @@ impl ReadBuffers {
         self.lent.load(Ordering::Relaxed)
     }
 
+    /// Counts a buffer lent outside this module (the WS app's event loop keeps a frame's
+    /// start in a buffer of the connection's own, and counts it here while it does).
+    pub(crate) fn count_lent(&self, lent: bool) {
+        if lent {
+            self.lent.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.lent.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// A connection's read buffer; `initial` holds bytes that arrived before it (the rest of
     /// an upgrade request's read), and is kept only if it holds any.
     pub(crate) fn buffer(&self, initial: BytesMut) -> LentBuf<'_> {
@@ -83,6 +93,20 @@ impl LentBuf<'_> {
             self.mark_lent();
         }
         self.buf.reserve(room.max(LENT_MIN_CAPACITY));
+    }
+
+    /// The bytes held, no longer lent: for a connection that leaves the lab's tasks. An
+    /// empty buffer goes back to the pool and nothing is returned: the connection must not
+    /// keep a 32 KiB capacity it has no bytes in.
+    pub(crate) fn into_bytes(mut self) -> BytesMut {
+        if self.buf.is_empty() {
+            return BytesMut::new();
+        }
+        if self.lent {
+            self.lent = false;
+            self.owner.lent.fetch_sub(1, Ordering::Relaxed);
+        }
+        std::mem::take(&mut self.buf)
     }
 
     /// Gives the buffer back when it holds nothing: the connection is between messages.
