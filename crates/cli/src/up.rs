@@ -73,6 +73,11 @@ pub struct UpArgs {
     /// are compressed, and each such connection holds about 320 KiB of compressor state.
     #[arg(long)]
     pub no_ws_deflate: bool,
+    /// How the ws app runs WebSocket connections once upgraded: `loop`, event loops of its
+    /// own (one thread per CPU: one epoll set, one shared receive buffer, a deadline heap),
+    /// or `tasks`, a tokio task per connection as the wss app runs them.
+    #[arg(long, default_value = "loop", value_parser = parse_ws_runtime, value_name = "loop|tasks")]
+    pub ws_runtime: protolab_server::WsRuntime,
     /// Largest HTTP request head accepted (e.g. 16KiB); bigger ones get 431.
     #[arg(long, default_value = "16KiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_header_size: u64,
@@ -243,6 +248,8 @@ impl TryFrom<UpArgs> for UpConfig {
                 allowed_origins: args.allow_origins,
                 limits,
                 tls: None,
+                ws_runtime: args.ws_runtime,
+                ws_loop_threads: None,
                 ws_deflate: (!args.no_ws_deflate)
                     .then(protolab_wire::ws::deflate::ServerConfig::default),
             },
@@ -251,6 +258,14 @@ impl TryFrom<UpArgs> for UpConfig {
             proxy: args.proxy.then_some((args.proxy_port, args.proxy_tls_port)),
             acme: args.acme,
         })
+    }
+}
+
+fn parse_ws_runtime(s: &str) -> Result<protolab_server::WsRuntime, String> {
+    match s {
+        "loop" => Ok(protolab_server::WsRuntime::EventLoop),
+        "tasks" => Ok(protolab_server::WsRuntime::Tasks),
+        _ => Err(format!("`{s}`: expected `loop` or `tasks`")),
     }
 }
 

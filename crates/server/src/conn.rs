@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::apps::{self, AppKind, KeepAlive, Response};
 use crate::cancel::Cancelled;
 use crate::ctx::{close_gracefully, write_out, ConnCtx};
-use crate::io::{Io, LazyDeadline, READ_CHUNK};
+use crate::io::{Io, LazyDeadline, PlainTcp, READ_CHUNK};
 use crate::lend::LentBuf;
 use crate::sse;
 
@@ -37,7 +37,7 @@ enum HeadRead {
 /// Serves HTTP/1.1 requests on `stream` until the peer closes, a limit is hit, or the lab
 /// shuts down. `deadline` bounds the arrival of the first request head (the handshake
 /// timeout, which for TLS started before the TLS handshake).
-pub(crate) async fn serve<S: Io>(
+pub(crate) async fn serve<S: Io + PlainTcp>(
     mut stream: S,
     peer: SocketAddr,
     ctx: &ConnCtx,
@@ -51,11 +51,49 @@ pub(crate) async fn serve<S: Io>(
     if let Some((buf, head)) = requests {
         // The upgrade's box (its head, answer and refusal paths) is freed before the
         // WebSocket starts, so an idle WebSocket's task holds only the WebSocket loop.
-        let setup = Box::pin(upgrade(&mut stream, head, peer, ctx)).await;
-        if let Some(setup) = setup {
-            Box::pin(crate::ws::run(stream, buf, peer, ctx, setup)).await;
+        let Some(setup) = Box::pin(upgrade(&mut stream, head, peer, ctx)).await else {
+            return;
+        };
+        if let Some(loops) = &ctx.ws_loops {
+            match stream.into_plain_tcp() {
+                Ok(tcp) => {
+                    Box::pin(hand_off(loops, tcp, buf, peer, ctx, setup)).await;
+                    return;
+                }
+                Err(tls) => stream = tls,
+            }
         }
+        Box::pin(crate::ws::run(stream, buf, peer, ctx, setup)).await;
     }
+}
+
+/// Hands an upgraded plain connection to the WS app's event loop and waits for it to end.
+async fn hand_off(
+    loops: &crate::wsloop::WsLoops,
+    tcp: std::io::Result<std::net::TcpStream>,
+    buf: LentBuf<'_>,
+    peer: SocketAddr,
+    ctx: &ConnCtx,
+    setup: crate::ws::Setup<'_>,
+) {
+    let tcp = match tcp {
+        Ok(tcp) => tcp,
+        Err(err) => {
+            tracing::debug!(%peer, %err, "cannot take an upgraded WebSocket out of the runtime");
+            return;
+        }
+    };
+    let handoff = crate::wsloop::Handoff {
+        tcp,
+        peer,
+        input: buf.into_bytes(),
+        limits: std::sync::Arc::clone(&ctx.limits),
+        push_interval: setup.push_interval,
+        deflate: setup.deflate,
+        charge: setup.charge.into_owned(&ctx.budget),
+        read_buffers: std::sync::Arc::clone(&ctx.read_buffers),
+    };
+    loops.serve(handoff, &ctx.graceful, &ctx.hard).await;
 }
 
 /// Serves requests until the connection is done (`None`) or a WebSocket upgrade to the WS
@@ -498,6 +536,24 @@ pub(crate) fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String
     allowed
         .iter()
         .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+}
+
+/// The size of the hand-off's future, which a parked task holds for an event loop WebSocket's
+/// whole life (for `footprint`'s bound).
+#[cfg(test)]
+pub(crate) fn hand_off_size() -> usize {
+    fn size<A, B, C, D, E, F, R>(_f: impl FnOnce(A, B, C, D, E, F) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+    size::<
+        &'static crate::wsloop::WsLoops,
+        std::io::Result<std::net::TcpStream>,
+        LentBuf<'static>,
+        SocketAddr,
+        &'static ConnCtx,
+        crate::ws::Setup<'static>,
+        _,
+    >(hand_off)
 }
 
 #[cfg(test)]

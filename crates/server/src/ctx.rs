@@ -37,6 +37,9 @@ pub(crate) struct ConnCtx {
     pub(crate) hard: CancelToken,
     /// The SSE and polling paths, on the listeners that serve them (the SSE and HTTPS apps).
     pub(crate) sse: Option<Arc<crate::events::Sse>>,
+    /// The event loops that take plain WebSocket connections once upgraded (the WS app),
+    /// unless the lab runs them as tasks.
+    pub(crate) ws_loops: Option<Arc<crate::wsloop::WsLoops>>,
 }
 
 /// Closes gracefully: [`linger_close`] within the listener's close timeout.

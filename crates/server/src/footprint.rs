@@ -23,6 +23,10 @@ mod tests {
     /// `lab::serve` + `conn::serve` + `ws::run` over a plain stream: 112 + 408 + 1,160 B
     /// measured; with the TLS path inline in `lab::serve` (1,992 B) it was 3,560 B.
     const IDLE_TASK_MAX: usize = 1_920;
+    /// `wsloop::conn::Conn` in its slot: 616 B measured.
+    const CONN_MAX: usize = 704;
+    /// The hand-off's future, boxed on the parked task: 576 B measured.
+    const HAND_OFF_MAX: usize = 640;
 
     /// The size of what `f` returns (a future), without calling it.
     fn returned_size<A, B, C, D, E, R>(_f: impl FnOnce(A, B, C, D, E) -> R) -> usize {
@@ -34,7 +38,7 @@ mod tests {
     }
 
     /// Each boxed phase an idle WebSocket's task awaits, for one stream type.
-    fn phases<S: crate::io::Io + 'static>() -> [(&'static str, usize); 3] {
+    fn phases<S: crate::io::Io + crate::io::PlainTcp + 'static>() -> [(&'static str, usize); 3] {
         [
             (
                 "conn::serve",
@@ -65,6 +69,24 @@ mod tests {
             &'static ConnCtx,
             _,
         >(crate::lab::serve)
+    }
+
+    /// What a WebSocket on the event loop holds: its connection state in the loop's slot
+    /// (`wsloop::conn::Conn`) and, on its parked task, the boxed `conn::serve` and the boxed
+    /// hand-off that waits for the loop (dev profile).
+    #[test]
+    fn an_event_loop_websocket_stays_small() {
+        let conn = crate::wsloop::conn_size();
+        let hand_off = crate::conn::hand_off_size();
+        eprintln!("wsloop Conn {conn} B; hand-off future {hand_off} B");
+        assert!(
+            conn <= CONN_MAX,
+            "a loop connection grew to {conn} B (bound {CONN_MAX} B)"
+        );
+        assert!(
+            hand_off <= HAND_OFF_MAX,
+            "the hand-off's wait grew to {hand_off} B (bound {HAND_OFF_MAX} B)"
+        );
     }
 
     /// An idle WebSocket's task holds the lab's `serve` inline and two boxes: `conn::serve`

@@ -17,6 +17,24 @@ use crate::cancel::CancelToken;
 pub(crate) trait Io: AsyncRead + AsyncWrite + ReadReady + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + ReadReady + Unpin + Send> Io for T {}
 
+/// A stream whose plain TCP socket the WS app's event loop can take over once upgraded.
+pub(crate) trait PlainTcp: Sized {
+    /// The socket, out of tokio's reactor (`Err(self)` for TLS, which stays on its task).
+    fn into_plain_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self>;
+}
+
+impl PlainTcp for tokio::net::TcpStream {
+    fn into_plain_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
+        Ok(self.into_std())
+    }
+}
+
+impl<IO> PlainTcp for protolab_tls::stream::TlsStream<IO> {
+    fn into_plain_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
+        Err(self)
+    }
+}
+
 /// Smallest free space kept in the read buffer before each read.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 

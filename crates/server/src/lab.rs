@@ -19,6 +19,7 @@ use crate::ctx::ConnCtx;
 use crate::events::Sse;
 use crate::grpc::GrpcApp;
 use crate::lend::ReadBuffers;
+use crate::wsloop::WsLoops;
 use crate::{Error, Limits, Result};
 
 /// One of the lab's protocols; each gets its own port so a capture filter isolates it.
@@ -158,6 +159,28 @@ pub struct LabConfig {
     pub ws_deflate: Option<protolab_wire::ws::deflate::ServerConfig>,
     /// Server TLS configuration; required when any TLS protocol is in `apps`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How the WS app runs its (plain) WebSocket connections once upgraded. Default:
+    /// [`WsRuntime::EventLoop`].
+    pub ws_runtime: WsRuntime,
+    /// Event loop threads (named [`WS_LOOP_THREADS`]`-N`) for [`WsRuntime::EventLoop`].
+    /// Default `None`: one per CPU this process may run on.
+    pub ws_loop_threads: Option<usize>,
+}
+
+/// What the WS app's event loop threads' names start with (a process that counts or pins
+/// the lab's threads looks for them by it).
+pub const WS_LOOP_THREADS: &str = "protolab-ws";
+
+/// How the WS app runs plain WebSocket connections once upgraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WsRuntime {
+    /// Event loops of the lab's own, one thread per CPU it may use: one `epoll` set, one
+    /// shared receive buffer and a deadline heap each (about half the user CPU per message
+    /// of a task when messages arrive one per wake-up).
+    #[default]
+    EventLoop,
+    /// A tokio task per connection, as WSS and WebSockets over HTTP/2 always run.
+    Tasks,
 }
 
 impl Default for LabConfig {
@@ -174,6 +197,8 @@ impl Default for LabConfig {
             limits: Limits::default(),
             ws_deflate: Some(protolab_wire::ws::deflate::ServerConfig::default()),
             tls: None,
+            ws_runtime: WsRuntime::default(),
+            ws_loop_threads: None,
         }
     }
 }
@@ -239,6 +264,7 @@ pub struct Lab {
     read_buffers: Arc<ReadBuffers>,
     drain_timeout: Duration,
     sse: Option<Arc<Sse>>,
+    ws_loops: Option<Arc<WsLoops>>,
 }
 
 impl Lab {
@@ -300,7 +326,18 @@ impl Lab {
             .iter()
             .any(|e| e.protocol.serves_sse())
             .then(|| Arc::new(Sse::new(config.limits.max_connections, Arc::clone(&budget))));
+        let ws_loops = if config.ws_runtime == WsRuntime::EventLoop
+            && endpoints.iter().any(|e| e.protocol == Protocol::Ws)
+        {
+            let threads = config.ws_loop_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            Some(Arc::new(WsLoops::start(threads).map_err(Error::EventLoop)?))
+        } else {
+            None
+        };
         let lab = Self {
+            ws_loops: ws_loops.clone(),
             endpoints,
             graceful: CancelToken::new(),
             hard: CancelToken::new(),
@@ -343,6 +380,9 @@ impl Lab {
                 graceful: lab.graceful.clone(),
                 hard: lab.hard.clone(),
                 sse: sse.clone().filter(|_| endpoint.protocol.serves_sse()),
+                ws_loops: ws_loops
+                    .clone()
+                    .filter(|_| endpoint.protocol == Protocol::Ws),
             });
             let tls = if endpoint.protocol == Protocol::H2 {
                 // The same certificate, offering only h2 in ALPN.
@@ -403,6 +443,11 @@ impl Lab {
     /// (or closed) this is zero.
     pub fn read_buffers_lent(&self) -> usize {
         self.read_buffers.lent()
+    }
+
+    /// WebSocket connections the WS app's event loops serve right now.
+    pub fn event_loop_connections(&self) -> usize {
+        self.ws_loops.as_ref().map_or(0, |l| l.connections())
     }
 
     /// Event streams (`GET /events`) open right now, on the SSE and HTTPS apps together.

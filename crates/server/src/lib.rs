@@ -27,9 +27,10 @@ mod listen;
 pub mod proxy;
 mod sse;
 mod ws;
+mod wsloop;
 
 pub use apps::birds;
-pub use lab::{Endpoint, Lab, LabConfig, Protocol, ShutdownReport};
+pub use lab::{Endpoint, Lab, LabConfig, Protocol, ShutdownReport, WsRuntime, WS_LOOP_THREADS};
 pub use limits::{H2Limits, Limits};
 pub use listen::{bind_listener, LISTEN_BACKLOG};
 
@@ -59,6 +60,9 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The WS app's event loop could not start (no epoll set or thread).
+    #[error("cannot start the WS app's event loop: {0}")]
+    EventLoop(#[source] std::io::Error),
     /// A TLS protocol was requested without a TLS server config.
     #[error("the {0} app needs a certificate, but no TLS configuration was given")]
     MissingTls(Protocol),
