@@ -53,6 +53,8 @@ async fn idle_websockets_hold_no_read_buffer_and_closing_returns_every_one() {
         peers.push(peer);
     }
     assert_eq!(lab.lab.open_connections(), 2 * IDLE);
+    // The WS app's connections run on its event loop, the WSS app's as tasks.
+    assert_eq!(lab.lab.event_loop_connections(), IDLE);
     // Every connection has echoed a message and waits: none holds a read buffer.
     let lent = lent_settles(&lab.lab, 0, Duration::from_secs(5)).await;
     assert_eq!(
@@ -99,5 +101,6 @@ async fn idle_websockets_hold_no_read_buffer_and_closing_returns_every_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(lab.lab.open_connections(), 0, "every connection closed");
+    assert_eq!(lab.lab.event_loop_connections(), 0);
     assert_eq!(lab.lab.read_buffers_lent(), 0);
 }

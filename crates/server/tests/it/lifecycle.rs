@@ -202,3 +202,43 @@ async fn a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped() 
         protolab_server::LISTEN_BACKLOG
     );
 }
+
+/// A peer that never answers the 1001 close frame holds shutdown up only until the drain
+/// timeout; then it is dropped (its socket closed), on the event loop and as a task alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_that_ignores_the_close_is_dropped_at_the_drain_timeout() {
+    for runtime in [
+        protolab_server::WsRuntime::EventLoop,
+        protolab_server::WsRuntime::Tasks,
+    ] {
+        let lab = TestLab::start(&[Protocol::Ws], |c| {
+            c.limits.drain_timeout = Duration::from_millis(700);
+            c.limits.close_timeout = Duration::from_secs(60);
+            c.ws_runtime = runtime;
+        })
+        .await;
+        let mut raw = protolab_test_support::RawWs::connect(lab.port(Protocol::Ws)).await;
+        wait_for_open(&lab, 1).await;
+        let started = std::time::Instant::now();
+        let report = lab.lab.shutdown().await;
+        let took = started.elapsed();
+        assert_eq!(report.dropped, 1, "{runtime:?}");
+        assert!(
+            took >= Duration::from_millis(600) && took < Duration::from_secs(5),
+            "{runtime:?}: shutdown took {took:?}"
+        );
+        // The close frame came, then the socket closed without waiting for our answer.
+        assert_eq!(
+            raw.close_code(Duration::from_secs(5)).await,
+            1001,
+            "{runtime:?}"
+        );
+        let mut rest = Vec::new();
+        let eof =
+            tokio::time::timeout(Duration::from_secs(5), raw.stream.read_to_end(&mut rest)).await;
+        assert!(
+            eof.is_ok(),
+            "{runtime:?}: the dropped connection was not closed"
+        );
+    }
+}

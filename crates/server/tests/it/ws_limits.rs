@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use protolab_server::Protocol;
+use protolab_server::{Protocol, WsRuntime};
 use protolab_test_support::{run_json, Peer, RawWs, TestLab};
 use protolab_wire::ws::{encode_frame, OpCode};
 use tokio::io::AsyncReadExt as _;
@@ -194,4 +194,53 @@ async fn a_compressed_bomb_from_python_websockets_is_closed_with_1009() {
         0,
         "the bomb's memory was given back"
     );
+}
+
+/// A peer that sends and never reads fills the server's socket buffer: the server stops
+/// reading from it (its answers are not queued without bound) and drops it once a write has
+/// waited for the write timeout, on the event loop and as a task alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_is_dropped_after_the_write_timeout() {
+    use tokio::io::AsyncWriteExt as _;
+    for runtime in [WsRuntime::EventLoop, WsRuntime::Tasks] {
+        let lab = TestLab::start(&[Protocol::Ws], |c| {
+            c.limits.write_timeout = Duration::from_secs(1);
+            c.ws_runtime = runtime;
+        })
+        .await;
+        let mut raw = RawWs::connect(lab.port(Protocol::Ws)).await;
+        let frame = masked(OpCode::Binary, true, &vec![7u8; 64 * 1024]);
+        // Both directions' socket buffers fill within a few MiB; 128 MiB taken would mean the
+        // server kept reading (and queuing answers) without bound.
+        let mut sent = 0;
+        let mut blocked = false;
+        while sent < 2_000 {
+            let write = raw.stream.write_all(&frame);
+            match tokio::time::timeout(Duration::from_millis(500), write).await {
+                Ok(Ok(())) => sent += 1,
+                Ok(Err(err)) => {
+                    panic!("{runtime:?}: the server closed before it stopped reading: {err}")
+                }
+                Err(_) => {
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        assert!(
+            blocked,
+            "{runtime:?}: the server took {sent} frames of 64 KiB without its answers being read"
+        );
+        assert_eq!(lab.lab.open_connections(), 1, "{runtime:?}");
+        let until = Instant::now() + Duration::from_secs(10);
+        while lab.lab.open_connections() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            lab.lab.open_connections(),
+            0,
+            "{runtime:?}: a connection whose writes wait past the write timeout is dropped"
+        );
+        assert_eq!(lab.lab.buffered_bytes(), 0, "{runtime:?}");
+    }
 }
