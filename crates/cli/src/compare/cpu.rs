@@ -22,6 +22,14 @@ pub(super) struct Usage {
 }
 
 impl Usage {
+    /// Both groups' time together.
+    pub(super) fn plus(self, other: Self) -> Self {
+        Self {
+            run: self.run + other.run,
+            wait: self.wait + other.wait,
+        }
+    }
+
     /// What was used between `before` (an earlier reading) and `self`.
     pub(super) fn since(self, before: Self) -> Self {
         Self {

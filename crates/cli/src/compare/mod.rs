@@ -671,7 +671,12 @@ struct MachineReading {
 /// the link's packet and lateness counters.
 fn machine_now(wan: Option<&wan::Wan>) -> MachineReading {
     MachineReading {
-        usage: cpu::usage_by_thread_prefix(&[LOAD_THREADS, LAB_THREADS, wan::userspace::THREADS]),
+        usage: cpu::usage_by_thread_prefix(&[
+            LOAD_THREADS,
+            LAB_THREADS,
+            wan::userspace::THREADS,
+            protolab_server::WS_LOOP_THREADS,
+        ]),
         system: cpu::system_times(),
         link: wan
             .and_then(wan::Wan::userspace_stats)
@@ -691,7 +696,8 @@ impl MachineReading {
         contention::Sample {
             wall,
             client: usage(0),
-            server: usage(1),
+            // The lab's runtime and the WS app's event loops.
+            server: usage(1).plus(usage(3)),
             link: self
                 .link
                 .zip(before.link)

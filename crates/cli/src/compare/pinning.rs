@@ -74,6 +74,33 @@ pub(crate) fn pin_current_thread(cpus: &[usize]) {
     }
 }
 
+/// Restricts this process's threads whose name starts with `prefix` to `cpus` (threads the
+/// lab started itself, outside its runtime), as [`pin_current_thread`] does.
+pub(crate) fn pin_threads_named(prefix: &str, cpus: &[usize]) {
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        if set.set(cpu).is_err() {
+            return;
+        }
+    }
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.filter_map(Result::ok) {
+        let named = std::fs::read_to_string(task.path().join("comm"))
+            .is_ok_and(|name| name.starts_with(prefix));
+        let tid = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok());
+        if let (true, Some(tid)) = (named, tid) {
+            if let Err(e) = sched_setaffinity(Pid::from_raw(tid), &set) {
+                tracing::debug!(?cpus, tid, "pinning an event loop thread: {e}");
+            }
+        }
+    }
+}
+
 /// `0-1,3` style, as the kernel writes `Cpus_allowed_list`.
 fn cpu_list(cpus: &[usize]) -> String {
     let mut ranges: Vec<(usize, usize)> = Vec::new();

@@ -106,6 +106,9 @@ impl Site {
                 allowed_origins: Vec::new(),
                 limits: Limits::default(),
                 tls: None,
+                // As many event loop threads as the lab has runtime threads, pinned with them
+                // below, so the WS app's connections run where the lab's CPU is counted.
+                ws_loop_threads: Some(threads),
                 ..LabConfig::default()
             },
             keylog: None,
@@ -119,6 +122,9 @@ impl Site {
             None => runtime.block_on(crate::up::start(config, ctx))?,
             Some(wan) => wan.run_inside(|| runtime.block_on(crate::up::start(config, ctx)))?,
         };
+        if let Some(cpus) = lab_cpus {
+            super::pinning::pin_threads_named(protolab_server::WS_LOOP_THREADS, cpus);
+        }
         // accepts_tls: the gRPC app serves TLS beside h2c (compare's grpc-tls).
         let trust = if protocols.iter().any(|p| p.accepts_tls()) {
             let ca = ctx.store().ca_cert_path();
