@@ -23,7 +23,13 @@ use crate::lineup::Lineup;
 use crate::process::{run_pinned_client, TempDir};
 
 /// The plain WebSocket servers this mode loads, in order.
-pub const SERVERS: [&str; 4] = ["protolab-ws", "fastwebsockets", "node-ws", "uws"];
+pub const SERVERS: [&str; 5] = [
+    "protolab-ws",
+    "protolab-ws-tasks",
+    "fastwebsockets",
+    "node-ws",
+    "uws",
+];
 
 /// Below this share of the offered rate the server is called saturated.
 const SATURATED_BELOW: f64 = 0.95;

@@ -1,5 +1,6 @@
 //! The servers of `protolab-bench idle` and `protolab-bench cpu`, and how to start each pinned
-//! to core 0: protolab's WS and WSS apps, the fastwebsockets peer, Node `ws`, and uWebSockets
+//! to core 0: protolab's WS app (on its event loop, and as `protolab-ws-tasks` with a tokio task
+//! per connection) and WSS app, the fastwebsockets peer, Node `ws`, and uWebSockets
 //! (plain and OpenSSL) when scripts/build-uws-peer has built it.
 
 use std::path::{Path, PathBuf};
@@ -11,8 +12,9 @@ use crate::driver::Tool;
 use crate::process::{free_port, Ready, Server};
 
 /// Every server, in the order they run; `*-tls`/`*-wss` ones speak TLS.
-pub const SERVERS: [&str; 6] = [
+pub const SERVERS: [&str; 7] = [
     "protolab-ws",
+    "protolab-ws-tasks",
     "protolab-wss",
     "fastwebsockets",
     "node-ws",
@@ -73,7 +75,7 @@ impl Lineup {
             None => anyhow::bail!("{name} skipped: not built; {UWS_HINT}"),
         };
         match name {
-            "protolab-ws" | "protolab-wss" => anyhow::ensure!(
+            "protolab-ws" | "protolab-ws-tasks" | "protolab-wss" => anyhow::ensure!(
                 self.protolab.is_file(),
                 "protolab binary {} not found: `cargo build --release -p protolab`, --protolab PATH, or --skip {name}",
                 self.protolab.display()
@@ -154,6 +156,17 @@ impl Lineup {
             "protolab-ws" => (
                 self.protolab.clone(),
                 protolab("ws", "--ws-port"),
+                Ready::Line("ready"),
+                "/ws",
+                None,
+            ),
+            "protolab-ws-tasks" => (
+                self.protolab.clone(),
+                [
+                    protolab("ws", "--ws-port"),
+                    vec!["--ws-runtime".into(), "tasks".into()],
+                ]
+                .concat(),
                 Ready::Line("ready"),
                 "/ws",
                 None,
