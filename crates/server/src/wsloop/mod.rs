@@ -38,9 +38,11 @@ use crate::Limits;
 
 use conn::{Conn, Keep};
 
-/// The receive buffer every connection of a loop shares: room for a 16 KiB frame many times
-/// over, so a read drains what a busy connection has queued in one call.
-const SHARED_INPUT_BYTES: usize = 64 * 1024;
+/// The receive buffer every connection of a loop shares: room for the largest frame the
+/// decoder waits for whole (64 KiB, with the header and the slack `ws::read_room` asks for),
+/// so such a frame is read and echoed where it lands. At 64 KiB even, every 64 KiB frame went
+/// to a buffer of the connection's own, allocated and zeroed per message.
+const SHARED_INPUT_BYTES: usize = 128 * 1024;
 /// The answers buffer is kept between events up to this size, freed past it.
 const SHARED_OUT_KEPT: usize = 256 * 1024;
 /// Readiness events taken per `epoll_wait`.
