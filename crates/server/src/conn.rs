@@ -422,7 +422,7 @@ pub(crate) async fn upgrade<'c, S: Io>(
     let accepted = ctx.ws_deflate.as_ref().and_then(|config| {
         let offers = upgrade.extensions.iter().map(|e| e.as_bytes());
         let accepted = deflate::negotiate(offers, config)?;
-        match charge.set(crate::ws::DEFLATE_STATE_BYTES) {
+        match charge.set(crate::ws_core::DEFLATE_STATE_BYTES) {
             Ok(()) => Some(accepted),
             Err(_) => {
                 tracing::debug!(%peer, "declining permessage-deflate: message budget exhausted");

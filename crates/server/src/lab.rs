@@ -162,14 +162,10 @@ pub struct LabConfig {
     /// How the WS app runs its (plain) WebSocket connections once upgraded. Default:
     /// [`WsRuntime::EventLoop`].
     pub ws_runtime: WsRuntime,
-    /// Event loop threads (named [`WS_LOOP_THREADS`]`-N`) for [`WsRuntime::EventLoop`].
+    /// Event loop threads (named [`WS_LOOP_THREADS`](crate::WS_LOOP_THREADS)`-N`) for [`WsRuntime::EventLoop`].
     /// Default `None`: one per CPU this process may run on.
     pub ws_loop_threads: Option<usize>,
 }
-
-/// What the WS app's event loop threads' names start with (a process that counts or pins
-/// the lab's threads looks for them by it).
-pub const WS_LOOP_THREADS: &str = "protolab-ws";
 
 /// How the WS app runs plain WebSocket connections once upgraded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

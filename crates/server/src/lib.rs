@@ -27,12 +27,14 @@ mod listen;
 pub mod proxy;
 mod sse;
 mod ws;
+mod ws_core;
 mod wsloop;
 
 pub use apps::birds;
-pub use lab::{Endpoint, Lab, LabConfig, Protocol, ShutdownReport, WsRuntime, WS_LOOP_THREADS};
+pub use lab::{Endpoint, Lab, LabConfig, Protocol, ShutdownReport, WsRuntime};
 pub use limits::{H2Limits, Limits};
 pub use listen::{bind_listener, LISTEN_BACKLOG};
+pub use wsloop::WS_LOOP_THREADS;
 
 use thiserror::Error;
 

@@ -15,7 +15,7 @@ use protolab_wire::ws::{
 };
 
 use crate::budget::OwnedCharge;
-use crate::ws::{
+use crate::ws_core::{
     answer, echo_frame, encode_data, message_too_slow, over_budget, protocol_error, push_message,
     read_room, Ending, Liveliness, Liveness, Schedule, DEFLATE_STATE_BYTES, DIRECT_ECHO_BYTES,
     FREE_READ_BYTES, KEPT_OUT_BYTES,

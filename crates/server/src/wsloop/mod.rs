@@ -39,12 +39,16 @@ use crate::Limits;
 use conn::{Conn, Keep};
 
 /// The receive buffer every connection of a loop shares: room for the largest frame the
-/// decoder waits for whole (64 KiB, with the header and the slack `ws::read_room` asks for),
+/// decoder waits for whole (64 KiB, with the header and the slack `ws_core::read_room` asks for),
 /// so such a frame is read and echoed where it lands. At 64 KiB even, every 64 KiB frame went
 /// to a buffer of the connection's own, allocated and zeroed per message.
 const SHARED_INPUT_BYTES: usize = 128 * 1024;
 /// The answers buffer is kept between events up to this size, freed past it.
 const SHARED_OUT_KEPT: usize = 256 * 1024;
+/// What the WS app's event loop threads' names start with (a process that counts or pins
+/// the lab's threads looks for them by it).
+pub const WS_LOOP_THREADS: &str = "protolab-ws";
+
 /// Readiness events taken per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 1024;
 const WAKE: Token = Token(usize::MAX);
@@ -141,7 +145,7 @@ impl WsLoops {
             let (tx, rx) = channel();
             let count = Arc::clone(&connections);
             let thread = std::thread::Builder::new()
-                .name(format!("{}-{n}", crate::lab::WS_LOOP_THREADS))
+                .name(format!("{WS_LOOP_THREADS}-{n}"))
                 .spawn(move || EventLoop::new(poll, rx, count).run())?;
             loops.push(LoopHandle {
                 commands: Mutex::new(tx),
