@@ -66,6 +66,18 @@ impl MessageBudget {
         }
     }
 
+    /// Brings a charge of `held` bytes to `bytes`: a growth asks the budget, a shrink always
+    /// succeeds. On refusal the charge stays where it was.
+    fn move_charge(&self, held: &mut usize, bytes: usize) -> Result<(), OverBudget> {
+        if bytes > *held {
+            self.grow(bytes - *held)?;
+        } else if bytes < *held {
+            self.shrink(*held - bytes);
+        }
+        *held = bytes;
+        Ok(())
+    }
+
     fn shrink(&self, by: usize) {
         self.used.fetch_sub(by, Ordering::Relaxed);
     }
@@ -98,13 +110,7 @@ impl Charge<'_> {
     /// Brings the charge to `bytes`: a growth asks the budget, a shrink always succeeds. On
     /// refusal the charge stays where it was.
     pub(crate) fn set(&mut self, bytes: usize) -> Result<(), OverBudget> {
-        if bytes > self.held {
-            self.budget.grow(bytes - self.held)?;
-        } else if bytes < self.held {
-            self.budget.shrink(self.held - bytes);
-        }
-        self.held = bytes;
-        Ok(())
+        self.budget.move_charge(&mut self.held, bytes)
     }
 }
 
@@ -153,13 +159,7 @@ impl Charge<'_> {
 impl OwnedCharge {
     /// Brings the charge to `bytes`, as [`Charge::set`] does.
     pub(crate) fn set(&mut self, bytes: usize) -> Result<(), OverBudget> {
-        if bytes > self.held {
-            self.budget.grow(bytes - self.held)?;
-        } else if bytes < self.held {
-            self.budget.shrink(self.held - bytes);
-        }
-        self.held = bytes;
-        Ok(())
+        self.budget.move_charge(&mut self.held, bytes)
     }
 }
 

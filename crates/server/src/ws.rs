@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use protolab_wire::ws::deflate::{self, Deflater};
 use protolab_wire::ws::{
-    apply_mask, close_code, encode_close, encode_frame, write_header, Decoder, DecoderConfig,
-    FrameHeader, Message, OpCode, Role,
+    apply_mask, close_code, encode_close, encode_frame, Decoder, DecoderConfig, Message, OpCode,
+    Role,
 };
 use tokio::time::{sleep_until, Instant, Sleep};
 
@@ -18,9 +18,9 @@ use crate::ctx::{close_gracefully, write_out, write_two, ConnCtx};
 use crate::io::{Io, READ_CHUNK};
 use crate::lend::LentBuf;
 use crate::ws_core::{
-    answer, echo_frame, encode_data, message_too_slow, over_budget, protocol_error, push_message,
-    read_room, Due, Ending, Liveliness, Liveness, Schedule, DEFLATE_STATE_BYTES, DIRECT_ECHO_BYTES,
-    FREE_READ_BYTES, KEPT_OUT_BYTES,
+    answer, echo_frame, echo_in_place, encode_data, message_too_slow, over_budget, protocol_error,
+    push_message, read_room, write_echo_header, Due, Ending, Liveliness, Liveness, Schedule,
+    DEFLATE_STATE_BYTES, DIRECT_ECHO_BYTES, FREE_READ_BYTES, KEPT_OUT_BYTES,
 };
 
 /// What one session was given at the upgrade.
@@ -88,27 +88,8 @@ pub(crate) async fn run<S: Io>(
         loop {
             let frame = echo_frame(&buf, &decoder, limits.max_message_bytes);
             if let Some(frame) = frame.as_ref().filter(|f| f.payload_len < DIRECT_ECHO_BYTES) {
-                // Unmasked straight into the batched answers: no message is allocated.
-                let start = out.len();
-                write_header(
-                    &mut out,
-                    &FrameHeader {
-                        fin: true,
-                        rsv: 0,
-                        opcode: frame.opcode,
-                        mask: None,
-                        payload_len: frame.payload_len as u64,
-                    },
-                );
-                let body = out.len();
-                let end = frame.header_len + frame.payload_len;
-                out.extend_from_slice(&buf[frame.header_len..end]);
-                apply_mask(&mut out[body..], frame.mask, 0);
-                if frame.opcode == OpCode::Text && std::str::from_utf8(&out[body..]).is_err() {
-                    // The decoder reports it (1007) and closes; nothing of it is echoed.
-                    out.truncate(start);
-                } else {
-                    buf.advance(end);
+                if let Some(used) = echo_in_place(&mut out, &buf, frame) {
+                    buf.advance(used);
                     liveness.heard();
                     continue;
                 }
@@ -126,16 +107,7 @@ pub(crate) async fn run<S: Io>(
                 let payload = frame.header_len..frame.header_len + frame.payload_len;
                 apply_mask(&mut buf[payload.clone()], frame.mask, 0);
                 header.clear();
-                write_header(
-                    &mut header,
-                    &FrameHeader {
-                        fin: true,
-                        rsv: 0,
-                        opcode: OpCode::Binary,
-                        mask: None,
-                        payload_len: frame.payload_len as u64,
-                    },
-                );
+                write_echo_header(&mut header, OpCode::Binary, frame.payload_len);
                 if write_two(&mut stream, &header, &buf[payload.clone()], ctx)
                     .await
                     .is_err()

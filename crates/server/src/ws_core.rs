@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use protolab_wire::ws::deflate::{self, Deflater};
 use protolab_wire::ws::{
-    close_code, decode_header, encode_close, encode_frame, CloseFrame, Decoder, Message, OpCode,
-    ProtocolError,
+    apply_mask, close_code, decode_header, encode_close, encode_frame, write_header, CloseFrame,
+    Decoder, FrameHeader, Message, OpCode, ProtocolError,
 };
 
 use crate::io::READ_CHUNK;
@@ -227,6 +227,38 @@ pub(crate) fn echo_frame(buf: &[u8], decoder: &Decoder, max: usize) -> Option<Ec
             payload_len,
             mask,
         })
+}
+
+/// Appends the header of the server's (unmasked, final) frame of `len` bytes of `opcode`.
+pub(crate) fn write_echo_header(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
+    write_header(
+        out,
+        &FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: len as u64,
+        },
+    );
+}
+
+/// Appends the echo of `frame`, which lies whole at the start of `buf`, to `out`, unmasked
+/// straight into it (no message is allocated). Returns how many bytes of `buf` it used, or
+/// `None` when a text frame's payload is not UTF-8: nothing is appended then, and the frame
+/// must go to the decoder, which reports it (1007).
+pub(crate) fn echo_in_place(out: &mut Vec<u8>, buf: &[u8], frame: &EchoFrame) -> Option<usize> {
+    let start = out.len();
+    write_echo_header(out, frame.opcode, frame.payload_len);
+    let body = out.len();
+    let end = frame.header_len + frame.payload_len;
+    out.extend_from_slice(&buf[frame.header_len..end]);
+    apply_mask(&mut out[body..], frame.mask, 0);
+    if frame.opcode == OpCode::Text && std::str::from_utf8(&out[body..]).is_err() {
+        out.truncate(start);
+        return None;
+    }
+    Some(end)
 }
 
 /// Encodes the reply to `message` into `out`. Returns true when it was a close frame (the

@@ -10,15 +10,15 @@ use std::time::Instant;
 use bytes::{Buf as _, BytesMut};
 use protolab_wire::ws::deflate::Deflater;
 use protolab_wire::ws::{
-    apply_mask, close_code, encode_close, encode_frame, write_header, Decoder, DecoderConfig,
-    FrameHeader, Message, OpCode, Role,
+    apply_mask, close_code, encode_close, encode_frame, Decoder, DecoderConfig, Message, OpCode,
+    Role,
 };
 
 use crate::budget::OwnedCharge;
 use crate::ws_core::{
-    answer, echo_frame, encode_data, message_too_slow, over_budget, protocol_error, push_message,
-    read_room, Ending, Liveliness, Liveness, Schedule, DEFLATE_STATE_BYTES, DIRECT_ECHO_BYTES,
-    FREE_READ_BYTES, KEPT_OUT_BYTES,
+    answer, echo_frame, echo_in_place, encode_data, message_too_slow, over_budget, protocol_error,
+    push_message, read_room, write_echo_header, Ending, Liveliness, Liveness, Schedule,
+    DEFLATE_STATE_BYTES, DIRECT_ECHO_BYTES, FREE_READ_BYTES, KEPT_OUT_BYTES,
 };
 use crate::Limits;
 
@@ -413,26 +413,8 @@ impl Conn {
             let buf = &mut bytes[at..];
             let frame = echo_frame(buf, &self.decoder, max);
             if let Some(frame) = frame.as_ref().filter(|f| f.payload_len < DIRECT_ECHO_BYTES) {
-                let start = out.len();
-                write_header(
-                    out,
-                    &FrameHeader {
-                        fin: true,
-                        rsv: 0,
-                        opcode: frame.opcode,
-                        mask: None,
-                        payload_len: frame.payload_len as u64,
-                    },
-                );
-                let body = out.len();
-                let end = frame.header_len + frame.payload_len;
-                out.extend_from_slice(&buf[frame.header_len..end]);
-                apply_mask(&mut out[body..], frame.mask, 0);
-                if frame.opcode == OpCode::Text && std::str::from_utf8(&out[body..]).is_err() {
-                    // The decoder reports it (1007); nothing of it is echoed.
-                    out.truncate(start);
-                } else {
-                    at += end;
+                if let Some(used) = echo_in_place(out, buf, frame) {
+                    at += used;
                     self.liveness.heard();
                     continue;
                 }
@@ -440,26 +422,12 @@ impl Conn {
             if let Some(frame) =
                 frame.filter(|f| f.opcode == OpCode::Binary && f.payload_len >= DIRECT_ECHO_BYTES)
             {
-                // Earlier answers go first: the peer must see echoes in order.
+                // Earlier answers go first (the peer must see echoes in order), then the
+                // header, then the payload unmasked where it lies: one vectored write.
                 let payload = frame.header_len..frame.header_len + frame.payload_len;
                 apply_mask(&mut buf[payload.clone()], frame.mask, 0);
-                let mut header = [0u8; 14];
-                let header_len = {
-                    let mut h = Vec::with_capacity(14);
-                    write_header(
-                        &mut h,
-                        &FrameHeader {
-                            fin: true,
-                            rsv: 0,
-                            opcode: OpCode::Binary,
-                            mask: None,
-                            payload_len: frame.payload_len as u64,
-                        },
-                    );
-                    header[..h.len()].copy_from_slice(&h);
-                    h.len()
-                };
-                let written = self.write_three(out, &header[..header_len], &buf[payload.clone()]);
+                write_echo_header(out, OpCode::Binary, frame.payload_len);
+                let written = self.write_three(out, &buf[payload.clone()], &[]);
                 out.clear();
                 at += payload.end;
                 self.liveness.heard();
