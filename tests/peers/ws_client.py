@@ -3,7 +3,8 @@
 
 Modes (one JSON line on stdout at the end):
   echo   send a text and a binary message, expect both echoed; optionally wait for a push
-  soak   echo a message every --interval for --seconds, count echoes and errors
+  soak   echo a message every --interval for --seconds, count echoes and errors, and list the
+         sequence numbers of the pushes that arrived meanwhile
   hold   connect, print {"connected": true}, then wait until the server closes; report the code
   reject try to connect and report the HTTP status the server refused with
   bomb   send --bomb-bytes zero bytes as one message (permessage-deflate, which websockets
@@ -47,12 +48,15 @@ def is_push(msg):
     return isinstance(msg, str) and msg.startswith('{"type":"push"')
 
 
-async def recv_echo(ws, timeout=5.0):
+async def recv_echo(ws, timeout=5.0, pushes=None):
+    """The next message that is not a push; pushes on the way go to `pushes` if given."""
     deadline = time.monotonic() + timeout
     while True:
         msg = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
         if not is_push(msg):
             return msg
+        if pushes is not None:
+            pushes.append(json.loads(msg)["seq"])
 
 
 async def echo(args):
@@ -81,7 +85,9 @@ async def echo(args):
 async def soak(args):
     sent = echoed = 0
     errors = []
+    pushes = []
     async with await connect(args) as ws:
+        extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
         print(json.dumps({"connected": True}), flush=True)
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
@@ -89,7 +95,7 @@ async def soak(args):
             try:
                 await ws.send(msg)
                 sent += 1
-                got = await recv_echo(ws, timeout=2.0)
+                got = await recv_echo(ws, timeout=2.0, pushes=pushes)
                 if got == msg:
                     echoed += 1
                 else:
@@ -99,7 +105,13 @@ async def soak(args):
                 break
             await asyncio.sleep(args.interval)
         await ws.close()
-    return {"sent": sent, "echoed": echoed, "errors": errors}
+    return {
+        "sent": sent,
+        "echoed": echoed,
+        "errors": errors,
+        "pushes": pushes,
+        "deflate": "permessage-deflate" in extensions,
+    }
 
 
 async def hold(args):

@@ -73,10 +73,13 @@ pub struct UpArgs {
     /// are compressed, and each such connection holds about 320 KiB of compressor state.
     #[arg(long)]
     pub no_ws_deflate: bool,
-    /// How the ws app runs WebSocket connections once upgraded: `loop`, event loops of its
-    /// own (one thread per CPU: one epoll set, one shared receive buffer, a deadline heap),
-    /// or `tasks`, a tokio task per connection as the wss app runs them.
-    #[arg(long, default_value = "loop", value_parser = parse_ws_runtime, value_name = "loop|tasks")]
+    /// How the ws app runs WebSocket connections once upgraded: `adaptive`, a tokio task per
+    /// connection until it has exchanged 32 messages or been open a second, then event loops
+    /// of its own (one thread per CPU: one epoll set, one shared receive buffer, a deadline
+    /// heap); `loop`, the event loops from the upgrade on; or `tasks`, a tokio task per
+    /// connection throughout, as the wss app runs them. Moving costs a connection that only
+    /// echoes once a third more CPU than it saves, hence `adaptive`.
+    #[arg(long, default_value = "adaptive", value_parser = parse_ws_runtime, value_name = "adaptive|loop|tasks")]
     pub ws_runtime: protolab_server::WsRuntime,
     /// Largest HTTP request head accepted (e.g. 16KiB); bigger ones get 431.
     #[arg(long, default_value = "16KiB", value_parser = parse_size, value_name = "SIZE")]
@@ -263,9 +266,10 @@ impl TryFrom<UpArgs> for UpConfig {
 
 fn parse_ws_runtime(s: &str) -> Result<protolab_server::WsRuntime, String> {
     match s {
+        "adaptive" => Ok(protolab_server::WsRuntime::Adaptive),
         "loop" => Ok(protolab_server::WsRuntime::EventLoop),
         "tasks" => Ok(protolab_server::WsRuntime::Tasks),
-        _ => Err(format!("`{s}`: expected `loop` or `tasks`")),
+        _ => Err(format!("`{s}`: expected `adaptive`, `loop` or `tasks`")),
     }
 }
 

@@ -54,46 +54,45 @@ pub(crate) async fn serve<S: Io + PlainTcp>(
         let Some(setup) = Box::pin(upgrade(&mut stream, head, peer, ctx)).await else {
             return;
         };
-        if let Some(loops) = &ctx.ws_loops {
-            match stream.into_plain_tcp() {
-                Ok(tcp) => {
-                    Box::pin(hand_off(loops, tcp, buf, peer, ctx, setup)).await;
-                    return;
-                }
-                Err(tls) => stream = tls,
+        let loops = ctx.ws_loops.as_ref().filter(|_| stream.movable());
+        let moves = loops.map_or(crate::ws_core::Move::Never, |l| l.moves());
+        let moving = Box::pin(crate::ws::run(stream, buf, peer, ctx, setup, moves)).await;
+        if let (Some(moving), Some(loops)) = (moving, loops) {
+            if let Some(handoff) = handoff(moving, peer, ctx) {
+                Box::pin(loops.serve(handoff, &ctx.graceful, &ctx.hard)).await;
             }
         }
-        Box::pin(crate::ws::run(stream, buf, peer, ctx, setup)).await;
     }
 }
 
-/// Hands an upgraded plain connection to the WS app's event loop and waits for it to end.
-async fn hand_off(
-    loops: &crate::wsloop::WsLoops,
-    tcp: std::io::Result<std::net::TcpStream>,
-    buf: LentBuf<'_>,
+/// What the WS app's event loop takes of a plain WebSocket connection leaving its task: the
+/// socket out of tokio's reactor and the session as the task left it. Built here rather than
+/// in the boxed wait, which would keep its arguments for the connection's life.
+fn handoff<S: PlainTcp>(
+    moving: crate::ws::Moving<'_, S>,
     peer: SocketAddr,
     ctx: &ConnCtx,
-    setup: crate::ws::Setup<'_>,
-) {
-    let tcp = match tcp {
-        Ok(tcp) => tcp,
-        Err(err) => {
-            tracing::debug!(%peer, %err, "cannot take an upgraded WebSocket out of the runtime");
-            return;
+) -> Option<crate::wsloop::Handoff> {
+    let tcp = match moving.stream.into_plain_tcp() {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, %err, "cannot take a WebSocket out of the runtime");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "a TLS WebSocket cannot move to the event loop; dropped");
+            return None;
         }
     };
-    let handoff = crate::wsloop::Handoff {
+    Some(crate::wsloop::Handoff {
         tcp,
         peer,
-        input: buf.into_bytes(),
+        input: moving.buf.into_bytes(),
         limits: std::sync::Arc::clone(&ctx.limits),
-        push_interval: setup.push_interval,
-        deflate: setup.deflate,
-        charge: setup.charge.into_owned(&ctx.budget),
+        session: moving.session,
+        charge: moving.charge.into_owned(&ctx.budget),
         read_buffers: std::sync::Arc::clone(&ctx.read_buffers),
-    };
-    loops.serve(handoff, &ctx.graceful, &ctx.hard).await;
+    })
 }
 
 /// Serves requests until the connection is done (`None`) or a WebSocket upgrade to the WS
@@ -536,24 +535,6 @@ pub(crate) fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String
     allowed
         .iter()
         .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-}
-
-/// The size of the hand-off's future, which a parked task holds for an event loop WebSocket's
-/// whole life (for `footprint`'s bound).
-#[cfg(test)]
-pub(crate) fn hand_off_size() -> usize {
-    fn size<A, B, C, D, E, F, R>(_f: impl FnOnce(A, B, C, D, E, F) -> R) -> usize {
-        std::mem::size_of::<R>()
-    }
-    size::<
-        &'static crate::wsloop::WsLoops,
-        std::io::Result<std::net::TcpStream>,
-        LentBuf<'static>,
-        SocketAddr,
-        &'static ConnCtx,
-        crate::ws::Setup<'static>,
-        _,
-    >(hand_off)
 }
 
 #[cfg(test)]

@@ -19,17 +19,27 @@ impl<T: AsyncRead + AsyncWrite + ReadReady + Unpin + Send> Io for T {}
 
 /// A stream whose plain TCP socket the WS app's event loop can take over once upgraded.
 pub(crate) trait PlainTcp: Sized {
+    /// Whether [`into_plain_tcp`](Self::into_plain_tcp) gives the socket (false for TLS).
+    fn movable(&self) -> bool;
     /// The socket, out of tokio's reactor (`Err(self)` for TLS, which stays on its task).
     fn into_plain_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self>;
 }
 
 impl PlainTcp for tokio::net::TcpStream {
+    fn movable(&self) -> bool {
+        true
+    }
+
     fn into_plain_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
         Ok(self.into_std())
     }
 }
 
 impl<IO> PlainTcp for protolab_tls::stream::TlsStream<IO> {
+    fn movable(&self) -> bool {
+        false
+    }
+
     fn into_plain_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
         Err(self)
     }

@@ -19,6 +19,7 @@ use crate::ctx::ConnCtx;
 use crate::events::Sse;
 use crate::grpc::GrpcApp;
 use crate::lend::ReadBuffers;
+use crate::ws_core::Move;
 use crate::wsloop::WsLoops;
 use crate::{Error, Limits, Result};
 
@@ -160,9 +161,10 @@ pub struct LabConfig {
     /// Server TLS configuration; required when any TLS protocol is in `apps`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How the WS app runs its (plain) WebSocket connections once upgraded. Default:
-    /// [`WsRuntime::EventLoop`].
+    /// [`WsRuntime::Adaptive`].
     pub ws_runtime: WsRuntime,
-    /// Event loop threads (named [`WS_LOOP_THREADS`](crate::WS_LOOP_THREADS)`-N`) for [`WsRuntime::EventLoop`].
+    /// Event loop threads (named [`WS_LOOP_THREADS`](crate::WS_LOOP_THREADS)`-N`) for
+    /// [`WsRuntime::Adaptive`] and [`WsRuntime::EventLoop`].
     /// Default `None`: one per CPU this process may run on.
     pub ws_loop_threads: Option<usize>,
 }
@@ -170,10 +172,15 @@ pub struct LabConfig {
 /// How the WS app runs plain WebSocket connections once upgraded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WsRuntime {
-    /// Event loops of the lab's own, one thread per CPU it may use: one `epoll` set, one
-    /// shared receive buffer and a deadline heap each (about half the user CPU per message
-    /// of a task when messages arrive one per wake-up).
+    /// A task per connection first; the event loop once the connection has exchanged 32
+    /// messages or been open a second, whichever comes first. The move costs a short-lived
+    /// connection (upgrade, one echo, close) a third more of the lab's CPU than it saves, and
+    /// a long-lived one gets it back within tens of messages.
     #[default]
+    Adaptive,
+    /// Event loops of the lab's own, one thread per CPU it may use, from the upgrade on: one
+    /// `epoll` set, one shared receive buffer and a deadline heap each (about half the user
+    /// CPU per message of a task when messages arrive one per wake-up).
     EventLoop,
     /// A tokio task per connection, as WSS and WebSockets over HTTP/2 always run.
     Tasks,
@@ -322,16 +329,22 @@ impl Lab {
             .iter()
             .any(|e| e.protocol.serves_sse())
             .then(|| Arc::new(Sse::new(config.limits.max_connections, Arc::clone(&budget))));
-        let ws_loops = if config.ws_runtime == WsRuntime::EventLoop
-            && endpoints.iter().any(|e| e.protocol == Protocol::Ws)
-        {
-            let threads = config.ws_loop_threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            });
-            Some(Arc::new(WsLoops::start(threads).map_err(Error::EventLoop)?))
-        } else {
-            None
+        let moves = match config.ws_runtime {
+            WsRuntime::Adaptive => Move::WhenLongLived,
+            WsRuntime::EventLoop => Move::AtOnce,
+            WsRuntime::Tasks => Move::Never,
         };
+        let ws_loops =
+            if moves != Move::Never && endpoints.iter().any(|e| e.protocol == Protocol::Ws) {
+                let threads = config.ws_loop_threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                });
+                Some(Arc::new(
+                    WsLoops::start(threads, moves).map_err(Error::EventLoop)?,
+                ))
+            } else {
+                None
+            };
         let lab = Self {
             ws_loops: ws_loops.clone(),
             endpoints,

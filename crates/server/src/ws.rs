@@ -6,10 +6,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use protolab_wire::ws::deflate::{self, Deflater};
+use protolab_wire::ws::deflate;
 use protolab_wire::ws::{
-    apply_mask, close_code, encode_close, encode_frame, Decoder, DecoderConfig, Message, OpCode,
-    Role,
+    apply_mask, close_code, encode_close, encode_frame, Decoder, Message, OpCode,
 };
 use tokio::time::{sleep_until, Instant, Sleep};
 
@@ -19,8 +18,8 @@ use crate::io::{Io, READ_CHUNK};
 use crate::lend::LentBuf;
 use crate::ws_core::{
     answer, echo_frame, echo_in_place, encode_data, message_too_slow, over_budget, protocol_error,
-    push_message, read_room, write_echo_header, Due, Ending, Liveliness, Liveness, Schedule,
-    DEFLATE_STATE_BYTES, DIRECT_ECHO_BYTES, FREE_READ_BYTES, KEPT_OUT_BYTES,
+    push_message, read_room, write_echo_header, Due, Ending, Liveliness, Move, Schedule, Session,
+    DIRECT_ECHO_BYTES, FREE_READ_BYTES, KEPT_OUT_BYTES, MOVE_AFTER, MOVE_AFTER_MESSAGES,
 };
 
 /// What one session was given at the upgrade.
@@ -34,35 +33,37 @@ pub(crate) struct Setup<'a> {
     pub(crate) charge: Charge<'a>,
 }
 
-/// Runs the WebSocket until it closes. `buf` holds bytes that arrived after the upgrade head
+/// A session that leaves its task for the event loop: its socket, its state, its account
+/// with the budget and its (empty) read buffer.
+pub(crate) struct Moving<'c, S> {
+    pub(crate) stream: S,
+    /// Boxed: the parked task keeps the hand-off's arguments for the connection's life.
+    pub(crate) session: Box<Session>,
+    pub(crate) charge: Charge<'c>,
+    pub(crate) buf: LentBuf<'c>,
+}
+
+/// Runs the WebSocket until it closes, or until `moves` says it goes to the event loop and it
+/// stands between messages: then it returns what the loop needs to go on. `buf` holds bytes that arrived after the upgrade head
 /// (lent only if there are any).
-pub(crate) async fn run<S: Io>(
+pub(crate) async fn run<'c, S: Io>(
     mut stream: S,
-    mut buf: LentBuf<'_>,
+    mut buf: LentBuf<'c>,
     peer: SocketAddr,
-    ctx: &ConnCtx,
-    setup: Setup<'_>,
-) {
+    ctx: &'c ConnCtx,
+    setup: Setup<'c>,
+    moves: Move,
+) -> Option<Moving<'c, S>> {
     let limits = &ctx.limits;
-    let push_interval = setup.push_interval;
-    let mut decoder = Decoder::new(
-        Role::Server,
-        DecoderConfig {
-            max_frame_bytes: limits.max_message_bytes,
-            max_message_bytes: limits.max_message_bytes,
-            ..DecoderConfig::default()
-        },
-    );
-    // With permessage-deflate, every message answered through the decoder is compressed (a
-    // compressed one always goes that way) and so are pushes; uncompressed frames that take
-    // the in-place paths (whole, unfragmented) go back uncompressed, as they came.
-    let mut deflater: Option<Deflater> = None;
-    let mut fixed = 0;
-    if let Some(params) = setup.deflate {
-        decoder = decoder.with_inflater(params.inflater(Role::Server));
-        deflater = Some(params.deflater(Role::Server, deflate::DEFAULT_LEVEL));
-        fixed = DEFLATE_STATE_BYTES;
-    }
+    let start = Instant::now();
+    let Session {
+        mut decoder,
+        mut deflater,
+        fixed,
+        schedule,
+        mut liveness,
+        mut push_seq,
+    } = Session::new(limits, setup.push_interval, setup.deflate, start.into_std());
     // What this connection holds beyond its read buffer, charged to the lab-wide budget.
     let mut charge = setup.charge;
     // When the message in progress began, while one is.
@@ -71,11 +72,9 @@ pub(crate) async fn run<S: Io>(
     // holds no read buffer, and its answers buffer is freed once it grew past a small
     // reply's size.
     let mut out = Vec::new();
-    let start = Instant::now();
-    let tick = Liveness::tick_every(limits.idle_timeout);
-    let mut timers = Timers::new(Schedule::new(start.into_std(), push_interval, tick));
-    let mut liveness = Liveness::new(start.into_std(), limits.idle_timeout);
-    let mut push_seq: u64 = 0;
+    let move_at = (moves == Move::WhenLongLived).then(|| start + MOVE_AFTER);
+    let mut timers = Timers::new(schedule, move_at);
+    let mut heard: u64 = 0;
 
     // Pinned once: re-creating the future every iteration would register and deregister a
     // waiter on the token for every message.
@@ -91,6 +90,7 @@ pub(crate) async fn run<S: Io>(
                 if let Some(used) = echo_in_place(&mut out, &buf, frame) {
                     buf.advance(used);
                     liveness.heard();
+                    heard += 1;
                     continue;
                 }
             }
@@ -116,6 +116,7 @@ pub(crate) async fn run<S: Io>(
                 }
                 buf.advance(payload.end);
                 liveness.heard();
+                heard += 1;
                 continue;
             }
             match decoder.decode(&buf) {
@@ -123,6 +124,7 @@ pub(crate) async fn run<S: Io>(
                 Ok((consumed, message)) => {
                     buf.advance(consumed);
                     liveness.heard();
+                    heard += 1;
                     if let Some(message) = message {
                         if answer(message, &mut out, deflater.as_mut()) {
                             if write_out(&mut stream, &out, ctx).await.is_err() {
@@ -152,6 +154,28 @@ pub(crate) async fn run<S: Io>(
             }
         } else {
             message_since = None;
+            let long_lived = timers.move_due || heard + push_seq >= MOVE_AFTER_MESSAGES;
+            let moving = match moves {
+                Move::Never => false,
+                Move::AtOnce => true,
+                Move::WhenLongLived => long_lived,
+            };
+            if moving && buf.is_empty() {
+                // Between messages with every answer written: nothing is lost in the move.
+                return Some(Moving {
+                    stream,
+                    session: Box::new(Session {
+                        decoder,
+                        deflater,
+                        fixed,
+                        schedule: timers.schedule,
+                        liveness,
+                        push_seq,
+                    }),
+                    charge,
+                    buf,
+                });
+            }
         }
         if out.capacity() > KEPT_OUT_BYTES {
             out = Vec::new();
@@ -218,6 +242,7 @@ pub(crate) async fn run<S: Io>(
         ctx,
     ))
     .await;
+    None
 }
 
 /// Ends the WebSocket as `ending` says: answers still owed, the close handshake, and a
@@ -265,27 +290,44 @@ fn held(buf: &BytesMut, room: usize, decoder: &Decoder) -> usize {
         + decoder.buffered()
 }
 
-/// The [`Schedule`] behind one tokio timer.
+/// The [`Schedule`] behind one tokio timer, which also wakes the session when it may move to
+/// the event loop.
 struct Timers {
     sleep: Pin<Box<Sleep>>,
     schedule: Schedule,
+    move_at: Option<Instant>,
+    /// `move_at` has passed: the session moves at its next point between messages.
+    move_due: bool,
 }
 
 impl Timers {
-    fn new(schedule: Schedule) -> Self {
+    fn new(schedule: Schedule, move_at: Option<Instant>) -> Self {
+        let next = Instant::from_std(schedule.next_at());
         Self {
-            sleep: Box::pin(sleep_until(Instant::from_std(schedule.next_at()))),
+            sleep: Box::pin(sleep_until(move_at.map_or(next, |at| at.min(next)))),
             schedule,
+            move_at,
+            move_due: false,
         }
     }
 
-    /// Completes when at least one job is due and re-arms the timer for the next one.
+    fn wake_at(&self) -> Instant {
+        let next = Instant::from_std(self.schedule.next_at());
+        self.move_at.map_or(next, |at| at.min(next))
+    }
+
+    /// Completes when at least one job is due (or the move is) and re-arms the timer for the
+    /// next one.
     async fn next(&mut self) -> Due {
         self.sleep.as_mut().await;
-        let due = self.schedule.due(Instant::now().into_std());
-        self.sleep
-            .as_mut()
-            .reset(Instant::from_std(self.schedule.next_at()));
+        let now = Instant::now();
+        let due = self.schedule.due(now.into_std());
+        if self.move_at.is_some_and(|at| now >= at) {
+            self.move_at = None;
+            self.move_due = true;
+        }
+        let next = self.wake_at();
+        self.sleep.as_mut().reset(next);
         due
     }
 }

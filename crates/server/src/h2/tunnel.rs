@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::answer::{to_hyper, Body, Shared};
 use crate::apps::Response;
 use crate::io::READ_CHUNK;
+use crate::ws_core::Move;
 
 /// Answers an extended CONNECT: 200 and the WS app's echo on the stream, or a refusal.
 pub(super) fn open(
@@ -81,7 +82,8 @@ pub(super) fn open(
             charge: ctx.budget.account(),
         };
         let buf = ctx.read_buffers.buffer(BytesMut::new());
-        crate::ws::run(stream, buf, conn.peer, ctx, setup).await;
+        // A stream of an HTTP/2 connection has no socket of its own to move: it never does.
+        let _stays = crate::ws::run(stream, buf, conn.peer, ctx, setup, Move::Never).await;
     });
     let mut ok = hyper::Response::new(Body::default());
     ok.headers_mut().insert(

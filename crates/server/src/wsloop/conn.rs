@@ -10,15 +10,14 @@ use std::time::Instant;
 use bytes::{Buf as _, BytesMut};
 use protolab_wire::ws::deflate::Deflater;
 use protolab_wire::ws::{
-    apply_mask, close_code, encode_close, encode_frame, Decoder, DecoderConfig, Message, OpCode,
-    Role,
+    apply_mask, close_code, encode_close, encode_frame, Decoder, Message, OpCode,
 };
 
 use crate::budget::OwnedCharge;
 use crate::ws_core::{
     answer, echo_frame, echo_in_place, encode_data, message_too_slow, over_budget, protocol_error,
     push_message, read_room, write_echo_header, Ending, Liveliness, Liveness, Schedule,
-    DEFLATE_STATE_BYTES, DIRECT_ECHO_BYTES, FREE_READ_BYTES, KEPT_OUT_BYTES,
+    DIRECT_ECHO_BYTES, FREE_READ_BYTES, KEPT_OUT_BYTES,
 };
 use crate::Limits;
 
@@ -92,40 +91,23 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub(super) fn new(adopted: Adopted, tcp: mio::net::TcpStream, now: Instant) -> Self {
-        let limits = adopted.limits;
-        let mut decoder = Decoder::new(
-            Role::Server,
-            DecoderConfig {
-                max_frame_bytes: limits.max_message_bytes,
-                max_message_bytes: limits.max_message_bytes,
-                ..DecoderConfig::default()
-            },
-        );
-        let mut deflater = None;
-        let mut fixed = 0;
-        if let Some(params) = adopted.deflate {
-            decoder = decoder.with_inflater(params.inflater(Role::Server));
-            deflater =
-                Some(params.deflater(Role::Server, protolab_wire::ws::deflate::DEFAULT_LEVEL));
-            fixed = DEFLATE_STATE_BYTES;
-        }
-        let tick = Liveness::tick_every(limits.idle_timeout);
+    pub(super) fn new(adopted: Adopted, tcp: mio::net::TcpStream) -> Self {
+        let session = *adopted.session;
         Self {
             id: adopted.id,
             tcp,
             peer: adopted.peer,
-            schedule: Schedule::new(now, adopted.push_interval, tick),
-            liveness: Liveness::new(now, limits.idle_timeout),
-            limits,
-            decoder,
-            deflater,
-            fixed,
+            schedule: session.schedule,
+            liveness: session.liveness,
+            limits: adopted.limits,
+            decoder: session.decoder,
+            deflater: session.deflater,
+            fixed: session.fixed,
             charge: adopted.charge,
             input: adopted.input,
             pending: Vec::new(),
             write_deadline: None,
-            push_seq: 0,
+            push_seq: session.push_seq,
             message_since: None,
             phase: Phase::Open,
             then: None,

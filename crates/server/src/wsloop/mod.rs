@@ -25,15 +25,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use mio::{Events, Interest, Poll, Token, Waker};
-use protolab_wire::ws::deflate;
 
 use crate::budget::OwnedCharge;
 use crate::cancel::CancelToken;
 use crate::lend::ReadBuffers;
+use crate::ws_core::{Move, Session};
 use crate::Limits;
 
 use conn::{Conn, Keep};
@@ -63,11 +63,11 @@ pub(crate) struct Shared {
 pub(crate) struct Handoff {
     pub(crate) tcp: std::net::TcpStream,
     pub(crate) peer: SocketAddr,
-    /// Bytes that arrived after the upgrade request.
+    /// Bytes read and not used yet.
     pub(crate) input: BytesMut,
     pub(crate) limits: Arc<Limits>,
-    pub(crate) push_interval: Duration,
-    pub(crate) deflate: Option<deflate::Params>,
+    /// The session as its task left it.
+    pub(crate) session: Box<Session>,
     pub(crate) charge: OwnedCharge,
     /// Where the connection's read buffer is counted while it holds one.
     pub(crate) read_buffers: Arc<ReadBuffers>,
@@ -79,8 +79,7 @@ struct Adopted {
     peer: SocketAddr,
     input: BytesMut,
     limits: Arc<Limits>,
-    push_interval: Duration,
-    deflate: Option<deflate::Params>,
+    session: Box<Session>,
     charge: OwnedCharge,
     read_buffers: Arc<ReadBuffers>,
     done: tokio::sync::oneshot::Sender<()>,
@@ -123,6 +122,8 @@ pub(crate) struct WsLoops {
     ids: AtomicU64,
     /// Connections the loops serve right now.
     connections: Arc<AtomicUsize>,
+    /// When a connection leaves its task for a loop.
+    moves: Move,
 }
 
 impl std::fmt::Debug for WsLoops {
@@ -136,7 +137,7 @@ impl std::fmt::Debug for WsLoops {
 
 impl WsLoops {
     /// Starts `threads` loops (at least one).
-    pub(crate) fn start(threads: usize) -> std::io::Result<Self> {
+    pub(crate) fn start(threads: usize, moves: Move) -> std::io::Result<Self> {
         let connections = Arc::new(AtomicUsize::new(0));
         let mut loops = Vec::new();
         for n in 0..threads.max(1) {
@@ -158,7 +159,13 @@ impl WsLoops {
             next: AtomicUsize::new(0),
             ids: AtomicU64::new(0),
             connections,
+            moves,
         })
+    }
+
+    /// When a connection leaves its task for a loop.
+    pub(crate) fn moves(&self) -> Move {
+        self.moves
     }
 
     /// Connections the loops serve right now.
@@ -178,8 +185,7 @@ impl WsLoops {
             peer: handoff.peer,
             input: handoff.input,
             limits: handoff.limits,
-            push_interval: handoff.push_interval,
-            deflate: handoff.deflate,
+            session: handoff.session,
             charge: handoff.charge,
             read_buffers: handoff.read_buffers,
             done,
@@ -379,7 +385,7 @@ impl EventLoop {
             return;
         }
         let id = adopted.id;
-        let conn = Box::new(Conn::new(adopted, tcp, Instant::now()));
+        let conn = Box::new(Conn::new(adopted, tcp));
         if slot == self.slots.len() {
             self.slots.push(Some(conn));
         } else {
@@ -424,4 +430,14 @@ impl EventLoop {
 #[cfg(test)]
 pub(crate) fn conn_size() -> usize {
     std::mem::size_of::<Conn>()
+}
+
+/// The size of the wait a parked task holds for an event loop WebSocket's whole life (for
+/// `footprint`'s bound).
+#[cfg(test)]
+pub(crate) fn serve_size() -> usize {
+    fn size<A, B, C, D, R>(_f: impl FnOnce(A, B, C, D) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+    size::<&'static WsLoops, Handoff, &'static CancelToken, &'static CancelToken, _>(WsLoops::serve)
 }

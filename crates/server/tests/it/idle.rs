@@ -53,7 +53,12 @@ async fn idle_websockets_hold_no_read_buffer_and_closing_returns_every_one() {
         peers.push(peer);
     }
     assert_eq!(lab.lab.open_connections(), 2 * IDLE);
-    // The WS app's connections run on its event loop, the WSS app's as tasks.
+    // The WS app's connections move to its event loop once open a second; the WSS app's stay
+    // tasks.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while lab.lab.event_loop_connections() < IDLE && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(lab.lab.event_loop_connections(), IDLE);
     // Every connection has echoed a message and waits: none holds a read buffer.
     let lent = lent_settles(&lab.lab, 0, Duration::from_secs(5)).await;

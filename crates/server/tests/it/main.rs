@@ -19,6 +19,7 @@ mod sse;
 mod sse_limits;
 mod ws;
 mod ws_limits;
+mod ws_move;
 
 use std::time::Duration;
 
