@@ -60,11 +60,23 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         let stop = config.stop.clone();
         let max = config.max_messages;
         let workload = config.workload;
-        // Stagger the connections' schedules so the total rate is smooth.
-        let schedule = interval.map(|every| Schedule {
-            every,
-            offset: every.mul_f64(index as f64 / config.connections as f64),
-        });
+        // Stagger the connections' schedules so the total rate is smooth. Push connections
+        // open staggered over one push interval for the same reason: the server's schedule
+        // for each starts at its upgrade, and connections opened together have their pushes
+        // fall due in the same millisecond timer tick, where each waits behind the others'
+        // writes and reads — how many did varied from round to round, and so did p50.
+        let share = index as f64 / config.connections as f64;
+        let schedule = match (interval, workload) {
+            (Some(every), _) => Some(Schedule {
+                every,
+                offset: every.mul_f64(share),
+            }),
+            (None, Workload::Push) => Some(Schedule {
+                every: config.push_interval,
+                offset: config.push_interval.mul_f64(share),
+            }),
+            (None, _) => None,
+        };
         tasks.spawn(async move {
             let budget = Budget {
                 claimed,

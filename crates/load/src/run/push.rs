@@ -1,5 +1,6 @@
-//! The `push` workload: one connection per worker, reading what the server pushes until the
-//! run ends; bytes are charged to pushes at message boundaries.
+//! The `push` workload: one connection per worker, opened at its offset within one push
+//! interval, reading what the server pushes until the run ends; bytes are charged to pushes
+//! at message boundaries.
 
 use std::time::Instant;
 
@@ -9,6 +10,10 @@ use crate::client::{Conn, Plan};
 
 pub(super) async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
     let mut stats = Stats::default();
+    if let Some(schedule) = budget.schedule {
+        let at = (Instant::now() + schedule.offset).min(budget.end);
+        tokio::time::sleep_until(at.into()).await;
+    }
     let (mut conn, opened) = match Conn::open(plan, budget.end).await {
         Ok(c) => c,
         Err(failure) => {
