@@ -52,8 +52,8 @@ pub struct CompareArgs {
     /// Measure every run this many times, one round of all runs after another, so drift on
     /// the machine hits every protocol alike; the table shows each figure's median round and
     /// its spread, and marks figures that moved more than 5% as noisy. Ratios between
-    /// protocols are taken within each round and summed up by their median. Default 7 (1
-    /// with --quick).
+    /// protocols are taken within each round and summed up by the median of the geometric
+    /// means of every pair of rounds, with a 95% interval. Default 7 (1 with --quick).
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
     /// A fast look: 32-byte messages only, one round and 6 s in total (unless --sizes,

@@ -1,6 +1,6 @@
 //! `results.json`: what a compare run measured, with the settings and machine it ran on.
 //! Its shape is versioned ([`SCHEMA_VERSION`]) and described by
-//! `docs/schema/compare-results.v5.schema.json`; a change that breaks readers bumps it.
+//! `docs/schema/compare-results.v6.schema.json`; a change that breaks readers bumps it.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +17,7 @@ use serde::Serialize;
 /// is measured in `settings.rounds` rounds: `report` pools them (its duration is theirs added
 /// up, `settings.run_secs` is one round's), `spread` gives each headline figure's median
 /// round and range, and `contention` says whether the machine limited the run.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Versions [`compare_with_baseline`] reads: each version only added to or widened the one
 /// before, so an older baseline still compares on the runs both have.
@@ -54,7 +54,8 @@ pub struct Results {
     /// The packet capture of the run (`--capture`), if one was made.
     pub capture: Option<CaptureSummary>,
     /// Each protocol's headline figures against the first protocol of its workload and size,
-    /// taken round by round (the two measured a second apart) and summed up by their median.
+    /// taken round by round (the two measured a second apart) and summed up by their
+    /// Hodges–Lehmann estimate.
     pub ratios: Vec<super::spread::Ratio>,
 }
 

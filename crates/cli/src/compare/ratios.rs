@@ -1,10 +1,10 @@
 //! Ratios between protocols, round by round. On a shared machine one figure moves by tens of
 //! percent between rounds (another build starting, a CPU waiting on the run queue), but two
 //! protocols measured a second apart move together: the ratio of a round's two figures is
-//! steadier than either. So each ratio is taken within a round, and the run reports the
-//! median of those per-round ratios with their range and a confidence interval of that
-//! median, and says whether it holds within [`NOISY_ABOVE`]; where it does not and the
-//! machine was contended during those rounds, it says that the machine is why.
+//! steadier than either. So each ratio is taken within a round, and the run reports where
+//! those per-round ratios centre ([`Centre`]) with their range and a confidence interval,
+//! and says whether it holds within [`NOISY_ABOVE`]; where it does not and the machine was
+//! contended during those rounds, it says that the machine is why.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ use protolab_load::{Report, Workload};
 use super::contention::{Contention, Sample};
 use super::model::Settings;
 use super::rounds::Round;
-use super::spread::{Interval, Ratio, Spread, NOISY_ABOVE};
+use super::spread::{Centre, Ratio, Spread, NOISY_ABOVE};
 use super::table;
 
 /// The figures compared between protocols: the headline ones, by their path in a run.
@@ -87,11 +87,10 @@ pub(super) fn per_round(
                         (b > 0.0).then(|| v / b)
                     })
                     .collect();
-                let Some(median) = median(&values) else {
+                let Some(Centre { estimate, interval }) = Centre::of(&values) else {
                     continue;
                 };
-                let interval = Interval::of_median(&values);
-                let noisy = interval.is_some_and(|i| i.deviation(median) > NOISY_ABOVE);
+                let noisy = interval.is_some_and(|i| i.deviation(estimate) > NOISY_ABOVE);
                 let contention =
                     Contention::judge(&together, s.client_threads, server_threads, rtt_ms);
                 let machine =
@@ -102,7 +101,7 @@ pub(super) fn per_round(
                     protocol: (*protocol).clone(),
                     against: (*against).clone(),
                     figure: path,
-                    median,
+                    estimate,
                     spread: Spread::of(&values),
                     interval,
                     noisy,
@@ -123,9 +122,9 @@ pub(super) fn per_round(
             table::size_label(r.size),
             r.protocol,
             r.against,
-            r.median,
-            r.interval.map_or(r.median, |i| i.low),
-            r.interval.map_or(r.median, |i| i.high)
+            r.estimate,
+            r.interval.map_or(r.estimate, |i| i.low),
+            r.interval.map_or(r.estimate, |i| i.high)
         )
     };
     let machine: Vec<String> = ratios
@@ -154,7 +153,7 @@ pub(super) fn per_round(
     }
     if !own.is_empty() {
         warnings.push(format!(
-            "{} of {} protocol ratios moved more than {:.0}% between rounds on a quiet machine (more --rounds narrow them): {} (marked ? under ratios)",
+            "{} of {} protocol ratios may move more than {:.0}% next run: their rounds spread so far on a quiet machine that the 95% interval reaches past it (more --rounds narrow it): {} (marked ? under ratios)",
             own.len(),
             ratios.len(),
             NOISY_ABOVE * 100.0,
@@ -189,8 +188,8 @@ pub fn render(ratios: &[Ratio]) -> String {
         );
         let mark = r.mark();
         let cell = match r.interval {
-            Some(i) => format!("{:.2} ({:.2}-{:.2}){mark}", r.median, i.low, i.high),
-            None => format!("{:.2}", r.median),
+            Some(i) => format!("{:.2} ({:.2}-{:.2}){mark}", r.estimate, i.low, i.high),
+            None => format!("{:.2}", r.estimate),
         };
         match lines.iter_mut().find(|(l, _)| *l == label) {
             Some((_, cells)) => cells.push((column, cell)),
@@ -213,7 +212,7 @@ pub fn render(ratios: &[Ratio]) -> String {
     };
     let widths: Vec<usize> = columns.iter().map(width).collect();
     let mut out = String::from(
-        "\nratios, round by round (median of the rounds' ratios, its interval; ? may move more than 5% next run, ! could not be held: the machine was contended)\n",
+        "\nratios, round by round (the rounds' ratio, its 95% interval; ? may move more than 5% next run, ! could not be held: the machine was contended)\n",
     );
     out.push_str(&format!("{:label_width$}", ""));
     for (c, w) in columns.iter().zip(&widths) {
@@ -234,39 +233,89 @@ pub fn render(ratios: &[Ratio]) -> String {
     out
 }
 
-fn median(values: &[f64]) -> Option<f64> {
-    match values {
-        [] => None,
-        [one] => Some(*one),
-        _ => Spread::of(values).map(|sp| sp.median),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::spread::{signed_rank_cdf, Interval};
     use super::*;
 
-    #[test]
-    fn the_median_interval_widens_to_the_range_below_six_rounds() {
-        let five = Interval::of_median(&[1.0, 1.3, 0.9, 1.05, 0.7]).unwrap();
-        assert_eq!((five.low, five.high), (0.7, 1.3));
-        assert!((five.confidence - 0.9375).abs() < 1e-12, "{five:?}");
-        // Eight rounds: the second lowest and second highest cover the median with 93%,
-        // short of 95%, so the range stands (99.2%).
-        let eight = Interval::of_median(&[8.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).unwrap();
-        assert_eq!((eight.low, eight.high), (1.0, 8.0));
-        // Nine: the second from each end covers 96.1%.
-        let nine = Interval::of_median(&[9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
-        assert_eq!((nine.low, nine.high), (2.0, 8.0));
-        assert!((nine.confidence - 0.9609375).abs() < 1e-9, "{nine:?}");
-        assert!(Interval::of_median(&[1.0]).is_none());
+    fn interval(values: &[f64]) -> Interval {
+        Centre::of(values).and_then(|c| c.interval).unwrap()
     }
 
     #[test]
-    fn an_interval_further_than_five_percent_from_the_median_is_noisy() {
-        let steady = Interval::of_median(&[1.0, 1.02, 0.98, 1.04, 0.97]).unwrap();
-        assert!(steady.deviation(1.0) <= NOISY_ABOVE);
-        let wide = Interval::of_median(&[1.0, 1.02, 0.98, 1.04, 0.90]).unwrap();
-        assert!(wide.deviation(1.0) > NOISY_ABOVE);
+    fn the_signed_rank_distribution_is_wilcoxons() {
+        // n = 3: the subsets of {1, 2, 3} by sum: 0, 1, 2, {3, 1+2}, 1+3, 2+3, 1+2+3.
+        let three = signed_rank_cdf(3);
+        let counts: Vec<f64> = three.iter().map(|p| p * 8.0).collect();
+        assert_eq!(counts, vec![1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 8.0]);
+        // Tabled two-sided 5% critical values of T: 2 at n = 7, 8 at n = 10, 25 at n = 15.
+        for (n, critical) in [(7, 2), (10, 8), (15, 25)] {
+            let cdf = signed_rank_cdf(n);
+            assert!(cdf[critical] <= 0.025, "n={n}: {}", cdf[critical]);
+            assert!(cdf[critical + 1] > 0.025, "n={n}: {}", cdf[critical + 1]);
+        }
+    }
+
+    #[test]
+    fn the_estimate_is_the_median_of_the_pair_means_on_a_log_scale() {
+        // Three rounds: pair means (geometric) 1, 2, 4, √2, 2, 2√2; median (2 + 2)/2 = 2.
+        let c = Centre::of(&[1.0, 2.0, 4.0]).unwrap();
+        assert!((c.estimate - 2.0).abs() < 1e-12, "{c:?}");
+        // Skewed: 1, 1, 4 → 1, 1, 4, 1, 2, 2 → median of sorted 1 1 1 2 2 4 is √2.
+        let c = Centre::of(&[1.0, 1.0, 4.0]).unwrap();
+        assert!((c.estimate - 2f64.sqrt()).abs() < 1e-12, "{c:?}");
+        // Inverting every round inverts the estimate and swaps the interval's ends.
+        let rounds = [0.93, 1.02, 0.97, 1.11, 0.99, 1.04, 0.95];
+        let inverse: Vec<f64> = rounds.iter().map(|r| 1.0 / r).collect();
+        let (a, b) = (Centre::of(&rounds).unwrap(), Centre::of(&inverse).unwrap());
+        assert!((a.estimate * b.estimate - 1.0).abs() < 1e-12);
+        let (ia, ib) = (a.interval.unwrap(), b.interval.unwrap());
+        assert!((ia.low * ib.high - 1.0).abs() < 1e-12);
+        // One round: itself, nothing to judge.
+        let one = Centre::of(&[3.0]).unwrap();
+        assert_eq!((one.estimate, one.interval.is_none()), (3.0, true));
+        assert!(Centre::of(&[]).is_none());
+        // A zero cannot go on a log scale: arithmetic means.
+        let zero = Centre::of(&[0.0, 2.0]).unwrap();
+        assert!((zero.estimate - 1.0).abs() < 1e-12, "{zero:?}");
+    }
+
+    #[test]
+    fn the_interval_is_the_range_below_six_rounds_and_narrows_from_seven() {
+        let five = interval(&[1.0, 1.3, 0.9, 1.05, 0.7]);
+        assert!((five.low - 0.7).abs() < 1e-12 && (five.high - 1.3).abs() < 1e-12);
+        assert!((five.confidence - 0.9375).abs() < 1e-12, "{five:?}");
+        // Seven rounds: T ≤ 2 has chance 3/128, so the third lowest and third highest of
+        // the 28 pair means, 95.3%.
+        let seven = interval(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+        let mut means: Vec<f64> = Vec::new();
+        for a in 1..=7 {
+            for b in a..=7 {
+                means.push((f64::from(a) * f64::from(b)).sqrt());
+            }
+        }
+        means.sort_by(f64::total_cmp);
+        assert!((seven.low - means[2]).abs() < 1e-12, "{seven:?} {means:?}");
+        assert!(
+            (seven.high - means[25]).abs() < 1e-12,
+            "{seven:?} {means:?}"
+        );
+        assert!((seven.confidence - (1.0 - 6.0 / 128.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_interval_further_than_five_percent_from_the_estimate_is_noisy() {
+        let steady = Centre::of(&[1.0, 1.02, 0.98, 1.04, 0.97]).unwrap();
+        let i = steady.interval.unwrap();
+        assert!(i.deviation(steady.estimate) <= NOISY_ABOVE, "{steady:?}");
+        let wide = Centre::of(&[1.0, 1.02, 0.98, 1.04, 0.90]).unwrap();
+        let i = wide.interval.unwrap();
+        assert!(i.deviation(wide.estimate) > NOISY_ABOVE, "{wide:?}");
+        // Seven rounds with one stalled: the estimate stays with the six (their mean would be
+        // pulled 4% down), the interval reaches towards the stall and the ratio reads noisy.
+        let stalled = Centre::of(&[1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.7]).unwrap();
+        assert!((stalled.estimate - 1.0).abs() < 0.01, "{stalled:?}");
+        let i = stalled.interval.unwrap();
+        assert!(i.deviation(stalled.estimate) > NOISY_ABOVE, "{stalled:?}");
     }
 }

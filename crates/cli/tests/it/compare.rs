@@ -288,7 +288,7 @@ fn a_baseline_prints_the_change_and_a_wrong_file_is_refused() {
 #[test]
 fn sse_joins_push_connect_and_echo_beside_websocket_and_http() {
     let home = tempfile::tempdir().unwrap();
-    let schema = repo_root().join("docs/schema/compare-results.v5.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v6.schema.json");
     let python = require("python3", "apt-get install python3");
     let out_dir = home.path().join("report");
     let results = compare_json(
@@ -356,7 +356,7 @@ fn sse_joins_push_connect_and_echo_beside_websocket_and_http() {
 #[test]
 fn polling_joins_push_beside_websocket_and_sse() {
     let home = tempfile::tempdir().unwrap();
-    let schema = repo_root().join("docs/schema/compare-results.v5.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v6.schema.json");
     let python = require("python3", "apt-get install python3");
     let out_dir = home.path().join("report");
     let results = compare_json(
@@ -702,7 +702,7 @@ async fn a_capture_of_the_run_opens_decrypted_in_tshark() {
 /// Validates a `results.json` against the published schema with Python `jsonschema`; panics
 /// with `failure` and the validator's output when it does not match.
 pub(crate) async fn assert_matches_results_schema(file: &std::path::Path, failure: &str) {
-    let schema = repo_root().join("docs/schema/compare-results.v5.schema.json");
+    let schema = repo_root().join("docs/schema/compare-results.v6.schema.json");
     let validated = run(
         Peer::JsonSchema.command([schema.as_os_str(), file.as_os_str()]),
         Duration::from_secs(30),

@@ -30,7 +30,7 @@ async fn compare_shows_ws_deflate_beside_ws() {
         out_dir.to_str().unwrap(),
     ];
     let results = compare_json(home.path(), &args);
-    assert_eq!(results["schema_version"], 5);
+    assert_eq!(results["schema_version"], 6);
     assert_eq!(results["settings"]["payload"], "json");
     let protocols: Vec<&str> = results["settings"]["protocols"]
         .as_array()

@@ -1,6 +1,6 @@
 // The compare report read the way a person reads it, in headless Chromium at 1024 px: no
 // console errors, findings whose every number is results.json's, charts that drew (the
-// ratios between protocols one row per ratio at results.json's median), no sideways scroll.
+// ratios between protocols one row per ratio at results.json's estimate), no sideways scroll.
 // And pushes as a client sees them (tshark on loopback): delivered on schedule, each charged
 // its own frame's bytes.
 
@@ -286,19 +286,19 @@ async fn the_report_opens_with_findings_from_its_own_results_and_fits_1024_px() 
         assert!(text.contains(part), "waterfall without `{part}`: {text}");
     }
 
-    // The ratios chart has a row per ratio results.json holds, at its median, with a dot per
-    // round.
+    // The ratios chart has a row per ratio results.json holds, at its estimate, with a dot
+    // per round.
     let rows = browser
-        .eval("JSON.stringify([...document.querySelectorAll('svg g.ratio')].map(g => ({label: g.dataset.label, median: Number(g.dataset.median), rounds: g.querySelectorAll('circle.round').length})))")
+        .eval("JSON.stringify([...document.querySelectorAll('svg g.ratio')].map(g => ({label: g.dataset.label, estimate: Number(g.dataset.estimate), rounds: g.querySelectorAll('circle.round').length})))")
         .await;
     let rows = rows.as_array().unwrap();
     let ratios = results["ratios"].as_array().unwrap();
     assert!(!ratios.is_empty(), "no ratios in results.json");
     assert_eq!(rows.len(), ratios.len(), "{rows:?}");
     for (row, ratio) in rows.iter().zip(ratios) {
-        let median = number(&ratio["median"]);
+        let estimate = number(&ratio["estimate"]);
         assert!(
-            (number(&row["median"]) - median).abs() <= median.abs() * 1e-9,
+            (number(&row["estimate"]) - estimate).abs() <= estimate.abs() * 1e-9,
             "{row} against {ratio}"
         );
         let label = row["label"].as_str().unwrap();

@@ -1,7 +1,7 @@
 //! The ratios between protocols, round by round, as a forest chart: one row per protocol,
 //! workload, size and figure, on a log axis where 1 is the protocol it is measured against.
-//! Each round's ratio is a dot, the median's interval a bar in the protocol's colour, the
-//! median a ring, and a grey band ±5% around the median shows at a glance whether the
+//! Each round's ratio is a dot, the estimate's interval a bar in the protocol's colour, the
+//! estimate a ring, and a grey band ±5% around the estimate shows at a glance whether the
 //! interval held within it (the run's own test of repeatability).
 
 use std::fmt::Write as _;
@@ -15,7 +15,7 @@ const W: f64 = 760.0;
 const LABEL_RIGHT: f64 = 250.0;
 const PLOT_LEFT: f64 = 262.0;
 const PLOT_RIGHT: f64 = 600.0;
-/// The median and interval as text, right of the plot.
+/// The estimate and interval as text, right of the plot.
 const VALUE_LEFT: f64 = 612.0;
 const TOP: f64 = 44.0;
 const ROW: f64 = 22.0;
@@ -42,9 +42,9 @@ fn label(r: &Ratio) -> String {
     )
 }
 
-/// Every value a row draws: its rounds, its interval and its median.
+/// Every value a row draws: its rounds, its interval and its estimate.
 fn values(r: &Ratio) -> Vec<f64> {
-    let mut all = vec![r.median];
+    let mut all = vec![r.estimate];
     if let Some(spread) = &r.spread {
         all.extend(&spread.rounds);
     }
@@ -118,7 +118,7 @@ pub(super) fn ratio_chart(ratios: &[Ratio]) -> String {
     let mut out = format!(
         "<svg class=chart role=img aria-label='{title}' width='{W}' height='{h}' viewBox='0 0 {W} {h}'>\
 <text x='{PLOT_LEFT}' y='32' fill='#666'>each round's ratio, log scale</text>\
-<text x='{VALUE_LEFT}' y='32' fill='#666'>median (interval)</text>"
+<text x='{VALUE_LEFT}' y='32' fill='#666'>ratio (interval)</text>"
     );
     for t in ticks(lo, hi) {
         let _ = write!(
@@ -148,22 +148,22 @@ pub(super) fn ratio_chart(ratios: &[Ratio]) -> String {
         };
         let why = match (&r.machine, r.noisy) {
             (Some(why), _) => format!(": not held within 5%, the machine was contended ({why})"),
-            (None, true) => ": moved more than 5% between rounds".to_owned(),
+            (None, true) => ": its interval reaches more than 5% from it".to_owned(),
             (None, false) if r.interval.is_some() => ": held within 5%".to_owned(),
             (None, false) => String::new(),
         };
         let _ = write!(
             out,
-            "<g class=ratio data-label='{0}' data-median='{1}'><title>{0}: {1:.3}{2}</title>\
+            "<g class=ratio data-label='{0}' data-estimate='{1}'><title>{0}: {1:.3}{2}</title>\
 <text x='{LABEL_RIGHT}' y='{3:.1}' text-anchor='end'>{0}</text>\
 <rect x='{4:.1}' y='{5:.1}' width='{6:.1}' height='{7}' fill='#e8e8e8'/>",
             esc(&row_label),
-            r.median,
+            r.estimate,
             esc(&why),
             mid + 4.0,
-            x(r.median / (1.0 + NOISY_ABOVE)),
+            x(r.estimate / (1.0 + NOISY_ABOVE)),
             top + 3.0,
-            x(r.median * (1.0 + NOISY_ABOVE)) - x(r.median / (1.0 + NOISY_ABOVE)),
+            x(r.estimate * (1.0 + NOISY_ABOVE)) - x(r.estimate / (1.0 + NOISY_ABOVE)),
             ROW - 6.0,
         );
         if let Some(spread) = &r.spread {
@@ -192,14 +192,14 @@ pub(super) fn ratio_chart(ratios: &[Ratio]) -> String {
             );
         }
         let value = match r.interval {
-            Some(i) => format!("{:.2} ({:.2}–{:.2}){mark}", r.median, i.low, i.high),
-            None => format!("{:.2}", r.median),
+            Some(i) => format!("{:.2} ({:.2}–{:.2}){mark}", r.estimate, i.low, i.high),
+            None => format!("{:.2}", r.estimate),
         };
         let _ = write!(
             out,
             "<circle cx='{:.1}' cy='{mid:.1}' r='4.5' fill='#fff' stroke='#111' stroke-width='1.6'/>\
 <text x='{VALUE_LEFT}' y='{:.1}'>{}</text></g>",
-            x(r.median),
+            x(r.estimate),
             mid + 4.0,
             esc(&value)
         );
@@ -217,7 +217,7 @@ pub(super) fn ratio_chart(ratios: &[Ratio]) -> String {
         .unwrap_or(1);
     let _ = write!(
         out,
-        "<p class=note>Each row is one protocol's figure divided by the other's measured in the same round ({rounds} rounds), so drift on the machine that hits both cancels out. Dots: each round. Coloured bar: where the median lies with at least 95% confidence (the whole range with fewer than six rounds). Ring: the median. Grey band: ±{pct:.0}% around the median; a bar inside it held within {pct:.0}%. The dashed line is 1× (equal). For msgs/s above 1× is faster, for p50 latency below 1× is. <b>?</b> moved more than {pct:.0}% between rounds; <b>!</b> did so while the machine was contended (run-queue waits, steal), so the machine, not the protocol, set the spread.</p>",
+        "<p class=note>Each row is one protocol's figure divided by the other's measured in the same round ({rounds} rounds), so drift on the machine that hits both cancels out. Dots: each round. Ring: the ratio the rounds point to (the median of the geometric means of every pair of rounds, robust to one stalled round). Coloured bar: where it lies with at least 95% confidence (the whole range with fewer than six rounds). Grey band: ±{pct:.0}% around it; a bar inside it held within {pct:.0}%. The dashed line is 1× (equal). For msgs/s above 1× is faster, for p50 latency below 1× is. <b>?</b> its bar reaches past the band: another run may well give a ratio more than {pct:.0}% away; <b>!</b> did so while the machine was contended (run-queue waits, steal), so the machine, not the protocol, set the spread.</p>",
         pct = NOISY_ABOVE * 100.0
     );
     out
@@ -225,22 +225,21 @@ pub(super) fn ratio_chart(ratios: &[Ratio]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::spread::{Interval, Spread};
+    use super::super::super::spread::{Centre, Spread};
     use super::*;
     use protolab_load::Workload;
 
     fn ratio(protocol: &str, rounds: &[f64]) -> Ratio {
         let spread = Spread::of(rounds);
-        let median = spread.as_ref().map_or(rounds[0], |s| s.median);
-        let interval = Interval::of_median(rounds);
+        let Centre { estimate, interval } = Centre::of(rounds).unwrap();
         Ratio {
             workload: Workload::Echo,
             size: 32,
             protocol: protocol.to_owned(),
             against: "http".to_owned(),
             figure: "report.throughput_per_sec",
-            median,
-            noisy: interval.is_some_and(|i| i.deviation(median) > NOISY_ABOVE),
+            estimate,
+            noisy: interval.is_some_and(|i| i.deviation(estimate) > NOISY_ABOVE),
             spread,
             interval,
             machine: None,
@@ -258,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn one_row_per_ratio_with_every_round_and_the_median_placed_on_a_log_axis() {
+    fn one_row_per_ratio_with_every_round_and_the_estimate_placed_on_a_log_axis() {
         let ratios = [
             ratio("ws", &[2.0, 2.04, 1.96, 2.02, 1.98]),
             ratio("wss", &[0.5, 0.8, 0.45, 0.6, 0.55]),
@@ -266,7 +265,9 @@ mod tests {
         let svg = ratio_chart(&ratios);
         assert_eq!(svg.matches("<g class=ratio").count(), 2, "{svg}");
         assert_eq!(svg.matches("class=round").count(), 10, "{svg}");
-        assert_eq!(attr(&svg, "<g class=ratio", "data-median"), vec![2.0, 0.55]);
+        let estimates = attr(&svg, "<g class=ratio", "data-estimate");
+        assert_eq!(estimates.len(), 2, "{svg}");
+        assert!((estimates[0] - 2.0).abs() < 1e-3 && (estimates[1] - 0.55).abs() < 1e-9);
         assert!(svg.contains("echo 32 B msgs/s · ws / http"), "{svg}");
         // wss moved far more than 5%: marked; ws held (its interval is the whole range, ±5%).
         assert!(svg.contains("0.55 (0.45–0.80) ?"), "{svg}");
