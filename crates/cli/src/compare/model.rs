@@ -16,12 +16,15 @@ use serde::Serialize;
 /// version 3 file's for the same traffic; runs carry `round_trips` and `report.tcp`. 5: a run
 /// is measured in `settings.rounds` rounds: `report` pools them (its duration is theirs added
 /// up, `settings.run_secs` is one round's), `spread` gives each headline figure's median
-/// round and range, and `contention` says whether the machine limited the run.
+/// round and range, and `contention` says whether the machine limited the run. 6: a ratio's
+/// value is its Hodges–Lehmann `estimate` (5: the rounds' `median`), with that estimate's
+/// interval (5: the median's).
 pub const SCHEMA_VERSION: u32 = 6;
 
 /// Versions [`compare_with_baseline`] reads: each version only added to or widened the one
-/// before, so an older baseline still compares on the runs both have.
-const BASELINE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=5;
+/// before, or changed what it does not read (6: the ratios), so an older baseline still
+/// compares on the runs both have.
+const BASELINE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=6;
 
 /// The whole file.
 #[derive(Debug, Clone, Serialize)]
