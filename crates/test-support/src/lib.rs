@@ -276,6 +276,19 @@ impl Drop for TsharkCapture {
     }
 }
 
+/// Reads `read` every 10 ms until it gives `want` or `limit` passes, and returns what it read
+/// last: for a count the lab updates a moment after the event a test waits on.
+pub async fn settles<T: PartialEq>(want: T, limit: Duration, mut read: impl FnMut() -> T) -> T {
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        let now = read();
+        if now == want || tokio::time::Instant::now() >= until {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Runs `cmd` to completion within `limit`; panics if it takes longer (a hang is a failure).
 pub async fn run(mut cmd: Command, limit: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use protolab_server::{Lab, Protocol};
-use protolab_test_support::{Background, Peer, RawWs, TestLab};
+use protolab_test_support::{settles, Background, Peer, RawWs, TestLab};
 use protolab_wire::ws::{encode_frame, OpCode};
 
 use crate::PEER_LIMIT;
@@ -16,14 +16,7 @@ const IDLE: usize = 20;
 /// lent last. A buffer is given back just after the answer that the peer waits for is
 /// written, so the count may trail the peer by a moment.
 async fn lent_settles(lab: &Lab, want: usize, limit: Duration) -> usize {
-    let until = tokio::time::Instant::now() + limit;
-    loop {
-        let lent = lab.read_buffers_lent();
-        if lent == want || tokio::time::Instant::now() >= until {
-            return lent;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settles(want, limit, || lab.read_buffers_lent()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,11 +48,11 @@ async fn idle_websockets_hold_no_read_buffer_and_closing_returns_every_one() {
     assert_eq!(lab.lab.open_connections(), 2 * IDLE);
     // The WS app's connections move to its event loop once open a second; the WSS app's stay
     // tasks.
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while lab.lab.event_loop_connections() < IDLE && tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(lab.lab.event_loop_connections(), IDLE);
+    let moved = settles(IDLE, Duration::from_secs(5), || {
+        lab.lab.event_loop_connections()
+    })
+    .await;
+    assert_eq!(moved, IDLE);
     // Every connection has echoed a message and waits: none holds a read buffer.
     let lent = lent_settles(&lab.lab, 0, Duration::from_secs(5)).await;
     assert_eq!(

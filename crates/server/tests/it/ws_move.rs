@@ -6,21 +6,14 @@
 use std::time::Duration;
 
 use protolab_server::{Lab, Protocol, WsRuntime};
-use protolab_test_support::{Background, Peer, RawWs, TestLab};
+use protolab_test_support::{settles, Background, Peer, RawWs, TestLab};
 use protolab_wire::ws::{encode_frame, Message, OpCode};
 
 use crate::PEER_LIMIT;
 
 /// Waits until the loops serve `want` connections, or `limit` passes; returns the last count.
 async fn on_the_loop(lab: &Lab, want: usize, limit: Duration) -> usize {
-    let until = tokio::time::Instant::now() + limit;
-    loop {
-        let now = lab.event_loop_connections();
-        if now == want || tokio::time::Instant::now() >= until {
-            return now;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    settles(want, limit, || lab.event_loop_connections()).await
 }
 
 async fn echo(raw: &mut RawWs, text: &str) {
