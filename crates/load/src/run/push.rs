@@ -32,12 +32,15 @@ pub(super) async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
     let mut charging = conn.read_ahead() == 0;
     let (mut pending, mut pending_payload) = (0u64, 0u64);
     let mut pushes = 0u64;
+    let mut first_at = None;
     while budget.claim() {
         match conn.next_push(budget.end).await {
             Ok(push) => {
                 stats.latency.record(push.delay);
                 stats.messages += 1;
-                stats.finished = Some(Instant::now());
+                let now = Instant::now();
+                first_at.get_or_insert(now);
+                stats.finished = Some(now);
                 pushes += 1;
                 pending += 1;
                 pending_payload += push.payload as u64;
@@ -59,6 +62,12 @@ pub(super) async fn push_worker(plan: &Plan, budget: &Budget) -> Stats {
     }
     if pushes == 0 {
         stats.silent += 1;
+    }
+    if let (Some(first), Some(last)) = (first_at, stats.finished) {
+        let span = last.saturating_duration_since(first).as_secs_f64();
+        if pushes > 1 && span > 0.0 {
+            stats.push_rate = (pushes - 1) as f64 / span;
+        }
     }
     stats.sample_tcp(&conn, opened.tcp_counters, pushes);
     conn.close(Instant::now() + CLOSE_BOUND).await;

@@ -37,6 +37,9 @@ pub(super) struct Stats {
     pub(super) round_trips: u64,
     /// Payload bytes of the pushes received.
     pub(super) push_payload: u64,
+    /// Each push connection's rate over the time it received pushes (its pushes after the
+    /// first over the time from the first to the last), summed.
+    pub(super) push_rate: f64,
     /// Connections whose server accepted permessage-deflate, and the first one's terms.
     pub(super) deflate_accepted: u64,
     pub(super) deflate_params: Option<Params>,
@@ -171,6 +174,7 @@ impl Stats {
         self.first_messages += other.first_messages;
         self.round_trips += other.round_trips;
         self.push_payload += other.push_payload;
+        self.push_rate += other.push_rate;
         self.deflate_accepted += other.deflate_accepted;
         self.deflate_params = self.deflate_params.or(other.deflate_params);
         self.total = self.total.plus(other.total);
