@@ -144,7 +144,7 @@ pub(super) fn per_round(
         .collect();
     if !machine.is_empty() {
         warnings.push(format!(
-            "{} of {} protocol ratios could not be held within {:.0}% on this machine, which was contended while they ran (e.g. {worst}; each ratio's `machine` in results.json says how much; rerun on a quieter machine): {} (marked ! under ratios)",
+            "{} of {} protocol ratios could not be held within {:.0}% on this machine, which was contended while they ran (e.g. {worst}; each ratio's `machine` in results.json says how much; rerun on a quieter machine; marked ! under ratios): {}",
             machine.len(),
             ratios.len(),
             NOISY_ABOVE * 100.0,
@@ -153,7 +153,7 @@ pub(super) fn per_round(
     }
     if !own.is_empty() {
         warnings.push(format!(
-            "{} of {} protocol ratios may move more than {:.0}% next run: their rounds spread so far on a quiet machine that the 95% interval reaches past it (more --rounds narrow it): {} (marked ? under ratios)",
+            "{} of {} protocol ratios may move more than {:.0}% next run: their rounds spread so far on a quiet machine that the 95% interval reaches past it (marked ? under ratios; more --rounds narrow it): {}",
             own.len(),
             ratios.len(),
             NOISY_ABOVE * 100.0,

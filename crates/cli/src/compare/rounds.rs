@@ -106,6 +106,7 @@ pub(super) fn combine(
     }
     let mut noisy_headlines = Vec::new();
     let mut machine_bound = Vec::new();
+    let mut client_bound = Vec::new();
     let mut runs = Vec::new();
     for (name, workload, size) in order {
         let Some(group) = grouped.remove(&(name.clone(), workload.as_str(), size)) else {
@@ -115,6 +116,9 @@ pub(super) fn combine(
         let run = combine_one(
             &name, workload, size, group, s, server_cpu, &label, warnings,
         );
+        if let Some(cpu) = run.cpu.as_ref().filter(|_| run.client_bound) {
+            client_bound.push((label.clone(), cpu.client_utilization));
+        }
         if let Some(c) = run.contention.as_ref().filter(|c| c.machine_bound) {
             machine_bound.push(format!("{label}: {}", c.why.join("; ")));
         }
@@ -128,6 +132,9 @@ pub(super) fn combine(
         }
         runs.push(run);
     }
+    if let Some(w) = client_bound_warning(&client_bound, runs.len(), s.client_threads) {
+        warnings.push(w);
+    }
     if !machine_bound.is_empty() {
         warnings.push(format!(
             "the machine, not the protocol, limited {} of {} runs (marked # in the table; rerun on a quieter machine, or with fewer --connections or --rate): {}",
@@ -138,9 +145,9 @@ pub(super) fn combine(
     }
     if !noisy_headlines.is_empty() {
         warnings.push(format!(
-            "noisy: these headline figures moved more than {:.0}% from their median between rounds, so differences between protocols smaller than that are not shown by this run: {} (marked ? in the table; more rounds or a quieter machine narrow them)",
+            "noisy: these headline figures moved more than {:.0}% from their median between rounds, so differences between protocols smaller than that are not shown by this run (marked ? in the table; more rounds or a quieter machine narrow them): {}",
             NOISY_ABOVE * 100.0,
-            noisy_headlines.join(", ")
+            noisy_headlines.join(" · ")
         ));
     }
     runs
@@ -234,13 +241,6 @@ fn combine_one(
     let rtt_ms = s.wan.as_ref().map_or(0.0, |w| w.rtt_ms);
     let contention = Contention::judge(&total, s.client_threads, s.server_threads, rtt_ms);
     let client_bound = cpu.client_utilization >= CLIENT_BOUND_AT;
-    if client_bound {
-        warnings.push(format!(
-            "{label}: the load generator kept its {} thread(s) {:.0}% busy, so these figures may show its limit rather than the protocol's; rerun with more --client-threads or fewer --connections",
-            s.client_threads,
-            cpu.client_utilization * 100.0
-        ));
-    }
     let declined = pooled
         .compression
         .as_ref()
@@ -288,6 +288,37 @@ fn combine_one(
     }
 }
 
+/// One warning for every run whose load generator was nearly all busy, rather than one each:
+/// on a two-core machine a closed loop keeps it busy in most runs, and a line per run buried
+/// the other warnings. `bound` holds each such run's label and its threads' utilization.
+fn client_bound_warning(bound: &[(String, f64)], runs: usize, threads: usize) -> Option<String> {
+    let percent = |u: f64| (u * 100.0).round();
+    let (low, high) = bound.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, u)| {
+        (lo.min(percent(*u)), hi.max(percent(*u)))
+    });
+    let busy = if low < high {
+        format!("{low:.0}–{high:.0}%")
+    } else {
+        format!("{high:.0}%")
+    };
+    let each = bound
+        .iter()
+        .map(|(label, u)| format!("{label} {:.0}%", percent(*u)))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let threads = if threads == 1 {
+        "its thread".to_owned()
+    } else {
+        format!("its {threads} threads")
+    };
+    (!bound.is_empty()).then(|| {
+        format!(
+            "the load generator kept {threads} {busy} busy in {} of {runs} runs, so their figures may show its limit rather than the protocol's (marked ! in the table; rerun with more --client-threads or fewer --connections): {each}",
+            bound.len()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +335,29 @@ mod tests {
         assert!(noisy.noisy, "{noisy:?}");
         assert!(Spread::of(&[5.0]).is_none());
         assert!(!Spread::of(&[0.0, 0.0]).unwrap().noisy);
+    }
+
+    #[test]
+    fn runs_that_kept_the_load_generator_busy_share_one_warning() {
+        assert_eq!(client_bound_warning(&[], 24, 1), None);
+        let bound = [
+            ("http connect 32 B".to_owned(), 0.971),
+            ("ws echo 1 KiB".to_owned(), 0.904),
+            ("wss echo 64 KiB".to_owned(), 0.99),
+        ];
+        let w = client_bound_warning(&bound, 24, 1).unwrap();
+        assert!(
+            w.starts_with("the load generator kept its thread 90–99% busy in 3 of 24 runs"),
+            "{w}"
+        );
+        assert!(
+            w.ends_with("http connect 32 B 97% · ws echo 1 KiB 90% · wss echo 64 KiB 99%"),
+            "{w}"
+        );
+        let one = client_bound_warning(&bound[..1], 2, 2).unwrap();
+        assert!(
+            one.contains("its 2 threads 97% busy in 1 of 2 runs"),
+            "{one}"
+        );
     }
 }
