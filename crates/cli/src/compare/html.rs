@@ -11,6 +11,7 @@ use protolab_load::{Report, Workload};
 
 use super::model::Results;
 use super::table::{count, size_label};
+use caveats::caveats;
 use charts::{cdf_chart, connect_bars, cpu_bars, throughput_bars, waterfall};
 use compression::compression_table;
 use figures::figures_table;
@@ -18,6 +19,7 @@ use findings::findings;
 use protolab_load::Payload;
 use ratios::ratio_chart;
 
+mod caveats;
 mod charts;
 mod compression;
 mod figures;
@@ -100,11 +102,9 @@ pub fn render(r: &Results) -> String {
             c.stats.kept,
         );
     }
-    for w in &r.warnings {
-        let _ = write!(body, "<p class=warn>⚠ {}</p>", esc(w));
-    }
     let smallest = s.sizes.first().copied().unwrap_or(32);
     body.push_str(&findings(r));
+    body.push_str(&caveats(&r.warnings));
     let steadiness = ratio_chart(&r.ratios);
     if !steadiness.is_empty() {
         body.push_str("<section><h2>How steady: protocols against each other</h2>");
@@ -178,6 +178,8 @@ pub fn render(r: &Results) -> String {
 const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
 h1{margin-bottom:0}.sub{color:#666;margin-top:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}\
 .lab{font-weight:bold}.warn{background:#fff4e5;border-left:4px solid #f28e2b;padding:.4em .8em}\
+#caveats ul{list-style:none;padding:0}#caveats li{margin:.4em 0}.items{display:block;margin-top:.2em}\
+.items span{display:inline-block;white-space:nowrap;background:#fff;border:1px solid #f2c48b;border-radius:3px;padding:0 .35em;margin:.15em .3em .15em 0;font-size:12.5px}\
 #findings ul{font-size:15px;padding-left:1.2em}#findings li{margin:.35em 0}#findings data{font-weight:bold}\
 svg{display:block;margin:1em 0;background:#fff;max-width:100%;height:auto}svg text{font:12px system-ui,sans-serif;fill:#333}\
 table{border-collapse:collapse;margin:1em 0;font-size:12.5px;font-variant-numeric:tabular-nums}\

@@ -255,6 +255,26 @@ async fn the_report_opens_with_findings_from_its_own_results_and_fits_1024_px() 
         }
     }
 
+    // The warnings follow the findings, one item each.
+    let caveats = browser
+        .eval("JSON.stringify({follows: document.getElementById('findings').compareDocumentPosition(document.getElementById('caveats')) === Node.DOCUMENT_POSITION_FOLLOWING, items: document.querySelectorAll('#caveats li').length, all_after: document.querySelectorAll('#findings ~ * .warn, #findings ~ .warn').length === document.querySelectorAll('.warn').length})")
+        .await;
+    let warnings = results["warnings"].as_array().unwrap();
+    assert!(
+        !warnings.is_empty(),
+        "push over plain HTTP warns: {results}"
+    );
+    assert_eq!(caveats["follows"], true, "{caveats}");
+    assert_eq!(
+        caveats["all_after"], true,
+        "a warning above the findings: {caveats}"
+    );
+    assert_eq!(
+        number(&caveats["items"]),
+        warnings.len() as f64,
+        "{caveats}"
+    );
+
     // Charts drew: every SVG has a size and marks, the CDFs and the waterfall's time axis.
     let charts = browser
         .eval("JSON.stringify([...document.querySelectorAll('svg')].map(g => { const b = g.getBoundingClientRect(); return {label: g.getAttribute('aria-label'), w: b.width, h: b.height, marks: g.querySelectorAll('rect,polyline,line').length, lines: g.querySelectorAll('polyline').length, text: g.textContent}; }))")
