@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::record::{self, alert, content_type, DirectionKeys, RecordError, Version};
 use handshake::{handshake, negotiated, HandshakeBuffers};
-pub use handshake::{HandshakeError, Negotiated};
+pub use handshake::{suite_name, HandshakeError, Negotiated};
 
 /// Sealed bytes the socket has not taken yet, beyond which writes wait for it.
 const OUT_HIGH_WATER: usize = 256 * 1024;

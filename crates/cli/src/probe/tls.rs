@@ -179,7 +179,9 @@ impl Client {
             Ok(Ok(stream)) => {
                 let conn = stream.get_ref().1;
                 facts.version = conn.protocol_version().map(version_name);
-                facts.cipher = conn.negotiated_cipher_suite().map(|s| cipher_name(s.suite()));
+                facts.cipher = conn
+                    .negotiated_cipher_suite()
+                    .map(|s| protolab_tls::stream::suite_name(s.suite()));
                 facts.alpn = conn
                     .alpn_protocol()
                     .map(|p| String::from_utf8_lossy(p).into_owned());
@@ -234,11 +236,3 @@ fn version_name(version: rustls::ProtocolVersion) -> String {
     }
 }
 
-/// The IANA name: rustls spells TLS 1.3 suites `TLS13_…`, the registry `TLS_…`.
-fn cipher_name(suite: rustls::CipherSuite) -> String {
-    let debug = format!("{suite:?}");
-    match debug.strip_prefix("TLS13_") {
-        Some(rest) => format!("TLS_{rest}"),
-        None => debug,
-    }
-}

@@ -56,6 +56,16 @@ pub struct Negotiated {
     pub alpn: Option<Vec<u8>>,
 }
 
+/// A cipher suite's IANA name: rustls spells TLS 1.3 suites `TLS13_…`, the registry (and
+/// OpenSSL's `-ciphersuites`, and browsers) `TLS_…`.
+pub fn suite_name(suite: rustls::CipherSuite) -> String {
+    let debug = format!("{suite:?}");
+    match debug.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => debug,
+    }
+}
+
 /// rustls' two unbuffered connection types, driven by one handshake loop.
 pub(super) trait Unbuffered {
     type Data;
