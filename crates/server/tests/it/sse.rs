@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use protolab_server::{Lab, LabConfig, Protocol};
-use protolab_test_support::{run, run_json, Peer, TestLab};
+use protolab_test_support::{run, run_json, settles, Peer, TestLab};
 use serde_json::Value;
 
 use crate::PEER_LIMIT;
@@ -175,7 +175,9 @@ async fn curl_reads_numbered_events_retry_and_heartbeats_over_sse_and_https() {
             stream.comments
         );
     }
-    assert_eq!(lab.lab.sse_streams(), 0, "closed streams are unregistered");
+    // A stream is unregistered when its task sees the close, a moment after curl exits.
+    let left = settles(0, Duration::from_secs(5), || lab.lab.sse_streams()).await;
+    assert_eq!(left, 0, "closed streams are unregistered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
