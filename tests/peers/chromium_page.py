@@ -14,6 +14,9 @@ answers each with one JSON line, so a test can script several pages:
   {"cmd": "wait", "page": N, "js": E, "timeout": S}
       -> {"ok": true, "value": V} once E is truthy, else {"ok": false, "value": last, "text": body}
   {"cmd": "viewport", "page": N, "width": W, "height": H}   -> {"ok": true}  (then reloads)
+  {"cmd": "security", "page": N}
+      -> {"ok": true, "protocol": P, "cipher": C, "alpn": A}: Chromium's own view of the TLS
+         its page's document came over (reloads the page; P like "TLS 1.3", C like "AES_128_GCM")
   {"cmd": "console", "page": N}
       -> {"ok": true, "entries": [{"level": L, "text": T}, ...]}: the page's console and log
          entries so far (errors, warnings, failed loads), replayed by DevTools on request
@@ -220,6 +223,26 @@ async def drive(port, first_url):
                 "deviceScaleFactor": 1, "mobile": False})
             await page.call("Page.reload", {"ignoreCache": True})
             answer = {"ok": True}
+        elif cmd == "security":
+            page = pages[command.get("page", 0)]
+            await page.call("Network.enable")
+            await page.call("Page.reload", {"ignoreCache": True})
+            answer = {"ok": False, "error": "no document response within 15 s"}
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    msg = json.loads(await asyncio.wait_for(page.cdp.recv(), deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    break
+                params = msg.get("params", {})
+                if msg.get("method") == "Network.responseReceived" and params.get("type") == "Document":
+                    response = params.get("response", {})
+                    details = response.get("securityDetails") or {}
+                    answer = {"ok": True, "protocol": details.get("protocol"), "cipher": details.get("cipher"),
+                              "alpn": response.get("protocol")}
+                    break
+                page.keep_event(msg)
+            await page.call("Network.disable")
         elif cmd == "console":
             page = pages[command.get("page", 0)]
             # Enabling replays what was logged before; a second call flushes the replay.

@@ -7,18 +7,16 @@
 //! refused, and the connection is closed with 1013 (try again later) instead of the process
 //! growing.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::ratelog::EverySecond;
 
 /// Shared by every listener of one lab.
 #[derive(Debug)]
 pub(crate) struct MessageBudget {
     limit: usize,
     used: AtomicUsize,
-    refused: AtomicU64,
-    /// Second (since the Unix epoch) of the last refusal logged, so a flood of refusals
-    /// logs once a second rather than once per connection.
-    logged_at: AtomicU64,
+    refusals: EverySecond,
 }
 
 /// The budget would be exceeded.
@@ -30,8 +28,7 @@ impl MessageBudget {
         Self {
             limit,
             used: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
-            logged_at: AtomicU64::new(0),
+            refusals: EverySecond::new(),
         }
     }
 
@@ -83,11 +80,7 @@ impl MessageBudget {
     }
 
     fn refusal(&self, used: usize, wanted: usize) {
-        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if self.logged_at.swap(now, Ordering::Relaxed) != now {
+        if let Some(refused) = self.refusals.due() {
             tracing::warn!(
                 limit = self.limit,
                 used,

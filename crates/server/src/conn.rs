@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::apps::{self, AppKind, KeepAlive, Response};
 use crate::cancel::Cancelled;
 use crate::ctx::{close_gracefully, write_out, ConnCtx};
-use crate::io::{Io, LazyDeadline, PlainTcp, READ_CHUNK};
+use crate::io::{Io, LazyDeadline, Negotiation, PlainTcp, READ_CHUNK};
 use crate::lend::LentBuf;
 use crate::sse;
 
@@ -37,7 +37,7 @@ enum HeadRead {
 /// Serves HTTP/1.1 requests on `stream` until the peer closes, a limit is hit, or the lab
 /// shuts down. `deadline` bounds the arrival of the first request head (the handshake
 /// timeout, which for TLS started before the TLS handshake).
-pub(crate) async fn serve<S: Io + PlainTcp>(
+pub(crate) async fn serve<S: Io + PlainTcp + Negotiation>(
     mut stream: S,
     peer: SocketAddr,
     ctx: &ConnCtx,
@@ -97,7 +97,7 @@ fn handoff<S: PlainTcp>(
 
 /// Serves requests until the connection is done (`None`) or a WebSocket upgrade to the WS
 /// app's `/ws` arrived: then its head and the bytes read after it.
-async fn serve_requests<'c, S: Io>(
+async fn serve_requests<'c, S: Io + Negotiation>(
     stream: &mut S,
     peer: SocketAddr,
     ctx: &'c ConnCtx,
@@ -217,7 +217,14 @@ async fn serve_requests<'c, S: Io>(
         }
         let mut response = match sse {
             Some((sse, kind)) => Box::pin(sse::answer(kind, &head, &body, ctx, sse)).await,
-            None => apps::route(ctx.app, &head, &body),
+            None => {
+                let conn = apps::pages::Connection {
+                    http: "HTTP/1.1",
+                    tls: stream.negotiated(),
+                    apps: &ctx.apps_json,
+                };
+                apps::route(ctx.app, &head, &body, &conn)
+            }
         };
         if let Some(hsts_value) = hsts_value {
             response
@@ -400,7 +407,7 @@ pub(crate) async fn upgrade<'c, S: Io>(
     };
     if let Some(origin) = &upgrade.origin {
         if !origin_allowed(origin, head.header_str("host"), &ctx.allowed_origins) {
-            tracing::info!(%peer, %origin, "refused cross-origin WebSocket upgrade");
+            cross_origin_refused(peer, origin);
             let msg = format!(
                 "cross-origin WebSocket upgrade from {origin} refused; allow it with --allow-origin {origin}\n"
             );
@@ -527,6 +534,24 @@ fn is_rebinding_proof(name: &str) -> bool {
 /// DNS-rebinding page (`http://evil.example:3002`, its name re-pointed at 127.0.0.1) sends a
 /// Host and an Origin that agree, so agreement alone proves nothing. Other names must be
 /// listed.
+/// Cross-origin upgrades refused by the whole lab, for [`cross_origin_refused`].
+static CROSS_ORIGIN_REFUSALS: crate::ratelog::EverySecond = crate::ratelog::EverySecond::new();
+
+/// Logs a refused cross-origin upgrade at the default level with what would allow it: the
+/// browser only shows the page's author a failed connection. At most once a second (a page
+/// that retries could fill the log), and the origin escaped (it is the peer's text).
+pub(crate) fn cross_origin_refused(peer: SocketAddr, origin: &str) {
+    tracing::debug!(%peer, ?origin, "refused cross-origin WebSocket upgrade");
+    if let Some(refused) = CROSS_ORIGIN_REFUSALS.due() {
+        let origin = origin.escape_debug();
+        tracing::warn!(
+            %peer,
+            refused_so_far = refused,
+            "refused a cross-origin WebSocket upgrade from {origin}; if that page is yours, allow it with --allow-origin {origin}"
+        );
+    }
+}
+
 pub(crate) fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
     let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     if host.is_some_and(|h| h.eq_ignore_ascii_case(authority) && is_rebinding_proof(host_name(h))) {

@@ -40,6 +40,9 @@ pub(crate) struct ConnCtx {
     /// The event loops that take plain WebSocket connections once upgraded (the WS app),
     /// unless the lab runs them as tasks.
     pub(crate) ws_loops: Option<Arc<crate::wsloop::WsLoops>>,
+    /// The lab's apps that have a page, as JSON, for the pages' links
+    /// ([`crate::apps::pages::apps_json`]).
+    pub(crate) apps_json: Arc<str>,
 }
 
 /// Closes gracefully: [`linger_close`] within the listener's close timeout.

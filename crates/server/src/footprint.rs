@@ -40,7 +40,8 @@ mod tests {
     }
 
     /// Each boxed phase an idle WebSocket's task awaits, for one stream type.
-    fn phases<S: crate::io::Io + crate::io::PlainTcp + 'static>() -> [(&'static str, usize); 3] {
+    fn phases<S: crate::io::Io + crate::io::PlainTcp + crate::io::Negotiation + 'static>(
+    ) -> [(&'static str, usize); 3] {
         [
             (
                 "conn::serve",

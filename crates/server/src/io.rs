@@ -25,6 +25,24 @@ pub(crate) trait PlainTcp: Sized {
     fn into_plain_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self>;
 }
 
+/// What a stream's TLS handshake settled, for the pages that show it.
+pub(crate) trait Negotiation {
+    /// `None` on plain TCP.
+    fn negotiated(&self) -> Option<&protolab_tls::stream::Negotiated>;
+}
+
+impl Negotiation for tokio::net::TcpStream {
+    fn negotiated(&self) -> Option<&protolab_tls::stream::Negotiated> {
+        None
+    }
+}
+
+impl<IO> Negotiation for protolab_tls::stream::TlsStream<IO> {
+    fn negotiated(&self) -> Option<&protolab_tls::stream::Negotiated> {
+        Some(Self::negotiated(self))
+    }
+}
+
 impl PlainTcp for tokio::net::TcpStream {
     fn movable(&self) -> bool {
         true

@@ -376,6 +376,13 @@ impl Lab {
         } else {
             None
         };
+        let apps_json: Arc<str> = crate::apps::pages::apps_json(
+            lab.endpoints
+                .iter()
+                .filter(|e| e.protocol != Protocol::Grpc)
+                .map(|e| (e.protocol.name(), e.protocol.is_tls(), e.addr.port())),
+        )
+        .into();
         for (endpoint, bound) in listeners {
             let ctx = Arc::new(ConnCtx {
                 app: endpoint.protocol.app(),
@@ -392,6 +399,7 @@ impl Lab {
                 ws_loops: ws_loops
                     .clone()
                     .filter(|_| endpoint.protocol == Protocol::Ws),
+                apps_json: Arc::clone(&apps_json),
             });
             let tls = if endpoint.protocol == Protocol::H2 {
                 // The same certificate, offering only h2 in ALPN.

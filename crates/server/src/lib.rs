@@ -25,6 +25,7 @@ mod lend;
 mod limits;
 mod listen;
 pub mod proxy;
+mod ratelog;
 mod sse;
 mod ws;
 mod ws_core;

@@ -348,3 +348,43 @@ async fn up_with_proxy_serves_ws_and_wss_through_the_proxy() {
     let status = wait_exit(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
 }
+
+#[test]
+fn a_refused_cross_origin_upgrade_is_logged_at_the_default_level_with_the_flag_that_allows_it() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, lines) = start_up(home.path(), &["--only", "ws"]);
+    let url = url_of(&lines, "ws").replace("ws://", "http://");
+    let curl = require("curl", "apt-get install -y curl");
+    let upgrade = |origin: &str| {
+        let out = Command::new(&curl)
+            .args(["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", "Connection: Upgrade", "-H", "Upgrade: websocket"])
+            .args(["-H", "Sec-WebSocket-Version: 13"])
+            .args(["-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="])
+            .args(["-H", &format!("Origin: {origin}")])
+            .arg(&url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A burst from one page: refused each time, logged once (a second apart at most).
+    for _ in 0..20 {
+        assert_eq!(upgrade("https://evil.example"), "403");
+    }
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cross-origin"))
+        .collect();
+    assert!(
+        said.first().is_some_and(|l| l.contains("WARN")
+            && l.contains("refused a cross-origin WebSocket upgrade from https://evil.example")
+            && l.contains("allow it with --allow-origin https://evil.example")),
+        "{stderr}"
+    );
+    assert!(said.len() <= 3, "20 refusals flooded the log: {said:?}");
+}

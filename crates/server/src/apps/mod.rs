@@ -8,10 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use protolab_wire::http1::{self, query, Headers as _, RequestHead};
 
 pub mod birds;
+pub(crate) mod pages;
 
-const HTTP_PAGE: &str = include_str!("pages/http.html");
-const WS_PAGE: &str = include_str!("pages/ws.html");
-const SSE_PAGE: &str = include_str!("pages/sse.html");
+use pages::{Connection, Page};
 
 /// Which app a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,10 +55,6 @@ impl Response {
             "text/plain; charset=utf-8",
             message.into().into_bytes(),
         )
-    }
-
-    fn html(page: &'static str) -> Self {
-        Self::new(200, "text/html; charset=utf-8", page.as_bytes())
     }
 
     pub(crate) fn json(status: u16, body: String) -> Self {
@@ -177,8 +172,13 @@ thread_local! {
     static DATE: RefCell<DateCache> = const { RefCell::new(DateCache { second: 0, fields: Vec::new() }) };
 }
 
-/// Answers one request of `app`.
-pub(crate) fn route(app: AppKind, head: &RequestHead, body: &[u8]) -> Response {
+/// Answers one request of `app`, which came on `conn`.
+pub(crate) fn route(
+    app: AppKind,
+    head: &RequestHead,
+    body: &[u8],
+    conn: &Connection<'_>,
+) -> Response {
     let method = head.method.as_str();
     let read_only = matches!(method, "GET" | "HEAD");
     let (path, query) = head.path_and_query();
@@ -187,9 +187,11 @@ pub(crate) fn route(app: AppKind, head: &RequestHead, body: &[u8]) -> Response {
         (_, "/healthz") if read_only => {
             Response::new(200, "text/plain; charset=utf-8", &b"ok\n"[..])
         }
-        (AppKind::Http, "/") if read_only => Response::html(HTTP_PAGE),
-        (AppKind::Ws, "/") if read_only => Response::html(WS_PAGE),
-        (AppKind::Sse, "/") if read_only => Response::html(SSE_PAGE),
+        (AppKind::Http, "/") if read_only => pages::render(Page::Http, conn),
+        (AppKind::Ws, "/") if read_only => pages::render(Page::Ws, conn),
+        (AppKind::Sse, "/") if read_only => pages::render(Page::Sse, conn),
+        (_, "/favicon.ico") if read_only => Response::new(200, "image/svg+xml", pages::FAVICON)
+            .with_header("cache-control", "max-age=86400"),
         (AppKind::Http | AppKind::Sse, "/echo") => echo(head, query, body),
         (AppKind::Http, "/api/birds") if read_only => match birds::respond(query) {
             Ok(json) => Response::json(200, json),
@@ -200,7 +202,7 @@ pub(crate) fn route(app: AppKind, head: &RequestHead, body: &[u8]) -> Response {
             "this endpoint speaks WebSocket: connect with ws:// or wss://\n",
         )
         .with_header("upgrade", "websocket"),
-        (_, "/healthz" | "/" | "/api/birds") => not_allowed("GET, HEAD"),
+        (_, "/healthz" | "/" | "/api/birds" | "/favicon.ico") => not_allowed("GET, HEAD"),
         _ => Response::error(404, format!("no such path: {path}\n")),
     }
 }

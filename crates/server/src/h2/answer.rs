@@ -16,8 +16,8 @@ use crate::ctx::ConnCtx;
 /// What every request of one connection shares.
 pub(super) struct Shared {
     pub(super) ctx: Arc<ConnCtx>,
-    /// Whether the connection came over TLS (its answers carry HSTS).
-    pub(super) tls: bool,
+    /// What the connection's TLS handshake settled, on TLS (its answers carry HSTS).
+    pub(super) tls: Option<protolab_tls::stream::Negotiated>,
     pub(super) peer: SocketAddr,
     /// Where WebSockets over HTTP/2 run, so the lab's shutdown waits for them.
     pub(super) tracker: TaskTracker,

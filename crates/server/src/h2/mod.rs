@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::ctx::{close_gracefully, write_out, ConnCtx};
-use crate::io::Io;
+use crate::io::{Io, Negotiation};
 
 /// Streams a client may reset before the server has accepted them, per connection; past it
 /// `h2` answers GOAWAY(ENHANCE_YOUR_CALM). hyper's default, named here because it is the
@@ -60,7 +60,7 @@ pub(crate) async fn serve(
         }
     }
     if first[0] != TLS_HANDSHAKE {
-        Box::pin(serve_h2(tcp, peer, false, ctx, tracker, deadline)).await;
+        Box::pin(serve_h2(tcp, peer, ctx, tracker, deadline)).await;
         return;
     }
     let Some(config) = tls else {
@@ -72,7 +72,7 @@ pub(crate) async fn serve(
         r = tokio::time::timeout_at(deadline, protolab_tls::stream::accept(config, tcp)) => r,
     };
     match handshake {
-        Ok(Ok(stream)) => Box::pin(serve_h2(stream, peer, true, ctx, tracker, deadline)).await,
+        Ok(Ok(stream)) => Box::pin(serve_h2(stream, peer, ctx, tracker, deadline)).await,
         Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
@@ -112,14 +112,14 @@ async fn read_preface<S: Io>(
     Preface::Good
 }
 
-async fn serve_h2<S: Io>(
+async fn serve_h2<S: Io + Negotiation>(
     mut stream: S,
     peer: SocketAddr,
-    tls: bool,
     ctx: Arc<ConnCtx>,
     tracker: TaskTracker,
     deadline: Instant,
 ) {
+    let tls = stream.negotiated().cloned();
     let mut preface = Vec::with_capacity(PREFACE.len());
     match read_preface(&mut stream, &mut preface, &ctx, deadline).await {
         Preface::Good => {}
@@ -128,7 +128,7 @@ async fn serve_h2<S: Io>(
             tracing::debug!(%peer, "not an HTTP/2 client preface");
             let mut out = Vec::with_capacity(128);
             encode_empty_settings(&mut out);
-            let debug: &[u8] = if tls {
+            let debug: &[u8] = if tls.is_some() {
                 b"expected the HTTP/2 client preface"
             } else {
                 b"expected the HTTP/2 client preface (h2c with prior knowledge) or a TLS ClientHello"

@@ -27,9 +27,15 @@ pub(super) async fn handle(
         Ok(body) => body,
         Err(refusal) => return Ok(to_hyper(refusal, false, None)),
     };
-    let response = apps::route(AppKind::Http, &head, &body);
+    let conn = apps::pages::Connection {
+        http: "HTTP/2",
+        tls: shared.tls.as_ref(),
+        apps: &shared.ctx.apps_json,
+    };
+    let response = apps::route(AppKind::Http, &head, &body, &conn);
     let hsts = shared
         .tls
+        .is_some()
         .then(|| crate::conn::hsts(head.header_str("host")));
     Ok(to_hyper(response, head_only, hsts))
 }

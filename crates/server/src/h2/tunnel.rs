@@ -54,7 +54,7 @@ pub(super) fn open(
     }
     if let Some(origin) = head.header_str("origin") {
         if !crate::conn::origin_allowed(origin, head.header_str("host"), &ctx.allowed_origins) {
-            tracing::info!(peer = %shared.peer, %origin, "refused cross-origin WebSocket over HTTP/2");
+            crate::conn::cross_origin_refused(shared.peer, origin);
             let msg = format!(
                 "cross-origin WebSocket from {origin} refused; allow it with --allow-origin {origin}\n"
             );

@@ -19,8 +19,17 @@ pub(crate) struct Browser {
 
 impl Browser {
     pub(crate) async fn open(url: &str) -> Self {
-        let mut child = Peer::Chromium
-            .command([url, "--drive"])
+        Self::spawn(Peer::Chromium.command([url, "--drive"]))
+    }
+
+    /// As [`open`](Self::open), with the lab's CA trusted as a user trusts it (NSS).
+    pub(crate) async fn open_trusting(url: &str, ca: &std::path::Path) -> Self {
+        let ca = ca.to_string_lossy();
+        Self::spawn(Peer::Chromium.command([url, "--drive", "--ca", &ca]))
+    }
+
+    fn spawn(mut command: tokio::process::Command) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -35,7 +44,7 @@ impl Browser {
         }
     }
 
-    async fn command(&mut self, command: Value) -> Value {
+    pub(crate) async fn command(&mut self, command: Value) -> Value {
         let line = format!("{command}\n");
         self.stdin
             .write_all(line.as_bytes())

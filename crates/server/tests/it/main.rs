@@ -12,6 +12,7 @@ mod idle;
 mod lifecycle;
 mod logs;
 mod names;
+mod pages;
 mod proxy;
 mod proxy_edges;
 mod smuggling;
