@@ -181,6 +181,34 @@ async fn the_demo_pages_show_their_connection_round_trips_and_pushes_and_leave_t
             )
             .await;
         assert!(conn.as_str().unwrap().contains(says), "{p}: {conn}");
+        if p == Protocol::Sse {
+            // The SSE page: pushes readable, and an echo (POST, then an event on the stream)
+            // with its round trip.
+            browser
+                .wait(
+                    n,
+                    "[...document.querySelectorAll('#log li.push')].some(li => /^\\d\\d:\\d\\d:\\d\\d\\.\\d{3}⇐ push #\\d+ \\(id [^)]+\\), sent \\d\\d:\\d\\d:\\d\\d\\.\\d{3}, here -?\\d+ ms later$/.test(li.textContent))",
+                    "a readable push on the SSE page",
+                )
+                .await;
+            browser
+                .wait(
+                    n,
+                    "document.querySelectorAll('#log li.sys').length > 0",
+                    "the stream's hello",
+                )
+                .await;
+            browser
+                .eval(n, "document.querySelector('#send button').click()")
+                .await;
+            browser
+                .wait(
+                    n,
+                    "[...document.querySelectorAll('#log li.in')].some(li => /← hello \\(POST to echo event in \\d+\\.\\d\\d ms\\)$/.test(li.textContent))",
+                    "the SSE page's echo with its round trip",
+                )
+                .await;
+        }
         // Let the page's own connections and favicon load before reading the console.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let console = browser.command(json!({"cmd": "console", "page": n})).await;
