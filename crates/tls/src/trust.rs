@@ -53,10 +53,16 @@ pub fn recipes(ca_path: &Path) -> Vec<Recipe> {
                 "sudo cp {ca} {DEBIAN_LOCAL_CA_DIR}/{DEBIAN_FILE_NAME}\nsudo update-ca-certificates\n# or: sudo protolab certs trust --install system"
             ),
         },
+        // certutil creates neither the directory nor the database, and `-N` on an existing
+        // database asks for its password forever when there is no terminal: create both only
+        // when `cert9.db` is missing, as `install_nss` does.
         Recipe {
             client: "Chromium (NSS)",
             how: format!(
-                "certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n \"{NSS_NICKNAME}\" -i {ca}\n# or: protolab certs trust --install nss   (restart the browser afterwards)"
+                "mkdir -p $HOME/.pki/nssdb\n\
+                 [ -f $HOME/.pki/nssdb/cert9.db ] || certutil -d sql:$HOME/.pki/nssdb -N --empty-password\n\
+                 certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n \"{NSS_NICKNAME}\" -i {ca}\n\
+                 # or: protolab certs trust --install nss   (restart the browser afterwards)"
             ),
         },
     ]

@@ -235,4 +235,3 @@ fn version_name(version: rustls::ProtocolVersion) -> String {
         other => format!("{other:?}"),
     }
 }
-

@@ -243,3 +243,71 @@ fn trust_install_nss() {
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert_eq!(listing.matches("protolab CA").count(), 1, "{listing}");
 }
+
+#[test]
+fn trust_recipe_nss_runs_as_printed() {
+    let certutil = protolab_test_support::require("certutil", "apt-get install -y libnss3-tools");
+    let timeout = protolab_test_support::require("timeout", "apt-get install -y coreutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    // A machine where Chromium has never run: no ~/.pki at all.
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let bin = env!("CARGO_BIN_EXE_protolab");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .env("PROTOLAB_HOME", &state)
+            .env("HOME", &home)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&["certs", "init"]);
+    let trust: serde_json::Value =
+        serde_json::from_slice(&run(&["--json", "certs", "trust"])).unwrap();
+    let recipe = trust["recipes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["client"] == "Chromium (NSS)")
+        .unwrap_or_else(|| panic!("no Chromium (NSS) recipe in {trust}"))["how"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Twice: once creating the database, once finding it there. `certutil -N` on an existing
+    // database asks for its password on the terminal again and again, so a recipe that runs it
+    // unguarded would hang: `timeout` signals the whole process group, certutil included.
+    for attempt in ["fresh home", "existing database"] {
+        let out = Command::new(&timeout)
+            .args(["-k", "5", "60", "sh", "-c", &recipe])
+            .env("HOME", &home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{attempt}: the printed recipe failed ({}):\n{recipe}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db = format!("sql:{}", home.join(".pki/nssdb").display());
+    let listing = Command::new(certutil)
+        .args(["-d", &db, "-L"])
+        .output()
+        .unwrap();
+    assert!(
+        listing.status.success(),
+        "certutil -L: {}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let nickname = protolab_tls::trust::NSS_NICKNAME;
+    assert_eq!(listing.matches(nickname).count(), 1, "{listing}");
+}

@@ -357,7 +357,15 @@ fn a_refused_cross_origin_upgrade_is_logged_at_the_default_level_with_the_flag_t
     let curl = require("curl", "apt-get install -y curl");
     let upgrade = |origin: &str| {
         let out = Command::new(&curl)
-            .args(["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
             .args(["-H", "Connection: Upgrade", "-H", "Upgrade: websocket"])
             .args(["-H", "Sec-WebSocket-Version: 13"])
             .args(["-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="])
