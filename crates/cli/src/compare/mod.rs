@@ -25,6 +25,7 @@ pub mod spread;
 pub mod table;
 mod timestamp;
 pub mod wan;
+mod warnings;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -368,9 +369,7 @@ pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     } else {
         write!(out, "{}", table::render(&results))?;
         write!(out, "{}", ratios::render(&results.ratios))?;
-        for w in &results.warnings {
-            writeln!(out, "warning: {w}")?;
-        }
+        write!(out, "{}", warnings::render(&results.warnings))?;
     }
     if let Some((path, value)) = &baseline {
         if let Some(other) = model::other_lab_site(&results, value) {

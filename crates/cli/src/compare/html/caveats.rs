@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::esc;
+use crate::compare::warnings::split_listed;
 
 /// The run's warnings, after the findings they qualify rather than above them: a contended
 /// two-core run has several, each naming a dozen runs, and they pushed the findings off the
@@ -34,27 +35,12 @@ pub(super) fn caveats(warnings: &[String]) -> String {
     out
 }
 
-/// A warning's sentence and the runs it lists, where it ends in `sentence: a · b · c`.
-fn split_listed(warning: &str) -> Option<(&str, Vec<&str>)> {
-    let first_separator = warning.find(" · ")?;
-    let colon = warning[..first_separator].rfind(": ")?;
-    let items = warning[colon + 2..].split(" · ").collect();
-    Some((&warning[..colon], items))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_warning_that_lists_runs_shows_them_as_chips() {
-        let (sentence, items) = split_listed(
-            "limited 2 of 9 runs (e.g. a: b; marked #): http echo 32 B · ws echo 32 B",
-        )
-        .unwrap();
-        assert_eq!(sentence, "limited 2 of 9 runs (e.g. a: b; marked #)");
-        assert_eq!(items, ["http echo 32 B", "ws echo 32 B"]);
-        assert_eq!(split_listed("push http: skipped, no server push"), None);
         let html = caveats(&[
             "push http: skipped".to_owned(),
             "busy in 2 of 9 runs: http <a> 98% · ws 90%".to_owned(),
