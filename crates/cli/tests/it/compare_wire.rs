@@ -49,12 +49,13 @@ fn segments(capture: &Path, port: u16) -> BTreeMap<u64, Vec<Segment>> {
     streams
 }
 
-/// The tshark stream indexes of the packets `filter` selects.
-fn tshark_streams(capture: &Path, filter: &str) -> std::collections::BTreeSet<u64> {
+/// tshark's `fields` of each packet `filter` selects, tab-separated, a line each.
+fn tshark_fields(capture: &Path, filter: &str, fields: &[&str]) -> String {
     let out = Command::new(require("tshark", "apt-get install -y tshark"))
         .arg("-r")
         .arg(capture)
-        .args(["-Y", filter, "-T", "fields", "-e", "tcp.stream"])
+        .args(["-Y", filter, "-T", "fields"])
+        .args(fields.iter().flat_map(|f| ["-e", f]))
         .output()
         .unwrap();
     assert!(
@@ -62,7 +63,12 @@ fn tshark_streams(capture: &Path, filter: &str) -> std::collections::BTreeSet<u6
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The tshark stream indexes of the packets `filter` selects.
+fn tshark_streams(capture: &Path, filter: &str) -> std::collections::BTreeSet<u64> {
+    tshark_fields(capture, filter, &["tcp.stream"])
         .lines()
         .map(|l| l.trim().parse().unwrap())
         .collect()
@@ -70,32 +76,13 @@ fn tshark_streams(capture: &Path, filter: &str) -> std::collections::BTreeSet<u6
 
 /// Every segment on connections to `port`, retransmissions left out.
 fn all_segments(capture: &Path, port: u16) -> BTreeMap<u64, Vec<Segment>> {
-    let out = Command::new(require("tshark", "apt-get install -y tshark"))
-        .arg("-r")
-        .arg(capture)
-        .args([
-            "-Y",
-            &format!("tcp.port == {port} && !tcp.analysis.retransmission && !tcp.analysis.fast_retransmission && !tcp.analysis.spurious_retransmission"),
-            "-T",
-            "fields",
-            "-e",
-            "tcp.stream",
-            "-e",
-            "tcp.dstport",
-            "-e",
-            "tcp.len",
-            "-e",
-            "tcp.flags.fin",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let rows = tshark_fields(
+        capture,
+        &format!("tcp.port == {port} && !tcp.analysis.retransmission && !tcp.analysis.fast_retransmission && !tcp.analysis.spurious_retransmission"),
+        &["tcp.stream", "tcp.dstport", "tcp.len", "tcp.flags.fin"],
     );
     let mut streams: BTreeMap<u64, Vec<Segment>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in rows.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         streams
             .entry(f[0].parse().unwrap())
