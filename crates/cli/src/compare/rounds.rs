@@ -292,6 +292,9 @@ fn combine_one(
 /// on a two-core machine a closed loop keeps it busy in most runs, and a line per run buried
 /// the other warnings. `bound` holds each such run's label and its threads' utilization.
 fn client_bound_warning(bound: &[(String, f64)], runs: usize, threads: usize) -> Option<String> {
+    if bound.is_empty() {
+        return None;
+    }
     let percent = |u: f64| (u * 100.0).round();
     let (low, high) = bound.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, u)| {
         (lo.min(percent(*u)), hi.max(percent(*u)))
@@ -311,12 +314,10 @@ fn client_bound_warning(bound: &[(String, f64)], runs: usize, threads: usize) ->
     } else {
         format!("its {threads} threads")
     };
-    (!bound.is_empty()).then(|| {
-        format!(
-            "the load generator kept {threads} {busy} busy in {} of {runs} runs, so their figures may show its limit rather than the protocol's (marked ! in the table; rerun with more --client-threads or fewer --connections): {each}",
-            bound.len()
-        )
-    })
+    Some(format!(
+        "the load generator kept {threads} {busy} busy in {} of {runs} runs, so their figures may show its limit rather than the protocol's (marked ! in the table; rerun with more --client-threads or fewer --connections): {each}",
+        bound.len()
+    ))
 }
 
 #[cfg(test)]

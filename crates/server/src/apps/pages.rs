@@ -63,9 +63,13 @@ fn facts_json(conn: &Connection<'_>) -> String {
             "alpn": n.alpn.as_deref().map(String::from_utf8_lossy),
         })
     });
-    // `apps` was built from the lab's own endpoints; a bad one would only drop the links.
-    let apps: serde_json::Value = serde_json::from_str(conn.apps).unwrap_or_default();
-    json!({ "http": conn.http, "tls": tls, "apps": apps }).to_string()
+    // `apps` is JSON already, built once at start: spliced in rather than parsed again.
+    format!(
+        r#"{{"http":{},"tls":{},"apps":{}}}"#,
+        json!(conn.http),
+        json!(tls),
+        conn.apps
+    )
 }
 
 /// JSON inside `<script>` ends at the first `</`; `<` escaped as `\u003c` cannot end it.
